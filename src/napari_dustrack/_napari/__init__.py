@@ -1,0 +1,1 @@
+"""Thin npe2 adapters (reader, writers, sample data) over io/ and simulate."""

@@ -1,0 +1,91 @@
+"""The ``napari-dustrack`` command (contract in DESIGN.md).
+
+Each subcommand's work lives in ``commands/<name>.py`` as ``run(args) -> None``; this module only
+parses arguments and turns a :class:`DustrackError` into a one-line message and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from . import __version__
+from .errors import DustrackError
+
+
+def _video(p):
+    p.add_argument("video", help="cine file (MP4/AVI/MOV/MKV, DICOM, TIFF) or folder of frames")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="napari-dustrack",
+        description="Point tracking in ultrasound cines: propagate keyframes, train and run a "
+        "U-Net heatmap model, smooth tracks, measure.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("propagate", help="fill frames between keyframes with optical flow (LK + RSTC)")
+    _video(p)
+    p.add_argument("--keyframes", required=True, help="point table (CSV/DLC/DUSTrack JSON) of keyframes")
+    p.add_argument("--out", required=True, help="output point-table CSV")
+    p.add_argument("--extend", type=int, default=0, metavar="N", help="also track N frames beyond the first/last keyframe")
+
+    p = sub.add_parser("train", help="train a U-Net heatmap model on curated frames")
+    _video(p)
+    p.add_argument("--labels", required=True, help="point table with the manual/reviewed frames")
+    p.add_argument("--model", required=True, help="model folder to write (or to continue from)")
+    p.add_argument("--minutes", type=float, default=None, help="training time budget")
+    p.add_argument("--scheduler", default=None, help="dask scheduler address (default: a local cluster)")
+
+    p = sub.add_parser("predict", help="predict every frame with a trained model")
+    _video(p)
+    p.add_argument("--model", required=True, help="model folder")
+    p.add_argument("--out", required=True, help="output point-table CSV (with confidence)")
+    p.add_argument("--scheduler", default=None, help="dask scheduler address (default: a local cluster)")
+
+    p = sub.add_parser("smooth", help="remove jitter with the optical-flow windowed smoother")
+    _video(p)
+    p.add_argument("--tracks", required=True, help="point table to smooth (e.g. the model's predictions)")
+    p.add_argument("--window", type=float, default=0.5, help="window in seconds (default 0.5)")
+    p.add_argument("--window-frames", type=int, default=None, help="window in frames (for videos without a frame rate)")
+    p.add_argument("--mode", choices=("dustrack", "fast", "fusion"), default="fusion")
+    p.add_argument("--out", required=True, help="output point-table CSV")
+
+    p = sub.add_parser("batch", help="predict (and smooth) many videos on dask.distributed")
+    p.add_argument("videos", nargs="+", help="cine files or folders")
+    p.add_argument("--model", required=True, help="model folder")
+    p.add_argument("--out", required=True, help="output folder (one table per video)")
+    p.add_argument("--smooth", type=float, default=None, metavar="SECONDS", help="also smooth with this window")
+    p.add_argument("--scheduler", default=None, help="dask scheduler address (default: a local cluster)")
+
+    p = sub.add_parser("simulate", help="write a synthetic ultrasound cine with ground truth")
+    p.add_argument("--scenario", default="cardiac", help="cardiac or muscle")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--frames", type=int, default=None, help="number of frames")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("demo", help="run the whole loop headless on the built-in simulated cine")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--quick", action="store_true", help="a shorter run (for tests)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    module = importlib.import_module(f"napari_dustrack.commands.{args.command}")
+    try:
+        module.run(args)
+    except DustrackError as exc:
+        print(f"napari-dustrack {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"napari-dustrack {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

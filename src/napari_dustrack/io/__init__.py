@@ -1,0 +1,1 @@
+"""Readers and writers: cines (lazy, dask-backed) and point tables. No Qt, no napari."""

@@ -1,0 +1,151 @@
+"""DeepLabCut point files: ``CollectedData_<scorer>.h5/.csv`` and analysed-video predictions.
+
+The header has rows ``scorer``, (``individuals``,) ``bodyparts``, ``coords``; the row index is
+either one image path (``labeled-data/<video>/img<N>.png``), three columns
+(``labeled-data``, ``<video>``, ``img<N>.png``; DeepLabCut >= 2.3), or a frame number
+(predictions, whose coords include ``likelihood``). Frame numbers come from the digits of the
+image name. Empty cells are unlabelled points and become missing rows.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DustrackError
+from .atomic import write_atomic
+from .table import labels_of, validate
+
+_FRAME_RE = re.compile(r"(\d+)(?=\.[A-Za-z0-9]+$|$)")
+
+
+def is_dlc_csv(path: str | os.PathLike) -> bool:
+    """True when the CSV's first cell is ``scorer`` (DeepLabCut's header)."""
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        return fh.readline().split(",", 1)[0].strip().lower() == "scorer"
+
+
+def read_dlc(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a DeepLabCut CSV or H5 into a point table.
+
+    Labels are the body parts (``<individual>/<bodypart>`` for multi-animal files);
+    ``likelihood`` becomes ``confidence`` and marks the rows as ``model`` output.
+    """
+    path = Path(path)
+    frame = _load_dlc_frame(path)
+    cols = frame.columns
+    if cols.nlevels not in (3, 4):
+        raise DustrackError("not a DeepLabCut file: expected scorer/bodyparts/coords header rows", path)
+    frames = _frame_numbers(frame.index, path)
+    coords = cols.get_level_values(-1).astype(str)
+    parts = cols.get_level_values(-2).astype(str)
+    individuals = cols.get_level_values(-3).astype(str) if cols.nlevels == 4 else None
+    has_likelihood = "likelihood" in set(coords)
+    rows = []
+    keys = dict.fromkeys(zip(individuals if individuals is not None else [""] * len(parts), parts))
+    for ind, part in keys:
+        sel = (parts == part) & ((individuals == ind) if individuals is not None else True)
+        block = frame.loc[:, sel]
+        block.columns = coords[sel]
+        if not {"x", "y"} <= set(block.columns):
+            raise DustrackError(f"body part {part!r} lacks x/y columns", path)
+        x = pd.to_numeric(block["x"], errors="coerce").to_numpy(float)
+        y = pd.to_numeric(block["y"], errors="coerce").to_numpy(float)
+        ok = np.isfinite(x) & np.isfinite(y)
+        label = f"{ind}/{part}" if ind else part
+        row = pd.DataFrame({"frame": frames[ok], "label": label, "x": x[ok], "y": y[ok]})
+        if has_likelihood:
+            lik = pd.to_numeric(block["likelihood"], errors="coerce").to_numpy(float)
+            row["confidence"] = np.clip(np.nan_to_num(lik[ok], nan=0.0), 0, 1)
+            row["source"] = "model"
+        rows.append(row)
+    table = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["frame", "label", "x", "y"])
+    if not len(table):
+        raise DustrackError("no labelled points in the file", path)
+    return validate(table, path)
+
+
+def _load_dlc_frame(path: Path) -> pd.DataFrame:
+    try:
+        if path.suffix.lower() in (".h5", ".hdf5", ".hdf"):
+            frame = pd.read_hdf(path)
+        else:
+            frame = _read_dlc_csv(path)
+    except DustrackError:
+        raise
+    except FileNotFoundError:
+        raise DustrackError("file not found", path) from None
+    except Exception as exc:  # pandas/pytables raise many types on corrupt input
+        raise DustrackError(f"cannot read as DeepLabCut data ({type(exc).__name__}: {exc})".splitlines()[0], path) from None
+    if not isinstance(frame, pd.DataFrame) or not isinstance(frame.columns, pd.MultiIndex):
+        raise DustrackError("not a DeepLabCut file: expected scorer/bodyparts/coords header rows", path)
+    return frame
+
+
+def _read_dlc_csv(path: Path) -> pd.DataFrame:
+    head = pd.read_csv(path, header=None, nrows=4, dtype=str, keep_default_na=False)
+    first = head.iloc[:, 0].str.strip().str.lower().tolist()
+    if not first or first[0] != "scorer":
+        raise DustrackError("not a DeepLabCut file: first cell is not 'scorer'", path)
+    n_header = 4 if len(first) > 1 and first[1] == "individuals" else 3
+    # Index columns: those whose header cells are empty past the first row (DLC >= 2.3 writes 3).
+    row0 = head.iloc[0].tolist()
+    n_index = 1
+    while n_index < len(row0) and row0[n_index] == "":
+        n_index += 1
+    frame = pd.read_csv(path, header=list(range(n_header)), index_col=list(range(n_index)))
+    names = ["scorer", "individuals", "bodyparts", "coords"] if n_header == 4 else ["scorer", "bodyparts", "coords"]
+    frame.columns = frame.columns.set_names(names)
+    return frame
+
+
+def _frame_numbers(index: pd.Index, path) -> np.ndarray:
+    if isinstance(index, pd.MultiIndex):
+        names = [str(v) for v in index.get_level_values(-1)]
+    else:
+        names = [str(v) for v in index]
+    frames = []
+    for name in names:
+        match = _FRAME_RE.search(name.strip())
+        if match is None:
+            raise DustrackError(f"cannot find a frame number in row {name!r}", path)
+        frames.append(int(match.group(1)))
+    return np.asarray(frames, dtype=np.int64)
+
+
+def write_dlc(
+    table: pd.DataFrame,
+    path: str | os.PathLike,
+    scorer: str = "dustrack",
+    video: str = "video",
+    n_frames: int | None = None,
+    backup: bool = True,
+) -> None:
+    """Write a point table as DeepLabCut ``CollectedData`` (``.csv`` or ``.h5`` by suffix).
+
+    Rows are indexed the DeepLabCut >= 2.3 way (``labeled-data``, video, ``img<NNN>.png``),
+    zero-padded to the digits of the frame count.
+    """
+    path = Path(path)
+    table = validate(table)
+    labels = labels_of(table)
+    frames = np.unique(table["frame"].to_numpy())
+    digits = len(str(max(int(n_frames or 0), int(frames.max()) + 1 if len(frames) else 1)))
+    index = pd.MultiIndex.from_tuples(
+        [("labeled-data", video, f"img{f:0{digits}d}.png") for f in frames]
+    )
+    columns = pd.MultiIndex.from_product([[scorer], labels, ["x", "y"]], names=["scorer", "bodyparts", "coords"])
+    out = pd.DataFrame(np.nan, index=index, columns=columns)
+    pos = {f: i for i, f in enumerate(frames)}
+    for lab, grp in table.groupby("label", sort=False):
+        rows = [pos[f] for f in grp["frame"]]
+        out.iloc[rows, out.columns.get_loc((scorer, lab, "x"))] = grp["x"].to_numpy()
+        out.iloc[rows, out.columns.get_loc((scorer, lab, "y"))] = grp["y"].to_numpy()
+    if path.suffix.lower() in (".h5", ".hdf5"):
+        write_atomic(path, lambda p: out.to_hdf(p, key="df_with_missing", mode="w"), backup=backup)
+    else:
+        write_atomic(path, lambda p: out.to_csv(p), backup=backup)

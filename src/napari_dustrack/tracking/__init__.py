@@ -1,0 +1,1 @@
+"""Tracking algorithms on numpy arrays: optical flow, smoothing, heatmap model. No Qt, no napari."""
