@@ -67,6 +67,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=None, help="number of frames")
     p.add_argument("--seed", type=int, default=0)
 
+    p = sub.add_parser("measure", help="measurements over time (distance, area, strain, angles...)")
+    _video(p)
+    p.add_argument("--tracks", required=True, help="point table to measure")
+    p.add_argument("--measures", required=True, help="measure definitions (JSON)")
+    p.add_argument("--out", required=True, help="output measurements CSV")
+
+    p = sub.add_parser("export", help="convert a point table (CSV, DeepLabCut, DUSTrack JSON, MP4 overlay)")
+    _video(p)
+    p.add_argument("--tracks", required=True, help="point table to export")
+    p.add_argument("--out", required=True, help="output file: .csv, .h5 (DeepLabCut), .json (DUSTrack) or .mp4")
+    p.add_argument("--format", choices=("csv", "dlc", "dustrack", "mp4"), default=None)
+
     p = sub.add_parser("demo", help="run the whole loop headless on the built-in simulated cine")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--quick", action="store_true", help="a shorter run (for tests)")

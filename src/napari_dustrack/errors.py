@@ -13,3 +13,11 @@ class DustrackError(Exception):
         self.path = None if path is None else os.fspath(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}" if self.path else problem)
+
+
+class Cancelled(Exception):
+    """Raised inside long work when the user pressed Cancel; carries what was done so far."""
+
+    def __init__(self, partial=None):
+        super().__init__("cancelled")
+        self.partial = partial

@@ -4,23 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
+
 from ..io.layers import points_to_table, tracks_to_table
 from ..io.table import write_points_csv
 
 
 def write_points(path: str, data: Any, meta: dict) -> list[str]:
     """Save a Points layer (rows ``frame, y, x``; features with ``label``) as a point table."""
-    features = meta.get("features") or {}
+    features = pd.DataFrame(meta.get("features", {}))
     if "label" not in features:
-        features = dict(features, label=[f"p{i}" for i in range(len(data))])
+        features["label"] = [f"p{i}" for i in range(len(data))]
     write_points_csv(points_to_table(data, features), path)
     return [path]
 
 
 def write_tracks(path: str, data: Any, meta: dict) -> list[str]:
     """Save a Tracks layer (rows ``track_id, frame, y, x``) as a point table, one label per track."""
-    features = meta.get("features") or {}
-    row_labels = features.get("label") if hasattr(features, "get") else None
+    features = pd.DataFrame(meta.get("features", {}))
+    row_labels = features["label"].to_numpy() if "label" in features else None
     source = (meta.get("metadata") or {}).get("source", "smoothed")
     write_points_csv(tracks_to_table(data, row_labels=row_labels, source=source), path)
     return [path]

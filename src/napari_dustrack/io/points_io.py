@@ -48,8 +48,10 @@ def read_points(path: str | os.PathLike) -> pd.DataFrame:
 def write_points(table: pd.DataFrame, path: str | os.PathLike, fmt: str | None = None, **kwargs) -> Path:
     """Write ``table`` to ``path`` atomically; the format follows ``fmt`` or the suffix."""
     path = Path(path)
-    fmt = fmt or ("dlc" if path.suffix.lower() in (".h5", ".hdf5") else
-                  "dustrack" if path.suffix.lower() == ".json" else "csv")
+    if fmt is None:
+        suffix = path.suffix.lower()
+        dlc_name = path.name.startswith("CollectedData") or suffix in (".h5", ".hdf5")
+        fmt = "dlc" if dlc_name else "dustrack" if suffix == ".json" else "csv"
     if fmt == "dlc":
         write_dlc(table, path, **kwargs)
     elif fmt == "dustrack":

@@ -1,0 +1,10 @@
+"""U-Net heatmap model: train on curated frames, predict every frame with a confidence.
+
+Importing this package does not import torch; the modules that need it (``model``, ``loss``,
+``train``, ``predict``, ``store``) import it themselves, and they run in worker processes
+(see :mod:`napari_dustrack.jobs`), never in the napari process.
+"""
+
+from .config import HeatmapConfig
+
+__all__ = ["HeatmapConfig"]
