@@ -1,7 +1,25 @@
-"""`napari-dustrack export`."""
+"""`napari-dustrack export VIDEO --tracks T.csv --out FILE [--format csv|dlc|dustrack|mp4]`."""
 
-from ..errors import DustrackError
+from __future__ import annotations
+
+from ..io.export import export_mp4, export_points, guess_format
+from ..io.points_io import read_points
 
 
 def run(args) -> None:
-    raise DustrackError("'export' is not built yet in this version")
+    fmt = args.format or guess_format(args.out)
+    table = read_points(args.tracks)
+    if fmt in ("csv", "dustrack"):
+        export_points(table, args.out, fmt=fmt)
+    else:
+        from ..io.cine import open_cine
+
+        cine = open_cine(args.video)
+        try:
+            if fmt == "mp4":
+                export_mp4(cine, table, args.out, fps=cine.fps)
+            else:
+                export_points(table, args.out, fmt="dlc", video=args.video, n_frames=len(cine))
+        finally:
+            cine.close()
+    print(f"{args.out}: {fmt} export of {table['label'].nunique()} label(s), {len(table)} point(s)")

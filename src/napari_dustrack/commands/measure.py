@@ -1,7 +1,36 @@
-"""`napari-dustrack measure`."""
+"""`napari-dustrack measure VIDEO --tracks T.csv --measures M.json --out OUT.csv`."""
+
+from __future__ import annotations
 
 from ..errors import DustrackError
+from ..io.export import write_measurements_csv
+from ..io.points_io import read_points
+from ..measure import Calibration, compute, load_measures
+
+
+def video_calibration(video) -> tuple[Calibration, int]:
+    """Pixel spacing, frame rate and frame count of a cine (lazy: no frame is decoded)."""
+    from ..io.cine import open_cine
+
+    cine = open_cine(video)
+    try:
+        return Calibration.of(cine.pixel_spacing, cine.fps), len(cine)
+    finally:
+        cine.close()
 
 
 def run(args) -> None:
-    raise DustrackError("'measure' is not built yet in this version")
+    measures = load_measures(args.measures)
+    table = read_points(args.tracks)
+    calibration, n_frames = video_calibration(args.video)
+    last = int(table["frame"].max()) if len(table) else -1
+    if last >= n_frames:
+        raise DustrackError(f"has points on frame {last} but the video has {n_frames} frames", args.tracks)
+    try:
+        result = compute(table, measures, calibration, n_frames=n_frames)
+    except DustrackError as exc:
+        raise DustrackError(exc.problem, args.tracks) from None
+    write_measurements_csv(result, args.out)
+    units = f"{calibration.length_unit}, {calibration.time_unit}"
+    print(f"{args.out}: {len(result)} frames, {len(measures)} measure(s), "
+          f"{len(result.columns) - 1 - bool(calibration.fps)} column(s) in {units}")

@@ -1,7 +1,92 @@
-"""`napari-dustrack propagate`."""
+"""`napari-dustrack propagate VIDEO --keyframes KEYS.csv --out OUT.csv [--extend N]`.
+
+Fills every frame between the first and last keyframe of each label with LK + RSTC between
+consecutive keyframes (``--extend N`` also tracks N frames beyond both ends) and writes a point
+table: the keyframes' own rows unchanged (``manual``), filled rows with source ``flow`` and a
+confidence. If the video stops decoding part-way, the rows computed before the failure are
+written and the command still fails with a message saying so.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pandas as pd
 
 from ..errors import DustrackError
+from ..io.points_io import read_points, write_points
+from ..io.table import from_array, validate
+from ..tracking.flow import FlowError, fill_between, keys_from_table
 
 
 def run(args) -> None:
-    raise DustrackError("'propagate' is not built yet in this version")
+    from ..io.cine import open_cine
+
+    if args.extend < 0:
+        raise DustrackError(f"--extend must be >= 0, got {args.extend}")
+    table = read_points(args.keyframes)
+    if table.empty:
+        raise DustrackError("no keyframes in the file", args.keyframes)
+    cine = open_cine(args.video, frame_cache=False)  # read once, in order: no cache needed
+    try:
+        keys, labels = keys_from_table(table, len(cine), path=args.keyframes)
+        try:
+            xy, conf = fill_between(cine, keys, extend=args.extend, labels=labels,
+                                    progress=_progress_printer())
+        except FlowError as exc:
+            out = _output_table(table, *exc.partial, labels)
+            write_points(out, args.out)
+            n_filled = int((out["source"] == "flow").sum())
+            raise DustrackError(
+                f"{exc.problem}; wrote the {n_filled} point(s) computed before the failure "
+                f"(and the keyframes) to {args.out}",
+                exc.path or args.video,
+            ) from None
+    finally:
+        cine.close()
+    out = _output_table(table, xy, conf, labels)
+    write_points(out, args.out)
+    filled = out[out["source"] == "flow"]
+    lost = _count_lost(keys, xy, args.extend)
+    print(
+        f"{args.out}: {len(filled)} flow point(s) for {len(labels)} label(s) "
+        f"(frames {int(out['frame'].min())}..{int(out['frame'].max())}), "
+        f"{len(table)} keyframe point(s) kept"
+        + (f", {lost} point(s) lost by optical flow (left out)" if lost else "")
+    )
+
+
+def _count_lost(keys, xy, extend: int) -> int:
+    """Frames inside each label's keyframe span (plus ``extend``) left without a position."""
+    present = np.isfinite(keys).all(axis=2)
+    n = len(keys)
+    lost = 0
+    for lab in np.flatnonzero(present.any(axis=0)):
+        frames = np.flatnonzero(present[:, lab])
+        lo, hi = max(frames[0] - extend, 0), min(frames[-1] + extend, n - 1)
+        lost += int((~np.isfinite(xy[lo : hi + 1, lab]).all(axis=1)).sum())
+    return lost
+
+
+def _output_table(keyframes: pd.DataFrame, xy, conf, labels) -> pd.DataFrame:
+    """The keyframes' own rows plus a ``flow`` row for every other finite position."""
+    flow = from_array(xy, labels, source="flow", confidence=conf)
+    keyed = pd.MultiIndex.from_frame(keyframes[["frame", "label"]])
+    flow = flow[~pd.MultiIndex.from_frame(flow[["frame", "label"]]).isin(keyed)]
+    return validate(pd.concat([keyframes, flow], ignore_index=True))
+
+
+def _progress_printer():
+    """Print a percentage now and then on stderr when it is a terminal."""
+    if not sys.stderr.isatty():
+        return None
+    last = [-1]
+
+    def progress(done: int, total: int) -> None:
+        pct = 100 * done // max(total, 1)
+        if pct >= last[0] + 10 or done == total:
+            last[0] = pct
+            print(f"\rpropagating {pct:3d}%", end="\n" if done == total else "", file=sys.stderr)
+
+    return progress

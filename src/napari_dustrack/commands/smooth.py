@@ -1,7 +1,72 @@
-"""`napari-dustrack smooth`."""
+"""`napari-dustrack smooth VIDEO --tracks RAW.csv --window 0.5 [--window-frames W]
+[--mode dustrack|fast|fusion] --out OUT.csv`.
+
+Reads the tracks (any point format), smooths every label with the optical-flow smoother and
+writes a point table with source ``smoothed`` (the input's confidence carried over).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
 
 from ..errors import DustrackError
+from ..io.points_io import read_points, write_points
+from ..io.table import from_array, labels_of, to_array
+
+
+def tracks_array(table, n_frames: int, path=None):
+    """``(xy (N, L, 2), confidence (N, L) or None, labels)`` of a point table for a video."""
+    if table.empty:
+        raise DustrackError("no points in the file", path)
+    last = int(table["frame"].max())
+    if last >= n_frames:
+        raise DustrackError(f"the tracks reach frame {last} but the video has {n_frames} frames "
+                            f"(0..{n_frames - 1}); are they for this video?", path)
+    labels = labels_of(table)
+    xy, _ = to_array(table, labels, n_frames)
+    conf = None
+    if "confidence" in table:
+        conf, _ = to_array(table, labels, n_frames, column="confidence")
+        if not np.isfinite(conf).any() or np.nanmin(conf) >= 1.0:
+            conf = None  # all 1 (or absent): nothing to weight
+    return xy, conf, labels
 
 
 def run(args) -> None:
-    raise DustrackError("'smooth' is not built yet in this version")
+    from ..io.cine import open_cine
+    from ..tracking.smoothing import smooth, window_frames
+
+    table = read_points(args.tracks)
+    cine = open_cine(args.video, frame_cache=False)  # read in order: no cache needed
+    try:
+        window = window_frames(args.window, cine.fps, args.window_frames, args.video)
+        xy, conf, labels = tracks_array(table, len(cine), args.tracks)
+        try:
+            out = smooth(cine, xy, window, args.mode, confidence=conf, labels=labels,
+                         progress=_progress_printer())
+        except DustrackError as exc:
+            raise DustrackError(exc.problem, exc.path or args.tracks) from None
+    finally:
+        cine.close()
+    keep_conf = conf if conf is not None else np.ones(xy.shape[:2])
+    result = from_array(out, labels, source="smoothed", confidence=keep_conf)
+    write_points(result, args.out)
+    print(f"{args.out}: {len(result)} smoothed point(s), {len(labels)} label(s), "
+          f"window {window} frames, mode {args.mode}")
+
+
+def _progress_printer():
+    """A percentage on stderr now and then, when it is a terminal."""
+    if not sys.stderr.isatty():
+        return None
+    last = [-1]
+
+    def progress(done: int, total: int) -> None:
+        pct = 100 * done // max(total, 1)
+        if pct >= last[0] + 10 or done == total:
+            last[0] = pct
+            print(f"\rsmoothing {pct:3d}%", end="\n" if done == total else "", file=sys.stderr)
+
+    return progress

@@ -20,6 +20,7 @@ from typing import Iterable
 
 from ..errors import DustrackError
 from ..io.atomic import write_text_atomic
+from ..sidecar import measures_path as sidecar_measures_path  # noqa: F401 (re-exported)
 
 VERSION = 1
 
@@ -166,14 +167,3 @@ def load_measures(path: str | os.PathLike) -> list[Measure]:
 def save_measures(measures: Iterable[Measure], path: str | os.PathLike) -> Path:
     """Write measures atomically (the previous file kept as ``.bak``)."""
     return write_text_atomic(path, measures_to_json(measures))
-
-
-def sidecar_dir(video: str | os.PathLike) -> Path:
-    """The autosave folder of a video: ``<video>.dustrack/``."""
-    video = Path(video)
-    return video.with_name(video.name + ".dustrack")
-
-
-def sidecar_measures_path(video: str | os.PathLike) -> Path:
-    """Where a video's measure definitions live: ``<video>.dustrack/measures.json``."""
-    return sidecar_dir(video) / "measures.json"

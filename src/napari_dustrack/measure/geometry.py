@@ -119,7 +119,8 @@ def principal_stretches(F: np.ndarray) -> dict[str, np.ndarray]:
     dict
         ``stretch1 >= stretch2`` (principal stretches, square roots of the eigenvalues of the
         right Cauchy-Green tensor C = F^T F); ``direction1`` the reference-frame direction of
-        ``stretch1`` in degrees from +x, in (-90, 90] (``stretch2`` is perpendicular to it);
+        ``stretch1`` in degrees from +x, in (-90, 90] (``stretch2`` is perpendicular to it;
+        NaN when the stretches are equal);
         ``C`` (N, 2, 2); ``J`` = det F (area ratio); ``rotation`` of the polar decomposition
         F = R U in degrees.
     """
@@ -135,7 +136,9 @@ def principal_stretches(F: np.ndarray) -> dict[str, np.ndarray]:
     out["stretch1"][ok] = np.sqrt(np.clip(w[:, 1], 0, None))
     out["stretch2"][ok] = np.sqrt(np.clip(w[:, 0], 0, None))
     ang = np.degrees(np.arctan2(v[:, 1, 1], v[:, 0, 1]))
-    out["direction1"][ok] = _half_turn(ang)
+    # Equal stretches (no deformation, pure dilation) have no principal direction.
+    isotropic = w[:, 1] - w[:, 0] <= 1e-9 * np.maximum(w[:, 1], 1e-300)
+    out["direction1"][ok] = np.where(isotropic, np.nan, _half_turn(ang))
     out["J"][ok] = np.linalg.det(F[ok])
     # Rotation of F = R U: the angle of R, from F's columns via the closest rotation (2-D polar).
     a = F[ok, 0, 0] + F[ok, 1, 1]

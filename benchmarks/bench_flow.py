@@ -1,0 +1,188 @@
+"""Keyframe interpolation (LK + RSTC): napari-dustrack beside DUSTrack 1.3.2 on simulated cines.
+
+Usage::
+
+    python benchmarks/bench_flow.py                       # both scenarios, best of 3 runs
+    python benchmarks/bench_flow.py --scenarios cardiac --repeat 1 --frames 120
+
+For each simulator scenario (``napari_dustrack.simulate``) the cine is written as H.264 MP4
+(``write_simulation``) and decoded once with ``open_cine``; keyframes are the ground truth every
+0.4 s plus N(0, 0.5 px) annotator noise per coordinate (seeded). Methods, all on the same
+decoded frames and the same keyframes:
+
+* ``napari-dustrack``: ``tracking.flow.fill_between`` (all labels and segments batched).
+* ``DUSTrack per label``: ``dustrack.lk_opticalflow.lucas_kanade_rstc``, one call per label per
+  keyframe segment, as DUSTrack's own "interpolate all labelled frames" does.
+* ``DUSTrack all labels``: the same function, one call per segment carrying every label.
+* ``linear``: straight lines between keyframes (the floor to beat).
+
+DUSTrack runs in its own virtual environment (``benchmarks/_envs/dustrack``, created with
+``pip install dustrack==1.3.2`` when missing) through ``benchmarks/dustrack_rstc_driver.py``.
+
+Timings, best of ``--repeat`` runs, wall clock:
+
+* *decoded*: frames already decoded into memory (a numpy array, handed to DUSTrack behind its
+  reader interface): decoding is outside the timed region for both.
+* *from MP4*: opening and decoding the MP4 inside the timed region for both (``open_cine`` for
+  ours, DUSTrack's ``datanavigator`` ``VideoReader``; its frame index cache on disk is warm after
+  the first run, which favours DUSTrack).
+
+Errors are Euclidean distances to the ground truth on the non-keyframe frames between the first
+and last keyframe, every label: RMSE and 95th percentile (pixels).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE / "_data" / "flow"
+ENV = HERE / "_envs" / "dustrack"
+PEER = ENV / "bin" / "python"
+DRIVER = HERE / "dustrack_rstc_driver.py"
+KEY_EVERY_S = 0.4
+NOISE_PX = 0.5
+
+
+def ensure_peer_env() -> Path:
+    """DUSTrack 1.3.2 in its own venv (it pins numpy<2 and OpenCV 4.11)."""
+    if PEER.exists():
+        return PEER
+    print(f"creating {ENV} (pip install dustrack==1.3.2) ...", file=sys.stderr)
+    subprocess.run([sys.executable, "-m", "venv", str(ENV)], check=True)
+    subprocess.run([str(PEER), "-m", "pip", "install", "-q", "dustrack==1.3.2"], check=True)
+    return PEER
+
+
+def prepare(scenario: str, n_frames: int | None, seed: int):
+    """Simulated cine -> MP4, decoded frames, truth and noisy keyframes."""
+    from napari_dustrack.io.cine import open_cine
+    from napari_dustrack.io.table import to_array
+    from napari_dustrack.simulate import simulate, write_simulation
+
+    sim = simulate(scenario, n_frames=n_frames, seed=seed)
+    paths = write_simulation(sim, DATA / scenario)
+    with open_cine(paths["video"], frame_cache=False) as cine:
+        frames = np.stack([cine[i] for i in range(len(cine))])
+    truth, labels = to_array(sim.truth, sim.labels, len(frames))
+    every = int(round(KEY_EVERY_S * sim.fps))
+    idx = np.arange(0, len(frames), every)
+    keys = np.full_like(truth, np.nan)
+    rng = np.random.default_rng(seed)
+    keys[idx] = truth[idx] + rng.normal(0.0, NOISE_PX, truth[idx].shape)
+    return sim, paths["video"], frames, truth, keys, idx, every
+
+
+def errors(xy, truth, idx):
+    """Euclidean errors on the non-keyframe frames between the first and last keyframe."""
+    mask = np.zeros(len(truth), bool)
+    mask[idx[0] : idx[-1] + 1] = True
+    mask[idx] = False
+    d = np.hypot(*(xy[mask] - truth[mask]).transpose(2, 0, 1)).ravel()
+    return d
+
+
+def linear(keys):
+    out = np.full_like(keys, np.nan)
+    t = np.arange(len(keys))
+    for lab in range(keys.shape[1]):
+        kf = np.flatnonzero(np.isfinite(keys[:, lab, 0]))
+        for c in (0, 1):
+            out[kf[0] : kf[-1] + 1, lab, c] = np.interp(t[kf[0] : kf[-1] + 1], kf, keys[kf, lab, c])
+    return out
+
+
+def time_ours(frames, keys, video, repeat):
+    from napari_dustrack.io.cine import open_cine
+    from napari_dustrack.tracking.flow import fill_between
+
+    best_dec, best_mp4, xy = np.inf, np.inf, None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        xy, _conf = fill_between(frames, keys)
+        best_dec = min(best_dec, time.perf_counter() - t0)
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        with open_cine(video, frame_cache=False) as cine:
+            xy_mp4, _ = fill_between(cine, keys)
+        best_mp4 = min(best_mp4, time.perf_counter() - t0)
+    assert np.array_equal(xy, xy_mp4, equal_nan=True), "decoded and MP4 runs differ"
+    return xy, best_dec, best_mp4
+
+
+def time_peer(frames, keys, video, mode, source, repeat):
+    with tempfile.TemporaryDirectory() as tmp:
+        job, out = Path(tmp) / "job.npz", Path(tmp) / "out.npz"
+        payload = {"keys": keys, "mode": np.array(mode), "repeat": np.array(repeat)}
+        payload.update({"frames": frames} if source == "decoded" else {"video": np.array(str(video))})
+        np.savez(job, **payload)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+        env["QT_QPA_PLATFORM"] = "offscreen"
+        res = subprocess.run([str(PEER), str(DRIVER), str(job), str(out)], capture_output=True,
+                             text=True, env=env)
+        if res.returncode:
+            raise SystemExit(f"DUSTrack driver failed:\n{res.stderr[-3000:]}")
+        got = np.load(out)
+        return got["xy"], float(got["seconds"])
+
+
+def stats(d):
+    d = d[np.isfinite(d)]
+    return float(np.sqrt(np.mean(d**2))), float(np.percentile(d, 95))
+
+
+def bench(scenario, args):
+    import cv2
+
+    sim, video, frames, truth, keys, idx, every = prepare(scenario, args.frames, args.seed)
+    n, h, w = frames.shape
+    print(f"\n## {scenario}: {n} frames {w}x{h} at {sim.fps:g} fps, {truth.shape[1]} labels, "
+          f"keyframes every {every} frames ({len(idx)} keyframes, noise {NOISE_PX} px)")
+    ours, ours_dec, ours_mp4 = time_ours(frames, keys, video, args.repeat)
+    rows = [("napari-dustrack", ours, ours_dec, ours_mp4)]
+    for mode, name in (("per_label", "DUSTrack per label"), ("all_labels", "DUSTrack all labels")):
+        xy_dec, t_dec = time_peer(frames, keys, video, mode, "decoded", args.repeat)
+        _, t_mp4 = time_peer(frames, keys, video, mode, "mp4", args.repeat)
+        rows.append((name, xy_dec, t_dec, t_mp4))
+    rows.append(("linear interpolation", linear(keys), None, None))
+    print(f"\n| method | RMSE px | p95 px | lost | time decoded s | x ours | time from MP4 s | x ours |")
+    print("|---|---|---|---|---|---|---|---|")
+    result = {}
+    for name, xy, t_dec, t_mp4 in rows:
+        d = errors(xy, truth, idx)
+        rmse, p95 = stats(d)
+        lost = int((~np.isfinite(d)).sum())
+        fmt = lambda t, ref: ("-", "-") if t is None else (f"{t:.3f}", f"{t / ref:.1f}")  # noqa: E731
+        (td, rd), (tm, rm) = fmt(t_dec, ours_dec), fmt(t_mp4, ours_mp4)
+        print(f"| {name} | {rmse:.3f} | {p95:.3f} | {lost} | {td} | {rd} | {tm} | {rm} |")
+        result[name] = dict(rmse=rmse, p95=p95, lost=lost, seconds_decoded=t_dec, seconds_mp4=t_mp4)
+    print(f"\n(OpenCV {cv2.__version__} here; cv2.getNumThreads() = {cv2.getNumThreads()}, "
+          f"{os.cpu_count()} CPUs)")
+    return result
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scenarios", nargs="+", default=["cardiac", "muscle"])
+    parser.add_argument("--frames", type=int, default=None, help="frames per cine (default: the simulator's)")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs per method (best kept)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", default=None, help="also write the numbers to this file")
+    args = parser.parse_args(argv)
+    ensure_peer_env()
+    results = {sc: bench(sc, args) for sc in args.scenarios}
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

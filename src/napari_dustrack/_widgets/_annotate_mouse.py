@@ -1,0 +1,90 @@
+"""Mouse bindings of the Annotate widget on its "annotations" Points layer.
+
+One drag callback (napari's generator protocol: press, moves, release):
+
+- a click on the image places the current label at the current frame, or moves it there if
+  that label is already on this frame (never a second point of the same label);
+- a click on a point makes its label the current one;
+- dragging a point moves it; the result is a manual point (a dragged flow point becomes manual);
+- dragging anywhere else pans the camera as usual.
+
+It acts while the layer is in napari's pan/zoom mode (the widget's default) and, for dragging
+points, in add mode. Select and transform modes are left to napari; the widget syncs their edits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+DRAG_THRESHOLD_PX = 5  # below this many screen pixels a press-release is a click
+
+
+def install(layer, widget) -> None:
+    """Add the annotate callback to ``layer``; ``widget`` provides the actions."""
+    callback = annotate_callback(widget)
+    callback.__dustrack__ = True
+    layer.mouse_drag_callbacks.append(callback)
+    layer.cursor = "crosshair"
+
+
+def annotate_callback(widget):
+    """The drag callback; ``widget`` has ``current_label``, ``place``, ``move`` and ``pick_label``."""
+
+    def on_press(layer, event):
+        if getattr(event, "button", 1) != 1 or set(event.modifiers or ()):
+            return
+        if layer.mode not in ("pan_zoom", "add") or list(event.dims_displayed)[-2:] != [1, 2]:
+            return
+        start = np.asarray(event.pos, dtype=float)
+        hit = layer.get_value(event.position, view_direction=event.view_direction,
+                              dims_displayed=event.dims_displayed, world=True)
+        if hit is not None:
+            yield from _drag_point(layer, event, widget, int(hit), start)
+        elif layer.mode == "pan_zoom":
+            yield from _click_to_place(layer, event, widget, start)
+
+    return on_press
+
+
+def _moved(event, start) -> bool:
+    return bool(np.hypot(*(np.asarray(event.pos, dtype=float) - start)) >= DRAG_THRESHOLD_PX)
+
+
+def _row_key(layer, index: int) -> tuple[int, str]:
+    frame = int(round(float(layer.data[index, 0])))
+    return frame, str(layer.features["label"].iloc[index])
+
+
+def _drag_point(layer, event, widget, index: int, start):
+    frame, label = _row_key(layer, index)
+    grab = layer.world_to_data(event.position)[-2:] - layer.data[index, -2:]
+    yield
+    dragging = False
+    while event.type == "mouse_move":
+        event.handled = True  # the camera stays put while a point is being dragged
+        if dragging or _moved(event, start):
+            dragging = True
+            # preview only: the model is updated once, on release
+            layer.data[index, -2:] = layer.world_to_data(event.position)[-2:] - grab
+            layer.refresh()
+        yield
+    if dragging or _moved(event, start):
+        y, x = layer.world_to_data(event.position)[-2:] - grab
+        widget.move(frame, label, float(x), float(y))
+    elif label == widget.current_label:
+        y, x = layer.world_to_data(event.position)[-2:]
+        widget.place(frame, label, float(x), float(y))
+    else:
+        widget.pick_label(label)
+
+
+def _click_to_place(layer, event, widget, start):
+    yield
+    while event.type == "mouse_move":
+        if not _moved(event, start):
+            event.handled = True  # hand jitter during a click does not pan the camera
+        yield
+    if _moved(event, start) or widget.current_label is None:
+        return
+    frame, y, x = layer.world_to_data(event.position)[-3:]
+    widget.place(int(round(float(frame))), widget.current_label, float(x), float(y))

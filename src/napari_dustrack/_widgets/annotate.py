@@ -1,0 +1,970 @@
+"""The "Annotate" tab: labels, keyframes, optical flow, review, autosave.
+
+The widget translates between napari layers and :class:`~napari_dustrack.annotations.
+AnnotationSession` (the model, which also autosaves to the video's sidecar) and runs
+:mod:`napari_dustrack.tracking.flow` in a worker thread. It owns two layers beside the cine:
+
+- ``annotations`` (Points): rows ``(frame, y, x)``, features ``label, source, confidence,
+  reviewed``; manual points solid, optical-flow points hollow until reviewed, then half-filled.
+- ``annotation tracks`` (Tracks): one track per label, with tails.
+
+Keys live in :mod:`._annotate_keys`, mouse handling in :mod:`._annotate_mouse`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from napari.utils.colormaps import Colormap
+from napari.utils.notifications import show_info, show_warning
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtGui import QColor, QIcon, QPixmap
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QColorDialog,
+    QDialog,
+    QDoubleSpinBox,
+    QFileDialog,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QInputDialog,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..annotations import AnnotationSession, Change
+from ..errors import DustrackError
+from ..tracking.lk import LKParams, lk_track, to_gray_u8
+from . import _annotate_keys, _annotate_mouse
+from .common import (
+    META,
+    TaskBar,
+    cine_info,
+    current_frame,
+    find_cine_layer,
+    notify_error,
+    open_frames,
+    set_frame,
+)
+
+POINTS_NAME = "annotations"
+TRACKS_NAME = "annotation tracks"
+ROLE = "annotate"
+TAIL_LENGTH = 30
+GRAY_CACHE = 4  # frames kept for step-and-adjust
+IMPORT_FILTER = "Point files (*.json *.csv *.h5);;DUSTrack JSON (*.json);;DeepLabCut (*.csv *.h5)"
+
+
+def _rgba(hex_colour: str, alpha: float = 1.0) -> np.ndarray:
+    c = QColor(hex_colour)
+    return np.array([c.redF(), c.greenF(), c.blueF(), alpha])
+
+
+def _swatch(hex_colour: str) -> QIcon:
+    pix = QPixmap(14, 14)
+    pix.fill(QColor(hex_colour))
+    return QIcon(pix)
+
+
+class AnnotateWidget(QWidget):
+    """Keyframe annotation, optical-flow propagation and review for the cine in the viewer."""
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.session: AnnotationSession | None = None
+        self.cine_layer = None
+        self.points_layer = None
+        self.tracks_layer = None
+        self.current_label: str | None = None
+        self.step_adjust = False
+        self.last_step_ms: float | None = None
+        self._frame = current_frame(napari_viewer) if napari_viewer.dims.ndim else 0
+        self._updating = False  # we are writing our layers: ignore their events
+        self._in_layer_event = False
+        self._removing: list[tuple[int, str]] = []
+        self._gray: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._step_frames = None
+        self._keys_dialog = None
+        self._holder = {"session": None}
+        self._tracks_timer = QTimer(self)
+        self._tracks_timer.setSingleShot(True)
+        self._tracks_timer.setInterval(100)
+        self._tracks_timer.timeout.connect(self.refresh_tracks)
+        self._build_ui()
+        self.destroyed.connect(lambda *_, h=self._holder: _close_holder(h))
+        napari_viewer.layers.events.inserted.connect(self._on_layer_inserted)
+        napari_viewer.layers.events.removed.connect(self._on_layer_removed)
+        napari_viewer.dims.events.current_step.connect(self._on_frame_changed)
+        cine = find_cine_layer(napari_viewer)
+        if cine is not None:
+            self.bind(cine)
+        self._update_controls()
+
+    # ================================================================== UI
+    def _build_ui(self) -> None:
+        layout = QVBoxLayout(self)
+        self.video_label = QLabel("Open a cine (File > Open) to annotate it.")
+        self.video_label.setWordWrap(True)
+        layout.addWidget(self.video_label)
+
+        box = QGroupBox("Labels (1-9 pick, [ ] cycle)")
+        grid = QVBoxLayout(box)
+        self.label_list = QListWidget()
+        self.label_list.setEditTriggers(QAbstractItemView.DoubleClicked | QAbstractItemView.EditKeyPressed)
+        self.label_list.currentRowChanged.connect(self._on_label_row)
+        self.label_list.itemChanged.connect(self._on_label_edited)
+        self.label_list.setMaximumHeight(150)
+        grid.addWidget(self.label_list)
+        row = QHBoxLayout()
+        for text, slot, tip in (
+            ("Add", self.add_label_dialog, "Add a label (L)"),
+            ("Remove", lambda: self.remove_label(), "Remove the current label and its points"),
+            ("Up", lambda: self.move_label(-1), "Move the current label up"),
+            ("Down", lambda: self.move_label(1), "Move the current label down"),
+            ("Colour", self.colour_dialog, "Change the colour of the current label"),
+        ):
+            button = QPushButton(text)
+            button.setToolTip(tip)
+            button.clicked.connect(slot)
+            row.addWidget(button)
+        grid.addLayout(row)
+        layout.addWidget(box)
+
+        box = QGroupBox("Frames")
+        grid = QGridLayout(box)
+        self.jump_spin = QSpinBox()
+        self.jump_spin.setToolTip("Frame number (J to edit, Enter to go)")
+        self.jump_spin.setKeyboardTracking(False)
+        self.jump_spin.editingFinished.connect(lambda: self.go_to(self.jump_spin.value()))
+        grid.addWidget(QLabel("Go to"), 0, 0)
+        grid.addWidget(self.jump_spin, 0, 1)
+        self.buttons = {}
+        for i, (text, slot, tip) in enumerate((
+            ("< key", self.previous_keyframe, "Previous keyframe (,)"),
+            ("key >", self.next_keyframe, "Next keyframe (.)"),
+            ("Next missing", self.next_missing, "Next frame lacking a label (N)"),
+            ("Copy previous", self.copy_previous, "Copy the points of the previous frame (C)"),
+        )):
+            button = QPushButton(text)
+            button.setToolTip(tip)
+            button.clicked.connect(slot)
+            grid.addWidget(button, 1 + i // 2, i % 2)
+        self.step_check = QCheckBox("Step-and-adjust (M): stepping on carries the points with LK")
+        self.step_check.toggled.connect(self.set_step_adjust)
+        grid.addWidget(self.step_check, 3, 0, 1, 2)
+        layout.addWidget(box)
+
+        box = QGroupBox("Optical flow")
+        grid = QGridLayout(box)
+        self.n_spin = QSpinBox()
+        self.n_spin.setRange(1, 100000)
+        self.n_spin.setValue(10)
+        self.n_spin.setToolTip("Frames to track forward/backward")
+        grid.addWidget(QLabel("N frames"), 0, 0)
+        grid.addWidget(self.n_spin, 0, 1)
+        self.scope_check = QCheckBox("current label only (O)")
+        grid.addWidget(self.scope_check, 0, 2)
+        for col, (text, slot, tip) in enumerate((
+            ("Track back", lambda: self.track(-1), "Track backward N frames (Shift+T)"),
+            ("Track fwd", lambda: self.track(1), "Track forward N frames (T)"),
+            ("Fill between keyframes", self.fill_between, "LK + RSTC between keyframes (F)"),
+        )):
+            button = QPushButton(text)
+            button.setToolTip(tip)
+            button.clicked.connect(slot)
+            grid.addWidget(button, 1, col)
+        self.win_spin = QSpinBox()
+        self.win_spin.setRange(5, 201)
+        self.win_spin.setSingleStep(2)
+        self.win_spin.setValue(LKParams().win_size)
+        self.level_spin = QSpinBox()
+        self.level_spin.setRange(0, 6)
+        self.level_spin.setValue(LKParams().max_level)
+        self.iter_spin = QSpinBox()
+        self.iter_spin.setRange(1, 1000)
+        self.iter_spin.setValue(LKParams().max_iter)
+        self.eps_spin = QDoubleSpinBox()
+        self.eps_spin.setDecimals(3)
+        self.eps_spin.setRange(0.001, 10)
+        self.eps_spin.setSingleStep(0.01)
+        self.eps_spin.setValue(LKParams().eps)
+        params = QHBoxLayout()
+        for text, spin in (("win", self.win_spin), ("levels", self.level_spin),
+                           ("iter", self.iter_spin), ("eps", self.eps_spin)):
+            params.addWidget(QLabel(text))
+            params.addWidget(spin)
+        grid.addLayout(params, 2, 0, 1, 3)
+        layout.addWidget(box)
+
+        box = QGroupBox("Review")
+        row = QHBoxLayout(box)
+        self.from_spin = QSpinBox()
+        self.to_spin = QSpinBox()
+        segment = QPushButton("Segment")
+        segment.setToolTip("Set the range to the keyframes around this frame")
+        segment.clicked.connect(self.set_range_to_segment)
+        accept = QPushButton("Accept")
+        accept.setToolTip("Mark the flow points of these frames reviewed (R; Shift+R: this segment)")
+        accept.clicked.connect(lambda: self.accept_range())
+        for w in (QLabel("frames"), self.from_spin, QLabel("to"), self.to_spin, segment, accept):
+            row.addWidget(w)
+        layout.addWidget(box)
+
+        row = QHBoxLayout()
+        self.undo_button = QPushButton("Undo")
+        self.undo_button.clicked.connect(self.undo)
+        self.redo_button = QPushButton("Redo")
+        self.redo_button.clicked.connect(self.redo)
+        for w, tip in ((self.undo_button, "Ctrl+Z"), (self.redo_button, "Ctrl+Shift+Z")):
+            w.setToolTip(tip)
+            row.addWidget(w)
+        for text, slot, tip in (
+            ("Import...", self.import_dialog, "Import DUSTrack JSON or DeepLabCut CollectedData (I)"),
+            ("Keys...", self.show_keys, "Key cheat-sheet (H)"),
+        ):
+            button = QPushButton(text)
+            button.setToolTip(tip)
+            button.clicked.connect(slot)
+            row.addWidget(button)
+        layout.addLayout(row)
+
+        self.taskbar = TaskBar(self)
+        layout.addWidget(self.taskbar)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+
+    # ================================================================== binding
+    def bind(self, cine_layer) -> None:
+        """Annotate ``cine_layer``: restore its sidecar, create our layers, bind keys/mouse."""
+        if cine_layer is self.cine_layer:
+            return
+        self.unbind()
+        info = cine_info(cine_layer)
+        n_frames = int(info.get("n_frames") or cine_layer.data.shape[0])
+        path = info.get("path")
+        session = None
+        if path:
+            try:
+                session = AnnotationSession.open(path, n_frames)
+            except DustrackError as exc:
+                notify_error(exc)
+                show_warning("Annotations of this video will NOT be saved.")
+        if session is None:
+            session = AnnotationSession(n_frames)
+        self.session = self._holder["session"] = session
+        self.cine_layer = cine_layer
+        session.on_change.append(self._on_session_change)
+        labels = session.labels
+        self.current_label = labels[0] if labels else None
+        for spin in (self.jump_spin, self.from_spin, self.to_spin):
+            spin.setRange(0, max(n_frames - 1, 0))
+        self.to_spin.setValue(max(n_frames - 1, 0))
+        self._make_points_layer()
+        self._refresh_label_list()
+        self.refresh()
+        self.refresh_tracks()
+        # adding layers puts napari's frame slider mid-way; a freshly opened cine starts at 0
+        set_frame(self.viewer, 0)
+        self._frame = 0
+        name = Path(path).name if path else cine_layer.name
+        if path and session.autosaver is not None:
+            restored = f"; restored {len(session)} points" if len(session) or labels else ""
+            self.video_label.setText(f"{name}: autosaved to {Path(path).name}.dustrack/{restored}")
+        else:
+            self.video_label.setText(f"{name}: not autosaved (no file behind this layer)")
+        self._update_controls()
+
+    def unbind(self) -> None:
+        """Save and stop annotating the current cine; our layers are removed."""
+        session = self.session
+        if session is None:
+            return
+        if self._on_session_change in session.on_change:
+            session.on_change.remove(self._on_session_change)
+        try:
+            session.close()
+        except DustrackError as exc:
+            notify_error(exc)
+        self.session = self._holder["session"] = None
+        self.cine_layer = None
+        for layer in (self.points_layer, self.tracks_layer):
+            if layer is not None and layer in self.viewer.layers:
+                self.viewer.layers.remove(layer)
+        self.points_layer = self.tracks_layer = None
+        self._gray.clear()
+        if self._step_frames is not None and hasattr(self._step_frames, "close"):
+            self._step_frames.close()
+        self._step_frames = None
+        self.label_list.clear()
+        self.video_label.setText("Open a cine (File > Open) to annotate it.")
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        self.unbind()
+        super().closeEvent(event)
+
+    def _on_layer_inserted(self, event) -> None:
+        layer = event.value
+        if layer._type_string == "image" and META in layer.metadata and layer is not self.cine_layer:
+            # bind after napari has finished inserting (we add layers ourselves)
+            QTimer.singleShot(0, lambda: self.bind(layer) if layer in self.viewer.layers else None)
+
+    def _on_layer_removed(self, event) -> None:
+        layer = event.value
+        if layer is self.cine_layer:
+            QTimer.singleShot(0, self.unbind)
+        elif layer is self.points_layer:
+            self.points_layer = None  # the session keeps the points; recreated on next change
+        elif layer is self.tracks_layer:
+            self.tracks_layer = None
+
+    @contextmanager
+    def _keep_frame(self):
+        step = self.viewer.dims.current_step
+        try:
+            yield
+        finally:
+            if self.viewer.dims.current_step != step:
+                self.viewer.dims.current_step = step
+
+    # ================================================================== layers
+    def _make_points_layer(self) -> None:
+        from napari.layers import Points
+
+        cine = self.cine_layer
+        h, w = cine.data.shape[1:3]
+        features = pd.DataFrame({
+            "label": pd.Series([], dtype=object), "source": pd.Series([], dtype=object),
+            "confidence": pd.Series([], dtype=float), "reviewed": pd.Series([], dtype=bool)})
+        layer = Points(
+            np.empty((0, 3)), ndim=3, name=POINTS_NAME, features=features,
+            scale=tuple(cine.scale)[-3:], translate=tuple(cine.translate)[-3:],
+            size=max(4.0, min(h, w) / 40.0), border_width=0.15, border_width_is_relative=True,
+            out_of_slice_display=False, metadata={META: {"role": ROLE}},
+            text={"string": "{label}", "size": 8, "color": "white", "anchor": "upper_left"},
+        )
+        with self._keep_frame():
+            self.viewer.add_layer(layer)
+        _annotate_keys.install(layer, self)
+        _annotate_mouse.install(layer, self)
+        layer.events.data.connect(self._on_layer_data)
+        self.points_layer = layer
+        self._update_feature_defaults()
+        self.viewer.layers.selection.active = layer
+
+    def _ensure_points_layer(self) -> bool:
+        if self.session is None:
+            return False
+        if self.points_layer is None or self.points_layer not in self.viewer.layers:
+            self._make_points_layer()
+        return True
+
+    def refresh(self) -> None:
+        """Redraw the annotations layer from the model."""
+        if not self._ensure_points_layer():
+            return
+        points, labels, _ = self.session.snapshot()
+        colours = {lab.name: lab.colour for lab in labels}
+        order = {lab.name: i for i, lab in enumerate(labels)}
+        keys = sorted(points, key=lambda k: (k[0], order.get(k[1], len(order))))
+        rows = [points[k] for k in keys]
+        data = np.array([(f, p.y, p.x) for (f, _), p in zip(keys, rows)], dtype=float).reshape(-1, 3)
+        features = pd.DataFrame({
+            "label": pd.Series([lab for _, lab in keys], dtype=object),
+            "source": pd.Series([p.source for p in rows], dtype=object),
+            "confidence": np.array([p.confidence for p in rows], dtype=float),
+            "reviewed": np.array([p.reviewed for p in rows], dtype=bool),
+        })
+        face = np.zeros((len(rows), 4))
+        border = np.zeros((len(rows), 4))
+        for i, ((_, lab), p) in enumerate(zip(keys, rows)):
+            colour = colours.get(lab, "#ffffff")
+            if p.manual:  # solid, white rim
+                face[i], border[i] = _rgba(colour), (1, 1, 1, 1)
+            elif p.reviewed:  # accepted flow: half-filled
+                face[i], border[i] = _rgba(colour, 0.45), _rgba(colour)
+            else:  # flow awaiting review: hollow
+                face[i], border[i] = (0, 0, 0, 0), _rgba(colour)
+        layer = self.points_layer
+        with self._writing():
+            layer.selected_data = set()
+            layer.data = data
+            layer.features = features
+            if len(rows):
+                layer.face_color = face
+                layer.border_color = border
+        self._update_feature_defaults()
+        self._update_controls()
+
+    def refresh_tracks(self) -> None:
+        """Redraw the tracks layer (one track per label; gaps are left out, never NaN)."""
+        self._tracks_timer.stop()
+        if self.session is None:
+            return
+        points, labels, _ = self.session.snapshot()
+        ids = {lab.name: i + 1 for i, lab in enumerate(labels)}
+        keys = sorted((ids[lab], f) for f, lab in points if lab in ids)
+        name_of = {i: name for name, i in ids.items()}
+        data = np.array([(i, f, points[(f, name_of[i])].y, points[(f, name_of[i])].x) for i, f in keys],
+                        dtype=float).reshape(-1, 4)
+        layer = self.tracks_layer
+        if len(data) == 0:
+            if layer is not None and layer in self.viewer.layers:
+                self.viewer.layers.remove(layer)
+            self.tracks_layer = None
+            return
+        features = {"label": np.array([name_of[int(i)] for i in data[:, 0]], dtype=object)}
+        colormap = self._track_colormap(sorted({int(i) for i in data[:, 0]}), labels)
+        if layer is None or layer not in self.viewer.layers:
+            cine = self.cine_layer
+            with self._keep_frame():
+                layer = self.viewer.add_tracks(
+                    data, features=features, name=TRACKS_NAME, tail_length=TAIL_LENGTH,
+                    head_length=0, tail_width=2, scale=tuple(cine.scale)[-3:],
+                    translate=tuple(cine.translate)[-3:], metadata={META: {"role": ROLE}},
+                    colormaps_dict={"track_id": colormap}, color_by="track_id", blending="translucent")
+            self.tracks_layer = layer
+            if self.points_layer is not None:  # keep annotating: our layer stays on top and active
+                self.viewer.layers.move(self.viewer.layers.index(self.points_layer), len(self.viewer.layers))
+                self.viewer.layers.selection.active = self.points_layer
+        else:
+            layer.data = data
+            layer.features = features
+            layer.colormaps_dict = {"track_id": colormap}
+            layer.color_by = "track_id"
+
+    @staticmethod
+    def _track_colormap(present_ids, labels) -> Colormap:
+        # napari maps a track's id to 0..1 over the ids present: place each colour there
+        colours = [labels[i - 1].colour for i in present_ids]
+        lo, hi = present_ids[0], present_ids[-1]
+        if hi == lo:
+            return Colormap([_rgba(colours[0]), _rgba(colours[0])], controls=[0, 1], name="dustrack-labels")
+        controls = [(i - lo) / (hi - lo) for i in present_ids]
+        return Colormap([_rgba(c) for c in colours], controls=controls, name="dustrack-labels")
+
+    @contextmanager
+    def _writing(self):
+        self._updating = True
+        try:
+            yield
+        finally:
+            self._updating = False
+
+    def _update_feature_defaults(self) -> None:
+        layer = self.points_layer
+        if layer is None:
+            return
+        with self._writing():
+            layer.feature_defaults = {"label": self.current_label or "", "source": "manual",
+                                      "confidence": 1.0, "reviewed": False}
+
+    # ---------------------------------------------------------------- model -> view
+    def _on_session_change(self, change: Change) -> None:
+        if change.labels is not None:
+            self._refresh_label_list()
+        if self._in_layer_event:  # napari is mid-edit of the layer: redraw after it finishes
+            QTimer.singleShot(0, self.refresh)
+        else:
+            self.refresh()
+        self._tracks_timer.start()
+
+    # ---------------------------------------------------------------- view -> model
+    def _on_layer_data(self, event) -> None:
+        """Edits made with napari's own Points tools (add/select modes, Delete) go to the model."""
+        if self._updating or self.session is None:
+            return
+        layer = self.points_layer
+        action = str(getattr(event, "action", ""))
+        indices = [int(i) for i in getattr(event, "data_indices", ()) or ()]
+        if action == "removing":
+            self._removing = [self._key_of_row(i) for i in indices if 0 <= i < len(layer.data)]
+            return
+        if action not in ("added", "changed", "removed"):
+            return
+        self._in_layer_event = True
+        try:
+            if action == "removed":
+                self.session.delete_points(self._removing)
+                self._removing = []
+            else:
+                items = []
+                for i in indices:
+                    frame, label = self._key_of_row(i)
+                    if label not in self.session.labels:
+                        label = self.current_label
+                    if label is not None:
+                        y, x = layer.data[i, -2:]
+                        items.append((frame, label, float(x), float(y)))
+                verb = "place" if action == "added" else "move"
+                if items:
+                    self.session.place_points(items, action=verb)
+                else:
+                    QTimer.singleShot(0, self.refresh)  # drop a point we could not label
+        except DustrackError as exc:
+            notify_error(exc)
+            QTimer.singleShot(0, self.refresh)
+        finally:
+            self._in_layer_event = False
+
+    def _key_of_row(self, i: int) -> tuple[int, str]:
+        layer = self.points_layer
+        return int(round(float(layer.data[i, 0]))), str(layer.features["label"].iloc[i])
+
+    # ================================================================== labels
+    def _refresh_label_list(self) -> None:
+        session = self.session
+        names = session.labels if session else []
+        if self.current_label not in names:
+            self.current_label = names[0] if names else None
+        lst = self.label_list
+        lst.blockSignals(True)
+        lst.clear()
+        for i, lab in enumerate(session.label_items if session else []):
+            item = QListWidgetItem(_swatch(lab.colour), lab.name)
+            item.setFlags(item.flags() | Qt.ItemIsEditable)
+            item.setToolTip(f"key {i + 1}" if i < 9 else "")
+            lst.addItem(item)
+        if self.current_label is not None:
+            lst.setCurrentRow(names.index(self.current_label))
+        lst.blockSignals(False)
+        self._update_feature_defaults()
+
+    def _on_label_row(self, row: int) -> None:
+        if self.session is not None and 0 <= row < len(self.session.labels):
+            self.current_label = self.session.labels[row]
+            self._update_feature_defaults()
+            self._update_controls()
+
+    def _on_label_edited(self, item: QListWidgetItem) -> None:
+        row = self.label_list.row(item)
+        if self.session is None or not 0 <= row < len(self.session.labels):
+            return
+        old = self.session.labels[row]
+        if item.text().strip() != old:
+            self.rename_label(old, item.text())
+
+    def add_label(self, name: str, colour: str | None = None) -> str | None:
+        """Add a label and make it the current one."""
+        if not self._need_session():
+            return None
+        try:
+            name = self.session.add_label(name, colour)
+        except DustrackError as exc:
+            notify_error(exc)
+            return None
+        self.pick_label(name)
+        return name
+
+    def add_label_dialog(self) -> None:
+        if not self._need_session():
+            return
+        name, ok = QInputDialog.getText(self, "Add label", "Name of the new label:")
+        if ok and name.strip():
+            self.add_label(name)
+
+    def rename_label(self, old: str, new: str) -> None:
+        was_current = self.current_label == old
+        try:
+            new = self.session.rename_label(old, new)
+        except DustrackError as exc:
+            notify_error(exc)
+            self._refresh_label_list()
+            return
+        if was_current:
+            self.pick_label(new)
+
+    def remove_label(self, name: str | None = None) -> None:
+        name = name or self.current_label
+        if self.session is None or name is None:
+            return
+        self.session.remove_label(name)
+        show_info(f"Removed label {name!r} and its points (Ctrl+Z to undo).")
+
+    def move_label(self, delta: int) -> None:
+        if self.session is None or self.current_label is None:
+            return
+        index = self.session.labels.index(self.current_label)
+        self.session.move_label(self.current_label, max(0, index + int(delta)))
+
+    def colour_dialog(self) -> None:
+        if self.session is None or self.current_label is None:
+            return
+        colour = QColorDialog.getColor(QColor(self.session.colour(self.current_label)), self)
+        if colour.isValid():
+            self.session.set_colour(self.current_label, colour.name())
+
+    def pick_label(self, name: str) -> None:
+        """Make ``name`` the current label (clicks place it)."""
+        if self.session is None or name not in self.session.labels:
+            return
+        self.current_label = name
+        self.label_list.setCurrentRow(self.session.labels.index(name))
+        self._update_feature_defaults()
+        self._update_controls()
+
+    def pick_label_index(self, index: int) -> None:
+        if self.session is not None and 0 <= index < len(self.session.labels):
+            self.pick_label(self.session.labels[index])
+
+    def cycle_label(self, delta: int) -> None:
+        if self.session is None or not self.session.labels:
+            return
+        labels = self.session.labels
+        i = labels.index(self.current_label) if self.current_label in labels else 0
+        self.pick_label(labels[(i + int(delta)) % len(labels)])
+
+    # ================================================================== points
+    def place(self, frame: int, label: str, x: float, y: float) -> None:
+        """Place ``label`` at (x, y) on ``frame`` (moves it if it is already there)."""
+        if self.session is None:
+            return
+        try:
+            self.session.set_point(frame, label, x, y)
+        except DustrackError as exc:
+            notify_error(exc)
+
+    def move(self, frame: int, label: str, x: float, y: float) -> None:
+        """The user dragged a point: it moves and becomes manual."""
+        if self.session is None:
+            return
+        try:
+            self.session.set_point(frame, label, x, y, action="move")
+        except DustrackError as exc:
+            notify_error(exc)
+            self.refresh()
+
+    def delete_current_point(self) -> None:
+        if self.session is not None and self.current_label is not None:
+            self.session.delete_point(self.frame, self.current_label)
+
+    def copy_previous(self) -> None:
+        if self.session is None:
+            return
+        n = self.session.copy_previous(self.frame)
+        if n == 0:
+            show_info("Nothing to copy from the previous frame.")
+
+    def undo(self) -> None:
+        if self.session is not None and self.session.undo() is None:
+            show_info("Nothing to undo.")
+
+    def redo(self) -> None:
+        if self.session is not None and self.session.redo() is None:
+            show_info("Nothing to redo.")
+
+    # ================================================================== frames
+    @property
+    def frame(self) -> int:
+        return current_frame(self.viewer)
+
+    def go_to(self, frame: int) -> None:
+        set_frame(self.viewer, int(frame))
+
+    def step(self, delta: int) -> None:
+        """Move ``delta`` frames (a single step forward carries points in step-and-adjust mode)."""
+        self.go_to(self.frame + int(delta))
+
+    def focus_jump(self) -> None:
+        self.jump_spin.setFocus()
+        self.jump_spin.selectAll()
+
+    def previous_keyframe(self) -> None:
+        self._jump(self.session.previous_keyframe(self.frame) if self.session else None, "keyframe before")
+
+    def next_keyframe(self) -> None:
+        self._jump(self.session.next_keyframe(self.frame) if self.session else None, "keyframe after")
+
+    def next_missing(self) -> None:
+        self._jump(self.session.next_missing(self.frame) if self.session else None,
+                   "frame lacking a label besides")
+
+    def _jump(self, frame: int | None, what: str) -> None:
+        if frame is None:
+            show_info(f"No {what} frame {self.frame}.")
+        else:
+            self.go_to(frame)
+
+    def _on_frame_changed(self, event=None) -> None:
+        if not self.viewer.dims.ndim:
+            return
+        new, old = self.frame, self._frame
+        self._frame = new
+        self.jump_spin.blockSignals(True)
+        self.jump_spin.setValue(new)
+        self.jump_spin.blockSignals(False)
+        if self.step_adjust and self.session is not None and new == old + 1:
+            self._carry(old, new)
+        self._update_controls()
+
+    # ================================================================== step-and-adjust
+    def toggle_step_adjust(self) -> None:
+        self.step_check.setChecked(not self.step_check.isChecked())
+
+    def set_step_adjust(self, on: bool) -> None:
+        self.step_adjust = bool(on)
+        if self.step_check.isChecked() != self.step_adjust:
+            self.step_check.setChecked(self.step_adjust)
+        self._update_controls()
+
+    def _gray_frame(self, i: int) -> np.ndarray:
+        if i in self._gray:
+            self._gray.move_to_end(i)
+            return self._gray[i]
+        if self._step_frames is None:
+            self._step_frames = open_frames(self.cine_layer)
+        image = to_gray_u8(np.asarray(self._step_frames[i]))
+        self._gray[i] = image
+        while len(self._gray) > GRAY_CACHE:
+            self._gray.popitem(last=False)
+        return image
+
+    def _carry(self, f0: int, f1: int) -> None:
+        """Carry every label on ``f0`` to ``f1`` with one LK step (never over manual points)."""
+        from ..tracking.flow import FB_SCALE
+
+        labels = [lab for lab in self.session.labels if self.session.point(f0, lab) is not None]
+        if not labels:
+            return
+        t0 = time.perf_counter()
+        xy0 = self.session.positions(f0, labels)
+        params = self.lk_params()
+        try:
+            img0, img1 = self._gray_frame(f0), self._gray_frame(f1)
+        except DustrackError as exc:
+            notify_error(exc)
+            return
+        xy1, ok, _ = lk_track(img0, img1, xy0, params)
+        back, ok_back, _ = lk_track(img1, img0, xy1, params)
+        fb = np.linalg.norm(back - xy0, axis=1)
+        conf = np.where(ok & ok_back, np.exp(-np.nan_to_num(fb, nan=np.inf) ** 2 / (2 * FB_SCALE**2)), 0.0)
+        self.session.apply_flow(xy1[None], labels, [f1], conf[None], action="step")
+        self.last_step_ms = 1000 * (time.perf_counter() - t0)
+
+    # ================================================================== optical flow
+    def lk_params(self) -> LKParams:
+        win = self.win_spin.value() | 1  # odd window: centred on the point
+        return LKParams(win_size=win, max_level=self.level_spin.value(),
+                        max_iter=self.iter_spin.value(), eps=float(self.eps_spin.value()))
+
+    def toggle_scope(self) -> None:
+        self.scope_check.setChecked(not self.scope_check.isChecked())
+
+    def _scope_labels(self) -> list[str]:
+        if self.session is None:
+            return []
+        if self.scope_check.isChecked():
+            return [self.current_label] if self.current_label else []
+        return self.session.labels
+
+    def track(self, direction: int, n: int | None = None) -> None:
+        """Track the points of this frame ``n`` frames forward (direction 1) or backward (-1)."""
+        if not self._need_session():
+            return
+        from ..tracking.flow import propagate
+
+        f0 = self.frame
+        labels = [lab for lab in self._scope_labels() if self.session.point(f0, lab) is not None]
+        if not labels:
+            show_info(f"No points on frame {f0} to track.")
+            return
+        n = int(n if n is not None else self.n_spin.value())
+        last = self.session.n_frames - 1
+        steps = min(n, last - f0) if direction > 0 else -min(n, f0)
+        if steps == 0:
+            show_info("Already at the end of the video.")
+            return
+        xy0 = self.session.positions(f0, labels)
+        rows = f0 + np.sign(steps) * np.arange(abs(steps) + 1)
+        action = f"track {'forward' if steps > 0 else 'backward'} {abs(steps)}"
+
+        def apply(result):
+            xy, conf = result
+            self.session.apply_flow(xy[1:], labels, rows[1:len(xy)], conf[1:], action=action)
+
+        self._run_flow(propagate, (f0, xy0, steps), apply, f"tracking {abs(steps)} frames")
+
+    def fill_between(self) -> None:
+        """Fill between consecutive keyframes of every label in scope (LK + RSTC)."""
+        if not self._need_session():
+            return
+        from ..tracking.flow import fill_between
+
+        labels = [lab for lab in self._scope_labels() if len(self.session.keyframes(lab)) >= 2]
+        if not labels:
+            show_info("Fill needs a label with at least two keyframes (manual points).")
+            return
+        keys = self.session.keys_array(labels)
+
+        def apply(result):
+            xy, conf = result
+            self.session.apply_flow(xy, labels, None, conf, action="fill between keyframes")
+
+        self._run_flow(fill_between, (keys,), apply, f"filling {len(labels)} label(s)",
+                       labels=labels, single_keyframe="skip")
+
+    def _run_flow(self, func, args, apply, label, **kwargs) -> None:
+        from ..tracking.flow import FlowError
+
+        frames = open_frames(self.cine_layer)
+        params = self.lk_params()
+
+        def job(progress=None, cancel=None):
+            try:
+                return func(frames, *args, params=params, progress=progress, cancel=cancel, **kwargs), None
+            except FlowError as exc:  # keep what was computed before the failure
+                return exc.partial, exc
+            finally:
+                if hasattr(frames, "close"):
+                    frames.close()
+
+        def done(outcome):
+            result, error = outcome
+            if result is not None and self.session is not None:
+                apply(result)
+            if error is not None:
+                notify_error(error)
+
+        def cancelled(partial):
+            if partial is not None and self.session is not None:
+                apply(partial)
+
+        self.taskbar.run(job, on_done=done, on_cancel=cancelled, label=label)
+
+    def cancel_task(self) -> None:
+        self.taskbar.cancel()
+
+    # ================================================================== review
+    def set_range_to_segment(self) -> None:
+        lo, hi = self._segment()
+        self.from_spin.setValue(lo)
+        self.to_spin.setValue(hi)
+
+    def _segment(self) -> tuple[int, int]:
+        f = self.frame
+        keys = self.session.keyframes() if self.session else []
+        lo = f if f in keys else (self.session.previous_keyframe(f) if self.session else None)
+        hi = self.session.next_keyframe(f) if self.session else None
+        last = (self.session.n_frames or 1) - 1 if self.session else 0
+        return (0 if lo is None else lo), (last if hi is None else hi)
+
+    def accept_range(self, start: int | None = None, end: int | None = None) -> int:
+        """Mark the flow points on frames ``start..end`` (default: the Review range) reviewed."""
+        if not self._need_session():
+            return 0
+        start = self.from_spin.value() if start is None else int(start)
+        end = self.to_spin.value() if end is None else int(end)
+        n = self.session.accept(start, end, self._scope_labels())
+        show_info(f"Accepted {n} point(s) on frames {min(start, end)}-{max(start, end)}.")
+        return n
+
+    def accept_segment(self) -> int:
+        lo, hi = self._segment()
+        return self.accept_range(lo, hi)
+
+    # ================================================================== import / help
+    def import_points(self, path) -> int:
+        """Import DUSTrack JSON, DeepLabCut CollectedData (CSV/H5) or a native point table."""
+        if not self._need_session():
+            return 0
+        try:
+            n = self.session.import_file(path)
+        except DustrackError as exc:
+            notify_error(exc)
+            return 0
+        if self.current_label is None and self.session.labels:
+            self.pick_label(self.session.labels[0])
+        show_info(f"Imported {n} point(s) from {Path(path).name}.")
+        return n
+
+    def import_dialog(self) -> None:
+        if not self._need_session():
+            return
+        path, _ = QFileDialog.getOpenFileName(self, "Import points", "", IMPORT_FILTER)
+        if path:
+            self.import_points(path)
+
+    def show_keys(self) -> QDialog:
+        """Open the key cheat-sheet (non-modal)."""
+        if self._keys_dialog is None:
+            self._keys_dialog = KeysDialog(self)
+        self._keys_dialog.show()
+        self._keys_dialog.raise_()
+        return self._keys_dialog
+
+    # ================================================================== status
+    def _need_session(self) -> bool:
+        if self.session is None:
+            show_info("Open a cine first.")
+            return False
+        return True
+
+    def _update_controls(self) -> None:
+        s = self.session
+        self.undo_button.setEnabled(bool(s and s.can_undo))
+        self.redo_button.setEnabled(bool(s and s.can_redo))
+        if s is not None:
+            self.undo_button.setToolTip(f"Undo {s.undo_action} (Ctrl+Z)" if s.can_undo else "Ctrl+Z")
+            self.redo_button.setToolTip(f"Redo {s.redo_action} (Ctrl+Shift+Z)" if s.can_redo else "")
+        if s is None:
+            self.status.setText("")
+            return
+        here = s.points_at(self.frame)
+        kind = "keyframe" if any(p.manual for p in here.values()) else "frame"
+        saver = s.autosaver
+        saved = "" if saver is None else (f" · not saved: {saver.error}" if saver.error else "")
+        self.status.setText(
+            f"{kind} {self.frame}/{(s.n_frames or 1) - 1} · label {self.current_label or '-'} · "
+            f"{len(here)}/{len(s.labels)} here · {len(s.keyframes())} keyframes · {len(s)} points"
+            f"{' · step-and-adjust' if self.step_adjust else ''}{saved}")
+
+
+class KeysDialog(QDialog):
+    """The cheat-sheet: every key of the Annotate tab and what it does."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("DUSTrack annotation keys")
+        rows = _annotate_keys.cheat_sheet()
+        table = QTableWidget(len(rows), 2, self)
+        table.setHorizontalHeaderLabels(["Key", "Action"])
+        table.verticalHeader().setVisible(False)
+        table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        for r, (key, text) in enumerate(rows):
+            table.setItem(r, 0, QTableWidgetItem(key))
+            table.setItem(r, 1, QTableWidgetItem(text))
+        table.horizontalHeader().setSectionResizeMode(1, QHeaderView.Stretch)
+        table.resizeColumnToContents(0)
+        self.table = table
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel("Keys work while the 'annotations' layer is selected."))
+        layout.addWidget(table)
+        self.resize(560, 520)
+
+
+def _close_holder(holder: dict) -> None:
+    """Save the session of a widget Qt has deleted (the viewer closed)."""
+    session = holder.get("session")
+    holder["session"] = None
+    if session is not None:
+        try:
+            session.close()
+        except Exception:  # the edits are still in the journal
+            pass

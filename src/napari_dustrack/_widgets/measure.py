@@ -1,0 +1,522 @@
+"""The Measure tab: define measures, plot tracks and measures over time, export.
+
+Plots (matplotlib in Qt): x(t) and y(t) of every label and one measure column over time, for
+every checked layer (any Points or Tracks layer whose features carry ``label``), one line style
+per layer. A vertical line follows napari's current frame; clicking a plot moves napari to the
+clicked frame; ``metadata["review_frames"]`` of a plotted layer is marked on the time axis.
+The computation is :func:`napari_dustrack.measure.compute`; exports are
+:mod:`napari_dustrack.io.export`. File dialogs only pick a path for the ``*_to(path)`` methods.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg, NavigationToolbar2QT
+from matplotlib.figure import Figure
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .. import sidecar
+from ..errors import DustrackError
+from ..io.export import export_mp4, export_points, label_colour, write_measurements_csv
+from ..io.layers import points_to_table, tracks_to_table
+from ..io.table import labels_of, to_array
+from ..measure import CHANGES, KINDS, STRAINS, Calibration, Measure, compute, load_measures, save_measures
+from .common import TaskBar, cine_info, current_frame, find_cine_layer, notify_error, open_frames, set_frame
+
+log = logging.getLogger(__name__)
+
+LINESTYLES = ("-", "--", ":", "-.")
+REVIEW_KEY = "review_frames"
+
+
+def layer_table(layer) -> pd.DataFrame | None:
+    """The point table of a Points or Tracks layer with a ``label`` feature, else None."""
+    features = getattr(layer, "features", None)
+    if features is None or "label" not in features or len(layer.data) == 0:
+        return None
+    kind = layer._type_string
+    if kind == "points":
+        return points_to_table(layer.data, features)
+    if kind == "tracks":
+        source = layer.metadata.get("source", "smoothed")
+        return tracks_to_table(layer.data, row_labels=features["label"], source=source)
+    return None
+
+
+def is_track_layer(layer) -> bool:
+    features = getattr(layer, "features", None)
+    return layer._type_string in ("points", "tracks") and features is not None and "label" in features
+
+
+class MeasureWidget(QWidget):
+    """Measures over time for the layers of a napari viewer.
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+    """
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.measures: list[Measure] = []
+        self.results: dict[str, pd.DataFrame] = {}  # layer name -> compute() result
+        self.tables: dict[str, pd.DataFrame] = {}  # layer name -> point table
+        self.lines: dict[tuple[str, str, str], object] = {}  # (axis, layer, key) -> Line2D
+        self._label_order: list[str] = []
+        self._measures_loaded_for: str | None = None
+        self._connected: set[int] = set()
+        self._replot_timer = QTimer(self)
+        self._replot_timer.setSingleShot(True)
+        self._replot_timer.setInterval(150)
+        self._replot_timer.timeout.connect(self.refresh)
+        self._build()
+        viewer_layers = self.viewer.layers.events
+        viewer_layers.inserted.connect(self._on_layers_changed)
+        viewer_layers.removed.connect(self._on_layers_changed)
+        viewer_layers.reordered.connect(self._on_layers_changed)
+        self.viewer.dims.events.current_step.connect(self._on_frame)
+        self._on_layers_changed()
+
+    # --- construction ------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+        layout.addWidget(self._build_layers())
+        layout.addWidget(self._build_definitions())
+        self.figure = Figure(figsize=(4, 6), constrained_layout=True)
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(360)
+        self.toolbar = NavigationToolbar2QT(self.canvas, self)
+        self.ax_x, self.ax_y, self.ax_m = self.figure.subplots(3, 1, sharex=True)
+        self.canvas.mpl_connect("button_press_event", self.on_plot_click)
+        layout.addWidget(self.toolbar)
+        layout.addWidget(self.canvas, 1)
+        layout.addWidget(self._build_exports())
+        self.status = QLabel("", self)
+        self.status.setWordWrap(True)
+        layout.addWidget(self.status)
+
+    def _build_layers(self) -> QWidget:
+        box = QGroupBox("Layers to plot", self)
+        self.layer_list = QListWidget(box)
+        self.layer_list.setMaximumHeight(80)
+        self.layer_list.itemChanged.connect(lambda _item: self.schedule_refresh())
+        v = QVBoxLayout(box)
+        v.addWidget(self.layer_list)
+        return box
+
+    def _build_definitions(self) -> QWidget:
+        box = QGroupBox("Measures", self)
+        form = QFormLayout()
+        self.kind_combo = QComboBox(box)
+        self.kind_combo.addItems(list(KINDS))
+        self.kind_combo.currentTextChanged.connect(self._on_kind)
+        self.kind_hint = QLabel("", box)
+        self.kind_hint.setWordWrap(True)
+        self.name_edit = QLineEdit(box)
+        self.label_list = QListWidget(box)
+        self.label_list.setMaximumHeight(90)
+        self.label_list.itemChanged.connect(self._on_label_checked)
+        self._checked: list[str] = []  # checked labels in the order they were checked
+        self.change_combo = QComboBox(box)
+        self.change_combo.addItems(list(CHANGES))
+        self.ref_spin = QSpinBox(box)
+        self.ref_spin.setRange(-1, 1_000_000)
+        self.ref_spin.setValue(-1)
+        self.ref_spin.setSpecialValueText("first complete frame")
+        self.strain_combo = QComboBox(box)
+        self.strain_combo.addItems(list(STRAINS))
+        form.addRow("Type", self.kind_combo)
+        form.addRow("", self.kind_hint)
+        form.addRow("Name", self.name_edit)
+        form.addRow("Labels (in order)", self.label_list)
+        form.addRow("Change", self.change_combo)
+        form.addRow("Reference frame", self.ref_spin)
+        form.addRow("Strain", self.strain_combo)
+        add = QPushButton("Add measure", box)
+        add.clicked.connect(self._add_from_form)
+        self.measure_list = QListWidget(box)
+        self.measure_list.setMaximumHeight(70)
+        remove = QPushButton("Remove", box)
+        remove.clicked.connect(self._remove_selected)
+        self.plot_combo = QComboBox(box)
+        self.plot_combo.currentTextChanged.connect(lambda _t: self._draw())
+        v = QVBoxLayout(box)
+        v.addLayout(form)
+        v.addWidget(add)
+        v.addWidget(self.measure_list)
+        v.addWidget(remove)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Plot", box))
+        row.addWidget(self.plot_combo, 1)
+        v.addLayout(row)
+        self._on_kind(self.kind_combo.currentText())
+        return box
+
+    def _build_exports(self) -> QWidget:
+        box = QGroupBox("Export", self)
+        grid = QGridLayout(box)
+        self.export_combo = QComboBox(box)
+        grid.addWidget(QLabel("Layer", box), 0, 0)
+        grid.addWidget(self.export_combo, 0, 1, 1, 2)
+        buttons = [
+            ("Point table CSV", "Point table (*.csv)", self.export_points_csv_to),
+            ("DeepLabCut h5/csv", "DeepLabCut (*.h5 *.csv)", self.export_dlc_to),
+            ("DUSTrack JSON", "DUSTrack JSON (*.json)", self.export_dustrack_to),
+            ("Measurements CSV", "Measurements (*.csv)", self.export_measurements_to),
+            ("MP4 with tracks", "MP4 video (*.mp4)", self.export_mp4_to),
+        ]
+        self.export_buttons = {}
+        for i, (title, filt, method) in enumerate(buttons):
+            button = QPushButton(title, box)
+            button.clicked.connect(lambda _=False, t=title, f=filt, m=method: self._ask_and_export(t, f, m))
+            grid.addWidget(button, 1 + i // 3, i % 3)
+            self.export_buttons[title] = button
+        self.task = TaskBar(box)
+        grid.addWidget(self.task, 3, 0, 1, 3)
+        return box
+
+    # --- layers ------------------------------------------------------------------------------
+
+    def track_layers(self) -> list:
+        return [layer for layer in self.viewer.layers if is_track_layer(layer)]
+
+    def checked_layers(self) -> list:
+        names = {self.layer_list.item(i).text() for i in range(self.layer_list.count())
+                 if self.layer_list.item(i).checkState() == Qt.Checked}
+        return [layer for layer in self.track_layers() if layer.name in names]
+
+    def _on_layers_changed(self, event=None) -> None:
+        previous = {self.layer_list.item(i).text(): self.layer_list.item(i).checkState()
+                    for i in range(self.layer_list.count())}
+        self.layer_list.blockSignals(True)
+        self.layer_list.clear()
+        for layer in self.track_layers():
+            item = QListWidgetItem(layer.name, self.layer_list)
+            item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
+            item.setCheckState(previous.get(layer.name, Qt.Checked))
+            if id(layer) not in self._connected:
+                self._connected.add(id(layer))
+                for name in ("data", "features", "metadata"):  # not every layer type has all
+                    if hasattr(layer.events, name):
+                        getattr(layer.events, name).connect(lambda _e: self.schedule_refresh())
+                layer.events.name.connect(self._on_layers_changed)
+        self.layer_list.blockSignals(False)
+        current = self.export_combo.currentText()
+        self.export_combo.clear()
+        self.export_combo.addItems([layer.name for layer in self.track_layers()])
+        if current:
+            self.export_combo.setCurrentText(current)
+        self._maybe_load_measures()
+        self.refresh()
+
+    def _maybe_load_measures(self) -> None:
+        """Load the cine's saved measures once, when its layer first appears."""
+        path = self.measures_file()
+        if path is None or str(path) == self._measures_loaded_for:
+            return
+        self._measures_loaded_for = str(path)
+        if path.is_file() and not self.measures:
+            try:
+                self.measures = load_measures(path)
+            except DustrackError as exc:
+                notify_error(exc)
+            self._update_measure_list()
+
+    def measures_file(self) -> Path | None:
+        """``<video>.dustrack/measures.json`` of the cine layer, or None without a file."""
+        path = cine_info(find_cine_layer(self.viewer)).get("path")
+        return sidecar.measures_path(path) if path else None
+
+    def calibration(self) -> Calibration:
+        info = cine_info(find_cine_layer(self.viewer))
+        return Calibration.of(info.get("pixel_spacing"), info.get("fps"))
+
+    def n_frames(self) -> int:
+        info = cine_info(find_cine_layer(self.viewer))
+        if info.get("n_frames"):
+            return int(info["n_frames"])
+        ends = [int(t["frame"].max()) + 1 for t in self.tables.values() if len(t)]
+        if self.viewer.dims.ndim >= 3:  # the first axis is time only in a (frame, y, x) viewer
+            ends.append(int(self.viewer.dims.nsteps[0]))
+        return max(ends, default=0)
+
+    # --- measures ----------------------------------------------------------------------------
+
+    def add_measure(self, measure: Measure) -> None:
+        """Add (or replace, by name) a measure, save the definitions and replot."""
+        measure.check()
+        self.measures = [m for m in self.measures if m.name != measure.name] + [measure]
+        self._measures_changed()
+
+    def remove_measure(self, name: str) -> None:
+        self.measures = [m for m in self.measures if m.name != name]
+        self._measures_changed()
+
+    def _measures_changed(self) -> None:
+        path = self.measures_file()
+        if path is not None:
+            save_measures(self.measures, path)
+        self._update_measure_list()
+        self.refresh()
+
+    def _update_measure_list(self) -> None:
+        self.measure_list.clear()
+        for m in self.measures:
+            self.measure_list.addItem(f"{m.name}: {m.kind} of {', '.join(m.labels)}")
+
+    def _on_kind(self, kind: str) -> None:
+        self.kind_hint.setText(KINDS[kind][2])
+        self.strain_combo.setEnabled(kind == "deformation")
+        self.change_combo.setEnabled(kind not in ("deformation", "velocity"))
+        taken = {m.name for m in self.measures}
+        n = 1
+        while f"{kind} {n}" in taken:
+            n += 1
+        self.name_edit.setText(f"{kind} {n}")
+
+    def _on_label_checked(self, item: QListWidgetItem) -> None:
+        label = item.text()
+        if item.checkState() == Qt.Checked and label not in self._checked:
+            self._checked.append(label)
+        elif item.checkState() != Qt.Checked and label in self._checked:
+            self._checked.remove(label)
+
+    def form_measure(self) -> Measure:
+        """The measure described by the form (raises DustrackError if inconsistent)."""
+        ref = self.ref_spin.value()
+        return Measure(
+            name=self.name_edit.text().strip(),
+            kind=self.kind_combo.currentText(),
+            labels=list(self._checked),
+            change=self.change_combo.currentText(),
+            reference_frame=None if ref < 0 else ref,
+            strain=self.strain_combo.currentText(),
+        )
+
+    def _add_from_form(self) -> None:
+        try:
+            self.add_measure(self.form_measure())
+        except DustrackError as exc:
+            notify_error(exc)
+            return
+        self._on_kind(self.kind_combo.currentText())
+
+    def _remove_selected(self) -> None:
+        row = self.measure_list.currentRow()
+        if 0 <= row < len(self.measures):
+            self.remove_measure(self.measures[row].name)
+
+    def _update_label_list(self) -> None:
+        labels = list(dict.fromkeys(lab for t in self.tables.values() for lab in labels_of(t)))
+        if labels == self._label_order:
+            return
+        self._label_order = labels
+        self.label_list.blockSignals(True)
+        self.label_list.clear()
+        for label in labels:
+            item = QListWidgetItem(label, self.label_list)
+            item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
+            item.setCheckState(Qt.Checked if label in self._checked else Qt.Unchecked)
+        self._checked = [lab for lab in self._checked if lab in labels]
+        self.label_list.blockSignals(False)
+
+    # --- computing and plotting --------------------------------------------------------------
+
+    def schedule_refresh(self) -> None:
+        self._replot_timer.start()
+
+    def refresh(self) -> None:
+        """Recompute every checked layer's table and measures, then redraw."""
+        self.tables, self.results = {}, {}
+        problems = []
+        for layer in self.track_layers():
+            try:
+                table = layer_table(layer)
+            except DustrackError as exc:
+                problems.append(f"{layer.name}: {exc.problem}")
+                continue
+            if table is not None:
+                self.tables[layer.name] = table
+        self._update_label_list()
+        calibration, n = self.calibration(), self.n_frames()
+        for layer in self.checked_layers():
+            table = self.tables.get(layer.name)
+            if table is None or not self.measures:
+                continue
+            usable = [m for m in self.measures if set(m.labels) <= set(table["label"])]
+            try:
+                self.results[layer.name] = compute(table, usable, calibration, n_frames=n)
+            except DustrackError as exc:
+                problems.append(f"{layer.name}: {exc.problem}")
+        self._update_plot_choices()
+        self.status.setText("\n".join(problems))
+        self._draw()
+
+    def _update_plot_choices(self) -> None:
+        columns = list(dict.fromkeys(
+            c for r in self.results.values() for c in r.columns if c != "frame" and not c.startswith("time")
+        ))
+        current = self.plot_combo.currentText()
+        self.plot_combo.blockSignals(True)
+        self.plot_combo.clear()
+        self.plot_combo.addItems(columns)
+        if current in columns:
+            self.plot_combo.setCurrentText(current)
+        self.plot_combo.blockSignals(False)
+
+    def time_of(self, frames: np.ndarray) -> np.ndarray:
+        return np.asarray(frames, float) * self.calibration().frame_interval
+
+    def frame_at(self, t: float) -> int:
+        return int(round(t / self.calibration().frame_interval))
+
+    def _draw(self) -> None:
+        cal = self.calibration()
+        unit = cal.length_unit
+        for ax in (self.ax_x, self.ax_y, self.ax_m):
+            ax.clear()
+        self.lines = {}
+        labels = self._label_order
+        layers = [layer for layer in self.checked_layers() if layer.name in self.tables]
+        n = self.n_frames()
+        t_all = self.time_of(np.arange(n))
+        for k, layer in enumerate(layers):
+            style = LINESTYLES[k % len(LINESTYLES)]
+            table = self.tables[layer.name]
+            # Dense (frame, label) arrays: NaN where a point is missing breaks the line there.
+            xy, layer_labels = to_array(table, labels_of(table), n)
+            phys = cal.to_physical(xy)
+            for j, label in enumerate(layer_labels):
+                colour = np.array(label_colour(labels.index(label))) / 255
+                for ax, axis, c in ((self.ax_x, "x", 0), (self.ax_y, "y", 1)):
+                    (line,) = ax.plot(t_all, phys[:, j, c], style, color=colour, lw=1,
+                                      label=label if k == 0 else None)
+                    self.lines[(axis, layer.name, label)] = line
+            column = self.plot_combo.currentText()
+            result = self.results.get(layer.name)
+            if column and result is not None and column in result:
+                (line,) = self.ax_m.plot(self.time_of(result["frame"]), result[column].to_numpy(), style,
+                                         color="k", lw=1.2, label=layer.name)
+                self.lines[("measure", layer.name, column)] = line
+            self._mark_review(layer)
+        self.ax_x.set_ylabel(f"x [{unit}]")
+        self.ax_y.set_ylabel(f"y [{unit}]")
+        self.ax_m.set_ylabel(self.plot_combo.currentText() or "measure")
+        self.ax_m.set_xlabel("time [s]" if cal.fps else "frame")
+        if labels and layers:
+            self.ax_x.legend(fontsize="x-small", ncol=3, loc="best")
+        if self.ax_m.lines:
+            self.ax_m.legend(fontsize="x-small", loc="best")
+        t = self.time_of([current_frame(self.viewer)])[0] if self.viewer.dims.ndim >= 3 else 0.0
+        self.frame_lines = [ax.axvline(t, color="r", lw=1) for ax in (self.ax_x, self.ax_y, self.ax_m)]
+        self.canvas.draw_idle()
+
+    def _mark_review(self, layer) -> None:
+        frames = layer.metadata.get(REVIEW_KEY) if hasattr(layer, "metadata") else None
+        if frames is None or len(frames) == 0:
+            return
+        t = self.time_of(np.asarray(frames, float))
+        (line,) = self.ax_m.plot(t, np.zeros_like(t), "^", color="tab:orange", ms=6, clip_on=False,
+                                 transform=self.ax_m.get_xaxis_transform(), label="to review")
+        self.lines[("review", layer.name, "")] = line
+
+    def _on_frame(self, event=None) -> None:
+        if not getattr(self, "frame_lines", None):
+            return
+        t = self.time_of([current_frame(self.viewer)])[0]
+        for line in self.frame_lines:
+            line.set_xdata([t, t])
+        self.canvas.draw_idle()
+
+    def on_plot_click(self, event) -> None:
+        """Move napari to the clicked frame (not while the toolbar zooms or pans)."""
+        if event.inaxes is None or event.xdata is None or event.button != 1:
+            return
+        if getattr(self.toolbar, "mode", "") not in ("", None) and str(self.toolbar.mode):
+            return
+        set_frame(self.viewer, self.frame_at(event.xdata))
+
+    # --- exports -----------------------------------------------------------------------------
+
+    def export_table(self) -> pd.DataFrame:
+        name = self.export_combo.currentText()
+        if name not in self.tables:
+            raise DustrackError("choose a layer with labelled points to export")
+        return self.tables[name]
+
+    def _video_path(self) -> str | None:
+        return cine_info(find_cine_layer(self.viewer)).get("path")
+
+    def export_points_csv_to(self, path) -> Path:
+        return export_points(self.export_table(), path, fmt="csv")
+
+    def export_dlc_to(self, path) -> Path:
+        return export_points(self.export_table(), path, fmt="dlc", video=self._video_path(),
+                             n_frames=self.n_frames())
+
+    def export_dustrack_to(self, path) -> Path:
+        return export_points(self.export_table(), path, fmt="dustrack")
+
+    def export_measurements_to(self, path) -> Path:
+        name = self.export_combo.currentText()
+        table = self.export_table()
+        if not self.measures:
+            raise DustrackError("define a measure first")
+        usable = [m for m in self.measures if set(m.labels) <= set(table["label"])]
+        if not usable:
+            raise DustrackError(f"layer {name!r} has none of the measured labels")
+        result = compute(table, usable, self.calibration(), n_frames=self.n_frames())
+        return write_measurements_csv(result, path)
+
+    def export_mp4_to(self, path):
+        """Start writing the overlay video in the background; returns the worker."""
+        cine = find_cine_layer(self.viewer)
+        if cine is None:
+            raise DustrackError("open a cine first: the video is drawn on its frames")
+        table = self.export_table()
+        frames = open_frames(cine)
+        fps = cine_info(cine).get("fps")
+
+        def job(progress=None, cancel=None):
+            try:
+                return export_mp4(frames, table, path, fps=fps, progress=progress, cancel=cancel)
+            finally:
+                if hasattr(frames, "close"):
+                    frames.close()
+
+        return self.task.run(job, label="writing MP4",
+                             on_done=lambda p: self.status.setText(f"wrote {p}"))
+
+    def _ask_and_export(self, title: str, file_filter: str, method) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, f"Export {title}", "", file_filter)
+        if not path:
+            return
+        try:
+            result = method(path)
+        except DustrackError as exc:
+            notify_error(exc)
+            return
+        if isinstance(result, Path):
+            self.status.setText(f"wrote {result}")

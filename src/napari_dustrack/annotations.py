@@ -1,0 +1,623 @@
+"""The annotation model: labels, points, edits with undo/redo, restore from the sidecar.
+
+Pure Python (no Qt, no napari): the Annotate dock widget translates between this model and
+napari layers; scripts and tests use it directly.
+
+The point store holds at most one point per (frame, label). A missing entry means "not
+labelled": nothing here shifts labels by position or invents a point. Every change goes
+through one edit (:class:`Change`) that is recorded for undo/redo and announced to the
+``on_change`` callbacks (the widget redraws, the autosaver journals it). Changes carry the
+*new* value of every point they touch (absolute, not deltas), so replaying a journal over a
+snapshot that already contains some of its edits gives the same state (see
+:mod:`napari_dustrack.autosave`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import threading
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .errors import DustrackError
+from .io.table import COLUMNS, validate
+
+log = logging.getLogger(__name__)
+
+Key = tuple[int, str]  # (frame, label)
+
+MANUAL = "manual"
+FLOW = "flow"
+
+# Distinct colours for labels in order of creation (a colour-blind-safe set first).
+PALETTE = (
+    "#e69f00", "#56b4e9", "#009e73", "#f0e442", "#0072b2", "#d55e00", "#cc79a7",
+    "#ffffff", "#ff4040", "#40ff40", "#8080ff", "#ffa0c0", "#a0ffe0", "#c0a060",
+)
+_COLOUR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
+UNDO_LIMIT = 500
+
+
+@dataclass(frozen=True)
+class Point:
+    """One labelled position: ``x`` column, ``y`` row (pixels), where it came from."""
+
+    x: float
+    y: float
+    source: str = MANUAL
+    confidence: float = 1.0
+    reviewed: bool = False
+
+    @property
+    def manual(self) -> bool:
+        return self.source == MANUAL
+
+    @property
+    def protected(self) -> bool:
+        """Made or accepted by the user: optical flow never overwrites it."""
+        return self.source == MANUAL or self.reviewed
+
+
+@dataclass(frozen=True)
+class Label:
+    name: str
+    colour: str
+
+
+@dataclass(frozen=True)
+class Change:
+    """What one edit (or its undo/redo) changed.
+
+    Attributes
+    ----------
+    action : str
+        What the user did (``place``, ``fill``, ``undo place``...).
+    points : mapping
+        New value of every point touched: a :class:`Point`, or None where it was removed.
+    labels : tuple of Label or None
+        The whole label list after the change, when it changed.
+    seq : int
+        Sequence number of the edit (increasing within a session, continued after restore).
+    """
+
+    action: str
+    points: Mapping[Key, Point | None]
+    labels: tuple[Label, ...] | None
+    seq: int
+
+    @property
+    def frames(self) -> set[int]:
+        return {frame for frame, _ in self.points}
+
+
+@dataclass
+class _Edit:
+    action: str
+    before: dict[Key, Point | None]
+    after: dict[Key, Point | None]
+    labels_before: tuple[Label, ...] | None = None
+    labels_after: tuple[Label, ...] | None = None
+
+
+@dataclass
+class _State:
+    """What a session holds, as restored from a sidecar."""
+
+    labels: list[Label] = field(default_factory=list)
+    points: dict[Key, Point] = field(default_factory=dict)
+    seq: int = 0
+
+
+class AnnotationSession:
+    """Labels and points of one video, with undo/redo and change callbacks.
+
+    Parameters
+    ----------
+    n_frames : int, optional
+        Length of the video; edits outside ``0..n_frames-1`` are refused.
+    labels : iterable of str, optional
+        Labels to start with (default colours).
+
+    Attributes
+    ----------
+    on_change : list of callable
+        Called as ``callback(change)`` after every edit, undo and redo (in the editing thread).
+    video : Path or None
+        The video whose sidecar this session restores from and autosaves to.
+    autosaver : Autosaver or None
+    """
+
+    def __init__(self, n_frames: int | None = None, labels: Iterable[str] = ()):
+        self.n_frames = None if n_frames is None else int(n_frames)
+        self._lock = threading.RLock()
+        self._points: dict[Key, Point] = {}
+        self._labels: list[Label] = []
+        self._undo: list[_Edit] = []
+        self._redo: list[_Edit] = []
+        self._table_cache: pd.DataFrame | None = None
+        self.seq = 0
+        self.on_change: list[Callable[[Change], None]] = []
+        self.video: Path | None = None
+        self.autosaver = None
+        for name in labels:
+            self.add_label(name)
+        self._undo.clear()  # the starting labels are not an edit to undo
+
+    # ------------------------------------------------------------------ persistence
+    @classmethod
+    def open(
+        cls,
+        video: str | os.PathLike,
+        n_frames: int | None = None,
+        autosave: bool = True,
+        delay: float = 1.0,
+    ) -> "AnnotationSession":
+        """The session of ``video``: restored from its sidecar if it has one, autosaving to it.
+
+        Parameters
+        ----------
+        video : path-like
+            The video file (or image folder); its sidecar is ``<video>.dustrack/``.
+        n_frames : int, optional
+            Length of the video.
+        autosave : bool
+            Journal every edit at once and write a snapshot ``delay`` seconds after editing stops.
+        delay : float
+            Debounce of the snapshot, in seconds.
+        """
+        from .autosave import Autosaver, load_state, release
+
+        release(video)  # an earlier session of this video in this process saves and stops
+        session = cls(n_frames)
+        session.video = Path(video)
+        state = load_state(video)
+        with session._lock:
+            session._labels = list(state.labels)
+            session._points = dict(state.points)
+            session.seq = state.seq
+        if autosave:
+            session.autosaver = Autosaver(session, video, delay=delay)
+        return session
+
+    def close(self) -> None:
+        """Write any unsaved edits and stop autosaving."""
+        if self.autosaver is not None:
+            self.autosaver.close()
+            self.autosaver = None
+
+    def snapshot(self) -> tuple[dict[Key, Point], list[Label], int]:
+        """A consistent copy of ``(points, labels, seq)`` (safe to call from another thread)."""
+        with self._lock:
+            return dict(self._points), list(self._labels), self.seq
+
+    # ------------------------------------------------------------------ labels
+    @property
+    def labels(self) -> list[str]:
+        """Label names in display order."""
+        return [lab.name for lab in self._labels]
+
+    @property
+    def label_items(self) -> list[Label]:
+        return list(self._labels)
+
+    def colour(self, label: str) -> str:
+        """The ``#rrggbb`` colour of ``label``."""
+        return self._labels[self._label_index(label)].colour
+
+    def add_label(self, name: str, colour: str | None = None) -> str:
+        """Append a label; returns its (stripped) name."""
+        name = self._check_new_name(name)
+        colour = self._check_colour(colour) if colour else self._free_colour()
+        self._commit("add label", {}, tuple(self._labels) + (Label(name, colour),))
+        return name
+
+    def rename_label(self, old: str, new: str) -> str:
+        """Rename a label; its points follow."""
+        index = self._label_index(old)
+        new = new.strip() if isinstance(new, str) else new
+        if new == old:
+            return old
+        new = self._check_new_name(new)
+        labels = list(self._labels)
+        labels[index] = Label(new, labels[index].colour)
+        changes: dict[Key, Point | None] = {}
+        for (frame, lab), point in self._points.items():
+            if lab == old:
+                changes[(frame, old)] = None
+                changes[(frame, new)] = point
+        self._commit(f"rename {old} to {new}", changes, tuple(labels))
+        return new
+
+    def move_label(self, name: str, index: int) -> None:
+        """Move ``name`` to position ``index`` of the label list."""
+        labels = list(self._labels)
+        item = labels.pop(self._label_index(name))
+        labels.insert(max(0, min(int(index), len(labels))), item)
+        self._commit(f"move {name}", {}, tuple(labels))
+
+    def remove_label(self, name: str) -> None:
+        """Remove a label and all its points (undoable)."""
+        index = self._label_index(name)
+        labels = tuple(lab for i, lab in enumerate(self._labels) if i != index)
+        changes = {key: None for key in self._points if key[1] == name}
+        self._commit(f"remove {name}", changes, labels)
+
+    def set_colour(self, name: str, colour: str) -> None:
+        labels = list(self._labels)
+        index = self._label_index(name)
+        labels[index] = Label(name, self._check_colour(colour))
+        self._commit(f"colour {name}", {}, tuple(labels))
+
+    # ------------------------------------------------------------------ points
+    def point(self, frame: int, label: str) -> Point | None:
+        return self._points.get((int(frame), label))
+
+    def points_at(self, frame: int) -> dict[str, Point]:
+        """``{label: Point}`` at ``frame``, in label order."""
+        frame = int(frame)
+        return {lab: self._points[(frame, lab)] for lab in self.labels if (frame, lab) in self._points}
+
+    def __len__(self) -> int:
+        return len(self._points)
+
+    def set_point(
+        self,
+        frame: int,
+        label: str,
+        x: float,
+        y: float,
+        source: str = MANUAL,
+        confidence: float = 1.0,
+        reviewed: bool = False,
+        action: str = "place",
+    ) -> Point:
+        """Place ``label`` at ``(x, y)`` on ``frame``, or move it there if it is already on it."""
+        frame = self._check_frame(frame)
+        self._label_index(label)
+        if not (math.isfinite(x) and math.isfinite(y)):
+            raise DustrackError(f"position ({x}, {y}) of {label!r} is not a number")
+        point = Point(float(x), float(y), source, float(confidence), bool(reviewed))
+        self._commit(f"{action} {label}", {(frame, label): point})
+        return point
+
+    def move_point(self, frame: int, label: str, x: float, y: float) -> Point:
+        """Move an existing point; the user moved it, so it becomes manual."""
+        if self.point(frame, label) is None:
+            raise DustrackError(f"no point {label!r} on frame {frame} to move")
+        return self.set_point(frame, label, x, y, action="move")
+
+    def place_points(self, items: Iterable[tuple[int, str, float, float]], action: str = "move") -> int:
+        """Place several manual points ``(frame, label, x, y)`` in one edit (e.g. a group drag)."""
+        changes: dict[Key, Point | None] = {}
+        for frame, label, x, y in items:
+            frame = self._check_frame(frame)
+            self._label_index(label)
+            if not (math.isfinite(x) and math.isfinite(y)):
+                raise DustrackError(f"position ({x}, {y}) of {label!r} is not a number")
+            changes[(frame, label)] = Point(float(x), float(y), MANUAL)
+        self._commit(action, changes)
+        return len(changes)
+
+    def delete_point(self, frame: int, label: str) -> bool:
+        """Remove the point of ``label`` on ``frame``; False if there was none."""
+        return self._commit(f"delete {label}", {(int(frame), label): None}) is not None
+
+    def delete_points(self, keys: Iterable[Key], action: str = "delete") -> int:
+        """Remove several points in one edit; returns how many there were."""
+        changes = {(int(f), lab): None for f, lab in keys if (int(f), lab) in self._points}
+        self._commit(action, changes)
+        return len(changes)
+
+    def copy_previous(self, frame: int, labels: Sequence[str] | None = None) -> int:
+        """Copy the points of ``frame - 1`` onto ``frame`` as manual points.
+
+        Labels already placed by hand on ``frame`` are kept; returns how many were copied.
+        """
+        frame = self._check_frame(frame)
+        if frame == 0:
+            return 0
+        wanted = set(self.labels if labels is None else labels)
+        changes: dict[Key, Point | None] = {}
+        for lab, prev in self.points_at(frame - 1).items():
+            current = self._points.get((frame, lab))
+            if lab in wanted and not (current is not None and current.manual):
+                changes[(frame, lab)] = Point(prev.x, prev.y, MANUAL)
+        self._commit("copy previous frame", changes)
+        return len(changes)
+
+    def apply_flow(
+        self,
+        xy: np.ndarray,
+        labels: Sequence[str],
+        frames: Sequence[int] | None = None,
+        confidence: np.ndarray | None = None,
+        action: str = "fill",
+        keep_reviewed: bool = True,
+    ) -> int:
+        """Store optical-flow positions as ``flow`` points, in one edit.
+
+        Parameters
+        ----------
+        xy : array (n, L, 2)
+            Positions (x, y); NaN where flow has none (left as it is).
+        labels : sequence of str
+            The L labels of the columns of ``xy``.
+        frames : sequence of int, optional
+            The frame of each of the n rows (default ``0..n-1``).
+        confidence : array (n, L), optional
+        keep_reviewed : bool
+            Leave accepted (reviewed) points as they are; manual points are never overwritten.
+
+        Returns
+        -------
+        int
+            Number of points written.
+        """
+        xy = np.asarray(xy, dtype=float)
+        frames = np.arange(len(xy)) if frames is None else np.asarray(frames, dtype=np.int64)
+        if xy.ndim != 3 or xy.shape[1] != len(labels) or len(frames) != len(xy):
+            raise DustrackError(f"flow result of shape {xy.shape} does not match "
+                                f"{len(frames)} frames x {len(labels)} labels")
+        conf = np.ones(xy.shape[:2]) if confidence is None else np.asarray(confidence, dtype=float)
+        known = set(self.labels)
+        changes: dict[Key, Point | None] = {}
+        for i, j in zip(*np.nonzero(np.isfinite(xy).all(axis=2))):
+            key = (int(frames[i]), labels[j])
+            if labels[j] not in known or not self._in_video(key[0]):
+                continue
+            old = self._points.get(key)
+            if old is not None and (old.manual or (keep_reviewed and old.reviewed)):
+                continue
+            c = conf[i, j]
+            c = float(min(max(c, 0.0), 1.0)) if math.isfinite(c) else 0.0
+            changes[key] = Point(float(xy[i, j, 0]), float(xy[i, j, 1]), FLOW, c, False)
+        self._commit(action, changes)
+        return len(changes)
+
+    def accept(self, start: int, end: int, labels: Sequence[str] | None = None) -> int:
+        """Mark the non-manual points on frames ``start..end`` (inclusive) as reviewed."""
+        lo, hi = sorted((int(start), int(end)))
+        wanted = set(self.labels if labels is None else labels)
+        changes: dict[Key, Point | None] = {
+            key: replace(p, reviewed=True)
+            for key, p in self._points.items()
+            if lo <= key[0] <= hi and key[1] in wanted and not p.manual and not p.reviewed
+        }
+        self._commit(f"accept frames {lo}-{hi}", changes)
+        return len(changes)
+
+    def import_table(self, table: pd.DataFrame, path: str | os.PathLike | None = None) -> int:
+        """Add the rows of a point table (its labels too), replacing points it also has."""
+        table = validate(table, path)
+        if self.n_frames is not None and len(table) and int(table["frame"].max()) >= self.n_frames:
+            raise DustrackError(f"frame {int(table['frame'].max())} is outside the video "
+                                f"({self.n_frames} frames)", path)
+        labels = list(self._labels)
+        names = set(self.labels)
+        used = {lab.colour for lab in labels}
+        for name in dict.fromkeys(table["label"]):
+            if name not in names:
+                labels.append(Label(name, _next_colour(used)))
+                used.add(labels[-1].colour)
+                names.add(name)
+        changes: dict[Key, Point | None] = {
+            (int(f), lab): Point(float(x), float(y), src, float(c), bool(r))
+            for f, lab, x, y, src, c, r in table[list(COLUMNS)].itertuples(index=False)
+        }
+        name = Path(path).name if path is not None else "table"
+        self._commit(f"import {name}", changes, tuple(labels))
+        return len(changes)
+
+    def import_file(self, path: str | os.PathLike) -> int:
+        """Import a native CSV, DeepLabCut CollectedData (CSV/H5) or DUSTrack JSON file."""
+        from .io.points_io import read_points
+
+        return self.import_table(read_points(path), path)
+
+    # ------------------------------------------------------------------ queries
+    def keyframes(self, label: str | None = None) -> list[int]:
+        """Frames with a manual point (of ``label``, or of any label), sorted."""
+        return sorted({f for (f, lab), p in self._points.items()
+                       if p.manual and (label is None or lab == label)})
+
+    def previous_keyframe(self, frame: int, label: str | None = None) -> int | None:
+        before = [f for f in self.keyframes(label) if f < frame]
+        return before[-1] if before else None
+
+    def next_keyframe(self, frame: int, label: str | None = None) -> int | None:
+        after = [f for f in self.keyframes(label) if f > frame]
+        return after[0] if after else None
+
+    def next_missing(self, frame: int, labels: Sequence[str] | None = None, wrap: bool = True) -> int | None:
+        """The first frame after ``frame`` where one of ``labels`` has no point (None if none).
+
+        Searches to the end of the video, then (``wrap``) from frame 0.
+        """
+        labels = self.labels if labels is None else list(labels)
+        if not labels or self.n_frames is None:
+            return None
+        counts = np.zeros(self.n_frames, dtype=np.int64)
+        wanted = set(labels)
+        for f, lab in self._points:
+            if lab in wanted and 0 <= f < self.n_frames:
+                counts[f] += 1
+        order = np.r_[np.arange(frame + 1, self.n_frames), np.arange(0, frame + 1) if wrap else []]
+        missing = order[counts[order.astype(np.int64)] < len(labels)]
+        return int(missing[0]) if len(missing) else None
+
+    def positions(self, frame: int, labels: Sequence[str] | None = None) -> np.ndarray:
+        """(L, 2) of (x, y) on ``frame``; NaN where a label has no point."""
+        labels = self.labels if labels is None else list(labels)
+        out = np.full((len(labels), 2), np.nan)
+        for j, lab in enumerate(labels):
+            p = self._points.get((int(frame), lab))
+            if p is not None:
+                out[j] = (p.x, p.y)
+        return out
+
+    def keys_array(self, labels: Sequence[str] | None = None) -> np.ndarray:
+        """(n_frames, L, 2) of the manual points (keyframes), NaN elsewhere."""
+        if self.n_frames is None:
+            raise DustrackError("the session does not know the length of the video")
+        labels = self.labels if labels is None else list(labels)
+        index = {lab: j for j, lab in enumerate(labels)}
+        out = np.full((self.n_frames, len(labels), 2), np.nan)
+        for (f, lab), p in self._points.items():
+            if p.manual and lab in index and 0 <= f < self.n_frames:
+                out[f, index[lab]] = (p.x, p.y)
+        return out
+
+    def table(self) -> pd.DataFrame:
+        """The point table (frame, then label order)."""
+        with self._lock:
+            if self._table_cache is None:
+                self._table_cache = points_table(self._points, self.labels)
+            return self._table_cache.copy()
+
+    # ------------------------------------------------------------------ undo / redo
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._redo)
+
+    @property
+    def undo_action(self) -> str | None:
+        return self._undo[-1].action if self._undo else None
+
+    @property
+    def redo_action(self) -> str | None:
+        return self._redo[-1].action if self._redo else None
+
+    def undo(self) -> Change | None:
+        """Revert the last edit; None if there is nothing to undo."""
+        if not self._undo:
+            return None
+        edit = self._undo.pop()
+        self._redo.append(edit)
+        return self._apply(f"undo {edit.action}", edit.before, edit.labels_before)
+
+    def redo(self) -> Change | None:
+        """Make the last undone edit again; None if there is nothing to redo."""
+        if not self._redo:
+            return None
+        edit = self._redo.pop()
+        self._undo.append(edit)
+        return self._apply(f"redo {edit.action}", edit.after, edit.labels_after)
+
+    # ------------------------------------------------------------------ internals
+    def _commit(
+        self, action: str, changes: Mapping[Key, Point | None], labels: tuple[Label, ...] | None = None
+    ) -> Change | None:
+        """Record and apply one edit (nothing happens if it changes nothing)."""
+        with self._lock:
+            before = {key: self._points.get(key) for key in changes}
+            after = {key: new for key, new in changes.items() if before[key] != new}
+            before = {key: before[key] for key in after}
+            labels_before = tuple(self._labels)
+            if labels is not None and tuple(labels) == labels_before:
+                labels = None
+            if not after and labels is None:
+                return None
+            self._undo.append(_Edit(action, before, after,
+                                    None if labels is None else labels_before, labels))
+            del self._undo[:-UNDO_LIMIT]
+            self._redo.clear()
+        return self._apply(action, after, labels)
+
+    def _apply(self, action: str, points: Mapping[Key, Point | None], labels) -> Change:
+        with self._lock:
+            for key, new in points.items():
+                if new is None:
+                    self._points.pop(key, None)
+                else:
+                    self._points[key] = new
+            if labels is not None:
+                self._labels = list(labels)
+            self._table_cache = None
+            self.seq += 1
+            change = Change(action, dict(points), None if labels is None else tuple(labels), self.seq)
+        for callback in list(self.on_change):
+            try:
+                callback(change)
+            except Exception:  # a broken listener must not lose the edit for the others
+                log.exception("annotation change listener %r failed", callback)
+        return change
+
+    def _label_index(self, name: str) -> int:
+        for i, lab in enumerate(self._labels):
+            if lab.name == name:
+                return i
+        raise DustrackError(f"unknown label {name!r}; labels are {self.labels}")
+
+    def _check_new_name(self, name) -> str:
+        name = str(name).strip() if name is not None else ""
+        if not name:
+            raise DustrackError("a label needs a name")
+        if name in self.labels:
+            raise DustrackError(f"there is already a label {name!r}")
+        return name
+
+    @staticmethod
+    def _check_colour(colour: str) -> str:
+        if not isinstance(colour, str) or not _COLOUR_RE.match(colour):
+            raise DustrackError(f"colour {colour!r} is not of the form #rrggbb")
+        return colour.lower()
+
+    def _free_colour(self) -> str:
+        return _next_colour({lab.colour for lab in self._labels})
+
+    def _in_video(self, frame: int) -> bool:
+        return frame >= 0 and (self.n_frames is None or frame < self.n_frames)
+
+    def _check_frame(self, frame) -> int:
+        frame = int(frame)
+        if not self._in_video(frame):
+            raise DustrackError(f"frame {frame} is outside the video ({self.n_frames} frames)")
+        return frame
+
+
+def _next_colour(used: set[str]) -> str:
+    for colour in PALETTE:
+        if colour not in used:
+            return colour
+    # Past the palette: spread hues evenly (golden angle) so neighbours still differ.
+    import colorsys
+
+    h = (len(used) * 0.381966) % 1.0
+    r, g, b = colorsys.hsv_to_rgb(h, 0.8, 1.0)
+    return "#{:02x}{:02x}{:02x}".format(round(r * 255), round(g * 255), round(b * 255))
+
+
+def points_table(points: Mapping[Key, Point], labels: Sequence[str] = ()) -> pd.DataFrame:
+    """A validated point table from ``{(frame, label): Point}`` (sorted by frame, label order)."""
+    order = {lab: i for i, lab in enumerate(labels)}
+    keys = sorted(points, key=lambda k: (k[0], order.get(k[1], len(order)), k[1]))
+    rows = [(f, lab, points[(f, lab)]) for f, lab in keys]
+    table = pd.DataFrame({
+        "frame": np.array([f for f, _, _ in rows], dtype=np.int64),
+        "label": pd.Series([lab for _, lab, _ in rows], dtype=object),
+        "x": np.array([p.x for _, _, p in rows], dtype=float),
+        "y": np.array([p.y for _, _, p in rows], dtype=float),
+        "source": pd.Series([p.source for _, _, p in rows], dtype=object),
+        "confidence": np.array([p.confidence for _, _, p in rows], dtype=float),
+        "reviewed": np.array([p.reviewed for _, _, p in rows], dtype=bool),
+    })
+    return validate(table)
+
+
+def table_points(table: pd.DataFrame) -> dict[Key, Point]:
+    """Inverse of :func:`points_table`."""
+    return {
+        (int(f), str(lab)): Point(float(x), float(y), str(src), float(c), bool(r))
+        for f, lab, x, y, src, c, r in table[list(COLUMNS)].itertuples(index=False)
+    }

@@ -1,0 +1,320 @@
+"""Open any ultrasound cine lazily: video, multi-frame DICOM, TIFF stack or image folder.
+
+:func:`open_cine` picks a reader by content and file type and returns a :class:`Cine`:
+``len(cine)``, ``cine[i]`` (exact frame ``i``, fast when stepping forward), ``cine.data`` (a
+dask array for napari that decodes only the frames it shows), ``cine.fps`` and
+``cine.pixel_spacing`` (mm) when the file has them. Frames are uint8, ``(H, W)`` grayscale or
+``(H, W, 3)`` when ``rgb=True``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DustrackError
+
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".ogv")
+DICOM_SUFFIXES = (".dcm", ".dicom")
+TIFF_SUFFIXES = (".tif", ".tiff")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+
+# frame cache: on unless NAPARI_DUSTRACK_FRAME_CACHE=0; budget in GiB
+_CACHE_ENV = "NAPARI_DUSTRACK_FRAME_CACHE"
+_CACHE_MAX_ENV = "NAPARI_DUSTRACK_FRAME_CACHE_MAX_GB"
+
+
+def is_dicom(path: str | os.PathLike) -> bool:
+    """True for a ``.dcm``/``.dicom`` name or a file with the ``DICM`` preamble marker."""
+    path = Path(path)
+    if path.suffix.lower() in DICOM_SUFFIXES:
+        return True
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(128)
+            return fh.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def cine_kind(path: str | os.PathLike) -> str | None:
+    """``video``, ``dicom``, ``tiff`` or ``images`` by name/content; None when unknown."""
+    path = Path(path)
+    if path.is_dir():
+        from .stack import image_files
+
+        return "images" if image_files(path) else None
+    suffix = path.suffix.lower()
+    if suffix in TIFF_SUFFIXES:
+        return "tiff"
+    if suffix in IMAGE_SUFFIXES:
+        return "images"
+    if is_dicom(path):
+        return "dicom"
+    if suffix in VIDEO_SUFFIXES:
+        return "video"
+    return None
+
+
+def open_cine(path: str | os.PathLike, rgb: bool = False, frame_cache: bool | None = None,
+              cache_max_bytes: int | None = None) -> "Cine":
+    """Open a cine lazily; only the first frame is read.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        A video (MP4/AVI/MOV/MKV...), a multi-frame DICOM, a TIFF stack, a PNG/JPEG image or
+        a folder of PNG/JPEG frames.
+    rgb : bool
+        Keep colour: frames ``(H, W, 3)``. Default grayscale ``(H, W)``.
+    frame_cache : bool, optional
+        For videos, fill a grayscale frame cache on disk in the background (the sidecar
+        folder ``<video>.dustrack/``) from which frames are then served. Default: on, unless
+        the environment variable ``NAPARI_DUSTRACK_FRAME_CACHE=0``.
+    cache_max_bytes : int, optional
+        Size budget of that cache (default 4 GiB, or ``NAPARI_DUSTRACK_FRAME_CACHE_MAX_GB``);
+        longer cines are cached at reduced size, for display only.
+
+    Raises
+    ------
+    DustrackError
+        Missing, unreadable, empty or unsupported file (one line naming it).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DustrackError("file not found", path)
+    kind = cine_kind(path)
+    if kind == "images":
+        from .stack import ImageFolder
+
+        source = ImageFolder(path, rgb=rgb)
+    elif kind == "tiff":
+        from .stack import TiffStack
+
+        source = TiffStack(path, rgb=rgb)
+    elif kind == "dicom":
+        from .dicom import DicomCine
+
+        source = DicomCine(path, rgb=rgb)
+    elif path.is_dir():
+        raise DustrackError("folder has no PNG/JPEG frames", path)
+    else:  # any other file: let FFmpeg decide whether it is a video
+        from .video import VideoReader
+
+        source = VideoReader(path, rgb=rgb)
+    cine = Cine(source, path, rgb=rgb)
+    if cine.kind == "video" and not rgb and _cache_wanted(frame_cache):
+        cine._start_frame_cache(_cache_budget(cache_max_bytes))
+    return cine
+
+
+def _cache_wanted(frame_cache: bool | None) -> bool:
+    if frame_cache is not None:
+        return bool(frame_cache)
+    return os.environ.get(_CACHE_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def _cache_budget(cache_max_bytes: int | None) -> int:
+    from .framecache import DEFAULT_MAX_BYTES
+
+    if cache_max_bytes is not None:
+        return int(cache_max_bytes)
+    try:
+        return int(float(os.environ[_CACHE_MAX_ENV]) * 2**30)
+    except (KeyError, ValueError):
+        return DEFAULT_MAX_BYTES
+
+
+class Cine:
+    """A lazily read cine: ``len``, ``cine[i]``, ``cine.data`` (dask), fps and spacing.
+
+    Not built directly: use :func:`open_cine`.
+
+    Attributes
+    ----------
+    path : Path
+    kind : str
+        ``video``, ``dicom``, ``tiff`` or ``images``.
+    fps : float or None
+        Frames per second, when the file says.
+    pixel_spacing : (dy, dx) in mm, or None
+    shape : tuple
+        ``(N, H, W)`` or ``(N, H, W, 3)``.
+    frame_cache : FrameCache or None
+        The background frame cache of a video, when one is used.
+    """
+
+    def __init__(self, source, path, rgb: bool = False):
+        self._source = source
+        self.path = Path(path)
+        self.rgb = bool(rgb)
+        self.kind = source.kind if hasattr(source, "kind") else "video"
+        self.fps = source.fps
+        self.pixel_spacing = getattr(source, "pixel_spacing", None)
+        self.shape = tuple(int(v) for v in source.shape)
+        self.dtype = np.dtype(np.uint8)
+        self.frame_cache = None
+        self._data = None
+
+    # -- sequence protocol -------------------------------------------------------------------
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def frame_shape(self) -> tuple[int, ...]:
+        return self.shape[1:]
+
+    def __getitem__(self, key):
+        """``cine[i]`` -> frame ``i``; slices and ``cine[i, y0:y1, x0:x1]`` also work."""
+        return _index(key, len(self), self.frame)
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self.frame(i)
+
+    def __array__(self, dtype=None, copy=None):
+        frames = np.stack([self.frame(i) for i in range(len(self))])
+        return frames if dtype is None else frames.astype(dtype)
+
+    def frame(self, i: int) -> np.ndarray:
+        """The exact frame ``i`` (for algorithms)."""
+        i = _check(i, len(self))
+        cached = self._source.cached(i) if hasattr(self._source, "cached") else None
+        if cached is not None:
+            return cached
+        fc = self.frame_cache
+        if fc is not None and fc.full_res and fc.has(i):
+            return fc.get(i)
+        return self._source.read(i)
+
+    def display_frame(self, i: int) -> np.ndarray:
+        """Frame ``i`` for display: from the frame cache when it holds it (maybe upsampled)."""
+        i = _check(i, len(self))
+        cached = self._source.cached(i) if hasattr(self._source, "cached") else None
+        if cached is not None:
+            return cached
+        fc = self.frame_cache
+        if fc is not None:
+            if fc.has(i):
+                return fc.get_full(i)
+            index = self._source.index
+            fc.request(i, index.keyframe_before(i), index.keyframe_after(i))
+        return self._source.read(i)
+
+    # -- napari ------------------------------------------------------------------------------
+    @property
+    def data(self):
+        """A dask array ``(N, H, W[, 3])`` uint8, one chunk per frame, read on demand."""
+        if self._data is None:
+            import dask.array as da
+            from dask.base import tokenize
+
+            try:
+                stamp = self.path.stat().st_mtime_ns
+            except OSError:
+                stamp = 0
+            name = "dustrack-cine-" + tokenize(str(self.path.resolve()), stamp, self.rgb, id(self))
+            self._data = da.from_array(
+                _DisplayView(self), chunks=(1, *self.frame_shape), name=name, asarray=False,
+                fancy=False, lock=False, inline_array=True,
+                meta=np.empty((0,) * self.ndim, dtype=np.uint8))
+        return self._data
+
+    def metadata(self) -> dict:
+        """``{"path", "fps", "pixel_spacing", "n_frames", "kind"}`` for the layer's metadata."""
+        return {"path": str(self.path), "fps": self.fps,
+                "pixel_spacing": None if self.pixel_spacing is None
+                else tuple(float(v) for v in self.pixel_spacing),
+                "n_frames": len(self), "kind": self.kind}
+
+    # -- lifetime ----------------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop the frame cache and close the file."""
+        if self.frame_cache is not None:
+            self.frame_cache.close()
+        self._source.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __reduce__(self):
+        # a worker process reopens the file; it uses no frame cache of its own
+        return (_reopen, (str(self.path), self.rgb))
+
+    def __repr__(self) -> str:
+        return (f"Cine({str(self.path)!r}, kind={self.kind!r}, shape={self.shape}, "
+                f"fps={self.fps}, pixel_spacing={self.pixel_spacing})")
+
+    def _start_frame_cache(self, max_bytes: int) -> None:
+        from .framecache import FrameCache
+        from .video import VideoReader
+
+        source = self._source
+        index = source.index
+
+        def make_reader():
+            return VideoReader(self.path, cache_bytes=0, threads=2, index=index)
+
+        try:
+            self.frame_cache = FrameCache(self.path, len(self), self.frame_shape, make_reader,
+                                          max_bytes=max_bytes)
+        except OSError:  # read-only folder, full disk...: go without the cache
+            self.frame_cache = None
+
+
+def _reopen(path: str, rgb: bool) -> Cine:
+    return open_cine(path, rgb=rgb, frame_cache=False)
+
+
+class _DisplayView:
+    """The array-like that dask slices: integer-frame chunks read through the display path."""
+
+    def __init__(self, cine: Cine):
+        self._cine = cine
+        self.shape = cine.shape
+        self.dtype = cine.dtype
+        self.ndim = cine.ndim
+
+    def __getitem__(self, key):
+        return _index(key, self.shape[0], self._cine.display_frame)
+
+    def __reduce__(self):
+        return (_DisplayView, (self._cine,))
+
+
+def _check(i, n: int) -> int:
+    i = int(i)
+    if i < 0:
+        i += n
+    if not 0 <= i < n:
+        raise IndexError(f"frame {i} out of range 0..{n - 1}")
+    return i
+
+
+def _index(key, n: int, get):
+    """numpy-style indexing over frames, reading only the frames ``key`` selects."""
+    rest = ()
+    if isinstance(key, tuple):
+        key, rest = (key[0], key[1:]) if key else (slice(None), ())
+    if isinstance(key, (int, np.integer)):
+        frame = get(int(key))
+        return frame[rest] if rest else frame
+    if isinstance(key, slice):
+        frames = [get(i) for i in range(*key.indices(n))]
+    else:
+        frames = [get(int(i)) for i in np.asarray(key).ravel()]
+    if not frames:
+        shape = get(0).shape
+        stack = np.empty((0, *shape), dtype=np.uint8)
+    else:
+        stack = np.stack(frames)
+    return stack[(slice(None), *rest)] if rest else stack

@@ -1,0 +1,305 @@
+"""Exports: point tables for other tools, measurement tables, and a video with the tracks drawn.
+
+Point tables go through :func:`napari_dustrack.io.points_io.write_points` (native CSV,
+DeepLabCut ``CollectedData`` CSV/H5, DUSTrack JSON); every file is written atomically.
+The MP4 overlay draws each label as a coloured dot with a short tail and its name on the cine's
+frames (OpenCV) and encodes them as H.264 (PyAV).
+"""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from ..errors import Cancelled, DustrackError
+from .atomic import atomic_path, write_atomic
+from .points_io import write_points
+from .table import labels_of, to_array, validate
+
+FORMATS = ("csv", "dlc", "dustrack", "mp4")
+
+def label_colour(index: int) -> tuple[int, int, int]:
+    """RGB colour of the ``index``-th label: the annotation palette, in the same order."""
+    from ..annotations import PALETTE
+
+    return hex_to_rgb(PALETTE[index % len(PALETTE)])
+
+
+def hex_to_rgb(colour: str) -> tuple[int, int, int]:
+    """``#rrggbb`` -> ``(r, g, b)``."""
+    colour = colour.lstrip("#")
+    return tuple(int(colour[i: i + 2], 16) for i in (0, 2, 4))
+
+
+def guess_format(path: str | os.PathLike) -> str:
+    """Export format from a file name: ``.csv`` native, ``.h5`` DeepLabCut, ``.json`` DUSTrack,
+    ``.mp4`` overlay video; a CSV named ``CollectedData*`` is DeepLabCut."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in (".h5", ".hdf5"):
+        return "dlc"
+    if suffix == ".json":
+        return "dustrack"
+    if suffix == ".mp4":
+        return "mp4"
+    if suffix == ".csv":
+        return "dlc" if path.name.startswith("CollectedData") else "csv"
+    raise DustrackError(f"cannot tell the export format from {suffix or 'no suffix'}; "
+                        "use .csv, .h5, .json or .mp4 (or give the format)", path)
+
+
+def export_points(
+    table: pd.DataFrame,
+    path: str | os.PathLike,
+    fmt: str | None = None,
+    video: str | os.PathLike | None = None,
+    n_frames: int | None = None,
+    scorer: str = "dustrack",
+) -> Path:
+    """Write a point table as native CSV, DeepLabCut CollectedData (CSV/H5) or DUSTrack JSON.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Point table.
+    path : path-like
+        Destination; replaced atomically (the old file kept as ``.bak``).
+    fmt : {"csv", "dlc", "dustrack"}, optional
+        Default: from the file name (:func:`guess_format`).
+    video : path-like, optional
+        The video, whose stem names DeepLabCut's ``labeled-data/<video>`` folder.
+    n_frames : int, optional
+        Frames in the video (zero-padding of DeepLabCut image names).
+    scorer : str
+        DeepLabCut scorer name.
+    """
+    path = Path(path)
+    fmt = fmt or guess_format(path)
+    if fmt == "dlc":
+        if path.suffix.lower() not in (".csv", ".h5", ".hdf5"):
+            raise DustrackError("DeepLabCut files end in .csv or .h5", path)
+        stem = Path(video).stem if video is not None else "video"
+        return write_points(table, path, fmt="dlc", scorer=scorer, video=stem, n_frames=n_frames)
+    if fmt in ("csv", "dustrack"):
+        return write_points(table, path, fmt=fmt)
+    raise DustrackError(f"not a point-table format: {fmt!r}; expected csv, dlc or dustrack", path)
+
+
+def write_measurements_csv(result: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write a measurement table (from :func:`napari_dustrack.measure.compute`) atomically."""
+    if "frame" not in result.columns:
+        raise DustrackError("a measurement table needs a 'frame' column", path)
+    return write_atomic(path, lambda p: result.to_csv(p, index=False))
+
+
+def read_measurements_csv(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a measurements CSV written by :func:`write_measurements_csv`."""
+    try:
+        result = pd.read_csv(path)
+    except FileNotFoundError:
+        raise DustrackError("file not found", path) from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DustrackError(f"malformed CSV ({str(exc).splitlines()[0] if str(exc) else 'empty'})", path) from None
+    if "frame" not in result.columns:
+        raise DustrackError("not a measurement table: no 'frame' column", path)
+    return result
+
+
+# --- video with the tracks drawn ---------------------------------------------------------
+
+
+def auto_scale(shape: Sequence[int], min_side: int = 384) -> int:
+    """Whole-number upscaling that makes the shorter side at least ``min_side`` pixels.
+
+    Labels drawn on a 128-pixel cine would be unreadable at its own size.
+    """
+    return max(1, int(np.ceil(min_side / max(1, min(shape[:2])))))
+
+
+def overlay_frames(
+    frames,
+    table: pd.DataFrame,
+    tail: int = 10,
+    scale: int = 1,
+    labels: Sequence[str] | None = None,
+    fps: float | None = None,
+    colours: dict[str, str] | None = None,
+) -> Iterator[np.ndarray]:
+    """Yield RGB frames ``(H*scale, W*scale, 3)`` uint8 with the tracks drawn.
+
+    Parameters
+    ----------
+    frames : sequence of frames
+        Anything with ``len()`` and ``frames[i]`` (grey or RGB), visited in order.
+    table : DataFrame
+        Point table; frames beyond ``len(frames)`` are ignored.
+    tail : int
+        Number of previous frames each label's tail reaches back.
+    scale : int
+        Whole-number upscaling of the picture (nearest neighbour) before drawing.
+    labels : sequence of str, optional
+        Labels to draw (default all, in order of appearance); colours follow this order.
+    fps : float, optional
+        Shown with the frame number as the time.
+    colours : dict, optional
+        ``{label: "#rrggbb"}``; labels not in it get :func:`label_colour` of their position.
+    """
+    table = validate(table)
+    labels = list(labels) if labels is not None else labels_of(table)
+    n = len(frames)
+    xy, _ = to_array(table, labels, n)
+    colours = [hex_to_rgb(colours[lab]) if colours and lab in colours else label_colour(i)
+               for i, lab in enumerate(labels)]
+    # Pixel centres: source pixel i spans i*scale .. (i+1)*scale - 1 after upscaling.
+    xy = xy * scale + (scale - 1) / 2
+    for t in range(n):
+        image = _to_rgb(np.asarray(frames[t]), scale)
+        style = _Style(image.shape)
+        recent = xy[max(0, t - tail): t + 1]
+        # Tails, then names, then dots: no name or tail hides where a point is.
+        for j in range(len(labels)):
+            _draw_tail(image, recent[:, j], colours[j], style)
+        for j, label in enumerate(labels):
+            _draw_name(image, recent[-1, j], label, colours[j], style)
+        for j in range(len(labels)):
+            _draw_dot(image, recent[-1, j], colours[j], style)
+        stamp = f"frame {t}" + (f"  {t / fps:.3f} s" if fps else "")
+        _text(image, stamp, (style.pad, style.pad + style.text_h), (255, 255, 255), style)
+        yield image
+
+
+class _Style:
+    """Sizes of dots, lines and text for a picture of ``shape``."""
+
+    def __init__(self, shape):
+        side = min(shape[:2])
+        self.radius = max(2, round(side / 120))
+        self.thickness = max(1, round(side / 300))
+        self.font_scale = max(0.3, side / 900)
+        self.text_h = cv2.getTextSize("Ag", cv2.FONT_HERSHEY_SIMPLEX, self.font_scale, self.thickness)[0][1]
+        self.pad = max(2, self.radius)
+
+
+_SHIFT = 4  # OpenCV fixed-point bits: positions drawn to 1/16 pixel
+
+
+def _fixed(p) -> tuple[int, int]:
+    return int(round(p[0] * (1 << _SHIFT))), int(round(p[1] * (1 << _SHIFT)))
+
+
+def _draw_tail(image: np.ndarray, history: np.ndarray, colour, style: _Style) -> None:
+    """Line through the finite points of ``history`` (oldest first); a gap breaks it."""
+    ok = np.isfinite(history).all(axis=1)
+    for a, b, oa, ob in zip(history[:-1], history[1:], ok[:-1], ok[1:]):
+        if oa and ob:
+            cv2.line(image, _fixed(a), _fixed(b), colour, style.thickness, cv2.LINE_AA, _SHIFT)
+
+
+def _draw_dot(image: np.ndarray, p: np.ndarray, colour, style: _Style) -> None:
+    if np.isfinite(p).all():
+        cv2.circle(image, _fixed(p), style.radius << _SHIFT, colour, -1, cv2.LINE_AA, _SHIFT)
+
+
+def _draw_name(image: np.ndarray, p: np.ndarray, label: str, colour, style: _Style) -> None:
+    if np.isfinite(p).all():
+        origin = (int(round(p[0])) + style.radius + 2, int(round(p[1])) - style.radius - 2)
+        _text(image, label, origin, colour, style)
+
+
+def _text(image, text, origin, colour, style: _Style) -> None:
+    # A dark outline keeps the text readable over bright speckle.
+    cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, style.font_scale, (0, 0, 0),
+                style.thickness + 2, cv2.LINE_AA)
+    cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, style.font_scale, colour,
+                style.thickness, cv2.LINE_AA)
+
+
+def _to_rgb(frame: np.ndarray, scale: int) -> np.ndarray:
+    if frame.dtype != np.uint8:
+        lo, hi = float(np.nanmin(frame)), float(np.nanmax(frame))
+        frame = np.clip((frame - lo) / (hi - lo or 1.0) * 255, 0, 255).astype(np.uint8)
+    if frame.ndim == 2:
+        frame = np.repeat(frame[:, :, None], 3, axis=2)
+    elif frame.ndim == 3 and frame.shape[2] == 4:
+        frame = frame[:, :, :3]
+    elif frame.ndim != 3 or frame.shape[2] != 3:
+        raise DustrackError(f"cannot draw on a frame of shape {frame.shape}")
+    if scale > 1:
+        frame = np.repeat(np.repeat(frame, scale, axis=0), scale, axis=1)
+    return np.ascontiguousarray(frame)
+
+
+def export_mp4(
+    frames,
+    table: pd.DataFrame,
+    path: str | os.PathLike,
+    fps: float | None = None,
+    tail: int = 10,
+    scale: int | None = None,
+    labels: Sequence[str] | None = None,
+    colours: dict[str, str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    cancel=None,
+) -> Path:
+    """Write an H.264 MP4 of ``frames`` with the tracks of ``table`` drawn on them.
+
+    Parameters
+    ----------
+    frames : sequence of frames
+        The cine (e.g. :func:`napari_dustrack.io.cine.open_cine`), a numpy or dask array.
+    table : DataFrame
+        Point table to draw.
+    path : path-like
+        Output ``.mp4``, written atomically.
+    fps : float, optional
+        Frame rate of the output (default 25 when the cine has none).
+    tail : int
+        Frames of history drawn behind each point.
+    scale : int, optional
+        Whole-number upscaling; default :func:`auto_scale`.
+    labels, colours
+        As in :func:`overlay_frames`.
+    progress, cancel
+        ``progress(done, total)`` and a ``threading.Event`` that stops the export.
+    """
+    n = len(frames)
+    if n == 0:
+        raise DustrackError("the cine has no frames", path)
+    first = np.asarray(frames[0])
+    scale = auto_scale(first.shape) if scale is None else int(scale)
+    fps = float(fps) if fps else 25.0
+    images = overlay_frames(frames, table, tail=tail, scale=scale, labels=labels, fps=fps,
+                            colours=colours)
+    with atomic_path(path) as tmp:
+        _encode_h264(images, tmp, fps, n, progress, cancel)
+    return Path(path)
+
+
+def _encode_h264(images, path: Path, fps: float, total: int, progress=None, cancel=None) -> None:
+    import av
+
+    rate = Fraction(fps).limit_denominator(1001)
+    with av.open(str(path), mode="w", format="mp4") as container:
+        stream = None
+        for i, image in enumerate(images):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled(None)
+            if stream is None:
+                stream = container.add_stream("libx264", rate=rate)
+                # yuv420p (what every player decodes) needs even sizes.
+                stream.height, stream.width = (s + s % 2 for s in image.shape[:2])
+                stream.pix_fmt = "yuv420p"
+                stream.options = {"crf": "18", "preset": "veryfast"}
+            if image.shape[0] % 2 or image.shape[1] % 2:
+                image = np.pad(image, ((0, image.shape[0] % 2), (0, image.shape[1] % 2), (0, 0)), mode="edge")
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+            if progress is not None:
+                progress(i + 1, total)
+        if stream is not None:
+            container.mux(stream.encode(None))

@@ -1,0 +1,289 @@
+"""A background-filled grayscale frame cache on disk, for instant scrubbing of long videos.
+
+Random access into H.264 costs a seek plus decoding up to a keyframe interval of frames. A
+thread decodes the whole video once, in order, into ``<video>.dustrack/frames-<H>x<W>.u8``:
+raw uint8 frames back to back, so ``np.memmap(path, np.uint8, "r", shape=(N, H, W))`` reads
+it. Very long cines are cached at reduced size so the file stays under a byte budget; those
+frames serve display only (the caller upsamples them), never the algorithms.
+
+Next to the data, ``frames-<H>x<W>.json`` records the source file it was made from (size and
+modification time) and ``frames-<H>x<W>.filled.npy`` which frames are in, so a partial cache
+resumes and a stale one is rebuilt. One process fills at a time (a lock file); others only
+read what is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+try:  # POSIX: keep two processes from filling the same cache
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
+DEFAULT_MAX_BYTES = 4 * 2**30
+_SAVE_EVERY_S = 2.0
+
+
+def sidecar_dir(video: str | os.PathLike) -> Path:
+    """The sidecar folder ``<video>.dustrack`` of a video file."""
+    return Path(str(Path(video)) + ".dustrack")
+
+
+def cache_shape(n_frames: int, frame_shape: tuple[int, int], max_bytes: int) -> tuple[int, int]:
+    """Frame size of the cache: full size, or scaled down evenly to fit ``max_bytes``."""
+    h, w = frame_shape
+    if n_frames * h * w <= max_bytes:
+        return h, w
+    scale = math.sqrt(max_bytes / (n_frames * h * w))
+    return max(int(h * scale), 1), max(int(w * scale), 1)
+
+
+def _signature(video: Path, n_frames: int, frame_shape, shape) -> dict:
+    st = video.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "n_frames": int(n_frames),
+            "frame_shape": list(frame_shape), "cache_shape": list(shape)}
+
+
+class FrameCache:
+    """Fill a frame cache in a background thread and serve frames from it.
+
+    Parameters
+    ----------
+    video : path
+        The video file; the cache lives in its sidecar folder.
+    n_frames : int
+        Frame count.
+    frame_shape : (H, W)
+        Full frame size.
+    make_reader : callable
+        Returns a fresh reader (own file handle) with ``read(i) -> (H, W) uint8`` that is
+        fast for ``i = previous + 1``, ``index.keyframe_before(i)`` and
+        ``index.keyframe_after(i)``, and ``close()``. Called in the fill thread.
+    max_bytes : int
+        Size budget of the cache file; above it frames are stored at reduced size.
+    folder : path, optional
+        Where to keep the cache (default: the sidecar folder).
+    start : bool
+        Start filling now.
+
+    Raises
+    ------
+    OSError
+        When the folder cannot be created or written (the caller then goes without a cache).
+    """
+
+    def __init__(self, video, n_frames: int, frame_shape, make_reader: Callable,
+                 max_bytes: int = DEFAULT_MAX_BYTES, folder=None, start: bool = True):
+        self.video = Path(video)
+        self.n_frames = int(n_frames)
+        self.full_shape = tuple(int(v) for v in frame_shape)
+        self.frame_shape = cache_shape(self.n_frames, self.full_shape, int(max_bytes))
+        self.full_res = self.frame_shape == self.full_shape
+        self._make_reader = make_reader
+        folder = Path(folder) if folder is not None else sidecar_dir(self.video)
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = f"frames-{self.frame_shape[0]}x{self.frame_shape[1]}"
+        self.path = folder / f"{stem}.u8"
+        self._meta_path = folder / f"{stem}.json"
+        self._filled_path = folder / f"{stem}.filled.npy"
+        self._frame_bytes = self.frame_shape[0] * self.frame_shape[1]
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self._queue: deque[tuple[int, int]] = deque()
+        self._cursor = 0
+        self._thread: threading.Thread | None = None
+        self._mm = None
+        self.error: BaseException | None = None
+        self._signature = _signature(self.video, self.n_frames, self.full_shape, self.frame_shape)
+        self._lock_fh = self._try_lock(folder / f"{stem}.lock")
+        self.writer = self._lock_fh is not None
+        self.filled = self._load_state()
+        self._fd = None
+        if self.writer:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            if os.fstat(self._fd).st_size != self.n_frames * self._frame_bytes:
+                os.ftruncate(self._fd, self.n_frames * self._frame_bytes)  # sparse: no disk yet
+        if self.complete:
+            self._done.set()
+        elif start and self.writer:
+            self.start()
+
+    # -- state -------------------------------------------------------------------------------
+    @staticmethod
+    def _try_lock(path: Path):
+        fh = open(path, "a+")
+        if fcntl is None:
+            return fh
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.close()
+            return None
+        return fh
+
+    def _load_state(self) -> np.ndarray:
+        empty = np.zeros(self.n_frames, dtype=bool)
+        try:
+            meta = json.loads(self._meta_path.read_text())
+            if meta.get("source") != self._signature:
+                return empty
+            if self.path.stat().st_size != self.n_frames * self._frame_bytes:
+                return empty
+            if meta.get("complete"):
+                return np.ones(self.n_frames, dtype=bool)
+            filled = np.load(self._filled_path)
+            return filled.astype(bool) if filled.shape == empty.shape else empty
+        except (OSError, ValueError, KeyError):
+            return empty
+
+    def _save_state(self) -> None:
+        if not self.writer:
+            return
+        with self._lock:
+            filled = self.filled.copy()
+        tmp = self._filled_path.with_suffix(".tmp.npy")
+        np.save(tmp, filled)
+        os.replace(tmp, self._filled_path)
+        meta = {"source": self._signature, "complete": bool(filled.all()),
+                "video": self.video.name, "dtype": "uint8",
+                "shape": [self.n_frames, *self.frame_shape]}
+        tmp = self._meta_path.with_suffix(".tmp.json")
+        tmp.write_text(json.dumps(meta, indent=1))
+        os.replace(tmp, self._meta_path)
+
+    # -- public API --------------------------------------------------------------------------
+    @property
+    def n_filled(self) -> int:
+        return int(np.count_nonzero(self.filled))
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.filled.all())
+
+    def has(self, i: int) -> bool:
+        """True when frame ``i`` is in the cache."""
+        return bool(self.filled[i])
+
+    def get(self, i: int) -> np.ndarray:
+        """Frame ``i`` at cache size (a copy); only valid when :meth:`has` is true."""
+        if self._mm is None:
+            self._mm = np.memmap(self.path, dtype=np.uint8, mode="r",
+                                 shape=(self.n_frames, *self.frame_shape))
+        return np.array(self._mm[i])
+
+    def get_full(self, i: int) -> np.ndarray:
+        """Frame ``i`` at full size (upsampled when the cache is reduced)."""
+        frame = self.get(i)
+        if self.full_res:
+            return frame
+        import cv2
+
+        return cv2.resize(frame, self.full_shape[::-1], interpolation=cv2.INTER_LINEAR)
+
+    def request(self, i: int, keyframe_before: int, keyframe_after: int) -> None:
+        """Fill around frame ``i`` next (the user is looking there): its keyframe interval."""
+        if self.filled[i] or not self.writer:
+            return
+        with self._lock:
+            span = (int(keyframe_before), int(max(keyframe_after, i + 1)))
+            if span not in self._queue:
+                self._queue.appendleft(span)
+
+    def start(self) -> None:
+        """Start the fill thread (no-op when running or complete)."""
+        if self._thread is None and not self.complete and self.writer:
+            self._thread = threading.Thread(target=self._run, name="dustrack-frame-cache",
+                                            daemon=True)
+            self._thread.start()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the cache is complete (or the fill stopped); True when complete."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        else:
+            self._done.wait(timeout)
+        return self.complete
+
+    def close(self) -> None:
+        """Stop filling, save progress, release the files."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self._fd is not None:
+            self._save_state()
+            os.close(self._fd)
+            self._fd = None
+        if self._lock_fh is not None:
+            self._lock_fh.close()
+            self._lock_fh = None
+        self._mm = None
+
+    # -- fill thread -------------------------------------------------------------------------
+    def _next_target(self) -> int | None:
+        with self._lock:
+            while self._queue:
+                start, stop = self._queue[0]
+                holes = np.flatnonzero(~self.filled[start:stop])
+                if holes.size:
+                    return start + int(holes[0])
+                self._queue.popleft()
+            rest = np.flatnonzero(~self.filled[self._cursor:])
+            if not rest.size:
+                return None
+            self._cursor += int(rest[0])
+            return self._cursor
+
+    def _run(self) -> None:
+        _lower_thread_priority()
+        reader = None
+        last_save = time.monotonic()
+        try:
+            reader = self._make_reader()
+            while not self._stop.is_set():
+                i = self._next_target()
+                if i is None:
+                    break
+                self._write(i, reader.read(i))
+                if time.monotonic() - last_save > _SAVE_EVERY_S:
+                    self._save_state()
+                    last_save = time.monotonic()
+        except BaseException as exc:  # a damaged tail: keep what is cached, serve the rest live
+            self.error = exc
+        finally:
+            if reader is not None:
+                reader.close()
+            self._save_state()
+            self._done.set()
+
+    def _write(self, i: int, frame: np.ndarray) -> None:
+        if not self.full_res:
+            import cv2
+
+            frame = cv2.resize(frame, self.frame_shape[::-1], interpolation=cv2.INTER_AREA)
+        data = np.ascontiguousarray(frame, dtype=np.uint8).data
+        if hasattr(os, "pwrite"):
+            os.pwrite(self._fd, data, i * self._frame_bytes)
+        else:  # pragma: no cover - Windows has no pwrite; only this thread writes
+            os.lseek(self._fd, i * self._frame_bytes, os.SEEK_SET)
+            os.write(self._fd, data)
+        with self._lock:
+            self.filled[i] = True
+
+
+def _lower_thread_priority() -> None:
+    """Let the interactive decoder win the CPU over the fill (Linux: per-thread nice)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):
+        pass

@@ -1,0 +1,127 @@
+"""Frames most worth a look after a prediction.
+
+Two signs that the model is wrong on a frame: it is unsure (low confidence), or it disagrees
+with the motion of the image: tracking the model's points of the previous and the next frame
+into this frame with Lucas-Kanade should land near the model's point here. The residual of the
+model against those two optical-flow estimates is large at a jump the image does not show.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable, Iterable
+
+import numpy as np
+import pandas as pd
+
+from ..errors import Cancelled
+from ..io.table import labels_of, to_array, validate
+from .lk import LKParams, build_pyramid, lk_track
+
+COLUMNS = ("frame", "score", "confidence", "residual_px", "label", "reason")
+
+
+def flow_residuals(
+    frames, xy: np.ndarray, params: LKParams = LKParams(),
+    progress: Callable[[int, int], None] | None = None, cancel: threading.Event | None = None,
+) -> np.ndarray:
+    """Residual (pixels) of each point against LK from its neighbours' points.
+
+    Parameters
+    ----------
+    frames : sequence of 2-D arrays
+        Visited once, in order (each pyramid is built once).
+    xy : ndarray (N, L, 2)
+        Model positions, NaN where there is none.
+
+    Returns
+    -------
+    ndarray (N, L)
+        Mean distance of ``xy[t]`` from LK(t-1 -> t) of ``xy[t-1]`` and LK(t+1 -> t) of
+        ``xy[t+1]``; NaN where neither estimate exists.
+    """
+    n = len(xy)
+    res = np.full(xy.shape[:2], np.nan)
+    if n < 2:
+        return res
+    prev, cur, nxt = None, build_pyramid(frames[0], params), build_pyramid(frames[1], params)
+    for t in range(n):
+        if cancel is not None and cancel.is_set():
+            raise Cancelled(partial=res)
+        dists = []
+        if prev is not None:
+            fwd, _, _ = lk_track(prev, cur, xy[t - 1], params)
+            dists.append(np.linalg.norm(xy[t] - fwd, axis=-1))
+        if nxt is not None:
+            bwd, _, _ = lk_track(nxt, cur, xy[t + 1], params)
+            dists.append(np.linalg.norm(xy[t] - bwd, axis=-1))
+        stack = np.stack(dists)
+        finite = np.isfinite(stack)
+        count = finite.sum(axis=0)
+        res[t] = np.where(count > 0, np.where(finite, stack, 0.0).sum(axis=0) / np.maximum(count, 1),
+                          np.nan)
+        prev, cur = cur, nxt
+        nxt = build_pyramid(frames[t + 2], params) if t + 2 < n else None
+        if progress:
+            progress(t + 1, n)
+    return res
+
+
+def rank_frames(
+    confidence: np.ndarray, residual: np.ndarray, labels: list[str], top: int = 20,
+    tolerance_px: float = 2.0, min_gap: int = 2, exclude: Iterable[int] = (),
+) -> pd.DataFrame:
+    """Rank frames by ``max(1 - confidence, residual / (residual + tolerance_px))``.
+
+    The worst label of a frame decides its score. Frames within ``min_gap`` of a better-ranked
+    frame are skipped (one correction fixes a neighbourhood), as are ``exclude`` frames (those
+    already curated).
+    """
+    with np.errstate(invalid="ignore"):
+        c_term = 1.0 - np.nan_to_num(confidence, nan=0.0)
+        r = np.nan_to_num(residual, nan=0.0)
+        r_term = r / (r + tolerance_px)
+    per_point = np.maximum(c_term, r_term)
+    score = per_point.max(axis=1) if per_point.size else np.zeros(len(confidence))
+    excluded = set(int(f) for f in exclude)
+    rows, taken = [], []
+    for f in np.argsort(-score, kind="stable"):
+        if len(rows) >= top:
+            break
+        if int(f) in excluded or any(abs(int(f) - g) <= min_gap for g in taken):
+            continue
+        taken.append(int(f))
+        lab = int(np.argmax(per_point[f]))
+        by_conf = c_term[f, lab] >= r_term[f, lab]
+        reason = (f"low confidence {1 - c_term[f, lab]:.2f} for {labels[lab]}" if by_conf
+                  else f"model and optical flow differ by {r[f, lab]:.1f} px for {labels[lab]}")
+        rows.append((int(f), float(score[f]), float(1 - c_term[f].max()), float(r[f].max()),
+                     labels[lab], reason))
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def frames_to_review(
+    frames, table: pd.DataFrame, top: int = 20, params: LKParams = LKParams(),
+    tolerance_px: float = 2.0, min_gap: int = 2, exclude: Iterable[int] = (),
+    progress=None, cancel=None,
+) -> pd.DataFrame:
+    """The frames of a prediction most worth reviewing, best first.
+
+    Parameters
+    ----------
+    frames : sequence of 2-D arrays
+    table : point table
+        The model's prediction (``confidence`` column; missing points count as confidence 0).
+
+    Returns
+    -------
+    DataFrame
+        Columns ``frame, score, confidence, residual_px, label, reason``.
+    """
+    table = validate(table)
+    labels = labels_of(table)
+    n = len(frames)
+    xy, _ = to_array(table, labels, n)
+    conf, _ = to_array(table, labels, n, column="confidence")
+    residual = flow_residuals(frames, xy, params, progress, cancel)
+    return rank_frames(conf, residual, labels, top, tolerance_px, min_gap, exclude)

@@ -1,0 +1,224 @@
+"""The optical-flow windowed smoother (no Qt, no napari).
+
+``smooth(frames, xy, window, mode)`` removes frame-to-frame jitter from per-frame estimates
+(N, L, 2) while keeping the real motion the video shows. Modes:
+
+- ``"dustrack"``: DUSTrack's ``lk_moving_average_filter`` (the same numbers), computed with
+  each frame pair handled once per direction (:mod:`.windows`).
+- ``"fast"``: the same windowed average, with window points moved by a local LK motion field
+  per label (cost independent of the window length; :mod:`.motion`).
+- ``"fusion"`` (default): estimates as measurements + flow as motion model, robust
+  least squares (:mod:`.fusion`).
+
+Gaps split tracks, labels are independent, and :func:`smooth_chunked` runs the image work in
+chunks (on dask.distributed when given a client) with the same result as one pass.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ...errors import Cancelled, DustrackError
+from ..lk import LKParams
+from .baselines import kalman_rts, savgol, segments
+from .chunks import Chunk, fields_chunk, plan_chunks, run_chunk, task_source
+from .fusion import FusionParams, fuse_segment
+from .motion import Grid, reference_positions
+from .windows import accumulate, dustrack_chunk, field_steppers, finish
+
+MODES = ("fusion", "dustrack", "fast")
+
+__all__ = [
+    "MODES", "smooth", "smooth_chunked", "plan_chunks", "Chunk", "check_inputs", "window_frames",
+    "FusionParams", "Grid", "savgol", "kalman_rts",
+]
+
+
+def window_frames(seconds: float | None, fps: float | None, frames: int | None = None,
+                  path=None) -> int:
+    """The window in frames: ``frames`` if given, else ``round(seconds * fps)``."""
+    if frames is not None:
+        if frames < 2:
+            raise DustrackError(f"the window must be at least 2 frames, got {frames}", path)
+        return int(frames)
+    if not fps:
+        raise DustrackError("the video has no frame rate; give the window in frames "
+                            "(--window-frames)", path)
+    w = int(round(seconds * fps))
+    if w < 2:
+        raise DustrackError(f"a {seconds} s window is {w} frame(s) at {fps:g} fps; "
+                            "it must be at least 2 frames", path)
+    return w
+
+
+def check_inputs(n_video: int, xy: np.ndarray, window: int, mode: str,
+                 confidence: np.ndarray | None = None, labels: Sequence[str] | None = None,
+                 path=None) -> np.ndarray:
+    """Validate the smoother's input; returns ``xy`` as float64. Raises DustrackError."""
+    xy = np.asarray(xy, dtype=np.float64)
+    if mode not in MODES:
+        raise DustrackError(f"unknown smoothing mode {mode!r} (choose from {', '.join(MODES)})", path)
+    if xy.ndim != 3 or xy.shape[2] != 2:
+        raise DustrackError(f"tracks must be (frames, labels, 2), got shape {xy.shape}", path)
+    if xy.shape[0] != n_video:
+        raise DustrackError(f"the tracks cover {xy.shape[0]} frames but the video has {n_video}",
+                            path)
+    if window < 2:
+        raise DustrackError(f"the window must be at least 2 frames, got {window}", path)
+    if xy.shape[0] < window:
+        raise DustrackError(f"the tracks have {xy.shape[0]} frames, fewer than the window of "
+                            f"{window} frames; use a shorter window", path)
+    names = list(labels) if labels is not None else [str(i) for i in range(xy.shape[1])]
+    empty = [names[i] for i in range(xy.shape[1]) if not np.isfinite(xy[:, i]).all(axis=1).any()]
+    if empty:
+        raise DustrackError(f"label(s) {', '.join(map(repr, empty))} have no positions to smooth",
+                            path)
+    if confidence is not None and np.shape(confidence) != xy.shape[:2]:
+        raise DustrackError(f"confidence must be (frames, labels) = {xy.shape[:2]}, "
+                            f"got {np.shape(confidence)}", path)
+    return xy
+
+
+class _Progress:
+    def __init__(self, progress, total):
+        self.progress, self.total, self.done = progress, max(int(total), 1), 0
+
+    def __call__(self, n: int = 1):
+        self.done += n
+        if self.progress:
+            self.progress(min(self.done, self.total), self.total)
+
+
+def _total_steps(plan: list[Chunk], mode: str, window: int) -> int:
+    if mode == "dustrack":
+        return sum(2 * (c.stop - c.start + window - 1) for c in plan)
+    return sum(c.stop - c.start for c in plan)
+
+
+def smooth(frames, xy: np.ndarray, window: int, mode: str = "fusion",
+           confidence: np.ndarray | None = None, params: LKParams = LKParams(),
+           progress: Callable[[int, int], None] | None = None, cancel=None, *,
+           labels: Sequence[str] | None = None, grid: Grid = Grid(),
+           fusion: FusionParams = FusionParams(), chunk_frames: int | None = None) -> np.ndarray:
+    """Smooth tracks with optical flow.
+
+    Parameters
+    ----------
+    frames : sequence of 2-D frames
+        Anything with ``len()`` and ``frames[i]`` (numpy/dask array, Cine); read in order.
+    xy : (N, L, 2)
+        Positions (x, y) per frame and label; NaN where missing (gaps split the track).
+    window : int
+        Window length in frames.
+    mode : {"fusion", "dustrack", "fast"}
+    confidence : (N, L), optional
+        Weights of the estimates (used by ``fusion``).
+    progress : callable, optional
+        ``progress(done, total)``.
+    cancel : threading.Event, optional
+        When set, :class:`~napari_dustrack.errors.Cancelled` is raised.
+    labels : sequence of str, optional
+        Label names for error messages.
+    chunk_frames : int, optional
+        Process the image work in chunks of about this many frames (sequentially here; see
+        :func:`smooth_chunked` for parallel chunks).
+
+    Returns
+    -------
+    (N, L, 2) smoothed positions; NaN where the input is NaN. In ``dustrack``/``fast`` the frames
+    of a segment shorter than the window keep their input.
+    """
+    xy = check_inputs(len(frames), xy, window, mode, confidence, labels)
+    shape = np.shape(frames[0])[:2] if mode == "dustrack" else None
+    plan = plan_chunks(len(xy), window, mode, chunk_frames, shape)
+    tick = _Progress(progress, _total_steps(plan, mode, window))
+    if mode == "dustrack":
+        sums, counts = np.zeros(xy.shape), np.zeros(xy.shape[:2], dtype=np.int64)
+        cache: dict = {}
+        for c in plan:
+            s, n, cache = dustrack_chunk(frames, xy, window, c.start, c.stop, params, cache,
+                                         tick, cancel)
+            sums[c.first:c.last + 1] += s
+            counts[c.first:c.last + 1] += n
+        return finish(xy, sums, counts)
+    ref = reference_positions(xy)
+    parts = [fields_chunk(frames, ref, c, params, grid, tick, cancel) for c in plan]
+    return _from_fields(xy, ref, parts, window, mode, confidence, grid, fusion)
+
+
+def _from_fields(xy, ref, parts, window, mode, confidence, grid, fusion):
+    fwd = np.concatenate([p[0] for p in parts])
+    bwd = np.concatenate([p[1] for p in parts])
+    if mode == "fast":
+        step_f, step_b = field_steppers(fwd, bwd, ref, grid)
+        sums, counts = accumulate(xy, window, 0, len(xy) - window + 1, step_f, step_b)
+        return finish(xy, sums, counts)
+    out = np.array(xy, copy=True)
+    for lab in range(xy.shape[1]):
+        for a, b in segments(np.isfinite(xy[:, lab]).all(axis=1)):
+            conf = None if confidence is None else np.asarray(confidence, float)[a:b, lab]
+            out[a:b, lab] = fuse_segment(xy[a:b, lab], fwd[a:b - 1, lab], bwd[a:b - 1, lab],
+                                         ref[a:b, lab], window, conf, fusion, grid)
+    return out
+
+
+def smooth_chunked(frames, xy: np.ndarray, window: int, mode: str = "fusion",
+                   confidence: np.ndarray | None = None, params: LKParams = LKParams(),
+                   progress: Callable[[int, int], None] | None = None, cancel=None, *,
+                   client=None, chunk_frames: int = 500, labels: Sequence[str] | None = None,
+                   grid: Grid = Grid(), fusion: FusionParams = FusionParams()) -> np.ndarray:
+    """:func:`smooth` with the image work split into chunks run as dask.distributed tasks.
+
+    ``frames`` is a frames object or a video path; workers open the video themselves when it
+    has a path, otherwise they receive their chunk's frames. Without ``client`` the chunks run
+    here one after the other. The result equals :func:`smooth`'s (``fast``/``fusion``
+    exactly, ``dustrack`` up to floating-point summation order, ~1e-12 px).
+    """
+    if isinstance(frames, (str, bytes)) or hasattr(frames, "__fspath__"):
+        from .chunks import open_frames
+
+        frames = open_frames(frames)
+    xy = check_inputs(len(frames), xy, window, mode, confidence, labels)
+    plan = plan_chunks(len(xy), window, mode, chunk_frames)
+    payload = xy if mode == "dustrack" else reference_positions(xy)
+    tick = _Progress(progress, len(plan))
+    if client is None:
+        results = []
+        for c in plan:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled(None)
+            source, first = task_source(frames, c)
+            results.append(run_chunk(source, first, mode, c, payload, window, params, grid))
+            tick()
+    else:
+        results = _gather(client, frames, plan, mode, payload, window, params, grid, tick, cancel)
+    if mode == "dustrack":
+        sums, counts = np.zeros(xy.shape), np.zeros(xy.shape[:2], dtype=np.int64)
+        for c, (s, n) in zip(plan, results):
+            sums[c.first:c.last + 1] += s
+            counts[c.first:c.last + 1] += n
+        return finish(xy, sums, counts)
+    return _from_fields(xy, payload, results, window, mode, confidence, grid, fusion)
+
+
+def _gather(client, frames, plan, mode, payload, window, params, grid, tick, cancel):
+    from distributed import as_completed
+
+    payload_f = client.scatter(payload, broadcast=True)
+    futures = []
+    for c in plan:
+        source, first = task_source(frames, c)
+        futures.append(client.submit(run_chunk, source, first, mode, c, payload_f, window,
+                                     params, grid, pure=False))
+    try:
+        for _ in as_completed(futures):
+            tick()
+            if cancel is not None and cancel.is_set():
+                raise Cancelled(None)
+        return client.gather(futures)
+    finally:
+        for f in futures:
+            f.cancel()
+

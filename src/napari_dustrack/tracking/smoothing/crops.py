@@ -1,0 +1,136 @@
+"""Lucas-Kanade on small crops around the points instead of whole frames.
+
+OpenCV's Python binding cannot take a pre-built pyramid, so every ``calcOpticalFlowPyrLK``
+call builds the pyramids (and the Scharr derivatives) of both images it is given. On a
+1080p frame that dominates the cost of a call. LK only ever reads pixels inside its window
+(``win_size`` at each pyramid level) around each point, so running it on a crop that holds
+those windows with room to spare gives the same numbers as the whole frame, provided the crop
+starts on a multiple of ``2 ** max_level`` (so every pyramid level samples the same pixels)
+and the windows never reach the crop's (reflected) border. Crops clipped by the image border
+end at the same border as the full frame does.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from ..lk import LKParams, to_gray_u8
+
+
+def crop_margin(params: LKParams, motion: float = 32.0) -> int:
+    """Pixels to keep around a point so LK on the crop reads what it reads on the full frame.
+
+    At the coarsest level the window reaches ``win_size // 2`` pixels (+1 for interpolation,
+    +1 for the Scharr derivative, +2 for the rows ``pyrDown`` fills from the reflected border);
+    scaled back to full resolution, plus the largest motion per frame we budget for.
+    """
+    scale = 2 ** params.max_level
+    return int(scale * (params.win_size // 2 + 4) + motion)
+
+
+def point_boxes(groups: list[np.ndarray], shape: tuple[int, int], margin: int,
+                align: int) -> list[tuple[tuple[int, int, int, int], np.ndarray]]:
+    """Merge point groups into crop boxes ``(y0, y1, x0, x1)`` with the member group indices.
+
+    Each group (e.g. the points of one label) gets the box around its points plus ``margin``;
+    overlapping boxes are merged so each pixel is read by one LK call at most. Box starts are
+    aligned down to ``align`` (the pyramid scale) and boxes are clipped to the image.
+    """
+    h, w = shape
+    boxes = []
+    for i, pts in enumerate(groups):
+        pts = pts[np.isfinite(pts).all(axis=1)]
+        if len(pts) == 0:
+            continue
+        x0, y0 = np.floor(pts.min(axis=0)).astype(int) - margin
+        x1, y1 = np.ceil(pts.max(axis=0)).astype(int) + margin + 1
+        boxes.append([max(0, y0), min(h, y1), max(0, x0), min(w, x1), [i]])
+    merged = True
+    while merged and len(boxes) > 1:
+        merged = False
+        for a in range(len(boxes)):
+            for b in range(a + 1, len(boxes)):
+                A, B = boxes[a], boxes[b]
+                if A[0] < B[1] and B[0] < A[1] and A[2] < B[3] and B[2] < A[3]:
+                    boxes[a] = [min(A[0], B[0]), max(A[1], B[1]), min(A[2], B[2]),
+                                max(A[3], B[3]), A[4] + B[4]]
+                    del boxes[b]
+                    merged = True
+                    break
+            if merged:
+                break
+    out = []
+    for y0, y1, x0, x1, members in boxes:
+        y0 -= y0 % align
+        x0 -= x0 % align
+        out.append(((y0, y1, x0, x1), np.asarray(members)))
+    return out
+
+
+def _lk_raw(prev: np.ndarray, nxt: np.ndarray, pts: np.ndarray, params: LKParams):
+    new, status, _ = cv2.calcOpticalFlowPyrLK(
+        prev, nxt, np.ascontiguousarray(pts, dtype=np.float32).reshape(-1, 1, 2), None,
+        winSize=(params.win_size, params.win_size), maxLevel=params.max_level,
+        criteria=params.criteria,
+    )
+    return new.reshape(-1, 2), status.reshape(-1).astype(bool)
+
+
+def lk_groups(prev, nxt, groups: list[np.ndarray], params: LKParams = LKParams(),
+              motion: float = 32.0, exact: bool = False):
+    """Track point groups from ``prev`` to ``nxt`` (grayscale uint8 frames), one call per crop.
+
+    Parameters
+    ----------
+    prev, nxt : np.ndarray
+        Consecutive frames (any order: pass them swapped to track backwards).
+    groups : list of (n_i, 2) arrays of (x, y)
+        Points to track; NaN rows are skipped and come back NaN.
+    motion : float
+        Largest displacement per frame the crop margin allows for.
+    exact : bool
+        Re-run on the full frames every point LK flags as lost or that ended near its crop
+        border, so the result equals full-frame LK even for the points that wander off.
+
+    Returns
+    -------
+    new : list of (n_i, 2) float64 arrays
+        LK's output positions, as OpenCV returns them (no masking of lost points).
+    ok : list of (n_i,) bool arrays
+        LK's status and the point finite.
+    """
+    prev = to_gray_u8(prev)
+    nxt = to_gray_u8(nxt)
+    margin = crop_margin(params, motion)
+    new = [np.full(g.shape, np.nan) for g in groups]
+    ok = [np.zeros(len(g), dtype=bool) for g in groups]
+    for (y0, y1, x0, x1), members in point_boxes(groups, prev.shape[:2], margin,
+                                                 2 ** params.max_level):
+        pts = np.concatenate([groups[i] for i in members])
+        finite = np.isfinite(pts).all(axis=1)
+        offset = np.array([x0, y0], dtype=np.float32)
+        res = np.full(pts.shape, np.nan)
+        good = np.zeros(len(pts), dtype=bool)
+        p32 = pts[finite].astype(np.float32)
+        crop_new, status = _lk_raw(np.ascontiguousarray(prev[y0:y1, x0:x1]),
+                                   np.ascontiguousarray(nxt[y0:y1, x0:x1]), p32 - offset, params)
+        crop_new = crop_new + offset
+        if exact:
+            inner = margin - motion / 2
+            near = ((crop_new[:, 0] < x0 + inner) & (x0 > 0)) | \
+                   ((crop_new[:, 0] > x1 - inner) & (x1 < prev.shape[1])) | \
+                   ((crop_new[:, 1] < y0 + inner) & (y0 > 0)) | \
+                   ((crop_new[:, 1] > y1 - inner) & (y1 < prev.shape[0]))
+            redo = ~status | near | ~np.isfinite(crop_new).all(axis=1)
+            if redo.any():
+                crop_new[redo], status[redo] = _lk_raw(prev, nxt, p32[redo], params)
+        res[finite] = crop_new
+        good[finite] = status & np.isfinite(crop_new).all(axis=1)
+        start = 0
+        for i in members:
+            n = len(groups[i])
+            new[i] = res[start:start + n]
+            ok[i] = good[start:start + n]
+            start += n
+    return new, ok

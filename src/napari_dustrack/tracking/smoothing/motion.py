@@ -1,0 +1,127 @@
+"""Local optical-flow motion fields: a small grid of LK points around each label.
+
+``fast`` and ``fusion`` never track the window paths themselves. For every pair of
+consecutive frames they track a small grid (3 x 3, 8 px apart by default) around each label's
+reference position, forwards and backwards, and read the motion of any point near the label
+by bilinear interpolation of the grid's displacements. The image work per frame is then a
+fixed number of LK points per label, whatever the window length.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..lk import LKParams
+from .crops import lk_groups
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The LK sample grid around a label: ``n`` x ``n`` points ``spacing`` pixels apart."""
+
+    n: int = 3
+    spacing: float = 8.0
+
+    def offsets(self) -> np.ndarray:
+        """(n*n, 2) offsets (x, y) from the centre, row-major (y outer, x inner)."""
+        half = (self.n - 1) / 2
+        ticks = (np.arange(self.n) - half) * self.spacing
+        yy, xx = np.meshgrid(ticks, ticks, indexing="ij")
+        return np.stack([xx.ravel(), yy.ravel()], axis=1)
+
+
+def reference_positions(xy: np.ndarray, size: int = 5) -> np.ndarray:
+    """Where each label's grid sits: a running median of the input (robust to one outlier).
+
+    NaN frames stay NaN; at a frame next to a gap the median uses the finite neighbours only.
+    """
+    ref = np.array(xy, dtype=np.float64, copy=True)
+    n = len(xy)
+    half = size // 2
+    finite = np.isfinite(xy).all(axis=2)
+    # nan-aware median over a short window: pad with NaN, stack shifted copies
+    padded = np.full((n + 2 * half,) + xy.shape[1:], np.nan)
+    padded[half:half + n] = xy
+    stack = np.stack([padded[i:i + n] for i in range(size)])
+    with np.errstate(all="ignore"), _quiet():
+        med = np.nanmedian(stack, axis=0)
+    ref[finite] = med[finite]
+    return ref
+
+
+class _quiet:
+    """Silence numpy's 'All-NaN slice' warning (expected next to gaps)."""
+
+    def __enter__(self):
+        import warnings
+
+        self._ctx = warnings.catch_warnings()
+        self._ctx.__enter__()
+        warnings.simplefilter("ignore", RuntimeWarning)
+
+    def __exit__(self, *exc):
+        return self._ctx.__exit__(*exc)
+
+
+def _fill_lost(disp: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """Replace lost grid displacements by the median of the label's good ones (NaN if none)."""
+    disp = np.where(ok[..., None], disp, np.nan)
+    with _quiet():
+        med = np.nanmedian(disp, axis=1, keepdims=True)
+    return np.where(ok[..., None], disp, med)
+
+
+def pair_fields(prev, nxt, ref_a: np.ndarray, ref_b: np.ndarray, params: LKParams = LKParams(),
+                grid: Grid = Grid()) -> tuple[np.ndarray, np.ndarray]:
+    """Forward and backward grid displacements for one frame pair.
+
+    Parameters
+    ----------
+    prev, nxt : 2-D arrays
+        Frames t and t+1.
+    ref_a, ref_b : (L, 2)
+        Grid centres at t (forward grid) and t+1 (backward grid); NaN labels are skipped.
+
+    Returns
+    -------
+    fwd, bwd : (L, G, 2) float32
+        Displacement t -> t+1 of the grid around ``ref_a`` and t+1 -> t of the grid around
+        ``ref_b``; lost grid points take the median of the label's others, all-lost labels NaN.
+    """
+    off = grid.offsets()
+    out = []
+    for img0, img1, ref in ((prev, nxt, ref_a), (nxt, prev, ref_b)):
+        pts = ref[:, None, :] + off[None]
+        groups = [p if np.isfinite(p).all() else np.full_like(p, np.nan) for p in pts]
+        new, ok = lk_groups(img0, img1, groups, params)
+        disp = np.stack(new) - pts
+        out.append(_fill_lost(disp, np.stack(ok)).astype(np.float32))
+    return out[0], out[1]
+
+
+def interpolate(field: np.ndarray, rel: np.ndarray, grid: Grid = Grid()) -> np.ndarray:
+    """Displacement at points ``rel`` (..., L, 2) relative to each label's grid centre.
+
+    ``field`` is (L, G, 2). Bilinear inside the grid, the edge value outside it (clamped); NaN
+    where ``rel`` is NaN.
+    """
+    n = grid.n
+    f = field.reshape(field.shape[0], n, n, 2).astype(np.float64)
+    missing = ~np.isfinite(rel).all(axis=-1)
+    u = np.clip(np.nan_to_num(rel / grid.spacing) + (n - 1) / 2, 0, n - 1)
+    i0 = np.minimum(np.floor(u).astype(int), n - 2) if n > 1 else np.zeros(u.shape, int)
+    a = u - i0 if n > 1 else np.zeros(u.shape)
+    ix, iy = i0[..., 0], i0[..., 1]
+    ax, ay = a[..., 0:1], a[..., 1:2]
+    lab = np.broadcast_to(np.arange(field.shape[0]), ix.shape)
+    if n == 1:
+        return np.where(missing[..., None], np.nan, f[lab, 0, 0])
+    v00 = f[lab, iy, ix]
+    v01 = f[lab, iy, ix + 1]
+    v10 = f[lab, iy + 1, ix]
+    v11 = f[lab, iy + 1, ix + 1]
+    out = (1 - ay) * ((1 - ax) * v00 + ax * v01) + ay * ((1 - ax) * v10 + ax * v11)
+    return np.where(missing[..., None], np.nan, out)
+

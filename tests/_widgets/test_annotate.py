@@ -1,0 +1,183 @@
+"""The Annotate tab in a real napari viewer, driven like a user: keys, clicks, drags.
+
+The cine is the simulator's (known ground truth), written to MP4 and opened through the
+plugin's reader, so decoding, the sidecar and the widget are all real.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from qtpy.QtCore import QPoint, Qt
+
+from napari_dustrack.io.table import read_points_csv, to_array
+from napari_dustrack.sidecar import points_path, sidecar_dir
+
+pytestmark = pytest.mark.gui
+
+N_FRAMES = 30
+SHAPE = (96, 96)
+KEYFRAMES = (0, 14, 29)
+
+
+@pytest.fixture(scope="module")
+def cine(tmp_path_factory):
+    """A simulated cardiac cine on disk and its ground truth (first 4 labels)."""
+    from napari_dustrack.simulate import simulate, write_simulation
+
+    sim = simulate("cardiac", n_frames=N_FRAMES, seed=3, shape=SHAPE)
+    paths = write_simulation(sim, tmp_path_factory.mktemp("cine"))
+    truth = read_points_csv(paths["truth"])
+    labels = list(dict.fromkeys(truth["label"]))[:4]
+    xy, _ = to_array(truth, labels, N_FRAMES)
+    return paths["video"], labels, xy
+
+
+def open_cine_in(viewer, video):
+    layers = viewer.open(str(video), plugin="napari-dustrack")
+    return layers[0]
+
+
+def make_widget(viewer, qtbot):
+    from napari_dustrack._widgets.annotate import AnnotateWidget
+
+    widget = AnnotateWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Annotate")
+    qtbot.waitUntil(lambda: widget.session is not None, timeout=5000)
+    return widget
+
+
+def canvas_of(viewer):
+    return viewer.window._qt_viewer.canvas
+
+
+def key(viewer, qtbot, k, modifier=Qt.NoModifier):
+    """A real key press on napari's canvas (goes through napari's key map)."""
+    qtbot.keyClick(canvas_of(viewer).native, k, modifier)
+
+
+def to_canvas(viewer, layer, x, y) -> QPoint:
+    """Canvas pixel of data point (x, y) of ``layer`` (napari's own canvas->world map, inverted)."""
+    canvas = canvas_of(viewer)
+    view = canvas.view
+    sy, sx = layer.scale[-2:]
+    ty, tx = layer.translate[-2:]
+    pos = (view.transform * view.scene.transform).map([x * sx + tx, y * sy + ty, 0, 1])
+    return QPoint(int(round(pos[0])), int(round(pos[1])))
+
+
+def click(viewer, qtbot, layer, x, y):
+    qtbot.mouseClick(canvas_of(viewer).native, Qt.LeftButton, pos=to_canvas(viewer, layer, x, y))
+
+
+def drag(viewer, qtbot, layer, start, end, steps=6):
+    native = canvas_of(viewer).native
+    p0, p1 = to_canvas(viewer, layer, *start), to_canvas(viewer, layer, *end)
+    qtbot.mousePress(native, Qt.LeftButton, pos=p0)
+    for t in np.linspace(0, 1, steps)[1:]:
+        p = QPoint(int(round(p0.x() + t * (p1.x() - p0.x()))), int(round(p0.y() + t * (p1.y() - p0.y()))))
+        from qtpy.QtGui import QMouseEvent
+        from qtpy.QtCore import QEvent, QPointF
+        from qtpy.QtWidgets import QApplication
+
+        event = QMouseEvent(QEvent.MouseMove, QPointF(p), Qt.NoButton, Qt.LeftButton, Qt.NoModifier)
+        QApplication.sendEvent(native, event)
+    qtbot.mouseRelease(native, Qt.LeftButton, pos=p1)
+
+
+def test_annotate_fill_correct_accept_and_restore(make_napari_viewer, qtbot, cine):
+    video, labels, truth = cine
+    viewer = make_napari_viewer()
+    image = open_cine_in(viewer, video)
+    widget = make_widget(viewer, qtbot)
+    assert widget.cine_layer is image
+    assert widget.frame == 0  # the slider is back at the start after our layers were added
+    layer = widget.points_layer
+    assert tuple(layer.scale) == tuple(image.scale)
+
+    for name in labels:
+        widget.add_label(name)
+    assert widget.session.labels == labels
+
+    # keyframes: pick each label with its digit key, click it where the truth is
+    for frame in KEYFRAMES:
+        widget.go_to(frame)
+        for j, name in enumerate(labels):
+            key(viewer, qtbot, getattr(Qt, f"Key_{j + 1}"))
+            assert widget.current_label == name
+            x, y = truth[frame, j]
+            click(viewer, qtbot, layer, x, y)
+            point = widget.session.point(frame, name)
+            assert point is not None and point.manual
+            assert np.hypot(point.x - x, point.y - y) < 0.5  # a click lands within a screen pixel
+    assert widget.session.keyframes() == list(KEYFRAMES)
+    # clicking the current label again on the same frame moves it, never adds a second one
+    x, y = truth[29, 3]
+    click(viewer, qtbot, layer, x + 3, y)
+    click(viewer, qtbot, layer, x, y)
+    assert sum(1 for f, lab in zip(layer.data[:, 0], layer.features["label"]) if f == 29 and lab == labels[3]) == 1
+
+    # keyframe navigation keys
+    widget.go_to(5)
+    key(viewer, qtbot, Qt.Key_Period)
+    assert widget.frame == 14
+    key(viewer, qtbot, Qt.Key_Comma)
+    assert widget.frame == 0
+    key(viewer, qtbot, Qt.Key_N)  # frame 1 lacks every label
+    assert widget.frame == 1
+
+    # fill between keyframes (F), in the worker thread
+    key(viewer, qtbot, Qt.Key_F)
+    qtbot.waitUntil(lambda: not widget.taskbar.busy, timeout=60000)
+    xy, _ = to_array(widget.session.table(), labels, N_FRAMES)
+    assert np.isfinite(xy).all()
+    err = np.hypot(*(xy - truth).transpose(2, 0, 1))
+    print("RMSE", np.sqrt(np.mean(err**2)), err.max()); assert np.sqrt(np.mean(err**2)) < 1.5, err.max(axis=1)
+    flow_rows = widget.session.table().query("source == 'flow'")
+    assert len(flow_rows) == 4 * (N_FRAMES - len(KEYFRAMES))
+    # flow points look different: hollow (transparent face) until reviewed
+    is_flow = (layer.features["source"] == "flow").to_numpy()
+    assert np.allclose(layer.face_color[is_flow, 3], 0) and np.all(layer.face_color[~is_flow, 3] == 1)
+
+    # the trajectories: one track per label, no NaN
+    widget.refresh_tracks()
+    tracks = widget.tracks_layer
+    assert tracks is not None and set(np.unique(tracks.data[:, 0])) == {1, 2, 3, 4}
+    assert np.isfinite(tracks.data).all() and len(tracks.data) == 4 * N_FRAMES
+
+    # correct the worst flow point by dragging it onto the truth: it becomes manual
+    f, j = np.unravel_index(np.argmax(np.where(np.isin(np.arange(N_FRAMES), KEYFRAMES)[:, None], 0, err)),
+                            err.shape)
+    widget.go_to(f)
+    widget.pick_label(labels[0] if j != 0 else labels[1])  # dragging works whatever label is current
+    drag(viewer, qtbot, layer, xy[f, j], truth[f, j])
+    moved = widget.session.point(f, labels[j])
+    assert moved.manual
+    assert np.hypot(moved.x - truth[f, j, 0], moved.y - truth[f, j, 1]) < 0.5
+
+    # accept the whole range as reviewed (R)
+    key(viewer, qtbot, Qt.Key_R)
+    table = widget.session.table()
+    assert table.query("source == 'flow'")["reviewed"].all()
+    assert len(table.query("source == 'flow'")) == 4 * (N_FRAMES - len(KEYFRAMES)) - 1
+    # undo / redo with the keys
+    key(viewer, qtbot, Qt.Key_Z, Qt.ControlModifier)
+    assert not widget.session.table().query("source == 'flow'")["reviewed"].any()
+    key(viewer, qtbot, Qt.Key_Z, Qt.ControlModifier | Qt.ShiftModifier)
+    assert widget.session.table().query("source == 'flow'")["reviewed"].all()
+    final = widget.session.table()
+    colours = [widget.session.colour(name) for name in labels]
+
+    viewer.close()
+
+    # reopen: everything is back
+    viewer = make_napari_viewer()
+    open_cine_in(viewer, video)
+    widget = make_widget(viewer, qtbot)
+    assert widget.session.labels == labels
+    assert [widget.session.colour(name) for name in labels] == colours
+    restored = widget.session.table()
+    assert restored.equals(final)
+    assert len(widget.points_layer.data) == len(final)
+    assert read_points_csv(points_path(video)).equals(final)  # the snapshot on disk, not just the journal
+    assert (sidecar_dir(video) / "labels.json").is_file()

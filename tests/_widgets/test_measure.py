@@ -1,0 +1,156 @@
+"""The Measure tab in a real napari viewer: define, plot, click to seek, export."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+from matplotlib.backend_bases import MouseEvent
+
+from napari_dustrack._widgets.measure import MeasureWidget
+from napari_dustrack.io.export import read_measurements_csv
+from napari_dustrack.io.layers import table_to_points, table_to_tracks
+from napari_dustrack.io.points_io import read_points
+from napari_dustrack.io.table import from_array
+from napari_dustrack.measure import Measure, load_measures
+from napari_dustrack.sidecar import measures_path
+
+pytestmark = pytest.mark.gui
+
+N = 20
+SPACING = (0.2, 0.1)  # (dy, dx) mm
+FPS = 10.0
+
+
+def moving_points(offset=0.0):
+    """Three labels: 'a' fixed, 'b' moving right, 'c' below 'a'; 'b' missing on frame 7."""
+    f = np.arange(N, dtype=float)
+    xy = np.empty((N, 3, 2))
+    xy[:, 0] = [10.0, 10.0]
+    xy[:, 1] = np.c_[20.0 + f + offset, np.full(N, 10.0)]
+    xy[:, 2] = [10.0, 30.0]
+    xy[7, 1] = np.nan
+    return from_array(xy, ["a", "b", "c"], source="model")
+
+
+@pytest.fixture
+def viewer_with_points(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    frames = np.full((N, 48, 64), 100, np.uint8)
+    video = tmp_path / "cine.mp4"
+    viewer.add_image(frames, name="cine", scale=(1, *SPACING), metadata={"dustrack": {
+        "path": str(video), "fps": FPS, "pixel_spacing": SPACING, "n_frames": N, "kind": "video"}})
+    data, features = table_to_points(moving_points())
+    points = viewer.add_points(data, features=features, name="annotations", scale=(1, *SPACING))
+    points.metadata["review_frames"] = [3, 12]
+    return viewer, video
+
+
+def test_distance_measure_is_plotted_in_mm_over_seconds(viewer_with_points, qtbot):
+    viewer, video = viewer_with_points
+    widget = MeasureWidget(viewer)
+    qtbot.addWidget(widget)
+    widget.add_measure(Measure("ab", "distance", ["a", "b"]))
+    assert widget.plot_combo.currentText() == "ab [mm]"
+    line = widget.lines[("measure", "annotations", "ab [mm]")]
+    t, d = line.get_data()
+    np.testing.assert_allclose(t, np.arange(N) / FPS)
+    expected = (10.0 + np.arange(N)) * SPACING[1]  # along x: dx
+    expected[7] = np.nan
+    np.testing.assert_allclose(d, expected)
+    # x(t) of 'b' in mm, y(t) of 'c'; the review frames marked on the time axis.
+    np.testing.assert_allclose(widget.lines[("x", "annotations", "b")].get_ydata()[:3], [2.0, 2.1, 2.2])
+    np.testing.assert_allclose(widget.lines[("y", "annotations", "c")].get_ydata(), 30 * SPACING[0])
+    np.testing.assert_allclose(widget.lines[("review", "annotations", "")].get_xdata(), [0.3, 1.2])
+    # Definitions are saved beside the points in the video's sidecar.
+    assert load_measures(measures_path(video)) == [Measure("ab", "distance", ["a", "b"])]
+    # A second widget on the same viewer picks them up.
+    again = MeasureWidget(viewer)
+    qtbot.addWidget(again)
+    assert [m.name for m in again.measures] == ["ab"]
+
+
+def test_form_defines_a_measure_from_checked_labels_in_order(viewer_with_points, qtbot):
+    viewer, _ = viewer_with_points
+    widget = MeasureWidget(viewer)
+    qtbot.addWidget(widget)
+    labels = [widget.label_list.item(i).text() for i in range(widget.label_list.count())]
+    assert labels == ["a", "b", "c"]
+    widget.kind_combo.setCurrentText("angle")
+    for name in ("b", "a", "c"):  # angle at 'a' between a->b and a->c
+        widget.label_list.item(labels.index(name)).setCheckState(2)
+    widget.name_edit.setText("corner")
+    widget._add_from_form()
+    assert widget.measures[-1] == Measure("corner", "angle", ["b", "a", "c"])
+    np.testing.assert_allclose(widget.results["annotations"]["corner [deg]"].dropna(), 90.0)
+
+
+def test_frame_marker_follows_napari_and_clicking_the_plot_moves_napari(viewer_with_points, qtbot):
+    viewer, _ = viewer_with_points
+    widget = MeasureWidget(viewer)
+    qtbot.addWidget(widget)
+    widget.add_measure(Measure("ab", "distance", ["a", "b"]))
+    widget.resize(500, 900)
+    widget.show()
+    widget.canvas.draw()
+    viewer.dims.set_current_step(0, 5)
+    assert all(line.get_xdata()[0] == pytest.approx(0.5) for line in widget.frame_lines)
+    ax = widget.ax_m
+    x, y = ax.transData.transform((1.4, np.nanmean(ax.get_ylim())))
+    event = MouseEvent("button_press_event", widget.canvas, x, y, button=1)
+    assert event.inaxes is ax
+    widget.canvas.callbacks.process("button_press_event", event)
+    assert viewer.dims.current_step[0] == 14
+    assert widget.frame_lines[0].get_xdata()[0] == pytest.approx(1.4)
+
+
+def test_layers_are_overlaid_and_missing_labels_are_skipped(viewer_with_points, qtbot):
+    viewer, _ = viewer_with_points
+    smoothed = moving_points(offset=0.5)
+    data, features = table_to_tracks(smoothed[smoothed["label"] != "c"])
+    viewer.add_tracks(data, features=features, name="smoothed", scale=(1, *SPACING))
+    widget = MeasureWidget(viewer)
+    qtbot.addWidget(widget)
+    widget.add_measure(Measure("ab", "distance", ["a", "b"]))
+    widget.add_measure(Measure("ac", "distance", ["a", "c"]))
+    widget.plot_combo.setCurrentText("ab [mm]")
+    manual = widget.lines[("measure", "annotations", "ab [mm]")].get_ydata()
+    smooth = widget.lines[("measure", "smoothed", "ab [mm]")].get_ydata()
+    assert widget.lines[("measure", "smoothed", "ab [mm]")].get_linestyle() != \
+        widget.lines[("measure", "annotations", "ab [mm]")].get_linestyle()
+    gap = np.arange(N) == 7
+    np.testing.assert_allclose((smooth - manual)[~gap], 0.5 * SPACING[1])
+    assert np.isnan(smooth[gap]).all()
+    assert "ac [mm]" not in widget.results["smoothed"]  # no 'c' in that layer
+    # Unchecking a layer removes its lines.
+    item = widget.layer_list.findItems("smoothed", 0)[0]
+    item.setCheckState(0)
+    widget.refresh()
+    assert ("measure", "smoothed", "ab [mm]") not in widget.lines
+
+
+def test_export_buttons_write_files_that_read_back(viewer_with_points, qtbot, tmp_path):
+    viewer, _ = viewer_with_points
+    viewer.layers["cine"].metadata["dustrack"].pop("path")  # draw on the layer's own frames
+    widget = MeasureWidget(viewer)
+    qtbot.addWidget(widget)
+    widget.add_measure(Measure("ab", "distance", ["a", "b"], change="relative"))
+    widget.export_combo.setCurrentText("annotations")
+    table = moving_points()
+    cols = ["frame", "label", "x", "y"]
+    for method, name in ((widget.export_points_csv_to, "p.csv"), (widget.export_dlc_to, "CollectedData_x.h5"),
+                         (widget.export_dustrack_to, "p.json")):
+        back = read_points(method(tmp_path / name))
+        assert back[cols].sort_values(cols[:2]).reset_index(drop=True).equals(
+            table[cols].sort_values(cols[:2]).reset_index(drop=True))
+    result = read_measurements_csv(widget.export_measurements_to(tmp_path / "m.csv"))
+    assert list(result.columns) == ["frame", "time [s]", "ab strain [-]"]
+    np.testing.assert_allclose(result["ab strain [-]"][:3], [0.0, 0.1, 0.2])
+    out = tmp_path / "tracks.mp4"
+    worker = widget.export_mp4_to(out)
+    assert worker is not None
+    qtbot.waitUntil(lambda: not widget.task.busy, timeout=60_000)
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        assert sum(1 for _ in container.decode(stream)) == N
+        assert float(stream.average_rate) == pytest.approx(FPS)

@@ -1,0 +1,202 @@
+"""Video reader: frame-accurate random access, formats, threads, bad files."""
+
+from __future__ import annotations
+
+import threading
+
+import av
+import media
+import numpy as np
+import pytest
+
+from napari_dustrack.errors import DustrackError
+from napari_dustrack.io.video import VideoReader, frame_to_array
+
+VIDEOS = ["h264_mp4", "mjpeg_avi", "h264_mkv", "mpeg4_mov"]
+
+
+@pytest.mark.parametrize("video", VIDEOS)
+def test_random_access_matches_sequential_decoding(video, request, frames):
+    path = request.getfixturevalue(video)
+    reference = media.decode_all(path)
+    reader = VideoReader(path, cache_bytes=0)  # no LRU: every read really seeks/decodes
+    assert len(reader) == len(frames) == len(reference)
+    assert reader.shape == reference.shape
+    order = np.random.default_rng(3).permutation(len(reader))
+    for i in order:
+        np.testing.assert_array_equal(reader[i], reference[i], err_msg=f"{video} frame {i}")
+    for i in range(len(reader) - 1, -1, -1):  # stepping backwards, the worst case for seeking
+        np.testing.assert_array_equal(reader[i], reference[i], err_msg=f"{video} frame {i}")
+    # and each decoded frame is closest to the frame encoded at that index (lossy codecs)
+    for i in (0, 9, 10, 17, 29):
+        errors = np.abs(frames.astype(int) - reader[i]).mean(axis=(1, 2))
+        assert int(np.argmin(errors)) == i, (video, i)
+    reader.close()
+
+
+def test_h264_has_keyframe_index_and_reordered_pts(h264_mp4):
+    reader = VideoReader(h264_mp4)
+    np.testing.assert_array_equal(reader.index.keyframes, [0, 10, 20])
+    assert np.all(np.diff(reader.index.pts) > 0)
+    with av.open(str(h264_mp4)) as container:  # B-frames: decode order != display order
+        packet_pts = [p.pts for p in container.demux(video=0) if p.size]
+    assert packet_pts != sorted(packet_pts)
+    assert reader.index.keyframe_before(15) == 10 and reader.index.keyframe_after(15) == 20
+
+
+@pytest.mark.parametrize("video,fps", [("h264_mp4", 25.0), ("mjpeg_avi", 30.0),
+                                       ("h264_mkv", 12.5), ("mpeg4_mov", 20.0)])
+def test_frame_rate_from_stream(video, fps, request):
+    reader = VideoReader(request.getfixturevalue(video))
+    assert reader.fps == pytest.approx(fps)
+    assert reader.kind == "video" and reader.pixel_spacing is None
+
+
+def test_next_frame_is_decoded_without_seeking(h264_mp4):
+    reader = VideoReader(h264_mp4, cache_bytes=0)
+    reader[3]
+    assert reader.position == 3
+    reader[4]  # the fast path: one more frame from the open decoder
+    assert reader.position == 4
+    reader[13]  # keyframe 10 lies between: seek there instead of decoding 5..12
+    assert reader.position == 13
+
+
+def test_lru_cache_keeps_frames_decoded_on_the_way(h264_mp4):
+    reference = media.decode_all(h264_mp4)
+    reader = VideoReader(h264_mp4)
+    reader[18]  # decodes 10..18 after seeking to keyframe 10
+    for i in range(10, 19):
+        cached = reader.cached(i)
+        assert cached is not None, i
+        np.testing.assert_array_equal(cached, reference[i])
+    assert reader.cached(25) is None
+
+
+def test_rgb_frames(h264_mp4, mjpeg_avi):
+    for path in (h264_mp4, mjpeg_avi):
+        reference = media.decode_all(path, fmt="rgb24")
+        reader = VideoReader(path, rgb=True)
+        assert reader.shape == reference.shape and reader.shape[-1] == 3
+        for i in (7, 2, 29):
+            np.testing.assert_array_equal(reader[i], reference[i])
+
+
+@pytest.mark.parametrize("pix_fmt,codec", [("yuv420p", "libx264"), ("yuvj420p", "mjpeg"),
+                                           ("yuv444p", "libx264"), ("gray", "ffv1"),
+                                           ("rgb24", "png")])
+def test_fast_gray_conversion_equals_swscale(pix_fmt, codec, tmp_path, frames):
+    ext = {"png": ".mov", "ffv1": ".mkv"}.get(codec, ".mkv")
+    rgb = np.stack([frames[:4]] * 3, axis=-1)
+    rgb[..., 0] = 255 - rgb[..., 0]  # real colour, so luma weights matter
+    path = media.write_video(tmp_path / f"v{ext}", rgb, codec=codec, pix_fmt=pix_fmt, gop=2)
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            np.testing.assert_array_equal(frame_to_array(frame), frame.to_ndarray(format="gray"))
+
+
+def test_concurrent_reads_from_threads(h264_mp4):
+    reference = media.decode_all(h264_mp4)
+    reader = VideoReader(h264_mp4, cache_bytes=0)
+    errors = []
+
+    def work(seed):
+        rng = np.random.default_rng(seed)
+        for i in rng.integers(0, len(reader), 25):
+            if not np.array_equal(reader[int(i)], reference[int(i)]):
+                errors.append(int(i))
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+def test_negative_and_out_of_range_indices(h264_mp4):
+    reader = VideoReader(h264_mp4)
+    np.testing.assert_array_equal(reader[-1], reader[len(reader) - 1])
+    with pytest.raises(IndexError):
+        reader[len(reader)]
+
+
+def test_pickle_reopens_by_path(h264_mp4):
+    import pickle
+
+    reader = VideoReader(h264_mp4)
+    clone = pickle.loads(pickle.dumps(reader))
+    np.testing.assert_array_equal(clone[21], reader[21])
+    clone.close()
+    reader.close()
+    with pytest.raises(DustrackError, match="closed"):
+        reader[5]
+
+
+# -- bad input ------------------------------------------------------------------------------
+def _error(path) -> str:
+    with pytest.raises(DustrackError) as info:
+        VideoReader(path)
+    message = str(info.value)
+    assert str(path) in message and "\n" not in message
+    return message
+
+
+def test_not_a_video(tmp_path):
+    path = tmp_path / "notes.mp4"
+    path.write_text("these are not frames\n" * 20)
+    assert "not a readable video" in _error(path)
+
+
+def test_missing_and_empty_files(tmp_path):
+    assert "not found" in _error(tmp_path / "missing.mp4")
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    assert "empty" in _error(tmp_path / "empty.mp4")
+
+
+def test_zero_frame_video(tmp_path):
+    assert "no frames" in _error(media.write_empty_video(tmp_path / "zero.mp4"))
+
+
+def test_audio_only_file(tmp_path):
+    assert "no video stream" in _error(media.write_audio(tmp_path / "sound.wav"))
+
+
+def test_truncated_mp4_without_index(tmp_path, frames):
+    path = media.write_video(tmp_path / "cut.mp4", frames)  # index (moov) written last
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 2 // 3])
+    assert "not a readable video" in _error(path)
+
+
+def test_truncated_mp4_with_index_first(tmp_path, frames):
+    path = media.write_video(tmp_path / "cut_fast.mp4", frames,
+                             container_options={"movflags": "faststart"})
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    message = _error(path)
+    assert "truncated" in message and "header declares 30 frames" in message
+
+
+def test_corrupt_bytes_never_escape_as_other_errors(tmp_path, frames):
+    path = media.write_video(tmp_path / "corrupt.avi", frames, codec="mjpeg", pix_fmt="yuvj420p")
+    data = bytearray(path.read_bytes())
+    rng = np.random.default_rng(0)
+    start = len(data) // 3
+    data[start:start + len(data) // 3] = rng.integers(0, 256, len(data) // 3, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    try:
+        reader = VideoReader(path)
+    except DustrackError as exc:
+        assert str(path) in str(exc)
+        return
+    readable = 0
+    for i in range(len(reader)):
+        try:
+            frame = reader[i]
+        except DustrackError as exc:
+            assert str(path) in str(exc) and "\n" not in str(exc)
+        else:
+            assert frame.shape == frames.shape[1:] and frame.dtype == np.uint8
+            readable += 1
+    assert readable >= 5  # the intact first third still decodes

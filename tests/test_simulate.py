@@ -1,0 +1,208 @@
+"""The simulator: determinism, speckle statistics, truth that the image really follows, the
+muscle twitch and pennation, the cardiac wall motion, the CLI and the sample data."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from napari_dustrack.cli import main
+from napari_dustrack.errors import DustrackError
+from napari_dustrack.io.table import read_points_csv, to_array
+from napari_dustrack.simulate import SCENARIOS, simulate
+from napari_dustrack.tracking.lk import LKParams, lk_track
+
+
+@pytest.fixture(scope="module")
+def muscle_small():
+    return simulate("muscle", n_frames=30, seed=1, shape=(128, 128))
+
+
+@pytest.fixture(scope="module")
+def cardiac_small():
+    return simulate("cardiac", n_frames=30, seed=2, shape=(128, 128))
+
+
+def test_same_seed_same_cine_other_seed_other_cine():
+    a = simulate("muscle", n_frames=4, seed=7, shape=(64, 96))
+    b = simulate("muscle", n_frames=4, seed=7, shape=(64, 96))
+    c = simulate("muscle", n_frames=4, seed=8, shape=(64, 96))
+    assert a.frames.shape == (4, 64, 96) and a.frames.dtype == np.uint8
+    np.testing.assert_array_equal(a.frames, b.frames)
+    assert a.truth.equals(b.truth)
+    assert np.mean(a.frames != c.frames) > 0.5
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_result_carries_units_and_a_complete_truth_table(scenario):
+    sim = simulate(scenario, n_frames=3, shape=(64, 64))
+    assert sim.scenario == scenario and sim.fps > 0
+    assert len(sim.pixel_spacing) == 2 and all(0 < v < 5 for v in sim.pixel_spacing)
+    assert set(sim.truth["source"]) == {"manual"}
+    xy, labels = to_array(sim.truth, n_frames=3)
+    assert len(labels) >= 4 and np.isfinite(xy).all()
+    h, w = sim.frames.shape[1:]
+    assert (xy[..., 0] > 0).all() and (xy[..., 0] < w - 1).all()
+    assert (xy[..., 1] > 0).all() and (xy[..., 1] < h - 1).all()
+
+
+def test_unknown_scenario_and_bad_sizes_are_refused():
+    with pytest.raises(DustrackError, match="cardiac, muscle"):
+        simulate("liver")
+    with pytest.raises(DustrackError, match="frames"):
+        simulate("cardiac", n_frames=0)
+    with pytest.raises(DustrackError, match="shape"):
+        simulate("cardiac", n_frames=2, shape=(16, 300))
+
+
+def _envelope_db(sim, frame):
+    """The log-compressed grey levels back in dB (0 dB = the display's top)."""
+    dr = sim.info["dynamic_range_db"]
+    return frame.astype(float) * dr / 255.0 - dr
+
+
+def test_myocardium_is_fully_developed_speckle(cardiac_small):
+    sim = cardiac_small
+    cx, cy = sim.info["centre_xy"]
+    yy, xx = np.mgrid[0:128, 0:128]
+    r = np.hypot(xx - cx, yy - cy)
+    wall = (r > sim.info["r_endo_px"] + 3) & (r < sim.info["r_epi_px"] - 3)
+    cavity = r < sim.info["r_endo_px"] - 4
+    db = _envelope_db(sim, sim.frames[0])
+    env = 10 ** (db[wall] / 20)
+    # Rayleigh envelope: mean/sd = 1.91, sd of the log envelope 5.57 dB
+    assert 1.5 < env.mean() / env.std() < 2.4
+    assert 4.5 < db[wall].std() < 7.5
+    # and the image has anatomy, not just texture: blood is far darker than muscle
+    assert np.median(db[wall]) - np.median(db[cavity]) > 15
+
+
+def test_speckle_decorrelates_slowly_from_frame_to_frame(cardiac_small):
+    sim = cardiac_small
+    xy, _ = to_array(sim.truth, n_frames=len(sim.frames))
+    # the stillest pair of frames (diastasis) isolates scatterer renewal and noise from motion
+    motion = np.linalg.norm(np.diff(xy, axis=0), axis=2).max(axis=1)
+    i = int(np.argmin(motion))
+    assert motion[i] < 0.3
+    a, b = sim.frames[i].astype(float), sim.frames[i + 1].astype(float)
+    rho = np.corrcoef(a.ravel(), b.ravel())[0, 1]
+    assert 0.8 < rho < 0.995
+    # the share of renewed scatterers adds up: farther frames correlate less
+    far = sim.frames[max(i - 10, 0)].astype(float)
+    assert np.corrcoef(a.ravel(), far.ravel())[0, 1] < rho
+    assert sim.frames.std() > 30  # non-trivial contrast
+
+
+@pytest.mark.parametrize("name", ["muscle_small", "cardiac_small"])
+def test_truth_points_follow_the_image_motion(name, request):
+    sim = request.getfixturevalue(name)
+    xy, _ = to_array(sim.truth, n_frames=len(sim.frames))
+    params = LKParams(win_size=31)
+    lk_err, still_err = [], []
+    for i in range(0, 24, 2):  # LK over 3-frame gaps, where the points move ~1-2 px
+        new, ok, _ = lk_track(sim.frames[i], sim.frames[i + 3], xy[i], params)
+        assert ok.all()
+        lk_err.append(np.linalg.norm(new - xy[i + 3], axis=1))
+        still_err.append(np.linalg.norm(xy[i] - xy[i + 3], axis=1))
+    lk_err, still_err = np.array(lk_err), np.array(still_err)
+    # the points really move (a stationary guess is wrong) and LK lands on the truth
+    assert np.median(still_err) > 0.8
+    assert np.median(lk_err) < 0.35
+    assert np.median(lk_err) < 0.3 * np.median(still_err)
+    # chained frame by frame over 12 frames, LK stays within about a pixel of the truth
+    p = xy[0]
+    for i in range(12):
+        p, ok, _ = lk_track(sim.frames[i], sim.frames[i + 1], p, params)
+    assert np.median(np.linalg.norm(p - xy[12], axis=1)) < 1.0
+    assert np.linalg.norm(xy[12] - xy[0], axis=1).max() > 2.0
+
+
+def test_muscle_twitch_is_about_10_px_within_60_ms():
+    sim = simulate("muscle", n_frames=40)  # full 256 px: the twitch size is given for it
+    s, e = sim.info["twitch_frames"]
+    assert 0 < s < e < 40
+    assert (e - s) / sim.fps <= 0.0605
+    xy, labels = to_array(sim.truth, n_frames=40)
+    jump = np.linalg.norm(xy[e] - xy[s], axis=1)
+    assert 8.0 < jump.max() < 13.0
+    before = np.linalg.norm(xy[s] - xy[s - 3], axis=1)
+    assert before.max() < 0.5 * jump.max() / 2  # sudden: far faster than the motion before
+    # the image moves with it: LK across the twitch frames
+    i = labels.index("fascicle_proximal")
+    p = xy[s, i:i + 1]
+    for k in range(s, e):
+        p, ok, _ = lk_track(sim.frames[k], sim.frames[k + 1], p)
+    assert np.linalg.norm(p[0] - xy[e, i]) < 1.0
+
+
+def test_muscle_fascicle_rotates_by_the_reported_pennation(muscle_small):
+    sim = muscle_small
+    xy, labels = to_array(sim.truth, n_frames=len(sim.frames))
+    d = xy[:, labels.index("fascicle_distal")] - xy[:, labels.index("fascicle_proximal")]
+    apo = xy[:, labels.index("sup_apo_2")] - xy[:, labels.index("sup_apo_1")]
+    angle = np.degrees(np.arctan2(d[:, 1], d[:, 0]) - np.arctan2(apo[:, 1], apo[:, 0]))
+    np.testing.assert_allclose(angle, sim.info["pennation_deg"], atol=1e-3)
+    assert 2.0 < angle.max() - angle[0] < 6.0
+
+
+def test_cardiac_wall_thickens_and_comes_back_each_beat():
+    sim = simulate("cardiac", n_frames=45, shape=(96, 96))
+    xy, labels = to_array(sim.truth, n_frames=45)
+    thick = np.linalg.norm(xy[:, labels.index("anterior_epi")] - xy[:, labels.index("anterior_endo")], axis=1)
+    assert thick.max() > 1.15 * thick[0]
+    period = 60.0 / sim.info["heart_rate_bpm"] * sim.fps  # 41.7 frames
+    k = int(math.ceil(period))
+    assert abs(thick[k] - thick[0]) < 0.1 * (thick.max() - thick[0])
+
+
+def test_cli_writes_video_and_truth(tmp_path, capsys):
+    import av
+
+    assert main(["simulate", "--scenario", "muscle", "--out", str(tmp_path), "--frames", "6",
+                 "--seed", "3"]) == 0
+    printed = capsys.readouterr().out.split()
+    video, truth = tmp_path / "muscle.mp4", tmp_path / "muscle_truth.csv"
+    assert printed == [str(video), str(truth)]
+    table = read_points_csv(truth)
+    assert sorted(set(table["frame"])) == list(range(6)) and len(table) == 6 * table["label"].nunique()
+    with av.open(str(video)) as c:
+        stream = c.streams.video[0]
+        assert stream.average_rate == 100
+        assert sum(1 for _ in c.decode(video=0)) == 6
+
+
+def test_cli_refuses_an_unknown_scenario_naming_the_known_ones(tmp_path, capsys):
+    assert main(["simulate", "--scenario", "kidney", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "kidney" in err and "cardiac" in err and "muscle" in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_sample_data_gives_a_cached_cine_layer_and_a_truth_layer(tmp_path, monkeypatch):
+    import napari.layers
+
+    from napari_dustrack._napari import sample_data
+
+    monkeypatch.setenv(sample_data.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv("NAPARI_DUSTRACK_FRAME_CACHE", "0")
+    layers = sample_data.muscle()
+    (img, img_kw, img_type), (pts, pts_kw, pts_type) = layers
+    assert (img_type, pts_type) == ("image", "points")
+    meta = img_kw["metadata"]["dustrack"]
+    video = tmp_path / "muscle" / "muscle.mp4"
+    assert meta["path"] == str(video) and video.is_file()
+    assert meta["fps"] == 100 and meta["n_frames"] == img.shape[0] == 300
+    assert img.dtype == np.uint8 and img.ndim == 3
+    assert img_kw["scale"] == (1.0, *meta["pixel_spacing"])
+    frame = np.asarray(img[150])
+    assert frame.shape == img.shape[1:] and frame.std() > 20
+    assert pts.shape[1] == 3 and set(pts_kw["features"]["label"]) >= {"fascicle_proximal", "sup_apo_1"}
+    assert pts[:, 0].max() == 299
+    napari.layers.Image(img, **img_kw)
+    napari.layers.Points(pts, **pts_kw)
+    # a second call reuses the cache rather than simulating again
+    stamp = video.stat().st_mtime_ns
+    again = sample_data.muscle()
+    assert video.stat().st_mtime_ns == stamp and again[0][0].shape == img.shape
