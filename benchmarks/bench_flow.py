@@ -135,6 +135,42 @@ def time_peer(frames, keys, video, mode, source, repeat):
         return got["xy"], float(got["seconds"])
 
 
+def pyramid_share(frames, keys, calls=200):
+    """How much of one LK call is pyramid building: the most pyramid reuse could save.
+
+    Times ``calcOpticalFlowPyrLK`` on consecutive frames with every label's keyframe position,
+    and ``buildOpticalFlowPyramid`` of the two frames (with derivatives for the first, as the call
+    makes them). With perfect reuse each frame's pyramid would be built once for its four roles
+    (previous/next image of a forward and of a backward call), i.e. half a build per call.
+    """
+    import cv2
+
+    pts = keys[np.isfinite(keys[..., 0]).any(axis=1)][0].astype(np.float32).reshape(-1, 1, 2)
+    win, lvl, crit = (45, 45), 2, (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 10, 0.03)
+    idx = [i % (len(frames) - 1) for i in range(calls)]
+    best_call = best_build = best_deriv = np.inf
+    for _ in range(3):
+        t0 = time.perf_counter()
+        for i in idx:
+            cv2.calcOpticalFlowPyrLK(frames[i], frames[i + 1], pts, None, winSize=win,
+                                     maxLevel=lvl, criteria=crit)
+        best_call = min(best_call, (time.perf_counter() - t0) / calls)
+        t0 = time.perf_counter()
+        for i in idx:
+            cv2.buildOpticalFlowPyramid(frames[i], win, lvl, withDerivatives=True)
+        t1 = time.perf_counter()
+        for i in idx:
+            cv2.buildOpticalFlowPyramid(frames[i + 1], win, lvl, withDerivatives=False)
+        t2 = time.perf_counter()
+        best_deriv = min(best_deriv, (t1 - t0) / calls)
+        best_build = min(best_build, (t1 - t0 + t2 - t1) / calls)
+    bound = best_call / max(best_call - best_build + 0.5 * best_deriv, 1e-9)
+    print(f"\nOne LK call ({len(pts)} points): {best_call * 1e3:.3f} ms; building its two pyramids: "
+          f"{best_build * 1e3:.3f} ms ({100 * best_build / best_call:.0f}%). Perfect pyramid reuse "
+          f"would make the LK work at most {bound:.2f}x faster.")
+    return dict(call_ms=best_call * 1e3, pyramids_ms=best_build * 1e3, reuse_bound=bound)
+
+
 def stats(d):
     d = d[np.isfinite(d)]
     return float(np.sqrt(np.mean(d**2))), float(np.percentile(d, 95))
@@ -165,6 +201,7 @@ def bench(scenario, args):
         (td, rd), (tm, rm) = fmt(t_dec, ours_dec), fmt(t_mp4, ours_mp4)
         print(f"| {name} | {rmse:.3f} | {p95:.3f} | {lost} | {td} | {rd} | {tm} | {rm} |")
         result[name] = dict(rmse=rmse, p95=p95, lost=lost, seconds_decoded=t_dec, seconds_mp4=t_mp4)
+    result["pyramid_share"] = pyramid_share(frames, keys)
     print(f"\n(OpenCV {cv2.__version__} here; cv2.getNumThreads() = {cv2.getNumThreads()}, "
           f"{os.cpu_count()} CPUs)")
     return result

@@ -99,10 +99,14 @@ def test_extend_tracks_beyond_both_ends(movie, tmp_path):
 @pytest.mark.parametrize(
     "rows, message",
     [
-        ("frame,label,x,y\n3,a,10,10\n40,a,12,12\n", r"keys.csv: keyframe\(s\) at frame 40 outside the video \(30 frames"),
-        ("frame,label,x,y\n3,a,10,10\n8,a,500,12\n", r"outside the 96x96 image, first: label 'a' at frame 8"),
-        ("frame,label,x,y\n3,a,10,10\n9,a,20,20\n5,b,30,30\n", r"single keyframe.*'b' \(frame 5\)"),
-        ("frame,label,x,y\n3,a,10,10\n9,a,,20\n", r"keys.csv: 1 row\(s\) with NaN frame or coordinates"),
+        ("frame,label,x,y\n3,a,10,10\n40,a,12,12\n",
+         r"keys.csv: keyframe\(s\) at frame 40 outside the video \(30 frames"),
+        ("frame,label,x,y\n3,a,10,10\n8,a,500,12\n",
+         r"outside the 96x96 image, first: label 'a' at frame 8"),
+        ("frame,label,x,y\n3,a,10,10\n9,a,20,20\n5,b,30,30\n",
+         r"single keyframe.*'b' \(frame 5\)"),
+        ("frame,label,x,y\n3,a,10,10\n9,a,,20\n",
+         r"keys.csv: 1 row\(s\) with NaN frame or coordinates"),
         ("frame,label\n", r"missing column"),
     ],
 )

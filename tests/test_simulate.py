@@ -11,7 +11,7 @@ import pytest
 from napari_dustrack.cli import main
 from napari_dustrack.errors import DustrackError
 from napari_dustrack.io.table import read_points_csv, to_array
-from napari_dustrack.simulate import SCENARIOS, simulate
+from napari_dustrack.simulate import SCENARIOS, ground_truth, iter_frames, simulate
 from napari_dustrack.tracking.lk import LKParams, lk_track
 
 
@@ -21,8 +21,8 @@ def muscle_small():
 
 
 @pytest.fixture(scope="module")
-def cardiac_small():
-    return simulate("cardiac", n_frames=30, seed=2, shape=(128, 128))
+def cardiac_short():
+    return simulate("cardiac", n_frames=30, seed=2)
 
 
 def test_same_seed_same_cine_other_seed_other_cine():
@@ -33,6 +33,13 @@ def test_same_seed_same_cine_other_seed_other_cine():
     np.testing.assert_array_equal(a.frames, b.frames)
     assert a.truth.equals(b.truth)
     assert np.mean(a.frames != c.frames) > 0.5
+
+
+def test_streamed_frames_and_truth_equal_the_simulation():
+    sim = simulate("cardiac", n_frames=3, seed=5, shape=(48, 64))
+    frames = np.stack(list(iter_frames("cardiac", n_frames=3, seed=5, shape=(48, 64))))
+    np.testing.assert_array_equal(frames, sim.frames)
+    assert ground_truth("cardiac", n_frames=3, seed=5, shape=(48, 64)).equals(sim.truth)
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
@@ -63,10 +70,10 @@ def _envelope_db(sim, frame):
     return frame.astype(float) * dr / 255.0 - dr
 
 
-def test_myocardium_is_fully_developed_speckle(cardiac_small):
-    sim = cardiac_small
+def test_myocardium_is_fully_developed_speckle(cardiac_short):
+    sim = cardiac_short
     cx, cy = sim.info["centre_xy"]
-    yy, xx = np.mgrid[0:128, 0:128]
+    yy, xx = np.mgrid[0:sim.frames.shape[1], 0:sim.frames.shape[2]]
     r = np.hypot(xx - cx, yy - cy)
     wall = (r > sim.info["r_endo_px"] + 3) & (r < sim.info["r_epi_px"] - 3)
     cavity = r < sim.info["r_endo_px"] - 4
@@ -79,8 +86,8 @@ def test_myocardium_is_fully_developed_speckle(cardiac_small):
     assert np.median(db[wall]) - np.median(db[cavity]) > 15
 
 
-def test_speckle_decorrelates_slowly_from_frame_to_frame(cardiac_small):
-    sim = cardiac_small
+def test_speckle_decorrelates_slowly_from_frame_to_frame(cardiac_short):
+    sim = cardiac_short
     xy, _ = to_array(sim.truth, n_frames=len(sim.frames))
     # the stillest pair of frames (diastasis) isolates scatterer renewal and noise from motion
     motion = np.linalg.norm(np.diff(xy, axis=0), axis=2).max(axis=1)
@@ -95,28 +102,36 @@ def test_speckle_decorrelates_slowly_from_frame_to_frame(cardiac_small):
     assert sim.frames.std() > 30  # non-trivial contrast
 
 
-@pytest.mark.parametrize("name", ["muscle_small", "cardiac_small"])
+@pytest.mark.parametrize("name", ["muscle_small", "cardiac_short"])
 def test_truth_points_follow_the_image_motion(name, request):
     sim = request.getfixturevalue(name)
     xy, _ = to_array(sim.truth, n_frames=len(sim.frames))
-    params = LKParams(win_size=31)
-    lk_err, still_err = [], []
-    for i in range(0, 24, 2):  # LK over 3-frame gaps, where the points move ~1-2 px
+    params = LKParams()  # DUSTrack's 45 x 45 window
+    truth_d, lk_d = [], []
+    for i in range(0, 26):  # LK over 3-frame gaps, where the points move ~1-5 px
         new, ok, _ = lk_track(sim.frames[i], sim.frames[i + 3], xy[i], params)
         assert ok.all()
-        lk_err.append(np.linalg.norm(new - xy[i + 3], axis=1))
-        still_err.append(np.linalg.norm(xy[i] - xy[i + 3], axis=1))
-    lk_err, still_err = np.array(lk_err), np.array(still_err)
+        truth_d.append(xy[i + 3] - xy[i])
+        lk_d.append(new - xy[i])
+    truth_d, lk_d = np.concatenate(truth_d), np.concatenate(lk_d)
+    err = np.linalg.norm(lk_d - truth_d, axis=1)
+    moved = np.linalg.norm(truth_d, axis=1)
     # the points really move (a stationary guess is wrong) and LK lands on the truth
-    assert np.median(still_err) > 0.8
-    assert np.median(lk_err) < 0.35
-    assert np.median(lk_err) < 0.3 * np.median(still_err)
+    assert np.median(moved) > 1.0
+    assert np.median(err) < 0.6 and np.median(err) < 0.35 * np.median(moved)
+    # image motion = truth motion (no scale, sign or axis mix-up); LK underestimates a little
+    # where speckle decorrelates under rotation and shear, as in real ultrasound
+    def slope(t, m):
+        return (t.ravel() @ m.ravel()) / (t.ravel() @ t.ravel())
+
+    assert 0.85 < slope(truth_d, lk_d) < 1.15
+    assert abs(slope(truth_d[:, ::-1], lk_d)) < 0.5  # x and y not swapped
     # chained frame by frame over 12 frames, LK stays within about a pixel of the truth
     p = xy[0]
     for i in range(12):
         p, ok, _ = lk_track(sim.frames[i], sim.frames[i + 1], p, params)
-    assert np.median(np.linalg.norm(p - xy[12], axis=1)) < 1.0
-    assert np.linalg.norm(xy[12] - xy[0], axis=1).max() > 2.0
+    assert np.median(np.linalg.norm(p - xy[12], axis=1)) < 1.5
+    assert np.median(np.linalg.norm(xy[12] - xy[0], axis=1)) > 2.0
 
 
 def test_muscle_twitch_is_about_10_px_within_60_ms():
@@ -128,7 +143,7 @@ def test_muscle_twitch_is_about_10_px_within_60_ms():
     jump = np.linalg.norm(xy[e] - xy[s], axis=1)
     assert 8.0 < jump.max() < 13.0
     before = np.linalg.norm(xy[s] - xy[s - 3], axis=1)
-    assert before.max() < 0.5 * jump.max() / 2  # sudden: far faster than the motion before
+    assert before.max() < 0.1 * jump.max()  # sudden: the belly was still just before
     # the image moves with it: LK across the twitch frames
     i = labels.index("fascicle_proximal")
     p = xy[s, i:i + 1]
@@ -150,7 +165,8 @@ def test_muscle_fascicle_rotates_by_the_reported_pennation(muscle_small):
 def test_cardiac_wall_thickens_and_comes_back_each_beat():
     sim = simulate("cardiac", n_frames=45, shape=(96, 96))
     xy, labels = to_array(sim.truth, n_frames=45)
-    thick = np.linalg.norm(xy[:, labels.index("anterior_epi")] - xy[:, labels.index("anterior_endo")], axis=1)
+    epi, endo = xy[:, labels.index("anterior_epi")], xy[:, labels.index("anterior_endo")]
+    thick = np.linalg.norm(epi - endo, axis=1)
     assert thick.max() > 1.15 * thick[0]
     period = 60.0 / sim.info["heart_rate_bpm"] * sim.fps  # 41.7 frames
     k = int(math.ceil(period))
@@ -166,7 +182,8 @@ def test_cli_writes_video_and_truth(tmp_path, capsys):
     video, truth = tmp_path / "muscle.mp4", tmp_path / "muscle_truth.csv"
     assert printed == [str(video), str(truth)]
     table = read_points_csv(truth)
-    assert sorted(set(table["frame"])) == list(range(6)) and len(table) == 6 * table["label"].nunique()
+    assert sorted(set(table["frame"])) == list(range(6))
+    assert len(table) == 6 * table["label"].nunique()
     with av.open(str(video)) as c:
         stream = c.streams.video[0]
         assert stream.average_rate == 100
@@ -198,7 +215,8 @@ def test_sample_data_gives_a_cached_cine_layer_and_a_truth_layer(tmp_path, monke
     assert img_kw["scale"] == (1.0, *meta["pixel_spacing"])
     frame = np.asarray(img[150])
     assert frame.shape == img.shape[1:] and frame.std() > 20
-    assert pts.shape[1] == 3 and set(pts_kw["features"]["label"]) >= {"fascicle_proximal", "sup_apo_1"}
+    assert pts.shape[1] == 3
+    assert set(pts_kw["features"]["label"]) >= {"fascicle_proximal", "sup_apo_1"}
     assert pts[:, 0].max() == 299
     napari.layers.Image(img, **img_kw)
     napari.layers.Points(pts, **pts_kw)

@@ -158,6 +158,7 @@ class AnnotationSession:
         n_frames: int | None = None,
         autosave: bool = True,
         delay: float = 1.0,
+        max_wait: float | None = None,
     ) -> "AnnotationSession":
         """The session of ``video``: restored from its sidecar if it has one, autosaving to it.
 
@@ -171,6 +172,8 @@ class AnnotationSession:
             Journal every edit at once and write a snapshot ``delay`` seconds after editing stops.
         delay : float
             Debounce of the snapshot, in seconds.
+        max_wait : float, optional
+            Longest wait for a snapshot while editing goes on (see :class:`~.autosave.Autosaver`).
         """
         from .autosave import Autosaver, load_state, release
 
@@ -183,7 +186,7 @@ class AnnotationSession:
             session._points = dict(state.points)
             session.seq = state.seq
         if autosave:
-            session.autosaver = Autosaver(session, video, delay=delay)
+            session.autosaver = Autosaver(session, video, delay=delay, max_wait=max_wait)
         return session
 
     def close(self) -> None:

@@ -242,10 +242,14 @@ class Autosaver:
         with self._save_lock:
             points, labels, seq = self.session.snapshot()
             table = points_table(points, [lab.name for lab in labels])
-            self.folder.mkdir(parents=True, exist_ok=True)
-            write_points_csv(table, self.folder / POINTS)
-            write_labels(self.folder, [{"name": lab.name, "colour": lab.colour} for lab in labels], seq)
-            self._compact(seq)
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                write_points_csv(table, self.folder / POINTS)
+                write_labels(self.folder, [{"name": lab.name, "colour": lab.colour} for lab in labels], seq)
+                self._compact(seq)
+            except OSError as exc:
+                self.error = DustrackError(f"cannot save annotations ({exc.strerror or exc})", self.folder)
+                raise self.error from None
             self.saved_seq = seq
             self.error = None
 

@@ -203,7 +203,7 @@ def open_frames(path: str):
     """Open a video lazily in the worker (frames read in order as needed)."""
     from .io.cine import open_cine
 
-    return open_cine(path)
+    return open_cine(path, frame_cache=False)  # the worker reads each frame once or twice
 
 
 def train_task(video: str, table: pd.DataFrame, model_dir: str, config: dict | None = None,

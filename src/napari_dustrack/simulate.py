@@ -232,7 +232,8 @@ class _Cardiac(_Scene):
         self._pap_r = 8 * g
 
         def in_pap(X, Y):
-            return np.any([np.hypot(X - px, Y - py) < self._pap_r for px, py in self._papillary], axis=0)
+            near = [np.hypot(X - px, Y - py) < self._pap_r for px, py in self._papillary]
+            return np.any(near, axis=0)
 
         def tissue_density(X, Y):
             R = np.hypot(X - self.cx, Y - self.cy)
@@ -273,7 +274,7 @@ class _Cardiac(_Scene):
         return max(self.psf_px[1])
 
     def activation(self, t):
-        """Contraction 0..1 over the cardiac cycle (systole, fast filling, diastasis, atrial kick)."""
+        """Contraction 0..1 over the cycle: systole, fast filling, diastasis, atrial kick."""
         phase = np.mod(np.asarray(t, float) * self.heart_rate_bpm / 60.0, 1.0)
         return np.select(
             [phase < 0.35, phase < 0.6, phase < 0.85],
@@ -286,12 +287,15 @@ class _Cardiac(_Scene):
         R = np.hypot(X - self.cx, Y - self.cy)
         theta = np.arctan2(Y - self.cy, X - self.cx)
         inside = R < self.r_endo
-        out = np.maximum(R, self.r_endo)
+        # the heart (wall plus the pericardium on it) rotates and translates; around it the
+        # motion fades over ~12 px (at 256 px): the heart slides within its surroundings
+        wall = np.clip((R - self.r_endo) / (self.r_epi - self.r_endo), 0.0, 1.0)
+        fade = np.exp(-0.5 * (np.maximum(R - self.r_epi - 5 * self.g, 0.0) / (12 * self.g)) ** 2)
         return {
             "R2": (R * R).astype(np.float32), "theta": theta.astype(np.float32),
             "inside": inside,
-            "twist": np.where(inside, 1.0, (self.r_endo / out) ** 2).astype(np.float32),
-            "carry": np.minimum(1.0, (self.r_epi / np.maximum(R, 1e-6)) ** 2).astype(np.float32),
+            "twist": ((1.0 - 0.35 * wall) * fade).astype(np.float32),  # endo twists most
+            "carry": fade.astype(np.float32),
         }
 
     def deform(self, m, t):
@@ -360,7 +364,8 @@ class _Muscle(_Scene):
         self.mid = (self.cx, 0.5 * (self.ys + self.yd0))
         d_mid = float(self.n_belly @ self.mid)
         span = 2 * (W + H)
-        self.belly_ridges = _ridge_positions(rng, d_mid - span, d_mid + span, (7 * g, 13 * g), d_mid)
+        self.belly_ridges = _ridge_positions(rng, d_mid - span, d_mid + span, (7 * g, 13 * g),
+                                             d_mid)
         self.belly_heights = rng.uniform(1.5, 3.0, len(self.belly_ridges))
         self.belly_heights[np.argmin(np.abs(self.belly_ridges - d_mid))] = 2.5
         beta = math.radians(-12.0)
@@ -449,7 +454,7 @@ class _Muscle(_Scene):
 
     def extra_info(self):
         n = self.n_frames
-        return {"twitch_frames": list(self.twitch_frames), "twitch_px": self.twitch_px * self.g,
+        return {"twitch_frames": tuple(self.twitch_frames), "twitch_px": self.twitch_px * self.g,
                 "pennation_deg": [self.pennation(f / self.fps) for f in range(n)],
                 "superficial_aponeurosis_y": self.ys, "deep_aponeurosis_y": self.yd0}
 
@@ -545,14 +550,18 @@ class _Renderer:
         phase = ((cycles - np.floor(cycles)) * (-2 * np.pi)).astype(np.float32)
         re, im = amp * np.cos(phase), amp * np.sin(phase)
         u0, v0 = np.floor(u), np.floor(v)
-        fu, fv = (u - u0).astype(np.float32), (v - v0).astype(np.float32)
+        fu, fv = u - u0, v - v0
         base = v0.astype(np.intp) * wp + u0.astype(np.intp)
-        idx = np.concatenate([base, base + 1, base + wp, base + wp + 1])
-        w = np.concatenate([(1 - fu) * (1 - fv), fu * (1 - fv), (1 - fu) * fv, fu * fv])
+        size, length = hp * wp, hp * wp + wp + 2
         out = np.empty((hp, wp, 2), np.float32)
+        # bilinear weights: one bincount per corner at the same index, shifted afterwards
         for c, val in enumerate((re, im)):
-            weights = w * np.concatenate([val, val, val, val])
-            out[..., c] = np.bincount(idx, weights=weights, minlength=hp * wp).reshape(hp, wp)
+            top, bottom = val * (1 - fv), val * fv
+            acc = np.bincount(base, top * (1 - fu), length)
+            acc[1:] += np.bincount(base, top * fu, length)[:-1]
+            acc[wp:] += np.bincount(base, bottom * (1 - fu), length)[:-wp]
+            acc[wp + 1:] += np.bincount(base, bottom * fu, length)[:-wp - 1]
+            out[..., c] = acc[:size].reshape(hp, wp)
         return out
 
     def _psf(self, grid):
@@ -580,8 +589,8 @@ class _Renderer:
         H, W = self.scene.shape
         if (self.h, self.w) != (H, W):
             iq = cv2.resize(iq, (W, H), interpolation=cv2.INTER_CUBIC)
-        env = cv2.magnitude(np.ascontiguousarray(iq[..., 0]), np.ascontiguousarray(iq[..., 1]))
-        return env if self.mask is None else env * self.mask
+        env = cv2.magnitude(*cv2.split(iq))
+        return env if self.mask is None else cv2.multiply(env, self.mask)
 
     def frame(self, t: float) -> np.ndarray:
         """One 8-bit frame; the display gain is fixed on the first frame (no flicker)."""
@@ -589,8 +598,11 @@ class _Renderer:
         if self.ref is None:
             self.ref = float(np.percentile(env[env > 0], 99.5)) * 10 ** (-self.scene.gain_db / 20)
         dr = self.scene.dynamic_range_db
-        db = 20.0 * np.log10(np.maximum(env, 1e-12) / self.ref)
-        return np.clip((db + dr) * (255.0 / dr) + 0.5, 0, 255).astype(np.uint8)
+        # grey = 255 (20 log10(env / ref) + dr) / dr, rounded and saturated to 0..255
+        log_env = cv2.log(np.maximum(env, self.ref * 1e-6, out=env))
+        scale = 255.0 / dr * 20.0 / math.log(10.0)
+        offset = 255.0 - scale * math.log(self.ref)
+        return cv2.addWeighted(log_env, scale, log_env, 0.0, offset, dtype=cv2.CV_8U)
 
     def step(self):
         for st in self.pops:
@@ -602,7 +614,8 @@ class _Renderer:
 
 def _check(scenario, n_frames, shape):
     if scenario not in _SCENES:
-        raise DustrackError(f"unknown scenario {scenario!r}; known scenarios: {', '.join(SCENARIOS)}")
+        raise DustrackError(
+            f"unknown scenario {scenario!r}; known scenarios: {', '.join(SCENARIOS)}")
     cls = _SCENES[scenario]
     n = cls.default_frames if n_frames is None else int(n_frames)
     if n < 1:
@@ -613,22 +626,35 @@ def _check(scenario, n_frames, shape):
     return cls, n, shape
 
 
-def iter_frames(scenario: str = "cardiac", n_frames: int | None = None, seed: int = 0,
-                shape: tuple[int, int] | None = None):
-    """Yield the frames of :func:`simulate` one by one (for cines too long to hold in memory)."""
+def _setup(scenario, n_frames, seed, shape):
     cls, n, shape = _check(scenario, n_frames, shape)
     rng = np.random.default_rng(seed)
     scene = cls(shape, n, rng)
-    renderer = _Renderer(scene, rng)
-    for i in range(n):
+    return scene, _Renderer(scene, rng)
+
+
+def _frames(scene: _Scene, renderer: _Renderer):
+    for i in range(scene.n_frames):
         if i:
-            renderer.step()
+            renderer.step()  # speckle decorrelation between frames
         yield renderer.frame(i / scene.fps)
 
 
-def _scene_for(scenario, n_frames, seed, shape):
+def iter_frames(scenario: str = "cardiac", n_frames: int | None = None, seed: int = 0,
+                shape: tuple[int, int] | None = None):
+    """Yield the frames of :func:`simulate` one by one (for cines too long to hold in memory).
+
+    The frames are identical to ``simulate(...).frames``; pair them with :func:`ground_truth`.
+    """
+    scene, renderer = _setup(scenario, n_frames, seed, shape)
+    yield from _frames(scene, renderer)
+
+
+def ground_truth(scenario: str = "cardiac", n_frames: int | None = None, seed: int = 0,
+                 shape: tuple[int, int] | None = None) -> pd.DataFrame:
+    """The truth table of :func:`simulate` without rendering any frame."""
     cls, n, shape = _check(scenario, n_frames, shape)
-    return cls(shape, n, np.random.default_rng(seed))
+    return _truth_table(cls(shape, n, np.random.default_rng(seed)))
 
 
 def simulate(scenario: str = "cardiac", n_frames: int | None = None, seed: int = 0,
@@ -652,27 +678,29 @@ def simulate(scenario: str = "cardiac", n_frames: int | None = None, seed: int =
     Returns
     -------
     Simulation
+
+    Raises
+    ------
+    DustrackError
+        Unknown scenario (the message lists the known ones), fewer than 1 frame, or a side
+        below 32 pixels.
     """
-    cls, n, shape = _check(scenario, n_frames, shape)
-    rng = np.random.default_rng(seed)
-    scene = cls(shape, n, rng)
-    renderer = _Renderer(scene, rng)
-    frames = np.empty((n,) + shape, np.uint8)
-    for i in range(n):
-        if i:
-            renderer.step()
-        frames[i] = renderer.frame(i / scene.fps)
-    truth = truth_table(scene)
+    scene, renderer = _setup(scenario, n_frames, seed, shape)
+    frames = np.empty((scene.n_frames,) + scene.shape, np.uint8)
+    for i, frame in enumerate(_frames(scene, renderer)):
+        frames[i] = frame
     info = {
-        "seed": int(seed), "shape": list(shape), "f_mhz": scene.f_mhz,
+        "seed": int(seed), "shape": list(scene.shape), "f_mhz": scene.f_mhz,
         "psf_sigma_px": {"axial": scene.psf_px[0], "lateral": list(scene.psf_px[1])},
-        "dynamic_range_db": scene.dynamic_range_db, "renewal": [p.renew for p in scene.populations],
+        "dynamic_range_db": scene.dynamic_range_db,
+        "renewal_per_frame": {p.kind: p.renew for p in scene.populations},
         "render_scale": renderer.r, **scene.extra_info(),
     }
-    return Simulation(frames, truth, scene.fps, (scene.spacing, scene.spacing), scene.name, info)
+    return Simulation(frames, _truth_table(scene), scene.fps, (scene.spacing, scene.spacing),
+                      scene.name, info)
 
 
-def truth_table(scene: _Scene) -> pd.DataFrame:
+def _truth_table(scene: _Scene) -> pd.DataFrame:
     """Positions of the scene's named material points in every frame (source ``manual``)."""
     names = list(scene.points)
     X = np.array([scene.points[k][0] for k in names], float)

@@ -6,6 +6,7 @@ import av
 import numpy as np
 import pytest
 from matplotlib.backend_bases import MouseEvent
+from qtpy.QtCore import Qt
 
 from napari_dustrack._widgets.measure import MeasureWidget
 from napari_dustrack.io.export import read_measurements_csv
@@ -78,7 +79,7 @@ def test_form_defines_a_measure_from_checked_labels_in_order(viewer_with_points,
     assert labels == ["a", "b", "c"]
     widget.kind_combo.setCurrentText("angle")
     for name in ("b", "a", "c"):  # angle at 'a' between a->b and a->c
-        widget.label_list.item(labels.index(name)).setCheckState(2)
+        widget.label_list.item(labels.index(name)).setCheckState(Qt.Checked)
     widget.name_edit.setText("corner")
     widget._add_from_form()
     assert widget.measures[-1] == Measure("corner", "angle", ["b", "a", "c"])
@@ -123,8 +124,8 @@ def test_layers_are_overlaid_and_missing_labels_are_skipped(viewer_with_points, 
     assert np.isnan(smooth[gap]).all()
     assert "ac [mm]" not in widget.results["smoothed"]  # no 'c' in that layer
     # Unchecking a layer removes its lines.
-    item = widget.layer_list.findItems("smoothed", 0)[0]
-    item.setCheckState(0)
+    item = widget.layer_list.findItems("smoothed", Qt.MatchExactly)[0]
+    item.setCheckState(Qt.Unchecked)
     widget.refresh()
     assert ("measure", "smoothed", "ab [mm]") not in widget.lines
 
@@ -154,3 +155,17 @@ def test_export_buttons_write_files_that_read_back(viewer_with_points, qtbot, tm
         stream = container.streams.video[0]
         assert sum(1 for _ in container.decode(stream)) == N
         assert float(stream.average_rate) == pytest.approx(FPS)
+
+
+def test_editing_a_point_updates_the_plots(viewer_with_points, qtbot):
+    viewer, _ = viewer_with_points
+    widget = MeasureWidget(viewer)
+    qtbot.addWidget(widget)
+    widget.add_measure(Measure("ab", "distance", ["a", "b"]))
+    points = viewer.layers["annotations"]
+    row = int(np.flatnonzero((points.features["label"] == "b").to_numpy() & (points.data[:, 0] == 2))[0])
+    data = points.data.copy()
+    data[row, 2] += 10.0  # move 'b' 10 px right on frame 2
+    points.data = data
+    line = ("measure", "annotations", "ab [mm]")
+    qtbot.waitUntil(lambda: widget.lines[line].get_ydata()[2] == pytest.approx(2.2), timeout=5000)

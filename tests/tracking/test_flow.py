@@ -38,7 +38,8 @@ def _movie(n=40, size=96, seed=0, drift=(0.0, 0.0)):
         m = cv2.getRotationMatrix2D((size, size), 3.0 * np.sin(phase), 1.0)
         m[:, 2] += (4.0 * np.sin(1.3 * phase) - size / 2 + drift[0] * t,
                     3.0 * np.cos(phase) - size / 2 + drift[1] * t)
-        img = cv2.warpAffine(tex, m, (size, size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+        img = cv2.warpAffine(tex, m, (size, size), flags=cv2.INTER_CUBIC,
+                             borderMode=cv2.BORDER_REFLECT)
         frames.append(np.clip(img, 0, 255).astype(np.uint8))
         mats.append(m)
     return np.stack(frames), np.stack(mats)
@@ -48,6 +49,13 @@ def _truth(mats, pts_in_texture):
     """(n, L, 2) positions of texture points in each frame."""
     homog = np.c_[pts_in_texture, np.ones(len(pts_in_texture))]
     return np.einsum("tij,lj->tli", mats, homog)
+
+
+@pytest.fixture(params=[False, True], ids=["one-thread", "sweep-thread"])
+def threads(request, monkeypatch):
+    """Run a test with the backward sweeps inline and in their worker thread."""
+    monkeypatch.setattr(flow, "SWEEP_THREAD", request.param)
+    return request.param
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +114,7 @@ def _ref_rstc(frames, keys):
 # equivalences
 
 
-def test_batched_fill_equals_per_point_per_segment_calls(scene):
+def test_batched_fill_equals_per_point_per_segment_calls(scene, threads):
     frames, truth = scene
     keys = _keys(truth, every=10, noise=0.5)
     keys[5:15, 2] = np.nan  # labels with different keyframes share the calls too
@@ -115,7 +123,7 @@ def test_batched_fill_equals_per_point_per_segment_calls(scene):
     np.testing.assert_array_equal(xy, _ref_rstc(frames, keys))
 
 
-def test_forced_small_sweeps_give_the_same_result(scene):
+def test_forced_small_sweeps_give_the_same_result(scene, threads):
     frames, truth = scene
     keys = _keys(truth, every=7)
     keys[::7, 1] = np.nan  # label 1 keyframes out of step with the others
@@ -272,7 +280,7 @@ class Recorder:
         return self.frames[i]
 
 
-def test_frames_decoded_once_in_order_and_progress_reaches_total(scene):
+def test_frames_decoded_once_in_order_and_progress_reaches_total(scene, threads):
     frames, truth = scene
     keys = _keys(truth, every=10)
     keys[:10] = np.nan  # span starts at 10
@@ -283,7 +291,7 @@ def test_frames_decoded_once_in_order_and_progress_reaches_total(scene):
     assert done == sorted(done) and calls[-1][0] == calls[-1][1] > 0
 
 
-def test_cancel_returns_a_consistent_partial_result(scene):
+def test_cancel_returns_a_consistent_partial_result(scene, threads):
     frames, truth = scene
     keys = _keys(truth, every=10)
     full, full_conf = fill_between(frames, keys)
@@ -303,7 +311,7 @@ def test_cancel_returns_a_consistent_partial_result(scene):
     assert (part_conf[~have] == 0).all()
 
 
-def test_decode_failure_keeps_what_was_computed(scene):
+def test_decode_failure_keeps_what_was_computed(scene, threads):
     frames, truth = scene
     keys = _keys(truth, every=10)
     full, _ = fill_between(frames, keys)
@@ -340,11 +348,11 @@ def test_bad_input_messages(scene):
     longer = np.full((n + 5, 4, 2), np.nan)
     longer[:n] = keys
     longer[n + 2, 1] = (10, 10)
-    with pytest.raises(DustrackError, match=r"keyframe\(s\) at frame 42 outside the video \(40 frames"):
+    with pytest.raises(DustrackError, match=r"frame 42 outside the video \(40 frames"):
         fill_between(frames, longer)
     outside = keys.copy()
     outside[20, 3] = (120.0, 5.0)
-    with pytest.raises(DustrackError, match=r"outside the 96x96 image, first: label 'd' at frame 20"):
+    with pytest.raises(DustrackError, match=r"outside the 96x96 image, first: label 'd' at frame 2"):
         fill_between(frames, outside, labels=list("abcd"))
     half = keys.copy()
     half[10, 0, 1] = np.nan
@@ -378,3 +386,32 @@ def test_keys_from_table_checks_frames_and_labels():
     with pytest.raises(DustrackError, match=r"unknown label\(s\) \['b'\]"):
         keys_from_table(table, 10, labels=["a", "c"])
     assert isinstance(table, pd.DataFrame)
+
+
+def test_long_backward_propagation_runs_in_blocks_with_the_same_result(scene, monkeypatch):
+    frames, truth = scene
+    whole, whole_conf = propagate(frames, 39, truth[39], -39)
+    monkeypatch.setattr(flow, "CACHE_BYTES", 1)  # blocks of MIN_BLOCK frames
+    rec = Recorder(frames)
+    blocks, blocks_conf = propagate(rec, 39, truth[39], -39)
+    np.testing.assert_array_equal(blocks, whole)
+    np.testing.assert_allclose(blocks_conf, whole_conf, rtol=1e-12, atol=0)
+    ref = _ref_chain(frames, 39, 0, truth[39, 2])
+    np.testing.assert_array_equal(blocks[:, 2], np.array([ref[t] for t in range(39, -1, -1)]))
+    # each block is read in increasing order, the top block first
+    block = flow.MIN_BLOCK
+    assert rec.reads[1:] == [*range(39 - block, 40), *range(39 - 2 * block, 39 - block + 1),
+                             *range(0, 39 - 2 * block + 1)]
+
+
+def test_inner_lk_call_matches_the_lk_primitive(scene):
+    from napari_dustrack.tracking.lk import lk_track
+
+    frames, truth = scene
+    pts = np.concatenate([truth[3], [[np.nan, np.nan], [94.8, 50.0], [1.0, 1.0], [-3.0, 40.0]]])
+    for a, b in ((frames[3], frames[4]), (frames[9], frames[2])):
+        ours = flow._track(a, b, pts, P)
+        ref = lk_track(a, b, pts, P)
+        for x, y in zip(ours, ref):
+            np.testing.assert_array_equal(x, y)
+        assert ours[1][:4].all() and not ours[1][4]

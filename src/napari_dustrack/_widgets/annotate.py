@@ -100,6 +100,8 @@ class AnnotateWidget(QWidget):
         self._removing: list[tuple[int, str]] = []
         self._gray: OrderedDict[int, np.ndarray] = OrderedDict()
         self._step_frames = None
+        self._carry_queue: list[tuple[int, int]] = []
+        self._carry_worker = None
         self._keys_dialog = None
         self._holder = {"session": None}
         self._tracks_timer = QTimer(self)
@@ -309,10 +311,9 @@ class AnnotateWidget(QWidget):
             if layer is not None and layer in self.viewer.layers:
                 self.viewer.layers.remove(layer)
         self.points_layer = self.tracks_layer = None
-        self._gray.clear()
-        if self._step_frames is not None and hasattr(self._step_frames, "close"):
-            self._step_frames.close()
-        self._step_frames = None
+        self._carry_queue.clear()
+        if self._carry_worker is None:  # else the running carry closes the reader when it ends
+            self._close_step_frames()
         self.label_list.clear()
         self.video_label.setText("Open a cine (File > Open) to annotate it.")
 
@@ -711,7 +712,7 @@ class AnnotateWidget(QWidget):
         self.jump_spin.setValue(new)
         self.jump_spin.blockSignals(False)
         if self.step_adjust and self.session is not None and new == old + 1:
-            self._carry(old, new)
+            self._queue_carry(old, new)
         self._update_controls()
 
     # ================================================================== step-and-adjust
@@ -724,7 +725,63 @@ class AnnotateWidget(QWidget):
             self.step_check.setChecked(self.step_adjust)
         self._update_controls()
 
+    @property
+    def carrying(self) -> bool:
+        """Whether a step-and-adjust carry is queued or running."""
+        return self._carry_worker is not None or bool(self._carry_queue)
+
+    def _queue_carry(self, f0: int, f1: int) -> None:
+        # Carries run one after another in a worker thread: decoding a large frame plus two LK
+        # calls can take ~50 ms, and each carry starts from the points the previous one left.
+        self._carry_queue.append((f0, f1))
+        if self._carry_worker is None:
+            self._next_carry()
+
+    def _next_carry(self) -> None:
+        from napari.qt.threading import create_worker
+
+        self._carry_worker = None
+        session = self.session
+        if session is None:
+            self._carry_queue.clear()
+            self._close_step_frames()
+            return
+        while self._carry_queue:
+            f0, f1 = self._carry_queue.pop(0)
+            labels = [lab for lab in session.labels if session.point(f0, lab) is not None]
+            if not labels:
+                continue
+            xy0 = session.positions(f0, labels)
+            t0 = time.perf_counter()
+            worker = create_worker(self._carry_job, f0, f1, xy0, self.lk_params())
+            worker.returned.connect(
+                lambda result, s=session, labels=labels, f1=f1, t0=t0: self._carry_done(s, result, labels, f1, t0))
+            worker.errored.connect(notify_error)
+            worker.finished.connect(self._next_carry)
+            self._carry_worker = worker
+            worker.start()
+            return
+
+    def _carry_job(self, f0: int, f1: int, xy0: np.ndarray, params: LKParams):
+        """One LK step f0 -> f1 with a forward-backward check (worker thread)."""
+        from ..tracking.flow import FB_SCALE
+
+        img0, img1 = self._gray_frame(f0), self._gray_frame(f1)
+        xy1, ok, _ = lk_track(img0, img1, xy0, params)
+        back, ok_back, _ = lk_track(img1, img0, xy1, params)
+        fb = np.nan_to_num(np.linalg.norm(back - xy0, axis=1), nan=np.inf)
+        conf = np.where(ok & ok_back, np.exp(-(fb**2) / (2 * FB_SCALE**2)), 0.0)
+        return xy1, conf
+
+    def _carry_done(self, session, result, labels, f1: int, t0: float) -> None:
+        if session is not self.session:
+            return
+        xy1, conf = result
+        session.apply_flow(xy1[None], labels, [f1], conf[None], action="step")
+        self.last_step_ms = 1000 * (time.perf_counter() - t0)
+
     def _gray_frame(self, i: int) -> np.ndarray:
+        # only the carry worker calls this, one carry at a time
         if i in self._gray:
             self._gray.move_to_end(i)
             return self._gray[i]
@@ -736,27 +793,11 @@ class AnnotateWidget(QWidget):
             self._gray.popitem(last=False)
         return image
 
-    def _carry(self, f0: int, f1: int) -> None:
-        """Carry every label on ``f0`` to ``f1`` with one LK step (never over manual points)."""
-        from ..tracking.flow import FB_SCALE
-
-        labels = [lab for lab in self.session.labels if self.session.point(f0, lab) is not None]
-        if not labels:
-            return
-        t0 = time.perf_counter()
-        xy0 = self.session.positions(f0, labels)
-        params = self.lk_params()
-        try:
-            img0, img1 = self._gray_frame(f0), self._gray_frame(f1)
-        except DustrackError as exc:
-            notify_error(exc)
-            return
-        xy1, ok, _ = lk_track(img0, img1, xy0, params)
-        back, ok_back, _ = lk_track(img1, img0, xy1, params)
-        fb = np.linalg.norm(back - xy0, axis=1)
-        conf = np.where(ok & ok_back, np.exp(-np.nan_to_num(fb, nan=np.inf) ** 2 / (2 * FB_SCALE**2)), 0.0)
-        self.session.apply_flow(xy1[None], labels, [f1], conf[None], action="step")
-        self.last_step_ms = 1000 * (time.perf_counter() - t0)
+    def _close_step_frames(self) -> None:
+        frames, self._step_frames = self._step_frames, None
+        self._gray.clear()
+        if frames is not None and hasattr(frames, "close"):
+            frames.close()
 
     # ================================================================== optical flow
     def lk_params(self) -> LKParams:

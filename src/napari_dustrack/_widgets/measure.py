@@ -220,7 +220,8 @@ class MeasureWidget(QWidget):
                 self._connected.add(id(layer))
                 for name in ("data", "features", "metadata"):  # not every layer type has all
                     if hasattr(layer.events, name):
-                        getattr(layer.events, name).connect(lambda _e: self.schedule_refresh())
+                        # A bound method: napari holds it weakly, so a closed widget is freed.
+                        getattr(layer.events, name).connect(self._on_layer_edited)
                 layer.events.name.connect(self._on_layers_changed)
         self.layer_list.blockSignals(False)
         current = self.export_combo.currentText()
@@ -345,7 +346,11 @@ class MeasureWidget(QWidget):
     # --- computing and plotting --------------------------------------------------------------
 
     def schedule_refresh(self) -> None:
+        """Refresh shortly: a burst of edits (dragging a point) costs one recomputation."""
         self._replot_timer.start()
+
+    def _on_layer_edited(self, event=None) -> None:
+        self.schedule_refresh()
 
     def refresh(self) -> None:
         """Recompute every checked layer's table and measures, then redraw."""

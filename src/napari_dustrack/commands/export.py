@@ -14,7 +14,7 @@ def run(args) -> None:
     else:
         from ..io.cine import open_cine
 
-        cine = open_cine(args.video)
+        cine = open_cine(args.video, frame_cache=False)  # read once, in order: no cache
         try:
             if fmt == "mp4":
                 export_mp4(cine, table, args.out, fps=cine.fps)

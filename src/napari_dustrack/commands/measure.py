@@ -12,7 +12,7 @@ def video_calibration(video) -> tuple[Calibration, int]:
     """Pixel spacing, frame rate and frame count of a cine (lazy: no frame is decoded)."""
     from ..io.cine import open_cine
 
-    cine = open_cine(video)
+    cine = open_cine(video, frame_cache=False)
     try:
         return Calibration.of(cine.pixel_spacing, cine.fps), len(cine)
     finally:

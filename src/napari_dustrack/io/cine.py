@@ -10,6 +10,7 @@ dask array for napari that decodes only the frames it shows), ``cine.fps`` and
 from __future__ import annotations
 
 import os
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -258,17 +259,19 @@ class Cine:
         from .framecache import FrameCache
         from .video import VideoReader
 
-        source = self._source
-        index = source.index
+        path, index = self.path, self._source.index
 
-        def make_reader():
-            return VideoReader(self.path, cache_bytes=0, threads=2, index=index)
+        def make_reader():  # must not reference the Cine (see the finalizer below)
+            return VideoReader(path, cache_bytes=0, threads=2, index=index)
 
         try:
             self.frame_cache = FrameCache(self.path, len(self), self.frame_shape, make_reader,
                                           max_bytes=max_bytes)
         except OSError:  # read-only folder, full disk...: go without the cache
             self.frame_cache = None
+            return
+        # a cine dropped without close() (layer deleted) stops its fill thread
+        weakref.finalize(self, self.frame_cache.stop)
 
 
 def _reopen(path: str, rgb: bool) -> Cine:

@@ -3,13 +3,12 @@
 Point tables go through :func:`napari_dustrack.io.points_io.write_points` (native CSV,
 DeepLabCut ``CollectedData`` CSV/H5, DUSTrack JSON); every file is written atomically.
 The MP4 overlay draws each label as a coloured dot with a short tail and its name on the cine's
-frames (OpenCV) and encodes them as H.264 (PyAV).
+frames (OpenCV) and encodes them as H.264 (:func:`napari_dustrack.io.video_write.write_video`).
 """
 
 from __future__ import annotations
 
 import os
-from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -18,9 +17,10 @@ import numpy as np
 import pandas as pd
 
 from ..errors import Cancelled, DustrackError
-from .atomic import atomic_path, write_atomic
+from .atomic import write_atomic
 from .points_io import write_points
 from .table import labels_of, to_array, validate
+from .video_write import write_video
 
 FORMATS = ("csv", "dlc", "dustrack", "mp4")
 
@@ -276,30 +276,14 @@ def export_mp4(
     fps = float(fps) if fps else 25.0
     images = overlay_frames(frames, table, tail=tail, scale=scale, labels=labels, fps=fps,
                             colours=colours)
-    with atomic_path(path) as tmp:
-        _encode_h264(images, tmp, fps, n, progress, cancel)
-    return Path(path)
+    return write_video(_watched(images, n, progress, cancel), path, fps, crf=18, preset="veryfast")
 
 
-def _encode_h264(images, path: Path, fps: float, total: int, progress=None, cancel=None) -> None:
-    import av
-
-    rate = Fraction(fps).limit_denominator(1001)
-    with av.open(str(path), mode="w", format="mp4") as container:
-        stream = None
-        for i, image in enumerate(images):
-            if cancel is not None and cancel.is_set():
-                raise Cancelled(None)
-            if stream is None:
-                stream = container.add_stream("libx264", rate=rate)
-                # yuv420p (what every player decodes) needs even sizes.
-                stream.height, stream.width = (s + s % 2 for s in image.shape[:2])
-                stream.pix_fmt = "yuv420p"
-                stream.options = {"crf": "18", "preset": "veryfast"}
-            if image.shape[0] % 2 or image.shape[1] % 2:
-                image = np.pad(image, ((0, image.shape[0] % 2), (0, image.shape[1] % 2), (0, 0)), mode="edge")
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
-            if progress is not None:
-                progress(i + 1, total)
-        if stream is not None:
-            container.mux(stream.encode(None))
+def _watched(images: Iterator[np.ndarray], total: int, progress=None, cancel=None) -> Iterator[np.ndarray]:
+    """Pass frames through, reporting progress and stopping (Cancelled) when asked."""
+    for i, image in enumerate(images):
+        if cancel is not None and cancel.is_set():
+            raise Cancelled(None)
+        yield image
+        if progress is not None:
+            progress(i + 1, total)

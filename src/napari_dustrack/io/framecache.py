@@ -215,19 +215,29 @@ class FrameCache:
             self._done.wait(timeout)
         return self.complete
 
+    def stop(self) -> None:
+        """Ask the fill thread to stop (non-blocking); it saves progress and releases files."""
+        self._stop.set()
+        if self._thread is None:
+            self._release()
+
     def close(self) -> None:
         """Stop filling, save progress, release the files."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
-        if self._fd is not None:
-            self._save_state()
-            os.close(self._fd)
-            self._fd = None
-        if self._lock_fh is not None:
-            self._lock_fh.close()
-            self._lock_fh = None
+        self._release()
         self._mm = None
+
+    def _release(self) -> None:
+        with self._lock:
+            fd, self._fd = self._fd, None
+            lock_fh, self._lock_fh = self._lock_fh, None
+        if fd is not None:
+            self._save_state()
+            os.close(fd)
+        if lock_fh is not None:
+            lock_fh.close()
 
     # -- fill thread -------------------------------------------------------------------------
     def _next_target(self) -> int | None:
@@ -264,6 +274,8 @@ class FrameCache:
             if reader is not None:
                 reader.close()
             self._save_state()
+            if self._stop.is_set():  # stopped by close()/stop(): nobody else will release
+                self._release()
             self._done.set()
 
     def _write(self, i: int, frame: np.ndarray) -> None:

@@ -170,7 +170,9 @@ class ImageFolder:
         self.pixel_spacing = None
         first = self._load(0)
         self._raw_shape = first.shape
-        samples = [first] + [self._load(i) for i in _sample_indices(len(self.files))[1:]]
+        samples = [first]
+        if first.dtype != np.uint8:  # wider data: one range for the whole cine
+            samples += [self._load(i) for i in _sample_indices(len(self.files))[1:]]
         self._scale = Scaler(first.dtype, samples)
         self.shape = (len(self.files), *self.read(0).shape)
 

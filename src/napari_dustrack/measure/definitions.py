@@ -69,6 +69,7 @@ class Measure:
     strain: str = "engineering"
 
     def __post_init__(self):
+        self.name = str(self.name)
         self.labels = [str(lab) for lab in self.labels]
         self.check()
 

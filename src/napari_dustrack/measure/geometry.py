@@ -95,19 +95,23 @@ def fit_affine(ref: np.ndarray, cur: np.ndarray, min_points: int = 3):
     F = np.full((n, 2, 2), np.nan)
     rms = np.full(n, np.nan)
     ref_ok = np.isfinite(ref).all(axis=1)
-    for t in range(n):
-        ok = ref_ok & np.isfinite(cur[t]).all(axis=1)
+    usable = ref_ok[None] & np.isfinite(cur).all(axis=2)  # (N, K)
+    # Frames sharing a set of usable points share one pseudo-inverse: one fit per set, not frame.
+    sets, which = np.unique(usable, axis=0, return_inverse=True)
+    for s, ok in enumerate(sets):
+        frames = np.flatnonzero(np.ravel(which) == s)
         if ok.sum() < min_points:
             continue
         X = ref[ok] - ref[ok].mean(axis=0)
-        x = cur[t, ok] - cur[t, ok].mean(axis=0)
         # Collinear reference points leave the map undetermined across the line.
         sv = np.linalg.svd(X, compute_uv=False)
         if sv[-1] <= 1e-9 * max(sv[0], 1e-300):
             continue
-        M, *_ = np.linalg.lstsq(X, x, rcond=None)  # x ~ X @ M, so F = M.T
-        F[t] = M.T
-        rms[t] = np.sqrt(((X @ M - x) ** 2).sum(axis=1).mean())
+        x = cur[frames][:, ok] - cur[frames][:, ok].mean(axis=1, keepdims=True)  # (n, k, 2)
+        M = np.einsum("ij,njd->nid", np.linalg.pinv(X), x)  # x ~ X @ M, so F = M^T
+        F[frames] = np.swapaxes(M, 1, 2)
+        resid = np.einsum("kj,njd->nkd", X, M) - x
+        rms[frames] = np.sqrt((resid**2).sum(axis=2).mean(axis=1))
     return F, rms
 
 

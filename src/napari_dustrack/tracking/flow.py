@@ -44,15 +44,17 @@ Confidence (0..1, documented choices):
 
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+import cv2
 import numpy as np
 
 from ..errors import Cancelled, DustrackError
-from .lk import LKParams, lk_track, rstc_weight, to_gray_u8
+from .lk import LKParams, rstc_weight, to_gray_u8
 
 FB_SCALE = 2.0  # pixels: forward-backward disagreement that costs ~40% confidence
 ERR_SCALE = 40.0  # grey levels: mean LK residual that costs ~40% confidence
@@ -60,6 +62,11 @@ LOST_ONE_FACTOR = 0.5  # ceiling on the confidence of a single surviving track
 RSTC_EPS = 0.01
 CACHE_BYTES = 512 * 2**20  # frames kept for backward sweeps before a forced sweep
 MIN_SWEEP = 8  # pairs: smaller sweeps are merged into the next one
+MIN_BLOCK = 16  # frames: shortest block of a long backward propagation
+# Backward sweeps run beside the forward visit in a second thread when there are cores to spare
+# (OpenCV's LK already spreads its points over two threads; on two cores a second sweep thread
+# only contends).
+SWEEP_THREAD = (os.cpu_count() or 1) > 2
 
 Progress = Callable[[int, int], Any]
 
@@ -142,13 +149,63 @@ def propagate(
         out_xy[inside], out_conf[inside] = full[0][rows[inside]], full[1][rows[inside]]
         return out_xy, out_conf
 
-    fwd, bwd = (abs(n_steps), 0) if direction > 0 else (0, abs(n_steps))
     try:
-        return reshape(_run(frames, keys, params, fwd, bwd, progress, cancel, None))
+        if direction > 0:
+            full = _run(frames, keys, params, n_steps, 0, progress, cancel, None)
+        else:
+            full = _propagate_backward(frames, keys, start_frame, -n_steps, params, progress,
+                                       cancel)
+        return reshape(full)
     except Cancelled as exc:
         raise Cancelled(reshape(exc.partial)) from None
     except FlowError as exc:
         raise FlowError(exc.problem, exc.path, reshape(exc.partial)) from None
+
+
+def _propagate_backward(frames, keys, start, n_steps, params, progress, cancel):
+    """Backward propagation in blocks of frames that fit the cache, each decoded in order.
+
+    Going backward, nothing can be tracked until the start frame is decoded, so a single pass
+    would hold every frame in between; blocks (top block first) bound that.
+    """
+    n_labels = keys.shape[1]
+    xy = np.full(keys.shape, np.nan)
+    conf = np.zeros(keys.shape[:2])
+    xy[start], conf[start] = keys[start], np.where(np.isfinite(keys[start, :, 0]), 1.0, 0.0)
+    steps = min(n_steps, start)
+    block = max(MIN_BLOCK, CACHE_BYTES // max(_frame_bytes(frames, start), 1))
+    top, pos, drift2 = start, keys[start], np.zeros(n_labels)
+    done_before = 0
+
+    def block_progress(done, total):
+        if progress is not None:
+            progress(done_before + done, steps)
+
+    while top > start - steps and np.isfinite(pos).all(axis=1).any():
+        b = min(block, top - (start - steps))
+        block_keys = np.full((top + 1, n_labels, 2), np.nan)
+        block_keys[top] = pos
+        drift_out: list = []
+        try:
+            bxy, bconf = _run(frames, block_keys, params, 0, b, block_progress, cancel, None,
+                              drift0=drift2, drift_out=drift_out)
+        except (Cancelled, FlowError) as exc:
+            bxy, bconf = exc.partial
+            xy[top - b : top], conf[top - b : top] = bxy[top - b : top], bconf[top - b : top]
+            exc.partial = (xy, conf)
+            raise
+        xy[top - b : top], conf[top - b : top] = bxy[top - b : top], bconf[top - b : top]
+        pos, drift2 = bxy[top - b], np.nan_to_num(drift_out[0][top - b])
+        top -= b
+        done_before += b
+    return xy, conf
+
+
+def _frame_bytes(frames, i: int) -> int:
+    shape = getattr(frames, "shape", None)
+    if shape is None or len(shape) < 3:
+        shape = (1,) + np.shape(frames[i])
+    return int(np.prod(shape[1:3]))
 
 
 def fill_between(
@@ -242,7 +299,8 @@ def keys_from_table(table, n_frames: int, labels: Sequence[str] | None = None, p
     if outside:
         shown = ", ".join(map(str, outside[:5])) + (" ..." if len(outside) > 5 else "")
         raise DustrackError(
-            f"keyframe(s) at frame {shown} outside the video ({n_frames} frames: 0..{n_frames - 1})",
+            f"keyframe(s) at frame {shown} outside the video "
+            f"({n_frames} frames: 0..{n_frames - 1})",
             path,
         )
     keys, labels = to_array(table, labels, n_frames)
@@ -275,7 +333,8 @@ def _check_keys(keys, n: int, labels, path) -> np.ndarray:
     half = np.isfinite(keys).any(axis=2) & ~np.isfinite(keys).all(axis=2)
     if half.any():
         f, lab = np.argwhere(half)[0]
-        raise DustrackError(f"keyframe of label {_name(labels, lab)} at frame {f} has a NaN coordinate")
+        raise DustrackError(
+            f"keyframe of label {_name(labels, lab)} at frame {f} has a NaN coordinate")
     present = np.isfinite(keys).all(axis=2)
     if len(keys) > n and present[n:].any():
         bad = sorted(set(np.flatnonzero(present[n:].any(axis=1)) + n))
@@ -320,6 +379,9 @@ class _Plan:
     hi: np.ndarray  # (L,) last frame reached (forward extension)
     active: np.ndarray  # (L,) has a keyframe
     prev_key: np.ndarray  # (n, L) last keyframe at or before each frame, -1 if none
+    drift0: np.ndarray | None = None  # (L,) squared drift carried in at the keyframe
+    drift_out: list | None = None
+    _fwd_idx: list | None = None
 
     @classmethod
     def make(cls, keys: np.ndarray, ext_fwd: int, ext_bwd: int) -> "_Plan":
@@ -334,9 +396,14 @@ class _Plan:
         prev_key = np.maximum.accumulate(frame_idx, axis=0) if n else frame_idx
         return cls(keys, is_key, first, last, lo, hi, active, prev_key)
 
-    def fwd_labels(self, u: int) -> np.ndarray:
-        """Labels whose forward track crosses the pair (u, u + 1)."""
-        return self.active & (self.first <= u) & (u < self.hi)
+    @property
+    def fwd_idx(self) -> list[np.ndarray]:
+        """Per pair (u, u + 1), the labels whose forward track crosses it."""
+        if self._fwd_idx is None:
+            u = np.arange(len(self.keys))[:, None]
+            mask = self.active & (self.first <= u) & (u < self.hi)
+            self._fwd_idx = [np.flatnonzero(row) for row in mask]
+        return self._fwd_idx
 
     def ready_top(self, f: int) -> np.ndarray:
         """Per label, the frame up to which backward work can run once frame ``f`` is visited."""
@@ -383,11 +450,19 @@ class _State:
         return st
 
 
-def _run(frames, keys, params, ext_fwd, ext_bwd, progress, cancel, labels, cache_bytes=None):
-    """Forward visit + backward sweeps; returns ``(xy, confidence)`` for every frame."""
+def _run(frames, keys, params, ext_fwd, ext_bwd, progress, cancel, labels, cache_bytes=None,
+         drift0=None, drift_out=None):
+    """Forward visit + backward sweeps; returns ``(xy, confidence)`` for every frame.
+
+    ``drift0`` (L,) is the squared drift already accumulated at each label's keyframe (when a
+    long propagation is run in blocks); ``drift_out``, a list, receives the (n, L) squared drift
+    of the extension frames.
+    """
     cache_bytes = CACHE_BYTES if cache_bytes is None else cache_bytes
     n = len(keys)
     plan = _Plan.make(keys, ext_fwd, ext_bwd)
+    plan.drift0 = np.zeros(keys.shape[1]) if drift0 is None else np.asarray(drift0, float)
+    plan.drift_out = drift_out
     state = _State.make(plan)
     if not plan.active.any():
         return _combine(plan, state)
@@ -396,7 +471,9 @@ def _run(frames, keys, params, ext_fwd, ext_bwd, progress, cancel, labels, cache
     total = _count_pairs(plan, start, stop)
     cache: dict[int, np.ndarray] = {}
     shape = None
-    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dustrack-sweep")
+    cached_bytes = 0
+    worker = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="dustrack-sweep")
+              if SWEEP_THREAD else None)
     pending = None
     stopped = threading.Event()  # tells the sweep to stop early (cancel or failure)
 
@@ -423,7 +500,11 @@ def _run(frames, keys, params, ext_fwd, ext_bwd, progress, cancel, labels, cache
         lo_frame = int(lo_l[todo].min())
         images = {i: cache[i] for i in range(lo_frame, int(top_l[todo].max()) + 1)}
         state.swept = np.where(todo, top, state.swept)
-        pending = worker.submit(_sweep, plan, state, images, todo, lo_l, top_l, params, stopped, cancel)
+        if worker is None:
+            _sweep(plan, state, images, todo, lo_l, top_l, params, stopped, cancel)
+        else:
+            pending = worker.submit(_sweep, plan, state, images, todo, lo_l, top_l, params,
+                                    stopped, cancel)
         keep_from = min(f, int(state.swept[plan.active & (state.swept < plan.hi)].min(initial=f)))
         for i in [i for i in cache if i < keep_from]:
             del cache[i]
@@ -439,10 +520,13 @@ def _run(frames, keys, params, ext_fwd, ext_bwd, progress, cancel, labels, cache
                 shape = img.shape
                 _check_inside(keys, shape, labels, path)
             cache[f] = img
+            cached_bytes += img.nbytes
+            if f % 16 == 0:  # frames dropped by sweeps: recount now and then
+                cached_bytes = sum(a.nbytes for a in cache.values())
             if f > start:
                 _forward_step(plan, state, cache[f - 1], img, f - 1, params)
                 state.pairs_done[0] += 1
-            over = sum(a.nbytes for a in cache.values()) > cache_bytes
+            over = cached_bytes > cache_bytes
             if plan.is_cut(f):
                 sweep(f, force=f == stop)
             elif over:
@@ -460,7 +544,8 @@ def _run(frames, keys, params, ext_fwd, ext_bwd, progress, cancel, labels, cache
         _drain(pending)
         raise
     finally:
-        worker.shutdown(wait=True)
+        if worker is not None:
+            worker.shutdown(wait=True)
     if failure is not None:
         # keep what can be finished with the frames already decoded
         _drain(pending)
@@ -505,9 +590,11 @@ def _read(frames, i: int, path, shape) -> np.ndarray:
     try:
         img = to_gray_u8(frames[i])
     except DustrackError as exc:
-        raise FlowError(f"frame {i} could not be decoded ({exc.problem})", exc.path or path) from None
+        raise FlowError(f"frame {i} could not be decoded ({exc.problem})",
+                        exc.path or path) from None
     except Exception as exc:  # noqa: BLE001 - any reader failure becomes one clear line
-        raise FlowError(f"frame {i} could not be decoded ({type(exc).__name__}: {exc})", path) from None
+        raise FlowError(f"frame {i} could not be decoded ({type(exc).__name__}: {exc})",
+                        path) from None
     if img.ndim != 2:
         raise FlowError(f"frame {i} is not a 2-D image (shape {img.shape})", path)
     if shape is not None and img.shape != shape:
@@ -515,16 +602,45 @@ def _read(frames, i: int, path, shape) -> np.ndarray:
     return img
 
 
+def _track(prev_img, next_img, points, params: LKParams):
+    """:func:`~.lk.lk_track` on grayscale images, with less per-call overhead.
+
+    Same results (a test pins this): NaN in, LK status 0 or a result outside the image gives
+    NaN out with ``ok`` False and error ``inf``. This is the inner loop of the module, called
+    once per frame pair and direction, hence the lean version.
+    """
+    valid = ~np.isnan(points).any(axis=1)
+    if not valid.all():
+        new = np.full(points.shape, np.nan)
+        ok = np.zeros(len(points), bool)
+        err = np.full(len(points), np.inf)
+        if valid.any():
+            new[valid], ok[valid], err[valid] = _track(prev_img, next_img, points[valid], params)
+        return new, ok, err
+    new, status, error = cv2.calcOpticalFlowPyrLK(
+        prev_img, next_img, points.astype(np.float32).reshape(-1, 1, 2), None,
+        winSize=(params.win_size, params.win_size), maxLevel=params.max_level,
+        criteria=params.criteria,
+    )
+    new = new.reshape(-1, 2).astype(np.float64)
+    h, w = prev_img.shape[:2]
+    x, y = new[:, 0], new[:, 1]
+    # comparisons with NaN are False, so this also drops non-finite results
+    ok = status.ravel().astype(bool) & (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
+    new[~ok] = np.nan
+    return new, ok, np.where(ok, error.ravel().astype(np.float64), np.inf)
+
+
 def _forward_step(plan, state, prev_img, next_img, u, params) -> None:
     """One LK call for every label whose forward track crosses (u, u + 1)."""
-    labs = np.flatnonzero(plan.fwd_labels(u))
+    labs = plan.fwd_idx[u]
     if not len(labs):
         return
-    src = np.where(plan.is_key[u, labs, None], plan.keys[u, labs], state.F[u, labs])
-    new, ok, err = lk_track(prev_img, next_img, src, params)
-    target = ~plan.is_key[u + 1, labs]  # a keyframe keeps its own position
-    state.F[u + 1, labs[target]] = new[target]
-    state.err_f[u + 1, labs] = np.where(ok, err, np.inf)
+    # F holds the keyframe position at keyframes, so a track restarts there
+    new, ok, err = _track(prev_img, next_img, state.F[u, labs], params)
+    keep = plan.is_key[u + 1, labs]
+    state.F[u + 1, labs] = np.where(keep[:, None], state.F[u + 1, labs], new)
+    state.err_f[u + 1, labs] = err
     state.done_f[u + 1, labs] = True
 
 
@@ -545,25 +661,25 @@ def _sweep(plan, state, images, todo, lo_l, top_l, params, stopped, cancel) -> N
 
 def _backward_step(plan, state, img_next, img_prev, u, labs, params) -> None:
     """Backward tracks (and extension checks) of ``labs`` on the pair u + 1 -> u."""
-    track = labs[u < plan.last[labs]]  # RSTC backward track and backward extension
-    check = labs[u >= plan.last[labs]]  # forward extension: check the forward step
-    pts = np.concatenate([
-        np.where(plan.is_key[u + 1, track, None], plan.keys[u + 1, track], state.B[u + 1, track]),
-        state.F[u + 1, check],
-    ])
-    new, ok, err = lk_track(img_next, img_prev, pts, params)
+    before_last = u < plan.last[labs]
+    track = labs[before_last]  # RSTC backward track and backward extension
+    check = labs[~before_last]  # forward extension: check the forward step
+    pts = state.B[u + 1, track]  # B holds the keyframe position at keyframes
+    if len(check):
+        pts = np.concatenate([pts, state.F[u + 1, check]])
+    new, ok, err = _track(img_next, img_prev, pts, params)
     k = len(track)
-    target = ~plan.is_key[u, track]
-    state.B[u, track[target]] = new[:k][target]
-    state.err_b[u, track] = np.where(ok[:k], err[:k], np.inf)
+    keep = plan.is_key[u, track]
+    state.B[u, track] = np.where(keep[:, None], state.B[u, track], new[:k])
+    state.err_b[u, track] = err[:k]
     state.done_b[u, track] = True
-    state.check_f[u, check] = _check_error(new[k:], ok[k:], state.F[u, check])
+    if len(check):
+        state.check_f[u, check] = _check_error(new[k:], ok[k:], state.F[u, check])
     # backward extension: check the step B(u + 1) -> B(u) by tracking B(u) forward again
     ext = track[u < plan.first[track]]
     if len(ext):
-        ref = np.where(plan.is_key[u + 1, ext, None], plan.keys[u + 1, ext], state.B[u + 1, ext])
-        fwd, ok2, _ = lk_track(img_prev, img_next, state.B[u, ext], params)
-        state.check_b[u, ext] = _check_error(fwd, ok2, ref)
+        fwd, ok2, _ = _track(img_prev, img_next, state.B[u, ext], params)
+        state.check_b[u, ext] = _check_error(fwd, ok2, state.B[u + 1, ext])
 
 
 def _check_error(tracked, ok, ref) -> np.ndarray:
@@ -578,22 +694,26 @@ def _check_error(tracked, ok, ref) -> np.ndarray:
 
 def _lk_factor(err) -> np.ndarray:
     err = np.asarray(err, dtype=np.float64)
-    return np.where(np.isfinite(err), np.exp(-0.5 * (np.nan_to_num(err, posinf=0) / ERR_SCALE) ** 2), 0.0)
+    finite = np.isfinite(err)
+    return np.where(finite, np.exp(-0.5 * (np.where(finite, err, 0.0) / ERR_SCALE) ** 2), 0.0)
 
 
 def _combine(plan: _Plan, st: _State) -> tuple[np.ndarray, np.ndarray]:
     n, n_labels = plan.is_key.shape
     xy = np.full((n, n_labels, 2), np.nan)
     conf = np.zeros((n, n_labels))
+    drift2 = np.full((n, n_labels), np.nan)
     for lab in np.flatnonzero(plan.active):
         _combine_rstc(plan, st, lab, xy, conf)
-        _combine_extension(plan, st, lab, xy, conf)
+        _combine_extension(plan, st, lab, xy, conf, drift2)
         keyed = plan.is_key[:, lab]
         xy[keyed, lab] = plan.keys[keyed, lab]
         conf[keyed, lab] = 1.0
     lost = ~np.isfinite(xy).all(axis=2)
     xy[lost] = np.nan
     conf[lost] = 0.0
+    if plan.drift_out is not None:
+        plan.drift_out.append(drift2)
     return xy, np.clip(conf, 0.0, 1.0)
 
 
@@ -615,25 +735,31 @@ def _combine_rstc(plan, st, lab, xy, conf) -> None:
         c_both = np.exp(-0.5 * (d_eff / FB_SCALE) ** 2) * _lk_factor(err)
         c_f = LOST_ONE_FACTOR * w * _lk_factor(st.err_f[t, lab])
         c_b = LOST_ONE_FACTOR * (1 - w) * _lk_factor(st.err_b[t, lab])
-        out = np.where(both[:, None], blend, np.where(f_ok[:, None], F, np.where(b_ok[:, None], B, np.nan)))
+        single = np.where(f_ok[:, None], F, np.where(b_ok[:, None], B, np.nan))
+        out = np.where(both[:, None], blend, single)
         c = np.where(both, c_both, np.where(f_ok, c_f, np.where(b_ok, c_b, 0.0)))
         xy[t, lab] = out
         conf[t, lab] = c
 
 
-def _combine_extension(plan, st, lab, xy, conf) -> None:
+def _combine_extension(plan, st, lab, xy, conf, drift2) -> None:
     first, last, lo, hi = (int(a[lab]) for a in (plan.first, plan.last, plan.lo, plan.hi))
+    d0 = 0.0 if plan.drift0 is None else float(plan.drift0[lab])
+    drift2[first, lab] = d0 if first == last else np.nan
     if hi > last:  # forward extension: frames last+1..hi, steps last..hi-1
         t = np.arange(last + 1, hi + 1)
-        drift = np.sqrt(np.cumsum(st.check_f[last:hi, lab] ** 2))  # NaN once a check is missing
-        ok = st.done_f[t, lab] & np.isfinite(drift)
-        c = np.exp(-0.5 * (np.nan_to_num(drift) / FB_SCALE) ** 2) * _lk_factor(st.err_f[t, lab])
-        xy[t, lab] = np.where(ok[:, None], st.F[t, lab], np.nan)
-        conf[t, lab] = np.where(ok, c, 0.0)
+        d2 = d0 + np.cumsum(st.check_f[last:hi, lab] ** 2)  # NaN once a check is missing
+        _extension_rows(st.F, st.done_f, st.err_f, t, lab, d2, xy, conf, drift2)
     if lo < first:  # backward extension: frames lo..first-1, steps first-1 down to lo
         t = np.arange(lo, first)
-        drift = np.sqrt(np.cumsum(st.check_b[lo:first, lab][::-1] ** 2))[::-1]
-        ok = st.done_b[t, lab] & np.isfinite(drift)
-        c = np.exp(-0.5 * (np.nan_to_num(drift) / FB_SCALE) ** 2) * _lk_factor(st.err_b[t, lab])
-        xy[t, lab] = np.where(ok[:, None], st.B[t, lab], np.nan)
-        conf[t, lab] = np.where(ok, c, 0.0)
+        d2 = d0 + np.cumsum(st.check_b[lo:first, lab][::-1] ** 2)[::-1]
+        _extension_rows(st.B, st.done_b, st.err_b, t, lab, d2, xy, conf, drift2)
+
+
+def _extension_rows(track, done, err, t, lab, d2, xy, conf, drift2) -> None:
+    """Rows of a one-sided track, confidence from the accumulated squared drift ``d2``."""
+    ok = done[t, lab] & np.isfinite(d2)
+    c = np.exp(-0.5 * np.nan_to_num(d2) / FB_SCALE**2) * _lk_factor(err[t, lab])
+    xy[t, lab] = np.where(ok[:, None], track[t, lab], np.nan)
+    conf[t, lab] = np.where(ok, c, 0.0)
+    drift2[t, lab] = np.where(ok, d2, np.nan)

@@ -8,7 +8,7 @@ from typing import Any
 
 from ...errors import DustrackError
 
-# The U-Net halves the image five times: the working size must divide by this.
+# The U-Net halves the image up to five times: the working size must divide by this.
 SIZE_MULTIPLE = 32
 
 
@@ -23,8 +23,9 @@ class HeatmapConfig:
     encoder_weights : str or None
         ``None`` (offline, the default) or e.g. ``"imagenet"`` where it can be downloaded.
     decoder_channels : tuple of int
-        U-Net decoder widths; narrower than smp's default so that prediction keeps up with
-        video on a CPU.
+        U-Net decoder widths, one per encoder stage used (4 stages: the deepest, 1/32-scale
+        stage of the encoder is left out). Narrower and shallower than smp's default so that
+        training takes minutes and prediction keeps up with video on a CPU.
     scale : float
         Working size as a fraction of the video size when ``working_size`` is not given
         (rounded to a multiple of 32).
@@ -36,6 +37,10 @@ class HeatmapConfig:
         Weight of the Gaussian regulariser next to the coordinate loss.
     minutes : float
         Training time budget (wall clock).
+    clock : str
+        ``"wall"`` (default): ``minutes`` of wall-clock time. ``"cpu"``: ``minutes`` x torch
+        threads of process CPU time, i.e. the wall time on otherwise idle cores; for
+        benchmarks on a shared machine, where wall time depends on other users' load.
     max_epochs : int
         Upper bound on passes over the training frames.
     patience : int
@@ -62,17 +67,18 @@ class HeatmapConfig:
 
     encoder: str = "resnet18"
     encoder_weights: str | None = None
-    decoder_channels: tuple[int, ...] = (128, 64, 32, 16, 16)
+    decoder_channels: tuple[int, ...] = (64, 32, 16, 16)
     scale: float = 0.5
     working_size: tuple[int, int] | None = None
     sigma: float = 2.0
     reg_weight: float = 0.1
     minutes: float = 4.0
+    clock: str = "wall"
     max_epochs: int = 10_000
     patience: int = 40
     lr: float = 2e-3
     weight_decay: float = 1e-4
-    batch_size: int = 8
+    batch_size: int = 4
     val_fraction: float = 0.15
     seed: int = 0
     device: str = "auto"
@@ -93,6 +99,8 @@ class HeatmapConfig:
             self.working_size = (h, w)
         if not 0 < self.scale <= 1:
             raise DustrackError(f"scale {self.scale} must lie in (0, 1]")
+        if self.clock not in ("wall", "cpu"):
+            raise DustrackError(f"clock must be 'wall' or 'cpu', not {self.clock!r}")
         if self.minutes <= 0:
             raise DustrackError(f"training time {self.minutes} min must be positive")
 

@@ -41,6 +41,7 @@ class FitResult:
     best: dict = field(default_factory=dict)
     steps: int = 0
     seconds: float = 0.0
+    wall_seconds: float = 0.0
     cancelled: bool = False
     stopped_early: bool = False
 
@@ -80,6 +81,16 @@ def evaluate(net, ts: TrainingSet, idx, norm, config: HeatmapConfig, device) -> 
         errors.append(np.linalg.norm(pred - truth, axis=-1))
     net.train()
     return np.concatenate(errors)
+
+
+def make_clock(kind: str) -> Callable[[], float]:
+    """Seconds since now: wall clock, or process CPU time per torch thread (``"cpu"``)."""
+    if kind == "cpu":
+        threads = max(1, torch.get_num_threads())
+        start = time.process_time()
+        return lambda: (time.process_time() - start) / threads
+    start = time.perf_counter()
+    return lambda: time.perf_counter() - start
 
 
 def _lr_factor(step: int, frac: float) -> float:
@@ -133,14 +144,15 @@ def fit(
     budget = config.minutes * 60.0
     result = FitResult(state_dict={})
     best_err, since_best, losses = np.inf, 0, []
-    t0 = time.perf_counter()
+    clock = make_clock(config.clock)
+    wall0 = time.perf_counter()
     step = 0
 
     def validate_now():
         nonlocal best_err, since_best
         err = evaluate(net, ts, val_idx, norm, config, device)
         med = float(np.nanmedian(err))
-        entry = {"step": step, "epoch": step / steps_per_epoch, "seconds": time.perf_counter() - t0,
+        entry = {"step": step, "epoch": step / steps_per_epoch, "seconds": clock(),
                  "loss": float(np.mean(losses[-val_every:])) if losses else float("nan"),
                  "val_error_px": med}
         result.history.append(entry)
@@ -155,7 +167,7 @@ def fit(
             log(dict(entry, best_val_error_px=best_err))
 
     while True:
-        elapsed = time.perf_counter() - t0
+        elapsed = clock()
         if cancel is not None and cancel.is_set():
             result.cancelled = True
             break
@@ -176,14 +188,15 @@ def fit(
         step += 1
         if log and step % max(1, steps_per_epoch // 2) == 0:
             log({"step": step, "epoch": step / steps_per_epoch,
-                 "seconds": time.perf_counter() - t0, "loss": losses[-1]})
+                 "seconds": clock(), "loss": losses[-1]})
         if step % val_every == 0:
             validate_now()
         if progress:
             progress(int(min(elapsed, budget)), int(np.ceil(budget)))
     if not result.history or result.history[-1]["step"] != step:
         validate_now()  # so that a short or cancelled run still has a best checkpoint
-    result.steps, result.seconds = step, time.perf_counter() - t0
+    result.steps, result.seconds = step, clock()
+    result.wall_seconds = time.perf_counter() - wall0
     if progress:
         progress(int(np.ceil(budget)), int(np.ceil(budget)))
     return result
@@ -262,6 +275,8 @@ def train(
             "n_frames": len(ts),
             "steps": fitted.steps,
             "train_seconds": fitted.seconds,
+            "wall_seconds": fitted.wall_seconds,
+            "clock": config.clock,
             "cancelled": fitted.cancelled,
             "stopped_early": fitted.stopped_early,
         },

@@ -144,7 +144,8 @@ def smooth(frames, xy: np.ndarray, window: int, mode: str = "fusion",
             counts[c.first:c.last + 1] += n
         return finish(xy, sums, counts)
     ref = reference_positions(xy)
-    parts = [fields_chunk(frames, ref, c, params, grid, tick, cancel) for c in plan]
+    parts = [fields_chunk(frames, ref, c, params, grid, tick, cancel, backward=mode == "fusion")
+             for c in plan]
     return _from_fields(xy, ref, parts, window, mode, confidence, grid, fusion)
 
 

@@ -20,8 +20,9 @@ from typing import Any, Callable
 import numpy as np
 
 from ...errors import Cancelled
-from ..lk import LKParams, to_gray_u8
+from ..lk import LKParams
 from .motion import Grid, pair_fields
+from .reading import read_ahead
 from .windows import dustrack_chunk
 
 FRAME_BUDGET = 256 * 2**20  # bytes of grayscale frames a dustrack chunk may hold
@@ -88,31 +89,35 @@ def task_source(frames, chunk: Chunk):
 
 def fields_chunk(frames, ref: np.ndarray, chunk: Chunk, params: LKParams = LKParams(),
                  grid: Grid = Grid(), progress: Callable[[int], None] | None = None,
-                 cancel=None) -> tuple[np.ndarray, np.ndarray]:
+                 cancel=None, backward: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Grid fields ``(n_pairs, L, G, 2)`` forward and backward for the pairs of ``chunk``.
 
     Pairs where no label is present on both frames are skipped (NaN). Frames are read once,
-    in order.
+    in order, ahead of the optical flow (:func:`.reading.read_ahead`).
     """
     n_pairs, n_lab, g = chunk.stop - chunk.start, ref.shape[1], grid.n**2
     fwd = np.full((n_pairs, n_lab, g, 2), np.nan, dtype=np.float32)
     bwd = np.full_like(fwd, np.nan)
     present = np.isfinite(ref).all(axis=2)
-    prev, prev_t = None, None
-    for t in range(chunk.start, chunk.stop):
+    need = present[chunk.start:chunk.stop] & present[chunk.start + 1:chunk.stop + 1]
+    pairs = np.flatnonzero(need.any(axis=1)) + chunk.start
+    wanted = sorted(set(pairs) | set(pairs + 1))
+    prev, prev_t, done = None, None, chunk.start
+    for t1, img in read_ahead(frames, wanted):
         if cancel is not None and cancel.is_set():
             raise Cancelled(None)
-        need = present[t] & present[t + 1]
-        if need.any():
-            if prev_t != t:
-                prev = to_gray_u8(np.asarray(frames[t]))
-            nxt = to_gray_u8(np.asarray(frames[t + 1]))
-            ra = np.where(need[:, None], ref[t], np.nan)
-            rb = np.where(need[:, None], ref[t + 1], np.nan)
-            fwd[t - chunk.start], bwd[t - chunk.start] = pair_fields(prev, nxt, ra, rb, params, grid)
-            prev, prev_t = nxt, t + 1
-        if progress:
-            progress(1)
+        t = t1 - 1
+        if prev_t == t and need[t - chunk.start].any():
+            sel = need[t - chunk.start][:, None]
+            ra, rb = np.where(sel, ref[t], np.nan), np.where(sel, ref[t1], np.nan)
+            fwd[t - chunk.start], bwd[t - chunk.start] = pair_fields(prev, img, ra, rb, params,
+                                                                     grid, backward)
+        prev, prev_t = img, t1
+        if progress and t1 - 1 >= done:
+            progress(min(t1, chunk.stop) - done)
+            done = min(t1, chunk.stop)
+    if progress and done < chunk.stop:
+        progress(chunk.stop - done)
     return fwd, bwd
 
 
@@ -131,7 +136,7 @@ def run_chunk(source, first: int, mode: str, chunk: Chunk, xy: np.ndarray, windo
         if mode == "dustrack":
             sums, counts, _ = dustrack_chunk(frames, xy, window, chunk.start, chunk.stop, params)
             return sums, counts
-        return fields_chunk(frames, xy, chunk, params, grid)
+        return fields_chunk(frames, xy, chunk, params, grid, backward=mode == "fusion")
     finally:
         close = getattr(frames, "close", None)
         if close is not None and frames is not source:

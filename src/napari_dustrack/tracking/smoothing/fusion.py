@@ -42,9 +42,9 @@ class FusionParams:
         Floor of the measurement noise estimate (px).
     """
 
-    flow_sigma: float = 0.12
-    flow_speed: float = 0.05
-    huber: float = 1.5
+    flow_sigma: float = 0.1
+    flow_speed: float = 0.1
+    huber: float = 2.0
     iterations: int = 5
     min_sigma: float = 0.05
 
@@ -68,18 +68,24 @@ def _motion(fwd, bwd, ref, x, grid):
 
 
 def _solve(z, w, m, v):
-    """argmin sum w |x - z|^2 + sum v |x_{t+1} - x_t - m|^2, per coordinate (tridiagonal)."""
-    n = len(z)
-    diag = w.copy()
-    diag[:-1] += v
-    diag[1:] += v
-    ab = np.zeros((2, n))
-    ab[0, 1:] = -v
-    ab[1] = diag
-    rhs = w[:, None] * z
-    rhs[:-1] -= v[:, None] * m
-    rhs[1:] += v[:, None] * m
-    return solveh_banded(ab, rhs, lower=False)
+    """argmin sum w |x - z|^2 + sum v |x_{t+1} - x_t - m|^2, per coordinate (tridiagonal).
+
+    ``w`` is (n,); ``v`` is (n - 1, 2): the flow's weight may differ between x and y.
+    """
+    out = np.empty_like(z, dtype=np.float64)
+    for axis in range(2):
+        va = v[:, axis]
+        diag = w.copy()
+        diag[:-1] += va
+        diag[1:] += va
+        ab = np.zeros((2, len(z)))
+        ab[0, 1:] = -va
+        ab[1] = diag
+        rhs = w * z[:, axis]
+        rhs[:-1] -= va * m[:, axis]
+        rhs[1:] += va * m[:, axis]
+        out[:, axis] = solveh_banded(ab, rhs, lower=False)
+    return out
 
 
 def fuse_segment(z: np.ndarray, fwd: np.ndarray, bwd: np.ndarray, ref: np.ndarray,
@@ -110,17 +116,18 @@ def fuse_segment(z: np.ndarray, fwd: np.ndarray, bwd: np.ndarray, ref: np.ndarra
     c = np.ones(n) if confidence is None else np.clip(np.nan_to_num(confidence, nan=0.0), 0.02, 1.0)
     x = ref.copy()
     m, disagree = _motion(fwd, bwd, ref, x, grid)
+    # z_{t+1} - z_t - m_t is two measurement errors (and one small flow error)
     sigma_m = _mad_sigma(np.diff(z, axis=0) - m) / np.sqrt(2)
-    if not np.isfinite(sigma_m):
-        sigma_m = 1.0
-    sigma_m = max(sigma_m, params.min_sigma)
+    sigma_m = max(sigma_m if np.isfinite(sigma_m) else 1.0, params.min_sigma)
     floor = sigma_m / max(window, 1)
     for _ in range(params.iterations):
         r = np.linalg.norm(z - x, axis=1) / sigma_m
         huber = np.minimum(1.0, params.huber / np.maximum(r, 1e-12))
         w = c * huber / sigma_m**2
-        sd = np.maximum(params.flow_sigma + params.flow_speed * np.linalg.norm(m, axis=1), floor)
-        v = 1.0 / (sd**2 + np.where(np.isfinite(disagree), disagree, 1e6) ** 2)
+        sd = np.maximum(params.flow_sigma + params.flow_speed * np.linalg.norm(m, axis=1),
+                        floor)[:, None]
+        v = 1.0 / (sd**2 + np.where(np.isfinite(disagree), disagree, 1e6)[:, None] ** 2)
+        v = np.broadcast_to(v, m.shape)
         x = _solve(z, w, m, v)
         m, disagree = _motion(fwd, bwd, ref, x, grid)
     return x

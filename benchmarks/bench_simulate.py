@@ -1,0 +1,95 @@
+"""Simulator speed, truth consistency and MP4 fidelity.
+
+Usage::
+
+    python benchmarks/bench_simulate.py              # 256x256 and 1920x1080, both scenarios
+    python benchmarks/bench_simulate.py --hd-frames 0   # skip 1080p
+
+Prints, per scenario:
+
+- rendering time per frame (wall clock and process CPU time, so numbers taken on a busy
+  machine can be judged) at 256x256 and at 1920x1080;
+- how well the image motion matches the ground truth: pyramidal LK (DUSTrack's 45x45 window)
+  from the truth position in frame i to frame i+3, median error against the truth in i+3, and
+  the median truth displacement over those 3 frames (what a stationary guess would miss by);
+- H.264 (CRF 8, as ``write_simulation``) encode speed, size and the mean absolute grey-level
+  error after decoding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def render_speed(scenario: str, shape, n: int) -> tuple[float, float]:
+    from napari_dustrack.simulate import iter_frames
+
+    frames = iter_frames(scenario, n_frames=n + 1, shape=shape)
+    next(frames)  # setup (scatterers, textures) is not per-frame work
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in frames:
+        pass
+    return (time.perf_counter() - wall) / n * 1e3, (time.process_time() - cpu) / n * 1e3
+
+
+def truth_consistency(sim, gap: int = 3) -> tuple[float, float]:
+    from napari_dustrack.io.table import to_array
+    from napari_dustrack.tracking.lk import lk_track
+
+    xy, _ = to_array(sim.truth, n_frames=len(sim.frames))
+    err, moved = [], []
+    for i in range(len(sim.frames) - gap):
+        new, _, _ = lk_track(sim.frames[i], sim.frames[i + gap], xy[i])
+        err.append(np.linalg.norm(new - xy[i + gap], axis=1))
+        moved.append(np.linalg.norm(xy[i + gap] - xy[i], axis=1))
+    return float(np.nanmedian(err)), float(np.median(moved))
+
+
+def mp4_fidelity(sim) -> tuple[float, float, float]:
+    import av
+
+    from napari_dustrack.io.video_write import write_video
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "s.mp4"
+        t = time.perf_counter()
+        write_video(sim.frames, path, sim.fps, crf=8)
+        fps = len(sim.frames) / (time.perf_counter() - t)
+        with av.open(str(path)) as c:
+            dec = np.stack([f.to_ndarray(format="gray") for f in c.decode(video=0)])
+        size_mb = os.path.getsize(path) / 1e6
+    return fps, size_mb, float(np.abs(dec.astype(float) - sim.frames).mean())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=100, help="frames for the 256x256 runs")
+    parser.add_argument("--hd-frames", type=int, default=20, help="frames for 1920x1080 (0: skip)")
+    args = parser.parse_args()
+    from napari_dustrack.simulate import SCENARIOS, simulate
+
+    print(f"cpus={os.cpu_count()} load={os.getloadavg()[0]:.1f}")
+    for scenario in SCENARIOS:
+        wall, cpu = render_speed(scenario, (256, 256), args.frames)
+        print(f"[{scenario}] 256x256 render: {wall:.1f} ms/frame wall, {cpu:.1f} ms/frame CPU")
+        if args.hd_frames:
+            wall, cpu = render_speed(scenario, (1080, 1920), args.hd_frames)
+            print(f"[{scenario}] 1920x1080 render: {wall:.1f} ms/frame wall, "
+                  f"{cpu:.1f} ms/frame CPU")
+        sim = simulate(scenario, n_frames=args.frames)
+        err, moved = truth_consistency(sim)
+        print(f"[{scenario}] LK(45x45) i->i+3 vs truth: median error {err:.2f} px "
+              f"(truth moved {moved:.2f} px)")
+        fps, size, mae = mp4_fidelity(sim)
+        print(f"[{scenario}] H.264 CRF 8: {fps:.0f} frames/s encode, {size:.2f} MB for "
+              f"{len(sim.frames)} frames, mean |decoded - original| {mae:.2f} grey levels")
+
+
+if __name__ == "__main__":
+    main()

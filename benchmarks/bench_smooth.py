@@ -1,0 +1,231 @@
+"""The optical-flow smoother beside DUSTrack's ``lk_moving_average_filter`` and plain filters.
+
+Usage::
+
+    python benchmarks/bench_smooth.py                      # both scenarios + a 1080p cine
+    python benchmarks/bench_smooth.py --hd-frames 0        # skip the 1080p cine
+    python benchmarks/bench_smooth.py --scenarios muscle --frames 120
+
+For each simulator scenario (``napari_dustrack.simulate``, default size and length) and one
+1920x1080 cine (``simulate("cardiac", shape=(1080, 1920))``, ``--hd-frames`` frames: fewer
+than the default, the simulator is slow at that size), the cine is written as H.264 MP4 and
+the raw tracks are the ground truth + N(0, 1.2 px) jitter per coordinate + 1 % outliers of
+6-10 px in a random direction (seeded). The window is 0.5 s (``round(0.5 * fps)`` frames).
+
+Methods: ``raw``; ``savgol`` (Savitzky-Golay, order 2, the window's length); ``kalman``
+(constant-velocity Kalman + RTS, noise levels estimated from the track); ``DUSTrack``
+(``dustrack.lk_moving_average_filter`` 1.3.2 with its GUI defaults ``use_parallel=True,
+save_raw=False``, in its own venv through ``benchmarks/dustrack_smooth_driver.py``; its wall
+time is measured inside the driver around the call, so interpreter start-up is excluded); and
+our ``dustrack``/``fast``/``fusion`` modes on ``open_cine(video)``. Every optical-flow method's
+time includes decoding the MP4 (DUSTrack decodes with its own reader). ``decode`` is the time
+``open_cine`` takes to read every frame once (the floor for an image-based smoother).
+
+Metrics (pixels): RMSE and 95th percentile of the Euclidean error over all frames and labels;
+jitter = RMS of the second difference of the track minus that of the ground truth; twitch =
+the largest error during ``sim.info["twitch_frames"]`` (muscle only). ``|ours - DUSTrack|``:
+the largest coordinate difference between our ``dustrack`` mode and DUSTrack, on our own decode
+and on the very pixels DUSTrack decoded (its reader converts RGB to gray; ours reads gray).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE / "_data" / "smooth"
+ENV = HERE / "_envs" / "dustrack"
+PEER = ENV / "bin" / "python"
+DRIVER = HERE / "dustrack_smooth_driver.py"
+WINDOW_S = 0.5
+JITTER_PX = 1.2
+OUTLIER_RATE = 0.01
+
+
+def ensure_peer_env() -> Path:
+    """DUSTrack 1.3.2 in its own venv (it pins numpy<2 and OpenCV 4.11)."""
+    if PEER.exists():
+        return PEER
+    print(f"creating {ENV} (pip install dustrack==1.3.2) ...", file=sys.stderr)
+    subprocess.run([sys.executable, "-m", "venv", str(ENV)], check=True)
+    subprocess.run([str(PEER), "-m", "pip", "install", "-q", "dustrack==1.3.2"], check=True)
+    return PEER
+
+
+def noisy(truth: np.ndarray, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    raw = truth + rng.normal(0, JITTER_PX, truth.shape)
+    hit = rng.random(truth.shape[:2]) < OUTLIER_RATE
+    ang = rng.uniform(0, 2 * np.pi, hit.sum())
+    mag = rng.uniform(6, 10, hit.sum())
+    raw[hit] += np.stack([np.cos(ang), np.sin(ang)], axis=1) * mag[:, None]
+    return raw
+
+
+def prepare(name: str, scenario: str, n_frames, shape, seed: int):
+    from napari_dustrack.io.table import labels_of, to_array
+    from napari_dustrack.simulate import simulate, write_simulation
+
+    t0 = time.perf_counter()
+    sim = simulate(scenario, n_frames=n_frames, seed=seed, shape=shape)
+    paths = write_simulation(sim, DATA / name)
+    truth, _ = to_array(sim.truth, labels_of(sim.truth), len(sim.frames))
+    print(f"[{name}] simulated {sim.frames.shape} at {sim.fps:g} fps in "
+          f"{time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    return sim, paths["video"], truth
+
+
+def metrics(est, truth, twitch):
+    err = np.linalg.norm(est - truth, axis=-1)
+    d2 = lambda a: np.sqrt(np.nanmean(np.sum(np.diff(a, 2, axis=0) ** 2, axis=-1)))  # noqa: E731
+    out = {"rmse": float(np.sqrt(np.nanmean(err**2))), "p95": float(np.nanpercentile(err, 95)),
+           "jitter": float(d2(est) - d2(truth)), "twitch": None}
+    if twitch:
+        s, e = twitch
+        out["twitch"] = float(np.nanmax(err[s:e + 1]))
+    return out
+
+
+def decode_time(video) -> float:
+    from napari_dustrack.io.cine import open_cine
+
+    t0 = time.perf_counter()
+    with open_cine(video, frame_cache=False) as cine:
+        for i in range(len(cine)):
+            cine[i]
+    return time.perf_counter() - t0
+
+
+def run_ours(video, raw, window, mode):
+    from napari_dustrack.io.cine import open_cine
+    from napari_dustrack.tracking.smoothing import smooth
+
+    t0 = time.perf_counter()
+    with open_cine(video, frame_cache=False) as cine:
+        out = smooth(cine, raw, window, mode)
+    return out, time.perf_counter() - t0
+
+
+def run_peer(video, raw, workdir: Path, frames_out: bool):
+    np.save(workdir / "raw.npy", raw)
+    cmd = [str(PEER), str(DRIVER), str(video), str(workdir / "raw.npy"), "--window",
+           str(WINDOW_S), "--out", str(workdir / "peer.npy")]
+    if frames_out:
+        cmd += ["--frames-out", str(workdir / "peer_frames.npy")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
+    if proc.returncode:
+        raise RuntimeError(f"DUSTrack driver failed:\n{proc.stderr[-3000:]}")
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    return np.load(workdir / "peer.npy"), info
+
+
+def bench_case(name, scenario, n_frames, shape, seed, same_pixels: bool):
+    from napari_dustrack.tracking.smoothing import kalman_rts, savgol, smooth
+
+    sim, video, truth = prepare(name, scenario, n_frames, shape, seed)
+    raw = noisy(truth, seed + 100)
+    window = int(round(WINDOW_S * sim.fps))
+    twitch = sim.info.get("twitch_frames")
+    rows = {}
+    res = {"name": name, "shape": list(sim.frames.shape), "fps": sim.fps, "window": window,
+           "rows": rows}
+    res["decode_s"] = min(decode_time(video) for _ in range(2))
+    rows["raw"] = metrics(raw, truth, twitch) | {"time": None}
+    t0 = time.perf_counter()
+    sg = savgol(raw, window)
+    rows["savgol"] = metrics(sg, truth, twitch) | {"time": time.perf_counter() - t0}
+    t0 = time.perf_counter()
+    kf = kalman_rts(raw)
+    rows["kalman"] = metrics(kf, truth, twitch) | {"time": time.perf_counter() - t0}
+    print(f"[{name}] DUSTrack ...", file=sys.stderr)
+    peer, info = run_peer(video, raw, DATA / name, same_pixels)
+    assert info["window_frames"] == window, info
+    rows["DUSTrack"] = metrics(peer, truth, twitch) | {"time": info["wall_s"]}
+    outs = {}
+    for mode in ("dustrack", "fast", "fusion"):
+        print(f"[{name}] {mode} ...", file=sys.stderr)
+        outs[mode], wall = run_ours(video, raw, window, mode)
+        rows[mode] = metrics(outs[mode], truth, twitch) | {"time": wall}
+    res["diff_own_decode"] = float(np.abs(outs["dustrack"] - peer).max())
+    if same_pixels:
+        frames = np.load(DATA / name / "peer_frames.npy", mmap_mode="r")
+        same = smooth(frames, raw, window, "dustrack")
+        res["diff_same_pixels"] = float(np.abs(same - peer).max())
+        (DATA / name / "peer_frames.npy").unlink()
+    return res
+
+
+def fmt(v, digits=2):
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def report(results):
+    lines = []
+    for r in results:
+        n, h, w = r["shape"]
+        lines.append(f"\n### {r['name']}: {n} frames {w}x{h} at {r['fps']:g} fps, window "
+                     f"{r['window']} frames; decode (floor) {r['decode_s']:.2f} s\n")
+        lines.append("| method | RMSE | p95 | jitter | twitch peak | time (s) | x DUSTrack speed |")
+        lines.append("|---|---|---|---|---|---|---|")
+        peer_t = r["rows"]["DUSTrack"]["time"]
+        for name, m in r["rows"].items():
+            speed = None if not m["time"] else peer_t / m["time"]
+            lines.append(f"| {name} | {fmt(m['rmse'], 3)} | {fmt(m['p95'])} | {fmt(m['jitter'], 3)} "
+                         f"| {fmt(m['twitch'])} | {fmt(m['time'])} | {fmt(speed, 1)} |")
+        diff = f"max |dustrack mode - DUSTrack| = {r['diff_own_decode']:.4f} px (own decode)"
+        if "diff_same_pixels" in r:
+            diff += f", {r['diff_same_pixels']:.2e} px (DUSTrack's decoded pixels)"
+        lines.append(f"\n{diff}")
+    lines.append("\n### Targets\n")
+    ratios = []
+    for r in results:
+        rows, dec = r["rows"], r["decode_s"]
+        p = rows["DUSTrack"]
+        ratios.append(rows["fusion"]["rmse"] / p["rmse"])
+        tw = "" if p["twitch"] is None else (f", twitch {rows['fusion']['twitch']:.2f} vs "
+                                              f"{p['twitch']:.2f}")
+        lines.append(
+            f"- {r['name']}: dustrack {p['time'] / rows['dustrack']['time']:.1f}x faster than "
+            f"DUSTrack; fast {p['time'] / rows['fast']['time']:.1f}x faster, "
+            f"{rows['fast']['time'] / dec:.2f}x decode, RMSE {rows['fast']['rmse']:.3f} vs "
+            f"{p['rmse']:.3f}; fusion RMSE {ratios[-1]:.2f}x DUSTrack's{tw}, time "
+            f"{rows['fusion']['time'] / rows['fast']['time']:.2f}x fast")
+    lines.append(f"- fusion RMSE / DUSTrack RMSE, geometric mean over cases: "
+                 f"{float(np.exp(np.mean(np.log(ratios)))):.2f}")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--scenarios", nargs="+", default=["cardiac", "muscle"])
+    ap.add_argument("--frames", type=int, default=None, help="frames per scenario (default: the simulator's)")
+    ap.add_argument("--hd-frames", type=int, default=100, help="frames of the 1080p cine (0: skip)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", default=None, help="also write the results here")
+    args = ap.parse_args(argv)
+    warnings.simplefilter("ignore", RuntimeWarning)
+    ensure_peer_env()
+    DATA.mkdir(parents=True, exist_ok=True)
+    cases = [(s, s, args.frames, None) for s in args.scenarios]
+    if args.hd_frames:
+        cases.append(("cardiac-1080p", "cardiac", args.hd_frames, (1080, 1920)))
+    results = []
+    for name, scenario, n, shape in cases:
+        results.append(bench_case(name, scenario, n, shape, args.seed, same_pixels=True))
+    print(f"machine: {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} at the end")
+    print(report(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
