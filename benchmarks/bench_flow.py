@@ -101,38 +101,57 @@ def linear(keys):
     return out
 
 
-def time_ours(frames, keys, video, repeat):
+def run_ours(frames, keys, video, source):
+    """One timed run of ours; returns (xy, seconds)."""
     from napari_dustrack.io.cine import open_cine
     from napari_dustrack.tracking.flow import fill_between
 
-    best_dec, best_mp4, xy = np.inf, np.inf, None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
+    t0 = time.perf_counter()
+    if source == "decoded":
         xy, _conf = fill_between(frames, keys)
-        best_dec = min(best_dec, time.perf_counter() - t0)
-    for _ in range(repeat):
-        t0 = time.perf_counter()
+    else:
         with open_cine(video, frame_cache=False) as cine:
-            xy_mp4, _ = fill_between(cine, keys)
-        best_mp4 = min(best_mp4, time.perf_counter() - t0)
-    assert np.array_equal(xy, xy_mp4, equal_nan=True), "decoded and MP4 runs differ"
-    return xy, best_dec, best_mp4
+            xy, _conf = fill_between(cine, keys)
+    return xy, time.perf_counter() - t0
 
 
-def time_peer(frames, keys, video, mode, source, repeat):
+def run_peer(frames, keys, video, mode, source):
+    """One timed run of DUSTrack in its own interpreter; returns (xy, seconds)."""
     with tempfile.TemporaryDirectory() as tmp:
         job, out = Path(tmp) / "job.npz", Path(tmp) / "out.npz"
-        payload = {"keys": keys, "mode": np.array(mode), "repeat": np.array(repeat)}
+        payload = {"keys": keys, "mode": np.array(mode), "repeat": np.array(1)}
         payload.update({"frames": frames} if source == "decoded" else {"video": np.array(str(video))})
         np.savez(job, **payload)
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
         env["QT_QPA_PLATFORM"] = "offscreen"
         res = subprocess.run([str(PEER), str(DRIVER), str(job), str(out)], capture_output=True,
-                             text=True, env=env)
+                             text=True, env=env, cwd=tmp)
         if res.returncode:
             raise SystemExit(f"DUSTrack driver failed:\n{res.stderr[-3000:]}")
         got = np.load(out)
         return got["xy"], float(got["seconds"])
+
+
+METHODS = (("napari-dustrack", None), ("DUSTrack per label", "per_label"),
+           ("DUSTrack all labels", "all_labels"))
+
+
+def timed_runs(frames, keys, video, repeat):
+    """Best time of each method and source; the runs are interleaved so that load from other
+    processes on the machine falls on every method alike."""
+    best, xy = {}, {}
+    for _ in range(repeat):
+        for name, mode in METHODS:
+            for source in ("decoded", "mp4"):
+                if mode is None:
+                    out, sec = run_ours(frames, keys, video, source)
+                else:
+                    out, sec = run_peer(frames, keys, video, mode, source)
+                xy.setdefault((name, source), out)
+                best[name, source] = min(best.get((name, source), np.inf), sec)
+    assert np.array_equal(xy["napari-dustrack", "decoded"], xy["napari-dustrack", "mp4"],
+                          equal_nan=True), "decoded and MP4 runs differ"
+    return best, xy
 
 
 def pyramid_share(frames, keys, calls=200):
@@ -183,13 +202,10 @@ def bench(scenario, args):
     n, h, w = frames.shape
     print(f"\n## {scenario}: {n} frames {w}x{h} at {sim.fps:g} fps, {truth.shape[1]} labels, "
           f"keyframes every {every} frames ({len(idx)} keyframes, noise {NOISE_PX} px)")
-    ours, ours_dec, ours_mp4 = time_ours(frames, keys, video, args.repeat)
-    rows = [("napari-dustrack", ours, ours_dec, ours_mp4)]
-    for mode, name in (("per_label", "DUSTrack per label"), ("all_labels", "DUSTrack all labels")):
-        xy_dec, t_dec = time_peer(frames, keys, video, mode, "decoded", args.repeat)
-        _, t_mp4 = time_peer(frames, keys, video, mode, "mp4", args.repeat)
-        rows.append((name, xy_dec, t_dec, t_mp4))
-    rows.append(("linear interpolation", linear(keys), None, None))
+    best, xy = timed_runs(frames, keys, video, args.repeat)
+    ours_dec, ours_mp4 = best["napari-dustrack", "decoded"], best["napari-dustrack", "mp4"]
+    rows = [(name, xy[name, "decoded"], best[name, "decoded"], best[name, "mp4"])
+            for name, _ in METHODS]
     print(f"\n| method | RMSE px | p95 px | lost | time decoded s | x ours | time from MP4 s | x ours |")
     print("|---|---|---|---|---|---|---|---|")
     result = {}

@@ -268,7 +268,11 @@ class AnnotationSession:
         return {lab: self._points[(frame, lab)] for lab in self.labels if (frame, lab) in self._points}
 
     def __len__(self) -> int:
+        """Number of points."""
         return len(self._points)
+
+    def __bool__(self) -> bool:
+        return True  # a session without points is still a session (``if session:``)
 
     def set_point(
         self,

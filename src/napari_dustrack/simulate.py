@@ -223,7 +223,7 @@ class _Cardiac(_Scene):
         self.cx, self.cy = (W - 1) / 2.0, (H - 1) / 2.0 + 6 * g
         self.r_endo, self.r_epi = 48 * g, 78 * g
         self.apex_y, self.half_angle = -30 * g, math.radians(42)
-        pad = 12 * g + 4 * self._psf_px_max()
+        pad = 8 * g + 3 * self._psf_px_max()  # inward motion + PSF reach
         self.bounds = (-pad, W - 1 + pad, -pad, H - 1 + pad)
         myo = _random_field(rng, self.bounds, 14 * g, 0.7, 1.3)
         around = _random_field(rng, self.bounds, 22 * g, 0.25, 1.4)

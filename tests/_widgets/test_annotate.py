@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from qtpy.QtCore import QPoint, Qt
 
+from napari_dustrack.annotations import Point
 from napari_dustrack.io.table import read_points_csv, to_array
 from napari_dustrack.sidecar import points_path, sidecar_dir
 
@@ -282,7 +283,7 @@ def test_napari_point_tools_keys_labels_import_and_cheat_sheet(make_napari_viewe
     layer.add([3, 20.0, 30.0])
     layer.add([3, 22.0, 33.0])
     qtbot.waitUntil(lambda: len(layer.data) == 1, timeout=3000)
-    assert widget.session.point(3, "b") == widget.session.point(3, "b").__class__(33.0, 22.0)
+    assert widget.session.point(3, "b") == Point(33.0, 22.0)
     assert list(layer.features["label"]) == ["b"]
     # napari's select mode + delete
     layer.mode = "select"
@@ -299,7 +300,6 @@ def test_napari_point_tools_keys_labels_import_and_cheat_sheet(make_napari_viewe
 
     # label list: rename by editing the item, reorder, remove (undoable)
     widget.place(3, "a", 10.0, 10.0)
-    print("DBG", widget.session, widget.label_list.count(), widget.cine_layer, [l.name for l in viewer.layers])
     item = widget.label_list.item(0)
     item.setText("apex")
     assert widget.session.labels == ["apex", "b"] and widget.session.point(3, "apex") is not None

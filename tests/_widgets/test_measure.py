@@ -83,6 +83,7 @@ def test_form_defines_a_measure_from_checked_labels_in_order(viewer_with_points,
     widget.name_edit.setText("corner")
     widget._add_from_form()
     assert widget.measures[-1] == Measure("corner", "angle", ["b", "a", "c"])
+    assert widget._checked == [] and widget.name_edit.text() == "angle 1"  # form reset
     np.testing.assert_allclose(widget.results["annotations"]["corner [deg]"].dropna(), 90.0)
 
 

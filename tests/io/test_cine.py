@@ -136,8 +136,8 @@ def test_partial_cache_resumes_and_request_prioritises(video):
     reference = media.decode_all(video)
     from napari_dustrack.io.video import VideoReader
 
-    def make_reader():
-        return VideoReader(video, cache_bytes=0)
+    def make_reader(size):
+        return VideoReader(video, cache_bytes=0, output_size=size)
 
     cache = FrameCache(video, 30, (64, 96), make_reader, start=False)
     cache.request(25, 20, 30)  # the user looks at frame 25: fill its keyframe interval first
@@ -161,8 +161,8 @@ def test_partial_cache_resumes_and_request_prioritises(video):
 def test_second_process_does_not_fill_the_same_cache(video):
     from napari_dustrack.io.video import VideoReader
 
-    first = FrameCache(video, 30, (64, 96), lambda: VideoReader(video), start=False)
-    second = FrameCache(video, 30, (64, 96), lambda: VideoReader(video), start=False)
+    first = FrameCache(video, 30, (64, 96), lambda size: VideoReader(video), start=False)
+    second = FrameCache(video, 30, (64, 96), lambda size: VideoReader(video), start=False)
     assert first.writer and not second.writer  # the lock file is held by the first
     first.close()
     second.close()

@@ -51,6 +51,7 @@ from ..annotations import AnnotationSession, Change
 from ..errors import DustrackError
 from ..tracking.lk import LKParams, lk_track, to_gray_u8
 from . import _annotate_keys, _annotate_mouse
+from ._annotate_layers import hex_rgba, point_style, points_view, track_colours, tracks_view
 from .common import (
     META,
     TaskBar,
@@ -67,12 +68,8 @@ TRACKS_NAME = "annotation tracks"
 ROLE = "annotate"
 TAIL_LENGTH = 30
 GRAY_CACHE = 4  # frames kept for step-and-adjust
+INCREMENTAL_MAX = 64  # changes touching more points redraw the whole layer
 IMPORT_FILTER = "Point files (*.json *.csv *.h5);;DUSTrack JSON (*.json);;DeepLabCut (*.csv *.h5)"
-
-
-def _rgba(hex_colour: str, alpha: float = 1.0) -> np.ndarray:
-    c = QColor(hex_colour)
-    return np.array([c.redF(), c.greenF(), c.blueF(), alpha])
 
 
 def _swatch(hex_colour: str) -> QIcon:
@@ -104,6 +101,9 @@ class AnnotateWidget(QWidget):
         self._carry_worker = None
         self._keys_dialog = None
         self._holder = {"session": None}
+        self._row_keys: list[tuple[int, str]] = []  # (frame, label) of each row of our layer
+        self._row_index: dict[tuple[int, str], int] = {}
+        self._label_rgba: dict[str, np.ndarray] = {}
         self._tracks_timer = QTimer(self)
         self._tracks_timer.setSingleShot(True)
         self._tracks_timer.setInterval(100)
@@ -378,41 +378,68 @@ class AnnotateWidget(QWidget):
         return True
 
     def refresh(self) -> None:
-        """Redraw the annotations layer from the model."""
+        """Redraw the annotations layer from the model (all rows)."""
         if not self._ensure_points_layer():
             return
         points, labels, _ = self.session.snapshot()
-        colours = {lab.name: lab.colour for lab in labels}
-        order = {lab.name: i for i, lab in enumerate(labels)}
-        keys = sorted(points, key=lambda k: (k[0], order.get(k[1], len(order))))
-        rows = [points[k] for k in keys]
-        data = np.array([(f, p.y, p.x) for (f, _), p in zip(keys, rows)], dtype=float).reshape(-1, 3)
-        features = pd.DataFrame({
-            "label": pd.Series([lab for _, lab in keys], dtype=object),
-            "source": pd.Series([p.source for p in rows], dtype=object),
-            "confidence": np.array([p.confidence for p in rows], dtype=float),
-            "reviewed": np.array([p.reviewed for p in rows], dtype=bool),
-        })
-        face = np.zeros((len(rows), 4))
-        border = np.zeros((len(rows), 4))
-        for i, ((_, lab), p) in enumerate(zip(keys, rows)):
-            colour = colours.get(lab, "#ffffff")
-            if p.manual:  # solid, white rim
-                face[i], border[i] = _rgba(colour), (1, 1, 1, 1)
-            elif p.reviewed:  # accepted flow: half-filled
-                face[i], border[i] = _rgba(colour, 0.45), _rgba(colour)
-            else:  # flow awaiting review: hollow
-                face[i], border[i] = (0, 0, 0, 0), _rgba(colour)
+        view = points_view(points, labels)
         layer = self.points_layer
         with self._writing():
             layer.selected_data = set()
-            layer.data = data
-            layer.features = features
-            if len(rows):
-                layer.face_color = face
-                layer.border_color = border
+            layer.data = view["data"]
+            layer.features = view["features"]
+            if len(view["keys"]):
+                layer.face_color = view["face"]
+                layer.border_color = view["border"]
+        self._row_keys = view["keys"]
+        self._row_index = {key: i for i, key in enumerate(self._row_keys)}
+        self._label_rgba = {lab.name: hex_rgba(lab.colour) for lab in labels}
         self._update_feature_defaults()
         self._update_controls()
+
+    def _update_rows(self, change: Change) -> bool:
+        """Apply a small change to the layer row by row (a full redraw of a long cine's points
+        costs far more than a click); False if a full redraw is needed instead."""
+        layer = self.points_layer
+        if (change.labels is not None or len(change.points) > INCREMENTAL_MAX or layer is None
+                or layer not in self.viewer.layers or len(layer.data) != len(self._row_keys)
+                or any(key[1] not in self._label_rgba for key in change.points)):
+            return False
+        features = layer.features
+        columns = {c: features.columns.get_loc(c) for c in ("source", "confidence", "reviewed")}
+        removed = []
+        with self._writing():
+            for key, p in change.points.items():
+                i = self._row_index.get(key)
+                if p is None:
+                    if i is not None:
+                        removed.append(i)
+                    continue
+                if i is None:  # new row: napari takes its features (and text) from the defaults
+                    layer.feature_defaults = {"label": key[1], "source": p.source,
+                                              "confidence": p.confidence, "reviewed": p.reviewed}
+                    layer.add(np.array([[key[0], p.y, p.x]]))
+                    i = len(layer.data) - 1
+                    self._row_keys.append(key)
+                    self._row_index[key] = i
+                else:
+                    layer.data[i] = (key[0], p.y, p.x)
+                    features.iat[i, columns["source"]] = p.source
+                    features.iat[i, columns["confidence"]] = p.confidence
+                    features.iat[i, columns["reviewed"]] = p.reviewed
+                face, border = point_style(self._label_rgba[key[1]], p.manual, p.reviewed)
+                layer.face_color[i] = face
+                layer.border_color[i] = border
+            if removed:
+                layer.remove(removed)
+                gone = set(removed)
+                self._row_keys = [k for i, k in enumerate(self._row_keys) if i not in gone]
+                self._row_index = {key: i for i, key in enumerate(self._row_keys)}
+            layer.selected_data = set()
+            layer.refresh()
+        self._update_feature_defaults()
+        self._update_controls()
+        return True
 
     def refresh_tracks(self) -> None:
         """Redraw the tracks layer (one track per label; gaps are left out, never NaN)."""
@@ -420,19 +447,15 @@ class AnnotateWidget(QWidget):
         if self.session is None:
             return
         points, labels, _ = self.session.snapshot()
-        ids = {lab.name: i + 1 for i, lab in enumerate(labels)}
-        keys = sorted((ids[lab], f) for f, lab in points if lab in ids)
-        name_of = {i: name for name, i in ids.items()}
-        data = np.array([(i, f, points[(f, name_of[i])].y, points[(f, name_of[i])].x) for i, f in keys],
-                        dtype=float).reshape(-1, 4)
+        data, features = tracks_view(points, labels)
         layer = self.tracks_layer
         if len(data) == 0:
             if layer is not None and layer in self.viewer.layers:
                 self.viewer.layers.remove(layer)
             self.tracks_layer = None
             return
-        features = {"label": np.array([name_of[int(i)] for i in data[:, 0]], dtype=object)}
-        colormap = self._track_colormap(sorted({int(i) for i in data[:, 0]}), labels)
+        colours, controls = track_colours(sorted({int(i) for i in data[:, 0]}), labels)
+        colormap = Colormap(colours, controls=controls, name="dustrack-labels")
         if layer is None or layer not in self.viewer.layers:
             cine = self.cine_layer
             with self._keep_frame():
@@ -450,16 +473,6 @@ class AnnotateWidget(QWidget):
             layer.features = features
             layer.colormaps_dict = {"track_id": colormap}
             layer.color_by = "track_id"
-
-    @staticmethod
-    def _track_colormap(present_ids, labels) -> Colormap:
-        # napari maps a track's id to 0..1 over the ids present: place each colour there
-        colours = [labels[i - 1].colour for i in present_ids]
-        lo, hi = present_ids[0], present_ids[-1]
-        if hi == lo:
-            return Colormap([_rgba(colours[0]), _rgba(colours[0])], controls=[0, 1], name="dustrack-labels")
-        controls = [(i - lo) / (hi - lo) for i in present_ids]
-        return Colormap([_rgba(c) for c in colours], controls=controls, name="dustrack-labels")
 
     @contextmanager
     def _writing(self):
@@ -483,7 +496,7 @@ class AnnotateWidget(QWidget):
             self._refresh_label_list()
         if self._in_layer_event:  # napari is mid-edit of the layer: redraw after it finishes
             QTimer.singleShot(0, self.refresh)
-        else:
+        elif not self._update_rows(change):
             self.refresh()
         self._tracks_timer.start()
 
@@ -532,13 +545,13 @@ class AnnotateWidget(QWidget):
     # ================================================================== labels
     def _refresh_label_list(self) -> None:
         session = self.session
-        names = session.labels if session else []
+        names = session.labels if session is not None else []
         if self.current_label not in names:
             self.current_label = names[0] if names else None
         lst = self.label_list
         lst.blockSignals(True)
         lst.clear()
-        for i, lab in enumerate(session.label_items if session else []):
+        for i, lab in enumerate(session.label_items if session is not None else []):
             item = QListWidgetItem(_swatch(lab.colour), lab.name)
             item.setFlags(item.flags() | Qt.ItemIsEditable)
             item.setToolTip(f"key {i + 1}" if i < 9 else "")
@@ -688,13 +701,13 @@ class AnnotateWidget(QWidget):
         self.jump_spin.selectAll()
 
     def previous_keyframe(self) -> None:
-        self._jump(self.session.previous_keyframe(self.frame) if self.session else None, "keyframe before")
+        self._jump(self.session.previous_keyframe(self.frame) if self.session is not None else None, "keyframe before")
 
     def next_keyframe(self) -> None:
-        self._jump(self.session.next_keyframe(self.frame) if self.session else None, "keyframe after")
+        self._jump(self.session.next_keyframe(self.frame) if self.session is not None else None, "keyframe after")
 
     def next_missing(self) -> None:
-        self._jump(self.session.next_missing(self.frame) if self.session else None,
+        self._jump(self.session.next_missing(self.frame) if self.session is not None else None,
                    "frame lacking a label besides")
 
     def _jump(self, frame: int | None, what: str) -> None:
@@ -900,10 +913,10 @@ class AnnotateWidget(QWidget):
 
     def _segment(self) -> tuple[int, int]:
         f = self.frame
-        keys = self.session.keyframes() if self.session else []
-        lo = f if f in keys else (self.session.previous_keyframe(f) if self.session else None)
-        hi = self.session.next_keyframe(f) if self.session else None
-        last = (self.session.n_frames or 1) - 1 if self.session else 0
+        keys = self.session.keyframes() if self.session is not None else []
+        lo = f if f in keys else (self.session.previous_keyframe(f) if self.session is not None else None)
+        hi = self.session.next_keyframe(f) if self.session is not None else None
+        last = (self.session.n_frames or 1) - 1 if self.session is not None else 0
         return (0 if lo is None else lo), (last if hi is None else hi)
 
     def accept_range(self, start: int | None = None, end: int | None = None) -> int:
@@ -959,8 +972,8 @@ class AnnotateWidget(QWidget):
 
     def _update_controls(self) -> None:
         s = self.session
-        self.undo_button.setEnabled(bool(s and s.can_undo))
-        self.redo_button.setEnabled(bool(s and s.can_redo))
+        self.undo_button.setEnabled(s is not None and s.can_undo)
+        self.redo_button.setEnabled(s is not None and s.can_redo)
         if s is not None:
             self.undo_button.setToolTip(f"Undo {s.undo_action} (Ctrl+Z)" if s.can_undo else "Ctrl+Z")
             self.redo_button.setToolTip(f"Redo {s.redo_action} (Ctrl+Shift+Z)" if s.can_redo else "")

@@ -233,12 +233,16 @@ class MeasureWidget(QWidget):
         self.refresh()
 
     def _maybe_load_measures(self) -> None:
-        """Load the cine's saved measures once, when its layer first appears."""
+        """Load a cine's saved measures when its layer appears.
+
+        A cine without saved measures keeps the current ones (the same protocol is usually
+        measured on the next video); they are saved with it at the next change.
+        """
         path = self.measures_file()
         if path is None or str(path) == self._measures_loaded_for:
             return
         self._measures_loaded_for = str(path)
-        if path.is_file() and not self.measures:
+        if path.is_file():
             try:
                 self.measures = load_measures(path)
             except DustrackError as exc:
@@ -278,7 +282,10 @@ class MeasureWidget(QWidget):
     def _measures_changed(self) -> None:
         path = self.measures_file()
         if path is not None:
-            save_measures(self.measures, path)
+            try:
+                save_measures(self.measures, path)
+            except OSError as exc:  # e.g. a read-only disc: keep working, say so
+                notify_error(DustrackError(f"measures not saved ({exc.strerror or exc})", path))
         self._update_measure_list()
         self.refresh()
 
@@ -322,6 +329,8 @@ class MeasureWidget(QWidget):
         except DustrackError as exc:
             notify_error(exc)
             return
+        for i in range(self.label_list.count()):  # a fresh form for the next measure
+            self.label_list.item(i).setCheckState(Qt.Unchecked)
         self._on_kind(self.kind_combo.currentText())
 
     def _remove_selected(self) -> None:

@@ -14,6 +14,12 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, backup: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success move it over ``path``.
@@ -30,6 +36,7 @@ def atomic_path(path: str | os.PathLike, backup: bool = True) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal permissions
     try:
         yield tmp
         with open(tmp, "rb+") as fh:  # data on disk before the rename makes it visible

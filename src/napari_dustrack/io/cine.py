@@ -259,10 +259,13 @@ class Cine:
         from .framecache import FrameCache
         from .video import VideoReader
 
-        path, index = self.path, self._source.index
+        path, index, full = self.path, self._source.index, self.frame_shape
 
-        def make_reader():  # must not reference the Cine (see the finalizer below)
-            return VideoReader(path, cache_bytes=0, threads=2, index=index)
+        def make_reader(size):  # must not reference the Cine (see the finalizer below)
+            reduced = tuple(size) != tuple(full)
+            # a reduced cache is display-only, so it may skip the deblocking filter
+            return VideoReader(path, cache_bytes=0, threads=2, index=index,
+                               output_size=size if reduced else None, fast_decode=reduced)
 
         try:
             self.frame_cache = FrameCache(self.path, len(self), self.frame_shape, make_reader,

@@ -224,14 +224,17 @@ def _to_rgb(frame: np.ndarray, scale: int) -> np.ndarray:
     if frame.dtype != np.uint8:
         lo, hi = float(np.nanmin(frame)), float(np.nanmax(frame))
         frame = np.clip((frame - lo) / (hi - lo or 1.0) * 255, 0, 255).astype(np.uint8)
-    if frame.ndim == 2:
-        frame = np.repeat(frame[:, :, None], 3, axis=2)
-    elif frame.ndim == 3 and frame.shape[2] == 4:
+    if frame.ndim == 3 and frame.shape[2] == 4:
         frame = frame[:, :, :3]
-    elif frame.ndim != 3 or frame.shape[2] != 3:
+    elif frame.ndim == 3 and frame.shape[2] == 1:
+        frame = frame[:, :, 0]
+    if not (frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] == 3)):
         raise DustrackError(f"cannot draw on a frame of shape {frame.shape}")
-    if scale > 1:
-        frame = np.repeat(np.repeat(frame, scale, axis=0), scale, axis=1)
+    if scale > 1:  # nearest neighbour: each pixel becomes a scale x scale block
+        h, w = frame.shape[:2]
+        frame = cv2.resize(frame, (w * scale, h * scale), interpolation=cv2.INTER_NEAREST_EXACT)
+    if frame.ndim == 2:
+        frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
     return np.ascontiguousarray(frame)
 
 

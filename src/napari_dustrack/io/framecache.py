@@ -66,9 +66,9 @@ class FrameCache:
     frame_shape : (H, W)
         Full frame size.
     make_reader : callable
-        Returns a fresh reader (own file handle) with ``read(i) -> (H, W) uint8`` that is
-        fast for ``i = previous + 1``, ``index.keyframe_before(i)`` and
-        ``index.keyframe_after(i)``, and ``close()``. Called in the fill thread.
+        ``make_reader((h, w))`` returns a fresh reader (own file handle) whose ``read(i)``
+        gives frame ``i`` as uint8 at the cache size ``(h, w)`` (full size or reduced), fast
+        for ``i = previous + 1``, and has ``close()``. Called in the fill thread.
     max_bytes : int
         Size budget of the cache file; above it frames are stored at reduced size.
     folder : path, optional
@@ -259,7 +259,7 @@ class FrameCache:
         reader = None
         last_save = time.monotonic()
         try:
-            reader = self._make_reader()
+            reader = self._make_reader(self.frame_shape)
             while not self._stop.is_set():
                 i = self._next_target()
                 if i is None:
@@ -279,7 +279,7 @@ class FrameCache:
             self._done.set()
 
     def _write(self, i: int, frame: np.ndarray) -> None:
-        if not self.full_res:
+        if frame.shape != self.frame_shape:
             import cv2
 
             frame = cv2.resize(frame, self.frame_shape[::-1], interpolation=cv2.INTER_AREA)

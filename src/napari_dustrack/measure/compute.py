@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DustrackError
-from ..io.table import to_array, validate
+from ..io.table import to_array
 from . import geometry as geo
 from .definitions import Measure
 from .units import Calibration
@@ -32,7 +32,8 @@ def compute(
     Parameters
     ----------
     table : DataFrame
-        A point table (any source).
+        A point table of any source, as :func:`napari_dustrack.io.points_io.read_points` or
+        :func:`napari_dustrack.io.table.validate` return it (not validated again here).
     measures : iterable of Measure
     calibration : Calibration, optional
         Pixel spacing and frame rate; without them lengths are in px and time in frames.
@@ -47,19 +48,34 @@ def compute(
         reference frame used (None when none was needed).
     """
     calibration = calibration or Calibration()
-    table = validate(table)
     measures = list(measures)
+    missing_cols = [c for c in ("frame", "label", "x", "y") if c not in table.columns]
+    if missing_cols:
+        raise DustrackError(f"not a point table: missing column(s) {', '.join(missing_cols)}")
     if n_frames is None:
         n_frames = int(table["frame"].max()) + 1 if len(table) else 0
     result = time_axis(n_frames, calibration)
+    phys, index = _all_positions(table, measures, calibration, n_frames)
     refs = {}
     for m in measures:
-        xy = positions(table, m, calibration, n_frames)
+        xy = phys[:, [index[lab] for lab in m.labels]]
         outputs, refs[m.name] = measure_values(m, xy, calibration)
         for column, values in outputs.items():
             result[column] = values
     result.attrs["reference_frames"] = refs
     return result
+
+
+def _all_positions(table, measures, calibration, n_frames) -> tuple[np.ndarray, dict[str, int]]:
+    """Physical positions ``(n_frames, L, 2)`` of every label a measure uses, read once."""
+    present = set(table["label"].unique())
+    for m in measures:
+        missing = [lab for lab in m.labels if lab not in present]
+        if missing:
+            raise DustrackError(f"measure {m.name!r}: label(s) {missing} not in the point table")
+    needed = list(dict.fromkeys(lab for m in measures for lab in m.labels))
+    xy, _ = to_array(table, needed, n_frames)
+    return calibration.to_physical(xy), {lab: i for i, lab in enumerate(needed)}
 
 
 def time_axis(n_frames: int, calibration: Calibration) -> pd.DataFrame:
@@ -69,16 +85,6 @@ def time_axis(n_frames: int, calibration: Calibration) -> pd.DataFrame:
     if calibration.time_column():
         out[calibration.time_column()] = frames * calibration.frame_interval
     return out
-
-
-def positions(table: pd.DataFrame, measure: Measure, calibration: Calibration, n_frames: int) -> np.ndarray:
-    """Physical positions ``(n_frames, n_labels, 2)`` of the measure's labels (NaN if missing)."""
-    present = set(table["label"])
-    missing = [lab for lab in measure.labels if lab not in present]
-    if missing:
-        raise DustrackError(f"measure {measure.name!r}: label(s) {missing} not in the point table")
-    xy, _ = to_array(table, measure.labels, n_frames)
-    return calibration.to_physical(xy)
 
 
 def measure_values(

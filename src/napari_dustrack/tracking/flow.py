@@ -45,6 +45,7 @@ Confidence (0..1, documented choices):
 from __future__ import annotations
 
 import os
+import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -63,6 +64,7 @@ RSTC_EPS = 0.01
 CACHE_BYTES = 512 * 2**20  # frames kept for backward sweeps before a forced sweep
 MIN_SWEEP = 8  # pairs: smaller sweeps are merged into the next one
 MIN_BLOCK = 16  # frames: shortest block of a long backward propagation
+PREFETCH = 8  # frames decoded ahead by a reader thread (0: read in the tracking thread)
 # Backward sweeps run beside the forward visit in a second thread when there are cores to spare
 # (OpenCV's LK already spreads its points over two threads; on two cores a second sweep thread
 # only contends).
@@ -511,11 +513,12 @@ def _run(frames, keys, params, ext_fwd, ext_bwd, progress, cancel, labels, cache
 
     failure = None
     f = start
+    reader = _Prefetch(frames, start, stop) if _prefetch_wanted(frames) else _Direct(frames)
     try:
         for f in range(start, stop + 1):
             if cancel is not None and cancel.is_set():
                 raise Cancelled()
-            img = _read(frames, f, path, shape)
+            img = _read(reader, f, path, shape)
             if shape is None:
                 shape = img.shape
                 _check_inside(keys, shape, labels, path)
@@ -544,6 +547,7 @@ def _run(frames, keys, params, ext_fwd, ext_bwd, progress, cancel, labels, cache
         _drain(pending)
         raise
     finally:
+        reader.close()
         if worker is not None:
             worker.shutdown(wait=True)
     if failure is not None:
@@ -586,9 +590,69 @@ def _count_pairs(plan: _Plan, start: int, stop: int) -> int:
     return int(fwd + bwd)
 
 
-def _read(frames, i: int, path, shape) -> np.ndarray:
+def _prefetch_wanted(frames) -> bool:
+    """Decode ahead in a thread for readers (videos...), not for arrays already in memory."""
+    return PREFETCH > 0 and not isinstance(frames, np.ndarray)
+
+
+class _Direct:
+    """Frames read when asked."""
+
+    def __init__(self, frames):
+        self.frames = frames
+
+    def get(self, i: int):
+        return to_gray_u8(self.frames[i])
+
+    def close(self) -> None:
+        pass
+
+
+class _Prefetch:
+    """Frames ``start..stop`` read in order by a thread, ``PREFETCH`` ahead of the tracking.
+
+    Decoding (PyAV, OpenCV, dask) releases the GIL, so it overlaps the LK calls; the order of
+    reads is unchanged and each frame is read once.
+    """
+
+    def __init__(self, frames, start: int, stop: int):
+        self._queue: queue.Queue = queue.Queue(maxsize=PREFETCH)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._work, args=(frames, start, stop),
+                                        name="dustrack-prefetch", daemon=True)
+        self._thread.start()
+
+    def _work(self, frames, start, stop) -> None:
+        for i in range(start, stop + 1):
+            try:
+                item = (i, to_gray_u8(frames[i]), None)
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+                item = (i, None, exc)
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(item, timeout=0.05)
+                    break
+                except queue.Full:
+                    continue
+            if item[2] is not None or self._stop.is_set():
+                return
+
+    def get(self, i: int):
+        j, img, exc = self._queue.get()
+        if j != i:  # cannot happen: frames are consumed in the order they are read
+            raise RuntimeError(f"prefetch out of order: wanted frame {i}, got {j}")
+        if exc is not None:
+            raise exc
+        return img
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _read(reader, i: int, path, shape) -> np.ndarray:
     try:
-        img = to_gray_u8(frames[i])
+        img = reader.get(i)
     except DustrackError as exc:
         raise FlowError(f"frame {i} could not be decoded ({exc.problem})",
                         exc.path or path) from None

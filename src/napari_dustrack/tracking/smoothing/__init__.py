@@ -26,7 +26,7 @@ from .baselines import kalman_rts, savgol, segments
 from .chunks import Chunk, fields_chunk, plan_chunks, run_chunk, task_source
 from .fusion import FusionParams, fuse_segment
 from .motion import Grid, reference_positions
-from .windows import accumulate, dustrack_chunk, field_steppers, finish
+from .windows import accumulate, accumulate_translation, dustrack_chunk, field_steppers, finish
 
 MODES = ("fusion", "dustrack", "fast")
 
@@ -153,8 +153,14 @@ def _from_fields(xy, ref, parts, window, mode, confidence, grid, fusion):
     fwd = np.concatenate([p[0] for p in parts])
     bwd = np.concatenate([p[1] for p in parts])
     if mode == "fast":
-        step_f, step_b = field_steppers(fwd, bwd, ref, grid)
-        sums, counts = accumulate(xy, window, 0, len(xy) - window + 1, step_f, step_b)
+        if grid.n == 1:  # the label moves as a whole: closed form over the window shifts
+            fallback = np.nan_to_num(np.diff(ref, axis=0))
+            disp = fwd[:, :, 0].astype(np.float64)
+            disp = np.where(np.isfinite(disp), disp, fallback)
+            sums, counts = accumulate_translation(xy, window, disp)
+        else:
+            step_f, step_b = field_steppers(fwd, bwd, ref, grid)
+            sums, counts = accumulate(xy, window, 0, len(xy) - window + 1, step_f, step_b)
         return finish(xy, sums, counts)
     out = np.array(xy, copy=True)
     for lab in range(xy.shape[1]):

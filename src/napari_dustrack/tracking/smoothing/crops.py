@@ -39,10 +39,17 @@ def point_boxes(groups: list[np.ndarray], shape: tuple[int, int], margin: int,
     """
     h, w = shape
     boxes = []
-    for i, pts in enumerate(groups):
-        pts = pts[np.isfinite(pts).all(axis=1)]
-        if len(pts) == 0:
+    if not groups:
+        return []
+    same = all(len(g) == len(groups[0]) for g in groups)
+    stacked = np.stack(groups) if same else None
+    for i in range(len(groups)):
+        pts = stacked[i] if same else groups[i]
+        ok = np.isfinite(pts).all(axis=1)
+        if not ok.any():
             continue
+        if not ok.all():
+            pts = pts[ok]
         x0, y0 = np.floor(pts.min(axis=0)).astype(int) - margin
         x1, y1 = np.ceil(pts.max(axis=0)).astype(int) + margin + 1
         boxes.append([max(0, y0), min(h, y1), max(0, x0), min(w, x1), [i]])

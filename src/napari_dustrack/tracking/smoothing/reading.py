@@ -23,7 +23,8 @@ def read_ahead(frames, indices: Iterable[int], depth: int = 3) -> Iterator[tuple
     optical flow on the frames already read.
     """
     indices = list(indices)
-    if len(indices) < 2:
+    if isinstance(frames, np.ndarray) or len(indices) < 2:
+        # frames already in memory: a thread would only add GIL hand-overs
         for t in indices:
             yield t, _gray(frames, t)
         return

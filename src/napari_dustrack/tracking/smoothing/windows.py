@@ -19,9 +19,10 @@ from typing import Callable
 import numpy as np
 
 from ...errors import Cancelled
-from ..lk import LKParams, rstc_weight, to_gray_u8
+from ..lk import LKParams, rstc_weight
 from .crops import lk_groups
 from .motion import Grid, interpolate
+from .reading import read_ahead
 
 RSTC_EPS = 0.01  # DUSTrack's epsilon in the window blend
 
@@ -104,6 +105,32 @@ def accumulate(xy: np.ndarray, window: int, s0: int, s1: int, step_fwd: Step, st
     return sums, counts
 
 
+def accumulate_translation(xy: np.ndarray, window: int, disp: np.ndarray):
+    """:func:`accumulate` for all windows when each label moves as a whole between frames.
+
+    With ``disp[t]`` (L, 2) the motion t -> t+1 (the same for every point of the label, and
+    its negative backwards), the forward path of window ``s`` is ``xy[s] + D(t) - D(s)`` and the
+    backward one ``xy[e] - D(e) + D(t)`` with ``D`` the cumulated motion, so the blended sum
+    over windows is ``count(t) D(t)`` plus a weighted sum over ``W`` shifts: O(W) array
+    operations instead of a loop over frames.
+    """
+    n, n_lab = xy.shape[:2]
+    n_win = n - window + 1
+    wf, wb = blend_weights(window)
+    valid = valid_windows(xy, window)
+    cum = np.concatenate([np.zeros((1, n_lab, 2)), np.cumsum(disp, axis=0)])
+    x32 = xy.astype(np.float32).astype(np.float64)
+    a = np.where(valid[..., None], x32[:n_win] - cum[:n_win], 0.0)
+    c = np.where(valid[..., None], x32[window - 1:] - cum[window - 1:], 0.0)
+    sums = np.zeros((n, n_lab, 2))
+    counts = np.zeros((n, n_lab), dtype=np.int64)
+    for k in range(window):  # frame t = s + k
+        sums[k:k + n_win] += wf[k] * a + wb[k] * c
+        counts[k:k + n_win] += valid
+    sums += counts[..., None] * cum
+    return sums, counts
+
+
 def lk_steppers(frames: dict[int, np.ndarray], params: LKParams, exact: bool = True):
     """Steppers that move window points with LK on the frames (``dustrack`` mode)."""
 
@@ -148,19 +175,35 @@ def finish(xy: np.ndarray, sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return out
 
 
+class _Lazy(dict):
+    """Frames by index, pulled from an in-order reader the first time each is asked for."""
+
+    def __init__(self, reader, known: dict):
+        super().__init__(known)
+        self.reader = reader
+
+    def __missing__(self, t):
+        for i, img in self.reader:
+            self[i] = img
+            if i == t:
+                return img
+        raise KeyError(t)
+
+
 def dustrack_chunk(frames, xy: np.ndarray, window: int, s0: int, s1: int,
                    params: LKParams = LKParams(), cache: dict | None = None,
                    progress: Callable[[int], None] | None = None, cancel=None):
     """Window sums for starts ``s0 <= s < s1`` by LK on the frames (``dustrack`` mode).
 
-    The chunk's frames (``s0 .. s1 + W - 2``) are decoded once, in order, and kept as
-    grayscale for the backward pass; ``cache`` (frame -> gray image) lets a sequential caller
-    hand the overlap with the previous chunk over instead of decoding it again.
+    The chunk's frames (``s0 .. s1 + W - 2``) are decoded once, in order, ahead of the forward
+    pass, and kept as grayscale for the backward pass; ``cache`` (frame -> gray image) lets a
+    sequential caller hand the overlap with the previous chunk over instead of decoding it
+    again. Returns ``(sums, counts, cache for the next chunk)``.
     """
     stop = s1 + window - 1
-    imgs = {}
-    for t in range(s0, stop):
-        imgs[t] = cache[t] if cache and t in cache else to_gray_u8(np.asarray(frames[t]))
+    known = {t: img for t, img in (cache or {}).items() if s0 <= t < stop}
+    reader = read_ahead(frames, [t for t in range(s0, stop) if t not in known])
+    imgs = _Lazy(reader, known)
     fwd, bwd = lk_steppers(imgs, params)
 
     def tick():
@@ -169,5 +212,8 @@ def dustrack_chunk(frames, xy: np.ndarray, window: int, s0: int, s1: int,
         if progress:
             progress(1)
 
-    sums, counts = accumulate(xy, window, s0, s1, fwd, bwd, tick)
+    try:
+        sums, counts = accumulate(xy, window, s0, s1, fwd, bwd, tick)
+    finally:
+        reader.close()
     return sums, counts, {t: imgs[t] for t in range(max(s0, s1), stop)}

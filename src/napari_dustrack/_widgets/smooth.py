@@ -1,0 +1,157 @@
+"""The "Smooth" tab: optical-flow smoothing of a points layer into a ``smoothed`` Tracks layer."""
+
+from __future__ import annotations
+
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtWidgets import (
+    QComboBox, QDoubleSpinBox, QFormLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout, QWidget,
+)
+
+from ..errors import DustrackError
+from ..io.layers import points_to_table, table_to_points, table_to_tracks
+from ..commands.smooth import tracks_array
+from ..io.table import from_array
+from .common import TaskBar, cine_info, find_cine_layer, open_frames
+
+OUT_TRACKS = "smoothed"
+OUT_POINTS = "smoothed points"
+MODES = ("fusion", "dustrack", "fast")
+
+
+class SmoothWidget(QWidget):
+    """Choose the source points layer, the window and the mode; run in the background.
+
+    The result is a Tracks layer ``smoothed`` and a Points layer ``smoothed points``
+    (``source=smoothed``), shown beside the input.
+    """
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.source = QComboBox(self)
+        self.seconds = QDoubleSpinBox(self)
+        self.seconds.setRange(0.01, 60.0)
+        self.seconds.setSingleStep(0.1)
+        self.seconds.setValue(0.5)
+        self.seconds.setSuffix(" s")
+        self.frames = QSpinBox(self)
+        self.frames.setRange(2, 100000)
+        self.frames.setValue(15)
+        self.frames.setSuffix(" frames")
+        self.mode = QComboBox(self)
+        self.mode.addItems(MODES)
+        self.run_button = QPushButton("Smooth", self)
+        self.run_button.clicked.connect(self.run)
+        self.hint = QLabel("", self)
+        self.hint.setWordWrap(True)
+        self.taskbar = TaskBar(self)
+
+        form = QFormLayout()
+        form.addRow("source points", self.source)
+        form.addRow("window", self.seconds)
+        form.addRow("", self.frames)
+        form.addRow("mode", self.mode)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.run_button)
+        layout.addWidget(self.taskbar)
+        layout.addWidget(self.hint)
+        layout.addStretch(1)
+
+        self.seconds.valueChanged.connect(self._seconds_changed)
+        self.frames.valueChanged.connect(self._frames_changed)
+        for event in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed):
+            event.connect(self._refresh)
+        self._refresh()
+
+    # -- layer bookkeeping -------------------------------------------------------------------
+    def _fps(self):
+        return cine_info(find_cine_layer(self.viewer)).get("fps")
+
+    def _refresh(self, *_):
+        current = self.source.currentText()
+        names = [layer.name for layer in self.viewer.layers
+                 if layer._type_string == "points" and layer.name != OUT_POINTS]
+        self.source.blockSignals(True)
+        self.source.clear()
+        self.source.addItems(names)
+        if current in names:
+            self.source.setCurrentText(current)
+        self.source.blockSignals(False)
+        fps = self._fps()
+        self.seconds.setEnabled(bool(fps))
+        if fps:
+            self._seconds_changed(self.seconds.value())
+        self.hint.setText("" if fps or find_cine_layer(self.viewer) is None else
+                          "This cine has no frame rate: set the window in frames.")
+
+    def _seconds_changed(self, value):
+        fps = self._fps()
+        if fps:
+            self.frames.blockSignals(True)
+            self.frames.setValue(max(2, int(round(value * fps))))
+            self.frames.blockSignals(False)
+
+    def _frames_changed(self, value):
+        fps = self._fps()
+        if fps:
+            self.seconds.blockSignals(True)
+            self.seconds.setValue(value / fps)
+            self.seconds.blockSignals(False)
+
+    # -- running -----------------------------------------------------------------------------
+    def run(self):
+        """Smooth the chosen layer in a worker thread (progress bar, Cancel)."""
+        from ..tracking.smoothing import smooth
+
+        cine = find_cine_layer(self.viewer)
+        name = self.source.currentText()
+        if cine is None or not name:
+            show_error("Open a cine and choose a points layer to smooth.")
+            return None
+        points = self.viewer.layers[name]
+        table = points_to_table(points.data, points.features)
+        n_frames = int(cine_info(cine).get("n_frames") or cine.data.shape[0])
+        try:  # the same conversion as the command line, so both give the same result
+            xy, conf, labels = tracks_array(table, n_frames, name)
+        except DustrackError as exc:
+            show_error(str(exc))
+            return None
+        frames = open_frames(cine)
+        mode, window = self.mode.currentText(), int(self.frames.value())
+
+        def done(out):
+            self._show(out, labels, conf, cine)
+            _close(frames)
+
+        return self.taskbar.run(smooth, frames, xy, window, mode, confidence=conf, labels=labels,
+                                on_done=done, on_cancel=lambda _: _close(frames),
+                                label=f"smoothing ({mode})")
+
+    def _show(self, out, labels, conf, cine):
+        table = from_array(out, labels, source="smoothed", confidence=conf)
+        scale = tuple(cine.scale)
+        data, features = table_to_tracks(table, labels)
+        if OUT_TRACKS in self.viewer.layers:
+            layer = self.viewer.layers[OUT_TRACKS]
+            layer.data, layer.features = data, features
+        else:
+            self.viewer.add_tracks(data, features=features, name=OUT_TRACKS, scale=scale,
+                                   tail_length=10)
+        pdata, pfeatures = table_to_points(table)
+        if OUT_POINTS in self.viewer.layers:
+            layer = self.viewer.layers[OUT_POINTS]
+            layer.data, layer.features = pdata, pfeatures
+        else:
+            self.viewer.add_points(pdata, features=pfeatures, name=OUT_POINTS, scale=scale,
+                                   size=4, face_color="transparent", border_color="yellow")
+        show_info(f"smoothed {len(labels)} label(s) into '{OUT_TRACKS}'")
+
+
+def _close(frames):
+    close = getattr(frames, "close", None)
+    if close is not None:
+        try:
+            close()
+        except DustrackError:
+            pass
