@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/bench_flow.py                       # both scenarios, best of 3 runs
+    python benchmarks/bench_flow.py                       # both scenarios, best of 3 runs each
     python benchmarks/bench_flow.py --scenarios cardiac --repeat 1 --frames 120
 
 For each simulator scenario (``napari_dustrack.simulate``) the cine is written as H.264 MP4
@@ -19,7 +19,9 @@ decoded frames and the same keyframes:
 DUSTrack runs in its own virtual environment (``benchmarks/_envs/dustrack``, created with
 ``pip install dustrack==1.3.2`` when missing) through ``benchmarks/dustrack_rstc_driver.py``.
 
-Timings, best of ``--repeat`` runs, wall clock:
+Timings, wall clock, best of ``--repeat`` runs per method, the runs of all methods interleaved
+(ours, then each DUSTrack variant, then again) so that load from other processes falls on all
+alike; DUSTrack's interpreter start and imports are outside its timed region:
 
 * *decoded*: frames already decoded into memory (a numpy array, handed to DUSTrack behind its
   reader interface): decoding is outside the timed region for both.
@@ -120,7 +122,10 @@ def run_peer(frames, keys, video, mode, source):
     with tempfile.TemporaryDirectory() as tmp:
         job, out = Path(tmp) / "job.npz", Path(tmp) / "out.npz"
         payload = {"keys": keys, "mode": np.array(mode), "repeat": np.array(1)}
-        payload.update({"frames": frames} if source == "decoded" else {"video": np.array(str(video))})
+        if source == "decoded":
+            payload["frames"] = frames
+        else:
+            payload["video"] = np.array(str(video))
         np.savez(job, **payload)
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
         env["QT_QPA_PLATFORM"] = "offscreen"
@@ -184,7 +189,8 @@ def pyramid_share(frames, keys, calls=200):
         best_deriv = min(best_deriv, (t1 - t0) / calls)
         best_build = min(best_build, (t1 - t0 + t2 - t1) / calls)
     bound = best_call / max(best_call - best_build + 0.5 * best_deriv, 1e-9)
-    print(f"\nOne LK call ({len(pts)} points): {best_call * 1e3:.3f} ms; building its two pyramids: "
+    print(f"\nOne LK call ({len(pts)} points): {best_call * 1e3:.3f} ms; building its two "
+          f"pyramids: "
           f"{best_build * 1e3:.3f} ms ({100 * best_build / best_call:.0f}%). Perfect pyramid reuse "
           f"would make the LK work at most {bound:.2f}x faster.")
     return dict(call_ms=best_call * 1e3, pyramids_ms=best_build * 1e3, reuse_bound=bound)
@@ -206,14 +212,16 @@ def bench(scenario, args):
     ours_dec, ours_mp4 = best["napari-dustrack", "decoded"], best["napari-dustrack", "mp4"]
     rows = [(name, xy[name, "decoded"], best[name, "decoded"], best[name, "mp4"])
             for name, _ in METHODS]
-    print(f"\n| method | RMSE px | p95 px | lost | time decoded s | x ours | time from MP4 s | x ours |")
+    print("\n| method | RMSE px | p95 px | lost | time decoded s | x ours "
+          "| time from MP4 s | x ours |")
     print("|---|---|---|---|---|---|---|---|")
     result = {}
     for name, xy, t_dec, t_mp4 in rows:
         d = errors(xy, truth, idx)
         rmse, p95 = stats(d)
         lost = int((~np.isfinite(d)).sum())
-        fmt = lambda t, ref: ("-", "-") if t is None else (f"{t:.3f}", f"{t / ref:.1f}")  # noqa: E731
+        fmt = lambda t, ref: (  # noqa: E731
+            ("-", "-") if t is None else (f"{t:.3f}", f"{t / ref:.1f}"))
         (td, rd), (tm, rm) = fmt(t_dec, ours_dec), fmt(t_mp4, ours_mp4)
         print(f"| {name} | {rmse:.3f} | {p95:.3f} | {lost} | {td} | {rd} | {tm} | {rm} |")
         result[name] = dict(rmse=rmse, p95=p95, lost=lost, seconds_decoded=t_dec, seconds_mp4=t_mp4)
@@ -226,7 +234,8 @@ def bench(scenario, args):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenarios", nargs="+", default=["cardiac", "muscle"])
-    parser.add_argument("--frames", type=int, default=None, help="frames per cine (default: the simulator's)")
+    parser.add_argument("--frames", type=int, default=None,
+                        help="frames per cine (default: the simulator's)")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per method (best kept)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="also write the numbers to this file")

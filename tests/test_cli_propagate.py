@@ -139,3 +139,15 @@ def test_undecodable_frame_writes_the_partial_table_and_says_so(tmp_path):
     flow_frames = set(out.loc[out["source"] == "flow", "frame"])
     assert flow_frames == set(range(3, 14)) - {8}  # the segments finished before frame 17
     assert len(out[out["source"] == "manual"]) == 15
+
+
+def test_rerun_on_its_own_output_recomputes_the_flow_rows(movie, tmp_path):
+    video, truth = movie
+    write_points_csv(_keyframes(truth, [4, 16]), tmp_path / "keys.csv", backup=False)
+    first = _cli(video, "--keyframes", tmp_path / "keys.csv", "--out", tmp_path / "a.csv")
+    assert first.returncode == 0, first.stderr
+    res = _cli(video, "--keyframes", tmp_path / "a.csv", "--out", tmp_path / "b.csv")
+    assert res.returncode == 0, res.stderr
+    assert "ignored 33 unreviewed flow/model row(s)" in res.stdout
+    pd.testing.assert_frame_equal(read_points_csv(tmp_path / "a.csv"),
+                                  read_points_csv(tmp_path / "b.csv"))

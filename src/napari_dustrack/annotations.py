@@ -142,6 +142,7 @@ class AnnotationSession:
         self._undo: list[_Edit] = []
         self._redo: list[_Edit] = []
         self._table_cache: pd.DataFrame | None = None
+        self._keyframes_cache: dict[str | None, list[int]] = {}
         self.seq = 0
         self.on_change: list[Callable[[Change], None]] = []
         self.video: Path | None = None
@@ -373,18 +374,19 @@ class AnnotationSession:
             raise DustrackError(f"flow result of shape {xy.shape} does not match "
                                 f"{len(frames)} frames x {len(labels)} labels")
         conf = np.ones(xy.shape[:2]) if confidence is None else np.asarray(confidence, dtype=float)
+        conf = np.clip(np.nan_to_num(conf, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
         known = set(self.labels)
         changes: dict[Key, Point | None] = {}
-        for i, j in zip(*np.nonzero(np.isfinite(xy).all(axis=2))):
-            key = (int(frames[i]), labels[j])
-            if labels[j] not in known or not self._in_video(key[0]):
+        rows, cols = np.nonzero(np.isfinite(xy).all(axis=2))
+        for i, j, x, y, c in zip(frames[rows].tolist(), cols.tolist(), xy[rows, cols, 0].tolist(),
+                                 xy[rows, cols, 1].tolist(), conf[rows, cols].tolist()):
+            key = (i, labels[j])
+            if labels[j] not in known or not self._in_video(i):
                 continue
             old = self._points.get(key)
             if old is not None and (old.manual or (keep_reviewed and old.reviewed)):
                 continue
-            c = conf[i, j]
-            c = float(min(max(c, 0.0), 1.0)) if math.isfinite(c) else 0.0
-            changes[key] = Point(float(xy[i, j, 0]), float(xy[i, j, 1]), FLOW, c, False)
+            changes[key] = Point(x, y, FLOW, c, False)
         self._commit(action, changes)
         return len(changes)
 
@@ -431,8 +433,11 @@ class AnnotationSession:
     # ------------------------------------------------------------------ queries
     def keyframes(self, label: str | None = None) -> list[int]:
         """Frames with a manual point (of ``label``, or of any label), sorted."""
-        return sorted({f for (f, lab), p in self._points.items()
-                       if p.manual and (label is None or lab == label)})
+        with self._lock:
+            if label not in self._keyframes_cache:
+                self._keyframes_cache[label] = sorted(
+                    {f for (f, lab), p in self._points.items() if p.manual and (label is None or lab == label)})
+            return list(self._keyframes_cache[label])
 
     def previous_keyframe(self, frame: int, label: str | None = None) -> int | None:
         before = [f for f in self.keyframes(label) if f < frame]
@@ -551,6 +556,7 @@ class AnnotationSession:
             if labels is not None:
                 self._labels = list(labels)
             self._table_cache = None
+            self._keyframes_cache = {}
             self.seq += 1
             change = Change(action, dict(points), None if labels is None else tuple(labels), self.seq)
         for callback in list(self.on_change):

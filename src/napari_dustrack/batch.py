@@ -214,6 +214,22 @@ def _threads_here(per_host: dict[str, int] | None, threads: int | None) -> int |
     return max(1, cores // max(1, sharing))
 
 
+def _reported(func):
+    """Return a DustrackError as ``{"error": message}``: an expected failure of one video,
+    not a crash for distributed to log with a traceback."""
+    import functools
+
+    @functools.wraps(func)
+    def task(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except DustrackError as exc:
+            return {"error": str(exc)}
+
+    return task
+
+
+@_reported
 def probe_task(path: str) -> dict:
     """Worker: length, frame rate and frame shape of a video (a corrupt one fails here)."""
     cine = _open_cached(path)
@@ -221,6 +237,7 @@ def probe_task(path: str) -> dict:
     return {"frames": len(cine), "fps": cine.fps, "shape": list(first.shape[:2])}
 
 
+@_reported
 def predict_task(path: str, model_dir: str, sha256: str, start: int, stop: int,
                  batch_size: int, threads: int | None = None,
                  per_host: dict | None = None) -> dict:
@@ -234,6 +251,7 @@ def predict_task(path: str, model_dir: str, sha256: str, start: int, stop: int,
             "peak_rss": _peak_rss(), "pid": os.getpid()}
 
 
+@_reported
 def smooth_task(path: str, mode: str, chunk, payload: np.ndarray, window: int) -> dict:
     """Worker: the image work of one smoothing chunk (see :func:`tracking.smoothing.chunks.run_chunk`)."""
     from .tracking.lk import LKParams
@@ -460,14 +478,16 @@ class _Batch:
             fut.release()
             return  # the video failed already (its tasks were cancelled): nothing to do
         run, what, _ = entry
+        self.tasks_done += 1
         try:
             if fut.status == "error":
                 raise fut.exception()
             if fut.status != "finished":
                 raise RuntimeError(f"task {fut.status}")
             result = fut.result()
+            if "error" in result:
+                raise DustrackError(result["error"])
             run.todo.discard(what)
-            self.tasks_done += 1
             if what[0] == "probe":
                 self._start_predict(run, result)
             elif what[0] == "predict":
@@ -538,6 +558,7 @@ class _Batch:
         futs = [self.futures.pop(key)[2] for key in mine]
         if futs:
             self.client.cancel(futs)
+            self.tasks_total -= len(futs)
         run.todo.clear()
 
     def _event(self, kind: str, run: VideoRun, what: tuple) -> None:
@@ -666,6 +687,10 @@ def run_batch(
                        on_event, cancel)
         batch.run()
         peak = batch.peak_rss
+        try:
+            (out / PARTS).rmdir()  # only when empty: parts of unfinished videos stay
+        except OSError:
+            pass
     else:
         peak = {}
     summary = summary_table(runs)

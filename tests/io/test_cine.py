@@ -191,3 +191,15 @@ def test_interop_tiny_cine_frame_accurate(interop):
     for i in np.random.default_rng(5).permutation(30):
         np.testing.assert_array_equal(np.asarray(cine.data[int(i)]), reference[i])
     assert not sidecar_dir(path).exists()
+
+
+def test_dropped_cine_stops_its_fill_thread(video):
+    import gc
+
+    cine = open_cine(video)
+    cache = cine.frame_cache
+    del cine
+    gc.collect()
+    assert cache._stop.is_set()  # the finalizer ran: nothing kept the Cine alive
+    cache.wait(30)
+    assert cache._fd is None  # files released by the thread (or at once if it had finished)

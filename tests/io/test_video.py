@@ -200,3 +200,11 @@ def test_corrupt_bytes_never_escape_as_other_errors(tmp_path, frames):
             assert frame.shape == frames.shape[1:] and frame.dtype == np.uint8
             readable += 1
     assert readable >= 5  # the intact first third still decodes
+
+
+def test_cached_frames_are_read_only(h264_mp4):
+    reader = VideoReader(h264_mp4)
+    frame = reader[3]
+    with pytest.raises(ValueError):
+        frame[0, 0] = 1  # would silently change what the next reader[3] returns
+    np.testing.assert_array_equal(reader[3], media.decode_all(h264_mp4)[3])

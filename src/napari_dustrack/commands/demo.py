@@ -1,7 +1,8 @@
-"""`napari-dustrack demo`."""
+"""`napari-dustrack demo --out DIR`: the whole loop headless on a simulated cine."""
 
-from ..errors import DustrackError
+from ..demo import DemoSettings, run_demo
 
 
 def run(args) -> None:
-    raise DustrackError("'demo' is not built yet in this version")
+    settings = DemoSettings.quick() if args.quick else DemoSettings()
+    run_demo(args.out, settings)

@@ -3,8 +3,10 @@
 Fills every frame between the first and last keyframe of each label with LK + RSTC between
 consecutive keyframes (``--extend N`` also tracks N frames beyond both ends) and writes a point
 table: the keyframes' own rows unchanged (``manual``), filled rows with source ``flow`` and a
-confidence. If the video stops decoding part-way, the rows computed before the failure are
-written and the command still fails with a message saying so.
+confidence. Keyframes are the input's manual or reviewed rows (any format ``read_points``
+reads); unreviewed flow/model rows of the input are recomputed, not kept. If the video stops
+decoding part-way, the rows computed before the failure are written and the command still fails
+with a message saying so.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import pandas as pd
 
 from ..errors import DustrackError
 from ..io.points_io import read_points, write_points
-from ..io.table import from_array, validate
+from ..io.table import from_array, training_rows, validate
 from ..tracking.flow import FlowError, fill_between, keys_from_table
 
 
@@ -26,8 +28,11 @@ def run(args) -> None:
     if args.extend < 0:
         raise DustrackError(f"--extend must be >= 0, got {args.extend}")
     table = read_points(args.keyframes)
+    everything = len(table)
+    # keyframes are what a person placed or accepted; earlier flow/model output is recomputed
+    table = training_rows(table).reset_index(drop=True)
     if table.empty:
-        raise DustrackError("no keyframes in the file", args.keyframes)
+        raise DustrackError("no keyframes in the file (no manual or reviewed rows)", args.keyframes)
     cine = open_cine(args.video, frame_cache=False)  # read once, in order: no cache needed
     try:
         keys, labels = keys_from_table(table, len(cine), path=args.keyframes)
@@ -54,6 +59,8 @@ def run(args) -> None:
         f"(frames {int(out['frame'].min())}..{int(out['frame'].max())}), "
         f"{len(table)} keyframe point(s) kept"
         + (f", {lost} point(s) lost by optical flow (left out)" if lost else "")
+        + (f"; ignored {everything - len(table)} unreviewed flow/model row(s) of the input"
+           if everything > len(table) else "")
     )
 
 

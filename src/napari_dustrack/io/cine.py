@@ -75,7 +75,7 @@ def open_cine(path: str | os.PathLike, rgb: bool = False, frame_cache: bool | No
         folder ``<video>.dustrack/``) from which frames are then served. Default: on, unless
         the environment variable ``NAPARI_DUSTRACK_FRAME_CACHE=0``.
     cache_max_bytes : int, optional
-        Size budget of that cache (default 4 GiB, or ``NAPARI_DUSTRACK_FRAME_CACHE_MAX_GB``);
+        Size budget of that cache (default 6 GiB, or ``NAPARI_DUSTRACK_FRAME_CACHE_MAX_GB``);
         longer cines are cached at reduced size, for display only.
 
     Raises

@@ -3,8 +3,9 @@
 Random access into H.264 costs a seek plus decoding up to a keyframe interval of frames. A
 thread decodes the whole video once, in order, into ``<video>.dustrack/frames-<H>x<W>.u8``:
 raw uint8 frames back to back, so ``np.memmap(path, np.uint8, "r", shape=(N, H, W))`` reads
-it. Very long cines are cached at reduced size so the file stays under a byte budget; those
-frames serve display only (the caller upsamples them), never the algorithms.
+it. Very long cines are cached at reduced size (full size divided by an integer) so the file
+stays under a byte budget; those frames serve display only (the caller upsamples them),
+never the algorithms.
 
 Next to the data, ``frames-<H>x<W>.json`` records the source file it was made from (size and
 modification time) and ``frames-<H>x<W>.filled.npy`` which frames are in, so a partial cache
@@ -30,7 +31,7 @@ try:  # POSIX: keep two processes from filling the same cache
 except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
-DEFAULT_MAX_BYTES = 4 * 2**30
+DEFAULT_MAX_BYTES = 6 * 2**30
 _SAVE_EVERY_S = 2.0
 
 
@@ -40,12 +41,15 @@ def sidecar_dir(video: str | os.PathLike) -> Path:
 
 
 def cache_shape(n_frames: int, frame_shape: tuple[int, int], max_bytes: int) -> tuple[int, int]:
-    """Frame size of the cache: full size, or scaled down evenly to fit ``max_bytes``."""
+    """Frame size of the cache: full size, or divided by the smallest integer that fits
+    ``max_bytes`` (integer factors keep the shrinking cheap)."""
     h, w = frame_shape
-    if n_frames * h * w <= max_bytes:
-        return h, w
-    scale = math.sqrt(max_bytes / (n_frames * h * w))
-    return max(int(h * scale), 1), max(int(w * scale), 1)
+    factor = max(1, math.ceil(math.sqrt(n_frames * h * w / max(max_bytes, 1))))
+    while factor > 1 and n_frames * (h // (factor - 1)) * (w // (factor - 1)) <= max_bytes:
+        factor -= 1  # guard against rounding up too far
+    while n_frames * (h // factor) * (w // factor) > max_bytes and factor < min(h, w):
+        factor += 1
+    return max(h // factor, 1), max(w // factor, 1)
 
 
 def _signature(video: Path, n_frames: int, frame_shape, shape) -> dict:

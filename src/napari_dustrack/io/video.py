@@ -48,16 +48,28 @@ def frame_to_array(frame: "av.VideoFrame", rgb: bool = False,
             luma = _resize(luma, size)
         elif full:
             return luma.copy()
-        return luma if full else _LIMITED_TO_FULL[luma]
+        return luma if full else _stretch(luma)
     return _resize(frame.to_ndarray(format="gray"), size)
 
 
+def _stretch(luma: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return cv2.LUT(luma, _LIMITED_TO_FULL)  # ~5x faster than numpy's fancy indexing
+
+
 def _resize(image: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+    """Area-average shrink; exact integer factors (cropping a remainder) take OpenCV's
+    fast path, ~10-40x faster than a fractional one."""
     if size is None or tuple(size) == image.shape[:2]:
         return image
     import cv2
 
-    return cv2.resize(image, (int(size[1]), int(size[0])), interpolation=cv2.INTER_AREA)
+    h, w = int(size[0]), int(size[1])
+    ky, kx = image.shape[0] // h, image.shape[1] // w
+    if ky == kx and ky >= 1:
+        image = image[: h * ky, : w * kx]
+    return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
 
 
 def _open_container(path: Path):
@@ -230,7 +242,7 @@ class VideoReader:
             if frame is None:
                 return None
             if not isinstance(frame, np.ndarray):
-                frame = self._cache[i] = frame_to_array(frame, self.rgb, self._size)
+                frame = self._cache[i] = _frozen(frame_to_array(frame, self.rgb, self._size))
             self._cache.move_to_end(i)
             return frame
 
@@ -353,10 +365,16 @@ class VideoReader:
     def _put(self, i: int, array) -> None:
         if self._cache_limit <= 0:
             return
-        self._cache[i] = array
+        self._cache[i] = _frozen(array) if isinstance(array, np.ndarray) else array
         self._cache.move_to_end(i)
         while len(self._cache) > self._cache_limit:
             self._cache.popitem(last=False)
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    """Cached frames are shared with callers: make in-place edits fail instead of corrupting."""
+    array.flags.writeable = False
+    return array
 
 
 def _frame_rate(stream) -> float | None:

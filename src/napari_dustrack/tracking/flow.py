@@ -6,23 +6,28 @@ backward track ``B`` from the later one, blended with :func:`~.lk.rstc_weight` s
 passes exactly through both keyframes. :func:`propagate` tracks points from one frame forward or
 backward. Both run on the same engine:
 
-* Frames are decoded once, in increasing order, and converted to grayscale once.
+* Frames are decoded once, in increasing order (by a reader thread a few frames ahead of the
+  tracking, when they come from a reader rather than an array), and converted to grayscale once.
 * **Forward visit.** At each frame pair ``(u, u + 1)`` one LK call carries the forward track of
   every label whose keyframe span (or forward extension) covers the pair; a track restarts from the
   keyframe position at every keyframe.
 * **Backward sweeps.** Backward tracks need the later keyframe, so they run as soon as every
   backward track of the pairs behind the current frame has its keyframe (a *cut* frame), sweeping
-  down with one LK call per pair that carries every label. Sweeps run in a worker thread while the
-  forward visit goes on, and keep only the frames between the last sweep and the current frame
-  (a memory budget forces an earlier, partial sweep when keyframes of different labels never line
-  up).
+  down with one LK call per pair that carries every label. Only the frames between the last sweep
+  and the current frame are kept; a memory budget (``CACHE_BYTES``) forces an earlier, partial
+  sweep when keyframes of different labels never line up. With more than two CPUs the sweeps run
+  in a worker thread beside the forward visit (``SWEEP_THREAD``).
+* A long backward :func:`propagate` runs in blocks that fit the budget, top block first, each
+  block read in increasing order.
+* Backward extension (``extend`` before the first keyframe) is checked by tracking each step
+  forward again: a second forward-direction call on those pairs, the one exception to "one call
+  per pair and direction".
 
 Why no image pyramids are reused: OpenCV's Python binding of ``calcOpticalFlowPyrLK`` (4.11 and
-5.0) rejects a pre-built pyramid (a list of arrays) for ``prevImg``/``nextImg``, so every call
-builds its two pyramids internally, exactly as a call on raw images does. What is shared per frame
-is the decode and the grayscale conversion; the savings come from batching every label and every
-keyframe segment into one call per pair and direction, and from running the backward sweep
-concurrently with the forward visit.
+5.0) rejects a pre-built pyramid (a list of arrays) for ``prevImg``/``nextImg`` ("Expected
+Ptr<cv::UMat>"), so every call builds its two pyramids internally, exactly as a call on raw images
+does. What is shared per frame is the decode and the grayscale conversion; the savings come from
+batching every label and every keyframe segment into one call per pair and direction.
 
 Confidence (0..1, documented choices):
 

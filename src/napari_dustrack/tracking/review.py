@@ -16,7 +16,7 @@ import pandas as pd
 
 from ..errors import Cancelled
 from ..io.table import labels_of, to_array, validate
-from .lk import LKParams, build_pyramid, lk_track
+from .lk import LKParams, lk_track, to_gray_u8
 
 COLUMNS = ("frame", "score", "confidence", "residual_px", "label", "reason")
 
@@ -30,7 +30,8 @@ def flow_residuals(
     Parameters
     ----------
     frames : sequence of 2-D arrays
-        Visited once, in order (each pyramid is built once).
+        Visited once, in order. (OpenCV's Python binding cannot reuse a built pyramid, so
+        each LK call builds its own.)
     xy : ndarray (N, L, 2)
         Model positions, NaN where there is none.
 
@@ -44,7 +45,7 @@ def flow_residuals(
     res = np.full(xy.shape[:2], np.nan)
     if n < 2:
         return res
-    prev, cur, nxt = None, build_pyramid(frames[0], params), build_pyramid(frames[1], params)
+    prev, cur, nxt = None, to_gray_u8(frames[0]), to_gray_u8(frames[1])
     for t in range(n):
         if cancel is not None and cancel.is_set():
             raise Cancelled(partial=res)
@@ -61,7 +62,7 @@ def flow_residuals(
         res[t] = np.where(count > 0, np.where(finite, stack, 0.0).sum(axis=0) / np.maximum(count, 1),
                           np.nan)
         prev, cur = cur, nxt
-        nxt = build_pyramid(frames[t + 2], params) if t + 2 < n else None
+        nxt = to_gray_u8(frames[t + 2]) if t + 2 < n else None
         if progress:
             progress(t + 1, n)
     return res

@@ -5,6 +5,13 @@ Importing this package does not import torch; the modules that need it (``model`
 (see :mod:`napari_dustrack.jobs`), never in the napari process.
 """
 
-from .config import HeatmapConfig
+import os
+
+# OpenMP threads that wait for each other by spinning make training up to 10x slower on a
+# machine whose cores are busy with other work (napari itself, other jobs). Waiting threads
+# sleep instead; this must be set before torch loads its OpenMP runtime.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from .config import HeatmapConfig  # noqa: E402
 
 __all__ = ["HeatmapConfig"]

@@ -1,0 +1,245 @@
+"""The whole DUSTrack loop, headless, on a simulated cine: the README's main job.
+
+A simulated annotator (ground truth plus annotator noise) stands in for the user: keyframes ->
+optical-flow fill -> accept -> train -> predict -> review the suggested frames and correct them
+-> retrain -> predict -> smooth -> measure. Every table, a figure and ``report.md`` with the
+error of each stage against the ground truth are written to the output folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from . import jobs
+from .io.cine import open_cine
+from .io.table import from_array, labels_of, to_array, validate, write_points_csv
+from .measure import Calibration, Measure, compute, save_measures
+from .simulate import simulate, write_simulation
+from .tracking.flow import fill_between
+from .tracking.review import frames_to_review
+from .tracking.smoothing import smooth, window_frames
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """Sizes and budgets of one demo run (``quick`` is for tests)."""
+
+    scenario: str = "cardiac"
+    n_frames: int = 250
+    shape: tuple[int, int] | None = None
+    key_every_s: float = 0.4
+    annotator_noise_px: float = 0.5
+    accept_every: int = 4  # of the flow-filled frames, every k-th is accepted as reviewed
+    train_minutes: float = 3.0
+    retrain_minutes: float = 1.5
+    n_review: int = 5
+    smooth_window_s: float = 0.5
+    seed: int = 0
+
+    @classmethod
+    def quick(cls) -> "DemoSettings":
+        return cls(n_frames=48, shape=(96, 96), train_minutes=0.25, retrain_minutes=0.15,
+                   n_review=3, key_every_s=0.2, accept_every=2)
+
+
+def errors(table: pd.DataFrame, truth: pd.DataFrame, frames=None) -> dict[str, float]:
+    """Euclidean error (px) of ``table`` against ``truth`` on shared (frame, label) rows."""
+    merged = table.merge(truth, on=["frame", "label"], suffixes=("", "_true"))
+    if frames is not None:
+        merged = merged[merged["frame"].isin(list(frames))]
+    err = np.hypot(merged["x"] - merged["x_true"], merged["y"] - merged["y_true"]).to_numpy()
+    if not len(err):
+        return {"n": 0, "median": np.nan, "p95": np.nan, "rmse": np.nan}
+    return {"n": int(len(err)), "median": float(np.median(err)),
+            "p95": float(np.percentile(err, 95)), "rmse": float(np.sqrt(np.mean(err**2)))}
+
+
+def annotate_keyframes(truth: pd.DataFrame, fps: float, s: DemoSettings) -> pd.DataFrame:
+    """Keyframes every ``key_every_s`` seconds, clicked with annotator noise."""
+    rng = np.random.default_rng(s.seed + 1)
+    step = max(2, int(round(s.key_every_s * fps)))
+    last = int(truth["frame"].max())
+    keys = sorted(set(range(0, last + 1, step)) | {last})
+    rows = truth[truth["frame"].isin(keys)].copy()
+    rows[["x", "y"]] += rng.normal(0, s.annotator_noise_px, size=(len(rows), 2))
+    rows["source"] = "manual"
+    return validate(rows)
+
+
+def correct_frames(table: pd.DataFrame, truth: pd.DataFrame, frames, s: DemoSettings) -> pd.DataFrame:
+    """The user drags every point of ``frames`` to where it is (truth + annotator noise)."""
+    rng = np.random.default_rng(s.seed + 2)
+    fixed = truth[truth["frame"].isin(list(frames))].copy()
+    fixed[["x", "y"]] += rng.normal(0, s.annotator_noise_px, size=(len(fixed), 2))
+    fixed["source"] = "manual"
+    keep = table.set_index(["frame", "label"]).index.difference(fixed.set_index(["frame", "label"]).index)
+    kept = table.set_index(["frame", "label"]).loc[keep].reset_index()
+    return validate(pd.concat([kept, fixed], ignore_index=True))
+
+
+def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(),
+             log: Callable[[str], None] = print, address: str | None = None) -> dict:
+    """Run the loop; returns the report (also written as report.json and report.md)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    s = settings
+    times: dict[str, float] = {}
+    stages: dict[str, dict] = {}
+
+    @contextlib.contextmanager
+    def timed(name):
+        log(f"[demo] {name}...")
+        t0 = time.perf_counter()
+        yield
+        times[name] = time.perf_counter() - t0
+
+    with timed("simulate"):
+        sim = simulate(s.scenario, n_frames=s.n_frames, seed=s.seed, shape=s.shape)
+        paths = write_simulation(sim, out)
+    video = str(paths["video"])
+    truth = sim.truth
+    labels = labels_of(truth)
+    cine = open_cine(video)
+    n = len(cine)
+    cal = Calibration.of(spacing=sim.pixel_spacing, fps=sim.fps)
+
+    with timed("keyframes + optical flow (LK + RSTC)"):
+        keys_table = annotate_keyframes(truth, sim.fps, s)
+        keys, _ = to_array(keys_table, labels, n)
+        xy, conf = fill_between(cine, keys, labels=labels)
+        key_frames = sorted(keys_table["frame"].unique())
+        flow = from_array(xy, labels, source="flow", confidence=conf)
+        flow = validate(pd.concat([keys_table, flow[~flow["frame"].isin(key_frames)]]))
+        write_points_csv(keys_table, out / "keyframes.csv", backup=False)
+        write_points_csv(flow, out / "flow.csv", backup=False)
+    stages["flow (frames between keyframes)"] = errors(
+        flow, truth, [f for f in range(n) if f not in set(key_frames)])
+
+    # The user scrubs the filled frames and accepts some as reviewed: they become training data.
+    accepted = flow.copy()
+    accepted["reviewed"] = accepted["frame"] % s.accept_every == 0
+    curated = accepted[(accepted["source"] == "manual") | accepted["reviewed"]]
+    model_dir = out / "model"
+    config = {"minutes": s.train_minutes, "seed": s.seed}
+
+    with timed("train (iteration 1)"):
+        meta = jobs.submit(jobs.train_task, video, curated, str(model_dir), config,
+                           address=address).wait()
+    with timed("predict (iteration 1)"):
+        raw1 = jobs.submit(jobs.predict_task, video, str(model_dir), str(out / "model_iter1.csv"),
+                           address=address).wait()
+    unlabelled = [f for f in range(n) if f not in set(curated["frame"])]
+    stages["model, iteration 1 (unlabelled frames)"] = errors(raw1, truth, unlabelled)
+
+    with timed("frames to review"):
+        review = frames_to_review(cine, raw1, top=s.n_review, exclude=curated["frame"].unique())
+        review.to_csv(out / "review_frames.csv", index=False)
+    corrected = correct_frames(curated, truth, review["frame"].tolist(), s)
+    write_points_csv(corrected, out / "labels_iter2.csv", backup=False)
+
+    with timed("retrain (iteration 2)"):
+        meta = jobs.submit(jobs.train_task, video, corrected, str(model_dir),
+                           dict(config, minutes=s.retrain_minutes), address=address).wait()
+    with timed("predict (iteration 2)"):
+        raw2 = jobs.submit(jobs.predict_task, video, str(model_dir), str(out / "model_iter2.csv"),
+                           address=address).wait()
+    stages["model, iteration 2 (unlabelled frames)"] = errors(raw2, truth, unlabelled)
+
+    with timed("smooth (fusion)"):
+        w = window_frames(s.smooth_window_s, sim.fps)
+        raw_xy, _ = to_array(raw2, labels, n)
+        raw_conf, _ = to_array(raw2, labels, n, column="confidence")
+        smoothed_xy = smooth(cine, raw_xy, w, mode="fusion", confidence=raw_conf, labels=labels)
+        smoothed = from_array(smoothed_xy, labels, source="smoothed")
+        write_points_csv(smoothed, out / "smoothed.csv", backup=False)
+    stages["smoothed (unlabelled frames)"] = errors(smoothed, truth, unlabelled)
+    cine.close()
+
+    with timed("measure"):
+        measures = demo_measures(s.scenario, labels)
+        save_measures(measures, out / "measures.json")
+        m_truth = compute(truth, measures, cal, n)
+        m_smooth = compute(smoothed, measures, cal, n)
+        m_truth.to_csv(out / "measures_truth.csv", index=False)
+        m_smooth.to_csv(out / "measures_smoothed.csv", index=False)
+    measure_err = {
+        col: float(np.nanmedian(np.abs(m_smooth[col] - m_truth[col])))
+        for col in m_truth.columns if col not in ("frame", "time [s]")
+    }
+    figure = plot_figure(out / "figure.png", truth, raw2, smoothed, m_truth, m_smooth, labels)
+    report = {
+        "video": video, "frames": n, "labels": labels, "fps": sim.fps,
+        "keyframes": len(key_frames), "curated_frames": int(curated["frame"].nunique()),
+        "review_frames": review["frame"].tolist(), "model_iteration": meta.get("iteration"),
+        "errors_px": stages, "measure_median_abs_error": measure_err, "seconds": times,
+        "figure": str(figure),
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    (out / "report.md").write_text(report_markdown(report))
+    log(report_markdown(report))
+    return report
+
+
+def demo_measures(scenario: str, labels: list[str]) -> list[Measure]:
+    """A measure per application: wall thickness (cardiac) or fascicle architecture (muscle)."""
+    if scenario == "muscle":
+        return [Measure("fascicle", "architecture",
+                        ["fascicle_proximal", "fascicle_distal", "sup_apo_1", "sup_apo_2",
+                         "deep_apo_1", "deep_apo_2"])]
+    return [Measure("anterior wall thickness", "distance", ["anterior_endo", "anterior_epi"]),
+            Measure("inferior wall thickness", "distance", ["inferior_endo", "inferior_epi"])]
+
+
+def plot_figure(path: Path, truth, raw, smoothed, m_truth, m_smooth, labels) -> Path:
+    """Tracks of one label and the first measure against the ground truth, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    label = labels[0]
+    fig, axes = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    for table, name, style in ((truth, "ground truth", "k-"), (raw, "model", "C1."),
+                               (smoothed, "smoothed", "C0-")):
+        rows = table[table["label"] == label].sort_values("frame")
+        axes[0].plot(rows["frame"], rows["y"], style, label=name, ms=3, lw=1.2)
+    axes[0].set_ylabel(f"{label}: y [px]")
+    axes[0].legend(loc="best", fontsize=8)
+    col = [c for c in m_truth.columns if c not in ("frame", "time [s]")][0]
+    axes[1].plot(m_truth["frame"], m_truth[col], "k-", label="ground truth")
+    axes[1].plot(m_smooth["frame"], m_smooth[col], "C0-", label="smoothed")
+    axes[1].set_ylabel(col)
+    axes[1].set_xlabel("frame")
+    axes[1].legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def report_markdown(report: dict) -> str:
+    lines = [
+        "# napari-dustrack demo report", "",
+        f"Video: `{report['video']}` ({report['frames']} frames at {report['fps']:g} fps), "
+        f"labels: {', '.join(report['labels'])}.",
+        f"Keyframes: {report['keyframes']}; curated training frames: {report['curated_frames']}; "
+        f"frames reviewed and corrected: {report['review_frames']}.", "",
+        "## Error against the ground truth (px)", "",
+        "| stage | n | median | p95 | RMSE |", "|---|---|---|---|---|",
+    ]
+    for stage, e in report["errors_px"].items():
+        lines.append(f"| {stage} | {e['n']} | {e['median']:.3f} | {e['p95']:.3f} | {e['rmse']:.3f} |")
+    lines += ["", "## Measurements (median absolute error, smoothed vs ground truth)", ""]
+    lines += [f"- {k}: {v:.4f}" for k, v in report["measure_median_abs_error"].items()]
+    lines += ["", "## Time (s)", ""]
+    lines += [f"- {k}: {v:.1f}" for k, v in report["seconds"].items()]
+    lines += ["", f"Figure: `{Path(report['figure']).name}`", ""]
+    return "\n".join(lines)
