@@ -104,21 +104,21 @@ def linear(keys):
 
 
 def run_ours(frames, keys, video, source):
-    """One timed run of ours; returns (xy, seconds)."""
+    """One timed run of ours; returns (xy, wall seconds, CPU seconds of the process)."""
     from napari_dustrack.io.cine import open_cine
     from napari_dustrack.tracking.flow import fill_between
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     if source == "decoded":
         xy, _conf = fill_between(frames, keys)
     else:
         with open_cine(video, frame_cache=False) as cine:
             xy, _conf = fill_between(cine, keys)
-    return xy, time.perf_counter() - t0
+    return xy, time.perf_counter() - t0, time.process_time() - c0
 
 
 def run_peer(frames, keys, video, mode, source):
-    """One timed run of DUSTrack in its own interpreter; returns (xy, seconds)."""
+    """One timed run of DUSTrack in its own interpreter; returns (xy, wall s, CPU s)."""
     with tempfile.TemporaryDirectory() as tmp:
         job, out = Path(tmp) / "job.npz", Path(tmp) / "out.npz"
         payload = {"keys": keys, "mode": np.array(mode), "repeat": np.array(1)}
@@ -134,7 +134,7 @@ def run_peer(frames, keys, video, mode, source):
         if res.returncode:
             raise SystemExit(f"DUSTrack driver failed:\n{res.stderr[-3000:]}")
         got = np.load(out)
-        return got["xy"], float(got["seconds"])
+        return got["xy"], float(got["seconds"]), float(got["cpu_seconds"])
 
 
 METHODS = (("napari-dustrack", None), ("DUSTrack per label", "per_label"),
@@ -144,19 +144,20 @@ METHODS = (("napari-dustrack", None), ("DUSTrack per label", "per_label"),
 def timed_runs(frames, keys, video, repeat):
     """Best time of each method and source; the runs are interleaved so that load from other
     processes on the machine falls on every method alike."""
-    best, xy = {}, {}
+    best, cpu, xy = {}, {}, {}
     for _ in range(repeat):
         for name, mode in METHODS:
             for source in ("decoded", "mp4"):
                 if mode is None:
-                    out, sec = run_ours(frames, keys, video, source)
+                    out, sec, cpu_sec = run_ours(frames, keys, video, source)
                 else:
-                    out, sec = run_peer(frames, keys, video, mode, source)
+                    out, sec, cpu_sec = run_peer(frames, keys, video, mode, source)
                 xy.setdefault((name, source), out)
                 best[name, source] = min(best.get((name, source), np.inf), sec)
+                cpu[name, source] = min(cpu.get((name, source), np.inf), cpu_sec)
     assert np.array_equal(xy["napari-dustrack", "decoded"], xy["napari-dustrack", "mp4"],
                           equal_nan=True), "decoded and MP4 runs differ"
-    return best, xy
+    return best, cpu, xy
 
 
 def pyramid_share(frames, keys, calls=200):
@@ -208,23 +209,34 @@ def bench(scenario, args):
     n, h, w = frames.shape
     print(f"\n## {scenario}: {n} frames {w}x{h} at {sim.fps:g} fps, {truth.shape[1]} labels, "
           f"keyframes every {every} frames ({len(idx)} keyframes, noise {NOISE_PX} px)")
-    best, xy = timed_runs(frames, keys, video, args.repeat)
-    ours_dec, ours_mp4 = best["napari-dustrack", "decoded"], best["napari-dustrack", "mp4"]
-    rows = [(name, xy[name, "decoded"], best[name, "decoded"], best[name, "mp4"])
-            for name, _ in METHODS]
-    print("\n| method | RMSE px | p95 px | lost | time decoded s | x ours "
-          "| time from MP4 s | x ours |")
-    print("|---|---|---|---|---|---|---|---|")
+    best, cpu, xy = timed_runs(frames, keys, video, args.repeat)
+    rows = [(name, xy[name, "decoded"]) for name, _ in METHODS]
+    rows.append(("linear interpolation", linear(keys)))
+    print("\nAccuracy (non-keyframe frames, all labels):\n")
+    print("| method | RMSE px | p95 px | lost points |")
+    print("|---|---|---|---|")
     result = {}
-    for name, xy, t_dec, t_mp4 in rows:
-        d = errors(xy, truth, idx)
+    for name, pos in rows:
+        d = errors(pos, truth, idx)
         rmse, p95 = stats(d)
         lost = int((~np.isfinite(d)).sum())
-        fmt = lambda t, ref: (  # noqa: E731
-            ("-", "-") if t is None else (f"{t:.3f}", f"{t / ref:.1f}"))
-        (td, rd), (tm, rm) = fmt(t_dec, ours_dec), fmt(t_mp4, ours_mp4)
-        print(f"| {name} | {rmse:.3f} | {p95:.3f} | {lost} | {td} | {rd} | {tm} | {rm} |")
-        result[name] = dict(rmse=rmse, p95=p95, lost=lost, seconds_decoded=t_dec, seconds_mp4=t_mp4)
+        print(f"| {name} | {rmse:.3f} | {p95:.3f} | {lost} |")
+        result[name] = dict(rmse=rmse, p95=p95, lost=lost)
+    print(f"\nTime (best of {args.repeat}; ratio = method / napari-dustrack):\n")
+    print("| method | wall decoded s | ratio | wall from MP4 s | ratio | CPU decoded s | ratio "
+          "| CPU from MP4 s | ratio |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    ours = "napari-dustrack"
+    for name, _ in METHODS:
+        cells = []
+        for table in (best, cpu):
+            for source in ("decoded", "mp4"):
+                t, ref = table[name, source], table[ours, source]
+                cells += [f"{t:.3f}", f"{t / ref:.1f}x"]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+        result[name].update({f"{kind}_{source}": table[name, source]
+                             for kind, table in (("wall", best), ("cpu", cpu))
+                             for source in ("decoded", "mp4")})
     result["pyramid_share"] = pyramid_share(frames, keys)
     print(f"\n(OpenCV {cv2.__version__} here; cv2.getNumThreads() = {cv2.getNumThreads()}, "
           f"{os.cpu_count()} CPUs)")

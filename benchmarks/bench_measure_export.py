@@ -42,8 +42,18 @@ CARDIAC = [
     Measure("myocardium", "deformation", ["anterior_endo", "septal", "inferior_endo", "lateral"]),
 ]
 MUSCLE = [
-    Measure("gm", "architecture", ["fascicle_proximal", "fascicle_distal", "sup_apo_1", "sup_apo_2",
-                                   "deep_apo_1", "deep_apo_2"]),
+    Measure(
+        "gm",
+        "architecture",
+        [
+            "fascicle_proximal",
+            "fascicle_distal",
+            "sup_apo_1",
+            "sup_apo_2",
+            "deep_apo_1",
+            "deep_apo_2",
+        ],
+    ),
     Measure("fascicle", "distance", ["fascicle_proximal", "fascicle_distal"], change="relative"),
     Measure("tip", "velocity", ["fascicle_distal"]),
 ]
@@ -69,13 +79,19 @@ def main() -> None:
         sim = sims[name]
         cal = Calibration(sim.pixel_spacing, sim.fps)
         t, result = timed(compute, sim.truth, measures, cal, n_frames=len(sim.frames))
-        print(f"{name}: {len(sim.frames)} frames, {len(result.columns) - 2} columns: {t * 1e3:.1f} ms")
+        print(
+            f"{name}: {len(sim.frames)} frames, {len(result.columns) - 2} columns: {t * 1e3:.1f} ms"
+        )
 
     sim = sims["muscle"]
-    res = compute(sim.truth, MUSCLE[:1], Calibration(sim.pixel_spacing, sim.fps), n_frames=len(sim.frames))
+    res = compute(
+        sim.truth, MUSCLE[:1], Calibration(sim.pixel_spacing, sim.fps), n_frames=len(sim.frames)
+    )
     print("\n## accuracy: muscle architecture on the ground truth, frame 0")
-    print(f"pennation {res['gm pennation angle [deg]'][0]:.4f} deg (built: 18), "
-          f"superficial {res['gm superficial angle [deg]'][0]:.4f} deg (built: 22)")
+    print(
+        f"pennation {res['gm pennation angle [deg]'][0]:.4f} deg (built: 18), "
+        f"superficial {res['gm superficial angle [deg]'][0]:.4f} deg (built: 22)"
+    )
 
     rng = np.random.default_rng(0)
     n = args.long
@@ -87,7 +103,12 @@ def main() -> None:
     print(f"\n## long table: {n} frames x 6 labels ({len(table)} rows)")
     print(f"compute (cardiac set, {len(result.columns) - 2} columns): {t:.2f} s")
     with tempfile.TemporaryDirectory() as tmp:
-        for name in ("points.csv", "CollectedData_bench.h5", "CollectedData_bench.csv", "bench_annotations_smoothed.json"):
+        for name in (
+            "points.csv",
+            "CollectedData_bench.h5",
+            "CollectedData_bench.csv",
+            "bench_annotations_smoothed.json",
+        ):
             path = Path(tmp) / name
             tw, _ = timed(export_points, table, path, repeat=1)
             tr, back = timed(read_points, path, repeat=1)
@@ -97,7 +118,9 @@ def main() -> None:
         sim = sims["cardiac"]
         path = Path(tmp) / "overlay.mp4"
         t, _ = timed(export_mp4, sim.frames, sim.truth, path, sim.fps, repeat=1)
-        print(f"\n## MP4 with tracks: {len(sim.frames)} frames {sim.frames.shape[1:]} -> 2x upscaled")
+        print(
+            f"\n## MP4 with tracks: {len(sim.frames)} frames {sim.frames.shape[1:]} -> 2x upscaled"
+        )
         print(f"{t:.2f} s = {len(sim.frames) / t:.0f} frames/s")
 
 

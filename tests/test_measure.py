@@ -47,7 +47,9 @@ def test_distance_uses_physical_coordinates_with_anisotropic_pixels():
     a = np.array([[1.0, 2.0]] * 3)
     b = a + np.array([3.0, 4.0]) * np.array([[1.0], [2.0], [0.5]])
     table = table_of(np.stack([a, b], axis=1), ["endo", "epi"])
-    result = compute(table, [Measure("wall", "distance", ["endo", "epi"])], Calibration(SPACING, FPS))
+    result = compute(
+        table, [Measure("wall", "distance", ["endo", "epi"])], Calibration(SPACING, FPS)
+    )
     np.testing.assert_allclose(result["wall [mm]"], [5.0, 10.0, 2.5], rtol=1e-12)
     np.testing.assert_allclose(result["time [s]"], np.arange(3) / FPS)
     assert list(result.columns) == ["frame", "time [s]", "wall [mm]"]
@@ -58,7 +60,13 @@ def test_without_calibration_units_are_pixels_and_frames():
     table = from_array(xy, ["a", "b"])
     m = [Measure("d", "distance", ["a", "b"]), Measure("v", "velocity", ["b"])]
     result = compute(table, m)
-    assert list(result.columns) == ["frame", "d [px]", "v vx [px/frame]", "v vy [px/frame]", "v speed [px/frame]"]
+    assert list(result.columns) == [
+        "frame",
+        "d [px]",
+        "v vx [px/frame]",
+        "v vy [px/frame]",
+        "v speed [px/frame]",
+    ]
     np.testing.assert_allclose(result["d [px]"], [10.0, 5.0])
     np.testing.assert_allclose(result["v speed [px/frame]"], [5.0, 5.0])
     spacing_only = compute(table, m, Calibration(spacing=(1.0, 2.0)))
@@ -77,13 +85,17 @@ def test_polygon_area_of_a_sampled_ellipse_scaled_over_time(clockwise):
     xy = (ring[None] - [10.0, 12.0]) * s[:, None, None] + [10.0, 12.0]
     labels = [f"p{i}" for i in range(k)]
     cal = Calibration(SPACING, FPS)
-    measures = [Measure("chamber", "area", labels),
-                Measure("chamber rel", "area", labels, change="relative", reference_frame=2),
-                Measure("chamber d", "area", labels, change="delta")]
+    measures = [
+        Measure("chamber", "area", labels),
+        Measure("chamber rel", "area", labels, change="relative", reference_frame=2),
+        Measure("chamber d", "area", labels, change="delta"),
+    ]
     result = compute(table_of(xy, labels), measures, cal)
     area0 = k / 2 * a * b * np.sin(2 * np.pi / k)
     np.testing.assert_allclose(result["chamber [mm^2]"], area0 * s**2, rtol=1e-12)
-    np.testing.assert_allclose(result["chamber rel relative change [-]"], s**2 / s[2] ** 2 - 1, atol=1e-12)
+    np.testing.assert_allclose(
+        result["chamber rel relative change [-]"], s**2 / s[2] ** 2 - 1, atol=1e-12
+    )
     np.testing.assert_allclose(result["chamber d change [mm^2]"], area0 * (s**2 - 1), atol=1e-12)
     assert result.attrs["reference_frames"] == {"chamber": None, "chamber rel": 2, "chamber d": 0}
 
@@ -93,10 +105,14 @@ def test_distance_strain_is_L_over_L0_minus_1_with_first_complete_frame_as_defau
     a = np.zeros((4, 2))
     b = np.stack([lengths * 0.6, lengths * 0.8], axis=1)
     xy = np.stack([a, b], axis=1)
-    result = compute(table_of(xy, ["a", "b"]), [
-        Measure("fibre", "distance", ["a", "b"], change="relative"),
-        Measure("len", "distance", ["a", "b"], change="delta"),
-    ], Calibration(SPACING))
+    result = compute(
+        table_of(xy, ["a", "b"]),
+        [
+            Measure("fibre", "distance", ["a", "b"], change="relative"),
+            Measure("len", "distance", ["a", "b"], change="delta"),
+        ],
+        Calibration(SPACING),
+    )
     np.testing.assert_allclose(result["fibre strain [-]"], [np.nan, 0.0, 0.25, -0.25])
     np.testing.assert_allclose(result["len change [mm]"], [np.nan, 0.0, 2.0, -2.0])
     assert result.attrs["reference_frames"]["fibre"] == 1
@@ -115,8 +131,11 @@ def test_angle_between_segments_and_at_a_vertex():
     labels = ["a", "b", "c", "d"]
     vertex = np.stack([xy[:, 1], xy[:, 0], xy[:, 0] + (xy[:, 3] - xy[:, 2])], axis=1)
     table = pd.concat([table_of(xy, labels), table_of(vertex, ["v1", "v0", "v2"])])
-    result = compute(table, [Measure("seg", "angle", labels), Measure("vtx", "angle", ["v1", "v0", "v2"])],
-                     Calibration(SPACING))
+    result = compute(
+        table,
+        [Measure("seg", "angle", labels), Measure("vtx", "angle", ["v1", "v0", "v2"])],
+        Calibration(SPACING),
+    )
     np.testing.assert_allclose(result["seg [deg]"], truth, atol=1e-9)
     np.testing.assert_allclose(result["vtx [deg]"], truth, atol=1e-9)
 
@@ -124,7 +143,9 @@ def test_angle_between_segments_and_at_a_vertex():
 def test_anisotropic_spacing_changes_angles_as_physical_geometry_says():
     # 45 degrees in pixels is atan(dy/dx) in millimetres.
     xy_px = np.array([[[0.0, 0.0], [10.0, 0.0], [0.0, 0.0], [10.0, 10.0]]])
-    result = compute(from_array(xy_px, list("abcd")), [Measure("t", "angle", list("abcd"))], Calibration(SPACING))
+    result = compute(
+        from_array(xy_px, list("abcd")), [Measure("t", "angle", list("abcd"))], Calibration(SPACING)
+    )
     np.testing.assert_allclose(result["t [deg]"], np.degrees(np.arctan2(SPACING[0], SPACING[1])))
 
 
@@ -135,7 +156,9 @@ def test_velocity_central_differences_exact_for_quadratic_motion():
     t = np.arange(12) / FPS
     pos = np.stack([3.0 + 2.0 * t + 5.0 * t**2, 7.0 - 1.5 * t], axis=1)  # mm
     pos[6] = np.nan  # a gap: neighbours fall back to one-sided differences
-    result = compute(table_of(pos[:, None], ["p"]), [Measure("p", "velocity", ["p"])], Calibration(SPACING, FPS))
+    result = compute(
+        table_of(pos[:, None], ["p"]), [Measure("p", "velocity", ["p"])], Calibration(SPACING, FPS)
+    )
     vx, vy = result["p vx [mm/s]"].to_numpy(), result["p vy [mm/s]"].to_numpy()
     inner = np.array([1, 2, 3, 4, 8, 9, 10])
     np.testing.assert_allclose(vx[inner], 2.0 + 10.0 * t[inner], rtol=1e-9)
@@ -160,7 +183,12 @@ def known_deformation(stretch1, stretch2, direction, rot):
 def test_deformation_of_an_ellipse_recovers_the_applied_affine_map(strain):
     phi = np.linspace(0, 2 * np.pi, 6, endpoint=False)
     ref = np.stack([3.0 * np.cos(phi), 1.5 * np.sin(phi)], axis=1) + [8.0, 6.0]
-    params = [(1.0, 1.0, 0.0, 0.0), (1.2, 0.9, 30.0, 5.0), (1.05, 0.7, -60.0, -10.0), (1.5, 1.1, 80.0, 20.0)]
+    params = [
+        (1.0, 1.0, 0.0, 0.0),
+        (1.2, 0.9, 30.0, 5.0),
+        (1.05, 0.7, -60.0, -10.0),
+        (1.5, 1.1, 80.0, 20.0),
+    ]
     Fs = np.array([known_deformation(*p) for p in params])
     shift = np.array([[0, 0], [1.0, -0.5], [2.0, 0.3], [-1.0, 1.0]])
     xy = np.einsum("nij,kj->nki", Fs, ref - ref.mean(0)) + ref.mean(0) + shift[:, None]
@@ -192,8 +220,12 @@ def test_deformation_of_an_ellipse_recovers_the_applied_affine_map(strain):
         angle = np.arccos((ex * ey).sum(1) / (lx * ly))
         np.testing.assert_allclose(col("shear xy (engineering) [-]"), np.pi / 2 - angle, atol=1e-9)
     else:
-        np.testing.assert_allclose(col("strain xx (green-lagrange) [-]"), (lx**2 - 1) / 2, atol=1e-9)
-        np.testing.assert_allclose(col("shear xy (green-lagrange) [-]"), (ex * ey).sum(1) / 2, atol=1e-9)
+        np.testing.assert_allclose(
+            col("strain xx (green-lagrange) [-]"), (lx**2 - 1) / 2, atol=1e-9
+        )
+        np.testing.assert_allclose(
+            col("shear xy (green-lagrange) [-]"), (ex * ey).sum(1) / 2, atol=1e-9
+        )
     assert res.attrs["reference_frames"]["muscle"] == 0
 
 
@@ -203,7 +235,11 @@ def test_deformation_uses_the_points_present_and_needs_three_non_collinear():
     xy = np.stack([ref, ref @ F.T, ref @ F.T, ref @ F.T])
     xy[2, 3] = np.nan  # three points left: still exact
     xy[3, 2:] = np.nan  # two points left: undetermined
-    res = compute(table_of(xy, list("abcd")), [Measure("d", "deformation", list("abcd"))], Calibration(SPACING))
+    res = compute(
+        table_of(xy, list("abcd")),
+        [Measure("d", "deformation", list("abcd"))],
+        Calibration(SPACING),
+    )
     np.testing.assert_allclose(res["d stretch1 [-]"][:3], [1.0, 1.3, 1.3], rtol=1e-9)
     assert np.isnan(res["d stretch1 [-]"][3])
     collinear = np.array([[[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]]] * 2)
@@ -229,7 +265,9 @@ def test_fascicle_length_pennation_and_thickness_from_extrapolated_lines(alpha, 
     deep = [[-8.0, 0.0], [35.0, 0.0]]
     frame = np.array([f1, f2, *sup, *deep]) * [1.0, -1.0] + [0.0, 30.0]  # image y points down
     labels = ["f1", "f2", "s1", "s2", "d1", "d2"]
-    res = compute(table_of(frame[None], labels), [Measure("gm", "architecture", labels)], Calibration(SPACING))
+    res = compute(
+        table_of(frame[None], labels), [Measure("gm", "architecture", labels)], Calibration(SPACING)
+    )
     np.testing.assert_allclose(res["gm fascicle length [mm]"], length, rtol=1e-9)
     np.testing.assert_allclose(res["gm pennation angle [deg]"], alpha, atol=1e-9)
     np.testing.assert_allclose(res["gm superficial angle [deg]"], abs(alpha - beta), atol=1e-9)
@@ -238,15 +276,24 @@ def test_fascicle_length_pennation_and_thickness_from_extrapolated_lines(alpha, 
 
 def test_architecture_change_over_time_and_parallel_fascicle_is_nan():
     labels = ["f1", "f2", "s1", "s2", "d1", "d2"]
+
     def frame(alpha):  # noqa: E306
         ca, sa = np.cos(np.radians(alpha)), np.sin(np.radians(alpha))
         return [[2 * ca, 2 * sa], [4 * ca, 4 * sa], [-5, 10], [30, 10], [-5, 0], [30, 0]]
-    xy = np.array([frame(a) for a in (20.0, 25.0)] + [[[0, 1], [5, 1], [-5, 10], [30, 10], [-5, 0], [30, 0]]], float)
+
+    xy = np.array(
+        [frame(a) for a in (20.0, 25.0)] + [[[0, 1], [5, 1], [-5, 10], [30, 10], [-5, 0], [30, 0]]],
+        float,
+    )
     m = Measure("gm", "architecture", labels, change="relative")
     res = compute(table_of(xy, labels), [m], Calibration(SPACING))
     L = 10 / np.sin(np.radians([20.0, 25.0]))
-    np.testing.assert_allclose(res["gm fascicle length relative change [-]"][:2], L / L[0] - 1, atol=1e-12)
-    np.testing.assert_allclose(res["gm pennation angle relative change [-]"][:2], [0, 0.25], atol=1e-12)
+    np.testing.assert_allclose(
+        res["gm fascicle length relative change [-]"][:2], L / L[0] - 1, atol=1e-12
+    )
+    np.testing.assert_allclose(
+        res["gm pennation angle relative change [-]"][:2], [0, 0.25], atol=1e-12
+    )
     assert np.isnan(res["gm fascicle length relative change [-]"][2])  # fascicle parallel to both
 
 
@@ -278,14 +325,27 @@ def test_measures_json_round_trip_in_the_sidecar(tmp_path):
         ('{"measures": [{"name": "x", "kind": "volume", "labels": ["a", "b"]}]}', "unknown kind"),
         ('{"measures": [{"name": "x", "kind": "distance", "labels": ["a"]}]}', "needs 2 labels"),
         ('{"measures": [{"name": "x", "kind": "area", "labels": ["a", "b", "a"]}]}', "repeated"),
-        ('{"measures": [{"name": "x", "kind": "distance", "labels": ["a", "b"], "colour": 1}]}', "unknown field"),
+        (
+            '{"measures": [{"name": "x", "kind": "distance", "labels": ["a", "b"], "colour": 1}]}',
+            "unknown field",
+        ),
         ('{"measures": [{"name": "x", "kind": "distance"}]}', "missing field"),
-        ('{"measures": [{"name": "x", "kind": "distance", "labels": ["a", "b"], "change": "log"}]}', "change"),
-        ('{"measures": [{"name": "x", "kind": "distance", "labels": ["a", "b"], "reference_frame": -1}]}',
-         "reference_frame"),
+        (
+            '{"measures": [{"name": "x", "kind": "distance", "labels": ["a", "b"], '
+            '"change": "log"}]}',
+            "change",
+        ),
+        (
+            '{"measures": [{"name": "x", "kind": "distance", "labels": ["a", "b"], '
+            '"reference_frame": -1}]}',
+            "reference_frame",
+        ),
         ('{"version": 9, "measures": []}', "version"),
-        ('[{"name": "x", "kind": "distance", "labels": ["a", "b"]},'
-         ' {"name": "x", "kind": "angle", "labels": ["a", "b", "c"]}]', "unique"),
+        (
+            '[{"name": "x", "kind": "distance", "labels": ["a", "b"]},'
+            ' {"name": "x", "kind": "angle", "labels": ["a", "b", "c"]}]',
+            "unique",
+        ),
     ],
 )
 def test_bad_measure_files_give_one_line_errors_naming_the_file(tmp_path, content, problem):
@@ -298,10 +358,14 @@ def test_bad_measure_files_give_one_line_errors_naming_the_file(tmp_path, conten
 
 
 def test_missing_labels_and_reference_frames_are_errors():
-    table = from_array(np.array([[[0.0, 0.0], [1.0, 1.0]], [[0.0, 0.0], [np.nan, np.nan]]]), ["a", "b"])
+    table = from_array(
+        np.array([[[0.0, 0.0], [1.0, 1.0]], [[0.0, 0.0], [np.nan, np.nan]]]), ["a", "b"]
+    )
     with pytest.raises(DustrackError, match=r"label\(s\) \['c'\] not in the point table"):
         compute(table, [Measure("d", "distance", ["a", "c"])])
-    with pytest.raises(DustrackError, match="reference frame 1 lacks points; missing there: \\['b'\\]"):
+    with pytest.raises(
+        DustrackError, match="reference frame 1 lacks points; missing there: \\['b'\\]"
+    ):
         compute(table, [Measure("d", "distance", ["a", "b"], change="delta", reference_frame=1)])
     # No reference needed: missing frames are NaN, not errors.
     res = compute(table, [Measure("d", "distance", ["a", "b"])])
@@ -311,7 +375,10 @@ def test_missing_labels_and_reference_frames_are_errors():
 def test_same_definitions_recompute_from_any_source():
     xy = np.array([[[0.0, 0.0], [3.0, 4.0]]] * 3) + np.arange(3)[:, None, None]
     m = [Measure("d", "distance", ["a", "b"])]
-    results = [compute(from_array(xy, ["a", "b"], source=s), m, n_frames=5) for s in ("manual", "model", "smoothed")]
+    results = [
+        compute(from_array(xy, ["a", "b"], source=s), m, n_frames=5)
+        for s in ("manual", "model", "smoothed")
+    ]
     for r in results:
         assert len(r) == 5 and r["d [px]"].isna().sum() == 2
         pd.testing.assert_frame_equal(r, results[0])

@@ -244,8 +244,8 @@ def predict_task(path: str, model_dir: str, sha256: str, start: int, stop: int,
     """Worker: model points ``xy (n, L, 2)`` and ``confidence (n, L)`` for frames ``start:stop``."""
     from .tracking.heatmap.predict import predict
 
-    t0 = time.perf_counter()
     model = _model_cached(model_dir, sha256, _threads_here(per_host, threads))
+    t0 = time.perf_counter()  # loading the model (once per worker) is not this chunk's work
     xy, conf = predict(_open_cached(path), model, batch_size, start=start, stop=stop)
     return {"xy": xy, "confidence": conf, "seconds": time.perf_counter() - t0,
             "peak_rss": _peak_rss(), "pid": os.getpid()}

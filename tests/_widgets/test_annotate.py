@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from qtpy.QtCore import QPoint, Qt
+from qtpy.QtCore import QEvent, QPoint, QPointF, Qt
+from qtpy.QtGui import QMouseEvent
+from qtpy.QtWidgets import QApplication
 
 from napari_dustrack.annotations import Point
 from napari_dustrack.io.table import read_points_csv, to_array
@@ -76,18 +78,18 @@ def click(viewer, qtbot, layer, x, y):
 
 
 def drag(viewer, qtbot, layer, start, end, steps=6):
+    """A real press-move-release on the canvas, paced like a hand (napari throttles moves)."""
     native = canvas_of(viewer).native
     p0, p1 = to_canvas(viewer, layer, *start), to_canvas(viewer, layer, *end)
     qtbot.mousePress(native, Qt.LeftButton, pos=p0)
     for t in np.linspace(0, 1, steps)[1:]:
-        p = QPoint(int(round(p0.x() + t * (p1.x() - p0.x()))), int(round(p0.y() + t * (p1.y() - p0.y()))))
-        from qtpy.QtGui import QMouseEvent
-        from qtpy.QtCore import QEvent, QPointF
-        from qtpy.QtWidgets import QApplication
-
-        event = QMouseEvent(QEvent.MouseMove, QPointF(p), Qt.NoButton, Qt.LeftButton, Qt.NoModifier)
-        QApplication.sendEvent(native, event)
+        p = QPointF(p0.x() + t * (p1.x() - p0.x()), p0.y() + t * (p1.y() - p0.y()))
+        # QTest's mouseMove carries no button state: send the event ourselves
+        QApplication.sendEvent(native, QMouseEvent(QEvent.MouseMove, p, Qt.NoButton, Qt.LeftButton,
+                                                   Qt.NoModifier))
+        qtbot.wait(15)
     qtbot.mouseRelease(native, Qt.LeftButton, pos=p1)
+    qtbot.wait(15)
 
 
 def linear_rmse(truth) -> float:

@@ -6,15 +6,16 @@ import av
 import numpy as np
 import pytest
 from matplotlib.backend_bases import MouseEvent
+from matplotlib.colors import to_hex
 from qtpy.QtCore import Qt
 
 from napari_dustrack._widgets.measure import MeasureWidget
-from napari_dustrack.io.export import read_measurements_csv
+from napari_dustrack.io.export import label_colour, read_measurements_csv
 from napari_dustrack.io.layers import table_to_points, table_to_tracks
 from napari_dustrack.io.points_io import read_points
 from napari_dustrack.io.table import from_array
 from napari_dustrack.measure import Measure, load_measures
-from napari_dustrack.sidecar import measures_path
+from napari_dustrack.sidecar import measures_path, sidecar_dir, write_labels
 
 pytestmark = pytest.mark.gui
 
@@ -39,8 +40,20 @@ def viewer_with_points(make_napari_viewer, tmp_path):
     viewer = make_napari_viewer()
     frames = np.full((N, 48, 64), 100, np.uint8)
     video = tmp_path / "cine.mp4"
-    viewer.add_image(frames, name="cine", scale=(1, *SPACING), metadata={"dustrack": {
-        "path": str(video), "fps": FPS, "pixel_spacing": SPACING, "n_frames": N, "kind": "video"}})
+    viewer.add_image(
+        frames,
+        name="cine",
+        scale=(1, *SPACING),
+        metadata={
+            "dustrack": {
+                "path": str(video),
+                "fps": FPS,
+                "pixel_spacing": SPACING,
+                "n_frames": N,
+                "kind": "video",
+            }
+        },
+    )
     data, features = table_to_points(moving_points())
     points = viewer.add_points(data, features=features, name="annotations", scale=(1, *SPACING))
     points.metadata["review_frames"] = [3, 12]
@@ -60,7 +73,9 @@ def test_distance_measure_is_plotted_in_mm_over_seconds(viewer_with_points, qtbo
     expected[7] = np.nan
     np.testing.assert_allclose(d, expected)
     # x(t) of 'b' in mm, y(t) of 'c'; the review frames marked on the time axis.
-    np.testing.assert_allclose(widget.lines[("x", "annotations", "b")].get_ydata()[:3], [2.0, 2.1, 2.2])
+    np.testing.assert_allclose(
+        widget.lines[("x", "annotations", "b")].get_ydata()[:3], [2.0, 2.1, 2.2]
+    )
     np.testing.assert_allclose(widget.lines[("y", "annotations", "c")].get_ydata(), 30 * SPACING[0])
     np.testing.assert_allclose(widget.lines[("review", "annotations", "")].get_xdata(), [0.3, 1.2])
     # Definitions are saved beside the points in the video's sidecar.
@@ -104,6 +119,18 @@ def test_frame_marker_follows_napari_and_clicking_the_plot_moves_napari(viewer_w
     widget.canvas.callbacks.process("button_press_event", event)
     assert viewer.dims.current_step[0] == 14
     assert widget.frame_lines[0].get_xdata()[0] == pytest.approx(1.4)
+    # With the toolbar's zoom on, a click zooms and leaves the frame alone.
+    widget.toolbar.zoom()
+    x, y = ax.transData.transform((0.2, np.nanmean(ax.get_ylim())))
+    widget.canvas.callbacks.process(
+        "button_press_event", MouseEvent("button_press_event", widget.canvas, x, y, button=1)
+    )
+    assert viewer.dims.current_step[0] == 14
+    widget.toolbar.zoom()
+    widget.canvas.callbacks.process(
+        "button_press_event", MouseEvent("button_press_event", widget.canvas, x, y, button=1)
+    )
+    assert viewer.dims.current_step[0] == 2
 
 
 def test_layers_are_overlaid_and_missing_labels_are_skipped(viewer_with_points, qtbot):
@@ -113,19 +140,23 @@ def test_layers_are_overlaid_and_missing_labels_are_skipped(viewer_with_points, 
     viewer.add_tracks(data, features=features, name="smoothed", scale=(1, *SPACING))
     widget = MeasureWidget(viewer)
     qtbot.addWidget(widget)
+    item = widget.layer_list.findItems("smoothed", Qt.MatchExactly)[0]
+    assert item.checkState() == Qt.Unchecked  # tracks start unticked
+    item.setCheckState(Qt.Checked)
     widget.add_measure(Measure("ab", "distance", ["a", "b"]))
     widget.add_measure(Measure("ac", "distance", ["a", "c"]))
     widget.plot_combo.setCurrentText("ab [mm]")
     manual = widget.lines[("measure", "annotations", "ab [mm]")].get_ydata()
     smooth = widget.lines[("measure", "smoothed", "ab [mm]")].get_ydata()
-    assert widget.lines[("measure", "smoothed", "ab [mm]")].get_linestyle() != \
-        widget.lines[("measure", "annotations", "ab [mm]")].get_linestyle()
+    assert (
+        widget.lines[("measure", "smoothed", "ab [mm]")].get_linestyle()
+        != widget.lines[("measure", "annotations", "ab [mm]")].get_linestyle()
+    )
     gap = np.arange(N) == 7
     np.testing.assert_allclose((smooth - manual)[~gap], 0.5 * SPACING[1])
     assert np.isnan(smooth[gap]).all()
     assert "ac [mm]" not in widget.results["smoothed"]  # no 'c' in that layer
     # Unchecking a layer removes its lines.
-    item = widget.layer_list.findItems("smoothed", Qt.MatchExactly)[0]
     item.setCheckState(Qt.Unchecked)
     widget.refresh()
     assert ("measure", "smoothed", "ab [mm]") not in widget.lines
@@ -140,11 +171,18 @@ def test_export_buttons_write_files_that_read_back(viewer_with_points, qtbot, tm
     widget.export_combo.setCurrentText("annotations")
     table = moving_points()
     cols = ["frame", "label", "x", "y"]
-    for method, name in ((widget.export_points_csv_to, "p.csv"), (widget.export_dlc_to, "CollectedData_x.h5"),
-                         (widget.export_dustrack_to, "p.json")):
+    for method, name in (
+        (widget.export_points_csv_to, "p.csv"),
+        (widget.export_dlc_to, "CollectedData_x.h5"),
+        (widget.export_dustrack_to, "p.json"),
+    ):
         back = read_points(method(tmp_path / name))
-        assert back[cols].sort_values(cols[:2]).reset_index(drop=True).equals(
-            table[cols].sort_values(cols[:2]).reset_index(drop=True))
+        assert (
+            back[cols]
+            .sort_values(cols[:2])
+            .reset_index(drop=True)
+            .equals(table[cols].sort_values(cols[:2]).reset_index(drop=True))
+        )
     result = read_measurements_csv(widget.export_measurements_to(tmp_path / "m.csv"))
     assert list(result.columns) == ["frame", "time [s]", "ab strain [-]"]
     np.testing.assert_allclose(result["ab strain [-]"][:3], [0.0, 0.1, 0.2])
@@ -164,9 +202,23 @@ def test_editing_a_point_updates_the_plots(viewer_with_points, qtbot):
     qtbot.addWidget(widget)
     widget.add_measure(Measure("ab", "distance", ["a", "b"]))
     points = viewer.layers["annotations"]
-    row = int(np.flatnonzero((points.features["label"] == "b").to_numpy() & (points.data[:, 0] == 2))[0])
+    row = int(
+        np.flatnonzero((points.features["label"] == "b").to_numpy() & (points.data[:, 0] == 2))[0]
+    )
     data = points.data.copy()
     data[row, 2] += 10.0  # move 'b' 10 px right on frame 2
     points.data = data
     line = ("measure", "annotations", "ab [mm]")
     qtbot.waitUntil(lambda: widget.lines[line].get_ydata()[2] == pytest.approx(2.2), timeout=5000)
+
+
+def test_plots_use_the_annotation_label_colours(viewer_with_points, qtbot):
+    viewer, video = viewer_with_points
+    write_labels(sidecar_dir(video), [{"name": "b", "colour": "#ff0000"}])
+    widget = MeasureWidget(viewer)
+    qtbot.addWidget(widget)
+    assert to_hex(widget.lines[("x", "annotations", "b")].get_color()) == "#ff0000"
+    # Labels without a saved colour keep the palette's colour for their position.
+    assert to_hex(
+        widget.lines[("x", "annotations", "a")].get_color()
+    ) == "#{:02x}{:02x}{:02x}".format(*label_colour(0))

@@ -203,3 +203,21 @@ def test_dropped_cine_stops_its_fill_thread(video):
     assert cache._stop.is_set()  # the finalizer ran: nothing kept the Cine alive
     cache.wait(30)
     assert cache._fd is None  # files released by the thread (or at once if it had finished)
+
+
+def test_frame_index_is_kept_for_the_next_open(video):
+    from napari_dustrack.io.framecache import load_index
+
+    first = open_cine(video)
+    saved = load_index(video)
+    assert saved is not None
+    np.testing.assert_array_equal(saved[0], first._source.index.pts)
+    np.testing.assert_array_equal(saved[1], first._source.index.keyframes)
+    first.close()
+    again = open_cine(video)
+    reference = media.decode_all(video)
+    for i in (29, 3, 14):
+        np.testing.assert_array_equal(again[i], reference[i])
+    again.close()
+    os.utime(video, ns=(5, 5))  # the video changed: the saved index no longer applies
+    assert load_index(video) is None

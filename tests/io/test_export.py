@@ -54,9 +54,13 @@ def test_point_table_csv_reads_back_identically(tmp_path, table):
     pd.testing.assert_frame_equal(back, table)
 
 
-@pytest.mark.parametrize("name", ["CollectedData_dustrack.h5", "CollectedData_dustrack.csv", "labels.csv"])
+@pytest.mark.parametrize(
+    "name", ["CollectedData_dustrack.h5", "CollectedData_dustrack.csv", "labels.csv"]
+)
 def test_deeplabcut_exports_read_back_identically(tmp_path, table, name):
-    path = export_points(table, tmp_path / name, fmt="dlc", video=tmp_path / "scan 01.mp4", n_frames=250)
+    path = export_points(
+        table, tmp_path / name, fmt="dlc", video=tmp_path / "scan 01.mp4", n_frames=250
+    )
     back = read_points(path)
     pd.testing.assert_frame_equal(sorted_xy(back), sorted_xy(table))
     if path.suffix == ".h5":
@@ -86,9 +90,11 @@ def test_replacing_an_export_keeps_the_old_file(tmp_path, table):
 
 
 def test_measurements_csv_reads_back_identically(tmp_path, table):
-    measures = [Measure("d", "distance", ["apex", "septum base"], change="relative"),
-                Measure("area", "area", ["apex", "septum base", "lateral/wall"]),
-                Measure("v", "velocity", ["apex"])]
+    measures = [
+        Measure("d", "distance", ["apex", "septum base"], change="relative"),
+        Measure("area", "area", ["apex", "septum base", "lateral/wall"]),
+        Measure("v", "velocity", ["apex"]),
+    ]
     result = compute(table, measures, Calibration((0.1, 0.15), 30.0), n_frames=14)
     assert result.isna().any().any()  # gaps and frames past the table are empty cells
     path = write_measurements_csv(result, tmp_path / "measures.csv")
@@ -101,8 +107,13 @@ def test_measurements_csv_reads_back_identically(tmp_path, table):
 
 @pytest.mark.parametrize(
     "name, fmt",
-    [("a.csv", "csv"), ("CollectedData_me.csv", "dlc"), ("a.h5", "dlc"), ("a.json", "dustrack"),
-     ("a.MP4", "mp4")],
+    [
+        ("a.csv", "csv"),
+        ("CollectedData_me.csv", "dlc"),
+        ("a.h5", "dlc"),
+        ("a.json", "dustrack"),
+        ("a.MP4", "mp4"),
+    ],
 )
 def test_format_from_file_name(name, fmt):
     assert guess_format(name) == fmt
@@ -135,8 +146,14 @@ def decode(path) -> tuple[list[np.ndarray], float]:
 def test_mp4_has_every_frame_at_the_frame_rate_and_dots_on_the_tracks(tmp_path, table):
     frames = textured_frames()
     done = []
-    path = export_mp4(frames, table, tmp_path / "overlay.mp4", fps=20.0, scale=1,
-                      progress=lambda i, n: done.append((i, n)))
+    path = export_mp4(
+        frames,
+        table,
+        tmp_path / "overlay.mp4",
+        fps=20.0,
+        scale=1,
+        progress=lambda i, n: done.append((i, n)),
+    )
     decoded, rate = decode(path)
     assert len(decoded) == len(frames) and rate == pytest.approx(20.0)
     assert decoded[0].shape == (48, 64, 3)  # padded to even
@@ -148,7 +165,11 @@ def test_mp4_has_every_frame_at_the_frame_rate_and_dots_on_the_tracks(tmp_path, 
         got = decoded[f][y, x].astype(int)
         # A coloured dot replaces the grey there; at 2-pixel dots H.264's half-resolution
         # chroma blurs the hue, so ask only for colour, nearest to the label's own.
-        assert np.ptp(got) > 40 and np.abs(got - int(frames[f, y, x])).max() > 40, (row["label"], f, got)
+        assert np.ptp(got) > 40 and np.abs(got - int(frames[f, y, x])).max() > 40, (
+            row["label"],
+            f,
+            got,
+        )
         nearest = np.argmin(np.abs(palette - got).sum(axis=1))
         assert labels[nearest] == row["label"], (row["label"], f, got)
     # A point missing in a frame gets no dot there: septum base is absent on frame 4.
@@ -178,7 +199,10 @@ def test_mp4_cancel_leaves_no_file(tmp_path, table):
 
 def test_mp4_draws_from_a_table_with_one_label_and_custom_colour(tmp_path):
     t = make_table([0, 1], "tip", [20.0, 22.0], [20.0, 20.0])
-    decoded, _ = decode(export_mp4(textured_frames(n=2), t, tmp_path / "o.mp4", fps=5, scale=1,
-                                   colours={"tip": "#ff0000"}))
+    decoded, _ = decode(
+        export_mp4(
+            textured_frames(n=2), t, tmp_path / "o.mp4", fps=5, scale=1, colours={"tip": "#ff0000"}
+        )
+    )
     r, g, b = decoded[1][20, 22].astype(int)
     assert r > 180 and g < 80 and b < 80

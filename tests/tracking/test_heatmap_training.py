@@ -129,7 +129,8 @@ def test_predict_streams_batches_and_checks_size(sim, trained):
 def test_review_points_at_frames_where_the_model_is_wrong(sim, trained):
     folder, _, _ = trained
     table = predict_video(sim.frames, folder)
-    # Break the prediction on two frames: one jumps away, one is unsure.
+    # A confident prediction broken on two frames: one jumps away, one is unsure.
+    table["confidence"] = 0.9
     jump = (table["frame"] == 17) & (table["label"] == "septal")
     table.loc[jump, "x"] += 12
     table.loc[table["frame"] == 28, "confidence"] = 0.05

@@ -10,7 +10,6 @@ The computation is :func:`napari_dustrack.measure.compute`; exports are
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -37,13 +36,34 @@ from qtpy.QtWidgets import (
 
 from .. import sidecar
 from ..errors import DustrackError
-from ..io.export import export_mp4, export_points, label_colour, write_measurements_csv
+from ..io.export import (
+    export_mp4,
+    export_points,
+    hex_to_rgb,
+    label_colour,
+    write_measurements_csv,
+)
 from ..io.layers import points_to_table, tracks_to_table
 from ..io.table import labels_of, to_array
-from ..measure import CHANGES, KINDS, STRAINS, Calibration, Measure, compute, load_measures, save_measures
-from .common import TaskBar, cine_info, current_frame, find_cine_layer, notify_error, open_frames, set_frame
-
-log = logging.getLogger(__name__)
+from ..measure import (
+    CHANGES,
+    KINDS,
+    STRAINS,
+    Calibration,
+    Measure,
+    compute,
+    load_measures,
+    save_measures,
+)
+from .common import (
+    TaskBar,
+    cine_info,
+    current_frame,
+    find_cine_layer,
+    notify_error,
+    open_frames,
+    set_frame,
+)
 
 LINESTYLES = ("-", "--", ":", "-.")
 REVIEW_KEY = "review_frames"
@@ -65,7 +85,9 @@ def layer_table(layer) -> pd.DataFrame | None:
 
 def is_track_layer(layer) -> bool:
     features = getattr(layer, "features", None)
-    return layer._type_string in ("points", "tracks") and features is not None and "label" in features
+    return (
+        layer._type_string in ("points", "tracks") and features is not None and "label" in features
+    )
 
 
 class MeasureWidget(QWidget):
@@ -190,7 +212,9 @@ class MeasureWidget(QWidget):
         self.export_buttons = {}
         for i, (title, filt, method) in enumerate(buttons):
             button = QPushButton(title, box)
-            button.clicked.connect(lambda _=False, t=title, f=filt, m=method: self._ask_and_export(t, f, m))
+            button.clicked.connect(
+                lambda _=False, t=title, f=filt, m=method: self._ask_and_export(t, f, m)
+            )
             grid.addWidget(button, 1 + i // 3, i % 3)
             self.export_buttons[title] = button
         self.task = TaskBar(box)
@@ -203,19 +227,27 @@ class MeasureWidget(QWidget):
         return [layer for layer in self.viewer.layers if is_track_layer(layer)]
 
     def checked_layers(self) -> list:
-        names = {self.layer_list.item(i).text() for i in range(self.layer_list.count())
-                 if self.layer_list.item(i).checkState() == Qt.Checked}
+        names = {
+            self.layer_list.item(i).text()
+            for i in range(self.layer_list.count())
+            if self.layer_list.item(i).checkState() == Qt.Checked
+        }
         return [layer for layer in self.track_layers() if layer.name in names]
 
     def _on_layers_changed(self, event=None) -> None:
-        previous = {self.layer_list.item(i).text(): self.layer_list.item(i).checkState()
-                    for i in range(self.layer_list.count())}
+        previous = {
+            self.layer_list.item(i).text(): self.layer_list.item(i).checkState()
+            for i in range(self.layer_list.count())
+        }
         self.layer_list.blockSignals(True)
         self.layer_list.clear()
         for layer in self.track_layers():
             item = QListWidgetItem(layer.name, self.layer_list)
             item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
-            item.setCheckState(previous.get(layer.name, Qt.Checked))
+            # Tracks usually repeat a Points layer's positions (the plugin makes both), so
+            # only Points layers start ticked.
+            default = Qt.Checked if layer._type_string == "points" else Qt.Unchecked
+            item.setCheckState(previous.get(layer.name, default))
             if id(layer) not in self._connected:
                 self._connected.add(id(layer))
                 for name in ("data", "features", "metadata"):  # not every layer type has all
@@ -253,6 +285,22 @@ class MeasureWidget(QWidget):
         """``<video>.dustrack/measures.json`` of the cine layer, or None without a file."""
         path = cine_info(find_cine_layer(self.viewer)).get("path")
         return sidecar.measures_path(path) if path else None
+
+    def label_colours(self) -> dict[str, tuple[int, int, int]]:
+        """RGB of each label: the annotation's saved colours, else the palette in label order."""
+        colours = {lab: label_colour(i) for i, lab in enumerate(self._label_order)}
+        path = cine_info(find_cine_layer(self.viewer)).get("path")
+        if path:
+            try:
+                saved = sidecar.read_labels(sidecar.sidecar_dir(path))
+            except DustrackError:
+                saved = None  # a damaged label file is the Annotate tab's to report
+            for item in saved[0] if saved else []:
+                try:
+                    colours[item["name"]] = hex_to_rgb(item["colour"])
+                except ValueError:
+                    pass
+        return colours
 
     def calibration(self) -> Calibration:
         info = cine_info(find_cine_layer(self.viewer))
@@ -389,9 +437,14 @@ class MeasureWidget(QWidget):
         self._draw()
 
     def _update_plot_choices(self) -> None:
-        columns = list(dict.fromkeys(
-            c for r in self.results.values() for c in r.columns if c != "frame" and not c.startswith("time")
-        ))
+        columns = list(
+            dict.fromkeys(
+                c
+                for r in self.results.values()
+                for c in r.columns
+                if c != "frame" and not c.startswith("time")
+            )
+        )
         current = self.plot_combo.currentText()
         self.plot_combo.blockSignals(True)
         self.plot_combo.clear()
@@ -412,7 +465,7 @@ class MeasureWidget(QWidget):
         for ax in (self.ax_x, self.ax_y, self.ax_m):
             ax.clear()
         self.lines = {}
-        labels = self._label_order
+        colours = self.label_colours()
         layers = [layer for layer in self.checked_layers() if layer.name in self.tables]
         n = self.n_frames()
         t_all = self.time_of(np.arange(n))
@@ -423,28 +476,42 @@ class MeasureWidget(QWidget):
             xy, layer_labels = to_array(table, labels_of(table), n)
             phys = cal.to_physical(xy)
             for j, label in enumerate(layer_labels):
-                colour = np.array(label_colour(labels.index(label))) / 255
+                colour = np.array(colours[label]) / 255
                 for ax, axis, c in ((self.ax_x, "x", 0), (self.ax_y, "y", 1)):
-                    (line,) = ax.plot(t_all, phys[:, j, c], style, color=colour, lw=1,
-                                      label=label if k == 0 else None)
+                    (line,) = ax.plot(
+                        t_all,
+                        phys[:, j, c],
+                        style,
+                        color=colour,
+                        lw=1,
+                        label=label if k == 0 else None,
+                    )
                     self.lines[(axis, layer.name, label)] = line
             column = self.plot_combo.currentText()
             result = self.results.get(layer.name)
             if column and result is not None and column in result:
-                (line,) = self.ax_m.plot(self.time_of(result["frame"]), result[column].to_numpy(), style,
-                                         color="k", lw=1.2, label=layer.name)
+                (line,) = self.ax_m.plot(
+                    self.time_of(result["frame"]),
+                    result[column].to_numpy(),
+                    style,
+                    color="k",
+                    lw=1.2,
+                    label=layer.name,
+                )
                 self.lines[("measure", layer.name, column)] = line
             self._mark_review(layer)
         self.ax_x.set_ylabel(f"x [{unit}]")
         self.ax_y.set_ylabel(f"y [{unit}]")
         self.ax_m.set_ylabel(self.plot_combo.currentText() or "measure")
         self.ax_m.set_xlabel("time [s]" if cal.fps else "frame")
-        if labels and layers:
+        if self._label_order and layers:
             self.ax_x.legend(fontsize="x-small", ncol=3, loc="best")
         if self.ax_m.lines:
             self.ax_m.legend(fontsize="x-small", loc="best")
         t = self.time_of([current_frame(self.viewer)])[0] if self.viewer.dims.ndim >= 3 else 0.0
-        self.frame_lines = [ax.axvline(t, color="r", lw=1) for ax in (self.ax_x, self.ax_y, self.ax_m)]
+        self.frame_lines = [
+            ax.axvline(t, color="r", lw=1) for ax in (self.ax_x, self.ax_y, self.ax_m)
+        ]
         self.canvas.draw_idle()
 
     def _mark_review(self, layer) -> None:
@@ -452,8 +519,16 @@ class MeasureWidget(QWidget):
         if frames is None or len(frames) == 0:
             return
         t = self.time_of(np.asarray(frames, float))
-        (line,) = self.ax_m.plot(t, np.zeros_like(t), "^", color="tab:orange", ms=6, clip_on=False,
-                                 transform=self.ax_m.get_xaxis_transform(), label="to review")
+        (line,) = self.ax_m.plot(
+            t,
+            np.zeros_like(t),
+            "^",
+            color="tab:orange",
+            ms=6,
+            clip_on=False,
+            transform=self.ax_m.get_xaxis_transform(),
+            label="to review",
+        )
         self.lines[("review", layer.name, "")] = line
 
     def _on_frame(self, event=None) -> None:
@@ -468,7 +543,7 @@ class MeasureWidget(QWidget):
         """Move napari to the clicked frame (not while the toolbar zooms or pans)."""
         if event.inaxes is None or event.xdata is None or event.button != 1:
             return
-        if getattr(self.toolbar, "mode", "") not in ("", None) and str(self.toolbar.mode):
+        if str(self.toolbar.mode):  # "" unless zoom or pan is on
             return
         set_frame(self.viewer, self.frame_at(event.xdata))
 
@@ -487,8 +562,9 @@ class MeasureWidget(QWidget):
         return export_points(self.export_table(), path, fmt="csv")
 
     def export_dlc_to(self, path) -> Path:
-        return export_points(self.export_table(), path, fmt="dlc", video=self._video_path(),
-                             n_frames=self.n_frames())
+        return export_points(
+            self.export_table(), path, fmt="dlc", video=self._video_path(), n_frames=self.n_frames()
+        )
 
     def export_dustrack_to(self, path) -> Path:
         return export_points(self.export_table(), path, fmt="dustrack")
@@ -512,16 +588,20 @@ class MeasureWidget(QWidget):
         table = self.export_table()
         frames = open_frames(cine)
         fps = cine_info(cine).get("fps")
+        colours = self.label_colours()
 
         def job(progress=None, cancel=None):
             try:
-                return export_mp4(frames, table, path, fps=fps, progress=progress, cancel=cancel)
+                return export_mp4(
+                    frames, table, path, fps=fps, colours=colours, progress=progress, cancel=cancel
+                )
             finally:
                 if hasattr(frames, "close"):
                     frames.close()
 
-        return self.task.run(job, label="writing MP4",
-                             on_done=lambda p: self.status.setText(f"wrote {p}"))
+        return self.task.run(
+            job, label="writing MP4", on_done=lambda p: self.status.setText(f"wrote {p}")
+        )
 
     def _ask_and_export(self, title: str, file_filter: str, method) -> None:
         path, _ = QFileDialog.getSaveFileName(self, f"Export {title}", "", file_filter)

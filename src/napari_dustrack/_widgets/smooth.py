@@ -7,7 +7,7 @@ from qtpy.QtWidgets import (
     QComboBox, QDoubleSpinBox, QFormLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout, QWidget,
 )
 
-from ..errors import DustrackError
+from ..errors import Cancelled, DustrackError
 from ..io.layers import points_to_table, table_to_points, table_to_tracks
 from ..commands.smooth import tracks_array
 from ..io.table import from_array
@@ -125,13 +125,23 @@ class SmoothWidget(QWidget):
             return None
         frames = open_frames(cine)
 
-        def done(out):
-            self._show(out, labels, conf, cine)
-            _close(frames)
+        def job(*args, **kwargs):
+            # a cancel is an answer, not an error (the task bar would re-raise it in Qt's loop)
+            try:
+                return smooth(*args, **kwargs)
+            except Cancelled:
+                return None
+            finally:
+                _close(frames)
 
-        return self.taskbar.run(smooth, frames, xy, window, mode, confidence=conf, labels=labels,
-                                on_done=done, on_cancel=lambda _: _close(frames),
-                                label=f"smoothing ({mode})")
+        def done(out):
+            if out is None:
+                show_info("Smoothing cancelled.")
+            else:
+                self._show(out, labels, conf, cine)
+
+        return self.taskbar.run(job, frames, xy, window, mode, confidence=conf, labels=labels,
+                                on_done=done, label=f"smoothing ({mode})")
 
     def _show(self, out, labels, conf, cine):
         table = from_array(out, labels, source="smoothed", confidence=conf)

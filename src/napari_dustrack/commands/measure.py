@@ -25,12 +25,16 @@ def run(args) -> None:
     calibration, n_frames = video_calibration(args.video)
     last = int(table["frame"].max()) if len(table) else -1
     if last >= n_frames:
-        raise DustrackError(f"has points on frame {last} but the video has {n_frames} frames", args.tracks)
+        raise DustrackError(
+            f"has points on frame {last} but the video has {n_frames} frames", args.tracks
+        )
     try:
         result = compute(table, measures, calibration, n_frames=n_frames)
     except DustrackError as exc:
         raise DustrackError(exc.problem, args.tracks) from None
     write_measurements_csv(result, args.out)
     units = f"{calibration.length_unit}, {calibration.time_unit}"
-    print(f"{args.out}: {len(result)} frames, {len(measures)} measure(s), "
-          f"{len(result.columns) - 1 - bool(calibration.fps)} column(s) in {units}")
+    print(
+        f"{args.out}: {len(result)} frames, {len(measures)} measure(s), "
+        f"{len(result.columns) - 1 - bool(calibration.fps)} column(s) in {units}"
+    )

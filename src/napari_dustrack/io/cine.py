@@ -25,6 +25,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 # frame cache: on unless NAPARI_DUSTRACK_FRAME_CACHE=0; budget in GiB
 _CACHE_ENV = "NAPARI_DUSTRACK_FRAME_CACHE"
 _CACHE_MAX_ENV = "NAPARI_DUSTRACK_FRAME_CACHE_MAX_GB"
+_FILL_DELAY_S = 1.0  # let napari show its first frames before the cache competes for CPU
 
 
 def is_dicom(path: str | os.PathLike) -> bool:
@@ -102,13 +103,24 @@ def open_cine(path: str | os.PathLike, rgb: bool = False, frame_cache: bool | No
     elif path.is_dir():
         raise DustrackError("folder has no PNG/JPEG frames", path)
     else:  # any other file: let FFmpeg decide whether it is a video
-        from .video import VideoReader
-
-        source = VideoReader(path, rgb=rgb)
+        source = _open_video(path, rgb, sidecar=_cache_wanted(frame_cache))
     cine = Cine(source, path, rgb=rgb)
     if cine.kind == "video" and not rgb and _cache_wanted(frame_cache):
         cine._start_frame_cache(_cache_budget(cache_max_bytes))
     return cine
+
+
+def _open_video(path: Path, rgb: bool, sidecar: bool):
+    """A VideoReader; with ``sidecar``, its frame index is kept in ``<video>.dustrack/``."""
+    from .framecache import load_index, save_index
+    from .video import VideoIndex, VideoReader
+
+    saved = load_index(path) if sidecar else None
+    index = VideoIndex(*saved) if saved is not None else None
+    source = VideoReader(path, rgb=rgb, index=index)
+    if sidecar and saved is None:
+        save_index(path, source.index.pts, source.index.keyframes)
+    return source
 
 
 def _cache_wanted(frame_cache: bool | None) -> bool:
@@ -269,7 +281,7 @@ class Cine:
 
         try:
             self.frame_cache = FrameCache(self.path, len(self), self.frame_shape, make_reader,
-                                          max_bytes=max_bytes)
+                                          max_bytes=max_bytes, start_delay=_FILL_DELAY_S)
         except OSError:  # read-only folder, full disk...: go without the cache
             self.frame_cache = None
             return

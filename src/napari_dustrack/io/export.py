@@ -24,6 +24,7 @@ from .video_write import write_video
 
 FORMATS = ("csv", "dlc", "dustrack", "mp4")
 
+
 def label_colour(index: int) -> tuple[int, int, int]:
     """RGB colour of the ``index``-th label: the annotation palette, in the same order."""
     from ..annotations import PALETTE
@@ -31,10 +32,17 @@ def label_colour(index: int) -> tuple[int, int, int]:
     return hex_to_rgb(PALETTE[index % len(PALETTE)])
 
 
+def _rgb(colour) -> tuple[int, int, int]:
+    """``#rrggbb`` or an ``(r, g, b)`` of 0..255."""
+    if isinstance(colour, str):
+        return hex_to_rgb(colour)
+    return tuple(int(c) for c in colour[:3])
+
+
 def hex_to_rgb(colour: str) -> tuple[int, int, int]:
     """``#rrggbb`` -> ``(r, g, b)``."""
     colour = colour.lstrip("#")
-    return tuple(int(colour[i: i + 2], 16) for i in (0, 2, 4))
+    return tuple(int(colour[i : i + 2], 16) for i in (0, 2, 4))
 
 
 def guess_format(path: str | os.PathLike) -> str:
@@ -50,8 +58,11 @@ def guess_format(path: str | os.PathLike) -> str:
         return "mp4"
     if suffix == ".csv":
         return "dlc" if path.name.startswith("CollectedData") else "csv"
-    raise DustrackError(f"cannot tell the export format from {suffix or 'no suffix'}; "
-                        "use .csv, .h5, .json or .mp4 (or give the format)", path)
+    raise DustrackError(
+        f"cannot tell the export format from {suffix or 'no suffix'}; "
+        "use .csv, .h5, .json or .mp4 (or give the format)",
+        path,
+    )
 
 
 def export_points(
@@ -105,7 +116,9 @@ def read_measurements_csv(path: str | os.PathLike) -> pd.DataFrame:
     except FileNotFoundError:
         raise DustrackError("file not found", path) from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DustrackError(f"malformed CSV ({str(exc).splitlines()[0] if str(exc) else 'empty'})", path) from None
+        raise DustrackError(
+            f"malformed CSV ({str(exc).splitlines()[0] if str(exc) else 'empty'})", path
+        ) from None
     if "frame" not in result.columns:
         raise DustrackError("not a measurement table: no 'frame' column", path)
     return result
@@ -148,20 +161,23 @@ def overlay_frames(
     fps : float, optional
         Shown with the frame number as the time.
     colours : dict, optional
-        ``{label: "#rrggbb"}``; labels not in it get :func:`label_colour` of their position.
+        ``{label: "#rrggbb" or (r, g, b)}``; labels not in it get :func:`label_colour` of
+        their position.
     """
     table = validate(table)
     labels = list(labels) if labels is not None else labels_of(table)
     n = len(frames)
     xy, _ = to_array(table, labels, n)
-    colours = [hex_to_rgb(colours[lab]) if colours and lab in colours else label_colour(i)
-               for i, lab in enumerate(labels)]
+    colours = [
+        _rgb(colours[lab]) if colours and lab in colours else label_colour(i)
+        for i, lab in enumerate(labels)
+    ]
     # Pixel centres: source pixel i spans i*scale .. (i+1)*scale - 1 after upscaling.
     xy = xy * scale + (scale - 1) / 2
     for t in range(n):
         image = _to_rgb(np.asarray(frames[t]), scale)
         style = _Style(image.shape)
-        recent = xy[max(0, t - tail): t + 1]
+        recent = xy[max(0, t - tail) : t + 1]
         # Tails, then names, then dots: no name or tail hides where a point is.
         for j in range(len(labels)):
             _draw_tail(image, recent[:, j], colours[j], style)
@@ -182,7 +198,9 @@ class _Style:
         self.radius = max(2, round(side / 120))
         self.thickness = max(1, round(side / 300))
         self.font_scale = max(0.3, side / 900)
-        self.text_h = cv2.getTextSize("Ag", cv2.FONT_HERSHEY_SIMPLEX, self.font_scale, self.thickness)[0][1]
+        self.text_h = cv2.getTextSize(
+            "Ag", cv2.FONT_HERSHEY_SIMPLEX, self.font_scale, self.thickness
+        )[0][1]
         self.pad = max(2, self.radius)
 
 
@@ -214,10 +232,26 @@ def _draw_name(image: np.ndarray, p: np.ndarray, label: str, colour, style: _Sty
 
 def _text(image, text, origin, colour, style: _Style) -> None:
     # A dark outline keeps the text readable over bright speckle.
-    cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, style.font_scale, (0, 0, 0),
-                style.thickness + 2, cv2.LINE_AA)
-    cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, style.font_scale, colour,
-                style.thickness, cv2.LINE_AA)
+    cv2.putText(
+        image,
+        text,
+        origin,
+        cv2.FONT_HERSHEY_SIMPLEX,
+        style.font_scale,
+        (0, 0, 0),
+        style.thickness + 2,
+        cv2.LINE_AA,
+    )
+    cv2.putText(
+        image,
+        text,
+        origin,
+        cv2.FONT_HERSHEY_SIMPLEX,
+        style.font_scale,
+        colour,
+        style.thickness,
+        cv2.LINE_AA,
+    )
 
 
 def _to_rgb(frame: np.ndarray, scale: int) -> np.ndarray:
@@ -277,12 +311,15 @@ def export_mp4(
     first = np.asarray(frames[0])
     scale = auto_scale(first.shape) if scale is None else int(scale)
     fps = float(fps) if fps else 25.0
-    images = overlay_frames(frames, table, tail=tail, scale=scale, labels=labels, fps=fps,
-                            colours=colours)
+    images = overlay_frames(
+        frames, table, tail=tail, scale=scale, labels=labels, fps=fps, colours=colours
+    )
     return write_video(_watched(images, n, progress, cancel), path, fps, crf=18, preset="veryfast")
 
 
-def _watched(images: Iterator[np.ndarray], total: int, progress=None, cancel=None) -> Iterator[np.ndarray]:
+def _watched(
+    images: Iterator[np.ndarray], total: int, progress=None, cancel=None
+) -> Iterator[np.ndarray]:
     """Pass frames through, reporting progress and stopping (Cancelled) when asked."""
     for i, image in enumerate(images):
         if cancel is not None and cancel.is_set():

@@ -52,6 +52,37 @@ def cache_shape(n_frames: int, frame_shape: tuple[int, int], max_bytes: int) -> 
     return max(h // factor, 1), max(w // factor, 1)
 
 
+def _source_stamp(video: Path) -> dict:
+    st = video.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def load_index(video) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(pts, keyframes)`` saved by :func:`save_index` for this very file, else None."""
+    path = sidecar_dir(video) / "index.npz"
+    try:
+        with np.load(path) as saved:
+            stamp = json.loads(str(saved["stamp"]))
+            if stamp != _source_stamp(Path(video)):
+                return None
+            return saved["pts"].astype(np.int64), saved["keyframes"].astype(np.int64)
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def save_index(video, pts: np.ndarray, keyframes: np.ndarray) -> None:
+    """Keep a video's frame index in its sidecar so the next open skips the demux pass."""
+    folder = sidecar_dir(video)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / "index.tmp.npz"
+        np.savez(tmp, pts=pts, keyframes=keyframes,
+                 stamp=np.array(json.dumps(_source_stamp(Path(video)))))
+        os.replace(tmp, folder / "index.npz")
+    except OSError:
+        pass  # read-only folder: the index is rebuilt next time
+
+
 def _signature(video: Path, n_frames: int, frame_shape, shape) -> dict:
     st = video.stat()
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "n_frames": int(n_frames),
@@ -79,6 +110,9 @@ class FrameCache:
         Where to keep the cache (default: the sidecar folder).
     start : bool
         Start filling now.
+    start_delay : float
+        Seconds the thread waits before decoding, leaving the CPU to the first frames the
+        viewer shows right after opening.
 
     Raises
     ------
@@ -87,7 +121,8 @@ class FrameCache:
     """
 
     def __init__(self, video, n_frames: int, frame_shape, make_reader: Callable,
-                 max_bytes: int = DEFAULT_MAX_BYTES, folder=None, start: bool = True):
+                 max_bytes: int = DEFAULT_MAX_BYTES, folder=None, start: bool = True,
+                 start_delay: float = 0.0):
         self.video = Path(video)
         self.n_frames = int(n_frames)
         self.full_shape = tuple(int(v) for v in frame_shape)
@@ -107,6 +142,7 @@ class FrameCache:
         self._queue: deque[tuple[int, int]] = deque()
         self._cursor = 0
         self._thread: threading.Thread | None = None
+        self._start_delay = float(start_delay)
         self._mm = None
         self.error: BaseException | None = None
         self._signature = _signature(self.video, self.n_frames, self.full_shape, self.frame_shape)
@@ -222,7 +258,9 @@ class FrameCache:
     def stop(self) -> None:
         """Ask the fill thread to stop (non-blocking); it saves progress and releases files."""
         self._stop.set()
-        if self._thread is None:
+        # the thread releases on its way out if it sees the stop; if it has already gone
+        # (done is set before it looks), release here. _release is idempotent.
+        if self._thread is None or self._done.is_set():
             self._release()
 
     def close(self) -> None:
@@ -263,6 +301,8 @@ class FrameCache:
         reader = None
         last_save = time.monotonic()
         try:
+            if self._stop.wait(self._start_delay):
+                return
             reader = self._make_reader(self.frame_shape)
             while not self._stop.is_set():
                 i = self._next_target()
@@ -278,9 +318,9 @@ class FrameCache:
             if reader is not None:
                 reader.close()
             self._save_state()
-            if self._stop.is_set():  # stopped by close()/stop(): nobody else will release
-                self._release()
             self._done.set()
+            if self._stop.is_set():  # stopped by stop(): nobody else will release
+                self._release()
 
     def _write(self, i: int, frame: np.ndarray) -> None:
         if frame.shape != self.frame_shape:
@@ -300,6 +340,7 @@ class FrameCache:
 def _lower_thread_priority() -> None:
     """Let the interactive decoder win the CPU over the fill (Linux: per-thread nice)."""
     try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(os.getpriority(os.PRIO_PROCESS, tid) + 10, 19))
     except (AttributeError, OSError):
         pass

@@ -54,14 +54,14 @@ def compute(
         raise DustrackError(f"not a point table: missing column(s) {', '.join(missing_cols)}")
     if n_frames is None:
         n_frames = int(table["frame"].max()) + 1 if len(table) else 0
-    result = time_axis(n_frames, calibration)
     phys, index = _all_positions(table, measures, calibration, n_frames)
-    refs = {}
+    refs, columns = {}, {}
     for m in measures:
         xy = phys[:, [index[lab] for lab in m.labels]]
         outputs, refs[m.name] = measure_values(m, xy, calibration)
-        for column, values in outputs.items():
-            result[column] = values
+        columns.update(outputs)
+    # One concat, not a column at a time: many measures would fragment the frame.
+    result = pd.concat([time_axis(n_frames, calibration), pd.DataFrame(columns)], axis=1)
     result.attrs["reference_frames"] = refs
     return result
 
@@ -116,15 +116,14 @@ def reference_frame(measure: Measure, xy: np.ndarray) -> int:
     if measure.reference_frame is None:
         if not complete.any():
             raise DustrackError(
-                f"measure {measure.name!r}: no frame has all of {measure.labels}, so there is no reference frame"
+                f"measure {measure.name!r}: no frame has all of {measure.labels}, "
+                "so there is no reference frame"
             )
         return int(np.argmax(complete))
     ref = measure.reference_frame
     if ref >= len(xy) or not complete[ref]:
         have = "" if ref >= len(xy) else f"; missing there: {_missing_at(measure, xy, ref)}"
-        raise DustrackError(
-            f"measure {measure.name!r}: reference frame {ref} lacks points{have}"
-        )
+        raise DustrackError(f"measure {measure.name!r}: reference frame {ref} lacks points{have}")
     return ref
 
 
@@ -203,7 +202,11 @@ _SCALARS: dict[str, Callable[[np.ndarray, Calibration], Outputs]] = {
 def _velocity(xy, cal: Calibration) -> Outputs:
     v = geo.central_velocity(xy[:, 0], cal.frame_interval)
     unit = cal.velocity_unit
-    return [("vx", v[:, 0], unit), ("vy", v[:, 1], unit), ("speed", np.hypot(v[:, 0], v[:, 1]), unit)]
+    return [
+        ("vx", v[:, 0], unit),
+        ("vy", v[:, 1], unit),
+        ("speed", np.hypot(v[:, 0], v[:, 1]), unit),
+    ]
 
 
 def _deformation(xy, ref: int, cal: Calibration, strain: str) -> Outputs:

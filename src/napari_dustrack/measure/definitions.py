@@ -79,21 +79,32 @@ class Measure:
         if not str(self.name).strip():
             raise DustrackError("a measure needs a name", path)
         if self.kind not in KINDS:
-            raise DustrackError(f"{where}unknown kind {self.kind!r}; expected one of {list(KINDS)}", path)
+            raise DustrackError(
+                f"{where}unknown kind {self.kind!r}; expected one of {list(KINDS)}", path
+            )
         lo, hi, meaning = KINDS[self.kind]
         n = len(self.labels)
         if n < lo or (hi is not None and n > hi):
             count = f"{lo}" if lo == hi else f"{lo} to {hi}" if hi else f"at least {lo}"
-            raise DustrackError(f"{where}{self.kind} needs {count} labels ({meaning}), got {n}", path)
+            raise DustrackError(
+                f"{where}{self.kind} needs {count} labels ({meaning}), got {n}", path
+            )
         if len(set(self.labels)) != n:
             raise DustrackError(f"{where}a label is repeated in {self.labels}", path)
         if self.change not in CHANGES:
-            raise DustrackError(f"{where}change must be one of {list(CHANGES)}, got {self.change!r}", path)
+            raise DustrackError(
+                f"{where}change must be one of {list(CHANGES)}, got {self.change!r}", path
+            )
         if self.strain not in STRAINS:
-            raise DustrackError(f"{where}strain must be one of {list(STRAINS)}, got {self.strain!r}", path)
+            raise DustrackError(
+                f"{where}strain must be one of {list(STRAINS)}, got {self.strain!r}", path
+            )
         if self.reference_frame is not None:
-            if isinstance(self.reference_frame, bool) or int(self.reference_frame) != self.reference_frame \
-                    or self.reference_frame < 0:
+            if (
+                isinstance(self.reference_frame, bool)
+                or int(self.reference_frame) != self.reference_frame
+                or self.reference_frame < 0
+            ):
                 raise DustrackError(f"{where}reference_frame must be a frame number >= 0", path)
             self.reference_frame = int(self.reference_frame)
         return self
@@ -137,7 +148,9 @@ def measures_from_json(text: str, path: str | os.PathLike | None = None) -> list
     if isinstance(content, dict):
         version = content.get("version", VERSION)
         if version != VERSION:
-            raise DustrackError(f"unsupported measures file version {version!r} (expected {VERSION})", path)
+            raise DustrackError(
+                f"unsupported measures file version {version!r} (expected {VERSION})", path
+            )
         content = content.get("measures")
     if not isinstance(content, list):
         raise DustrackError('expected {"measures": [...]} or a list of measures', path)

@@ -30,7 +30,9 @@ class Calibration:
         if self.spacing is not None:
             dy, dx = (float(v) for v in self.spacing)
             if not (np.isfinite(dy) and np.isfinite(dx) and dy > 0 and dx > 0):
-                raise ValueError(f"pixel spacing must be two positive numbers, got {self.spacing!r}")
+                raise ValueError(
+                    f"pixel spacing must be two positive numbers, got {self.spacing!r}"
+                )
             object.__setattr__(self, "spacing", (dy, dx))
         if self.fps is not None:
             fps = float(self.fps)

@@ -49,6 +49,7 @@ Confidence (0..1, documented choices):
 
 from __future__ import annotations
 
+import functools
 import os
 import queue
 import threading
@@ -404,12 +405,14 @@ class _Plan:
         return cls(keys, is_key, first, last, lo, hi, active, prev_key)
 
     @property
-    def fwd_idx(self) -> list[np.ndarray]:
-        """Per pair (u, u + 1), the labels whose forward track crosses it."""
+    def fwd_idx(self) -> list:
+        """Per pair (u, u + 1), the labels whose forward track crosses it: None, a slice (all
+        labels: basic indexing is cheaper in the inner loop) or an index array."""
         if self._fwd_idx is None:
             u = np.arange(len(self.keys))[:, None]
             mask = self.active & (self.first <= u) & (u < self.hi)
-            self._fwd_idx = [np.flatnonzero(row) for row in mask]
+            self._fwd_idx = [None if not row.any() else slice(None) if row.all()
+                             else np.flatnonzero(row) for row in mask]
         return self._fwd_idx
 
     def ready_top(self, f: int) -> np.ndarray:
@@ -678,32 +681,40 @@ def _track(prev_img, next_img, points, params: LKParams):
     NaN out with ``ok`` False and error ``inf``. This is the inner loop of the module, called
     once per frame pair and direction, hence the lean version.
     """
-    valid = ~np.isnan(points).any(axis=1)
-    if not valid.all():
+    if np.isnan(points).any():
+        valid = ~np.isnan(points).any(axis=1)
         new = np.full(points.shape, np.nan)
         ok = np.zeros(len(points), bool)
         err = np.full(len(points), np.inf)
         if valid.any():
             new[valid], ok[valid], err[valid] = _track(prev_img, next_img, points[valid], params)
         return new, ok, err
+    kwargs, limit = _lk_kwargs(params), _limits(prev_img.shape)
     new, status, error = cv2.calcOpticalFlowPyrLK(
-        prev_img, next_img, points.astype(np.float32).reshape(-1, 1, 2), None,
-        winSize=(params.win_size, params.win_size), maxLevel=params.max_level,
-        criteria=params.criteria,
-    )
+        prev_img, next_img, points.astype(np.float32).reshape(-1, 1, 2), None, **kwargs)
     new = new.reshape(-1, 2).astype(np.float64)
-    h, w = prev_img.shape[:2]
-    x, y = new[:, 0], new[:, 1]
     # comparisons with NaN are False, so this also drops non-finite results
-    ok = status.ravel().astype(bool) & (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
+    ok = (status.ravel() != 0) & ((new >= 0) & (new <= limit)).all(axis=1)
     new[~ok] = np.nan
     return new, ok, np.where(ok, error.ravel().astype(np.float64), np.inf)
+
+
+@functools.lru_cache(maxsize=8)
+def _lk_kwargs(params: LKParams) -> dict:
+    return dict(winSize=(params.win_size, params.win_size), maxLevel=params.max_level,
+                criteria=params.criteria)
+
+
+@functools.lru_cache(maxsize=8)
+def _limits(shape) -> np.ndarray:
+    """Largest x and y inside an image of ``shape``: (w - 1, h - 1)."""
+    return np.array([shape[1] - 1, shape[0] - 1], dtype=np.float64)
 
 
 def _forward_step(plan, state, prev_img, next_img, u, params) -> None:
     """One LK call for every label whose forward track crosses (u, u + 1)."""
     labs = plan.fwd_idx[u]
-    if not len(labs):
+    if labs is None:
         return
     # F holds the keyframe position at keyframes, so a track restarts there
     new, ok, err = _track(prev_img, next_img, state.F[u, labs], params)

@@ -71,7 +71,7 @@ class HeatmapConfig:
     scale: float = 0.5
     working_size: tuple[int, int] | None = None
     sigma: float = 2.0
-    reg_weight: float = 0.1
+    reg_weight: float = 1.0
     minutes: float = 4.0
     clock: str = "wall"
     max_epochs: int = 10_000

@@ -8,7 +8,8 @@ forward and backward averaged, read at the current estimate), the track ``x`` mi
 
 where ``h_t`` are Huber weights (iteratively reweighted, so one outlying estimate barely pulls
 the track), ``s_m`` is the measurement noise estimated robustly from the data, and ``s_d,t``
-the flow noise (grows with the speed and with the forward-backward disagreement of the flow).
+the flow noise (grows with the speed, with the forward-backward disagreement of the flow, and
+with the flow's error measured on the segment when that error is large).
 Each coordinate is a tridiagonal symmetric system, solved in O(n). First and last frames are
 estimated like every other frame. The window length only caps how long flow is trusted:
 ``s_d >= s_m / W``, so a longer window allows more smoothing, as in DUSTrack.
@@ -40,6 +41,10 @@ class FusionParams:
         Reweighting passes (the flow is re-read at the new estimate in each).
     min_sigma : float
         Floor of the measurement noise estimate (px).
+    flow_check : float
+        The flow's own error, measured on the segment, is added to the flow noise only when it
+        exceeds this fraction of the measurement noise (a flow that does not follow the
+        tissue, e.g. decorrelated speckle, is then leaned on less).
     """
 
     flow_sigma: float = 0.1
@@ -47,6 +52,7 @@ class FusionParams:
     huber: float = 2.0
     iterations: int = 5
     min_sigma: float = 0.05
+    flow_check: float = 0.5
 
 
 def _mad_sigma(e: np.ndarray) -> float:
@@ -116,16 +122,21 @@ def fuse_segment(z: np.ndarray, fwd: np.ndarray, bwd: np.ndarray, ref: np.ndarra
     c = np.ones(n) if confidence is None else np.clip(np.nan_to_num(confidence, nan=0.0), 0.02, 1.0)
     x = ref.copy()
     m, disagree = _motion(fwd, bwd, ref, x, grid)
-    # z_{t+1} - z_t - m_t is two measurement errors (and one small flow error)
-    sigma_m = _mad_sigma(np.diff(z, axis=0) - m) / np.sqrt(2)
+    # measurement noise from second differences (6 s_m^2; robust to brief fast motion), then
+    # the flow's error from z_{t+1} - z_t - m_t (2 s_m^2 + s_flow^2)
+    sigma_m = _mad_sigma(np.diff(z, 2, axis=0)) / np.sqrt(6)
     sigma_m = max(sigma_m if np.isfinite(sigma_m) else 1.0, params.min_sigma)
+    e1 = _mad_sigma(np.diff(z, axis=0) - m)
+    extra = np.sqrt(max(e1**2 - 2 * sigma_m**2, 0.0)) if np.isfinite(e1) else 0.0
+    if extra < params.flow_check * sigma_m:
+        extra = 0.0
     floor = sigma_m / max(window, 1)
     for _ in range(params.iterations):
         r = np.linalg.norm(z - x, axis=1) / sigma_m
         huber = np.minimum(1.0, params.huber / np.maximum(r, 1e-12))
         w = c * huber / sigma_m**2
-        sd = np.maximum(params.flow_sigma + params.flow_speed * np.linalg.norm(m, axis=1),
-                        floor)[:, None]
+        sd = np.maximum(np.hypot(params.flow_sigma + params.flow_speed * np.linalg.norm(m, axis=1),
+                                 extra), floor)[:, None]
         v = 1.0 / (sd**2 + np.where(np.isfinite(disagree), disagree, 1e6)[:, None] ** 2)
         v = np.broadcast_to(v, m.shape)
         x = _solve(z, w, m, v)
