@@ -145,10 +145,10 @@ def bench_case(name, scenario, n_frames, shape, seed, same_pixels: bool):
     dec = [decode_time(video) for _ in range(2)]
     res["decode_s"], res["decode_cpu"] = min(d[0] for d in dec), min(d[1] for d in dec)
     rows["raw"] = metrics(raw, truth, twitch) | {"time": None, "cpu": None}
-    for name, fn in (("savgol", lambda: savgol(raw, window)), ("kalman", lambda: kalman_rts(raw))):
+    for method, fn in (("savgol", lambda: savgol(raw, window)), ("kalman", lambda: kalman_rts(raw))):
         t0, c0 = time.perf_counter(), time.process_time()
         est = fn()
-        rows[name] = metrics(est, truth, twitch) | {"time": time.perf_counter() - t0,
+        rows[method] = metrics(est, truth, twitch) | {"time": time.perf_counter() - t0,
                                                      "cpu": time.process_time() - c0}
     print(f"[{name}] DUSTrack ...", file=sys.stderr)
     peer, info = run_peer(video, raw, DATA / name, same_pixels)

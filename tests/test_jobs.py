@@ -70,7 +70,7 @@ def test_train_then_predict_in_a_worker_process(video, client, tmp_path):
     assert sorted(frames.tolist()) == list(range(24))
     xy, _ = to_array(table, LABELS, 24)
     for m in streamed:
-        np.testing.assert_allclose(xy[m["frames"]], np.asarray(m["xy"]))
+        np.testing.assert_allclose(xy[np.asarray(m["frames"])], np.asarray(m["xy"]))
 
 
 def test_cancel_reaches_the_worker_and_keeps_the_best_checkpoint(video, client, tmp_path):
@@ -107,10 +107,12 @@ def test_existing_scheduler_by_address(video, tmp_path):
 
     path, truth = video
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster:
+                      dashboard_address=":0") as cluster:
         job = jobs.submit(jobs.train_task, str(path), truth[truth["frame"] % 6 == 0],
                           str(tmp_path / "m"), dict(TINY, max_epochs=1),
                           address=cluster.scheduler_address)
         assert job.client.scheduler.address == cluster.scheduler_address
         assert job.wait()["iteration"] == 1
+        assert set(job.client.run(os.getpid).values()) <= {
+            w.process.pid for w in cluster.workers.values()}
         jobs.close_clients()

@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracks", required=True, help="point table to measure")
     p.add_argument("--measures", required=True, help="measure definitions (JSON)")
     p.add_argument("--out", required=True, help="output measurements CSV")
+    p.add_argument("--spacing", type=float, nargs=2, metavar=("DY", "DX"), default=None,
+                   help="pixel spacing in mm (rows, columns), overriding the file's")
+    p.add_argument("--fps", type=float, default=None, help="frame rate, overriding the file's")
 
     p = sub.add_parser("export", help="convert a point table (CSV, DeepLabCut, DUSTrack JSON, MP4 overlay)")
     _video(p)

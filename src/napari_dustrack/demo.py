@@ -20,6 +20,7 @@ import pandas as pd
 
 from . import jobs
 from .io.cine import open_cine
+from .io.export import write_measurements_csv
 from .io.table import from_array, labels_of, to_array, validate, write_points_csv
 from .measure import Calibration, Measure, compute, save_measures
 from .simulate import simulate, write_simulation
@@ -168,8 +169,8 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(),
         save_measures(measures, out / "measures.json")
         m_truth = compute(truth, measures, cal, n)
         m_smooth = compute(smoothed, measures, cal, n)
-        m_truth.to_csv(out / "measures_truth.csv", index=False)
-        m_smooth.to_csv(out / "measures_smoothed.csv", index=False)
+        write_measurements_csv(m_truth, out / "measures_truth.csv")
+        write_measurements_csv(m_smooth, out / "measures_smoothed.csv")
     measure_err = {
         col: float(np.nanmedian(np.abs(m_smooth[col] - m_truth[col])))
         for col in m_truth.columns if col not in ("frame", "time [s]")

@@ -49,7 +49,7 @@ def get_client(address: str | None = None):
                 client = Client(address, timeout="10s", set_as_default=False)
             else:
                 cluster = LocalCluster(
-                    n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                    n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0",
                     memory_limit=0,  # torch manages its own memory; do not let the nanny kill it
                 )
                 client = Client(cluster, set_as_default=False)

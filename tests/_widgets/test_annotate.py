@@ -214,9 +214,12 @@ def own_copy(cine, tmp_path):
 def test_step_and_adjust_carries_points_and_nudges_become_manual(make_napari_viewer, qtbot, own_copy):
     video, labels, truth = own_copy
     viewer = make_napari_viewer()
-    open_cine_in(viewer, video)
+    image = open_cine_in(viewer, video)
+    image.scale = (1.0, 0.25, 0.3)  # anisotropic pixels in mm, as DICOM ultrasound has
+    viewer.reset_view()
     widget = make_widget(viewer, qtbot)
     layer = widget.points_layer
+    assert tuple(layer.scale) == (1.0, 0.25, 0.3)
     for j, name in enumerate(labels):
         widget.add_label(name)
         widget.place(0, name, *truth[0, j])

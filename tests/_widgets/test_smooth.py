@@ -7,7 +7,6 @@ import pytest
 
 from napari_dustrack._widgets.smooth import OUT_POINTS, OUT_TRACKS, SmoothWidget
 from napari_dustrack.cli import main
-from napari_dustrack.io.cine import open_cine
 from napari_dustrack.io.layers import points_to_table, table_to_points, tracks_to_table
 from napari_dustrack.io.points_io import read_points, write_points
 from napari_dustrack.io.table import from_array, labels_of, to_array

@@ -221,3 +221,17 @@ def test_frame_index_is_kept_for_the_next_open(video):
     again.close()
     os.utime(video, ns=(5, 5))  # the video changed: the saved index no longer applies
     assert load_index(video) is None
+
+
+def test_reduced_cache_does_not_replace_cheap_exact_frames(video):
+    reference = media.decode_all(video)
+    cine = open_cine(video, cache_max_bytes=30 * 32 * 48)
+    assert cine.frame_cache.wait(60)
+    cine[10]  # the decoder now sits at frame 10
+    cine._source._cache.clear()
+    np.testing.assert_array_equal(np.asarray(cine.data[11]), reference[11])  # next: exact
+    jumped = np.asarray(cine.data[25])  # a jump: from the reduced cache
+    assert not np.array_equal(jumped, reference[25])
+    cine.display_reduced = False
+    np.testing.assert_array_equal(np.asarray(cine.data[3]), reference[3])
+    cine.close()

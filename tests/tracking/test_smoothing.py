@@ -182,7 +182,7 @@ def test_chunks_on_distributed_workers(sim, video):
     with open_cine(video) as cine:
         expected = {m: smooth(cine, raw, W, m) for m in ("dustrack", "fusion")}
     with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                                  host="127.0.0.1", dashboard_address=None) as cluster, \
+                                  host="127.0.0.1", dashboard_address=":0") as cluster, \
             distributed.Client(cluster) as client:
         for mode, want in expected.items():
             got = smooth_chunked(str(video), raw, W, mode, client=client, chunk_frames=12)

@@ -8,13 +8,17 @@ from ..io.points_io import read_points
 from ..measure import Calibration, compute, load_measures
 
 
-def video_calibration(video) -> tuple[Calibration, int]:
-    """Pixel spacing, frame rate and frame count of a cine (lazy: no frame is decoded)."""
+def video_calibration(video, spacing=None, fps=None) -> tuple[Calibration, int]:
+    """Pixel spacing, frame rate (the file's unless given) and frame count of a cine.
+
+    Lazy: no frame is decoded. MP4 and most containers carry no pixel spacing: ``spacing``
+    supplies it.
+    """
     from ..io.cine import open_cine
 
     cine = open_cine(video, frame_cache=False)
     try:
-        return Calibration.of(cine.pixel_spacing, cine.fps), len(cine)
+        return Calibration.of(spacing or cine.pixel_spacing, fps or cine.fps), len(cine)
     finally:
         cine.close()
 
@@ -22,7 +26,7 @@ def video_calibration(video) -> tuple[Calibration, int]:
 def run(args) -> None:
     measures = load_measures(args.measures)
     table = read_points(args.tracks)
-    calibration, n_frames = video_calibration(args.video)
+    calibration, n_frames = video_calibration(args.video, args.spacing, args.fps)
     last = int(table["frame"].max()) if len(table) else -1
     if last >= n_frames:
         raise DustrackError(

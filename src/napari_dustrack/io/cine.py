@@ -169,6 +169,9 @@ class Cine:
         self.shape = tuple(int(v) for v in source.shape)
         self.dtype = np.dtype(np.uint8)
         self.frame_cache = None
+        #: serve jumps from a reduced-size frame cache (fast but blurrier); a widget may set
+        #: this False while the user places points on a very long 1080p cine
+        self.display_reduced = True
         self._data = None
 
     # -- sequence protocol -------------------------------------------------------------------
@@ -207,18 +210,31 @@ class Cine:
         return self._source.read(i)
 
     def display_frame(self, i: int) -> np.ndarray:
-        """Frame ``i`` for display: from the frame cache when it holds it (maybe upsampled)."""
+        """Frame ``i`` for display (what ``cine.data`` serves).
+
+        Exact when that is cheap (decoded recently, the next frame of the decoder, or in a
+        full-size frame cache). A frame that would need a seek comes from a reduced frame
+        cache, upsampled, when it holds it and :attr:`display_reduced` is true; else it is
+        decoded, and the background fill is pointed at it.
+        """
         i = _check(i, len(self))
         cached = self._source.cached(i) if hasattr(self._source, "cached") else None
         if cached is not None:
             return cached
         fc = self.frame_cache
-        if fc is not None:
-            if fc.has(i):
-                return fc.get_full(i)
+        if fc is None:
+            return self._source.read(i)
+        if fc.has(i) and (fc.full_res or (self.display_reduced and not self._next_is(i))):
+            return fc.get_full(i)
+        if not fc.has(i):
             index = self._source.index
             fc.request(i, index.keyframe_before(i), index.keyframe_after(i))
         return self._source.read(i)
+
+    def _next_is(self, i: int) -> bool:
+        """True when the decoder reaches ``i`` by decoding at most two more frames."""
+        pos = getattr(self._source, "position", None)
+        return pos is not None and pos < i <= pos + 2
 
     # -- napari ------------------------------------------------------------------------------
     @property

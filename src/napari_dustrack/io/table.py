@@ -98,7 +98,8 @@ def _normalise_optional(out: pd.DataFrame, path) -> pd.DataFrame:
     out["confidence"] = conf
     if "reviewed" not in out.columns:
         out["reviewed"] = False
-    out["reviewed"] = out["reviewed"].map(_as_bool).astype(bool)
+    if out["reviewed"].dtype != bool:
+        out["reviewed"] = out["reviewed"].map(_as_bool).astype(bool)
     return out
 
 
@@ -146,7 +147,7 @@ def to_array(
     keep = table["label"].isin(index) & (table["frame"] < n_frames)
     sub = table[keep]
     frames = sub["frame"].to_numpy(dtype=np.int64)
-    cols = np.array([index[lab] for lab in sub["label"]], dtype=np.int64)
+    cols = sub["label"].map(index).to_numpy(dtype=np.int64)
     if column is None:
         out = np.full((n_frames, len(labels), 2), np.nan)
         out[frames, cols, 0] = sub["x"].to_numpy()
