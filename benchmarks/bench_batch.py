@@ -34,8 +34,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "_data" / "batch"
 CLIP = 400
@@ -105,7 +103,7 @@ def run(video: Path, model: Path, workers: int, chunk: int, smooth: float | None
     out = Path(tempfile.mkdtemp(prefix="bench_batch_"))
     try:
         with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                          host="127.0.0.1", dashboard_address=None, memory_limit=0) as lc, \
+                          host="127.0.0.1", dashboard_address=":0", memory_limit=0) as lc, \
                 Client(lc, set_as_default=False) as client:
             warm = client.run(_warm)
             t0 = time.perf_counter()
@@ -143,7 +141,8 @@ def main(argv=None) -> None:
           "(after warm-up) MiB")
     for k in args.workers:
         r = run(video, model, k, args.chunk, args.smooth or None, args.frames)
-        mem = ", ".join(f"{r['peak_rss'][pid] / 2**20:.0f} ({r['warm_rss'].get(pid, 0) / 2**20:.0f})"
+        mib = 2**20
+        mem = ", ".join(f"{r['peak_rss'][pid] / mib:.0f} ({r['warm_rss'].get(pid, 0) / mib:.0f})"
                         for pid in sorted(r["peak_rss"]))
         print(f"{k:>7} {r['wall_s']:>8.1f} {r['frames_per_s']:>9.1f} {r['task_s']:>8.1f}  {mem}",
               flush=True)

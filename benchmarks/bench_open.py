@@ -125,7 +125,8 @@ def measure_open(path: str) -> dict:
     np.asarray(cine.data[mid])
     t_mid = time.perf_counter() - t1
     cine.close()
-    return {"open_s": t_open, "first_frame_s": t_first, "dask_warmup_s": t_dask, "av_import_s": t_av, "extra_rss_mb": (rss1 - rss0) / 2**20,
+    return {"open_s": t_open, "first_frame_s": t_first, "dask_warmup_s": t_dask,
+            "av_import_s": t_av, "extra_rss_mb": (rss1 - rss0) / 2**20,
             "middle_frame_s": t_mid, "n_frames": len(cine), "shape": list(first.shape)}
 
 
@@ -179,7 +180,8 @@ def measure_cache(path: str, n_samples: int, max_wait: float) -> dict:
         t0 = time.perf_counter()
         np.asarray(cine.data[int(i)])
         jumps.append(time.perf_counter() - t0)
-    out = {"fill_fps": filled / elapsed, "fill_cpu_ms": 1000 * cpu / max(filled, 1), "filled": int(cache.n_filled), "n_frames": len(cine),
+    out = {"fill_fps": filled / elapsed, "fill_cpu_ms": 1000 * cpu / max(filled, 1),
+           "filled": int(cache.n_filled), "n_frames": len(cine),
            "cache_shape": list(cache.frame_shape), "cache_jump_ms": 1000 * statistics.median(jumps),
            "complete": bool(cache.complete)}
     cine.close()

@@ -230,3 +230,15 @@ def test_import_dustrack_json_and_dlc(interop, tmp_path):
     assert dlc.point(0, "hand") == Point(202.0, 629.0)
     with pytest.raises(DustrackError, match="file not found"):
         dlc.import_file(tmp_path / "missing.json")
+
+
+def test_docs_cheat_sheet_lists_every_key():
+    from pathlib import Path
+
+    from napari_dustrack._widgets._annotate_keys import BINDINGS, LABEL_KEYS, _pretty
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "annotate.md").read_text(encoding="utf-8")
+    keys = [_pretty(k) for b in BINDINGS if b not in LABEL_KEYS for k in b.keys]
+    missing = [k for k in keys if f"`{k}`" not in docs]
+    assert not missing, missing
+    assert len({k for b in BINDINGS for k in b.keys}) == sum(len(b.keys) for b in BINDINGS)  # no clashes

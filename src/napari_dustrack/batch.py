@@ -253,7 +253,7 @@ def predict_task(path: str, model_dir: str, sha256: str, start: int, stop: int,
 
 @_reported
 def smooth_task(path: str, mode: str, chunk, payload: np.ndarray, window: int) -> dict:
-    """Worker: the image work of one smoothing chunk (see :func:`tracking.smoothing.chunks.run_chunk`)."""
+    """Worker: the image work of one smoothing chunk (see :func:`.chunks.run_chunk`)."""
     from .tracking.lk import LKParams
     from .tracking.smoothing.chunks import run_chunk
     from .tracking.smoothing.motion import Grid
@@ -428,7 +428,8 @@ class _Batch:
         run.conf = np.full((run.frames, n_lab), np.nan)
         run.status = "predicting"
         _prepare_parts(run)
-        for a, b in predict_ranges(run.frames, self.settings.chunk_frames, self.settings.batch_size):
+        ranges = predict_ranges(run.frames, self.settings.chunk_frames, self.settings.batch_size)
+        for a, b in ranges:
             part = _load_part(_part_file(run, "predict", a, b))
             if part is not None and part[0].shape == (b - a, n_lab, 2):
                 run.xy[a:b], run.conf[a:b] = part
@@ -525,7 +526,8 @@ class _Batch:
 
         table = from_array(run.xy, run.labels, source="model", confidence=run.conf)
         write_points_csv(table, _outputs(run, self.settings)["raw"], backup=False)
-        run.mean_confidence = float(np.nanmean(run.conf)) if np.isfinite(run.conf).any() else float("nan")
+        finite = np.isfinite(run.conf)
+        run.mean_confidence = float(run.conf[finite].mean()) if finite.any() else float("nan")
 
     def _write_smoothed(self, run: VideoRun) -> None:
         from .io.table import from_array, write_points_csv

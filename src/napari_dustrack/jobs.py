@@ -252,14 +252,15 @@ def predict_task(video: str, model_dir: str, out: str | None = None, config: dic
     return table
 
 
-def review_task(video: str, table: pd.DataFrame, top: int = 20, channel: Channel | None = None):
-    """Worker function: rank frames to review (see :mod:`tracking.review`)."""
+def review_task(video: str, table: pd.DataFrame, top: int = 20, exclude=(),
+                channel: Channel | None = None):
+    """Worker function: rank frames to review, leaving out ``exclude`` (the curated ones)."""
     from .tracking.review import frames_to_review
 
     channel = channel or Channel(None)
     cine = open_frames(video)
     try:
-        return frames_to_review(cine, table, top=top, progress=channel.progress,
-                                cancel=channel.cancel)
+        return frames_to_review(cine, table, top=top, exclude=exclude,
+                                progress=channel.progress, cancel=channel.cancel)
     finally:
         cine.close()

@@ -270,10 +270,17 @@ def test_step_and_adjust_carries_points_and_nudges_become_manual(make_napari_vie
 
 
 def test_napari_point_tools_keys_labels_import_and_cheat_sheet(make_napari_viewer, qtbot, own_copy, interop):
+    from napari_dustrack._widgets.annotate import AnnotateWidget
+
     video, labels, truth = own_copy
     viewer = make_napari_viewer()
-    open_cine_in(viewer, video)
-    widget = make_widget(viewer, qtbot)
+    widget = AnnotateWidget(viewer)  # docked before any cine is open
+    viewer.window.add_dock_widget(widget, name="Annotate")
+    assert widget.session is None
+    widget.fill_between()  # nothing to do yet: a notice, no error
+    image = open_cine_in(viewer, video)
+    qtbot.waitUntil(lambda: widget.session is not None, timeout=5000)
+    assert widget.cine_layer is image and widget.frame == 0
     layer = widget.points_layer
     widget.add_label("a")
     widget.add_label("b")
@@ -342,3 +349,46 @@ def test_napari_point_tools_keys_labels_import_and_cheat_sheet(make_napari_viewe
     for binding in _annotate_keys.BINDINGS:
         assert callable(getattr(widget, binding.action))
     dialog.close()
+
+
+def test_flow_runs_in_the_background_can_be_cancelled_and_tracks(make_napari_viewer, qtbot, own_copy):
+    video, labels, truth = own_copy
+    viewer = make_napari_viewer()
+    open_cine_in(viewer, video)
+    widget = make_widget(viewer, qtbot)
+    widget.add_label(labels[0])
+    widget.add_label(labels[1])
+    widget.place(0, labels[0], *truth[0, 0])
+    key(viewer, qtbot, Qt.Key_F)  # a single keyframe: nothing to fill between, no task
+    assert not widget.taskbar.busy and len(widget.session) == 1
+    widget.place(29, labels[0], *truth[29, 0])
+
+    # Escape right after F: the worker stops at its next frame pair; what it had is kept
+    key(viewer, qtbot, Qt.Key_F)
+    assert widget.taskbar.busy  # the GUI thread is free while LK runs
+    key(viewer, qtbot, Qt.Key_Escape)
+    qtbot.waitUntil(lambda: not widget.taskbar.busy, timeout=60000)
+    assert len(widget.session.table().query("source == 'flow'")) < 28
+    assert all(widget.session.point(f, labels[0]).manual for f in (0, 29))
+
+    # track forward / backward N frames from the current frame (T, Shift+T), current label only (O)
+    widget.place(10, labels[1], *truth[10, 1])
+    widget.go_to(10)
+    widget.n_spin.setValue(5)
+    widget.pick_label(labels[1])
+    key(viewer, qtbot, Qt.Key_O)
+    assert widget.scope_check.isChecked()
+    key(viewer, qtbot, Qt.Key_T)
+    qtbot.waitUntil(lambda: not widget.taskbar.busy, timeout=60000)
+    key(viewer, qtbot, Qt.Key_T, Qt.ShiftModifier)
+    qtbot.waitUntil(lambda: not widget.taskbar.busy, timeout=60000)
+    tracked = widget.session.table().query(f"label == '{labels[1]}' and source == 'flow'")
+    assert sorted(tracked["frame"]) == [5, 6, 7, 8, 9, 11, 12, 13, 14, 15]
+    err = [np.hypot(r.x - truth[r.frame, 1, 0], r.y - truth[r.frame, 1, 1]) for r in tracked.itertuples()]
+    assert max(err) < 1.5
+    assert tracked["confidence"].between(0, 1).all()
+    # accept just the segment around frame 12 (Shift+R): between keyframes 10 and the end
+    widget.go_to(12)
+    key(viewer, qtbot, Qt.Key_R, Qt.ShiftModifier)
+    reviewed = widget.session.table().query(f"label == '{labels[1]}' and reviewed")
+    assert sorted(reviewed["frame"]) == [11, 12, 13, 14, 15]

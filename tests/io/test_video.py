@@ -183,7 +183,8 @@ def test_corrupt_bytes_never_escape_as_other_errors(tmp_path, frames):
     data = bytearray(path.read_bytes())
     rng = np.random.default_rng(0)
     start = len(data) // 3
-    data[start:start + len(data) // 3] = rng.integers(0, 256, len(data) // 3, dtype=np.uint8).tobytes()
+    noise = rng.integers(0, 256, len(data) // 3, dtype=np.uint8).tobytes()
+    data[start:start + len(noise)] = noise
     path.write_bytes(bytes(data))
     try:
         reader = VideoReader(path)
@@ -208,3 +209,16 @@ def test_cached_frames_are_read_only(h264_mp4):
     with pytest.raises(ValueError):
         frame[0, 0] = 1  # would silently change what the next reader[3] returns
     np.testing.assert_array_equal(reader[3], media.decode_all(h264_mp4)[3])
+
+
+def test_raw_elementary_stream_is_refused_with_a_hint(tmp_path, frames):
+    path = tmp_path / "raw.h264"
+    with av.open(str(path), "w", format="h264") as out:  # no container: no timestamps
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        for frame in frames[:12]:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="gray")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    assert "no timestamps" in _error(path) and "remux" in _error(path)

@@ -48,7 +48,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..annotations import AnnotationSession, Change
-from ..errors import DustrackError
+from ..errors import Cancelled, DustrackError
 from ..tracking.lk import LKParams, lk_track, to_gray_u8
 from . import _annotate_keys, _annotate_mouse
 from ._annotate_layers import hex_rgba, point_style, points_view, track_colours, tracks_view
@@ -781,7 +781,7 @@ class AnnotateWidget(QWidget):
                 continue
             xy0 = session.positions(f0, labels)
             t0 = time.perf_counter()
-            worker = create_worker(self._carry_job, f0, f1, xy0, self.lk_params())
+            worker = create_worker(self._carry_job, f0, f1, xy0, self.lk_params(), _ignore_errors=True)
             worker.returned.connect(
                 lambda result, s=session, labels=labels, f1=f1, t0=t0: self._carry_done(s, result, labels, f1, t0))
             worker.errored.connect(notify_error)
@@ -864,9 +864,9 @@ class AnnotateWidget(QWidget):
         rows = f0 + np.sign(steps) * np.arange(abs(steps) + 1)
         action = f"track {'forward' if steps > 0 else 'backward'} {abs(steps)}"
 
-        def apply(result):
+        def apply(session, result):
             xy, conf = result
-            self.session.apply_flow(xy[1:], labels, rows[1:len(xy)], conf[1:], action=action)
+            session.apply_flow(xy[1:], labels, rows[1:len(xy)], conf[1:], action=action)
 
         self._run_flow(propagate, (f0, xy0, steps), apply, f"tracking {abs(steps)} frames")
 
@@ -882,40 +882,61 @@ class AnnotateWidget(QWidget):
             return
         keys = self.session.keys_array(labels)
 
-        def apply(result):
+        def apply(session, result):
             xy, conf = result
-            self.session.apply_flow(xy, labels, None, conf, action="fill between keyframes")
+            session.apply_flow(xy, labels, None, conf, action="fill between keyframes")
 
         self._run_flow(fill_between, (keys,), apply, f"filling {len(labels)} label(s)",
                        labels=labels, single_keyframe="skip")
 
     def _run_flow(self, func, args, apply, label, **kwargs) -> None:
+        """Run a flow function in the task bar's worker thread; ``apply(session, result)`` runs
+        in the GUI thread with the result, or with what was done before a cancel or a failure."""
         from ..tracking.flow import FlowError
 
-        frames = open_frames(self.cine_layer)
+        if self.taskbar.busy:
+            show_info("Optical flow is still running; wait for it or cancel it (Esc).")
+            return
+        session = self.session
+        try:
+            frames = open_frames(self.cine_layer)
+        except DustrackError as exc:
+            notify_error(exc)
+            return
         params = self.lk_params()
 
         def job(progress=None, cancel=None):
+            # Expected endings come back as results: an exception leaving the worker would be
+            # re-raised in the GUI thread as a traceback (see the report on TaskBar).
             try:
                 return func(frames, *args, params=params, progress=progress, cancel=cancel, **kwargs), None
+            except Cancelled as exc:  # keep what was computed before the cancel
+                return exc.partial, exc
             except FlowError as exc:  # keep what was computed before the failure
                 return exc.partial, exc
+            except DustrackError as exc:
+                return None, exc
             finally:
                 if hasattr(frames, "close"):
                     frames.close()
 
+        def keep(result):
+            if result is None:
+                return
+            if session is self.session:
+                apply(session, result)
+            else:
+                show_info("The video changed while optical flow ran; its result was dropped.")
+
         def done(outcome):
             result, error = outcome
-            if result is not None and self.session is not None:
-                apply(result)
-            if error is not None:
+            keep(result)
+            if isinstance(error, Cancelled):
+                show_info("Cancelled; the frames done so far are kept.")
+            elif error is not None:
                 notify_error(error)
 
-        def cancelled(partial):
-            if partial is not None and self.session is not None:
-                apply(partial)
-
-        self.taskbar.run(job, on_done=done, on_cancel=cancelled, label=label)
+        self.taskbar.run(job, on_done=done, on_cancel=keep, label=label)
 
     def cancel_task(self) -> None:
         self.taskbar.cancel()

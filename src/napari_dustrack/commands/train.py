@@ -16,12 +16,12 @@ from ..tracking.heatmap.dataset import curated_points
 from ..tracking.heatmap.store import has_model, read_meta
 
 
-def _printer(stream=sys.stderr):
+def _printer():
     def show(msg: dict) -> None:
         if msg.get("kind") == "log" and "val_error_px" in msg:
             print(f"  {msg['seconds']:6.0f} s  step {int(msg['step']):5d}  loss {msg['loss']:.3f}  "
                   f"validation error {msg['val_error_px']:.2f} px "
-                  f"(best {msg['best_val_error_px']:.2f})", file=stream, flush=True)
+                  f"(best {msg['best_val_error_px']:.2f})", file=sys.stderr, flush=True)
     return show
 
 

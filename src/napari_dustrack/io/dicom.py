@@ -35,7 +35,8 @@ def _read_header(path: Path):
     except InvalidDicomError:
         raise DustrackError("not a DICOM file", path) from None
     except (OSError, ValueError, EOFError, KeyError, TypeError, AttributeError) as exc:
-        raise DustrackError(f"unreadable DICOM ({' '.join(str(exc).split())[:150]})", path) from None
+        problem = " ".join(str(exc).split())[:150]
+        raise DustrackError(f"unreadable DICOM ({problem})", path) from None
 
 
 def frame_rate(ds) -> float | None:

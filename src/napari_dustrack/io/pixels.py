@@ -38,7 +38,7 @@ class Scaler:
 
 
 def to_gray(frame: np.ndarray) -> np.ndarray:
-    """``(H, W)`` from ``(H, W)``, ``(H, W, 1)``, RGB ``(H, W, 3)`` or RGBA ``(H, W, 4)`` (ITU-R 601)."""
+    """``(H, W)`` from gray, ``(H, W, 1)``, RGB or RGBA frames (ITU-R 601 luma weights)."""
     if frame.ndim == 2:
         return frame
     if frame.shape[-1] == 1:

@@ -132,19 +132,22 @@ class VideoIndex:
 def build_index(container, path: Path) -> VideoIndex:
     """Demux every packet of the first video stream (no decoding) into a :class:`VideoIndex`."""
     stream = container.streams.video[0]
-    pts, keys, order = [], [], 0
+    pts, keys, untimed = [], [], 0
     try:
         for packet in container.demux(stream):
             if packet.size == 0:  # the flush packet at the end
                 continue
             stamp = packet.pts if packet.pts is not None else packet.dts
-            pts.append(order if stamp is None else stamp)
+            untimed += stamp is None
+            pts.append(len(pts) if stamp is None else stamp)
             keys.append(packet.is_keyframe)
-            order += 1
     except _AV_ERRORS as exc:
         raise DustrackError(f"truncated or corrupt video ({_short(exc)})", path) from None
     if not pts:
         raise DustrackError("video has no frames", path)
+    if untimed:  # frames could not be matched to positions: refuse rather than misnumber
+        raise DustrackError("video packets carry no timestamps (a raw elementary stream?); "
+                            "remux it into MP4 or MKV, e.g. ffmpeg -i IN -c copy OUT.mp4", path)
     declared = stream.frames
     if declared and len(pts) < declared:
         raise DustrackError(
@@ -266,7 +269,8 @@ class VideoReader:
                 raise DustrackError(f"frame {i} could not be decoded (corrupt data?)", self.path)
             return frame
 
-    def iter_frames(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    def iter_frames(self, start: int = 0,
+                    stop: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(index, frame)`` from ``start`` to ``stop`` (exclusive) in order."""
         stop = len(self) if stop is None else min(stop, len(self))
         for i in range(start, stop):

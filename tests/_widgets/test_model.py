@@ -1,0 +1,136 @@
+"""The Model tab in a real napari viewer: short trainings in a real dask worker process."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from napari_dustrack import jobs
+from napari_dustrack._widgets.model import OUT_POINTS, OUT_TRACKS, ModelWidget
+from napari_dustrack.io.layers import points_to_table, table_to_points
+from napari_dustrack.io.table import to_array
+from napari_dustrack.simulate import simulate, write_simulation
+from napari_dustrack.tracking.heatmap import HeatmapConfig
+
+pytestmark = pytest.mark.gui
+LABELS = ["septal", "lateral"]
+N = 24
+# Steps, not minutes, bound these trainings so that the outcome does not depend on the load.
+STEPS = dict(scale=0.5, minutes=10.0, seed=0)
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory):
+    out = tmp_path_factory.mktemp("model_widget")
+    sim = simulate("cardiac", n_frames=N, shape=(64, 64), seed=5)
+    video = write_simulation(sim, out)["video"]
+    truth = sim.truth[sim.truth["label"].isin(LABELS)].reset_index(drop=True)
+    yield sim, video, truth
+    jobs.close_clients()
+
+
+def make_viewer(make_napari_viewer, sim, video, annotated):
+    viewer = make_napari_viewer()
+    viewer.add_image(sim.frames, name="cine", metadata={"dustrack": {
+        "path": str(video), "fps": sim.fps, "pixel_spacing": None, "n_frames": N,
+        "kind": "video"}})
+    data, features = table_to_points(annotated)
+    viewer.add_points(data, features=features, name="annotations")
+    return viewer
+
+
+def wait_idle(qtbot, widget, timeout=240_000):
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=timeout)
+
+
+def error(viewer, truth):
+    layer = viewer.layers[OUT_POINTS]
+    pred, _ = to_array(points_to_table(layer.data, layer.features), LABELS, N)
+    g, _ = to_array(truth, LABELS, N)
+    return float(np.median(np.linalg.norm(pred - g, axis=-1)))
+
+
+def test_train_predict_review_correct_retrain(make_napari_viewer, qtbot, case, tmp_path):
+    sim, video, truth = case
+    annotated = truth[truth["frame"].isin([0, 8, 16])]
+    viewer = make_viewer(make_napari_viewer, sim, video, annotated)
+    widget = ModelWidget(viewer)
+    qtbot.addWidget(widget)
+    widget.folder.setText(str(tmp_path / "model"))
+    widget.config = HeatmapConfig(max_epochs=15, **STEPS)
+    assert not widget.predict_button.isEnabled()
+
+    widget.train_button.click()
+    wait_idle(qtbot, widget)
+    meta = widget.last_meta
+    assert meta is not None and meta["iteration"] == 1 and meta["training_frames"] == [0, 8, 16]
+    assert len(widget.plot.points["loss"]) >= 2 and widget.plot.points["val_error_px"]
+    assert "model iteration 1 saved" in widget.status.text()
+    assert widget.predict_button.isEnabled() and widget.retrain_button.isEnabled()
+
+    widget.predict_button.click()
+    qtbot.waitUntil(lambda: widget.review.count() > 0, timeout=240_000)
+    wait_idle(qtbot, widget)
+    points = viewer.layers[OUT_POINTS]
+    table = points_to_table(points.data, points.features)
+    assert len(table) == N * len(LABELS) and set(table["source"]) == {"model"}
+    assert table["confidence"].between(0, 1).all()
+    assert viewer.layers[OUT_TRACKS].data.shape == (N * len(LABELS), 4)
+    assert widget.updates >= 1
+    suggested = widget.review_table["frame"].tolist()
+    assert not set(suggested) & {0, 8, 16}  # curated frames are not suggested
+    before = error(viewer, truth)
+
+    # Click a suggestion: the viewer goes there.
+    item = widget.review.item(1)
+    widget.review.itemClicked.emit(item)
+    assert viewer.dims.current_step[0] == suggested[1]
+
+    # Correct three suggested frames (they become manual) and retrain: iteration 2.
+    fixed = truth[truth["frame"].isin(suggested[:3])]
+    layer = viewer.layers["annotations"]
+    data, features = table_to_points(pd.concat([annotated, fixed]))
+    layer.data, layer.features = data, features
+    widget.config = HeatmapConfig(max_epochs=30, **STEPS)
+    widget.retrain_button.click()
+    wait_idle(qtbot, widget)
+    assert widget.last_meta["iteration"] == 2
+    assert set(suggested[:3]) <= set(widget.last_meta["training_frames"])
+    widget.predict_button.click()
+    qtbot.waitUntil(lambda: widget.worker is None and widget.review.count() > 0, timeout=240_000)
+    assert error(viewer, truth) < before
+
+
+def test_cancel_stops_training_and_keeps_best(make_napari_viewer, qtbot, case, tmp_path):
+    sim, video, truth = case
+    viewer = make_viewer(make_napari_viewer, sim, video, truth[truth["frame"] % 4 == 0])
+    widget = ModelWidget(viewer)
+    qtbot.addWidget(widget)
+    widget.folder.setText(str(tmp_path / "model"))
+    widget.config = HeatmapConfig(scale=0.5)
+    widget.minutes.setValue(30)
+    widget.train_button.click()
+    qtbot.waitUntil(lambda: len(widget.plot.points["loss"]) >= 1, timeout=240_000)
+    assert widget.cancel_button.isEnabled()
+    widget.cancel_button.click()
+    t0 = time.monotonic()
+    wait_idle(qtbot, widget, timeout=60_000)
+    assert time.monotonic() - t0 < 15
+    meta = json.loads((tmp_path / "model" / "model.json").read_text())
+    assert meta["metrics"]["cancelled"] is True
+    assert "cancelled" in widget.status.text()
+
+
+def test_bad_input_is_reported_not_started(make_napari_viewer, qtbot, case, tmp_path):
+    sim, video, truth = case
+    viewer = make_viewer(make_napari_viewer, sim, video, truth[truth["frame"] == 3])
+    widget = ModelWidget(viewer)
+    qtbot.addWidget(widget)
+    widget.folder.setText(str(tmp_path / "model"))
+    assert widget.train() is None and widget.worker is None
+    assert not (tmp_path / "model").exists()
+    assert widget.predict() is None
