@@ -34,7 +34,7 @@ import numpy as np
 
 def _stats(samples) -> str:
     s = sorted(samples)
-    p90 = s[min(len(s) - 1, int(round(0.9 * (len(s) - 1))))]
+    p90 = s[min(len(s) - 1, round(0.9 * (len(s) - 1)))]
     return f"median {statistics.median(s):8.2f}   p90 {p90:8.2f}"
 
 

@@ -26,11 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_dustrack.tracking.heatmap import HeatmapConfig  # first: sets the OpenMP policy
-
-from napari_dustrack.io.cine import open_cine  # noqa: E402
-from napari_dustrack.io.table import read_points_csv, to_array  # noqa: E402
-from napari_dustrack.simulate import simulate, write_simulation  # noqa: E402
+from napari_dustrack.io.cine import open_cine
+from napari_dustrack.io.table import read_points_csv, to_array
+from napari_dustrack.simulate import simulate, write_simulation
+from napari_dustrack.tracking.heatmap import HeatmapConfig  # imports torch only inside run_one
 
 DATA = Path(__file__).resolve().parent / "_data" / "heatmap"
 

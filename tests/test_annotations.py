@@ -191,7 +191,7 @@ def test_change_events(session):
     session.undo()
     assert [c.action for c in seen] == ["place apex", "rename apex to tip", "undo rename apex to tip"]
     assert seen[0].frames == {2} and seen[0].labels is None
-    assert seen[1].labels is not None and [lab.name for lab in seen[1].labels][0] == "tip"
+    assert seen[1].labels is not None and seen[1].labels[0].name == "tip"
     assert seen[1].points[(2, "apex")] is None and seen[1].points[(2, "tip")] == Point(1, 1)
     assert [c.seq for c in seen] == sorted(c.seq for c in seen)
 

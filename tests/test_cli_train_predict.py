@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from napari_dustrack.cli import main
@@ -42,7 +43,7 @@ def run_cli(capsys, *argv):
 
 
 def test_train_predict_retrain(data, scheduler, tmp_path, capsys):
-    root, video, labels, truth = data
+    _, video, labels, truth = data
     model = tmp_path / "model"
     code, out, err = run_cli(capsys, "train", video, "--labels", labels, "--model", model,
                              "--minutes", 0.15, "--scheduler", scheduler)
@@ -61,10 +62,8 @@ def test_train_predict_retrain(data, scheduler, tmp_path, capsys):
 
     # Three corrected frames (manual now) are added and the model retrained: iteration 2.
     more = truth[truth["frame"].isin([2, 13, 22])]
-    write_points_csv(
-        __import__("pandas").concat([read_points_csv(labels), more]), tmp_path / "more.csv",
-        backup=False,
-    )
+    write_points_csv(pd.concat([read_points_csv(labels), more]), tmp_path / "more.csv",
+                     backup=False)
     code, out, err = run_cli(capsys, "train", video, "--labels", tmp_path / "more.csv", "--model",
                              model, "--minutes", 0.1, "--scheduler", scheduler)
     assert code == 0, err
@@ -73,7 +72,7 @@ def test_train_predict_retrain(data, scheduler, tmp_path, capsys):
 
 
 def test_bad_input_gives_one_line_errors(data, scheduler, tmp_path, capsys):
-    root, video, labels, truth = data
+    _, video, labels, truth = data
     one = tmp_path / "one.csv"
     write_points_csv(truth[truth["frame"] == 0], one, backup=False)
     code, _, err = run_cli(capsys, "train", video, "--labels", one, "--model", tmp_path / "m1",

@@ -19,9 +19,9 @@ import math
 import os
 import re
 import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -160,7 +160,7 @@ class AnnotationSession:
         autosave: bool = True,
         delay: float = 1.0,
         max_wait: float | None = None,
-    ) -> "AnnotationSession":
+    ) -> AnnotationSession:
         """The session of ``video``: restored from its sidecar if it has one, autosaving to it.
 
         Parameters
@@ -608,7 +608,7 @@ def _next_colour(used: set[str]) -> str:
 
     h = (len(used) * 0.381966) % 1.0
     r, g, b = colorsys.hsv_to_rgb(h, 0.8, 1.0)
-    return "#{:02x}{:02x}{:02x}".format(round(r * 255), round(g * 255), round(b * 255))
+    return f"#{round(r * 255):02x}{round(g * 255):02x}{round(b * 255):02x}"
 
 
 def points_table(points: Mapping[Key, Point], labels: Sequence[str] = ()) -> pd.DataFrame:

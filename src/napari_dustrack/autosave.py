@@ -30,7 +30,7 @@ try:  # POSIX: one process at a time autosaves a sidecar
 except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
-from .annotations import Change, Label, Point, _State, _next_colour, points_table, table_points
+from .annotations import Change, Label, Point, _next_colour, _State, points_table, table_points
 from .errors import DustrackError
 from .io.atomic import write_text_atomic
 from .io.table import read_points_csv, write_points_csv
@@ -41,7 +41,7 @@ LOCK = "annotations.lock"
 
 # The autosaver of each sidecar folder in this process: a new session on the same video
 # closes the old one first, so two savers never overwrite each other's snapshots.
-_ACTIVE: "weakref.WeakValueDictionary[Path, Autosaver]" = weakref.WeakValueDictionary()
+_ACTIVE: weakref.WeakValueDictionary[Path, Autosaver] = weakref.WeakValueDictionary()
 
 
 def release(video: str | os.PathLike) -> None:
@@ -183,7 +183,7 @@ class Autosaver:
             return
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            handle = open(self.folder / LOCK, "a+")
+            handle = open(self.folder / LOCK, "a+")  # noqa: SIM115 - held while the session lives
         except OSError as exc:  # read-only place: edits stay in memory, error shown
             self.error = DustrackError(f"cannot save annotations ({exc.strerror or exc})", self.folder)
             return
@@ -202,7 +202,7 @@ class Autosaver:
             with self._journal_lock:
                 if self._journal is None:
                     self.folder.mkdir(parents=True, exist_ok=True)
-                    self._journal = open(self.journal_path, "a", encoding="utf-8")
+                    self._journal = open(self.journal_path, "a", encoding="utf-8")  # noqa: SIM115
                 self._journal.write(line)
                 self._journal.flush()  # in the kernel now: survives the process being killed
         except OSError as exc:
@@ -233,7 +233,7 @@ class Autosaver:
                 self._pending = False
             try:
                 self.save_now()
-            except Exception as exc:  # keep running: the journal still holds the edits
+            except Exception as exc:  # noqa: BLE001 - keep running: the journal holds the edits
                 self.error = exc
                 log.error("autosave to %s failed: %s", self.folder, exc)
 

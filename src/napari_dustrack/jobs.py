@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from .errors import Cancelled, DustrackError
+from .errors import DustrackError
 
 _clients: dict[str, Any] = {}
 _lock = threading.Lock()
@@ -171,7 +171,8 @@ class Channel:
         self._queue = None
         self._last = 0.0
         if job_id is not None:
-            from distributed import Event, Queue, get_client as worker_client
+            from distributed import Event, Queue
+            from distributed import get_client as worker_client
 
             client = worker_client()
             self._queue = Queue(f"{job_id}-messages", client=client)

@@ -272,7 +272,7 @@ def test_step_and_adjust_carries_points_and_nudges_become_manual(make_napari_vie
 def test_napari_point_tools_keys_labels_import_and_cheat_sheet(make_napari_viewer, qtbot, own_copy, interop):
     from napari_dustrack._widgets.annotate import AnnotateWidget
 
-    video, labels, truth = own_copy
+    video, _, _ = own_copy
     viewer = make_napari_viewer()
     widget = AnnotateWidget(viewer)  # docked before any cine is open
     viewer.window.add_dock_widget(widget, name="Annotate")

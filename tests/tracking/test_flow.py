@@ -415,3 +415,25 @@ def test_inner_lk_call_matches_the_lk_primitive(scene):
         for x, y in zip(ours, ref):
             np.testing.assert_array_equal(x, y)
         assert ours[1][:4].all() and not ours[1][4]
+
+
+def test_propagate_failure_and_cancel_keep_rows_with_real_frame_numbers(scene, monkeypatch):
+    frames, truth = scene
+    whole, _ = propagate(frames, 20, truth[20], 10)
+    with pytest.raises(FlowError, match="movie.mp4: frame 25 could not be decoded") as info:
+        propagate(Recorder(frames, fail_at=25), 20, truth[20], 10)
+    part, conf = info.value.partial
+    assert part.shape == (11, 4, 2)
+    np.testing.assert_array_equal(part[:5], whole[:5])  # frames 20..24
+    assert np.isnan(part[5:]).all() and (conf[5:] == 0).all()
+
+    monkeypatch.setattr(flow, "CACHE_BYTES", 1)  # backward in blocks of MIN_BLOCK frames
+    back, _ = propagate(frames, 39, truth[39], -39)
+    stop = threading.Event()
+    with pytest.raises(Cancelled) as info:
+        propagate(frames, 39, truth[39], -39, cancel=stop,
+                  progress=lambda done, total: done >= flow.MIN_BLOCK + 2 and stop.set())
+    part, conf = info.value.partial
+    have = np.isfinite(part).all(axis=(1, 2))
+    assert have[: flow.MIN_BLOCK + 1].all() and not have.all()  # the first block is complete
+    np.testing.assert_array_equal(part[have], back[have])

@@ -8,12 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-from napari_dustrack.tracking.heatmap import HeatmapConfig  # before torch (sets OpenMP policy)
-import torch  # noqa: E402,I001
-
 from napari_dustrack.errors import DustrackError
 from napari_dustrack.io.table import from_array, to_array
 from napari_dustrack.simulate import simulate
+from napari_dustrack.tracking.heatmap import HeatmapConfig
 from napari_dustrack.tracking.heatmap.predict import predict, predict_video
 from napari_dustrack.tracking.heatmap.store import load_model, read_meta
 from napari_dustrack.tracking.heatmap.train import train
@@ -22,7 +20,7 @@ from napari_dustrack.tracking.review import frames_to_review
 N_FRAMES = 36
 LABELS = ["anterior_endo", "septal", "lateral"]
 # A fixed number of steps (not the clock) so the result does not depend on the machine's load.
-QUICK = dict(scale=0.5, minutes=5.0, max_epochs=20, seed=0)
+QUICK = {"scale": 0.5, "minutes": 5.0, "max_epochs": 20, "seed": 0}
 
 
 class Cine:
@@ -69,7 +67,7 @@ def errors(pred_table, truth, n):
 
 
 def test_training_learns_the_points(sim, keyframes, trained):
-    folder, meta, logs = trained
+    folder, _, logs = trained
     table = predict_video(sim.frames, folder)
     assert set(table["source"]) == {"model"} and table["frame"].nunique() == N_FRAMES
     assert ((table["confidence"] >= 0) & (table["confidence"] <= 1)).all()
@@ -158,6 +156,8 @@ def test_cancel_keeps_the_best_checkpoint(sim, keyframes, tmp_path):
 
 
 def test_same_seed_same_model(sim, keyframes, tmp_path):
+    import torch
+
     cfg = HeatmapConfig(scale=0.25, minutes=5.0, max_epochs=1, seed=3)
     labelled = sim.truth[sim.truth["frame"].isin(keyframes)]
     train(sim.frames, labelled, tmp_path / "a", cfg)

@@ -51,7 +51,7 @@ def _moved(event, start) -> bool:
 
 
 def _row_key(layer, index: int) -> tuple[int, str]:
-    frame = int(round(float(layer.data[index, 0])))
+    frame = round(float(layer.data[index, 0]))
     return frame, str(layer.features["label"].iloc[index])
 
 
@@ -87,4 +87,4 @@ def _click_to_place(layer, event, widget, start):
     if _moved(event, start) or widget.current_label is None:
         return
     frame, y, x = layer.world_to_data(event.position)[-3:]
-    widget.place(int(round(float(frame))), widget.current_label, float(x), float(y))
+    widget.place(round(float(frame)), widget.current_label, float(x), float(y))

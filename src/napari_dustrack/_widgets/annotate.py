@@ -13,6 +13,7 @@ Keys live in :mod:`._annotate_keys`, mouse handling in :mod:`._annotate_mouse`.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import OrderedDict
 from contextlib import contextmanager
@@ -63,6 +64,8 @@ from .common import (
     set_frame,
 )
 
+log = logging.getLogger(__name__)
+
 POINTS_NAME = "annotations"
 TRACKS_NAME = "annotation tracks"
 ROLE = "annotate"
@@ -71,6 +74,12 @@ GRAY_CACHE = 4  # frames kept for step-and-adjust
 INCREMENTAL_MAX = 64  # changes touching more points redraw the whole layer
 TRACKS_DELAY_MS = 300  # tracks are rebuilt whole (napari has no row updates): once edits pause
 IMPORT_FILTER = "Point files (*.json *.csv *.h5);;DUSTrack JSON (*.json);;DeepLabCut (*.csv *.h5)"
+
+
+def _is_cine(layer) -> bool:
+    """A cine image layer (the plugin's other layers carry a ``role`` in the same metadata)."""
+    info = layer.metadata.get(META) if layer._type_string == "image" else None
+    return isinstance(info, dict) and "role" not in info
 
 
 def _swatch(hex_colour: str) -> QIcon:
@@ -116,7 +125,7 @@ class AnnotateWidget(QWidget):
         napari_viewer.layers.events.removed.connect(self._on_layer_removed)
         napari_viewer.dims.events.current_step.connect(self._on_frame_changed)
         cine = find_cine_layer(napari_viewer)
-        if cine is not None:
+        if cine is not None and _is_cine(cine):
             self.bind(cine)
         self._update_controls()
 
@@ -319,13 +328,13 @@ class AnnotateWidget(QWidget):
         self.label_list.clear()
         self.video_label.setText("Open a cine (File > Open) to annotate it.")
 
-    def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+    def closeEvent(self, event) -> None:
         self.unbind()
         super().closeEvent(event)
 
     def _on_layer_inserted(self, event) -> None:
         layer = event.value
-        if layer._type_string == "image" and META in layer.metadata and layer is not self.cine_layer:
+        if _is_cine(layer) and layer is not self.cine_layer:
             # bind after napari has finished inserting (we add layers ourselves)
             QTimer.singleShot(0, lambda: self.bind(layer) if layer in self.viewer.layers else None)
 
@@ -555,7 +564,7 @@ class AnnotateWidget(QWidget):
 
     def _key_of_row(self, i: int) -> tuple[int, str]:
         layer = self.points_layer
-        return int(round(float(layer.data[i, 0]))), str(layer.features["label"].iloc[i])
+        return round(float(layer.data[i, 0])), str(layer.features["label"].iloc[i])
 
     # ================================================================== labels
     def _refresh_label_list(self) -> None:
@@ -1056,5 +1065,5 @@ def _close_holder(holder: dict) -> None:
     if session is not None:
         try:
             session.close()
-        except Exception:  # the edits are still in the journal
-            pass
+        except Exception as exc:  # noqa: BLE001 - the edits are still in the journal
+            log.warning("could not save annotations on close: %s", exc)

@@ -117,7 +117,7 @@ class TaskBar(QWidget):
         def job():
             return func(*args, progress=self._relay.progressed.emit, cancel=self._event, **kwargs)
 
-        worker = create_worker(job)
+        worker = create_worker(job, _ignore_errors=True)  # errors go to _on_error, not to Qt
         worker.returned.connect(lambda result: on_done(result) if on_done else None)
         worker.errored.connect(lambda exc: self._on_error(exc, on_cancel))
         worker.finished.connect(self._on_finished)

@@ -159,7 +159,15 @@ def propagate(
 
     try:
         if direction > 0:
-            full = _run(frames, keys, params, n_steps, 0, progress, cancel, None)
+            stop = min(start_frame + n_steps, n - 1) + 1
+            win_keys = keys[start_frame:stop]
+            try:
+                wxy, wconf = _run(_Window(frames, start_frame, stop), win_keys, params, n_steps,
+                                  0, progress, cancel, None)
+            except (Cancelled, FlowError) as exc:
+                exc.partial = _unwindow(*exc.partial, keys.shape, start_frame)
+                raise
+            full = _unwindow(wxy, wconf, keys.shape, start_frame)
         else:
             full = _propagate_backward(frames, keys, start_frame, -n_steps, params, progress,
                                        cancel)
@@ -168,6 +176,12 @@ def propagate(
         raise Cancelled(reshape(exc.partial)) from None
     except FlowError as exc:
         raise FlowError(exc.problem, exc.path, reshape(exc.partial)) from None
+
+
+def _unwindow(wxy, wconf, shape, start):
+    xy, conf = np.full(shape, np.nan), np.zeros(shape[:2])
+    xy[start : start + len(wxy)], conf[start : start + len(wxy)] = wxy, wconf
+    return xy, conf
 
 
 def _propagate_backward(frames, keys, start, n_steps, params, progress, cancel):
@@ -191,19 +205,19 @@ def _propagate_backward(frames, keys, start, n_steps, params, progress, cancel):
 
     while top > start - steps and np.isfinite(pos).all(axis=1).any():
         b = min(block, top - (start - steps))
-        block_keys = np.full((top + 1, n_labels, 2), np.nan)
-        block_keys[top] = pos
+        block_keys = np.full((b + 1, n_labels, 2), np.nan)  # frames top - b .. top
+        block_keys[b] = pos
         drift_out: list = []
         try:
-            bxy, bconf = _run(frames, block_keys, params, 0, b, block_progress, cancel, None,
-                              drift0=drift2, drift_out=drift_out)
+            bxy, bconf = _run(_Window(frames, top - b, top + 1), block_keys, params, 0, b,
+                              block_progress, cancel, None, drift0=drift2, drift_out=drift_out)
         except (Cancelled, FlowError) as exc:
             bxy, bconf = exc.partial
-            xy[top - b : top], conf[top - b : top] = bxy[top - b : top], bconf[top - b : top]
+            xy[top - b : top], conf[top - b : top] = bxy[:b], bconf[:b]
             exc.partial = (xy, conf)
             raise
-        xy[top - b : top], conf[top - b : top] = bxy[top - b : top], bconf[top - b : top]
-        pos, drift2 = bxy[top - b], np.nan_to_num(drift_out[0][top - b])
+        xy[top - b : top], conf[top - b : top] = bxy[:b], bconf[:b]
+        pos, drift2 = bxy[0], np.nan_to_num(drift_out[0][0])
         top -= b
         done_before += b
     return xy, conf
@@ -356,7 +370,7 @@ def _check_keys(keys, n: int, labels, path) -> np.ndarray:
     return out
 
 
-def _check_inside(keys: np.ndarray, shape: tuple[int, int], labels, path) -> None:
+def _check_inside(keys: np.ndarray, shape: tuple[int, int], labels, path, offset=0) -> None:
     h, w = shape
     present = np.isfinite(keys).all(axis=2)
     x, y = keys[..., 0], keys[..., 1]
@@ -366,7 +380,8 @@ def _check_inside(keys: np.ndarray, shape: tuple[int, int], labels, path) -> Non
         f, lab = np.argwhere(outside)[0]
         raise DustrackError(
             f"{int(outside.sum())} keyframe point(s) outside the {w}x{h} image, first: label "
-            f"{_name(labels, lab)} at frame {f} (x={x[f, lab]:.1f}, y={y[f, lab]:.1f})",
+            f"{_name(labels, lab)} at frame {f + offset} (x={x[f, lab]:.1f}, "
+            f"y={y[f, lab]:.1f})",
             path,
         )
 
@@ -477,6 +492,7 @@ def _run(frames, keys, params, ext_fwd, ext_bwd, progress, cancel, labels, cache
     if not plan.active.any():
         return _combine(plan, state)
     path = _path_of(frames)
+    offset = getattr(frames, "offset", 0)  # a _Window numbers frames from its start
     start, stop = int(plan.lo[plan.active].min()), int(plan.hi[plan.active].max())
     total = _count_pairs(plan, start, stop)
     cache: dict[int, np.ndarray] = {}
@@ -526,10 +542,10 @@ def _run(frames, keys, params, ext_fwd, ext_bwd, progress, cancel, labels, cache
         for f in range(start, stop + 1):
             if cancel is not None and cancel.is_set():
                 raise Cancelled()
-            img = _read(reader, f, path, shape)
+            img = _read(reader, f, path, shape, offset)
             if shape is None:
                 shape = img.shape
-                _check_inside(keys, shape, labels, path)
+                _check_inside(keys, shape, labels, path, offset)
             cache[f] = img
             cached_bytes += img.nbytes
             if f % 16 == 0:  # frames dropped by sweeps: recount now and then
@@ -598,8 +614,24 @@ def _count_pairs(plan: _Plan, start: int, stop: int) -> int:
     return int(fwd + bwd)
 
 
+class _Window:
+    """Frames ``start..stop-1`` of ``frames`` numbered from 0 (short runs on long videos keep
+    their arrays small); ``offset`` puts the real frame numbers back into messages."""
+
+    def __init__(self, frames, start: int, stop: int):
+        self.frames, self.offset, self.stop = frames, start, stop
+        self.path = _path_of(frames)
+
+    def __len__(self) -> int:
+        return self.stop - self.offset
+
+    def __getitem__(self, i: int):
+        return self.frames[self.offset + i]
+
+
 def _prefetch_wanted(frames) -> bool:
     """Decode ahead in a thread for readers (videos...), not for arrays already in memory."""
+    frames = frames.frames if isinstance(frames, _Window) else frames
     return PREFETCH > 0 and not isinstance(frames, np.ndarray)
 
 
@@ -658,19 +690,20 @@ class _Prefetch:
         self._thread.join()
 
 
-def _read(reader, i: int, path, shape) -> np.ndarray:
+def _read(reader, i: int, path, shape, offset: int = 0) -> np.ndarray:
+    j = i + offset  # the frame number the user knows
     try:
         img = reader.get(i)
     except DustrackError as exc:
-        raise FlowError(f"frame {i} could not be decoded ({exc.problem})",
+        raise FlowError(f"frame {j} could not be decoded ({exc.problem})",
                         exc.path or path) from None
     except Exception as exc:  # noqa: BLE001 - any reader failure becomes one clear line
-        raise FlowError(f"frame {i} could not be decoded ({type(exc).__name__}: {exc})",
+        raise FlowError(f"frame {j} could not be decoded ({type(exc).__name__}: {exc})",
                         path) from None
     if img.ndim != 2:
-        raise FlowError(f"frame {i} is not a 2-D image (shape {img.shape})", path)
+        raise FlowError(f"frame {j} is not a 2-D image (shape {img.shape})", path)
     if shape is not None and img.shape != shape:
-        raise FlowError(f"frame {i} has shape {img.shape}, the others {shape}", path)
+        raise FlowError(f"frame {j} has shape {img.shape}, the others {shape}", path)
     return img
 
 

@@ -8,7 +8,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -23,7 +23,7 @@ from .geometry import to_full
 from .loss import heatmap_loss, spatial_softmax
 from .model import architecture, build_model
 from .peaks import subpixel_peaks
-from .store import check_labels, has_model, load_model, read_meta, save_model
+from .store import has_model, load_model, read_meta, save_model
 
 WARMUP_STEPS = 20
 MIN_VAL_EVERY = 10  # steps between validations when an epoch is shorter than this
