@@ -13,7 +13,7 @@ from napari_dustrack.errors import Cancelled, DustrackError
 from napari_dustrack.io.table import make_table
 from napari_dustrack.tracking import flow
 from napari_dustrack.tracking.flow import FlowError, fill_between, keys_from_table, propagate
-from napari_dustrack.tracking.lk import LKParams, build_pyramid, rstc_weight
+from napari_dustrack.tracking.lk import LKParams, rstc_weight
 
 P = LKParams()
 CV_KW = dict(winSize=(P.win_size, P.win_size), maxLevel=P.max_level, criteria=P.criteria)
@@ -159,19 +159,6 @@ def test_extension_equals_propagation_from_the_end_keyframes(scene):
     np.testing.assert_array_equal(conf[20:27], c_after)
     assert np.isnan(xy[:4]).all() and np.isnan(xy[27:]).all()
     assert (conf[:4] == 0).all()
-
-
-def test_pyramid_reuse_matches_raw_images_when_opencv_accepts_pyramids(scene):
-    frames, truth = scene
-    pts = truth[0].astype(np.float32).reshape(-1, 1, 2)
-    raw = cv2.calcOpticalFlowPyrLK(frames[0], frames[1], pts, None, **CV_KW)
-    try:
-        reused = cv2.calcOpticalFlowPyrLK(build_pyramid(frames[0]), build_pyramid(frames[1]), pts,
-                                          None, **CV_KW)
-    except cv2.error:
-        pytest.skip("this OpenCV's Python binding rejects pre-built pyramids (lists of arrays)")
-    for a, b in zip(raw, reused):
-        np.testing.assert_array_equal(a, b)
 
 
 # ------------------------------------------------------------------------------------------

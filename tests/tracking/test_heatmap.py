@@ -160,8 +160,8 @@ def test_store_round_trip(saved):
     assert loaded.labels == ["a", "b"] and loaded.working_size == (32, 32)
     for k, v in net.state_dict().items():
         assert torch.equal(loaded.net.state_dict()[k], v)
-    assert [p.name for p in folder.iterdir()] == ["model.json", read_meta(folder)["weights"]] or \
-        sorted(p.name for p in folder.iterdir()) == sorted(["model.json", read_meta(folder)["weights"]])
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        ["model.json", read_meta(folder)["weights"]])
 
 
 def test_store_rejects_wrong_labels_and_corrupt_weights(saved):

@@ -295,7 +295,7 @@ def fill_between(
             )
             raise DustrackError(
                 f"label(s) with a single keyframe, nothing to fill between: {where}; add a "
-                "second keyframe or track beyond it with extend"
+                "second keyframe or track beyond it (extend, --extend N on the command line)"
             )
     return _run(frames, keys, params, extend, extend, progress, cancel, labels)
 

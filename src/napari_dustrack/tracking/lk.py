@@ -1,8 +1,9 @@
 """Pyramidal Lucas-Kanade primitives shared by propagation, smoothing and review.
 
 LK treats every point independently, so tracking many points (many labels, many keyframe
-segments, many smoother windows) in one call gives the same result as one call per point, and
-building each frame's pyramid once instead of once per call is exact, not an approximation.
+segments, many smoother windows) in one call gives the same result as one call per point.
+OpenCV's Python binding does not accept pre-built pyramids, so each call builds the pyramids of
+its two images; what callers share per frame is the decode and the grayscale conversion.
 """
 
 from __future__ import annotations
@@ -51,18 +52,10 @@ def to_gray_u8(frame: Any) -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
-def build_pyramid(frame: Any, params: LKParams = LKParams()) -> list[np.ndarray]:
-    """The LK image pyramid of one frame, to be reused for every call that involves it."""
-    _, pyramid = cv2.buildOpticalFlowPyramid(
-        to_gray_u8(frame), (params.win_size, params.win_size), params.max_level, withDerivatives=True
-    )
-    return pyramid
-
-
 def lk_track(prev, nxt, points: np.ndarray, params: LKParams = LKParams()):
     """Track ``points`` (n, 2) of (x, y) from ``prev`` to ``nxt``.
 
-    ``prev``/``nxt`` are frames or pyramids from :func:`build_pyramid`. Returns
+    ``prev``/``nxt`` are frames (converted with :func:`to_gray_u8`). Returns
     ``(new_points (n, 2), ok (n,) bool, error (n,))``; points that are NaN on input, lost by LK
     or outside the image come back NaN with ``ok`` False.
     """
@@ -73,15 +66,14 @@ def lk_track(prev, nxt, points: np.ndarray, params: LKParams = LKParams()):
     valid = np.isfinite(points).all(axis=1)
     if not valid.any():
         return out, ok, err
-    prev_img = prev if isinstance(prev, (list, tuple)) else to_gray_u8(prev)
-    next_img = nxt if isinstance(nxt, (list, tuple)) else to_gray_u8(nxt)
+    prev_img, next_img = to_gray_u8(prev), to_gray_u8(nxt)
     new, status, error = cv2.calcOpticalFlowPyrLK(
         prev_img, next_img, np.ascontiguousarray(points[valid].reshape(-1, 1, 2)), None,
         winSize=(params.win_size, params.win_size), maxLevel=params.max_level,
         criteria=params.criteria,
     )
     new = new.reshape(-1, 2).astype(np.float64)
-    h, w = (prev_img[0] if isinstance(prev_img, (list, tuple)) else prev_img).shape[:2]
+    h, w = prev_img.shape[:2]
     inside = (new[:, 0] >= 0) & (new[:, 0] <= w - 1) & (new[:, 1] >= 0) & (new[:, 1] <= h - 1)
     good = status.reshape(-1).astype(bool) & inside & np.isfinite(new).all(axis=1)
     idx = np.flatnonzero(valid)
