@@ -14,8 +14,6 @@ Keys live in :mod:`._annotate_keys`, mouse handling in :mod:`._annotate_mouse`.
 from __future__ import annotations
 
 import logging
-import time
-from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -26,36 +24,23 @@ from napari.utils.notifications import show_info, show_warning
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtGui import QColor, QIcon, QPixmap
 from qtpy.QtWidgets import (
-    QAbstractItemView,
-    QCheckBox,
     QColorDialog,
     QDialog,
-    QDoubleSpinBox,
     QFileDialog,
-    QGridLayout,
-    QGroupBox,
-    QHBoxLayout,
-    QHeaderView,
     QInputDialog,
-    QLabel,
-    QListWidget,
     QListWidgetItem,
-    QPushButton,
-    QSpinBox,
-    QTableWidget,
-    QTableWidgetItem,
-    QVBoxLayout,
     QWidget,
 )
 
 from ..annotations import AnnotationSession, Change
 from ..errors import Cancelled, DustrackError
-from ..tracking.lk import LKParams, lk_track, to_gray_u8
-from . import _annotate_keys, _annotate_mouse
+from ..tracking.lk import LKParams
+from . import _annotate_keys, _annotate_mouse, _annotate_ui
 from ._annotate_layers import hex_rgba, point_style, points_view, track_colours, tracks_view
+from ._annotate_step import StepCarrier
 from .common import (
+    is_cine,
     META,
-    TaskBar,
     cine_info,
     current_frame,
     find_cine_layer,
@@ -70,16 +55,9 @@ POINTS_NAME = "annotations"
 TRACKS_NAME = "annotation tracks"
 ROLE = "annotate"
 TAIL_LENGTH = 30
-GRAY_CACHE = 4  # frames kept for step-and-adjust
 INCREMENTAL_MAX = 64  # changes touching more points redraw the whole layer
 TRACKS_DELAY_MS = 300  # tracks are rebuilt whole (napari has no row updates): once edits pause
 IMPORT_FILTER = "Point files (*.json *.csv *.h5);;DUSTrack JSON (*.json);;DeepLabCut (*.csv *.h5)"
-
-
-def _is_cine(layer) -> bool:
-    """A cine image layer (the plugin's other layers carry a ``role`` in the same metadata)."""
-    info = layer.metadata.get(META) if layer._type_string == "image" else None
-    return isinstance(info, dict) and "role" not in info
 
 
 def _swatch(hex_colour: str) -> QIcon:
@@ -100,15 +78,11 @@ class AnnotateWidget(QWidget):
         self.tracks_layer = None
         self.current_label: str | None = None
         self.step_adjust = False
-        self.last_step_ms: float | None = None
         self._frame = current_frame(napari_viewer) if napari_viewer.dims.ndim else 0
         self._updating = False  # we are writing our layers: ignore their events
         self._in_layer_event = False
         self._removing: list[tuple[int, str]] = []
-        self._gray: OrderedDict[int, np.ndarray] = OrderedDict()
-        self._step_frames = None
-        self._carry_queue: list[tuple[int, int]] = []
-        self._carry_worker = None
+        self._carrier: StepCarrier | None = None
         self._keys_dialog = None
         self._holder = {"session": None}
         self._row_keys: list[tuple[int, str]] = []  # (frame, label) of each row of our layer
@@ -125,144 +99,13 @@ class AnnotateWidget(QWidget):
         napari_viewer.layers.events.removed.connect(self._on_layer_removed)
         napari_viewer.dims.events.current_step.connect(self._on_frame_changed)
         cine = find_cine_layer(napari_viewer)
-        if cine is not None and _is_cine(cine):
+        if cine is not None and is_cine(cine):
             self.bind(cine)
         self._update_controls()
 
     # ================================================================== UI
     def _build_ui(self) -> None:
-        layout = QVBoxLayout(self)
-        self.video_label = QLabel("Open a cine (File > Open) to annotate it.")
-        self.video_label.setWordWrap(True)
-        layout.addWidget(self.video_label)
-
-        box = QGroupBox("Labels (1-9 pick, [ ] cycle)")
-        grid = QVBoxLayout(box)
-        self.label_list = QListWidget()
-        self.label_list.setEditTriggers(QAbstractItemView.DoubleClicked | QAbstractItemView.EditKeyPressed)
-        self.label_list.currentRowChanged.connect(self._on_label_row)
-        self.label_list.itemChanged.connect(self._on_label_edited)
-        self.label_list.setMaximumHeight(150)
-        grid.addWidget(self.label_list)
-        row = QHBoxLayout()
-        for text, slot, tip in (
-            ("Add", self.add_label_dialog, "Add a label (L)"),
-            ("Remove", lambda: self.remove_label(), "Remove the current label and its points"),
-            ("Up", lambda: self.move_label(-1), "Move the current label up"),
-            ("Down", lambda: self.move_label(1), "Move the current label down"),
-            ("Colour", self.colour_dialog, "Change the colour of the current label"),
-        ):
-            button = QPushButton(text)
-            button.setToolTip(tip)
-            button.clicked.connect(slot)
-            row.addWidget(button)
-        grid.addLayout(row)
-        layout.addWidget(box)
-
-        box = QGroupBox("Frames")
-        grid = QGridLayout(box)
-        self.jump_spin = QSpinBox()
-        self.jump_spin.setToolTip("Frame number (J to edit, Enter to go)")
-        self.jump_spin.setKeyboardTracking(False)
-        self.jump_spin.editingFinished.connect(lambda: self.go_to(self.jump_spin.value()))
-        grid.addWidget(QLabel("Go to"), 0, 0)
-        grid.addWidget(self.jump_spin, 0, 1)
-        self.buttons = {}
-        for i, (text, slot, tip) in enumerate((
-            ("< key", self.previous_keyframe, "Previous keyframe (,)"),
-            ("key >", self.next_keyframe, "Next keyframe (.)"),
-            ("Next missing", self.next_missing, "Next frame lacking a label (N)"),
-            ("Copy previous", self.copy_previous, "Copy the points of the previous frame (C)"),
-        )):
-            button = QPushButton(text)
-            button.setToolTip(tip)
-            button.clicked.connect(slot)
-            grid.addWidget(button, 1 + i // 2, i % 2)
-        self.step_check = QCheckBox("Step-and-adjust (M): stepping on carries the points with LK")
-        self.step_check.toggled.connect(self.set_step_adjust)
-        grid.addWidget(self.step_check, 3, 0, 1, 2)
-        layout.addWidget(box)
-
-        box = QGroupBox("Optical flow")
-        grid = QGridLayout(box)
-        self.n_spin = QSpinBox()
-        self.n_spin.setRange(1, 100000)
-        self.n_spin.setValue(10)
-        self.n_spin.setToolTip("Frames to track forward/backward")
-        grid.addWidget(QLabel("N frames"), 0, 0)
-        grid.addWidget(self.n_spin, 0, 1)
-        self.scope_check = QCheckBox("current label only (O)")
-        grid.addWidget(self.scope_check, 0, 2)
-        for col, (text, slot, tip) in enumerate((
-            ("Track back", lambda: self.track(-1), "Track backward N frames (Shift+T)"),
-            ("Track fwd", lambda: self.track(1), "Track forward N frames (T)"),
-            ("Fill between keyframes", self.fill_between, "LK + RSTC between keyframes (F)"),
-        )):
-            button = QPushButton(text)
-            button.setToolTip(tip)
-            button.clicked.connect(slot)
-            grid.addWidget(button, 1, col)
-        self.win_spin = QSpinBox()
-        self.win_spin.setRange(5, 201)
-        self.win_spin.setSingleStep(2)
-        self.win_spin.setValue(LKParams().win_size)
-        self.level_spin = QSpinBox()
-        self.level_spin.setRange(0, 6)
-        self.level_spin.setValue(LKParams().max_level)
-        self.iter_spin = QSpinBox()
-        self.iter_spin.setRange(1, 1000)
-        self.iter_spin.setValue(LKParams().max_iter)
-        self.eps_spin = QDoubleSpinBox()
-        self.eps_spin.setDecimals(3)
-        self.eps_spin.setRange(0.001, 10)
-        self.eps_spin.setSingleStep(0.01)
-        self.eps_spin.setValue(LKParams().eps)
-        params = QHBoxLayout()
-        for text, spin in (("win", self.win_spin), ("levels", self.level_spin),
-                           ("iter", self.iter_spin), ("eps", self.eps_spin)):
-            params.addWidget(QLabel(text))
-            params.addWidget(spin)
-        grid.addLayout(params, 2, 0, 1, 3)
-        layout.addWidget(box)
-
-        box = QGroupBox("Review")
-        row = QHBoxLayout(box)
-        self.from_spin = QSpinBox()
-        self.to_spin = QSpinBox()
-        segment = QPushButton("Segment")
-        segment.setToolTip("Set the range to the keyframes around this frame")
-        segment.clicked.connect(self.set_range_to_segment)
-        accept = QPushButton("Accept")
-        accept.setToolTip("Mark the flow points of these frames reviewed (R; Shift+R: this segment)")
-        accept.clicked.connect(lambda: self.accept_range())
-        for w in (QLabel("frames"), self.from_spin, QLabel("to"), self.to_spin, segment, accept):
-            row.addWidget(w)
-        layout.addWidget(box)
-
-        row = QHBoxLayout()
-        self.undo_button = QPushButton("Undo")
-        self.undo_button.clicked.connect(self.undo)
-        self.redo_button = QPushButton("Redo")
-        self.redo_button.clicked.connect(self.redo)
-        for w, tip in ((self.undo_button, "Ctrl+Z"), (self.redo_button, "Ctrl+Shift+Z")):
-            w.setToolTip(tip)
-            row.addWidget(w)
-        for text, slot, tip in (
-            ("Import...", self.import_dialog, "Import DUSTrack JSON or DeepLabCut CollectedData (I)"),
-            ("Keys...", self.show_keys, "Key cheat-sheet (H)"),
-        ):
-            button = QPushButton(text)
-            button.setToolTip(tip)
-            button.clicked.connect(slot)
-            row.addWidget(button)
-        layout.addLayout(row)
-
-        self.taskbar = TaskBar(self)
-        layout.addWidget(self.taskbar)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
-        layout.addWidget(self.status)
-        layout.addStretch(1)
+        _annotate_ui.build(self)
 
     # ================================================================== binding
     def bind(self, cine_layer) -> None:
@@ -285,6 +128,7 @@ class AnnotateWidget(QWidget):
         self.session = self._holder["session"] = session
         self.cine_layer = cine_layer
         session.on_change.append(self._on_session_change)
+        self._carrier = StepCarrier(session, lambda layer=cine_layer: open_frames(layer), notify_error)
         labels = session.labels
         self.current_label = labels[0] if labels else None
         for spin in (self.jump_spin, self.from_spin, self.to_spin):
@@ -322,9 +166,9 @@ class AnnotateWidget(QWidget):
             if layer is not None and layer in self.viewer.layers:
                 self.viewer.layers.remove(layer)
         self.points_layer = self.tracks_layer = None
-        self._carry_queue.clear()
-        if self._carry_worker is None:  # else the running carry closes the reader when it ends
-            self._close_step_frames()
+        if self._carrier is not None:
+            self._carrier.close()
+            self._carrier = None
         self.label_list.clear()
         self.video_label.setText("Open a cine (File > Open) to annotate it.")
 
@@ -334,7 +178,7 @@ class AnnotateWidget(QWidget):
 
     def _on_layer_inserted(self, event) -> None:
         layer = event.value
-        if _is_cine(layer) and layer is not self.cine_layer:
+        if is_cine(layer) and layer is not self.cine_layer:
             # bind after napari has finished inserting (we add layers ourselves)
             QTimer.singleShot(0, lambda: self.bind(layer) if layer in self.viewer.layers else None)
 
@@ -748,8 +592,8 @@ class AnnotateWidget(QWidget):
         self.jump_spin.blockSignals(True)
         self.jump_spin.setValue(new)
         self.jump_spin.blockSignals(False)
-        if self.step_adjust and self.session is not None and new == old + 1:
-            self._queue_carry(old, new)
+        if self.step_adjust and self._carrier is not None and new == old + 1:
+            self._carrier.carry(old, new, self.lk_params())
         self._update_controls()
 
     # ================================================================== step-and-adjust
@@ -765,76 +609,12 @@ class AnnotateWidget(QWidget):
     @property
     def carrying(self) -> bool:
         """Whether a step-and-adjust carry is queued or running."""
-        return self._carry_worker is not None or bool(self._carry_queue)
+        return self._carrier is not None and self._carrier.busy
 
-    def _queue_carry(self, f0: int, f1: int) -> None:
-        # Carries run one after another in a worker thread: decoding a large frame plus two LK
-        # calls can take ~50 ms, and each carry starts from the points the previous one left.
-        self._carry_queue.append((f0, f1))
-        if self._carry_worker is None:
-            self._next_carry()
-
-    def _next_carry(self) -> None:
-        from napari.qt.threading import create_worker
-
-        self._carry_worker = None
-        session = self.session
-        if session is None:
-            self._carry_queue.clear()
-            self._close_step_frames()
-            return
-        while self._carry_queue:
-            f0, f1 = self._carry_queue.pop(0)
-            labels = [lab for lab in session.labels if session.point(f0, lab) is not None]
-            if not labels:
-                continue
-            xy0 = session.positions(f0, labels)
-            t0 = time.perf_counter()
-            worker = create_worker(self._carry_job, f0, f1, xy0, self.lk_params(), _ignore_errors=True)
-            worker.returned.connect(
-                lambda result, s=session, labels=labels, f1=f1, t0=t0: self._carry_done(s, result, labels, f1, t0))
-            worker.errored.connect(notify_error)
-            worker.finished.connect(self._next_carry)
-            self._carry_worker = worker
-            worker.start()
-            return
-
-    def _carry_job(self, f0: int, f1: int, xy0: np.ndarray, params: LKParams):
-        """One LK step f0 -> f1 with a forward-backward check (worker thread)."""
-        from ..tracking.flow import FB_SCALE
-
-        img0, img1 = self._gray_frame(f0), self._gray_frame(f1)
-        xy1, ok, _ = lk_track(img0, img1, xy0, params)
-        back, ok_back, _ = lk_track(img1, img0, xy1, params)
-        fb = np.nan_to_num(np.linalg.norm(back - xy0, axis=1), nan=np.inf)
-        conf = np.where(ok & ok_back, np.exp(-(fb**2) / (2 * FB_SCALE**2)), 0.0)
-        return xy1, conf
-
-    def _carry_done(self, session, result, labels, f1: int, t0: float) -> None:
-        if session is not self.session:
-            return
-        xy1, conf = result
-        session.apply_flow(xy1[None], labels, [f1], conf[None], action="step")
-        self.last_step_ms = 1000 * (time.perf_counter() - t0)
-
-    def _gray_frame(self, i: int) -> np.ndarray:
-        # only the carry worker calls this, one carry at a time
-        if i in self._gray:
-            self._gray.move_to_end(i)
-            return self._gray[i]
-        if self._step_frames is None:
-            self._step_frames = open_frames(self.cine_layer)
-        image = to_gray_u8(np.asarray(self._step_frames[i]))
-        self._gray[i] = image
-        while len(self._gray) > GRAY_CACHE:
-            self._gray.popitem(last=False)
-        return image
-
-    def _close_step_frames(self) -> None:
-        frames, self._step_frames = self._step_frames, None
-        self._gray.clear()
-        if frames is not None and hasattr(frames, "close"):
-            frames.close()
+    @property
+    def last_step_ms(self) -> float | None:
+        """Wall time of the last carry, from the key press to the stored points (ms)."""
+        return None if self._carrier is None else self._carrier.last_ms
 
     # ================================================================== optical flow
     def lk_params(self) -> LKParams:
@@ -1003,7 +783,7 @@ class AnnotateWidget(QWidget):
     def show_keys(self) -> QDialog:
         """Open the key cheat-sheet (non-modal)."""
         if self._keys_dialog is None:
-            self._keys_dialog = KeysDialog(self)
+            self._keys_dialog = _annotate_ui.KeysDialog(self)
         self._keys_dialog.show()
         self._keys_dialog.raise_()
         return self._keys_dialog
@@ -1033,29 +813,6 @@ class AnnotateWidget(QWidget):
             f"{kind} {self.frame}/{(s.n_frames or 1) - 1} · label {self.current_label or '-'} · "
             f"{len(here)}/{len(s.labels)} here · {len(s.keyframes())} keyframes · {len(s)} points"
             f"{' · step-and-adjust' if self.step_adjust else ''}{saved}")
-
-
-class KeysDialog(QDialog):
-    """The cheat-sheet: every key of the Annotate tab and what it does."""
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self.setWindowTitle("DUSTrack annotation keys")
-        rows = _annotate_keys.cheat_sheet()
-        table = QTableWidget(len(rows), 2, self)
-        table.setHorizontalHeaderLabels(["Key", "Action"])
-        table.verticalHeader().setVisible(False)
-        table.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        for r, (key, text) in enumerate(rows):
-            table.setItem(r, 0, QTableWidgetItem(key))
-            table.setItem(r, 1, QTableWidgetItem(text))
-        table.horizontalHeader().setSectionResizeMode(1, QHeaderView.Stretch)
-        table.resizeColumnToContents(0)
-        self.table = table
-        layout = QVBoxLayout(self)
-        layout.addWidget(QLabel("Keys work while the 'annotations' layer is selected."))
-        layout.addWidget(table)
-        self.resize(560, 520)
 
 
 def _close_holder(holder: dict) -> None:

@@ -15,13 +15,19 @@ from ..errors import Cancelled, DustrackError
 META = "dustrack"
 
 
+def is_cine(layer) -> bool:
+    """A cine image layer (the plugin's other layers carry a ``role`` in the same metadata)."""
+    info = layer.metadata.get(META) if layer._type_string == "image" else None
+    return isinstance(info, dict) and "role" not in info
+
+
 def find_cine_layer(viewer):
     """The cine image layer (the selected one if several), or None."""
     active = viewer.layers.selection.active
-    if active is not None and META in getattr(active, "metadata", {}) and active._type_string == "image":
+    if active is not None and is_cine(active):
         return active
     for layer in reversed(viewer.layers):
-        if layer._type_string == "image" and META in layer.metadata:
+        if is_cine(layer):
             return layer
     return None
 
@@ -41,7 +47,7 @@ def open_frames(layer):
     if path:
         from ..io.cine import open_cine
 
-        return open_cine(path)
+        return open_cine(path, frame_cache=False)  # napari's own reader fills the cache
     return layer.data
 
 

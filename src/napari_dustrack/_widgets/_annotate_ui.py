@@ -1,0 +1,183 @@
+"""Controls of the Annotate widget (layout only: every button calls a method of the widget)."""
+
+from __future__ import annotations
+
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QDialog,
+    QDoubleSpinBox,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QListWidget,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+)
+
+from ..tracking.lk import LKParams
+from . import _annotate_keys
+from .common import TaskBar
+
+
+def build(w) -> None:
+    """Create the controls of the Annotate widget ``w`` (attributes on ``w``, slots its methods)."""
+    layout = QVBoxLayout(w)
+    w.video_label = QLabel("Open a cine (File > Open) to annotate it.")
+    w.video_label.setWordWrap(True)
+    layout.addWidget(w.video_label)
+
+    box = QGroupBox("Labels (1-9 pick, [ ] cycle)")
+    grid = QVBoxLayout(box)
+    w.label_list = QListWidget()
+    w.label_list.setEditTriggers(QAbstractItemView.DoubleClicked | QAbstractItemView.EditKeyPressed)
+    w.label_list.currentRowChanged.connect(w._on_label_row)
+    w.label_list.itemChanged.connect(w._on_label_edited)
+    w.label_list.setMaximumHeight(150)
+    grid.addWidget(w.label_list)
+    row = QHBoxLayout()
+    for text, slot, tip in (
+        ("Add", w.add_label_dialog, "Add a label (L)"),
+        ("Remove", lambda: w.remove_label(), "Remove the current label and its points"),
+        ("Up", lambda: w.move_label(-1), "Move the current label up"),
+        ("Down", lambda: w.move_label(1), "Move the current label down"),
+        ("Colour", w.colour_dialog, "Change the colour of the current label"),
+    ):
+        button = QPushButton(text)
+        button.setToolTip(tip)
+        button.clicked.connect(slot)
+        row.addWidget(button)
+    grid.addLayout(row)
+    layout.addWidget(box)
+
+    box = QGroupBox("Frames")
+    grid = QGridLayout(box)
+    w.jump_spin = QSpinBox()
+    w.jump_spin.setToolTip("Frame number (J to edit, Enter to go)")
+    w.jump_spin.setKeyboardTracking(False)
+    w.jump_spin.editingFinished.connect(lambda: w.go_to(w.jump_spin.value()))
+    grid.addWidget(QLabel("Go to"), 0, 0)
+    grid.addWidget(w.jump_spin, 0, 1)
+    for i, (text, slot, tip) in enumerate((
+        ("< key", w.previous_keyframe, "Previous keyframe (,)"),
+        ("key >", w.next_keyframe, "Next keyframe (.)"),
+        ("Next missing", w.next_missing, "Next frame lacking a label (N)"),
+        ("Copy previous", w.copy_previous, "Copy the points of the previous frame (C)"),
+    )):
+        button = QPushButton(text)
+        button.setToolTip(tip)
+        button.clicked.connect(slot)
+        grid.addWidget(button, 1 + i // 2, i % 2)
+    w.step_check = QCheckBox("Step-and-adjust (M): stepping on carries the points with LK")
+    w.step_check.toggled.connect(w.set_step_adjust)
+    grid.addWidget(w.step_check, 3, 0, 1, 2)
+    layout.addWidget(box)
+
+    box = QGroupBox("Optical flow")
+    grid = QGridLayout(box)
+    w.n_spin = QSpinBox()
+    w.n_spin.setRange(1, 100000)
+    w.n_spin.setValue(10)
+    w.n_spin.setToolTip("Frames to track forward/backward")
+    grid.addWidget(QLabel("N frames"), 0, 0)
+    grid.addWidget(w.n_spin, 0, 1)
+    w.scope_check = QCheckBox("current label only (O)")
+    grid.addWidget(w.scope_check, 0, 2)
+    for col, (text, slot, tip) in enumerate((
+        ("Track back", lambda: w.track(-1), "Track backward N frames (Shift+T)"),
+        ("Track fwd", lambda: w.track(1), "Track forward N frames (T)"),
+        ("Fill between keyframes", w.fill_between, "LK + RSTC between keyframes (F)"),
+    )):
+        button = QPushButton(text)
+        button.setToolTip(tip)
+        button.clicked.connect(slot)
+        grid.addWidget(button, 1, col)
+    w.win_spin = QSpinBox()
+    w.win_spin.setRange(5, 201)
+    w.win_spin.setSingleStep(2)
+    w.win_spin.setValue(LKParams().win_size)
+    w.level_spin = QSpinBox()
+    w.level_spin.setRange(0, 6)
+    w.level_spin.setValue(LKParams().max_level)
+    w.iter_spin = QSpinBox()
+    w.iter_spin.setRange(1, 1000)
+    w.iter_spin.setValue(LKParams().max_iter)
+    w.eps_spin = QDoubleSpinBox()
+    w.eps_spin.setDecimals(3)
+    w.eps_spin.setRange(0.001, 10)
+    w.eps_spin.setSingleStep(0.01)
+    w.eps_spin.setValue(LKParams().eps)
+    params = QHBoxLayout()
+    for text, spin in (("win", w.win_spin), ("levels", w.level_spin),
+                       ("iter", w.iter_spin), ("eps", w.eps_spin)):
+        params.addWidget(QLabel(text))
+        params.addWidget(spin)
+    grid.addLayout(params, 2, 0, 1, 3)
+    layout.addWidget(box)
+
+    box = QGroupBox("Review")
+    row = QHBoxLayout(box)
+    w.from_spin = QSpinBox()
+    w.to_spin = QSpinBox()
+    segment = QPushButton("Segment")
+    segment.setToolTip("Set the range to the keyframes around this frame")
+    segment.clicked.connect(w.set_range_to_segment)
+    accept = QPushButton("Accept")
+    accept.setToolTip("Mark the flow points of these frames reviewed (R; Shift+R: this segment)")
+    accept.clicked.connect(lambda: w.accept_range())
+    for item in (QLabel("frames"), w.from_spin, QLabel("to"), w.to_spin, segment, accept):
+        row.addWidget(item)
+    layout.addWidget(box)
+
+    row = QHBoxLayout()
+    w.undo_button = QPushButton("Undo")
+    w.undo_button.clicked.connect(w.undo)
+    w.redo_button = QPushButton("Redo")
+    w.redo_button.clicked.connect(w.redo)
+    for button, tip in ((w.undo_button, "Ctrl+Z"), (w.redo_button, "Ctrl+Shift+Z")):
+        button.setToolTip(tip)
+        row.addWidget(button)
+    for text, slot, tip in (
+        ("Import...", w.import_dialog, "Import DUSTrack JSON or DeepLabCut CollectedData (I)"),
+        ("Keys...", w.show_keys, "Key cheat-sheet (H)"),
+    ):
+        button = QPushButton(text)
+        button.setToolTip(tip)
+        button.clicked.connect(slot)
+        row.addWidget(button)
+    layout.addLayout(row)
+
+    w.taskbar = TaskBar(w)
+    layout.addWidget(w.taskbar)
+    w.status = QLabel("")
+    w.status.setWordWrap(True)
+    layout.addWidget(w.status)
+    layout.addStretch(1)
+
+
+class KeysDialog(QDialog):
+    """The cheat-sheet: every key of the Annotate tab and what it does."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("DUSTrack annotation keys")
+        rows = _annotate_keys.cheat_sheet()
+        table = QTableWidget(len(rows), 2, self)
+        table.setHorizontalHeaderLabels(["Key", "Action"])
+        table.verticalHeader().setVisible(False)
+        table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        for r, (key, text) in enumerate(rows):
+            table.setItem(r, 0, QTableWidgetItem(key))
+            table.setItem(r, 1, QTableWidgetItem(text))
+        table.horizontalHeader().setSectionResizeMode(1, QHeaderView.Stretch)
+        table.resizeColumnToContents(0)
+        self.table = table
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel("Keys work while the 'annotations' layer is selected."))
+        layout.addWidget(table)
+        self.resize(560, 520)
