@@ -14,6 +14,7 @@ from napari_dustrack.io.video_write import write_video
 from napari_dustrack.simulate import simulate, write_simulation
 
 LABELS = ["septal", "lateral"]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,8 @@ def test_train_predict_retrain(data, scheduler, tmp_path, capsys):
     assert meta["labels"] == LABELS and meta["training_frames"] == list(range(0, 24, 4))
 
     raw = tmp_path / "raw.csv"
-    code, out, err = run_cli(capsys, "predict", video, "--model", model, "--out", raw)  # local cluster
+    code, out, err = run_cli(capsys, "predict", video, "--model", model, "--out", raw,
+                             "--scheduler", scheduler)
     assert code == 0, err
     table = read_points_csv(raw)
     assert set(table["source"]) == {"model"} and sorted(table["label"].unique()) == sorted(LABELS)
@@ -80,7 +82,8 @@ def test_bad_input_gives_one_line_errors(data, scheduler, tmp_path, capsys):
     assert code == 2 and "1 usable frame(s)" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "m1" / "model.json").exists()
 
-    code, _, err = run_cli(capsys, "predict", video, "--model", tmp_path, "--out", tmp_path / "o.csv")
+    code, _, err = run_cli(capsys, "predict", video, "--model", tmp_path, "--out", tmp_path / "o.csv",
+                           "--scheduler", scheduler)
     assert code == 2 and "not a model folder" in err
 
     # A model with other labels is not overwritten by a training with these labels.

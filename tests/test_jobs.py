@@ -19,6 +19,7 @@ from napari_dustrack.tracking.heatmap.store import load_model, read_meta
 
 LABELS = ["septal", "lateral"]
 TINY = HeatmapConfig(scale=0.5, minutes=5.0, max_epochs=3).to_dict()
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -102,17 +103,12 @@ def test_errors_in_the_worker_arrive_as_one_line_messages(video, client, tmp_pat
         job.result(timeout=120)
 
 
-def test_existing_scheduler_by_address(video, tmp_path):
-    from distributed import LocalCluster
-
+def test_existing_scheduler_by_address(video, client, tmp_path):
+    # A second client that reaches the (already running) scheduler by its address only.
     path, truth = video
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                      dashboard_address=":0") as cluster:
-        job = jobs.submit(jobs.train_task, str(path), truth[truth["frame"] % 6 == 0],
-                          str(tmp_path / "m"), dict(TINY, max_epochs=1),
-                          address=cluster.scheduler_address)
-        assert job.client.scheduler.address == cluster.scheduler_address
-        assert job.wait()["iteration"] == 1
-        assert set(job.client.run(os.getpid).values()) <= {
-            w.process.pid for w in cluster.workers.values()}
-        jobs.close_clients()
+    address = client.scheduler.address
+    job = jobs.submit(jobs.train_task, str(path), truth[truth["frame"] % 6 == 0],
+                      str(tmp_path / "m"), dict(TINY, max_epochs=1), address=address)
+    assert job.client is not client and job.client.scheduler.address == address
+    assert job.wait()["iteration"] == 1
+    assert set(job.client.run(os.getpid).values()) == set(client.run(os.getpid).values())

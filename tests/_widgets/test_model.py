@@ -16,7 +16,7 @@ from napari_dustrack.io.table import to_array
 from napari_dustrack.simulate import simulate, write_simulation
 from napari_dustrack.tracking.heatmap import HeatmapConfig
 
-pytestmark = pytest.mark.gui
+pytestmark = [pytest.mark.gui, pytest.mark.slow]
 LABELS = ["septal", "lateral"]
 N = 24
 # Steps, not minutes, bound these trainings so that the outcome does not depend on the load.

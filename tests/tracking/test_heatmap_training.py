@@ -17,6 +17,7 @@ from napari_dustrack.tracking.heatmap.store import load_model, read_meta
 from napari_dustrack.tracking.heatmap.train import train
 from napari_dustrack.tracking.review import frames_to_review
 
+pytestmark = pytest.mark.slow
 N_FRAMES = 36
 LABELS = ["anterior_endo", "septal", "lateral"]
 # A fixed number of steps (not the clock) so the result does not depend on the machine's load.

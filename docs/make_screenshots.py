@@ -1,0 +1,111 @@
+"""Take the tutorial's screenshots from a real napari viewer, following the tutorial's steps.
+
+Run under a display (or Xvfb): ``xvfb-run -a python docs/make_screenshots.py``. Writes
+``docs/images/*.png``. The steps are the tutorial's, driven through the widgets' own methods
+(the same ones their buttons and keys call), with a short training run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import napari
+from qtpy.QtWidgets import QApplication
+
+from napari_dustrack.measure import Measure
+from napari_dustrack.simulate import simulate, write_simulation
+
+HERE = Path(__file__).resolve().parent
+LABELS = ["anterior_endo", "anterior_epi", "inferior_endo", "inferior_epi"]
+KEYFRAMES = (0, 20, 40, 60)
+
+
+def wait_until(done, timeout: float = 900.0) -> None:
+    """Keep the GUI running until ``done()`` is true."""
+    t0 = time.monotonic()
+    while not done():
+        QApplication.processEvents()
+        time.sleep(0.05)
+        if time.monotonic() - t0 > timeout:
+            raise TimeoutError("the step did not finish in time")
+    for _ in range(20):
+        QApplication.processEvents()
+        time.sleep(0.02)
+
+
+def shot(viewer, name: str, out: Path) -> None:
+    QApplication.processEvents()
+    viewer.screenshot(str(out / f"{name}.png"), canvas_only=False, flash=False)
+    print(f"wrote {out / name}.png")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", default=str(HERE / "images"))
+    parser.add_argument("--minutes", type=float, default=0.5, help="training time")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="dustrack-tutorial-"))
+    sim = simulate("cardiac", n_frames=100, seed=0)
+    video = write_simulation(sim, work)["video"]
+    truth = sim.truth
+
+    viewer = napari.Viewer(show=True)
+    viewer.window.resize(1500, 950)
+    viewer.open(str(video), plugin="napari-dustrack")
+    _, dock = viewer.window.add_plugin_dock_widget("napari-dustrack", "DUSTrack")
+    annotate = dock.pages["Annotate"]
+
+    # 1. Name the points and click them on a few keyframes.
+    for label in LABELS:
+        annotate.add_label(label)
+    for frame in KEYFRAMES:
+        rows = truth[(truth.frame == frame) & truth.label.isin(LABELS)]
+        for row in rows.itertuples():
+            annotate.place(frame, row.label, row.x, row.y)
+    annotate.go_to(KEYFRAMES[1])
+    shot(viewer, "01-keyframes", out)
+
+    # 2. Fill between keyframes with optical flow, scrub, accept.
+    annotate.fill_between()
+    wait_until(lambda: not annotate.taskbar.busy)
+    annotate.go_to(30)
+    shot(viewer, "02-filled", out)
+    annotate.accept_range(KEYFRAMES[0], KEYFRAMES[-1])
+
+    # 3. Train, predict, and list the frames to review.
+    dock.tabs.setCurrentWidget(dock.pages["Model"])
+    model = dock.pages["Model"]
+    model.minutes.setValue(args.minutes)
+    model.train()
+    wait_until(lambda: model.worker is None)
+    model.predict()
+    wait_until(lambda: model.review_table is not None and model.worker is None)
+    annotate.go_to(80)
+    shot(viewer, "03-model", out)
+
+    # 4. Smooth the predictions.
+    dock.tabs.setCurrentWidget(dock.pages["Smooth"])
+    smooth = dock.pages["Smooth"]
+    index = smooth.source.findText("model")
+    if index >= 0:
+        smooth.source.setCurrentIndex(index)
+    smooth.run()
+    wait_until(lambda: not smooth.taskbar.busy)
+    shot(viewer, "04-smoothed", out)
+
+    # 5. Measure wall thickness over time.
+    dock.tabs.setCurrentWidget(dock.pages["Measure"])
+    measure = dock.pages["Measure"]
+    measure.add_measure(Measure("anterior wall thickness", "distance", LABELS[:2]))
+    measure.refresh()
+    shot(viewer, "05-measure", out)
+    viewer.close()
+
+
+if __name__ == "__main__":
+    main()
