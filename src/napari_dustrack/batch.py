@@ -78,8 +78,10 @@ class BatchSettings:
 
     def result_fields(self) -> dict:
         """The settings the outputs depend on (part of every video's fingerprint)."""
+        from . import __version__
+
         return {"smooth": self.smooth, "mode": self.mode if self.smooth else None,
-                "batch_size": self.batch_size}
+                "batch_size": self.batch_size, "napari_dustrack": __version__}
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -591,7 +593,7 @@ class _Batch:
 
 def combine_smoothing(xy, conf, plan, results, window: int, mode: str) -> np.ndarray:
     """The smoothed tracks from the chunks' image work (what :func:`smooth` computes)."""
-    from .tracking.smoothing import _from_fields
+    from .tracking.smoothing import combine_fields
     from .tracking.smoothing.motion import Grid, reference_positions
     from .tracking.smoothing.fusion import FusionParams
     from .tracking.smoothing.windows import finish
@@ -603,7 +605,7 @@ def combine_smoothing(xy, conf, plan, results, window: int, mode: str) -> np.nda
             sums[c.first:c.last + 1] += s
             counts[c.first:c.last + 1] += n
         return finish(xy, sums, counts)
-    return _from_fields(xy, reference_positions(xy), [tuple(r) for r in results], window, mode,
+    return combine_fields(xy, reference_positions(xy), [tuple(r) for r in results], window, mode,
                         conf, Grid(), FusionParams())
 
 

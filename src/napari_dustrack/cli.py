@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="model folder")
     p.add_argument("--out", required=True, help="output folder (one table per video)")
     p.add_argument("--smooth", type=float, default=None, metavar="SECONDS", help="also smooth with this window")
+    p.add_argument("--mode", choices=("dustrack", "fast", "fusion"), default="fusion", help="smoothing mode")
+    p.add_argument("--chunk-frames", type=int, default=None, metavar="N",
+                   help="frames per task for long videos (default 1000)")
     p.add_argument("--scheduler", default=None, help="dask scheduler address (default: a local cluster)")
 
     p = sub.add_parser("simulate", help="write a synthetic ultrasound cine with ground truth")

@@ -14,6 +14,9 @@ class DustrackError(Exception):
         self.problem = problem
         super().__init__(f"{self.path}: {problem}" if self.path else problem)
 
+    def __reduce__(self):  # keeps the path when sent back from a dask worker
+        return (type(self), (self.problem, self.path))
+
 
 class Cancelled(Exception):
     """Raised inside long work when the user pressed Cancel; carries what was done so far."""

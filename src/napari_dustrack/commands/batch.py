@@ -14,15 +14,14 @@ import sys
 
 from ..errors import DustrackError
 
-# Optional knobs the parser may grow; the defaults serve the contract's options.
 CHUNK_ENV = "NAPARI_DUSTRACK_BATCH_CHUNK_FRAMES"
 
 
 def settings_from(args):
-    """:class:`BatchSettings` from parsed arguments (unknown options take their defaults)."""
+    """:class:`BatchSettings` from parsed arguments."""
     from ..batch import DEFAULT_CHUNK_FRAMES, BatchSettings
 
-    chunk = getattr(args, "chunk_frames", None) or os.environ.get(CHUNK_ENV) or DEFAULT_CHUNK_FRAMES
+    chunk = args.chunk_frames or os.environ.get(CHUNK_ENV) or DEFAULT_CHUNK_FRAMES
     try:
         chunk = int(chunk)
     except ValueError:
@@ -31,7 +30,7 @@ def settings_from(args):
         raise DustrackError(f"chunk size must be at least 1 frame, got {chunk}")
     if args.smooth is not None and args.smooth <= 0:
         raise DustrackError(f"the smoothing window must be positive, got {args.smooth} s")
-    return BatchSettings(smooth=args.smooth, mode=getattr(args, "mode", None) or "fusion",
+    return BatchSettings(smooth=args.smooth, mode=args.mode,
                          chunk_frames=chunk)
 
 

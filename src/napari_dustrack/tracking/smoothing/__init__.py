@@ -146,10 +146,17 @@ def smooth(frames, xy: np.ndarray, window: int, mode: str = "fusion",
     ref = reference_positions(xy)
     parts = [fields_chunk(frames, ref, c, params, grid, tick, cancel, backward=mode == "fusion")
              for c in plan]
-    return _from_fields(xy, ref, parts, window, mode, confidence, grid, fusion)
+    return combine_fields(xy, ref, parts, window, mode, confidence, grid, fusion)
 
 
-def _from_fields(xy, ref, parts, window, mode, confidence, grid, fusion):
+def combine_fields(xy, ref, parts, window, mode, confidence=None, grid: Grid = Grid(),
+                   fusion: FusionParams = FusionParams()) -> np.ndarray:
+    """Smoothed tracks from the per-chunk flow fields of ``fast``/``fusion`` (chunk order).
+
+    ``ref`` is :func:`motion.reference_positions` of ``xy``; ``parts`` are the ``(forward,
+    backward)`` fields that :func:`chunks.fields_chunk` returns for each planned chunk, wherever
+    they were computed (this process or dask workers).
+    """
     fwd = np.concatenate([p[0] for p in parts])
     bwd = np.concatenate([p[1] for p in parts])
     if mode == "fast":
@@ -207,7 +214,7 @@ def smooth_chunked(frames, xy: np.ndarray, window: int, mode: str = "fusion",
             sums[c.first:c.last + 1] += s
             counts[c.first:c.last + 1] += n
         return finish(xy, sums, counts)
-    return _from_fields(xy, payload, results, window, mode, confidence, grid, fusion)
+    return combine_fields(xy, payload, results, window, mode, confidence, grid, fusion)
 
 
 def _gather(client, frames, plan, mode, payload, window, params, grid, tick, cancel):

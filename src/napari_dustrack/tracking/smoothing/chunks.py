@@ -75,7 +75,7 @@ def open_frames(source):
     if isinstance(source, (str, os.PathLike)):
         from ...io.cine import open_cine
 
-        return open_cine(source)
+        return open_cine(source, frame_cache=False)  # a worker reads its chunk once
     return source
 
 
