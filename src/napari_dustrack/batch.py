@@ -593,20 +593,9 @@ class _Batch:
 
 def combine_smoothing(xy, conf, plan, results, window: int, mode: str) -> np.ndarray:
     """The smoothed tracks from the chunks' image work (what :func:`smooth` computes)."""
-    from .tracking.smoothing import combine_fields
-    from .tracking.smoothing.motion import Grid, reference_positions
-    from .tracking.smoothing.fusion import FusionParams
-    from .tracking.smoothing.windows import finish
+    from .tracking.smoothing import combine_chunks
 
-    xy = np.asarray(xy, dtype=np.float64)
-    if mode == "dustrack":
-        sums, counts = np.zeros(xy.shape), np.zeros(xy.shape[:2], dtype=np.int64)
-        for c, (s, n) in zip(plan, results):
-            sums[c.first:c.last + 1] += s
-            counts[c.first:c.last + 1] += n
-        return finish(xy, sums, counts)
-    return combine_fields(xy, reference_positions(xy), [tuple(r) for r in results], window, mode,
-                        conf, Grid(), FusionParams())
+    return combine_chunks(xy, plan, results, window, mode, conf)
 
 
 def _workers_per_host(client) -> dict[str, int]:

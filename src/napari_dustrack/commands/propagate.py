@@ -11,7 +11,6 @@ with a message saying so.
 
 from __future__ import annotations
 
-import sys
 
 import numpy as np
 import pandas as pd
@@ -20,6 +19,7 @@ from ..errors import DustrackError
 from ..io.points_io import read_points, write_points
 from ..io.table import from_array, training_rows, validate
 from ..tracking.flow import FlowError, fill_between, keys_from_table
+from ._progress import terminal_progress
 
 
 def run(args) -> None:
@@ -38,7 +38,7 @@ def run(args) -> None:
         keys, labels = keys_from_table(table, len(cine), path=args.keyframes)
         try:
             xy, conf = fill_between(cine, keys, extend=args.extend, labels=labels,
-                                    progress=_progress_printer())
+                                    progress=terminal_progress("propagating"))
         except FlowError as exc:
             out = _output_table(table, *exc.partial, labels)
             write_points(out, args.out)
@@ -82,18 +82,3 @@ def _output_table(keyframes: pd.DataFrame, xy, conf, labels) -> pd.DataFrame:
     keyed = pd.MultiIndex.from_frame(keyframes[["frame", "label"]])
     flow = flow[~pd.MultiIndex.from_frame(flow[["frame", "label"]]).isin(keyed)]
     return validate(pd.concat([keyframes, flow], ignore_index=True))
-
-
-def _progress_printer():
-    """Print a percentage now and then on stderr when it is a terminal."""
-    if not sys.stderr.isatty():
-        return None
-    last = [-1]
-
-    def progress(done: int, total: int) -> None:
-        pct = 100 * done // max(total, 1)
-        if pct >= last[0] + 10 or done == total:
-            last[0] = pct
-            print(f"\rpropagating {pct:3d}%", end="\n" if done == total else "", file=sys.stderr)
-
-    return progress

@@ -7,13 +7,13 @@ writes a point table with source ``smoothed`` (the input's confidence carried ov
 
 from __future__ import annotations
 
-import sys
 
 import numpy as np
 
 from ..errors import DustrackError
 from ..io.points_io import read_points, write_points
 from ..io.table import from_array, labels_of, to_array
+from ._progress import terminal_progress
 
 
 def tracks_array(table, n_frames: int, path=None):
@@ -45,7 +45,7 @@ def run(args) -> None:
         xy, conf, labels = tracks_array(table, len(cine), args.tracks)
         try:
             out = smooth(cine, xy, window, args.mode, confidence=conf, labels=labels,
-                         progress=_progress_printer())
+                         progress=terminal_progress("smoothing"))
         except DustrackError as exc:
             raise DustrackError(exc.problem, exc.path or args.tracks) from None
     finally:
@@ -55,18 +55,3 @@ def run(args) -> None:
     write_points(result, args.out)
     print(f"{args.out}: {len(result)} smoothed point(s), {len(labels)} label(s), "
           f"window {window} frames, mode {args.mode}")
-
-
-def _progress_printer():
-    """A percentage on stderr now and then, when it is a terminal."""
-    if not sys.stderr.isatty():
-        return None
-    last = [-1]
-
-    def progress(done: int, total: int) -> None:
-        pct = 100 * done // max(total, 1)
-        if pct >= last[0] + 10 or done == total:
-            last[0] = pct
-            print(f"\rsmoothing {pct:3d}%", end="\n" if done == total else "", file=sys.stderr)
-
-    return progress

@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..errors import Cancelled, DustrackError
 from .atomic import write_atomic
-from .points_io import write_points
+from .points_io import output_format, write_points
 from .table import labels_of, to_array, validate
 from .video_write import write_video
 
@@ -50,14 +50,9 @@ def guess_format(path: str | os.PathLike) -> str:
     ``.mp4`` overlay video; a CSV named ``CollectedData*`` is DeepLabCut."""
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix in (".h5", ".hdf5"):
-        return "dlc"
-    if suffix == ".json":
-        return "dustrack"
-    if suffix == ".mp4":
-        return "mp4"
-    if suffix == ".csv":
-        return "dlc" if path.name.startswith("CollectedData") else "csv"
+    fmt = "mp4" if suffix == ".mp4" else output_format(path)
+    if fmt:
+        return fmt
     raise DustrackError(
         f"cannot tell the export format from {suffix or 'no suffix'}; "
         "use .csv, .h5, .json or .mp4 (or give the format)",

@@ -30,6 +30,19 @@ def guess_format(path: str | os.PathLike) -> str:
     raise DustrackError(f"unsupported point file type {suffix or '(none)'}; use .csv, .h5 or .json", path)
 
 
+def output_format(path: str | os.PathLike) -> str | None:
+    """The format to write ``path`` in, from its name alone (None when the name does not say).
+
+    ``.h5``/``.hdf5`` and CSVs named ``CollectedData*`` are DeepLabCut, ``.json`` is DUSTrack,
+    other ``.csv`` the native table.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in (".h5", ".hdf5") or (suffix == ".csv" and path.name.startswith("CollectedData")):
+        return "dlc"
+    return {".json": "dustrack", ".csv": "csv"}.get(suffix)
+
+
 def read_points(path: str | os.PathLike) -> pd.DataFrame:
     """Read a point table from a native CSV, DeepLabCut CSV/H5 or DUSTrack JSON file."""
     path = Path(path)
@@ -48,10 +61,7 @@ def read_points(path: str | os.PathLike) -> pd.DataFrame:
 def write_points(table: pd.DataFrame, path: str | os.PathLike, fmt: str | None = None, **kwargs) -> Path:
     """Write ``table`` to ``path`` atomically; the format follows ``fmt`` or the suffix."""
     path = Path(path)
-    if fmt is None:
-        suffix = path.suffix.lower()
-        dlc_name = path.name.startswith("CollectedData") or suffix in (".h5", ".hdf5")
-        fmt = "dlc" if dlc_name else "dustrack" if suffix == ".json" else "csv"
+    fmt = fmt or output_format(path)
     if fmt == "dlc":
         write_dlc(table, path, **kwargs)
     elif fmt == "dustrack":
@@ -59,5 +69,5 @@ def write_points(table: pd.DataFrame, path: str | os.PathLike, fmt: str | None =
     elif fmt == "csv":
         write_points_csv(table, path, **kwargs)
     else:
-        raise DustrackError(f"unknown format {fmt!r}; expected one of {FORMATS}", path)
+        raise DustrackError(f"unknown format {fmt!r}; use .csv, .h5 or .json or one of {FORMATS}", path)
     return path

@@ -208,13 +208,27 @@ def smooth_chunked(frames, xy: np.ndarray, window: int, mode: str = "fusion",
             tick()
     else:
         results = _gather(client, frames, plan, mode, payload, window, params, grid, tick, cancel)
+    return combine_chunks(xy, plan, results, window, mode, confidence, payload, grid, fusion)
+
+
+def combine_chunks(xy, plan, results, window: int, mode: str, confidence=None, ref=None,
+                   grid: Grid = Grid(), fusion: FusionParams = FusionParams()) -> np.ndarray:
+    """The smoothed tracks from the chunks' image work, wherever the chunks ran.
+
+    ``results`` are what :func:`chunks.run_chunk` returned for each chunk of ``plan``: window
+    sums and counts (``dustrack``) or flow fields (``fast``, ``fusion``; ``ref`` defaults to
+    :func:`motion.reference_positions` of ``xy``).
+    """
+    xy = np.asarray(xy, dtype=np.float64)
     if mode == "dustrack":
         sums, counts = np.zeros(xy.shape), np.zeros(xy.shape[:2], dtype=np.int64)
         for c, (s, n) in zip(plan, results):
             sums[c.first:c.last + 1] += s
             counts[c.first:c.last + 1] += n
         return finish(xy, sums, counts)
-    return combine_fields(xy, payload, results, window, mode, confidence, grid, fusion)
+    ref = reference_positions(xy) if ref is None else ref
+    return combine_fields(xy, ref, [tuple(r) for r in results], window, mode, confidence, grid,
+                          fusion)
 
 
 def _gather(client, frames, plan, mode, payload, window, params, grid, tick, cancel):
