@@ -302,14 +302,3 @@ def test_run_on_setting_round_trips(tmp_path, monkeypatch):
         settings.set_scheduler_address("nohost")
     assert settings.set_scheduler_address("") == ""
     assert settings.scheduler_address() is None
-
-
-def test_the_submitting_side_does_not_import_torch():
-    import subprocess
-    import sys
-
-    code = ("import sys, napari_dustrack.batch, napari_dustrack.commands.batch, "
-            "napari_dustrack.settings\nprint('torch' in sys.modules)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "False"

@@ -1,4 +1,5 @@
-"""The napari process never imports torch (it segfaults beside Mesa's GL; training runs in workers)."""
+"""The napari process and the submitting side never import torch: it segfaults beside Mesa's
+GL, and training/prediction run in dask worker processes."""
 
 import subprocess
 import sys
@@ -10,7 +11,11 @@ import napari_dustrack._widgets.main as main
 import importlib
 for _, module, _ in main.TABS:
     importlib.import_module(module)
-import napari_dustrack.jobs, napari_dustrack.tracking.heatmap
+import napari_dustrack.jobs, napari_dustrack.batch, napari_dustrack.settings
+import napari_dustrack.tracking.heatmap.store, napari_dustrack.tracking.heatmap.dataset
+import napari_dustrack.tracking.review
+for command in ("train", "predict", "batch", "smooth", "propagate", "measure", "export"):
+    importlib.import_module("napari_dustrack.commands." + command)
 print(sorted(m for m in ("torch", "torchvision", "segmentation_models_pytorch") if m in sys.modules))
 """
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -34,20 +32,6 @@ def video(tmp_path_factory):
 def client():
     yield jobs.get_client()
     jobs.close_clients()
-
-
-def test_gui_side_modules_do_not_import_torch():
-    code = (
-        "import sys\n"
-        "import napari_dustrack.jobs, napari_dustrack.commands.train, "
-        "napari_dustrack.commands.predict, napari_dustrack.tracking.heatmap.store, "
-        "napari_dustrack.tracking.heatmap.dataset, napari_dustrack.tracking.review, "
-        "napari_dustrack._widgets.model\n"
-        "print('torch' in sys.modules)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "False"
 
 
 def test_train_then_predict_in_a_worker_process(video, client, tmp_path):

@@ -23,10 +23,8 @@ def config_dir() -> Path:
     """The folder of the settings file (platformdirs' user config dir unless overridden)."""
     if os.environ.get(CONFIG_ENV):
         return Path(os.environ[CONFIG_ENV])
-    try:
-        from platformdirs import user_config_dir
-    except ImportError:  # platformdirs is napari's dependency; without it, the XDG default
-        return Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / APP
+    from platformdirs import user_config_dir
+
     return Path(user_config_dir(APP, appauthor=False))
 
 

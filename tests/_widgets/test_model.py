@@ -134,3 +134,32 @@ def test_bad_input_is_reported_not_started(make_napari_viewer, qtbot, case, tmp_
     assert widget.train() is None and widget.worker is None
     assert not (tmp_path / "model").exists()
     assert widget.predict() is None
+
+
+def test_run_on_an_existing_scheduler(make_napari_viewer, qtbot, case, tmp_path):
+    from distributed import LocalCluster
+
+    from napari_dustrack import settings
+
+    sim, video, truth = case
+    viewer = make_viewer(make_napari_viewer, sim, video, truth[truth["frame"].isin([0, 8, 16])])
+    widget = ModelWidget(viewer)
+    qtbot.addWidget(widget)
+    widget.folder.setText(str(tmp_path / "model"))
+    widget.config = HeatmapConfig(max_epochs=2, **STEPS)
+    widget.run_on.setText("not an address")
+    widget._store_run_on()
+    assert settings.scheduler_address() is None
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                      dashboard_address=":0") as cluster:
+        widget.run_on.setText(cluster.scheduler_address.replace("tcp://", ""))
+        widget._store_run_on()
+        assert widget.run_on.text() == cluster.scheduler_address
+        try:
+            widget.train_button.click()
+            wait_idle(qtbot, widget)
+            assert widget.last_meta is not None and widget.last_meta["iteration"] == 1
+            assert cluster.scheduler_address in jobs._clients
+        finally:
+            settings.set_scheduler_address("")
+            jobs.close_clients()

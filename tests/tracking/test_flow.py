@@ -227,7 +227,7 @@ def test_point_leaving_the_image_becomes_nan_with_zero_confidence():
 
 
 def test_flat_region_loses_the_point_and_only_one_track_survives():
-    frames, truth = _movie(n=20)[0], None
+    frames = _movie(n=20)[0]
     frames = frames.copy()
     frames[:8, :66] = 128  # textureless top in the first frames: LK cannot lock on there
     keys = np.full((20, 2, 2), np.nan)

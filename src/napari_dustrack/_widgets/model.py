@@ -29,7 +29,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .. import jobs
+from .. import jobs, settings
 from ..errors import DustrackError
 from ..io.layers import points_to_table, table_to_points, table_to_tracks
 from ..io.table import from_array, training_rows
@@ -99,9 +99,13 @@ class ModelWidget(QWidget):
         self.review = QListWidget(self)
         self.review.itemClicked.connect(self._jump)
 
+        self.run_on = QLineEdit(settings.load_settings().get("scheduler", ""), self)
+        self.run_on.setPlaceholderText("local worker processes, or a dask scheduler tcp://host:8786")
+        self.run_on.editingFinished.connect(self._store_run_on)
         form = QFormLayout()
         form.addRow("model", row)
         form.addRow("training time", self.minutes)
+        form.addRow("run on", self.run_on)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addLayout(buttons)
@@ -118,6 +122,12 @@ class ModelWidget(QWidget):
         if path:
             self.folder.setText(path)
             self._refresh_buttons()
+
+    def _store_run_on(self) -> None:
+        try:
+            self.run_on.setText(settings.set_scheduler_address(self.run_on.text()))
+        except DustrackError as exc:
+            notify_error(exc)
 
     def video_path(self) -> str:
         path = cine_info(find_cine_layer(self.viewer)).get("path")
@@ -200,7 +210,7 @@ class ModelWidget(QWidget):
     def _start(self, func, *args, on_done):
         def poll():
             # Runs in a thread: starting a local cluster takes seconds, and the GUI must not wait.
-            self.job = jobs.submit(func, *args)
+            self.job = jobs.submit(func, *args, address=settings.scheduler_address())
             if self._cancel_requested:
                 self.job.cancel()
             while not self.job.done():

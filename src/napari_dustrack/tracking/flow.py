@@ -484,7 +484,6 @@ def _run(frames, keys, params, ext_fwd, ext_bwd, progress, cancel, labels, cache
     of the extension frames.
     """
     cache_bytes = CACHE_BYTES if cache_bytes is None else cache_bytes
-    n = len(keys)
     plan = _Plan.make(keys, ext_fwd, ext_bwd)
     plan.drift0 = np.zeros(keys.shape[1]) if drift0 is None else np.asarray(drift0, float)
     plan.drift_out = drift_out
