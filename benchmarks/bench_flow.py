@@ -39,30 +39,18 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from _peer import PEER, ensure_peer_env
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "_data" / "flow"
-ENV = HERE / "_envs" / "dustrack"
-PEER = ENV / "bin" / "python"
 DRIVER = HERE / "dustrack_rstc_driver.py"
 KEY_EVERY_S = 0.4
 NOISE_PX = 0.5
-
-
-def ensure_peer_env() -> Path:
-    """DUSTrack 1.3.2 in its own venv (it pins numpy<2 and OpenCV 4.11)."""
-    if PEER.exists():
-        return PEER
-    print(f"creating {ENV} (pip install dustrack==1.3.2) ...", file=sys.stderr)
-    subprocess.run([sys.executable, "-m", "venv", str(ENV)], check=True)
-    subprocess.run([str(PEER), "-m", "pip", "install", "-q", "dustrack==1.3.2"], check=True)
-    return PEER
 
 
 def prepare(scenario: str, n_frames: int | None, seed: int):

@@ -43,25 +43,14 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from _peer import PEER, ensure_peer_env
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "_data" / "smooth"
-ENV = HERE / "_envs" / "dustrack"
-PEER = ENV / "bin" / "python"
 DRIVER = HERE / "dustrack_smooth_driver.py"
 WINDOW_S = 0.5
 JITTER_PX = 1.2
 OUTLIER_RATE = 0.01
-
-
-def ensure_peer_env() -> Path:
-    """DUSTrack 1.3.2 in its own venv (it pins numpy<2 and OpenCV 4.11)."""
-    if PEER.exists():
-        return PEER
-    print(f"creating {ENV} (pip install dustrack==1.3.2) ...", file=sys.stderr)
-    subprocess.run([sys.executable, "-m", "venv", str(ENV)], check=True)
-    subprocess.run([str(PEER), "-m", "pip", "install", "-q", "dustrack==1.3.2"], check=True)
-    return PEER
 
 
 def noisy(truth: np.ndarray, seed: int) -> np.ndarray:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DustrackError
+from .pixels import check_frame_index
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".ogv")
 DICOM_SUFFIXES = (".dcm", ".dicom")
@@ -200,7 +201,7 @@ class Cine:
 
     def frame(self, i: int) -> np.ndarray:
         """The exact frame ``i`` (for algorithms)."""
-        i = _check(i, len(self))
+        i = check_frame_index(i, len(self))
         cached = self._source.cached(i) if hasattr(self._source, "cached") else None
         if cached is not None:
             return cached
@@ -217,7 +218,7 @@ class Cine:
         cache, upsampled, when it holds it and :attr:`display_reduced` is true; else it is
         decoded, and the background fill is pointed at it.
         """
-        i = _check(i, len(self))
+        i = check_frame_index(i, len(self))
         cached = self._source.cached(i) if hasattr(self._source, "cached") else None
         if cached is not None:
             return cached
@@ -325,13 +326,6 @@ class _DisplayView:
         return (_DisplayView, (self._cine,))
 
 
-def _check(i, n: int) -> int:
-    i = int(i)
-    if i < 0:
-        i += n
-    if not 0 <= i < n:
-        raise IndexError(f"frame {i} out of range 0..{n - 1}")
-    return i
 
 
 def _index(key, n: int, get):

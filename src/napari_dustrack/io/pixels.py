@@ -1,4 +1,4 @@
-"""Small pixel helpers shared by the cine readers: uint8 scaling and grayscale conversion."""
+"""Small helpers shared by the cine readers: uint8 scaling, grayscale, frame numbers."""
 
 from __future__ import annotations
 
@@ -57,3 +57,13 @@ def to_rgb(frame: np.ndarray) -> np.ndarray:
     if frame.shape[-1] == 1:
         return np.repeat(frame, 3, axis=-1)
     return frame[..., :3]
+
+
+def check_frame_index(i, n: int) -> int:
+    """``i`` as a frame number in ``0..n-1`` (negative counts from the end), else IndexError."""
+    i = int(i)
+    if i < 0:
+        i += n
+    if not 0 <= i < n:
+        raise IndexError(f"frame {i} out of range 0..{n - 1}")
+    return i

@@ -20,6 +20,7 @@ import av
 import numpy as np
 
 from ..errors import DustrackError
+from .pixels import check_frame_index
 
 # 8-bit formats whose first plane is luma; limited-range luma is stretched to 0..255
 # by a table, which gives exactly what swscale's gray conversion gives but ~5x faster.
@@ -94,6 +95,7 @@ def _open_container(path: Path):
 def _short(exc: Exception) -> str:
     text = getattr(exc, "strerror", None) or str(exc)
     return " ".join(str(text).split())[:160]
+
 
 
 class VideoIndex:
@@ -251,7 +253,7 @@ class VideoReader:
 
     def read(self, i: int) -> np.ndarray:
         """Decode frame ``i`` (0-based; negative counts from the end)."""
-        i = self._check(i)
+        i = check_frame_index(i, len(self.index))
         with self._lock:
             frame = self.cached(i)
             if frame is not None:
@@ -295,15 +297,6 @@ class VideoReader:
         self.__init__(**state)
 
     # -- internals ---------------------------------------------------------------------------
-    def _check(self, i) -> int:
-        n = len(self.index)
-        i = int(i)
-        if i < 0:
-            i += n
-        if not 0 <= i < n:
-            raise IndexError(f"frame {i} out of range 0..{n - 1}")
-        return i
-
     def _configure_decoder(self) -> None:
         ctx = self._stream.codec_context
         if self._threads > 1:
