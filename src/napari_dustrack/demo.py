@@ -108,7 +108,7 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(),
     video = str(paths["video"])
     truth = sim.truth
     labels = labels_of(truth)
-    cine = open_cine(video)
+    cine = open_cine(video, frame_cache=False)  # read in order by every stage: no display cache
     n = len(cine)
     cal = Calibration.of(spacing=sim.pixel_spacing, fps=sim.fps)
 
