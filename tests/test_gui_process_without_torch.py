@@ -7,10 +7,8 @@ import sys
 CODE = """
 import sys
 import napari_dustrack._napari.reader, napari_dustrack._napari.writer, napari_dustrack._napari.sample_data
-import napari_dustrack._widgets.main as main
 import importlib
-for _, module, _ in main.TABS:
-    importlib.import_module(module)
+import napari_dustrack._widgets.main
 import napari_dustrack.jobs, napari_dustrack.batch, napari_dustrack.settings
 import napari_dustrack.tracking.heatmap.store, napari_dustrack.tracking.heatmap.dataset
 import napari_dustrack.tracking.review
