@@ -226,27 +226,10 @@ def _draw_name(image: np.ndarray, p: np.ndarray, label: str, colour, style: _Sty
 
 
 def _text(image, text, origin, colour, style: _Style) -> None:
-    # A dark outline keeps the text readable over bright speckle.
-    cv2.putText(
-        image,
-        text,
-        origin,
-        cv2.FONT_HERSHEY_SIMPLEX,
-        style.font_scale,
-        (0, 0, 0),
-        style.thickness + 2,
-        cv2.LINE_AA,
-    )
-    cv2.putText(
-        image,
-        text,
-        origin,
-        cv2.FONT_HERSHEY_SIMPLEX,
-        style.font_scale,
-        colour,
-        style.thickness,
-        cv2.LINE_AA,
-    )
+    # A dark outline first keeps the text readable over bright speckle.
+    for ink, thickness in (((0, 0, 0), style.thickness + 2), (colour, style.thickness)):
+        cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, style.font_scale, ink,
+                    thickness, cv2.LINE_AA)
 
 
 def _to_rgb(frame: np.ndarray, scale: int) -> np.ndarray:
