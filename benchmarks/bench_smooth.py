@@ -45,22 +45,14 @@ from pathlib import Path
 import numpy as np
 from _peer import PEER, ensure_peer_env
 
+from napari_dustrack.simulate import noisy_estimates
+
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "_data" / "smooth"
 DRIVER = HERE / "dustrack_smooth_driver.py"
 WINDOW_S = 0.5
 JITTER_PX = 1.2
 OUTLIER_RATE = 0.01
-
-
-def noisy(truth: np.ndarray, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    raw = truth + rng.normal(0, JITTER_PX, truth.shape)
-    hit = rng.random(truth.shape[:2]) < OUTLIER_RATE
-    ang = rng.uniform(0, 2 * np.pi, hit.sum())
-    mag = rng.uniform(6, 10, hit.sum())
-    raw[hit] += np.stack([np.cos(ang), np.sin(ang)], axis=1) * mag[:, None]
-    return raw
 
 
 def prepare(name: str, scenario: str, n_frames, shape, seed: int):
@@ -125,7 +117,7 @@ def bench_case(name, scenario, n_frames, shape, seed, same_pixels: bool):
     from napari_dustrack.tracking.smoothing import kalman_rts, savgol, smooth
 
     sim, video, truth = prepare(name, scenario, n_frames, shape, seed)
-    raw = noisy(truth, seed + 100)
+    raw = noisy_estimates(truth, seed + 100, JITTER_PX, OUTLIER_RATE)
     window = int(round(WINDOW_S * sim.fps))
     twitch = sim.info.get("twitch_frames")
     rows = {}

@@ -700,6 +700,21 @@ def simulate(scenario: str = "cardiac", n_frames: int | None = None, seed: int =
                       scene.name, info)
 
 
+def noisy_estimates(xy: np.ndarray, seed: int = 0, sigma: float = 1.2,
+                    outlier_rate: float = 0.01, outlier_px: tuple[float, float] = (6.0, 10.0)
+                    ) -> np.ndarray:
+    """Per-frame estimates as a detector gives them: ``xy`` (N, L, 2) plus Gaussian jitter
+    (``sigma`` px) and, at a share ``outlier_rate`` of the points, outliers of ``outlier_px``
+    px in a random direction. The noise model of the smoother's tests and benchmark."""
+    rng = np.random.default_rng(seed)
+    raw = xy + rng.normal(0, sigma, xy.shape)
+    hit = rng.random(xy.shape[:2]) < outlier_rate
+    ang = rng.uniform(0, 2 * np.pi, hit.sum())
+    mag = rng.uniform(*outlier_px, hit.sum())
+    raw[hit] += np.stack([np.cos(ang), np.sin(ang)], axis=1) * mag[:, None]
+    return raw
+
+
 def _truth_table(scene: _Scene) -> pd.DataFrame:
     """Positions of the scene's named material points in every frame (source ``manual``)."""
     names = list(scene.points)

@@ -14,7 +14,7 @@ import pytest
 from napari_dustrack.errors import Cancelled, DustrackError
 from napari_dustrack.io.cine import open_cine
 from napari_dustrack.io.table import labels_of, to_array
-from napari_dustrack.simulate import simulate, write_simulation
+from napari_dustrack.simulate import noisy_estimates, simulate, write_simulation
 from napari_dustrack.tracking.lk import LKParams, rstc_weight
 from napari_dustrack.tracking.smoothing import (
     check_inputs, kalman_rts, plan_chunks, savgol, smooth, smooth_chunked, window_frames,
@@ -25,17 +25,6 @@ DRIVER = Path(__file__).resolve().parents[2] / "benchmarks" / "dustrack_smooth_d
 W = 9
 
 
-def noisy(truth: np.ndarray, seed: int = 1, sigma: float = 1.2, outliers: float = 0.02):
-    """Ground truth + Gaussian jitter + a few 6-10 px outliers (the benchmark's noise model)."""
-    rng = np.random.default_rng(seed)
-    raw = truth + rng.normal(0, sigma, truth.shape)
-    hit = rng.random(truth.shape[:2]) < outliers
-    ang = rng.uniform(0, 2 * np.pi, hit.sum())
-    mag = rng.uniform(6, 10, hit.sum())
-    raw[hit] += np.stack([np.cos(ang), np.sin(ang)], axis=1) * mag[:, None]
-    return raw
-
-
 def rmse(a, b):
     return float(np.sqrt(np.nanmean(np.sum((a - b) ** 2, axis=-1))))
 
@@ -44,7 +33,7 @@ def rmse(a, b):
 def sim():
     s = simulate("muscle", n_frames=36, shape=(112, 112), seed=3)
     truth, _ = to_array(s.truth, labels_of(s.truth), len(s.frames))
-    return s, truth, noisy(truth)
+    return s, truth, noisy_estimates(truth, seed=1, outlier_rate=0.02)
 
 
 @pytest.fixture(scope="module")
