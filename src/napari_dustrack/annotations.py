@@ -397,7 +397,7 @@ class AnnotationSession:
         changes: dict[Key, Point | None] = {
             key: replace(p, reviewed=True)
             for key, p in self._points.items()
-            if lo <= key[0] <= hi and key[1] in wanted and not p.manual and not p.reviewed
+            if lo <= key[0] <= hi and key[1] in wanted and not p.protected
         }
         self._commit(f"accept frames {lo}-{hi}", changes)
         return len(changes)
