@@ -118,6 +118,28 @@ def test_stale_frame_cache_is_rebuilt(video, frames):
     cine.close()
 
 
+def test_reader_without_fill_uses_an_existing_cache(video, frames):
+    reference = media.decode_all(video)
+    filler = open_cine(video)  # as napari does when the video is opened
+    assert filler.frame_cache.wait(60)
+    filler.close()
+    cine = open_cine(video, frame_cache=False)  # as the smoother, the CLI and workers do
+    assert cine.frame_cache is not None and cine.frame_cache.full_res
+    decoded = []
+    real_read = cine._source.read
+    cine._source.read = lambda i: decoded.append(i) or real_read(i)
+    for i in (0, 17, 29, 5):
+        np.testing.assert_array_equal(cine[i], reference[i])
+    assert decoded == []  # every frame came from the cache
+    cine.close()
+    media.write_video(video, frames[::-1].copy(), fps=25, gop=10)  # the video changed:
+    os.utime(video, ns=(1, 1))
+    cine = open_cine(video, frame_cache=False)
+    assert cine.frame_cache is None  # the stale cache is ignored
+    np.testing.assert_array_equal(cine[0], media.decode_all(video)[0])
+    cine.close()
+
+
 def test_reduced_frame_cache_serves_display_only(video):
     reference = media.decode_all(video)
     budget = 30 * 32 * 48  # a quarter of the full size

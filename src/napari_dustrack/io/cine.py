@@ -75,7 +75,9 @@ def open_cine(path: str | os.PathLike, rgb: bool = False, frame_cache: bool | No
     frame_cache : bool, optional
         For videos, fill a grayscale frame cache on disk in the background (the sidecar
         folder ``<video>.dustrack/``) from which frames are then served. Default: on, unless
-        the environment variable ``NAPARI_DUSTRACK_FRAME_CACHE=0``.
+        the environment variable ``NAPARI_DUSTRACK_FRAME_CACHE=0``. When off, the frames an
+        existing full-size cache already holds are still read from it (same pixels, no
+        decoding); only the fill is skipped.
     cache_max_bytes : int, optional
         Size budget of that cache (default 6 GiB, or ``NAPARI_DUSTRACK_FRAME_CACHE_MAX_GB``);
         longer cines are cached at reduced size, for display only.
@@ -106,17 +108,23 @@ def open_cine(path: str | os.PathLike, rgb: bool = False, frame_cache: bool | No
     else:  # any other file: let FFmpeg decide whether it is a video
         source = _open_video(path, rgb, sidecar=_cache_wanted(frame_cache))
     cine = Cine(source, path, rgb=rgb)
-    if cine.kind == "video" and not rgb and _cache_wanted(frame_cache):
-        cine._start_frame_cache(_cache_budget(cache_max_bytes))
+    if cine.kind == "video" and not rgb:
+        if _cache_wanted(frame_cache):
+            cine._start_frame_cache(_cache_budget(cache_max_bytes))
+        else:  # decode only what an earlier fill (napari, a previous run) has not cached
+            from .framecache import open_cached_frames
+
+            cine.frame_cache = open_cached_frames(path, len(cine), cine.frame_shape)
     return cine
 
 
 def _open_video(path: Path, rgb: bool, sidecar: bool):
-    """A VideoReader; with ``sidecar``, its frame index is kept in ``<video>.dustrack/``."""
+    """A VideoReader; a frame index saved in ``<video>.dustrack/`` is reused, and with
+    ``sidecar`` a new one is saved there."""
     from .framecache import load_index, save_index
     from .video import VideoIndex, VideoReader
 
-    saved = load_index(path) if sidecar else None
+    saved = load_index(path)
     index = VideoIndex(*saved) if saved is not None else None
     source = VideoReader(path, rgb=rgb, index=index)
     if sidecar and saved is None:
@@ -156,8 +164,8 @@ class Cine:
     pixel_spacing : (dy, dx) in mm, or None
     shape : tuple
         ``(N, H, W)`` or ``(N, H, W, 3)``.
-    frame_cache : FrameCache or None
-        The background frame cache of a video, when one is used.
+    frame_cache : FrameCache, CachedFrames or None
+        The frame cache of a video, when one is filled or read.
     """
 
     def __init__(self, source, path, rgb: bool = False):

@@ -83,6 +83,79 @@ def save_index(video, pts: np.ndarray, keyframes: np.ndarray) -> None:
         pass  # read-only folder: the index is rebuilt next time
 
 
+def _cache_files(folder: Path, shape) -> tuple[Path, Path, Path]:
+    """The data, metadata and filled-mask files of the cache of frame size ``shape``."""
+    stem = f"frames-{shape[0]}x{shape[1]}"
+    return folder / f"{stem}.u8", folder / f"{stem}.json", folder / f"{stem}.filled.npy"
+
+
+def _load_filled(data: Path, signature: dict, n_frames: int, frame_bytes: int) -> np.ndarray:
+    """Which frames a cache holds (all False when it is missing or was made from another file)."""
+    empty = np.zeros(n_frames, dtype=bool)
+    _, meta_path, filled_path = _cache_files(data.parent, signature["cache_shape"])
+    try:
+        meta = json.loads(meta_path.read_text())
+        if meta.get("source") != signature:
+            return empty
+        if data.stat().st_size != n_frames * frame_bytes:
+            return empty
+        if meta.get("complete"):
+            return np.ones(n_frames, dtype=bool)
+        filled = np.load(filled_path)
+        return filled.astype(bool) if filled.shape == empty.shape else empty
+    except (OSError, ValueError, KeyError):
+        return empty
+
+
+class CachedFrames:
+    """Read-only access to the full-size frames an existing cache holds (no fill thread).
+
+    What an algorithm uses when it opens a video without filling a cache of its own: frames
+    that napari (or an earlier command) already decoded into the cache are read from disk
+    instead of being decoded again; the pixels are the same.
+    """
+
+    full_res = True
+
+    def __init__(self, path: Path, filled: np.ndarray, frame_shape: tuple[int, int]):
+        self.path = path
+        self.filled = filled
+        self.frame_shape = frame_shape
+        self._mm = np.memmap(path, dtype=np.uint8, mode="r", shape=(len(filled), *frame_shape))
+
+    def has(self, i: int) -> bool:
+        return bool(self.filled[i])
+
+    def get(self, i: int) -> np.ndarray:
+        return np.array(self._mm[i])
+
+    get_full = get
+
+    def request(self, i: int, keyframe_before: int, keyframe_after: int) -> None:
+        """Nothing to do: this view never fills."""
+
+    def close(self) -> None:
+        self._mm = None
+
+
+def open_cached_frames(video, n_frames: int, frame_shape) -> CachedFrames | None:
+    """The full-size frame cache of ``video`` when one exists with frames in it, else None."""
+    video = Path(video)
+    shape = tuple(int(v) for v in frame_shape)
+    data, _, _ = _cache_files(sidecar_dir(video), shape)
+    try:
+        signature = _signature(video, n_frames, shape, shape)
+    except OSError:
+        return None
+    filled = _load_filled(data, signature, int(n_frames), shape[0] * shape[1])
+    if not filled.any():
+        return None
+    try:
+        return CachedFrames(data, filled, shape)
+    except (OSError, ValueError):
+        return None
+
+
 def _signature(video: Path, n_frames: int, frame_shape, shape) -> dict:
     st = video.stat()
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "n_frames": int(n_frames),
@@ -132,9 +205,7 @@ class FrameCache:
         folder = Path(folder) if folder is not None else sidecar_dir(self.video)
         folder.mkdir(parents=True, exist_ok=True)
         stem = f"frames-{self.frame_shape[0]}x{self.frame_shape[1]}"
-        self.path = folder / f"{stem}.u8"
-        self._meta_path = folder / f"{stem}.json"
-        self._filled_path = folder / f"{stem}.filled.npy"
+        self.path, self._meta_path, self._filled_path = _cache_files(folder, self.frame_shape)
         self._frame_bytes = self.frame_shape[0] * self.frame_shape[1]
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -173,19 +244,7 @@ class FrameCache:
         return fh
 
     def _load_state(self) -> np.ndarray:
-        empty = np.zeros(self.n_frames, dtype=bool)
-        try:
-            meta = json.loads(self._meta_path.read_text())
-            if meta.get("source") != self._signature:
-                return empty
-            if self.path.stat().st_size != self.n_frames * self._frame_bytes:
-                return empty
-            if meta.get("complete"):
-                return np.ones(self.n_frames, dtype=bool)
-            filled = np.load(self._filled_path)
-            return filled.astype(bool) if filled.shape == empty.shape else empty
-        except (OSError, ValueError, KeyError):
-            return empty
+        return _load_filled(self.path, self._signature, self.n_frames, self._frame_bytes)
 
     def _save_state(self) -> None:
         if not self.writer:
