@@ -20,6 +20,10 @@ time is measured inside the driver around the call, so interpreter start-up is e
 our ``dustrack``/``fast``/``fusion`` modes on ``open_cine(video)``. Every optical-flow method's
 time includes decoding the MP4 (DUSTrack decodes with its own reader). ``decode`` is the time
 ``open_cine`` takes to read every frame once (the floor for an image-based smoother).
+Our modes then run a second time, ``(cached)``, after the video has been decoded once into its
+frame cache (``<video>.dustrack/``, what opening it in napari does in the background): the
+same result, read from disk instead of decoded. The targets are judged on the first, cold
+run; the cached rows are what a user smoothing in napari gets.
 Times are reported as wall clock and as CPU time of the process (all its threads, from
 ``time.process_time``); speed ratios use CPU time, which stays meaningful when other jobs
 share the cores (wall-clock ratios are printed next to them).
@@ -36,6 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -56,12 +61,14 @@ OUTLIER_RATE = 0.01
 
 
 def prepare(name: str, scenario: str, n_frames, shape, seed: int):
+    from napari_dustrack.io.framecache import sidecar_dir
     from napari_dustrack.io.table import labels_of, to_array
     from napari_dustrack.simulate import simulate, write_simulation
 
     t0 = time.perf_counter()
     sim = simulate(scenario, n_frames=n_frames, seed=seed, shape=shape)
     paths = write_simulation(sim, DATA / name)
+    shutil.rmtree(sidecar_dir(paths["video"]), ignore_errors=True)  # cold: no frame cache yet
     truth, _ = to_array(sim.truth, labels_of(sim.truth), len(sim.frames))
     print(f"[{name}] simulated {sim.frames.shape} at {sim.fps:g} fps in "
           f"{time.perf_counter() - t0:.0f} s", file=sys.stderr)
@@ -88,6 +95,14 @@ def decode_time(video) -> tuple[float, float]:
         for i in range(len(cine)):
             cine[i]
     return time.perf_counter() - t0, time.process_time() - c0
+
+
+def fill_frame_cache(video) -> None:
+    """Decode the video once into its frame cache, as opening it in napari does."""
+    from napari_dustrack.io.cine import open_cine
+
+    with open_cine(video, frame_cache=True) as cine:
+        assert cine.frame_cache.wait(600) and cine.frame_cache.full_res
 
 
 def run_ours(video, raw, window, mode):
@@ -141,6 +156,14 @@ def bench_case(name, scenario, n_frames, shape, seed, same_pixels: bool):
         outs[mode], wall, cpu = run_ours(video, raw, window, mode)
         rows[mode] = metrics(outs[mode], truth, twitch) | {"time": wall, "cpu": cpu}
     res["diff_own_decode"] = float(np.abs(outs["dustrack"] - peer).max())
+    fill_frame_cache(video)
+    dec = [decode_time(video) for _ in range(2)]  # now served from the cache
+    res["cached_s"], res["cached_cpu"] = min(d[0] for d in dec), min(d[1] for d in dec)
+    for mode in ("dustrack", "fast", "fusion"):
+        print(f"[{name}] {mode}, cached frames ...", file=sys.stderr)
+        out, wall, cpu = run_ours(video, raw, window, mode)
+        assert np.array_equal(out, outs[mode]), f"{mode}: cached frames changed the result"
+        rows[f"{mode} (cached)"] = metrics(out, truth, twitch) | {"time": wall, "cpu": cpu}
     if same_pixels:
         frames = np.load(DATA / name / "peer_frames.npy", mmap_mode="r")
         same = smooth(frames, raw, window, "dustrack")
@@ -159,7 +182,8 @@ def report(results):
         n, h, w = r["shape"]
         lines.append(f"\n### {r['name']}: {n} frames {w}x{h} at {r['fps']:g} fps, window "
                      f"{r['window']} frames; decode (floor) {r['decode_s']:.2f} s wall, "
-                     f"{r['decode_cpu']:.2f} s CPU\n")
+                     f"{r['decode_cpu']:.2f} s CPU; reading the frame cache instead "
+                     f"{r['cached_s']:.2f} s wall, {r['cached_cpu']:.2f} s CPU\n")
         lines.append("| method | RMSE | p95 | jitter | twitch peak | wall (s) | CPU (s) "
                      "| x DUSTrack (CPU) |")
         lines.append("|---|---|---|---|---|---|---|---|")
@@ -189,6 +213,14 @@ def report(results):
             f"{p['rmse']:.3f}; fusion RMSE {ratios[-1]:.2f}x DUSTrack's{tw}, time "
             f"{rows['fusion']['cpu'] / rows['fast']['cpu']:.2f}x fast "
             f"[{rows['fusion']['time'] / rows['fast']['time']:.2f}x]")
+        cached = lambda mode: rows[f"{mode} (cached)"]  # noqa: E731
+        lines.append(
+            f"  - frames from the frame cache (the video opened before, as in napari): dustrack "
+            f"{p['cpu'] / cached('dustrack')['cpu']:.1f}x "
+            f"[{p['time'] / cached('dustrack')['time']:.1f}x], fast "
+            f"{p['cpu'] / cached('fast')['cpu']:.1f}x [{p['time'] / cached('fast')['time']:.1f}x] "
+            f"faster than DUSTrack, fusion {cached('fusion')['cpu'] / cached('fast')['cpu']:.2f}x "
+            f"fast [{cached('fusion')['time'] / cached('fast')['time']:.2f}x]")
     lines.append(f"- fusion RMSE / DUSTrack RMSE, geometric mean over cases: "
                  f"{float(np.exp(np.mean(np.log(ratios)))):.2f}")
     return "\n".join(lines)

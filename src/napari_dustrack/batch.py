@@ -258,10 +258,13 @@ def smooth_task(path: str, mode: str, chunk, payload: np.ndarray, window: int) -
     """Worker: the image work of one smoothing chunk (see :func:`.chunks.run_chunk`)."""
     from .tracking.lk import LKParams
     from .tracking.smoothing.chunks import run_chunk
-    from .tracking.smoothing.motion import Grid
+    from .tracking.smoothing.motion import Grid, auto_grid
 
     t0 = time.perf_counter()
-    result = run_chunk(_open_cached(path), 0, mode, chunk, payload, window, LKParams(), Grid())
+    frames = _open_cached(path)
+    # every chunk measures the same first frames, so all get the grid smooth() would use
+    grid = Grid() if mode == "dustrack" else auto_grid(frames)
+    result = run_chunk(frames, 0, mode, chunk, payload, window, LKParams(), grid)
     return {"parts": tuple(result), "seconds": time.perf_counter() - t0,
             "peak_rss": _peak_rss(), "pid": os.getpid()}
 

@@ -25,7 +25,7 @@ from ..lk import LKParams
 from .baselines import kalman_rts, savgol, segments
 from .chunks import Chunk, fields_chunk, plan_chunks, run_chunk, task_source
 from .fusion import FusionParams, fuse_segment
-from .motion import Grid, reference_positions
+from .motion import Grid, auto_grid, reference_positions
 from .windows import accumulate, accumulate_translation, dustrack_chunk, field_steppers, finish
 
 MODES = ("fusion", "dustrack", "fast")
@@ -100,7 +100,7 @@ def _total_steps(plan: list[Chunk], mode: str, window: int) -> int:
 def smooth(frames, xy: np.ndarray, window: int, mode: str = "fusion",
            confidence: np.ndarray | None = None, params: LKParams = LKParams(),
            progress: Callable[[int, int], None] | None = None, cancel=None, *,
-           labels: Sequence[str] | None = None, grid: Grid = Grid(),
+           labels: Sequence[str] | None = None, grid: Grid | None = None,
            fusion: FusionParams = FusionParams(), chunk_frames: int | None = None) -> np.ndarray:
     """Smooth tracks with optical flow.
 
@@ -121,6 +121,9 @@ def smooth(frames, xy: np.ndarray, window: int, mode: str = "fusion",
         When set, :class:`~napari_dustrack.errors.Cancelled` is raised.
     labels : sequence of str, optional
         Label names for error messages.
+    grid : Grid, optional
+        How ``fast``/``fusion`` sample the motion around a label; default one point, on the
+        frames shrunk to the speckle's scale (:func:`.scale.auto_shrink`).
     chunk_frames : int, optional
         Process the image work in chunks of about this many frames (sequentially here; see
         :func:`smooth_chunked` for parallel chunks).
@@ -144,6 +147,7 @@ def smooth(frames, xy: np.ndarray, window: int, mode: str = "fusion",
             counts[c.first:c.last + 1] += n
         return finish(xy, sums, counts)
     ref = reference_positions(xy)
+    grid = auto_grid(frames, grid)
     parts = [fields_chunk(frames, ref, c, params, grid, tick, cancel, backward=mode == "fusion")
              for c in plan]
     return combine_fields(xy, ref, parts, window, mode, confidence, grid, fusion)
@@ -182,7 +186,7 @@ def smooth_chunked(frames, xy: np.ndarray, window: int, mode: str = "fusion",
                    confidence: np.ndarray | None = None, params: LKParams = LKParams(),
                    progress: Callable[[int, int], None] | None = None, cancel=None, *,
                    client=None, chunk_frames: int = 500, labels: Sequence[str] | None = None,
-                   grid: Grid = Grid(), fusion: FusionParams = FusionParams()) -> np.ndarray:
+                   grid: Grid | None = None, fusion: FusionParams = FusionParams()) -> np.ndarray:
     """:func:`smooth` with the image work split into chunks run as dask.distributed tasks.
 
     ``frames`` is a frames object or a video path; workers open the video themselves when it
@@ -197,6 +201,7 @@ def smooth_chunked(frames, xy: np.ndarray, window: int, mode: str = "fusion",
     xy = check_inputs(len(frames), xy, window, mode, confidence, labels)
     plan = plan_chunks(len(xy), window, mode, chunk_frames)
     payload = xy if mode == "dustrack" else reference_positions(xy)
+    grid = Grid() if mode == "dustrack" else auto_grid(frames, grid)
     tick = _Progress(progress, len(plan))
     if client is None:
         results = []

@@ -103,7 +103,7 @@ def fields_chunk(frames, ref: np.ndarray, chunk: Chunk, params: LKParams = LKPar
     pairs = np.flatnonzero(need.any(axis=1)) + chunk.start
     wanted = sorted(set(pairs) | set(pairs + 1))
     prev, prev_t, done = None, None, chunk.start
-    for t1, img in read_ahead(frames, wanted):
+    for t1, img in read_ahead(frames, wanted, shrink=grid.shrink):
         if cancel is not None and cancel.is_set():
             raise Cancelled(None)
         t = t1 - 1

@@ -18,14 +18,20 @@ import numpy as np
 
 from ..lk import LKParams
 from .crops import lk_groups
+from .scale import auto_shrink, to_shrunk
 
 
 @dataclass(frozen=True)
 class Grid:
-    """The LK sample grid around a label: ``n`` x ``n`` points ``spacing`` pixels apart."""
+    """The LK sample grid around a label: ``n`` x ``n`` points ``spacing`` pixels apart.
+
+    ``shrink`` > 1 runs LK on the frames shrunk by that integer factor (:mod:`.scale`);
+    spacing and displacements stay in full-size pixels.
+    """
 
     n: int = 1
     spacing: float = 8.0
+    shrink: int = 1
 
     def offsets(self) -> np.ndarray:
         """(n*n, 2) offsets (x, y) from the centre, row-major (y outer, x inner)."""
@@ -33,6 +39,11 @@ class Grid:
         ticks = (np.arange(self.n) - half) * self.spacing
         yy, xx = np.meshgrid(ticks, ticks, indexing="ij")
         return np.stack([xx.ravel(), yy.ravel()], axis=1)
+
+
+def auto_grid(frames, grid: "Grid | None" = None) -> Grid:
+    """``grid`` when given, else the one-point grid at the speckle's scale of ``frames``."""
+    return grid if grid is not None else Grid(shrink=auto_shrink(frames))
 
 
 def reference_positions(xy: np.ndarray, size: int = 5) -> np.ndarray:
@@ -85,7 +96,7 @@ def pair_fields(prev, nxt, ref_a: np.ndarray, ref_b: np.ndarray, params: LKParam
     Parameters
     ----------
     prev, nxt : 2-D arrays
-        Frames t and t+1.
+        Frames t and t+1, shrunk by ``grid.shrink`` (:func:`.scale.shrink_frame`).
     ref_a, ref_b : (L, 2)
         Grid centres at t (forward grid) and t+1 (backward grid); NaN labels are skipped.
     backward : bool
@@ -102,10 +113,10 @@ def pair_fields(prev, nxt, ref_a: np.ndarray, ref_b: np.ndarray, params: LKParam
     out = []
     passes = ((prev, nxt, ref_a), (nxt, prev, ref_b)) if backward else ((prev, nxt, ref_a),)
     for img0, img1, ref in passes:
-        pts = ref[:, None, :] + off[None]
+        pts = to_shrunk(ref[:, None, :] + off[None], grid.shrink)
         groups = [p if np.isfinite(p).all() else np.full_like(p, np.nan) for p in pts]
         new, ok = lk_groups(img0, img1, groups, params)
-        disp = np.stack(new) - pts
+        disp = (np.stack(new) - pts) * grid.shrink
         out.append(_fill_lost(disp, np.stack(ok)).astype(np.float32))
     return out[0], (out[1] if backward else -out[0])
 
