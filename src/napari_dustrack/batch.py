@@ -263,7 +263,7 @@ def smooth_task(path: str, mode: str, chunk, payload: np.ndarray, window: int) -
     t0 = time.perf_counter()
     frames = _open_cached(path)
     # every chunk measures the same first frames, so all get the grid smooth() would use
-    grid = Grid() if mode == "dustrack" else auto_grid(frames)
+    grid = Grid() if mode == "dustrack" else auto_grid(frames, mode)
     result = run_chunk(frames, 0, mode, chunk, payload, window, LKParams(), grid)
     return {"parts": tuple(result), "seconds": time.perf_counter() - t0,
             "peak_rss": _peak_rss(), "pid": os.getpid()}

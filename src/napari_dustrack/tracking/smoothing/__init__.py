@@ -147,9 +147,8 @@ def smooth(frames, xy: np.ndarray, window: int, mode: str = "fusion",
             counts[c.first:c.last + 1] += n
         return finish(xy, sums, counts)
     ref = reference_positions(xy)
-    grid = auto_grid(frames, grid)
-    parts = [fields_chunk(frames, ref, c, params, grid, tick, cancel, backward=mode == "fusion")
-             for c in plan]
+    grid = auto_grid(frames, mode, grid)
+    parts = [fields_chunk(frames, ref, c, params, grid, tick, cancel) for c in plan]
     return combine_fields(xy, ref, parts, window, mode, confidence, grid, fusion)
 
 
@@ -157,28 +156,27 @@ def combine_fields(xy, ref, parts, window, mode, confidence=None, grid: Grid = G
                    fusion: FusionParams = FusionParams()) -> np.ndarray:
     """Smoothed tracks from the per-chunk flow fields of ``fast``/``fusion`` (chunk order).
 
-    ``ref`` is :func:`motion.reference_positions` of ``xy``; ``parts`` are the ``(forward,
-    backward)`` fields that :func:`chunks.fields_chunk` returns for each planned chunk, wherever
-    they were computed (this process or dask workers).
+    ``ref`` is :func:`motion.reference_positions` of ``xy``; ``parts`` are the fields that
+    :func:`chunks.fields_chunk` returns for each planned chunk, wherever they were computed
+    (this process or dask workers).
     """
-    fwd = np.concatenate([p[0] for p in parts])
-    bwd = np.concatenate([p[1] for p in parts])
+    fields = np.concatenate(parts)
     if mode == "fast":
-        if grid.n == 1:  # the label moves as a whole: closed form over the window shifts
+        if fields.shape[2] == 1:  # the label moves as a whole: closed form over the shifts
             fallback = np.nan_to_num(np.diff(ref, axis=0))
-            disp = fwd[:, :, 0].astype(np.float64)
+            disp = fields[:, :, 0].astype(np.float64)
             disp = np.where(np.isfinite(disp), disp, fallback)
             sums, counts = accumulate_translation(xy, window, disp)
         else:
-            step_f, step_b = field_steppers(fwd, bwd, ref, grid)
+            step_f, step_b = field_steppers(fields, ref, grid)
             sums, counts = accumulate(xy, window, 0, len(xy) - window + 1, step_f, step_b)
         return finish(xy, sums, counts)
     out = np.array(xy, copy=True)
     for lab in range(xy.shape[1]):
         for a, b in segments(np.isfinite(xy[:, lab]).all(axis=1)):
             conf = None if confidence is None else np.asarray(confidence, float)[a:b, lab]
-            out[a:b, lab] = fuse_segment(xy[a:b, lab], fwd[a:b - 1, lab], bwd[a:b - 1, lab],
-                                         ref[a:b, lab], window, conf, fusion, grid)
+            out[a:b, lab] = fuse_segment(xy[a:b, lab], fields[a:b - 1, lab], ref[a:b, lab],
+                                         window, conf, fusion, grid)
     return out
 
 
@@ -201,7 +199,7 @@ def smooth_chunked(frames, xy: np.ndarray, window: int, mode: str = "fusion",
     xy = check_inputs(len(frames), xy, window, mode, confidence, labels)
     plan = plan_chunks(len(xy), window, mode, chunk_frames)
     payload = xy if mode == "dustrack" else reference_positions(xy)
-    grid = Grid() if mode == "dustrack" else auto_grid(frames, grid)
+    grid = Grid() if mode == "dustrack" else auto_grid(frames, mode, grid)
     tick = _Progress(progress, len(plan))
     if client is None:
         results = []
@@ -232,7 +230,7 @@ def combine_chunks(xy, plan, results, window: int, mode: str, confidence=None, r
             counts[c.first:c.last + 1] += n
         return finish(xy, sums, counts)
     ref = reference_positions(xy) if ref is None else ref
-    return combine_fields(xy, ref, [tuple(r) for r in results], window, mode, confidence, grid,
+    return combine_fields(xy, ref, [r[0] for r in results], window, mode, confidence, grid,
                           fusion)
 
 

@@ -89,15 +89,14 @@ def task_source(frames, chunk: Chunk):
 
 def fields_chunk(frames, ref: np.ndarray, chunk: Chunk, params: LKParams = LKParams(),
                  grid: Grid = Grid(), progress: Callable[[int], None] | None = None,
-                 cancel=None, backward: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Grid fields ``(n_pairs, L, G, 2)`` forward and backward for the pairs of ``chunk``.
+                 cancel=None) -> np.ndarray:
+    """Grid fields ``(n_pairs, L, G, 2)``: the motion t -> t+1 for the pairs of ``chunk``.
 
     Pairs where no label is present on both frames are skipped (NaN). Frames are read once,
     in order, ahead of the optical flow (:func:`.reading.read_ahead`).
     """
-    n_pairs, n_lab, g = chunk.stop - chunk.start, ref.shape[1], grid.n**2
-    fwd = np.full((n_pairs, n_lab, g, 2), np.nan, dtype=np.float32)
-    bwd = np.full_like(fwd, np.nan)
+    n_pairs, n_lab, g = chunk.stop - chunk.start, ref.shape[1], grid.n_fields
+    fields = np.full((n_pairs, n_lab, g, 2), np.nan, dtype=np.float32)
     present = np.isfinite(ref).all(axis=2)
     need = present[chunk.start:chunk.stop] & present[chunk.start + 1:chunk.stop + 1]
     pairs = np.flatnonzero(need.any(axis=1)) + chunk.start
@@ -108,17 +107,15 @@ def fields_chunk(frames, ref: np.ndarray, chunk: Chunk, params: LKParams = LKPar
             raise Cancelled(None)
         t = t1 - 1
         if prev_t == t and need[t - chunk.start].any():
-            sel = need[t - chunk.start][:, None]
-            ra, rb = np.where(sel, ref[t], np.nan), np.where(sel, ref[t1], np.nan)
-            fwd[t - chunk.start], bwd[t - chunk.start] = pair_fields(prev, img, ra, rb, params,
-                                                                     grid, backward)
+            centres = np.where(need[t - chunk.start][:, None], ref[t], np.nan)
+            fields[t - chunk.start] = pair_fields(prev, img, centres, params, grid)
         prev, prev_t = img, t1
         if progress and t1 - 1 >= done:
             progress(min(t1, chunk.stop) - done)
             done = min(t1, chunk.stop)
     if progress and done < chunk.stop:
         progress(chunk.stop - done)
-    return fwd, bwd
+    return fields
 
 
 def run_chunk(source, first: int, mode: str, chunk: Chunk, xy: np.ndarray, window: int,
@@ -127,7 +124,7 @@ def run_chunk(source, first: int, mode: str, chunk: Chunk, xy: np.ndarray, windo
 
     ``source`` is a video path (opened here) or an array of frames starting at ``first``;
     ``xy`` is the input (``dustrack``) or the reference positions (``fast``/``fusion``) of the
-    whole video.
+    whole video. Returns ``(sums, counts)`` (``dustrack``) or ``(fields,)``.
     """
     frames = open_frames(source)
     if first:
@@ -136,7 +133,7 @@ def run_chunk(source, first: int, mode: str, chunk: Chunk, xy: np.ndarray, windo
         if mode == "dustrack":
             sums, counts, _ = dustrack_chunk(frames, xy, window, chunk.start, chunk.stop, params)
             return sums, counts
-        return fields_chunk(frames, xy, chunk, params, grid, backward=mode == "fusion")
+        return (fields_chunk(frames, xy, chunk, params, grid),)
     finally:
         close = getattr(frames, "close", None)
         if close is not None and frames is not source:

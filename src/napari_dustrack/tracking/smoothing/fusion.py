@@ -2,14 +2,14 @@
 
 For one label and one gap-free segment, with measurements ``z_t`` (the input), weights ``c_t``
 (input confidence) and flow displacements ``m_t`` (from the grid fields of :mod:`.motion`,
-forward and backward averaged, read at the current estimate), the track ``x`` minimises
+read at the current estimate), the track ``x`` minimises
 
     sum_t c_t h_t |x_t - z_t|^2 / s_m^2  +  sum_t |x_{t+1} - x_t - m_t|^2 / s_d,t^2
 
 where ``h_t`` are Huber weights (iteratively reweighted, so one outlying estimate barely pulls
 the track), ``s_m`` is the measurement noise estimated robustly from the data, and ``s_d,t``
-the flow noise (grows with the speed, with the forward-backward disagreement of the flow, and
-with the flow's error measured on the segment when that error is large).
+the flow noise (grows with the speed, and with the flow's error measured on the segment when
+that error is large; a frame pair whose flow was lost gets no flow term).
 Each coordinate is a tridiagonal symmetric system, solved in O(n). First and last frames are
 estimated like every other frame. The window length only caps how long flow is trusted:
 ``s_d >= s_m / W``, so a longer window allows more smoothing, as in DUSTrack.
@@ -47,8 +47,8 @@ class FusionParams:
         tissue, e.g. decorrelated speckle, is then leaned on less).
     """
 
-    flow_sigma: float = 0.1
-    flow_speed: float = 0.1
+    flow_sigma: float = 0.075
+    flow_speed: float = 0.15
     huber: float = 2.0
     iterations: int = 5
     min_sigma: float = 0.05
@@ -62,15 +62,12 @@ def _mad_sigma(e: np.ndarray) -> float:
     return 1.4826 * float(np.median(np.abs(e - np.median(e))))
 
 
-def _motion(fwd, bwd, ref, x, grid):
-    """Flow displacement t -> t+1 at the estimate, and the forward/backward disagreement."""
+def _motion(fields, ref, x, grid):
+    """Flow displacement t -> t+1 at the estimate, and where it is known."""
     # one grid per frame pair: the pairs play the role of interpolate's labels
-    df = interpolate(fwd, x[:-1] - ref[:-1], grid)
-    db = interpolate(bwd, x[1:] - ref[1:], grid)
-    m = 0.5 * (df - db)
-    disagree = np.linalg.norm(df + db, axis=1)
-    bad = ~np.isfinite(m).all(axis=1)
-    return np.where(bad[:, None], 0.0, m), np.where(bad, np.inf, disagree)
+    m = interpolate(fields, x[:-1] - ref[:-1], grid)
+    known = np.isfinite(m).all(axis=1)
+    return np.where(known[:, None], m, 0.0), known
 
 
 def _solve(z, w, m, v):
@@ -94,7 +91,7 @@ def _solve(z, w, m, v):
     return out
 
 
-def fuse_segment(z: np.ndarray, fwd: np.ndarray, bwd: np.ndarray, ref: np.ndarray,
+def fuse_segment(z: np.ndarray, fields: np.ndarray, ref: np.ndarray,
                  window: int, confidence: np.ndarray | None = None,
                  params: FusionParams = FusionParams(), grid: Grid = Grid()) -> np.ndarray:
     """Fuse one gap-free segment.
@@ -103,7 +100,7 @@ def fuse_segment(z: np.ndarray, fwd: np.ndarray, bwd: np.ndarray, ref: np.ndarra
     ----------
     z : (n, 2)
         Measurements (finite).
-    fwd, bwd : (n - 1, G, 2)
+    fields : (n - 1, G, 2)
         Grid fields of the segment's frame pairs (see :func:`.motion.pair_fields`).
     ref : (n, 2)
         Grid centres.
@@ -121,7 +118,7 @@ def fuse_segment(z: np.ndarray, fwd: np.ndarray, bwd: np.ndarray, ref: np.ndarra
         return z.astype(np.float64)
     c = np.ones(n) if confidence is None else np.clip(np.nan_to_num(confidence, nan=0.0), 0.02, 1.0)
     x = ref.copy()
-    m, disagree = _motion(fwd, bwd, ref, x, grid)
+    m, known = _motion(fields, ref, x, grid)
     # measurement noise from second differences (6 s_m^2; robust to brief fast motion), then
     # the flow's error from z_{t+1} - z_t - m_t (2 s_m^2 + s_flow^2)
     sigma_m = _mad_sigma(np.diff(z, 2, axis=0)) / np.sqrt(6)
@@ -137,8 +134,7 @@ def fuse_segment(z: np.ndarray, fwd: np.ndarray, bwd: np.ndarray, ref: np.ndarra
         w = c * huber / sigma_m**2
         sd = np.maximum(np.hypot(params.flow_sigma + params.flow_speed * np.linalg.norm(m, axis=1),
                                  extra), floor)[:, None]
-        v = 1.0 / (sd**2 + np.where(np.isfinite(disagree), disagree, 1e6)[:, None] ** 2)
-        v = np.broadcast_to(v, m.shape)
+        v = np.broadcast_to(np.where(known[:, None], 1.0 / sd**2, 0.0), m.shape)
         x = _solve(z, w, m, v)
-        m, disagree = _motion(fwd, bwd, ref, x, grid)
+        m, known = _motion(fields, ref, x, grid)
     return x

@@ -143,26 +143,25 @@ def lk_steppers(frames: dict[int, np.ndarray], params: LKParams, exact: bool = T
     return (lambda t, pts: run(t, t + 1, pts)), (lambda t, pts: run(t + 1, t, pts))
 
 
-def field_steppers(fwd: np.ndarray, bwd: np.ndarray, ref: np.ndarray, grid: Grid, offset: int = 0):
+def field_steppers(fields: np.ndarray, ref: np.ndarray, grid: Grid):
     """Steppers that move window points with the interpolated grid fields (``fast`` mode).
 
-    ``fwd[t - offset]``/``bwd[t - offset]`` hold the (L, G, 2) fields of pair ``t``;
-    ``ref`` the grid centres (absolute frame index). A label whose grid was lost on a pair
-    moves with its reference positions instead (zero if those are missing too).
+    ``fields[t]`` holds the (L, G, 2) motion t -> t+1 of the grid around ``ref[t]``. Backwards,
+    a point at t+1 goes to where that motion brings it from (one fixed-point step, exact for a
+    one-point grid). A label whose grid was lost on a pair moves with its reference positions
+    instead (zero if those are missing too).
     """
 
-    def move(field, centre, fallback, pts):
-        d = interpolate(field, pts - centre[None], grid)
-        d = np.where(np.isfinite(d), d, fallback[None])
-        return pts + d
+    def motion(t, pts):
+        d = interpolate(fields[t], pts - ref[t][None], grid)
+        return np.where(np.isfinite(d), d, np.nan_to_num(ref[t + 1] - ref[t])[None])
 
     def step_fwd(t, pts):
-        fb = np.nan_to_num(ref[t + 1] - ref[t])
-        return move(fwd[t - offset], ref[t], fb, pts)
+        return pts + motion(t, pts)
 
     def step_bwd(t, pts):
-        fb = np.nan_to_num(ref[t] - ref[t + 1])
-        return move(bwd[t - offset], ref[t + 1], fb, pts)
+        guess = pts - np.nan_to_num(ref[t + 1] - ref[t])[None]
+        return pts - motion(t, guess)
 
     return step_fwd, step_bwd
 
