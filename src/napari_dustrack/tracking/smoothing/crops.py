@@ -12,6 +12,9 @@ end at the same border as the full frame does.
 
 from __future__ import annotations
 
+import warnings
+from contextlib import contextmanager
+
 import cv2
 import numpy as np
 
@@ -34,45 +37,70 @@ def point_boxes(groups: list[np.ndarray], shape: tuple[int, int], margin: int,
     """Merge point groups into crop boxes ``(y0, y1, x0, x1)`` with the member group indices.
 
     Each group (e.g. the points of one label) gets the box around its points plus ``margin``;
-    overlapping boxes are merged so each pixel is read by one LK call at most. Box starts are
-    aligned down to ``align`` (the pyramid scale) and boxes are clipped to the image.
+    overlapping boxes are merged (repeatedly, as a merged box may reach a third) so each pixel
+    is read by one LK call at most. Box starts are aligned down to ``align`` (the pyramid
+    scale) and boxes are clipped to the image.
     """
-    h, w = shape
-    boxes = []
     if not groups:
         return []
-    same = all(len(g) == len(groups[0]) for g in groups)
-    stacked = np.stack(groups) if same else None
-    for i in range(len(groups)):
-        pts = stacked[i] if same else groups[i]
-        ok = np.isfinite(pts).all(axis=1)
-        if not ok.any():
-            continue
-        if not ok.all():
-            pts = pts[ok]
-        x0, y0 = np.floor(pts.min(axis=0)).astype(int) - margin
-        x1, y1 = np.ceil(pts.max(axis=0)).astype(int) + margin + 1
-        boxes.append([max(0, y0), min(h, y1), max(0, x0), min(w, x1), [i]])
-    merged = True
-    while merged and len(boxes) > 1:
-        merged = False
-        for a in range(len(boxes)):
-            for b in range(a + 1, len(boxes)):
-                A, B = boxes[a], boxes[b]
-                if A[0] < B[1] and B[0] < A[1] and A[2] < B[3] and B[2] < A[3]:
-                    boxes[a] = [min(A[0], B[0]), max(A[1], B[1]), min(A[2], B[2]),
-                                max(A[3], B[3]), A[4] + B[4]]
-                    del boxes[b]
-                    merged = True
-                    break
-            if merged:
-                break
+    if all(len(g) == len(groups[0]) for g in groups):
+        stacked = np.stack(groups)
+        with quiet_nan():
+            lo, hi = np.nanmin(stacked, axis=1), np.nanmax(stacked, axis=1)
+    else:
+        lo = np.array([np.nanmin(g, axis=0) if np.isfinite(g).any() else [np.nan] * 2
+                       for g in groups])
+        hi = np.array([np.nanmax(g, axis=0) if np.isfinite(g).any() else [np.nan] * 2
+                       for g in groups])
+    keep = np.flatnonzero(np.isfinite(lo).all(axis=1) & np.isfinite(hi).all(axis=1))
+    if not keep.size:
+        return []
+    h, w = shape
+    x0, y0 = (np.floor(lo[keep]).astype(int) - margin).T
+    x1, y1 = (np.ceil(hi[keep]).astype(int) + margin + 1).T
+    box = np.stack([np.maximum(y0, 0), np.minimum(y1, h), np.maximum(x0, 0), np.minimum(x1, w)], 1)
+    comp = np.arange(len(box))
+    while len(box) > 1:
+        a, b = box[:, None], box[None]
+        touch = (a[..., 0] < b[..., 1]) & (b[..., 0] < a[..., 1]) & \
+                (a[..., 2] < b[..., 3]) & (b[..., 2] < a[..., 3])
+        label = _components(touch)
+        n = int(label.max()) + 1
+        if n == len(box):
+            break
+        merged = np.empty((n, 4), dtype=int)
+        merged[:, [0, 2]] = np.iinfo(int).max
+        merged[:, [1, 3]] = np.iinfo(int).min
+        np.minimum.at(merged[:, 0], label, box[:, 0])
+        np.maximum.at(merged[:, 1], label, box[:, 1])
+        np.minimum.at(merged[:, 2], label, box[:, 2])
+        np.maximum.at(merged[:, 3], label, box[:, 3])
+        box, comp = merged, label[comp]
     out = []
-    for y0, y1, x0, x1, members in boxes:
-        y0 -= y0 % align
-        x0 -= x0 % align
-        out.append(((y0, y1, x0, x1), np.asarray(members)))
+    for k, (by0, by1, bx0, bx1) in enumerate(box):
+        out.append(((int(by0 - by0 % align), int(by1), int(bx0 - bx0 % align), int(bx1)),
+                    keep[comp == k]))
     return out
+
+
+def _components(touch: np.ndarray) -> np.ndarray:
+    """Connected components of a small symmetric boolean adjacency matrix, labelled 0..k-1."""
+    reach = touch | np.eye(len(touch), dtype=bool)
+    while True:  # transitive closure by squaring: log2(n) products of a few-by-few matrix
+        wider = (reach.astype(np.int32) @ reach.astype(np.int32)) > 0
+        if np.array_equal(wider, reach):
+            break
+        reach = wider
+    first = reach.argmax(axis=1)  # the lowest index each box reaches names its component
+    return np.unique(first, return_inverse=True)[1]
+
+
+@contextmanager
+def quiet_nan():
+    """Silence numpy's 'All-NaN slice' warnings (an all-NaN group is expected and handled)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
 
 
 def _lk_raw(prev: np.ndarray, nxt: np.ndarray, pts: np.ndarray, params: LKParams):

@@ -13,11 +13,12 @@ cost a second LK call per frame pair and bought 1 % of RMSE.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
 from ..lk import LKParams
-from .crops import lk_groups
+from .crops import lk_groups, quiet_nan
 from .scale import auto_shrink, to_shrunk
 
 
@@ -43,10 +44,17 @@ class Grid:
 
     def offsets(self) -> np.ndarray:
         """(n*n, 2) offsets (x, y) from the centre, row-major (y outer, x inner)."""
-        half = (self.n - 1) / 2
-        ticks = (np.arange(self.n) - half) * self.spacing
-        yy, xx = np.meshgrid(ticks, ticks, indexing="ij")
-        return np.stack([xx.ravel(), yy.ravel()], axis=1)
+        return _offsets(self.n, self.spacing)
+
+
+@lru_cache(maxsize=16)
+def _offsets(n: int, spacing: float) -> np.ndarray:
+    half = (n - 1) / 2
+    ticks = (np.arange(n) - half) * spacing
+    yy, xx = np.meshgrid(ticks, ticks, indexing="ij")
+    out = np.stack([xx.ravel(), yy.ravel()], axis=1)
+    out.flags.writeable = False  # shared between calls
+    return out
 
 
 def auto_grid(frames, mode: str, grid: Grid | None = None) -> Grid:
@@ -77,24 +85,10 @@ def reference_positions(xy: np.ndarray, size: int = 5) -> np.ndarray:
     padded = np.full((n + 2 * half,) + xy.shape[1:], np.nan)
     padded[half:half + n] = xy
     stack = np.stack([padded[i:i + n] for i in range(size)])
-    with np.errstate(all="ignore"), _quiet():
+    with np.errstate(all="ignore"), quiet_nan():
         med = np.nanmedian(stack, axis=0)
     ref[finite] = med[finite]
     return ref
-
-
-class _quiet:
-    """Silence numpy's 'All-NaN slice' warning (expected next to gaps)."""
-
-    def __enter__(self):
-        import warnings
-
-        self._ctx = warnings.catch_warnings()
-        self._ctx.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc):
-        return self._ctx.__exit__(*exc)
 
 
 def _fill_lost(disp: np.ndarray, ok: np.ndarray) -> np.ndarray:
@@ -102,7 +96,7 @@ def _fill_lost(disp: np.ndarray, ok: np.ndarray) -> np.ndarray:
     if ok.all():
         return disp
     disp = np.where(ok[..., None], disp, np.nan)
-    with _quiet():
+    with quiet_nan():
         med = np.nanmedian(disp, axis=1, keepdims=True)
     return np.where(ok[..., None], disp, med)
 
