@@ -59,6 +59,17 @@ def point_boxes(groups: list[np.ndarray], shape: tuple[int, int], margin: int,
     x0, y0 = (np.floor(lo[keep]).astype(int) - margin).T
     x1, y1 = (np.ceil(hi[keep]).astype(int) + margin + 1).T
     box = np.stack([np.maximum(y0, 0), np.minimum(y1, h), np.maximum(x0, 0), np.minimum(x1, w)], 1)
+    box, comp = _merge_overlapping(box)
+    out = []
+    for k, (by0, by1, bx0, bx1) in enumerate(box):
+        out.append(((int(by0 - by0 % align), int(by1), int(bx0 - bx0 % align), int(bx1)),
+                    keep[comp == k]))
+    return out
+
+
+def _merge_overlapping(box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes ``(m, 4)`` of ``(y0, y1, x0, x1)`` merged until none overlap, and which merged box
+    each input box went into."""
     comp = np.arange(len(box))
     while len(box) > 1:
         a, b = box[:, None], box[None]
@@ -71,16 +82,10 @@ def point_boxes(groups: list[np.ndarray], shape: tuple[int, int], margin: int,
         merged = np.empty((n, 4), dtype=int)
         merged[:, [0, 2]] = np.iinfo(int).max
         merged[:, [1, 3]] = np.iinfo(int).min
-        np.minimum.at(merged[:, 0], label, box[:, 0])
-        np.maximum.at(merged[:, 1], label, box[:, 1])
-        np.minimum.at(merged[:, 2], label, box[:, 2])
-        np.maximum.at(merged[:, 3], label, box[:, 3])
+        for col, reduce in ((0, np.minimum), (1, np.maximum), (2, np.minimum), (3, np.maximum)):
+            reduce.at(merged[:, col], label, box[:, col])
         box, comp = merged, label[comp]
-    out = []
-    for k, (by0, by1, bx0, bx1) in enumerate(box):
-        out.append(((int(by0 - by0 % align), int(by1), int(bx0 - bx0 % align), int(bx1)),
-                    keep[comp == k]))
-    return out
+    return box, comp
 
 
 def _components(touch: np.ndarray) -> np.ndarray:
