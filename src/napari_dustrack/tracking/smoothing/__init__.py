@@ -122,8 +122,9 @@ def smooth(frames, xy: np.ndarray, window: int, mode: str = "fusion",
     labels : sequence of str, optional
         Label names for error messages.
     grid : Grid, optional
-        How ``fast``/``fusion`` sample the motion around a label; default one point, on the
-        frames shrunk to the speckle's scale (:func:`.scale.auto_shrink`).
+        How ``fast``/``fusion`` sample the motion around a label; default
+        :func:`.motion.auto_grid` (one point for ``fast``, four averaged for ``fusion``, on the
+        frames shrunk to the speckle's scale).
     chunk_frames : int, optional
         Process the image work in chunks of about this many frames (sequentially here; see
         :func:`smooth_chunked` for parallel chunks).

@@ -61,10 +61,10 @@ def auto_grid(frames, mode: str, grid: Grid | None = None) -> Grid:
     """``grid`` when given, else the default of ``mode`` at the speckle's scale of ``frames``.
 
     ``fast`` moves a label with one LK point. ``fusion`` averages four (a 2 x 2 square 12 px
-    wide at LK's scale): LK's error is mostly the speckle's own apparent
-    motion, so points 12 px apart err partly independently, and on the simulated cines the
-    average cuts the error per frame by ~10 % for about twice the LK work of one point (the
-    pyramids each LK call builds are shared by its points).
+    wide at LK's scale): LK's error is mostly the speckle's own apparent motion, so points
+    12 px apart err partly independently, and on the simulated cines the average cuts the
+    error per frame by ~10 % for about twice the LK work of one point (the pyramids each LK
+    call builds are shared by its points).
     """
     if grid is not None:
         return grid
