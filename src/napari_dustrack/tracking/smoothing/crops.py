@@ -145,8 +145,12 @@ def lk_groups(prev, nxt, groups: list[np.ndarray], params: LKParams = LKParams()
     margin = crop_margin(params, motion)
     new = [np.full(g.shape, np.nan) for g in groups]
     ok = [np.zeros(len(g), dtype=bool) for g in groups]
-    for (y0, y1, x0, x1), members in point_boxes(groups, prev.shape[:2], margin,
-                                                 2 ** params.max_level):
+    h, w = prev.shape[:2]
+    if max(h, w) <= 2 * margin:  # any crop would be about the whole frame: one call, no boxes
+        boxes = [((0, h, 0, w), np.arange(len(groups)))]
+    else:
+        boxes = point_boxes(groups, (h, w), margin, 2 ** params.max_level)
+    for (y0, y1, x0, x1), members in boxes:
         pts = np.concatenate([groups[i] for i in members])
         finite = np.isfinite(pts).all(axis=1)
         offset = np.array([x0, y0], dtype=np.float32)
@@ -159,9 +163,9 @@ def lk_groups(prev, nxt, groups: list[np.ndarray], params: LKParams = LKParams()
         if exact:
             inner = margin - motion / 2
             near = ((crop_new[:, 0] < x0 + inner) & (x0 > 0)) | \
-                   ((crop_new[:, 0] > x1 - inner) & (x1 < prev.shape[1])) | \
+                   ((crop_new[:, 0] > x1 - inner) & (x1 < w)) | \
                    ((crop_new[:, 1] < y0 + inner) & (y0 > 0)) | \
-                   ((crop_new[:, 1] > y1 - inner) & (y1 < prev.shape[0]))
+                   ((crop_new[:, 1] > y1 - inner) & (y1 < h))
             redo = ~status | near | ~np.isfinite(crop_new).all(axis=1)
             if redo.any():
                 crop_new[redo], status[redo] = _lk_raw(prev, nxt, p32[redo], params)
