@@ -89,15 +89,16 @@ def _cache_files(folder: Path, shape) -> tuple[Path, Path, Path]:
     return folder / f"{stem}.u8", folder / f"{stem}.json", folder / f"{stem}.filled.npy"
 
 
-def _load_filled(data: Path, signature: dict, n_frames: int, frame_bytes: int) -> np.ndarray:
-    """Which frames a cache holds (all False when it is missing or was made from another file)."""
+def _load_filled(folder: Path, shape, signature: dict, n_frames: int) -> np.ndarray:
+    """Which frames the cache of frame size ``shape`` in ``folder`` holds (all False when it is
+    missing or was made from another file)."""
     empty = np.zeros(n_frames, dtype=bool)
-    _, meta_path, filled_path = _cache_files(data.parent, signature["cache_shape"])
+    data, meta_path, filled_path = _cache_files(folder, shape)
     try:
         meta = json.loads(meta_path.read_text())
         if meta.get("source") != signature:
             return empty
-        if data.stat().st_size != n_frames * frame_bytes:
+        if data.stat().st_size != n_frames * shape[0] * shape[1]:
             return empty
         if meta.get("complete"):
             return np.ones(n_frames, dtype=bool)
@@ -142,16 +143,16 @@ def open_cached_frames(video, n_frames: int, frame_shape) -> CachedFrames | None
     """The full-size frame cache of ``video`` when one exists with frames in it, else None."""
     video = Path(video)
     shape = tuple(int(v) for v in frame_shape)
-    data, _, _ = _cache_files(sidecar_dir(video), shape)
     try:
         signature = _signature(video, n_frames, shape, shape)
     except OSError:
         return None
-    filled = _load_filled(data, signature, int(n_frames), shape[0] * shape[1])
+    folder = sidecar_dir(video)
+    filled = _load_filled(folder, shape, signature, int(n_frames))
     if not filled.any():
         return None
     try:
-        return CachedFrames(data, filled, shape)
+        return CachedFrames(_cache_files(folder, shape)[0], filled, shape)
     except (OSError, ValueError):
         return None
 
@@ -244,7 +245,7 @@ class FrameCache:
         return fh
 
     def _load_state(self) -> np.ndarray:
-        return _load_filled(self.path, self._signature, self.n_frames, self._frame_bytes)
+        return _load_filled(self.path.parent, self.frame_shape, self._signature, self.n_frames)
 
     def _save_state(self) -> None:
         if not self.writer:
