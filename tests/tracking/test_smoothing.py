@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from track_errors import rmse
 
 from napari_dustrack.errors import Cancelled, DustrackError
 from napari_dustrack.io.cine import open_cine
@@ -23,10 +24,6 @@ from napari_dustrack.tracking.smoothing import (
 PEER_PY = Path(__file__).resolve().parents[2] / "benchmarks" / "_envs" / "dustrack" / "bin" / "python"
 DRIVER = Path(__file__).resolve().parents[2] / "benchmarks" / "dustrack_smooth_driver.py"
 W = 9
-
-
-def rmse(a, b):
-    return float(np.sqrt(np.nanmean(np.sum((a - b) ** 2, axis=-1))))
 
 
 @pytest.fixture(scope="module")

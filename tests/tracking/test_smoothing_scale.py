@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from track_errors import rmse
 
 from napari_dustrack.io.table import labels_of, to_array
 from napari_dustrack.simulate import noisy_estimates, simulate
@@ -13,10 +14,6 @@ from napari_dustrack.tracking.smoothing.motion import pair_fields
 from napari_dustrack.tracking.smoothing.scale import auto_shrink, shrink_frame, speckle_grain
 
 UP = 4
-
-
-def rmse(a, b):
-    return float(np.sqrt(np.mean(np.sum((a - b) ** 2, axis=-1))))
 
 
 @pytest.fixture(scope="module")
