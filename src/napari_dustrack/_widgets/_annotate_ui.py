@@ -25,6 +25,13 @@ from . import _annotate_keys
 from .common import TaskBar
 
 
+def _button(text: str, slot, tip: str) -> QPushButton:
+    button = QPushButton(text)
+    button.setToolTip(tip)
+    button.clicked.connect(slot)
+    return button
+
+
 def build(w) -> None:
     """Create the controls of the Annotate widget ``w`` (attributes on ``w``, slots its methods)."""
     layout = QVBoxLayout(w)
@@ -48,10 +55,7 @@ def build(w) -> None:
         ("Down", lambda: w.move_label(1), "Move the current label down"),
         ("Colour", w.colour_dialog, "Change the colour of the current label"),
     ):
-        button = QPushButton(text)
-        button.setToolTip(tip)
-        button.clicked.connect(slot)
-        row.addWidget(button)
+        row.addWidget(_button(text, slot, tip))
     grid.addLayout(row)
     layout.addWidget(box)
 
@@ -69,10 +73,7 @@ def build(w) -> None:
         ("Next missing", w.next_missing, "Next frame lacking a label (N)"),
         ("Copy previous", w.copy_previous, "Copy the points of the previous frame (C)"),
     )):
-        button = QPushButton(text)
-        button.setToolTip(tip)
-        button.clicked.connect(slot)
-        grid.addWidget(button, 1 + i // 2, i % 2)
+        grid.addWidget(_button(text, slot, tip), 1 + i // 2, i % 2)
     w.step_check = QCheckBox("Step-and-adjust (M): stepping on carries the points with LK")
     w.step_check.toggled.connect(w.set_step_adjust)
     grid.addWidget(w.step_check, 3, 0, 1, 2)
@@ -93,10 +94,7 @@ def build(w) -> None:
         ("Track fwd", lambda: w.track(1), "Track forward N frames (T)"),
         ("Fill between keyframes", w.fill_between, "LK + RSTC between keyframes (F)"),
     )):
-        button = QPushButton(text)
-        button.setToolTip(tip)
-        button.clicked.connect(slot)
-        grid.addWidget(button, 1, col)
+        grid.addWidget(_button(text, slot, tip), 1, col)
     w.win_spin = QSpinBox()
     w.win_spin.setRange(5, 201)
     w.win_spin.setSingleStep(2)
@@ -124,32 +122,24 @@ def build(w) -> None:
     row = QHBoxLayout(box)
     w.from_spin = QSpinBox()
     w.to_spin = QSpinBox()
-    segment = QPushButton("Segment")
-    segment.setToolTip("Set the range to the keyframes around this frame")
-    segment.clicked.connect(w.set_range_to_segment)
-    accept = QPushButton("Accept")
-    accept.setToolTip("Mark the flow points of these frames reviewed (R; Shift+R: this segment)")
-    accept.clicked.connect(lambda: w.accept_range())
+    segment = _button("Segment", w.set_range_to_segment,
+                      "Set the range to the keyframes around this frame")
+    accept = _button("Accept", lambda: w.accept_range(),
+                     "Mark the flow points of these frames reviewed (R; Shift+R: this segment)")
     for item in (QLabel("frames"), w.from_spin, QLabel("to"), w.to_spin, segment, accept):
         row.addWidget(item)
     layout.addWidget(box)
 
     row = QHBoxLayout()
-    w.undo_button = QPushButton("Undo")
-    w.undo_button.clicked.connect(w.undo)
-    w.redo_button = QPushButton("Redo")
-    w.redo_button.clicked.connect(w.redo)
-    for button, tip in ((w.undo_button, "Ctrl+Z"), (w.redo_button, "Ctrl+Shift+Z")):
-        button.setToolTip(tip)
-        row.addWidget(button)
+    w.undo_button = _button("Undo", w.undo, "Ctrl+Z")
+    w.redo_button = _button("Redo", w.redo, "Ctrl+Shift+Z")
+    row.addWidget(w.undo_button)
+    row.addWidget(w.redo_button)
     for text, slot, tip in (
         ("Import...", w.import_dialog, "Import DUSTrack JSON or DeepLabCut CollectedData (I)"),
         ("Keys...", w.show_keys, "Key cheat-sheet (H)"),
     ):
-        button = QPushButton(text)
-        button.setToolTip(tip)
-        button.clicked.connect(slot)
-        row.addWidget(button)
+        row.addWidget(_button(text, slot, tip))
     layout.addLayout(row)
 
     w.taskbar = TaskBar(w)
