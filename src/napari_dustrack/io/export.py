@@ -19,7 +19,7 @@ import pandas as pd
 from ..errors import Cancelled, DustrackError
 from .atomic import write_atomic
 from .points_io import output_format, write_points
-from .table import labels_of, to_array, validate
+from .table import labels_of, read_csv, to_array, validate
 from .video_write import write_video
 
 FORMATS = ("csv", "dlc", "dustrack", "mp4")
@@ -106,14 +106,7 @@ def write_measurements_csv(result: pd.DataFrame, path: str | os.PathLike) -> Pat
 
 def read_measurements_csv(path: str | os.PathLike) -> pd.DataFrame:
     """Read a measurements CSV written by :func:`write_measurements_csv`."""
-    try:
-        result = pd.read_csv(path)
-    except FileNotFoundError:
-        raise DustrackError("file not found", path) from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DustrackError(
-            f"malformed CSV ({str(exc).splitlines()[0] if str(exc) else 'empty'})", path
-        ) from None
+    result = read_csv(path)
     if "frame" not in result.columns:
         raise DustrackError("not a measurement table: no 'frame' column", path)
     return result

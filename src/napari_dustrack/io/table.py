@@ -189,15 +189,19 @@ def training_rows(table: pd.DataFrame) -> pd.DataFrame:
     return table[table["source"].isin(TRAINING_SOURCES) | table["reviewed"]]
 
 
-def read_points_csv(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a native point-table CSV."""
+def read_csv(path: str | os.PathLike) -> pd.DataFrame:
+    """``pd.read_csv`` with a missing or unparsable file as a one-line :class:`DustrackError`."""
     try:
-        raw = pd.read_csv(path)
+        return pd.read_csv(path)
     except FileNotFoundError:
         raise DustrackError("file not found", path) from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DustrackError(f"malformed CSV ({str(exc).splitlines()[0] if str(exc) else 'empty'})", path) from None
-    return validate(raw, path)
+
+
+def read_points_csv(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a native point-table CSV."""
+    return validate(read_csv(path), path)
 
 
 def write_points_csv(table: pd.DataFrame, path: str | os.PathLike, backup: bool = True) -> None:
