@@ -68,6 +68,17 @@ def notify_error(exc: BaseException) -> None:
         show_error(f"{type(exc).__name__}: {exc}")
 
 
+def set_choices(combo, items) -> None:
+    """Refill a combo box, keeping its current choice when it is still offered; no signals."""
+    items, current = list(items), combo.currentText()
+    combo.blockSignals(True)
+    combo.clear()
+    combo.addItems(items)
+    if current in items:
+        combo.setCurrentText(current)
+    combo.blockSignals(False)
+
+
 class _Relay(QObject):
     progressed = Signal(int, int)
 

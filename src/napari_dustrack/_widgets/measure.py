@@ -62,6 +62,7 @@ from .common import (
     find_cine_layer,
     notify_error,
     open_frames,
+    set_choices,
     set_frame,
 )
 
@@ -445,13 +446,7 @@ class MeasureWidget(QWidget):
                 if c != "frame" and not c.startswith("time")
             )
         )
-        current = self.plot_combo.currentText()
-        self.plot_combo.blockSignals(True)
-        self.plot_combo.clear()
-        self.plot_combo.addItems(columns)
-        if current in columns:
-            self.plot_combo.setCurrentText(current)
-        self.plot_combo.blockSignals(False)
+        set_choices(self.plot_combo, columns)
 
     def time_of(self, frames: np.ndarray) -> np.ndarray:
         return np.asarray(frames, float) * self.calibration().frame_interval

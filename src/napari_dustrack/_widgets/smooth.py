@@ -11,7 +11,7 @@ from ..errors import Cancelled, DustrackError
 from ..io.layers import points_to_table, table_to_points, table_to_tracks
 from ..commands.smooth import tracks_array
 from ..io.table import from_array
-from .common import TaskBar, cine_info, find_cine_layer, open_frames
+from .common import TaskBar, cine_info, find_cine_layer, open_frames, set_choices
 
 OUT_TRACKS = "smoothed"
 OUT_POINTS = "smoothed points"
@@ -69,15 +69,9 @@ class SmoothWidget(QWidget):
         return cine_info(find_cine_layer(self.viewer)).get("fps")
 
     def _refresh(self, *_):
-        current = self.source.currentText()
         names = [layer.name for layer in self.viewer.layers
                  if layer._type_string == "points" and layer.name != OUT_POINTS]
-        self.source.blockSignals(True)
-        self.source.clear()
-        self.source.addItems(names)
-        if current in names:
-            self.source.setCurrentText(current)
-        self.source.blockSignals(False)
+        set_choices(self.source, names)
         fps = self._fps()
         self.seconds.setEnabled(bool(fps))
         if fps:
