@@ -46,9 +46,10 @@ def test_mp4_opens_as_lazy_layer(make_napari_viewer, tmp_path, frames):
     layer = layers[0]
     assert layer.name == "heart" and isinstance(layer.data, da.Array)
     assert layer.data.shape == frames.shape and layer.data.chunksize[0] == 1
-    assert tuple(layer.scale) == (1, 1, 1)
-    assert list(layer.contrast_limits) == [0, 255]
-    meta = layer.metadata["dustrack"]
+    assert np.allclose(layer.scale, (1 / 30, 1, 1))  # seconds; data stay in frames
+    assert 0 <= layer.contrast_limits[0] < layer.contrast_limits[1] <= 255
+    meta = dict(layer.metadata["dustrack"])
+    assert meta.pop("region")["source"] in ("full", "motion")
     assert meta == {"path": str(path), "fps": 30.0, "pixel_spacing": None, "n_frames": 20,
                     "kind": "video"}
     viewer.dims.set_current_step(0, 13)
@@ -62,7 +63,7 @@ def test_dicom_opens_with_physical_scale(make_napari_viewer, tmp_path, frames):
     viewer = make_napari_viewer()
     layer = _open(viewer, path)[0]
     assert isinstance(layer.data, da.Array)
-    assert np.allclose(layer.scale, (1, 0.25, 0.15))
+    assert np.allclose(layer.scale, (0.02, 0.25, 0.15))
     meta = layer.metadata["dustrack"]
     assert meta["fps"] == pytest.approx(50.0) and meta["kind"] == "dicom"
     assert meta["pixel_spacing"] == pytest.approx((0.25, 0.15))

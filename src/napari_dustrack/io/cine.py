@@ -61,8 +61,8 @@ def cine_kind(path: str | os.PathLike) -> str | None:
     return None
 
 
-def open_cine(path: str | os.PathLike, rgb: bool = False, frame_cache: bool | None = None,
-              cache_max_bytes: int | None = None) -> "Cine":
+def open_cine(path: str | os.PathLike, rgb: bool | str = False, frame_cache: bool | None = None,
+              cache_max_bytes: int | None = None, *, region: bool = True) -> "Cine":
     """Open a cine lazily; only the first frame is read.
 
     Parameters
@@ -70,8 +70,9 @@ def open_cine(path: str | os.PathLike, rgb: bool = False, frame_cache: bool | No
     path : str or PathLike
         A video (MP4/AVI/MOV/MKV...), a multi-frame DICOM, a TIFF stack, a PNG/JPEG image or
         a folder of PNG/JPEG frames.
-    rgb : bool
-        Keep colour: frames ``(H, W, 3)``. Default grayscale ``(H, W)``.
+    rgb : bool or "auto"
+        Keep colour: frames ``(H, W, 3)``. Default grayscale ``(H, W)`` (what algorithms
+        read). ``"auto"``: colour when the first frame holds colour (for display).
     frame_cache : bool, optional
         For videos, fill a grayscale frame cache on disk in the background (the sidecar
         folder ``<video>.dustrack/``) from which frames are then served. Default: on, unless
@@ -81,6 +82,9 @@ def open_cine(path: str | os.PathLike, rgb: bool = False, frame_cache: bool | No
     cache_max_bytes : int, optional
         Size budget of that cache (default 6 GiB, or ``NAPARI_DUSTRACK_FRAME_CACHE_MAX_GB``);
         longer cines are cached at reduced size, for display only.
+    region : bool
+        Find the ultrasound image region (:attr:`Cine.region`, on first use); False: the
+        whole frame.
 
     Raises
     ------
@@ -91,6 +95,21 @@ def open_cine(path: str | os.PathLike, rgb: bool = False, frame_cache: bool | No
     if not path.exists():
         raise DustrackError("file not found", path)
     kind = cine_kind(path)
+    if rgb == "auto":
+        rgb = _looks_colour(path, kind)
+    source = _open_source(path, kind, bool(rgb), frame_cache)
+    cine = Cine(source, path, rgb=rgb, find_region=region)
+    if cine.kind == "video" and not rgb:
+        if _cache_wanted(frame_cache):
+            cine._start_frame_cache(_cache_budget(cache_max_bytes))
+        else:  # decode only what an earlier fill (napari, a previous run) has not cached
+            from .framecache import open_cached_frames
+
+            cine.frame_cache = open_cached_frames(path, len(cine), cine.frame_shape)
+    return cine
+
+
+def _open_source(path: Path, kind: str | None, rgb: bool, frame_cache: bool | None):
     if kind == "images":
         from .stack import ImageFolder
 
@@ -107,15 +126,24 @@ def open_cine(path: str | os.PathLike, rgb: bool = False, frame_cache: bool | No
         raise DustrackError("folder has no PNG/JPEG frames", path)
     else:  # any other file: let FFmpeg decide whether it is a video
         source = _open_video(path, rgb, sidecar=_cache_wanted(frame_cache))
-    cine = Cine(source, path, rgb=rgb)
-    if cine.kind == "video" and not rgb:
-        if _cache_wanted(frame_cache):
-            cine._start_frame_cache(_cache_budget(cache_max_bytes))
-        else:  # decode only what an earlier fill (napari, a previous run) has not cached
-            from .framecache import open_cached_frames
+    return source
 
-            cine.frame_cache = open_cached_frames(path, len(cine), cine.frame_shape)
-    return cine
+
+def _looks_colour(path: Path, kind: str | None) -> bool:
+    """Whether the cine's first frame holds colour (read once in colour, then closed)."""
+    from .pixels import has_colour
+
+    if kind == "video" or kind is None:
+        from .video import first_frame_rgb
+
+        first = first_frame_rgb(path)
+    else:
+        source = _open_source(path, kind, True, False)
+        try:
+            first = source.read(0)
+        finally:
+            source.close()
+    return first is not None and has_colour(first)
 
 
 def _open_video(path: Path, rgb: bool, sidecar: bool):
@@ -166,15 +194,23 @@ class Cine:
         ``(N, H, W)`` or ``(N, H, W, 3)``.
     frame_cache : FrameCache, CachedFrames or None
         The frame cache of a video, when one is filled or read.
+    region : Region
+        The ultrasound image region (see :mod:`.region`); coordinates stay in the full frame.
+    notes : list of str
+        One-line notes about the file (e.g. ultrasound regions left out).
     """
 
-    def __init__(self, source, path, rgb: bool = False):
+    def __init__(self, source, path, rgb: bool = False, find_region: bool = True):
         self._source = source
         self.path = Path(path)
         self.rgb = bool(rgb)
         self.kind = source.kind if hasattr(source, "kind") else "video"
         self.fps = source.fps
         self.pixel_spacing = getattr(source, "pixel_spacing", None)
+        #: one line per thing the user should know (regions left out, odd frame sizes)
+        self.notes = list(getattr(source, "notes", ()))
+        self._region = getattr(source, "region", None)
+        self._find_region = bool(find_region)
         self.shape = tuple(int(v) for v in source.shape)
         self.dtype = np.dtype(np.uint8)
         self.frame_cache = None
@@ -245,6 +281,27 @@ class Cine:
         pos = getattr(self._source, "position", None)
         return pos is not None and pos < i <= pos + 2
 
+    @property
+    def region(self):
+        """The ultrasound image region (DICOM header, else found from a sample of frames)."""
+        from .region import Region
+
+        if self._region is None:
+            self._region = (self._detect_region() if self._find_region
+                            else Region.full(self.frame_shape))
+        return self._region
+
+    def _detect_region(self):
+        from .pixels import to_gray
+        from .region import detect_region, sample_indices
+
+        # a video is read from its start (no seeks); other kinds sample the whole cine
+        picks = range(min(len(self), 40)) if self.kind == "video" else sample_indices(len(self))
+        region, note = detect_region(np.stack([to_gray(self.frame(i)) for i in picks]))
+        if note:
+            self.notes.append(f"{self.path}: {note}")
+        return region
+
     # -- napari ------------------------------------------------------------------------------
     @property
     def data(self):
@@ -264,12 +321,18 @@ class Cine:
                 meta=np.empty((0,) * self.ndim, dtype=np.uint8))
         return self._data
 
-    def metadata(self) -> dict:
-        """``{"path", "fps", "pixel_spacing", "n_frames", "kind"}`` for the layer's metadata."""
-        return {"path": str(self.path), "fps": self.fps,
+    def metadata(self, *, region: bool = False) -> dict:
+        """``{"path", "fps", "pixel_spacing", "n_frames", "kind"}`` for the layer's metadata.
+
+        With ``region``, also ``"region"``: :attr:`region` as a dict (finding it if needed).
+        """
+        meta = {"path": str(self.path), "fps": self.fps,
                 "pixel_spacing": None if self.pixel_spacing is None
                 else tuple(float(v) for v in self.pixel_spacing),
                 "n_frames": len(self), "kind": self.kind}
+        if region:
+            meta["region"] = self.region.to_dict()
+        return meta
 
     # -- lifetime ----------------------------------------------------------------------------
     def close(self) -> None:
@@ -285,8 +348,10 @@ class Cine:
         self.close()
 
     def __reduce__(self):
-        # a worker process reopens the file; it uses no frame cache of its own
-        return (_reopen, (str(self.path), self.rgb))
+        # a worker process reopens the file; it uses no frame cache of its own and keeps the
+        # region found here (no second detection)
+        region = None if self._region is None else self._region.to_dict()
+        return (_reopen, (str(self.path), self.rgb, region))
 
     def __repr__(self) -> str:
         return (f"Cine({str(self.path)!r}, kind={self.kind!r}, shape={self.shape}, "
@@ -314,8 +379,13 @@ class Cine:
         weakref.finalize(self, self.frame_cache.stop)
 
 
-def _reopen(path: str, rgb: bool) -> Cine:
-    return open_cine(path, rgb=rgb, frame_cache=False)
+def _reopen(path: str, rgb: bool, region: dict | None = None) -> Cine:
+    from .region import Region
+
+    cine = open_cine(path, rgb=rgb, frame_cache=False)
+    if region is not None:
+        cine._region = Region.from_dict(region)
+    return cine
 
 
 class _DisplayView:

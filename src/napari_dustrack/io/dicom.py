@@ -2,7 +2,9 @@
 
 - Frame rate: Cine Rate (0018,0040), else 1000 / Frame Time (0018,1063) ms, else
   Recommended Display Frame Rate (0008,2144), else the mean of Frame Time Vector (0018,1065).
-- Pixel spacing (mm): the first region of the Sequence of Ultrasound Regions (0018,6011)
+- Image region: the 2-D tissue region of the Sequence of Ultrasound Regions (0018,6011)
+  (see :mod:`.region`; other kinds are left out with a note).
+- Pixel spacing (mm): that region, else the first region
   whose physical units are cm in x and y (Physical Delta X/Y (0018,602C/602E) x 10), else
   Pixel Spacing (0028,0030) (row spacing dy, column spacing dx, already mm).
 - Uncompressed pixel data is memory-mapped: a frame costs one read. Compressed transfer
@@ -21,6 +23,7 @@ import numpy as np
 
 from ..errors import DustrackError
 from .pixels import Scaler, to_gray, to_rgb
+from .region import dicom_region, pick_dicom_region
 
 _US_UNITS_CM = 3  # Physical Units X/Y Direction: 3 = cm
 
@@ -59,9 +62,14 @@ def frame_rate(ds) -> float | None:
     return None
 
 
-def pixel_spacing(ds) -> tuple[float, float] | None:
-    """``(dy, dx)`` in mm from the ultrasound regions or Pixel Spacing, or None."""
-    for region in ds.get("SequenceOfUltrasoundRegions", []) or []:
+def pixel_spacing(ds, region=None) -> tuple[float, float] | None:
+    """``(dy, dx)`` in mm from the ultrasound regions or Pixel Spacing, or None.
+
+    ``region`` (the item :func:`~napari_dustrack.io.region.pick_dicom_region` chose) is asked
+    first; then the first region in cm, then Pixel Spacing.
+    """
+    regions = list(ds.get("SequenceOfUltrasoundRegions", []) or [])
+    for region in ([region] if region is not None else []) + regions:
         try:
             units = (int(region.PhysicalUnitsXDirection), int(region.PhysicalUnitsYDirection))
             dx, dy = abs(float(region.PhysicalDeltaX)), abs(float(region.PhysicalDeltaY))
@@ -115,7 +123,13 @@ class DicomCine:
             raise DustrackError("DICOM file has no frames", self.path)
         self._photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
         self.fps = frame_rate(ds)
-        self.pixel_spacing = pixel_spacing(ds)
+        item, notes = pick_dicom_region(
+            list(ds.get("SequenceOfUltrasoundRegions", []) or []), (rows, cols))
+        self.notes = [f"{self.path}: {note}" for note in notes]
+        # None: no region in the header, so the cine's region is found from its frames; a
+        # header whose regions are all unusable means the full frame (no guessing)
+        self.region = dicom_region(item, (rows, cols)) if item is not None or notes else None
+        self.pixel_spacing = pixel_spacing(ds, item)
         self._n = n
         self._ds = ds
         self._mm = None

@@ -1,4 +1,8 @@
-"""Small helpers shared by the cine readers: uint8 scaling, grayscale, frame numbers."""
+"""Small helpers shared by the cine readers: uint8 scaling, grayscale, colour, display contrast.
+
+:func:`to_gray` is the one rule that turns colour frames into the grey frames every algorithm
+reads; colour is kept for display only (``open_cine(rgb=True)``).
+"""
 
 from __future__ import annotations
 
@@ -67,3 +71,70 @@ def check_frame_index(i, n: int) -> int:
     if not 0 <= i < n:
         raise IndexError(f"frame {i} out of range 0..{n - 1}")
     return i
+
+
+_COLOUR_DIFF = 40  # channel difference (grey levels) that is colour, not codec noise
+_COLOUR_MIN_PIXELS = 20
+
+
+def has_colour(frame: np.ndarray) -> bool:
+    """True when an RGB frame holds real colour (Doppler, coloured calipers), not grey in RGB.
+
+    A few coloured pixels are enough: a scanner's calipers cover a tiny part of the frame.
+    """
+    frame = np.asarray(frame)
+    if frame.ndim != 3 or frame.shape[-1] < 3:
+        return False
+    rgb = frame[..., :3].astype(np.int16)
+    spread = rgb.max(axis=-1) - rgb.min(axis=-1)
+    return int(np.count_nonzero(spread >= _COLOUR_DIFF)) >= _COLOUR_MIN_PIXELS
+
+
+def fit_frame(frame: np.ndarray, shape) -> np.ndarray:
+    """``frame`` cut or zero-padded (bottom/right) to ``shape[:2]``; pixels keep their place."""
+    h, w = int(shape[0]), int(shape[1])
+    if frame.shape[:2] == (h, w):
+        return frame
+    out = np.zeros((h, w, *frame.shape[2:]), dtype=frame.dtype)
+    ch, cw = min(h, frame.shape[0]), min(w, frame.shape[1])
+    out[:ch, :cw] = frame[:ch, :cw]
+    return out
+
+
+def contrast_limits(frames, *, low: float = 0.5, high: float = 99.5) -> tuple[float, float]:
+    """Display contrast limits from intensity percentiles of a few frames (dark cines).
+
+    Parameters
+    ----------
+    frames : sequence of uint8 frames
+        A small sample (e.g. 3-8 frames); every 4th pixel is used.
+    low, high : float
+        Percentiles mapped to black and white.
+
+    Returns
+    -------
+    (lo, hi) : floats with ``hi > lo``, within 0..255.
+    """
+    values = np.concatenate([np.asarray(to_gray(np.asarray(f))).ravel()[::4] for f in frames])
+    if not values.size:
+        return 0.0, 255.0
+    lo, hi = (float(v) for v in np.percentile(values, [low, high]))
+    if hi - lo < 8:  # flat sample: a narrow window would only show noise
+        return 0.0, 255.0
+    return lo, hi
+
+
+def clahe(frame: np.ndarray, *, clip: float = 2.0, tiles: int = 8) -> np.ndarray:
+    """Contrast-limited adaptive histogram equalisation, for display only (never tracking).
+
+    Grey frames are equalised directly; RGB frames on their lightness (LAB), keeping colour.
+    """
+    import cv2
+
+    op = cv2.createCLAHE(clipLimit=float(clip), tileGridSize=(int(tiles), int(tiles)))
+    frame = np.ascontiguousarray(frame, dtype=np.uint8)
+    if frame.ndim == 2:
+        return op.apply(frame)
+    lab = cv2.cvtColor(frame[..., :3], cv2.COLOR_RGB2LAB)
+    lab[..., 0] = op.apply(np.ascontiguousarray(lab[..., 0]))
+    return cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)

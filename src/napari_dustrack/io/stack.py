@@ -6,12 +6,13 @@ memory-mapped; otherwise one page is decoded per frame. ImageJ metadata supplies
 rate (``finterval`` s or ``fps``) and spacing (``unit`` mm/cm/um with the X/Y resolution).
 
 A folder's frames are its ``.png/.jpg/.jpeg/.bmp`` files (and ``.tif`` pages if it holds no
-others) in natural order (``img2`` before ``img10``); every frame must have the first one's
-size. Data wider than 8 bits is scaled to uint8 with one range from a few sampled frames.
+others) in natural order (``img2`` before ``img10``); a frame of another size than the first is
+cut or zero-padded to it, with a note naming the file. Data wider than 8 bits is scaled to uint8 with one range from a few sampled frames.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from pathlib import Path
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DustrackError
-from .pixels import Scaler, to_gray, to_rgb
+from .pixels import Scaler, fit_frame, to_gray, to_rgb
 
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 _UNIT_MM = {"mm": 1.0, "millimeter": 1.0, "cm": 10.0, "centimeter": 10.0, "um": 1e-3,
@@ -154,8 +155,8 @@ class ImageFolder:
     Raises
     ------
     DustrackError
-        No image files, or the first one unreadable; a later unreadable or differently
-        sized frame raises when it is read, naming that file.
+        No image files, or the first one unreadable; a later unreadable frame raises when it
+        is read, naming that file (a differently sized one is fitted, with a note).
     """
 
     kind = "images"
@@ -170,9 +171,15 @@ class ImageFolder:
         self.pixel_spacing = None
         first = self._load(0)
         self._raw_shape = first.shape
+        self.notes: list[str] = []
+        self._misfits: set[int] = set()
         samples = [first]
-        if first.dtype != np.uint8:  # wider data: one range for the whole cine
-            samples += [self._load(i) for i in _sample_indices(len(self.files))[1:]]
+        for i in _sample_indices(len(self.files))[1:]:  # a size mismatch is told at once
+            try:
+                samples.append(self._load(i))
+            except DustrackError:
+                continue  # a broken frame is reported when it is read
+            self._check_size(i, samples[-1])
         self._scale = Scaler(first.dtype, samples)
         self.shape = (len(self.files), *self.read(0).shape)
 
@@ -181,14 +188,25 @@ class ImageFolder:
 
     def read(self, i: int) -> np.ndarray:
         frame = self._load(i)
-        if frame.shape != self._raw_shape:
-            raise DustrackError(f"frame size {frame.shape} differs from the first frame's "
-                                f"{self._raw_shape}", self.files[i])
+        if frame.shape[:2] != self._raw_shape[:2]:
+            self._check_size(i, frame)
+            frame = fit_frame(frame, self._raw_shape)
         frame = self._scale(frame)
         return to_rgb(frame) if self.rgb else to_gray(frame)
 
     def close(self) -> None:
         pass
+
+    def _check_size(self, i: int, frame: np.ndarray) -> None:
+        """Note (once per file, also in the log) a frame whose size is not the first one's."""
+        if frame.shape[:2] == self._raw_shape[:2] or i in self._misfits:
+            return
+        self._misfits.add(i)
+        (h, w), (h0, w0) = frame.shape[:2], self._raw_shape[:2]
+        note = (f"{self.files[i]}: frame size {w}x{h} differs from the first frame's {w0}x{h0}; "
+                "it is shown cut or padded to that size (the file is not changed)")
+        self.notes.append(note)
+        logging.getLogger(__name__).warning(note)
 
     def _load(self, i: int) -> np.ndarray:
         import cv2

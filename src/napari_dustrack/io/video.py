@@ -391,3 +391,15 @@ def probe_video(path) -> bool:
             return bool(container.streams.video)
     except _AV_ERRORS:
         return False
+
+
+def first_frame_rgb(path) -> np.ndarray | None:
+    """The first decodable frame as ``(H, W, 3)`` RGB (a quick look: no index, no cache);
+    None when nothing decodes."""
+    try:
+        with av.open(os.fspath(path)) as container:
+            for frame in container.decode(container.streams.video[0]):
+                return frame.to_ndarray(format="rgb24")
+    except (*_AV_ERRORS, IndexError):
+        return None
+    return None
