@@ -19,6 +19,7 @@ import pandas as pd
 from ..errors import Cancelled, DustrackError
 from .atomic import write_atomic
 from .points_io import output_format, write_points
+from .region import mask_frames
 from .table import labels_of, read_csv, to_array, validate
 from .video_write import write_video
 
@@ -282,6 +283,7 @@ def export_mp4(
     first = np.asarray(frames[0])
     scale = auto_scale(first.shape) if scale is None else int(scale)
     fps = float(fps) if fps else 25.0
+    frames = mask_frames(frames)  # burned-in text and panels outside the image stay black
     images = overlay_frames(
         frames, table, tail=tail, scale=scale, labels=labels, fps=fps, colours=colours
     )

@@ -207,27 +207,62 @@ def detect_region(frames: np.ndarray) -> tuple[Region, str | None]:
     return Region(y, x, y + bh, x + bw, "motion"), None
 
 
-def crop_frames(frames, region: Region | None):
-    """``frames`` seen through ``region`` (a lazy view; ``frames`` itself when no crop)."""
-    if region is None or region.source == "full":
-        return frames
-    return _Cropped(frames, region)
+def region_of(frames) -> Region | None:
+    """The region a frame sequence carries (a Cine's ``region``) when it is not the whole
+    frame, else None."""
+    region = getattr(frames, "region", None)
+    if not isinstance(region, Region) or region.source == "full":
+        return None
+    shape = getattr(frames, "frame_shape", None)
+    return None if shape is not None and region.is_full(shape) else region
 
 
-class _Cropped:
-    """``len`` and ``[i]`` of a frame sequence, each frame cut to a region."""
+def crop_frames(frames) -> tuple[object, np.ndarray]:
+    """``frames`` cut to their region (a lazy view) and the ``(x, y)`` offset to add to
+    coordinates found in it; ``frames`` itself and ``(0, 0)`` when there is no region."""
+    region = region_of(frames)
+    if region is None:
+        return frames, np.zeros(2)
+    return _Framed(frames, region, crop=True), np.asarray(region.offset, dtype=float)
 
-    def __init__(self, frames, region: Region):
-        self._frames, self._region = frames, region
+
+def mask_frames(frames):
+    """``frames`` with everything outside their region black (a lazy view), for exports."""
+    region = region_of(frames)
+    return frames if region is None else _Framed(frames, region, crop=False)
+
+
+def crop_for_training(frames, table):
+    """Frames cut to their region and the point table moved into it (points outside dropped).
+
+    The model then learns from the image only; :func:`crop_frames` gives prediction the same
+    view and the offset back to full-frame coordinates.
+    """
+    view, (x0, y0) = crop_frames(frames)
+    if view is frames:
+        return frames, table
+    region = region_of(frames)
+    inside = (table["x"].between(region.x0 - 0.5, region.x1 - 0.5)
+              & table["y"].between(region.y0 - 0.5, region.y1 - 0.5))
+    moved = table[inside].copy()
+    moved["x"] -= x0
+    moved["y"] -= y0
+    return view, moved.reset_index(drop=True)
+
+
+class _Framed:
+    """``len`` and ``[i]`` of a frame sequence, each frame cut to a region or masked by it."""
+
+    def __init__(self, frames, region: Region, crop: bool):
+        self._frames, self._region, self._crop = frames, region, crop
 
     def __len__(self) -> int:
         return len(self._frames)
 
     def __getitem__(self, i):
-        return np.asarray(self._frames[i])[self._region.slices]
-
-
-def region_of(frames) -> Region | None:
-    """The region a frame sequence carries (a Cine's ``region``), or None."""
-    region = getattr(frames, "region", None)
-    return region if isinstance(region, Region) and region.source != "full" else None
+        frame = np.asarray(self._frames[i])
+        if self._crop:
+            return frame[self._region.slices]
+        out = np.zeros_like(frame)
+        out[self._region.slices] = frame[self._region.slices]
+        return out

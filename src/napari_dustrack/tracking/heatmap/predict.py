@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 
 from ...errors import Cancelled
+from ...io.region import crop_frames
 from ...io.table import from_array
 from .config import HeatmapConfig, pick_device, set_threads
 from .geometry import resize_frame, to_full
@@ -63,6 +64,7 @@ def predict(
     xy = np.full((max(0, stop - start), n_labels, 2), np.nan)
     conf = np.full((max(0, stop - start), n_labels), np.nan)
     full_shape = None
+    frames, offset = crop_frames(frames)  # the ultrasound image region; offset back to full
     for b0 in range(start, stop, batch_size):
         if cancel is not None and cancel.is_set():
             raise Cancelled(partial=(xy, conf))
@@ -78,7 +80,7 @@ def predict(
         with torch.inference_mode():
             prob = spatial_softmax(model.net(torch.from_numpy(x[:, None]).to(device)))
         peak, c = subpixel_peaks(prob.cpu().numpy(), radius)
-        xy[ids - start] = to_full(peak, full_shape, size)
+        xy[ids - start] = to_full(peak, full_shape, size) + offset
         conf[ids - start] = c
         if on_batch:
             on_batch(ids, xy[ids - start], conf[ids - start])

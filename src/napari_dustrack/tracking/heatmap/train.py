@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 
 from ...errors import DustrackError
+from ...io.region import crop_for_training
 from ...io.table import labels_of, training_rows, validate
 from .augment import augment
 from .config import HeatmapConfig, pick_device, set_threads
@@ -237,6 +238,7 @@ def train(
     """
     config = config or HeatmapConfig()
     table = validate(table)
+    frames, table = crop_for_training(frames, table)  # the ultrasound image region only
     first = np.asarray(frames[0])
     init_state, previous = None, None
     if has_model(model_dir):
