@@ -212,7 +212,7 @@ def test_sample_data_gives_a_cached_cine_layer_and_a_truth_layer(tmp_path, monke
     assert meta["path"] == str(video) and video.is_file()
     assert meta["fps"] == 100 and meta["n_frames"] == img.shape[0] == 300
     assert img.dtype == np.uint8 and img.ndim == 3
-    assert img_kw["scale"] == (1.0, *meta["pixel_spacing"])
+    assert img_kw["scale"] == (1 / meta["fps"], *meta["pixel_spacing"])  # seconds, mm
     frame = np.asarray(img[150])
     assert frame.shape == img.shape[1:] and frame.std() > 20
     assert pts.shape[1] == 3

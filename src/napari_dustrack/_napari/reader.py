@@ -19,6 +19,7 @@ from pathlib import Path
 from ..errors import DustrackError
 from ..io.cine import (
     DICOM_SUFFIXES,
+    IMAGE_SUFFIXES,
     TIFF_SUFFIXES,
     VIDEO_SUFFIXES,
     cine_kind,
@@ -43,7 +44,7 @@ def get_reader(path):
         return read_points_layer if is_point_file(path) else None
     if path.is_dir():
         return read_cine_layer if cine_kind(path) == "images" else None
-    if suffix in VIDEO_SUFFIXES + TIFF_SUFFIXES or is_dicom(path):
+    if suffix in VIDEO_SUFFIXES + TIFF_SUFFIXES + IMAGE_SUFFIXES or is_dicom(path):
         return read_cine_layer
     return None
 

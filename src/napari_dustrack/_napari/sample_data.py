@@ -1,19 +1,25 @@
 """npe2 sample data: simulated cardiac and muscle cines with their ground truth.
 
-The cine is simulated once, written as an MP4 to a per-user cache folder and opened from there
-like any video (lazily, when the cine reader is available), so the layer has a real file path
-and the autosave sidecar ``<video>.dustrack/`` works. The ground truth comes as a Points
-layer at low opacity.
+The cines ship with the package, simulated in advance (``samples/``, ~1.6 MB: simulating
+takes ~15 s, too long for the GUI thread). On first use they are copied to a per-user cache
+folder and opened from there like any video (lazily), so the layer has a real, writable file
+path and the autosave sidecar ``<video>.dustrack/`` works. A scenario that is not shipped
+(or another length) is simulated into the cache instead. The ground truth comes as a Points
+layer at low opacity. ``python -m napari_dustrack._napari.sample_data`` remakes the shipped
+files.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 CACHE_ENV = "NAPARI_DUSTRACK_SAMPLE_DIR"  # overrides the cache folder (tests, shared installs)
 CACHE_VERSION = "v1"  # bump when the simulator's output changes
+SHIPPED = Path(__file__).with_name("samples")
+SCENARIOS = ("cardiac", "muscle")
 
 
 def cardiac():
@@ -39,21 +45,30 @@ def cache_dir() -> Path:
     return base / "samples" / CACHE_VERSION
 
 
-def ensure_sample(scenario: str, n_frames: int | None = None) -> dict[str, Path]:
-    """Simulate ``scenario`` into the cache unless it is there; return its file paths.
+def ensure_sample(scenario: str, n_frames: int | None = None, *, folder: Path | None = None,
+                  crf: int = 8) -> dict[str, Path]:
+    """Copy the shipped ``scenario`` (or simulate it) into the cache unless it is there;
+    return its file paths. ``folder`` and ``crf`` serve :func:`make_shipped`.
 
     The JSON description is written last, so a half-written cache is never taken as complete.
     """
     from ..io.atomic import write_text_atomic
     from ..simulate import simulate, write_simulation
 
-    folder = cache_dir() / (scenario if n_frames is None else f"{scenario}_{int(n_frames)}")
+    if folder is None:
+        folder = cache_dir() / (scenario if n_frames is None else f"{scenario}_{int(n_frames)}")
     paths = {"video": folder / f"{scenario}.mp4", "truth": folder / f"{scenario}_truth.csv",
              "info": folder / f"{scenario}.json"}
     if all(p.is_file() for p in paths.values()):
         return paths
+    shipped = {key: SHIPPED / p.name for key, p in paths.items()}
+    if n_frames is None and all(p.is_file() for p in shipped.values()):
+        folder.mkdir(parents=True, exist_ok=True)
+        for key in ("video", "truth", "info"):  # the description last, as below
+            shutil.copyfile(shipped[key], paths[key])
+        return paths
     sim = simulate(scenario, n_frames=n_frames)
-    write_simulation(sim, folder)
+    write_simulation(sim, folder, crf=crf)
     description = {"scenario": scenario, "fps": sim.fps, "pixel_spacing": list(sim.pixel_spacing),
                    "n_frames": int(len(sim.frames)), "info": sim.info}
     write_text_atomic(paths["info"], json.dumps(description, indent=1), backup=False)
@@ -64,6 +79,7 @@ def sample_layers(scenario: str, n_frames: int | None = None) -> list[tuple]:
     """LayerData tuples ``[(image, kwargs, "image"), (points, kwargs, "points")]``."""
     from ..io.layers import table_to_points
     from ..io.table import read_points_csv
+    from .geometry import cine_geometry
 
     paths = ensure_sample(scenario, n_frames)
     desc = json.loads(paths["info"].read_text(encoding="utf-8"))
@@ -72,11 +88,11 @@ def sample_layers(scenario: str, n_frames: int | None = None) -> list[tuple]:
     meta = {"path": str(paths["video"]), "fps": float(desc["fps"]),
             "pixel_spacing": (float(dy), float(dx)), "n_frames": int(data.shape[0]),
             "kind": "video"}
-    scale = (1.0, float(dy), float(dx))
+    geometry = cine_geometry(meta)  # seconds and mm, like the reader's layers
     image = (data, {"name": f"{scenario} (simulated)", "metadata": {"dustrack": meta},
-                    "scale": scale, "contrast_limits": (0, 255), "colormap": "gray"}, "image")
+                    "contrast_limits": (0, 255), "colormap": "gray", **geometry}, "image")
     points, features = table_to_points(read_points_csv(paths["truth"]))
-    truth = (points, {"name": "ground truth", "features": features, "scale": scale,
+    truth = (points, {"name": "ground truth", "features": features, **geometry,
                       "size": 6, "opacity": 0.5, "face_color": "label", "border_width": 0,
                       "metadata": {"ground_truth": str(paths["truth"])}}, "points")
     return [image, truth]
@@ -97,3 +113,16 @@ def _decode(video: Path):
 
     with av.open(str(video)) as container:
         return np.stack([f.to_ndarray(format="gray") for f in container.decode(video=0)])
+
+
+def make_shipped(folder: Path = SHIPPED) -> None:
+    """Simulate the sample scenarios into ``folder`` (the package's ``samples/``), at a
+    compression that keeps them small."""
+    for scenario in SCENARIOS:
+        for old in folder.glob(f"{scenario}*"):
+            old.unlink()
+        ensure_sample(scenario, folder=folder, crf=23)
+
+
+if __name__ == "__main__":
+    make_shipped()

@@ -1,4 +1,6 @@
-"""npe2 writers: Points and Tracks layers saved as point-table CSV (atomic, old file kept as .bak)."""
+"""npe2 writers: Points and Tracks layers saved as a point table, in the format the file name
+says (native ``.csv``, DeepLabCut ``.h5`` or a ``CollectedData*.csv``, DUSTrack ``.json``);
+atomic, the old file kept as ``.bak``."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from ..io.layers import points_to_table, tracks_to_table
-from ..io.table import write_points_csv
+from ..io.points_io import write_points as write_table
 
 
 def write_points(path: str, data: Any, meta: dict) -> list[str]:
@@ -15,7 +17,7 @@ def write_points(path: str, data: Any, meta: dict) -> list[str]:
     features = pd.DataFrame(meta.get("features", {}))
     if "label" not in features:
         features["label"] = [f"p{i}" for i in range(len(data))]
-    write_points_csv(points_to_table(data, features), path)
+    write_table(points_to_table(data, features), path)
     return [path]
 
 
@@ -24,5 +26,5 @@ def write_tracks(path: str, data: Any, meta: dict) -> list[str]:
     features = pd.DataFrame(meta.get("features", {}))
     row_labels = features["label"].to_numpy() if "label" in features else None
     source = (meta.get("metadata") or {}).get("source", "smoothed")
-    write_points_csv(tracks_to_table(data, row_labels=row_labels, source=source), path)
+    write_table(tracks_to_table(data, row_labels=row_labels, source=source), path)
     return [path]
