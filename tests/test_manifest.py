@@ -5,8 +5,11 @@ import npe2
 
 
 def test_manifest_validates():
-    out = subprocess.run([sys.executable, "-m", "npe2", "validate", "napari-dustrack"],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "npe2", "validate", "napari-dustrack"],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
 
 
@@ -41,10 +44,15 @@ def test_reader_patterns_cover_every_suffix_the_reader_takes():
 def test_writers_offer_csv_h5_and_json_and_menus_are_contributed():
     manifest = npe2.PluginManifest.from_distribution("napari-dustrack")
     for layer_type in ("points", "tracks"):
-        extensions = {ext for w in manifest.contributions.writers
-                      if w.layer_types == [layer_type] for ext in w.filename_extensions}
+        extensions = {
+            ext
+            for w in manifest.contributions.writers
+            if w.layer_types == [layer_type]
+            for ext in w.filename_extensions
+        }
         assert extensions == {".csv", ".h5", ".json"}, layer_type
     menus = manifest.contributions.menus
     assert [item.command for item in menus["napari/layers/track"]] == ["napari-dustrack.open_dock"]
     assert [item.command for item in menus["napari/layers/visualize"]] == [
-        "napari-dustrack.enhance_contrast"]
+        "napari-dustrack.enhance_contrast"
+    ]

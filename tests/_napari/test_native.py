@@ -14,7 +14,8 @@ from napari_dustrack.io.table import make_table, write_points_csv
 pytestmark = pytest.mark.gui
 
 _spec = importlib.util.spec_from_file_location(
-    "dustrack_test_media", Path(__file__).resolve().parents[1] / "io" / "media.py")
+    "dustrack_test_media", Path(__file__).resolve().parents[1] / "io" / "media.py"
+)
 media = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(media)
 
@@ -77,8 +78,7 @@ def test_dicom_with_regions_shows_mm_seconds_and_its_region(make_napari_viewer, 
     from napari.utils.notifications import NotificationSeverity
 
     doppler = region_item((80, 0, 96, 128), spatial=3, data_type=3)  # spectral strip below
-    path = write_us_dicom(tmp_path / "us.dcm", screen_frames(),
-                          [doppler, region_item(BOX)])
+    path = write_us_dicom(tmp_path / "us.dcm", screen_frames(), [doppler, region_item(BOX)])
     viewer = make_napari_viewer()
     before = len(_notes(NotificationSeverity.WARNING))
     layers = _open(viewer, path)
@@ -91,8 +91,9 @@ def test_dicom_with_regions_shows_mm_seconds_and_its_region(make_napari_viewer, 
     region = image.metadata["dustrack"]["region"]
     assert (region["y0"], region["x0"], region["y1"], region["x1"]) == BOX
     assert region["source"] == "dicom"
-    np.testing.assert_allclose(outline.data[0], [[15.5, 23.5], [15.5, 111.5], [79.5, 111.5],
-                                                 [79.5, 23.5]])
+    np.testing.assert_allclose(
+        outline.data[0], [[15.5, 23.5], [15.5, 111.5], [79.5, 111.5], [79.5, 23.5]]
+    )
     assert np.allclose(outline.scale, (0.3, 0.2))
     warnings = _notes(NotificationSeverity.WARNING)[before:]
     assert len(warnings) == 1 and "spectral Doppler" in warnings[0] and str(path) in warnings[0]
@@ -137,12 +138,14 @@ def test_bad_regions_say_so_and_use_the_full_frame(make_napari_viewer, tmp_path,
     from napari.utils.notifications import NotificationSeverity
 
     if case == "misfit":
-        path = write_us_dicom(tmp_path / "misfit.dcm", screen_frames(),
-                              [region_item((0, 0, 200, 128))])
+        path = write_us_dicom(
+            tmp_path / "misfit.dcm", screen_frames(), [region_item((0, 0, 200, 128))]
+        )
         expected = "does not fit"
     elif case == "only_doppler":
-        path = write_us_dicom(tmp_path / "mmode.dcm", screen_frames(),
-                              [region_item(BOX, spatial=2, data_type=4)])
+        path = write_us_dicom(
+            tmp_path / "mmode.dcm", screen_frames(), [region_item(BOX, spatial=2, data_type=4)]
+        )
         expected = "M-mode"
     else:  # the image fills the frame, but a label is burned in over it
         rng = np.random.default_rng(5)
@@ -155,8 +158,10 @@ def test_bad_regions_say_so_and_use_the_full_frame(make_napari_viewer, tmp_path,
     layers = _open(viewer, path)
     assert len(layers) == 1  # no outline: the full frame is used
     assert layers[0].metadata["dustrack"]["region"]["source"] in ("full", "dicom")
-    assert (layers[0].metadata["dustrack"]["region"]["y1"],
-            layers[0].metadata["dustrack"]["region"]["x1"]) == (H, W)
+    assert (
+        layers[0].metadata["dustrack"]["region"]["y1"],
+        layers[0].metadata["dustrack"]["region"]["x1"],
+    ) == (H, W)
     warnings = _notes(NotificationSeverity.WARNING)[before:]
     assert any(expected in w and str(path) in w for w in warnings), warnings
 

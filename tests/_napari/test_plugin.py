@@ -16,7 +16,11 @@ def test_dock_widget_opens_with_tabs(make_napari_viewer):
     viewer = make_napari_viewer()
     _, widget = viewer.window.add_plugin_dock_widget("napari-dustrack", "DUSTrack")
     assert [widget.tabs.tabText(i) for i in range(widget.tabs.count())] == [
-        "Annotate", "Model", "Smooth", "Measure"]
+        "Annotate",
+        "Model",
+        "Smooth",
+        "Measure",
+    ]
 
 
 def test_sample_data_opens_lazily_with_ground_truth(make_napari_viewer, tmp_path, monkeypatch):
@@ -52,8 +56,10 @@ def test_points_and_tracks_writers_round_trip(make_napari_viewer, tmp_path):
     viewer.layers["trk"].save(str(tmp_path / "trk.csv"), plugin="napari-dustrack")
     pd.testing.assert_frame_equal(read_points_csv(tmp_path / "pts.csv"), table)
     back = read_points_csv(tmp_path / "trk.csv")
-    assert np.allclose(back.sort_values(["label", "frame"])[["x", "y"]],
-                       table.sort_values(["label", "frame"])[["x", "y"]])
+    assert np.allclose(
+        back.sort_values(["label", "frame"])[["x", "y"]],
+        table.sort_values(["label", "frame"])[["x", "y"]],
+    )
 
 
 @pytest.mark.parametrize("suffix", [".h5", ".json"])
@@ -69,8 +75,9 @@ def test_points_save_as_deeplabcut_h5_and_dustrack_json(make_napari_viewer, tmp_
     path = tmp_path / f"{name}{suffix}"
     viewer.layers["pts"].save(str(path), plugin="napari-dustrack")
     back = read_points(path).sort_values(["frame", "label"]).reset_index(drop=True)
-    np.testing.assert_allclose(back[["frame", "x", "y"]].to_numpy(float),
-                               table[["frame", "x", "y"]].to_numpy(float))
+    np.testing.assert_allclose(
+        back[["frame", "x", "y"]].to_numpy(float), table[["frame", "x", "y"]].to_numpy(float)
+    )
     assert list(back["label"]) == ["apex", "apex", "base"]
 
 
@@ -79,8 +86,12 @@ def test_menus_open_the_dock_and_a_display_only_clahe_view(make_napari_viewer, t
 
     viewer = make_napari_viewer()
     dark = (np.random.default_rng(0).integers(0, 30, (4, 48, 64))).astype(np.uint8)
-    cine = viewer.add_image(dark, name="cine", scale=(0.02, 0.3, 0.3),
-                            metadata={"dustrack": {"path": str(tmp_path / "x.mp4")}})
+    cine = viewer.add_image(
+        dark,
+        name="cine",
+        scale=(0.02, 0.3, 0.3),
+        metadata={"dustrack": {"path": str(tmp_path / "x.mp4")}},
+    )
     menus.enhance_contrast(viewer)
     view = viewer.layers["cine (CLAHE, display)"]
     assert view.metadata["dustrack"]["role"] == "display"  # the widgets never track on it

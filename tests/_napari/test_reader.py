@@ -17,7 +17,8 @@ from napari_dustrack.io.table import make_table, write_points_csv
 pytestmark = pytest.mark.gui
 
 _spec = importlib.util.spec_from_file_location(
-    "dustrack_test_media", Path(__file__).resolve().parents[1] / "io" / "media.py")
+    "dustrack_test_media", Path(__file__).resolve().parents[1] / "io" / "media.py"
+)
 media = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(media)
 
@@ -34,8 +35,11 @@ def _open(viewer, path):
 def _errors():
     from napari.utils.notifications import NotificationSeverity, notification_manager
 
-    return [str(n.message) for n in notification_manager.records
-            if n.severity == NotificationSeverity.ERROR]
+    return [
+        str(n.message)
+        for n in notification_manager.records
+        if n.severity == NotificationSeverity.ERROR
+    ]
 
 
 def test_mp4_opens_as_lazy_layer(make_napari_viewer, tmp_path, frames):
@@ -50,16 +54,22 @@ def test_mp4_opens_as_lazy_layer(make_napari_viewer, tmp_path, frames):
     assert 0 <= layer.contrast_limits[0] < layer.contrast_limits[1] <= 255
     meta = dict(layer.metadata["dustrack"])
     assert meta.pop("region")["source"] in ("full", "motion")
-    assert meta == {"path": str(path), "fps": 30.0, "pixel_spacing": None, "n_frames": 20,
-                    "kind": "video"}
+    assert meta == {
+        "path": str(path),
+        "fps": 30.0,
+        "pixel_spacing": None,
+        "n_frames": 20,
+        "kind": "video",
+    }
     viewer.dims.set_current_step(0, 13)
     reference = media.decode_all(path)
     np.testing.assert_array_equal(np.asarray(layer._slice.image.view), reference[13])
 
 
 def test_dicom_opens_with_physical_scale(make_napari_viewer, tmp_path, frames):
-    path = media.write_dicom(tmp_path / "us.dcm", frames, frame_time_ms=20.0,
-                             region_cm=(0.015, 0.025))
+    path = media.write_dicom(
+        tmp_path / "us.dcm", frames, frame_time_ms=20.0, region_cm=(0.015, 0.025)
+    )
     viewer = make_napari_viewer()
     layer = _open(viewer, path)[0]
     assert isinstance(layer.data, da.Array)

@@ -69,8 +69,13 @@ def test_data_is_lazy_dask(h264_mp4, frames):
     assert cine._source.position == 17
     np.testing.assert_array_equal(cine[3:6], data[3:6].compute())
     np.testing.assert_array_equal(cine[[8, 2]], np.stack([cine[8], cine[2]]))
-    assert cine.metadata() == {"path": str(h264_mp4), "fps": 25.0, "pixel_spacing": None,
-                               "n_frames": 30, "kind": "video"}
+    assert cine.metadata() == {
+        "path": str(h264_mp4),
+        "fps": 25.0,
+        "pixel_spacing": None,
+        "n_frames": 30,
+        "kind": "video",
+    }
 
 
 def test_pickled_cine_reopens(h264_mp4):

@@ -21,7 +21,8 @@ from napari_dustrack.io.region import (
 from napari_dustrack.io.table import make_table
 
 _spec = importlib.util.spec_from_file_location(
-    "dustrack_test_media", Path(__file__).resolve().parent / "media.py")
+    "dustrack_test_media", Path(__file__).resolve().parent / "media.py"
+)
 media = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(media)
 
@@ -126,8 +127,7 @@ def test_mp4_export_blacks_out_the_screen_around_the_region(screen_cine, tmp_pat
 
     path, truth = screen_cine
     cine = open_cine(path, frame_cache=False)
-    out = export_mp4(cine, truth[truth["frame"] < 4], tmp_path / "out.mp4", fps=50, scale=1,
-                     tail=0)
+    out = export_mp4(cine, truth[truth["frame"] < 4], tmp_path / "out.mp4", fps=50, scale=1, tail=0)
     first = media.decode_all(out, fmt="rgb24")[1]
     assert first[20:120, 4:40].max() < 20  # the side panel is gone
     assert first[30:110, 60:140].mean() > 10  # the image is there
@@ -146,8 +146,12 @@ def test_model_trains_on_the_region_and_predicts_in_full_frame(screen_cine, tmp_
     labels = ["anterior_endo", "septal"]
     truth = truth[truth["label"].isin(labels)].reset_index(drop=True)
     truth["source"] = "manual"
-    meta = train(cine, truth[truth["frame"] % 3 == 0], tmp_path / "model",
-                 HeatmapConfig(scale=0.5, minutes=5.0, max_epochs=8, seed=0))
+    meta = train(
+        cine,
+        truth[truth["frame"] % 3 == 0],
+        tmp_path / "model",
+        HeatmapConfig(scale=0.5, minutes=5.0, max_epochs=8, seed=0),
+    )
     assert meta["source_size"] == [96, 96]  # the screen around the image was never seen
     pred = predict_video(cine, tmp_path / "model")
     p, _ = to_array(pred, labels, 24)

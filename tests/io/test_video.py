@@ -44,8 +44,9 @@ def test_h264_has_keyframe_index_and_reordered_pts(h264_mp4):
     assert reader.index.keyframe_before(15) == 10 and reader.index.keyframe_after(15) == 20
 
 
-@pytest.mark.parametrize("video,fps", [("h264_mp4", 25.0), ("mjpeg_avi", 30.0),
-                                       ("h264_mkv", 12.5), ("mpeg4_mov", 20.0)])
+@pytest.mark.parametrize(
+    "video,fps", [("h264_mp4", 25.0), ("mjpeg_avi", 30.0), ("h264_mkv", 12.5), ("mpeg4_mov", 20.0)]
+)
 def test_frame_rate_from_stream(video, fps, request):
     reader = VideoReader(request.getfixturevalue(video))
     assert reader.fps == pytest.approx(fps)
@@ -82,9 +83,16 @@ def test_rgb_frames(h264_mp4, mjpeg_avi):
             np.testing.assert_array_equal(reader[i], reference[i])
 
 
-@pytest.mark.parametrize("pix_fmt,codec", [("yuv420p", "libx264"), ("yuvj420p", "mjpeg"),
-                                           ("yuv444p", "libx264"), ("gray", "ffv1"),
-                                           ("rgb24", "png")])
+@pytest.mark.parametrize(
+    "pix_fmt,codec",
+    [
+        ("yuv420p", "libx264"),
+        ("yuvj420p", "mjpeg"),
+        ("yuv444p", "libx264"),
+        ("gray", "ffv1"),
+        ("rgb24", "png"),
+    ],
+)
 def test_fast_gray_conversion_equals_swscale(pix_fmt, codec, tmp_path, frames):
     ext = {"png": ".mov", "ffv1": ".mkv"}.get(codec, ".mkv")
     rgb = np.stack([frames[:4]] * 3, axis=-1)
@@ -170,8 +178,9 @@ def test_truncated_mp4_without_index(tmp_path, frames):
 
 
 def test_truncated_mp4_with_index_first(tmp_path, frames):
-    path = media.write_video(tmp_path / "cut_fast.mp4", frames,
-                             container_options={"movflags": "faststart"})
+    path = media.write_video(
+        tmp_path / "cut_fast.mp4", frames, container_options={"movflags": "faststart"}
+    )
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     message = _error(path)
@@ -184,7 +193,7 @@ def test_corrupt_bytes_never_escape_as_other_errors(tmp_path, frames):
     rng = np.random.default_rng(0)
     start = len(data) // 3
     noise = rng.integers(0, 256, len(data) // 3, dtype=np.uint8).tobytes()
-    data[start:start + len(noise)] = noise
+    data[start : start + len(noise)] = noise
     path.write_bytes(bytes(data))
     try:
         reader = VideoReader(path)

@@ -22,8 +22,12 @@ def cine_geometry(info: dict) -> dict:
     spacing = info.get("pixel_spacing")
     dt, t_unit = (1.0 / float(fps), "s") if fps else (1.0, "pixel")
     (dy, dx), space = (spacing, "mm") if spacing else ((1.0, 1.0), "pixel")
-    return {"scale": (dt, float(dy), float(dx)), "translate": (0.0, 0.0, 0.0),
-            "units": (t_unit, space, space), "axis_labels": AXIS_LABELS}
+    return {
+        "scale": (dt, float(dy), float(dx)),
+        "translate": (0.0, 0.0, 0.0),
+        "units": (t_unit, space, space),
+        "axis_labels": AXIS_LABELS,
+    }
 
 
 def like(layer) -> dict:

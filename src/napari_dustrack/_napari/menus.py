@@ -25,21 +25,33 @@ def enhance_contrast(viewer) -> None:
     from .geometry import like
 
     active = viewer.layers.selection.active
-    cines = [layer for layer in viewer.layers if isinstance(layer, Image)
-             and "role" not in layer.metadata.get("dustrack", {"role": None})]
+    cines = [
+        layer
+        for layer in viewer.layers
+        if isinstance(layer, Image) and "role" not in layer.metadata.get("dustrack", {"role": None})
+    ]
     layer = active if active in cines else (cines[0] if len(cines) == 1 else None)
     if layer is None:
         show_info("Select the cine to enhance")
         return
     import dask.array as da
 
-    source = layer.data if isinstance(layer.data, da.Array) else da.from_array(
-        layer.data, chunks=(1, *layer.data.shape[1:]))
+    source = (
+        layer.data
+        if isinstance(layer.data, da.Array)
+        else da.from_array(layer.data, chunks=(1, *layer.data.shape[1:]))
+    )
     data = source.map_blocks(_clahe_block, dtype=source.dtype)
     info = {"role": "display", "of": layer.metadata["dustrack"].get("path")}
-    viewer.add_image(data, name=f"{layer.name} (CLAHE, display)", rgb=bool(layer.rgb),
-                     contrast_limits=(0, 255), metadata={"dustrack": info},
-                     blending="translucent", **like(layer))
+    viewer.add_image(
+        data,
+        name=f"{layer.name} (CLAHE, display)",
+        rgb=bool(layer.rgb),
+        contrast_limits=(0, 255),
+        metadata={"dustrack": info},
+        blending="translucent",
+        **like(layer),
+    )
 
 
 def _clahe_block(block):

@@ -62,8 +62,11 @@ def is_point_file(path: Path) -> bool:
             if "_annotations_" in path.name.lower():
                 return True
             content = json.loads(path.read_text(encoding="utf-8"))
-            return (isinstance(content, dict) and bool(content)
-                    and all(isinstance(v, dict) for v in content.values()))
+            return (
+                isinstance(content, dict)
+                and bool(content)
+                and all(isinstance(v, dict) for v in content.values())
+            )
         if suffix in (".h5", ".hdf5"):
             import pandas as pd
 
@@ -97,8 +100,11 @@ def read_cine_layer(path, *, rgb: bool | str | None = None, region: bool = True)
     try:
         cine = open_cine(path, rgb=rgb, region=region)
         info = cine.metadata(region=True)
-        picks = range(0, min(len(cine), 40), 10) if cine.kind == "video" else sample_indices(
-            len(cine), 4)
+        picks = (
+            range(0, min(len(cine), 40), 10)
+            if cine.kind == "video"
+            else sample_indices(len(cine), 4)
+        )
         limits = contrast_limits([cine.frame(i) for i in picks])
     except DustrackError as exc:
         return _report(exc)
@@ -106,8 +112,13 @@ def read_cine_layer(path, *, rgb: bool | str | None = None, region: bool = True)
         _warn(note)
     name = Path(os.fspath(path)).name if Path(path).is_dir() else Path(os.fspath(path)).stem
     geometry = cine_geometry(info)
-    meta = {"name": name, "metadata": {"dustrack": info}, "rgb": cine.rgb,
-            "contrast_limits": list(limits), **geometry}
+    meta = {
+        "name": name,
+        "metadata": {"dustrack": info},
+        "rgb": cine.rgb,
+        "contrast_limits": list(limits),
+        **geometry,
+    }
     layers = [(cine.data, meta, "image")]
     if not cine.region.is_full(cine.frame_shape):
         layers.append(_region_layer(cine.region, name, info, geometry))
@@ -117,12 +128,21 @@ def read_cine_layer(path, *, rgb: bool | str | None = None, region: bool = True)
 def _region_layer(region, name: str, info: dict, geometry: dict) -> tuple:
     """A Shapes layer outlining the image region on every frame (a 2-D shape over time)."""
     corners = region.outline()
-    outline = {"name": f"{name} region", "shape_type": "rectangle", "edge_color": "yellow",
-               "face_color": "transparent", "edge_width": 2, "opacity": 0.6,
-               "scale": geometry["scale"][1:], "translate": geometry["translate"][1:],
-               "units": geometry["units"][1:], "axis_labels": geometry["axis_labels"][1:],
-               "metadata": {"dustrack": {"role": "region", "path": info["path"],
-                                         "region": info["region"]}}}
+    outline = {
+        "name": f"{name} region",
+        "shape_type": "rectangle",
+        "edge_color": "yellow",
+        "face_color": "transparent",
+        "edge_width": 2,
+        "opacity": 0.6,
+        "scale": geometry["scale"][1:],
+        "translate": geometry["translate"][1:],
+        "units": geometry["units"][1:],
+        "axis_labels": geometry["axis_labels"][1:],
+        "metadata": {
+            "dustrack": {"role": "region", "path": info["path"], "region": info["region"]}
+        },
+    }
     return [corners], outline, "shapes"
 
 
@@ -150,9 +170,13 @@ def read_points_layer(path):
     except DustrackError as exc:
         return _report(exc)
     data, features = table_to_points(table)
-    meta = {"name": Path(os.fspath(path)).stem, "features": features, "ndim": 3,
-            "metadata": {"dustrack": {"path": str(path), "kind": "points"}},
-            **points_geometry(Path(os.fspath(path)))}
+    meta = {
+        "name": Path(os.fspath(path)).stem,
+        "features": features,
+        "ndim": 3,
+        "metadata": {"dustrack": {"path": str(path), "kind": "points"}},
+        **points_geometry(Path(os.fspath(path))),
+    }
     return [(data, meta, "points")]
 
 
@@ -184,9 +208,13 @@ def _shown_cine():
         return None
     from napari.layers import Image
 
-    cines = [layer for layer in viewer.layers if isinstance(layer, Image)
-             and isinstance(layer.metadata.get("dustrack"), dict)
-             and "role" not in layer.metadata["dustrack"]]
+    cines = [
+        layer
+        for layer in viewer.layers
+        if isinstance(layer, Image)
+        and isinstance(layer.metadata.get("dustrack"), dict)
+        and "role" not in layer.metadata["dustrack"]
+    ]
     return cines[0] if len(cines) == 1 else None
 
 
@@ -198,9 +226,13 @@ def _video_of(path: Path) -> Path | None:
         owner = path.parent.with_name(path.parent.name[: -len(SUFFIX)])
         return owner if owner.exists() else None
     stem = path.stem.lower()
-    candidates = [p for p in path.parent.iterdir()
-                  if p.suffix.lower() in VIDEO_SUFFIXES + TIFF_SUFFIXES + DICOM_SUFFIXES
-                  and p.is_file() and stem.startswith(p.stem.lower())]
+    candidates = [
+        p
+        for p in path.parent.iterdir()
+        if p.suffix.lower() in VIDEO_SUFFIXES + TIFF_SUFFIXES + DICOM_SUFFIXES
+        and p.is_file()
+        and stem.startswith(p.stem.lower())
+    ]
     return max(candidates, key=lambda p: len(p.stem)) if candidates else None
 
 

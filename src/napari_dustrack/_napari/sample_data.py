@@ -45,8 +45,9 @@ def cache_dir() -> Path:
     return base / "samples" / CACHE_VERSION
 
 
-def ensure_sample(scenario: str, n_frames: int | None = None, *, folder: Path | None = None,
-                  crf: int = 8) -> dict[str, Path]:
+def ensure_sample(
+    scenario: str, n_frames: int | None = None, *, folder: Path | None = None, crf: int = 8
+) -> dict[str, Path]:
     """Copy the shipped ``scenario`` (or simulate it) into the cache unless it is there;
     return its file paths. ``folder`` and ``crf`` serve :func:`make_shipped`.
 
@@ -57,8 +58,11 @@ def ensure_sample(scenario: str, n_frames: int | None = None, *, folder: Path | 
 
     if folder is None:
         folder = cache_dir() / (scenario if n_frames is None else f"{scenario}_{int(n_frames)}")
-    paths = {"video": folder / f"{scenario}.mp4", "truth": folder / f"{scenario}_truth.csv",
-             "info": folder / f"{scenario}.json"}
+    paths = {
+        "video": folder / f"{scenario}.mp4",
+        "truth": folder / f"{scenario}_truth.csv",
+        "info": folder / f"{scenario}.json",
+    }
     if all(p.is_file() for p in paths.values()):
         return paths
     shipped = {key: SHIPPED / p.name for key, p in paths.items()}
@@ -69,8 +73,13 @@ def ensure_sample(scenario: str, n_frames: int | None = None, *, folder: Path | 
         return paths
     sim = simulate(scenario, n_frames=n_frames)
     write_simulation(sim, folder, crf=crf)
-    description = {"scenario": scenario, "fps": sim.fps, "pixel_spacing": list(sim.pixel_spacing),
-                   "n_frames": int(len(sim.frames)), "info": sim.info}
+    description = {
+        "scenario": scenario,
+        "fps": sim.fps,
+        "pixel_spacing": list(sim.pixel_spacing),
+        "n_frames": int(len(sim.frames)),
+        "info": sim.info,
+    }
     write_text_atomic(paths["info"], json.dumps(description, indent=1), backup=False)
     return paths
 
@@ -85,16 +94,40 @@ def sample_layers(scenario: str, n_frames: int | None = None) -> list[tuple]:
     desc = json.loads(paths["info"].read_text(encoding="utf-8"))
     dy, dx = desc["pixel_spacing"]
     data = _open(paths["video"])
-    meta = {"path": str(paths["video"]), "fps": float(desc["fps"]),
-            "pixel_spacing": (float(dy), float(dx)), "n_frames": int(data.shape[0]),
-            "kind": "video"}
+    meta = {
+        "path": str(paths["video"]),
+        "fps": float(desc["fps"]),
+        "pixel_spacing": (float(dy), float(dx)),
+        "n_frames": int(data.shape[0]),
+        "kind": "video",
+    }
     geometry = cine_geometry(meta)  # seconds and mm, like the reader's layers
-    image = (data, {"name": f"{scenario} (simulated)", "metadata": {"dustrack": meta},
-                    "contrast_limits": (0, 255), "colormap": "gray", **geometry}, "image")
+    image = (
+        data,
+        {
+            "name": f"{scenario} (simulated)",
+            "metadata": {"dustrack": meta},
+            "contrast_limits": (0, 255),
+            "colormap": "gray",
+            **geometry,
+        },
+        "image",
+    )
     points, features = table_to_points(read_points_csv(paths["truth"]))
-    truth = (points, {"name": "ground truth", "features": features, **geometry,
-                      "size": 6, "opacity": 0.5, "face_color": "label", "border_width": 0,
-                      "metadata": {"ground_truth": str(paths["truth"])}}, "points")
+    truth = (
+        points,
+        {
+            "name": "ground truth",
+            "features": features,
+            **geometry,
+            "size": 6,
+            "opacity": 0.5,
+            "face_color": "label",
+            "border_width": 0,
+            "metadata": {"ground_truth": str(paths["truth"])},
+        },
+        "points",
+    )
     return [image, truth]
 
 

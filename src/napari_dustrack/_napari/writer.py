@@ -22,7 +22,7 @@ def write_points(path: str, data: Any, meta: dict) -> list[str]:
 
 
 def write_tracks(path: str, data: Any, meta: dict) -> list[str]:
-    """Save a Tracks layer (rows ``track_id, frame, y, x``) as a point table, one label per track."""
+    """Save a Tracks layer (rows ``track_id, frame, y, x``) as a point table, a label a track."""
     features = pd.DataFrame(meta.get("features", {}))
     row_labels = features["label"].to_numpy() if "label" in features else None
     source = (meta.get("metadata") or {}).get("source", "smoothed")

@@ -61,8 +61,14 @@ def cine_kind(path: str | os.PathLike) -> str | None:
     return None
 
 
-def open_cine(path: str | os.PathLike, rgb: bool | str = False, frame_cache: bool | None = None,
-              cache_max_bytes: int | None = None, *, region: bool = True) -> "Cine":
+def open_cine(
+    path: str | os.PathLike,
+    rgb: bool | str = False,
+    frame_cache: bool | None = None,
+    cache_max_bytes: int | None = None,
+    *,
+    region: bool = True,
+) -> Cine:
     """Open a cine lazily; only the first frame is read.
 
     Parameters
@@ -287,8 +293,9 @@ class Cine:
         from .region import Region
 
         if self._region is None:
-            self._region = (self._detect_region() if self._find_region
-                            else Region.full(self.frame_shape))
+            self._region = (
+                self._detect_region() if self._find_region else Region.full(self.frame_shape)
+            )
         return self._region
 
     def _detect_region(self):
@@ -316,9 +323,15 @@ class Cine:
                 stamp = 0
             name = "dustrack-cine-" + tokenize(str(self.path.resolve()), stamp, self.rgb, id(self))
             self._data = da.from_array(
-                _DisplayView(self), chunks=(1, *self.frame_shape), name=name, asarray=False,
-                fancy=False, lock=False, inline_array=True,
-                meta=np.empty((0,) * self.ndim, dtype=np.uint8))
+                _DisplayView(self),
+                chunks=(1, *self.frame_shape),
+                name=name,
+                asarray=False,
+                fancy=False,
+                lock=False,
+                inline_array=True,
+                meta=np.empty((0,) * self.ndim, dtype=np.uint8),
+            )
         return self._data
 
     def metadata(self, *, region: bool = False) -> dict:
@@ -326,10 +339,15 @@ class Cine:
 
         With ``region``, also ``"region"``: :attr:`region` as a dict (finding it if needed).
         """
-        meta = {"path": str(self.path), "fps": self.fps,
-                "pixel_spacing": None if self.pixel_spacing is None
-                else tuple(float(v) for v in self.pixel_spacing),
-                "n_frames": len(self), "kind": self.kind}
+        meta = {
+            "path": str(self.path),
+            "fps": self.fps,
+            "pixel_spacing": None
+            if self.pixel_spacing is None
+            else tuple(float(v) for v in self.pixel_spacing),
+            "n_frames": len(self),
+            "kind": self.kind,
+        }
         if region:
             meta["region"] = self.region.to_dict()
         return meta
@@ -354,8 +372,10 @@ class Cine:
         return (_reopen, (str(self.path), self.rgb, region))
 
     def __repr__(self) -> str:
-        return (f"Cine({str(self.path)!r}, kind={self.kind!r}, shape={self.shape}, "
-                f"fps={self.fps}, pixel_spacing={self.pixel_spacing})")
+        return (
+            f"Cine({str(self.path)!r}, kind={self.kind!r}, shape={self.shape}, "
+            f"fps={self.fps}, pixel_spacing={self.pixel_spacing})"
+        )
 
     def _start_frame_cache(self, max_bytes: int) -> None:
         from .framecache import FrameCache
@@ -366,12 +386,24 @@ class Cine:
         def make_reader(size):  # must not reference the Cine (see the finalizer below)
             reduced = tuple(size) != tuple(full)
             # a reduced cache is display-only, so it may skip the deblocking filter
-            return VideoReader(path, cache_bytes=0, threads=2, index=index,
-                               output_size=size if reduced else None, fast_decode=reduced)
+            return VideoReader(
+                path,
+                cache_bytes=0,
+                threads=2,
+                index=index,
+                output_size=size if reduced else None,
+                fast_decode=reduced,
+            )
 
         try:
-            self.frame_cache = FrameCache(self.path, len(self), self.frame_shape, make_reader,
-                                          max_bytes=max_bytes, start_delay=_FILL_DELAY_S)
+            self.frame_cache = FrameCache(
+                self.path,
+                len(self),
+                self.frame_shape,
+                make_reader,
+                max_bytes=max_bytes,
+                start_delay=_FILL_DELAY_S,
+            )
         except OSError:  # read-only folder, full disk...: go without the cache
             self.frame_cache = None
             return
@@ -402,8 +434,6 @@ class _DisplayView:
 
     def __reduce__(self):
         return (_DisplayView, (self._cine,))
-
-
 
 
 def _index(key, n: int, get):

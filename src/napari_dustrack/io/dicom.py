@@ -44,8 +44,11 @@ def _read_header(path: Path):
 
 def frame_rate(ds) -> float | None:
     """Frames per second from the DICOM timing attributes, or None."""
-    for keyword, to_fps in (("CineRate", float), ("FrameTime", lambda ms: 1000.0 / float(ms)),
-                            ("RecommendedDisplayFrameRate", float)):
+    for keyword, to_fps in (
+        ("CineRate", float),
+        ("FrameTime", lambda ms: 1000.0 / float(ms)),
+        ("RecommendedDisplayFrameRate", float),
+    ):
         value = ds.get(keyword)
         try:
             fps = to_fps(value) if value not in (None, "") else None
@@ -69,10 +72,10 @@ def pixel_spacing(ds, region=None) -> tuple[float, float] | None:
     first; then the first region in cm, then Pixel Spacing.
     """
     regions = list(ds.get("SequenceOfUltrasoundRegions", []) or [])
-    for region in ([region] if region is not None else []) + regions:
+    for item in ([region] if region is not None else []) + regions:
         try:
-            units = (int(region.PhysicalUnitsXDirection), int(region.PhysicalUnitsYDirection))
-            dx, dy = abs(float(region.PhysicalDeltaX)), abs(float(region.PhysicalDeltaY))
+            units = (int(item.PhysicalUnitsXDirection), int(item.PhysicalUnitsYDirection))
+            dx, dy = abs(float(item.PhysicalDeltaX)), abs(float(item.PhysicalDeltaY))
         except (AttributeError, TypeError, ValueError):
             continue
         if units == (_US_UNITS_CM, _US_UNITS_CM) and dx > 0 and dy > 0:
@@ -117,14 +120,17 @@ class DicomCine:
             rows, cols = int(ds.Rows), int(ds.Columns)
             self._samples = int(ds.get("SamplesPerPixel", 1) or 1)
         except (AttributeError, TypeError, ValueError):
-            raise DustrackError("DICOM image attributes (Rows/Columns/Number of Frames) are "
-                                "missing or invalid", self.path) from None
+            raise DustrackError(
+                "DICOM image attributes (Rows/Columns/Number of Frames) are missing or invalid",
+                self.path,
+            ) from None
         if n < 1 or rows < 1 or cols < 1:
             raise DustrackError("DICOM file has no frames", self.path)
         self._photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
         self.fps = frame_rate(ds)
         item, notes = pick_dicom_region(
-            list(ds.get("SequenceOfUltrasoundRegions", []) or []), (rows, cols))
+            list(ds.get("SequenceOfUltrasoundRegions", []) or []), (rows, cols)
+        )
         self.notes = [f"{self.path}: {note}" for note in notes]
         # None: no region in the header, so the cine's region is found from its frames; a
         # header whose regions are all unusable means the full frame (no guessing)
@@ -178,7 +184,11 @@ class DicomCine:
         bits = int(ds.get("BitsAllocated", 8))
         signed = int(ds.get("PixelRepresentation", 0)) == 1
         if bits not in (8, 16, 32) or self._photometric not in (
-                "MONOCHROME1", "MONOCHROME2", "RGB", "YBR_FULL"):
+            "MONOCHROME1",
+            "MONOCHROME2",
+            "RGB",
+            "YBR_FULL",
+        ):
             self._mm = None  # unusual layout: let pydicom unpack it frame by frame
             self._decoder = None
             return
@@ -195,8 +205,10 @@ class DicomCine:
         planar = int(ds.get("PlanarConfiguration", 0) or 0)
         per_frame = rows * cols * self._samples
         if buffer.size < per_frame * self._n:
-            raise DustrackError(f"truncated DICOM: pixel data holds "
-                                f"{buffer.size // per_frame} of {self._n} frames", self.path)
+            raise DustrackError(
+                f"truncated DICOM: pixel data holds {buffer.size // per_frame} of {self._n} frames",
+                self.path,
+            )
         buffer = buffer[: per_frame * self._n]
         if self._samples == 1:
             self._mm = buffer.reshape(self._n, rows, cols)
@@ -218,8 +230,11 @@ class DicomCine:
         if decoder is None or not decoder.is_available:
             needs = "; ".join(getattr(decoder, "missing_dependencies", []) or [])
             hint = f" (install one of: {needs})" if needs else ""
-            raise DustrackError(f"pixel data is compressed as {tsyntax.name}, which no "
-                                f"installed decoder reads{hint}", self.path)
+            raise DustrackError(
+                f"pixel data is compressed as {tsyntax.name}, which no "
+                f"installed decoder reads{hint}",
+                self.path,
+            )
         self._decoder = decoder
         self._ds.PixelData  # noqa: B018 - load the compressed frames once (small)
 
@@ -229,8 +244,9 @@ class DicomCine:
         try:
             return pixel_array(self._ds, index=i)
         except Exception as exc:  # pydicom raises many types for bad streams
-            raise DustrackError(f"frame {i} could not be decoded "
-                                f"({' '.join(str(exc).split())[:150]})", self.path) from None
+            raise DustrackError(
+                f"frame {i} could not be decoded ({' '.join(str(exc).split())[:150]})", self.path
+            ) from None
 
 
 class _PlanarView:

@@ -23,8 +23,14 @@ import numpy as np
 
 # DICOM Region Spatial Format (0018,6012) and Region Data Type (0018,6014) codes
 SPATIAL_2D = 1
-_SPATIAL_NAMES = {0: "none", 1: "2-D", 2: "M-mode", 3: "spectral Doppler", 4: "waveform",
-                  5: "graphics"}
+_SPATIAL_NAMES = {
+    0: "none",
+    1: "2-D",
+    2: "M-mode",
+    3: "spectral Doppler",
+    4: "waveform",
+    5: "graphics",
+}
 _TISSUE = 1
 _MOVING_RANGE = 10  # grey levels a pixel must change by over the sample to count as image
 _MIN_AREA = 0.05  # a region under 5 % of the frame is not believed
@@ -113,10 +119,13 @@ def pick_dicom_region(regions, frame_shape) -> tuple[object | None, list[str]]:
     notes, fitting = [], []
     others = [r for r in regions if _code(r, "RegionSpatialFormat") != SPATIAL_2D]
     if others:
-        kinds = sorted({_SPATIAL_NAMES.get(_code(r, "RegionSpatialFormat"), "unknown")
-                        for r in others})
-        notes.append(f"{len(others)} ultrasound region(s) of another kind ({', '.join(kinds)}) "
-                     "left out; the 2-D image region is used")
+        kinds = sorted(
+            {_SPATIAL_NAMES.get(_code(r, "RegionSpatialFormat"), "unknown") for r in others}
+        )
+        notes.append(
+            f"{len(others)} ultrasound region(s) of another kind ({', '.join(kinds)}) "
+            "left out; the 2-D image region is used"
+        )
     for item in regions:
         if _code(item, "RegionSpatialFormat") != SPATIAL_2D:
             continue
@@ -195,15 +204,18 @@ def detect_region(frames: np.ndarray) -> tuple[Region, str | None]:
     x, y, bw, bh, area = (int(v) for v in stats[best])
     h, w = moving.shape
     if area < _MIN_AREA * h * w:
-        return full, ("the changing part of the frame is too small to be the image: the whole "
-                      "frame is used")
+        return full, (
+            "the changing part of the frame is too small to be the image: the whole frame is used"
+        )
     if bw * bh > (1 - _MIN_BORDER) * h * w:
         # still dark corners (a sector image) are no concern; still marks inside are
         ink = (moving == 0) & (frames.mean(axis=0) > _INK)
         if ink.mean() < _MIN_INK:
             return full, None
-        return full, ("the border of the frame is not still (still marks lie within the "
-                      "changing area): the whole frame is used")
+        return full, (
+            "the border of the frame is not still (still marks lie within the "
+            "changing area): the whole frame is used"
+        )
     return Region(y, x, y + bh, x + bw, "motion"), None
 
 
@@ -242,8 +254,9 @@ def crop_for_training(frames, table):
     if view is frames:
         return frames, table
     region = region_of(frames)
-    inside = (table["x"].between(region.x0 - 0.5, region.x1 - 0.5)
-              & table["y"].between(region.y0 - 0.5, region.y1 - 0.5))
+    inside = table["x"].between(region.x0 - 0.5, region.x1 - 0.5) & table["y"].between(
+        region.y0 - 0.5, region.y1 - 0.5
+    )
     moved = table[inside].copy()
     moved["x"] -= x0
     moved["y"] -= y0

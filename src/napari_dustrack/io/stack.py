@@ -7,7 +7,8 @@ rate (``finterval`` s or ``fps``) and spacing (``unit`` mm/cm/um with the X/Y re
 
 A folder's frames are its ``.png/.jpg/.jpeg/.bmp`` files (and ``.tif`` pages if it holds no
 others) in natural order (``img2`` before ``img10``); a frame of another size than the first is
-cut or zero-padded to it, with a note naming the file. Data wider than 8 bits is scaled to uint8 with one range from a few sampled frames.
+cut or zero-padded to it, with a note naming the file. Data wider than 8 bits is scaled to
+uint8 with one range from a few sampled frames.
 """
 
 from __future__ import annotations
@@ -23,8 +24,18 @@ from ..errors import DustrackError
 from .pixels import Scaler, fit_frame, to_gray, to_rgb
 
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
-_UNIT_MM = {"mm": 1.0, "millimeter": 1.0, "cm": 10.0, "centimeter": 10.0, "um": 1e-3,
-            "micron": 1e-3, "\\u00B5m": 1e-3, "µm": 1e-3, "m": 1000.0, "meter": 1000.0}
+_UNIT_MM = {
+    "mm": 1.0,
+    "millimeter": 1.0,
+    "cm": 10.0,
+    "centimeter": 10.0,
+    "um": 1e-3,
+    "micron": 1e-3,
+    "\\u00B5m": 1e-3,
+    "µm": 1e-3,
+    "m": 1000.0,
+    "meter": 1000.0,
+}
 
 
 def natural_key(name: str) -> list:
@@ -123,8 +134,9 @@ class TiffStack:
             try:
                 return self._pages[i].asarray().reshape(self._frame_raw)
             except Exception as exc:  # codec errors come in many types
-                raise DustrackError(f"frame {i} could not be decoded ({_short(exc)})",
-                                    self.path) from None
+                raise DustrackError(
+                    f"frame {i} could not be decoded ({_short(exc)})", self.path
+                ) from None
 
     def _imagej_units(self):
         meta = self._tif.imagej_metadata or {}
@@ -203,8 +215,10 @@ class ImageFolder:
             return
         self._misfits.add(i)
         (h, w), (h0, w0) = frame.shape[:2], self._raw_shape[:2]
-        note = (f"{self.files[i]}: frame size {w}x{h} differs from the first frame's {w0}x{h0}; "
-                "it is shown cut or padded to that size (the file is not changed)")
+        note = (
+            f"{self.files[i]}: frame size {w}x{h} differs from the first frame's {w0}x{h0}; "
+            "it is shown cut or padded to that size (the file is not changed)"
+        )
         self.notes.append(note)
         logging.getLogger(__name__).warning(note)
 
@@ -227,8 +241,9 @@ class ImageFolder:
         if image is None:
             raise DustrackError("not a readable image", file)
         if image.ndim == 3 and image.shape[2] >= 3:  # OpenCV gives BGR(A)
-            image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB if image.shape[2] == 4
-                                 else cv2.COLOR_BGR2RGB)
+            image = cv2.cvtColor(
+                image, cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB
+            )
         return image
 
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import av
 import numpy as np
@@ -30,8 +30,9 @@ _LIMITED_TO_FULL = np.clip(np.round((np.arange(256) - 16) * 255.0 / 219.0), 0, 2
 _AV_ERRORS = (av.FFmpegError, OSError, ValueError)
 
 
-def frame_to_array(frame: "av.VideoFrame", rgb: bool = False,
-                   size: tuple[int, int] | None = None) -> np.ndarray:
+def frame_to_array(
+    frame: av.VideoFrame, rgb: bool = False, size: tuple[int, int] | None = None
+) -> np.ndarray:
     """Convert a decoded frame to ``(H, W)`` uint8 grayscale, or ``(H, W, 3)`` RGB.
 
     With ``size=(h, w)`` the frame is also shrunk (area average) to that size; luma is then
@@ -97,7 +98,6 @@ def _short(exc: Exception) -> str:
     return " ".join(str(text).split())[:160]
 
 
-
 class VideoIndex:
     """Presentation timestamps of every frame, sorted, and which frames are keyframes.
 
@@ -148,13 +148,18 @@ def build_index(container, path: Path) -> VideoIndex:
     if not pts:
         raise DustrackError("video has no frames", path)
     if untimed:  # frames could not be matched to positions: refuse rather than misnumber
-        raise DustrackError("video packets carry no timestamps (a raw elementary stream?); "
-                            "remux it into MP4 or MKV, e.g. ffmpeg -i IN -c copy OUT.mp4", path)
+        raise DustrackError(
+            "video packets carry no timestamps (a raw elementary stream?); "
+            "remux it into MP4 or MKV, e.g. ffmpeg -i IN -c copy OUT.mp4",
+            path,
+        )
     declared = stream.frames
     if declared and len(pts) < declared:
         raise DustrackError(
             f"truncated or corrupt video: header declares {declared} frames, "
-            f"only {len(pts)} are present", path)
+            f"only {len(pts)} are present",
+            path,
+        )
     pts_arr = np.asarray(pts, dtype=np.int64)
     order_idx = np.argsort(pts_arr, kind="stable")
     sorted_pts = pts_arr[order_idx]
@@ -200,9 +205,16 @@ class VideoReader:
     kind = "video"
     pixel_spacing = None  # containers carry no physical scale
 
-    def __init__(self, path, rgb: bool = False, cache_bytes: int = 128 * 2**20, threads: int = 2,
-                 index: VideoIndex | None = None, output_size: tuple[int, int] | None = None,
-                 fast_decode: bool = False):
+    def __init__(
+        self,
+        path,
+        rgb: bool = False,
+        cache_bytes: int = 128 * 2**20,
+        threads: int = 2,
+        index: VideoIndex | None = None,
+        output_size: tuple[int, int] | None = None,
+        fast_decode: bool = False,
+    ):
         self.path = Path(path)
         self.rgb = bool(rgb)
         self._threads = int(threads)
@@ -271,8 +283,9 @@ class VideoReader:
                 raise DustrackError(f"frame {i} could not be decoded (corrupt data?)", self.path)
             return frame
 
-    def iter_frames(self, start: int = 0,
-                    stop: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    def iter_frames(
+        self, start: int = 0, stop: int | None = None
+    ) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(index, frame)`` from ``start`` to ``stop`` (exclusive) in order."""
         stop = len(self) if stop is None else min(stop, len(self))
         for i in range(start, stop):
@@ -289,9 +302,14 @@ class VideoReader:
 
     # pickling reopens the file by path (dask may ship the reader to worker processes)
     def __getstate__(self):
-        return {"path": self.path, "rgb": self.rgb, "cache_bytes": self._cache_bytes,
-                "threads": self._threads, "output_size": self._size,
-                "fast_decode": self._fast_decode}
+        return {
+            "path": self.path,
+            "rgb": self.rgb,
+            "cache_bytes": self._cache_bytes,
+            "threads": self._threads,
+            "output_size": self._size,
+            "fast_decode": self._fast_decode,
+        }
 
     def __setstate__(self, state):
         self.__init__(**state)
@@ -311,20 +329,26 @@ class VideoReader:
         self._seek(0)
         frame = self._decode_until(0)
         if frame is None:
-            raise DustrackError("truncated or corrupt video: the first frame cannot be decoded",
-                                self.path)
+            raise DustrackError(
+                "truncated or corrupt video: the first frame cannot be decoded", self.path
+            )
         return frame
 
     def _can_step_to(self, i: int) -> bool:
         # decoding forward is cheaper than seeking unless a keyframe lies in between
         pos = self._pos
-        return (self._frames is not None and pos is not None and pos < i
-                and self.index.keyframe_before(i) <= pos + 1)
+        return (
+            self._frames is not None
+            and pos is not None
+            and pos < i
+            and self.index.keyframe_before(i) <= pos + 1
+        )
 
     def _seek(self, key: int) -> None:
         try:
-            self._container.seek(int(self.index.pts[key]), stream=self._stream,
-                                 backward=True, any_frame=False)
+            self._container.seek(
+                int(self.index.pts[key]), stream=self._stream, backward=True, any_frame=False
+            )
         except _AV_ERRORS as exc:
             raise DustrackError(f"cannot seek to frame {key} ({_short(exc)})", self.path) from None
         self._frames = self._container.decode(self._stream)
@@ -341,8 +365,9 @@ class VideoReader:
                 return None
             except _AV_ERRORS as exc:
                 self._frames, self._pos = None, None
-                raise DustrackError(f"frame {target}: corrupt video data ({_short(exc)})",
-                                    self.path) from None
+                raise DustrackError(
+                    f"frame {target}: corrupt video data ({_short(exc)})", self.path
+                ) from None
             idx = self.index.index_of(frame.pts)
             if idx is None:
                 continue  # a frame outside the index (e.g. pts of a dropped edit): skip it
