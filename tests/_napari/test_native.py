@@ -209,3 +209,26 @@ def test_dark_cine_gets_contrast_from_percentiles(make_napari_viewer, tmp_path):
     image = _open(viewer, path)[0]
     lo, hi = image.contrast_limits
     assert lo < 5 and 30 < hi < 45
+
+
+def test_annotation_layers_keep_seconds_and_mm_so_the_scale_bar_does(
+    make_napari_viewer, tmp_path, qtbot
+):
+    from napari.layers import Points
+
+    from napari_dustrack._widgets.annotate import AnnotateWidget
+
+    path = write_us_dicom(tmp_path / "us.dcm", screen_frames(), [region_item(BOX)])
+    viewer = make_napari_viewer()
+    image = _open(viewer, path)[0]
+    widget = AnnotateWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Annotate")
+    qtbot.waitUntil(lambda: widget.session is not None, timeout=5000)
+    layer = next(
+        layer
+        for layer in viewer.layers
+        if isinstance(layer, Points) and layer.metadata.get("dustrack", {}).get("role")
+    )
+    assert [str(u) for u in layer.units] == [str(u) for u in image.units]
+    assert tuple(layer.axis_labels) == ("t", "y", "x")
+    assert [str(u) for u in viewer.layers.units] == ["second", "millimeter", "millimeter"]

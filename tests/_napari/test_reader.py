@@ -10,6 +10,7 @@ import dask.array as da
 import numpy as np
 import pytest
 import tifffile
+from napari.layers import Points
 
 from napari_dustrack._napari.reader import get_reader
 from napari_dustrack.io.table import make_table, write_points_csv
@@ -96,7 +97,7 @@ def test_point_table_opens_as_points(make_napari_viewer, tmp_path):
     write_points_csv(table, tmp_path / "pts.csv")
     viewer = make_napari_viewer()
     layer = _open(viewer, tmp_path / "pts.csv")[0]
-    assert layer._type_string == "points"
+    assert isinstance(layer, Points)
     np.testing.assert_allclose(layer.data, [[0, 20, 10], [1, 21, 11], [1, 40, 30]])
     assert list(layer.features["label"]) == ["apex", "apex", "base"]
     assert {"source", "confidence", "reviewed"} <= set(layer.features.columns)

@@ -32,6 +32,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from .._napari.geometry import like
 from ..annotations import AnnotationSession, Change
 from ..errors import Cancelled, DustrackError
 from ..tracking.lk import LKParams
@@ -211,7 +212,7 @@ class AnnotateWidget(QWidget):
             "confidence": pd.Series([], dtype=float), "reviewed": pd.Series([], dtype=bool)})
         layer = Points(
             np.empty((0, 3)), ndim=3, name=POINTS_NAME, features=features,
-            scale=tuple(cine.scale)[-3:], translate=tuple(cine.translate)[-3:],
+            **like(cine),
             size=max(4.0, min(h, w) / 40.0), border_width=0.15, border_width_is_relative=True,
             out_of_slice_display=False, metadata={META: {"role": ROLE}},
             text={"string": "{label}", "size": 8, "color": "white", "anchor": "upper_left"},
@@ -320,8 +321,7 @@ class AnnotateWidget(QWidget):
             with self._keep_frame():
                 layer = self.viewer.add_tracks(
                     data, features=features, name=TRACKS_NAME, tail_length=TAIL_LENGTH,
-                    head_length=0, tail_width=2, scale=tuple(cine.scale)[-3:],
-                    translate=tuple(cine.translate)[-3:], metadata={META: {"role": ROLE}},
+                    head_length=0, tail_width=2, **like(cine), metadata={META: {"role": ROLE}},
                     colormaps_dict={"track_id": colormap}, color_by="track_id", blending="translucent")
             self.tracks_layer = layer
             layer.events.visible.connect(self._on_tracks_visible)

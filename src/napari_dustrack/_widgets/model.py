@@ -30,6 +30,7 @@ from qtpy.QtWidgets import (
 )
 
 from .. import jobs, settings
+from .._napari.geometry import like
 from ..errors import DustrackError
 from ..io.layers import points_to_table, table_to_points, table_to_tracks
 from ..io.table import from_array, training_rows
@@ -298,14 +299,14 @@ class ModelWidget(QWidget):
         if not len(table):
             return
         cine = find_cine_layer(self.viewer)
-        scale = tuple(cine.scale) if cine is not None else (1.0, 1.0, 1.0)
+        geometry = like(cine) if cine is not None else {}  # seconds, mm, axis labels
         data, features = table_to_points(table)
         if OUT_POINTS in self.viewer.layers:
             layer = self.viewer.layers[OUT_POINTS]
             layer.data = data
             layer.features = features
         else:
-            self.viewer.add_points(data, features=features, name=OUT_POINTS, scale=scale, size=4,
+            self.viewer.add_points(data, features=features, name=OUT_POINTS, **geometry, size=4,
                                    face_color="confidence", face_colormap="viridis",
                                    face_contrast_limits=(0.0, 1.0))
         tdata, tfeatures = table_to_tracks(table, self._labels)
@@ -313,6 +314,6 @@ class ModelWidget(QWidget):
             self.viewer.layers[OUT_TRACKS].data = tdata
             self.viewer.layers[OUT_TRACKS].features = tfeatures
         else:
-            self.viewer.add_tracks(tdata, features=tfeatures, name=OUT_TRACKS, scale=scale,
+            self.viewer.add_tracks(tdata, features=tfeatures, name=OUT_TRACKS, **geometry,
                                    tail_length=10)
         self.updates += 1

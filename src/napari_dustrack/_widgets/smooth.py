@@ -7,6 +7,7 @@ from qtpy.QtWidgets import (
     QComboBox, QDoubleSpinBox, QFormLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout, QWidget,
 )
 
+from .._napari.geometry import like
 from ..errors import Cancelled, DustrackError
 from ..io.layers import points_to_table, table_to_points, table_to_tracks
 from ..commands.smooth import tracks_array
@@ -139,20 +140,20 @@ class SmoothWidget(QWidget):
 
     def _show(self, out, labels, conf, cine):
         table = from_array(out, labels, source="smoothed", confidence=conf)
-        scale = tuple(cine.scale)
+        geometry = like(cine)  # seconds, mm, axis labels
         data, features = table_to_tracks(table, labels)
         if OUT_TRACKS in self.viewer.layers:
             layer = self.viewer.layers[OUT_TRACKS]
             layer.data, layer.features = data, features
         else:
-            self.viewer.add_tracks(data, features=features, name=OUT_TRACKS, scale=scale,
+            self.viewer.add_tracks(data, features=features, name=OUT_TRACKS, **geometry,
                                    tail_length=10)
         pdata, pfeatures = table_to_points(table)
         if OUT_POINTS in self.viewer.layers:
             layer = self.viewer.layers[OUT_POINTS]
             layer.data, layer.features = pdata, pfeatures
         else:
-            self.viewer.add_points(pdata, features=pfeatures, name=OUT_POINTS, scale=scale,
+            self.viewer.add_points(pdata, features=pfeatures, name=OUT_POINTS, **geometry,
                                    size=4, face_color="transparent", border_color="yellow")
         show_info(f"smoothed {len(labels)} label(s) into '{OUT_TRACKS}'")
 
