@@ -232,3 +232,16 @@ def test_annotation_layers_keep_seconds_and_mm_so_the_scale_bar_does(
     assert [str(u) for u in layer.units] == [str(u) for u in image.units]
     assert tuple(layer.axis_labels) == ("t", "y", "x")
     assert [str(u) for u in viewer.layers.units] == ["second", "millimeter", "millimeter"]
+
+
+@pytest.mark.parametrize(("fps", "n"), [(100, 30), (25, 51), (50, 65)])
+def test_every_frame_stays_reachable_with_time_in_seconds(make_napari_viewer, tmp_path, fps, n):
+    # napari counts int(stop / step) + 1 steps: with a plain 1 / fps these lengths lost a frame
+    path = media.write_video(tmp_path / "c.mp4", media.make_frames(n, 32, 48), fps=fps, gop=10)
+    viewer = make_napari_viewer()
+    image = _open(viewer, path)[0]
+    assert image.scale[0] == pytest.approx(1 / fps)
+    assert viewer.dims.nsteps[0] == n
+    viewer.dims.set_current_step(0, n - 1)
+    assert viewer.dims.current_step[0] == n - 1
+    assert round(image.world_to_data(viewer.dims.point)[0]) == n - 1

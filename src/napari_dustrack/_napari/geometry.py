@@ -8,6 +8,8 @@ is, else frames and pixels. napari's scale bar, sliders and status bar follow th
 
 from __future__ import annotations
 
+import math
+
 AXIS_LABELS = ("t", "y", "x")
 _KEYS = ("scale", "translate", "units", "axis_labels")
 
@@ -20,7 +22,7 @@ def cine_geometry(info: dict) -> dict:
     """
     fps = info.get("fps")
     spacing = info.get("pixel_spacing")
-    dt, t_unit = (1.0 / float(fps), "s") if fps else (1.0, "pixel")
+    dt, t_unit = (frame_seconds(fps, info.get("n_frames")), "s") if fps else (1.0, "pixel")
     (dy, dx), space = (spacing, "mm") if spacing else ((1.0, 1.0), "pixel")
     return {
         "scale": (dt, float(dy), float(dx)),
@@ -28,6 +30,22 @@ def cine_geometry(info: dict) -> dict:
         "units": (t_unit, space, space),
         "axis_labels": AXIS_LABELS,
     }
+
+
+def frame_seconds(fps: float, n_frames: int | None) -> float:
+    """``1 / fps``, nudged up by a few ulps where napari would otherwise lose the last frame.
+
+    napari counts slider steps as ``int(stop / step) + 1`` with ``stop = (n - 1) * step``;
+    for a few lengths the division falls just short of ``n - 1`` (e.g. 30 frames at 100 fps
+    gave 29 steps). The nudge is ~1e-16 s.
+    """
+    dt = 1.0 / float(fps)
+    n = int(n_frames or 0)
+    for _ in range(64):
+        if n < 2 or int(((n - 1) * dt) / dt) + 1 == n:
+            break
+        dt = math.nextafter(dt, math.inf)
+    return dt
 
 
 def like(layer) -> dict:
