@@ -101,7 +101,7 @@ def read_cine_layer(path, *, rgb: bool | str | None = None, region: bool = True)
         cine = open_cine(path, rgb=rgb, region=region)
         info = cine.metadata(region=True)
         picks = (
-            range(0, min(len(cine), 40), 10)
+            range(0, min(len(cine), 24), 8)
             if cine.kind == "video"
             else sample_indices(len(cine), 4)
         )

@@ -84,6 +84,15 @@ class Region:
         top, left, bottom, right = self.y0 - 0.5, self.x0 - 0.5, self.y1 - 0.5, self.x1 - 0.5
         return np.array([[top, left], [top, right], [bottom, right], [bottom, left]])
 
+    def scaled(self, factor: int, frame_shape) -> Region:
+        """This region found on frames subsampled by ``factor``, in full-frame pixels."""
+        if self.source == "full":
+            return Region.full(frame_shape)
+        h, w = int(frame_shape[0]), int(frame_shape[1])
+        y0, x0 = self.y0 * factor, self.x0 * factor
+        y1, x1 = min(h, self.y1 * factor), min(w, self.x1 * factor)
+        return Region(y0, x0, y1, x1, self.source)
+
     def to_dict(self) -> dict:
         return asdict(self)
 

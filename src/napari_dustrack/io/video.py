@@ -423,7 +423,9 @@ def first_frame_rgb(path) -> np.ndarray | None:
     None when nothing decodes."""
     try:
         with av.open(os.fspath(path)) as container:
-            for frame in container.decode(container.streams.video[0]):
+            stream = container.streams.video[0]
+            stream.thread_type = "NONE"  # one frame: starting decoder threads costs more
+            for frame in container.decode(stream):
                 return frame.to_ndarray(format="rgb24")
     except (*_AV_ERRORS, IndexError):
         return None
