@@ -245,3 +245,17 @@ def test_every_frame_stays_reachable_with_time_in_seconds(make_napari_viewer, tm
     viewer.dims.set_current_step(0, n - 1)
     assert viewer.dims.current_step[0] == n - 1
     assert round(image.world_to_data(viewer.dims.point)[0]) == n - 1
+
+
+def test_a_broken_frame_does_not_stop_the_cine_from_opening(make_napari_viewer, tmp_path):
+    from napari.utils.notifications import NotificationSeverity
+
+    folder = media.write_png_folder(tmp_path / "broken", media.make_frames(6))
+    (folder / "img5.png").write_bytes(b"\x89PNG garbage")
+    viewer = make_napari_viewer()
+    before = len(_notes(NotificationSeverity.WARNING))
+    image = _open(viewer, folder)[0]
+    assert image.data.shape[0] == 6
+    assert image.metadata["dustrack"]["region"]["source"] == "full"
+    warnings = _notes(NotificationSeverity.WARNING)[before:]
+    assert any("img5.png" in w and "not a readable image" in w for w in warnings), warnings

@@ -99,15 +99,16 @@ def read_cine_layer(path, *, rgb: bool | str | None = None, region: bool = True)
     rgb = _colour_setting() if rgb is None else rgb
     try:
         cine = open_cine(path, rgb=rgb, region=region)
-        info = cine.metadata(region=True)
-        picks = (
-            range(0, min(len(cine), 24), 8)
-            if cine.kind == "video"
-            else sample_indices(len(cine), 4)
-        )
-        limits = contrast_limits([cine.frame(i) for i in picks])
     except DustrackError as exc:
         return _report(exc)
+    info = cine.metadata(region=True)
+    picks = (
+        range(0, min(len(cine), 24), 8) if cine.kind == "video" else sample_indices(len(cine), 4)
+    )
+    try:
+        limits = contrast_limits([cine.frame(i) for i in picks])
+    except DustrackError:  # a damaged frame: it is reported when shown, the cine still opens
+        limits = (0.0, 255.0)
     for note in cine.notes:
         _warn(note)
     name = Path(os.fspath(path)).name if Path(path).is_dir() else Path(os.fspath(path)).stem

@@ -300,12 +300,16 @@ class Cine:
 
     def _detect_region(self):
         from .pixels import to_gray
-        from .region import detect_region, sample_indices
+        from .region import Region, detect_region, sample_indices
 
         # a video is read from its start (no seeks); other kinds sample the whole cine; every
         # second pixel is enough to find a rectangle
         picks = range(min(len(self), 24)) if self.kind == "video" else sample_indices(len(self))
-        sample = np.stack([to_gray(self.frame(i))[::2, ::2] for i in picks])
+        try:
+            sample = np.stack([to_gray(self.frame(i))[::2, ::2] for i in picks])
+        except DustrackError as exc:  # a damaged frame: the whole frame, and say why
+            self.notes.append(f"{exc}; the whole frame is used")
+            return Region.full(self.frame_shape)
         region, note = detect_region(sample)
         region = region.scaled(2, self.frame_shape)
         if note:
