@@ -98,5 +98,12 @@ def test_menus_open_the_dock_and_a_display_only_clahe_view(make_napari_viewer, t
     assert tuple(view.scale) == tuple(cine.scale)
     frame = np.asarray(view.data[2])
     assert frame.shape == dark.shape[1:] and frame.std() > 2 * dark[2].std()
-    menus.open_dock(viewer)
+    # as the menu runs it: napari's app model injects the viewer
+    from napari._app_model import get_app_model
+
+    app = get_app_model()
+    assert "napari-dustrack.open_dock" in [
+        item.command.id for item in app.menus.get_menu("napari/layers/track")
+    ]
+    app.commands.execute_command("napari-dustrack.open_dock").result()
     assert "DUSTrack" in " ".join(viewer.window.dock_widgets.keys())

@@ -3,17 +3,19 @@ enhancement for dark cines (Layers > Visualize)."""
 
 from __future__ import annotations
 
+from napari.viewer import Viewer  # the type napari injects
+
 from ..io.pixels import clahe
 
 DOCK = ("napari-dustrack", "DUSTrack")
 
 
-def open_dock(viewer) -> None:
+def open_dock(viewer: Viewer) -> None:
     """Show the DUSTrack dock widget (its tabs: Annotate, Model, Smooth, Measure)."""
     viewer.window.add_plugin_dock_widget(*DOCK)
 
 
-def enhance_contrast(viewer) -> None:
+def enhance_contrast(viewer: Viewer) -> None:
     """Add a CLAHE-enhanced view of the selected (or only) cine, for display only.
 
     The view is lazy (each frame enhanced when shown) and carries ``role: display``, so the
