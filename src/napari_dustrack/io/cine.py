@@ -89,8 +89,8 @@ def open_cine(
         Size budget of that cache (default 6 GiB, or ``NAPARI_DUSTRACK_FRAME_CACHE_MAX_GB``);
         longer cines are cached at reduced size, for display only.
     region : bool
-        Find the ultrasound image region (:attr:`Cine.region`, on first use); False: the
-        whole frame.
+        Find the ultrasound image region from the frames (:attr:`Cine.region`, on first use)
+        when the file does not give it; False: the DICOM header's region or the whole frame.
 
     Raises
     ------
