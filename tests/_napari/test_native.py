@@ -114,6 +114,11 @@ def test_rgb_cine_shows_colour_and_algorithms_read_grey(make_napari_viewer, tmp_
     np.testing.assert_array_equal(np.asarray(image.data[3]), frames[3])
     grey = open_cine(path, frame_cache=False)  # what tracking reads
     assert grey.shape == frames.shape[:3] and not grey.rgb
+    from napari_dustrack._widgets.common import open_frames
+
+    widget_frames = open_frames(image)  # what the widgets hand to the algorithms
+    assert widget_frames[3].shape == frames.shape[1:3]
+    np.testing.assert_array_equal(widget_frames[3], grey[3])
 
 
 def test_grey_video_stays_grey_and_static_border_is_found(make_napari_viewer, tmp_path):
