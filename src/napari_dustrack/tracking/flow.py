@@ -75,6 +75,7 @@ PREFETCH = 8  # frames decoded ahead by a reader thread (0: read in the tracking
 # (OpenCV's LK already spreads its points over two threads; on two cores a second sweep thread
 # only contends).
 SWEEP_THREAD = (os.cpu_count() or 1) > 2
+FILL_METHODS = ("robust", "dustrack")  # the first is the default
 
 Progress = Callable[[int, int], Any]
 
@@ -240,8 +241,14 @@ def fill_between(
     *,
     labels: Sequence[str] | None = None,
     single_keyframe: str = "error",
+    method: str = "robust",
+    report: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fill the frames between consecutive keyframes of each label with LK + RSTC.
+
+    Method ``dustrack`` is DUSTrack's LK-RSTC (the same numbers); ``robust`` (default) then
+    tracks again the segments where that went wrong, following the image-wide (probe) motion
+    (:mod:`.robust_fill`).
 
     Parameters
     ----------
@@ -260,6 +267,11 @@ def fill_between(
     single_keyframe : {"error", "skip"}
         What to do, when ``extend == 0``, with a label that has only one keyframe: raise, or
         return just its keyframe.
+    method : {"robust", "dustrack"}
+        See above (:data:`FILL_METHODS`).
+    report : dict, optional
+        Receives ``"flags"``: a :class:`.flow_confidence.Flags` (unreliable points, their
+        frames, and problems with the video such as blank or frozen frames).
 
     Returns
     -------
@@ -297,7 +309,20 @@ def fill_between(
                 f"label(s) with a single keyframe, nothing to fill between: {where}; add a "
                 "second keyframe or track beyond it (extend, --extend N on the command line)"
             )
-    return _run(frames, keys, params, extend, extend, progress, cancel, labels)
+    if method not in FILL_METHODS:
+        raise DustrackError(f"unknown fill method {method!r} (choose from "
+                            f"{', '.join(FILL_METHODS)})")
+    xy, conf = _run(frames, keys, params, extend, extend, progress, cancel, labels)
+    notes: list[str] = []
+    if method == "robust":
+        from .robust_fill import retrack
+
+        xy, conf, notes = retrack(frames, keys, xy, conf, params, cancel, labels)
+    if report is not None:
+        from .flow_confidence import flag_summary
+
+        report["flags"] = flag_summary(xy, conf, messages=notes)
+    return xy, conf
 
 
 def keys_from_table(table, n_frames: int, labels: Sequence[str] | None = None, path=None):

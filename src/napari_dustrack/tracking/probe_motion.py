@@ -1,0 +1,81 @@
+"""Image-wide motion between two frames: how far the probe slid over the tissue.
+
+A grid of pyramidal Lucas-Kanade vectors covers the image; their median is the image-wide
+motion. Probe-fixed patterns (an acoustic shadow column, reverberation bands) cover a minority of
+the grid, so they pull single vectors to zero but not the median. A pair is *unreliable* when
+too few vectors survive (blank or featureless frames) or when they scatter widely (no common
+motion); a *frozen* pair (two identical frames: a duplicated or stalled frame) is reported too,
+as its zero motion says nothing about the tissue.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+GRID_STEP = 48  # pixels between grid vectors (at 256 px: 25 vectors)
+GRID_WIN = 21  # LK window of the grid vectors
+GRID_LEVELS = 3  # pyramid levels: reach ~8x the window's half-width
+MIN_VECTORS = 0.4  # share of grid vectors that must survive for a reliable estimate
+MAX_SPREAD = 3.0  # px: median distance of vectors from their median beyond which it is unreliable
+_CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 10, 0.03)
+
+
+@dataclass
+class PairMotion:
+    """Image-wide motion of one frame pair.
+
+    Attributes
+    ----------
+    shift : ndarray (2,)
+        Median (dx, dy) in pixels (0 where unreliable).
+    ok : bool
+        Enough vectors agree.
+    frozen : bool
+        The two frames are identical.
+    support : float
+        Share of grid vectors within ``MAX_SPREAD`` of the median.
+    """
+
+    shift: np.ndarray
+    ok: bool
+    frozen: bool
+    support: float
+
+
+def grid_points(shape: tuple[int, int], step: int = GRID_STEP) -> np.ndarray:
+    """Grid of (x, y) points over an image of ``shape``, a margin of ``GRID_WIN`` inside."""
+    h, w = shape
+    step = int(max(8, min(step, max(h, w) // 3)))
+    margin = GRID_WIN // 2 + 2
+    ys = np.arange(margin, h - margin, step) if h > 2 * margin else [h / 2]
+    xs = np.arange(margin, w - margin, step) if w > 2 * margin else [w / 2]
+    gx, gy = np.meshgrid(np.asarray(xs, float), np.asarray(ys, float))
+    return np.stack([gx.ravel(), gy.ravel()], axis=1).astype(np.float32)
+
+
+def pair_motion(prev: np.ndarray, nxt: np.ndarray, points: np.ndarray | None = None) -> PairMotion:
+    """Image-wide motion from ``prev`` to ``nxt`` (grayscale uint8 images)."""
+    if points is None:
+        points = grid_points(prev.shape)
+    if prev.shape == nxt.shape and not np.any(cv2.absdiff(prev, nxt)):
+        return PairMotion(np.zeros(2), False, True, 0.0)
+    new, status, _ = cv2.calcOpticalFlowPyrLK(
+        prev, nxt, points.reshape(-1, 1, 2), None, winSize=(GRID_WIN, GRID_WIN),
+        maxLevel=GRID_LEVELS, criteria=_CRITERIA)
+    d = (new.reshape(-1, 2) - points)[status.ravel() > 0]
+    d = d[np.isfinite(d).all(axis=1)]
+    if len(d) < max(3, MIN_VECTORS * len(points)):
+        return PairMotion(np.zeros(2), False, False, len(d) / max(len(points), 1))
+    med = np.median(d, axis=0)
+    near = np.hypot(*(d - med).T) <= MAX_SPREAD
+    support = float(near.sum()) / len(points)
+    ok = support >= MIN_VECTORS and _texture(prev) and _texture(nxt)
+    return PairMotion(med.astype(np.float64) if ok else np.zeros(2), bool(ok), False, support)
+
+
+def _texture(img: np.ndarray) -> bool:
+    """False for blank (near-uniform) frames, where any motion estimate is noise."""
+    return float(np.std(img[::4, ::4])) > 2.0
