@@ -312,12 +312,16 @@ def fill_between(
     if method not in FILL_METHODS:
         raise DustrackError(f"unknown fill method {method!r} (choose from "
                             f"{', '.join(FILL_METHODS)})")
-    xy, conf = _run(frames, keys, params, extend, extend, progress, cancel, labels)
     notes: list[str] = []
-    if method == "robust":
-        from .robust_fill import retrack
+    if method == "dustrack":
+        xy, conf = _run(frames, keys, params, extend, extend, progress, cancel, labels)
+    else:
+        from .robust_fill import ImageMotion, retrack
 
-        xy, conf, notes = retrack(frames, keys, xy, conf, params, cancel, labels)
+        motion = ImageMotion()  # measured during the forward visit: frames decoded once
+        xy, conf = _run(frames, keys, params, extend, extend, progress, cancel, labels,
+                        pair_hook=motion.measure)
+        xy, conf, notes = retrack(frames, keys, xy, conf, motion, params, cancel, labels)
     if report is not None:
         from .flow_confidence import flag_summary
 
@@ -501,12 +505,13 @@ class _State:
 
 
 def _run(frames, keys, params, ext_fwd, ext_bwd, progress, cancel, labels, cache_bytes=None,
-         drift0=None, drift_out=None):
+         drift0=None, drift_out=None, pair_hook=None):
     """Forward visit + backward sweeps; returns ``(xy, confidence)`` for every frame.
 
     ``drift0`` (L,) is the squared drift already accumulated at each label's keyframe (when a
     long propagation is run in blocks); ``drift_out``, a list, receives the (n, L) squared drift
-    of the extension frames.
+    of the extension frames; ``pair_hook(u, image_u, image_u+1)`` is called on every frame pair
+    of the forward visit.
     """
     cache_bytes = CACHE_BYTES if cache_bytes is None else cache_bytes
     plan = _Plan.make(keys, ext_fwd, ext_bwd)
@@ -576,6 +581,8 @@ def _run(frames, keys, params, ext_fwd, ext_bwd, progress, cancel, labels, cache
                 cached_bytes = sum(a.nbytes for a in cache.values())
             if f > start:
                 _forward_step(plan, state, cache[f - 1], img, f - 1, params)
+                if pair_hook is not None:  # e.g. the image-wide motion, on frames in hand
+                    pair_hook(f - 1, cache[f - 1], img)
                 state.pairs_done[0] += 1
             over = cached_bytes > cache_bytes
             if plan.is_cut(f):

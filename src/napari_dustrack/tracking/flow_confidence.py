@@ -13,7 +13,7 @@ product (see :func:`reliability`):
   far more than they disagree among themselves is suspect (labels of one structure move
   together).
 * **image motion**: during a probe slide (image-wide motion above ``SLIDE_PX``) a track that
-  does not follow the image has locked onto something fixed to the probe.
+  stays behind the image has locked onto something fixed to the probe.
 
 :func:`flag_summary` turns a confidence array into what the user is told: how many points and
 which frames fall below the threshold.
@@ -47,12 +47,17 @@ def templates(img: np.ndarray, points: np.ndarray, half: int = TEMPLATE_HALF) ->
 def patch_ncc(img: np.ndarray, points: np.ndarray, tmpl: np.ndarray) -> np.ndarray:
     """NCC (L,) of the patches of ``img`` at ``points`` with templates ``tmpl``; NaN if unknown."""
     half = tmpl.shape[1] // 2
-    here = templates(img, points, half)
-    a = here - np.nanmean(here, axis=(1, 2), keepdims=True)
-    b = tmpl - np.nanmean(tmpl, axis=(1, 2), keepdims=True)
+    out = np.full(len(tmpl), np.nan)
+    known = np.isfinite(np.asarray(points, float)).all(axis=1) & np.isfinite(tmpl).all(axis=(1, 2))
+    if not known.any():
+        return out
+    here = templates(img, np.asarray(points, float)[known], half)
+    a = here - here.mean(axis=(1, 2), keepdims=True)
+    b = tmpl[known] - tmpl[known].mean(axis=(1, 2), keepdims=True)
     den = np.sqrt((a * a).sum(axis=(1, 2)) * (b * b).sum(axis=(1, 2)))
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 1e-6, (a * b).sum(axis=(1, 2)) / den, np.nan)
+        out[known] = np.where(den > 1e-6, (a * b).sum(axis=(1, 2)) / den, np.nan)
+    return out
 
 
 def appearance_factor(ncc) -> np.ndarray:
@@ -67,13 +72,28 @@ def fb_factor(distance, weight=1.0) -> np.ndarray:
     return np.where(np.isfinite(d), np.exp(-0.5 * (np.nan_to_num(d) / FB_SCALE) ** 2), 0.0)
 
 
-def image_motion_factor(step: np.ndarray, shift: np.ndarray) -> np.ndarray:
-    """Agreement (L,) of tracked steps (L, 2) with the image-wide ``shift`` (2,) in a slide."""
-    g = float(np.hypot(*shift))
-    if g <= SLIDE_PX:
-        return np.ones(len(step))
-    dev = np.hypot(*(np.asarray(step, float) - shift).T)
-    return np.where(np.isfinite(dev), np.exp(-0.5 * (np.nan_to_num(dev) / (0.3 * g)) ** 2), 0.0)
+def image_motion_factor(xy: np.ndarray, expected: np.ndarray, slide: np.ndarray) -> np.ndarray:
+    """Agreement (N, L) of tracks ``xy`` (N, L, 2) with the image-wide motion in slides.
+
+    ``expected`` (N - 1, L, 2) is the step the image-wide motion predicts for each point and
+    ``slide`` (N - 1,) marks the pairs where the image slides (motion above ``SLIDE_PX``). There,
+    a step that went a share ``p`` of the expected step's way costs ``min(1, p / 0.5)^2`` on both
+    frames of the pair (a track that stands still while the image slides has locked onto the
+    probe; tissue that deforms still moves); elsewhere the factor is 1.
+    """
+    xy = np.asarray(xy, float)
+    out = np.ones(xy.shape[:2])
+    slide = np.asarray(slide, bool)
+    if len(xy) < 2 or not slide.any():
+        return out
+    step = np.diff(xy, axis=0)
+    expected = np.asarray(expected, float)
+    share = (step * expected).sum(axis=2) / np.maximum((expected**2).sum(axis=2), 1e-12)
+    f = np.clip(np.nan_to_num(share, nan=1.0) / 0.5, 0.0, 1.0) ** 2
+    f = np.where(slide[:, None], f, 1.0)
+    out[1:] = np.minimum(out[1:], f)
+    out[:-1] = np.minimum(out[:-1], f)
+    return out
 
 
 def neighbour_factor(xy: np.ndarray) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Image-wide motion between two frames: how far the probe slid over the tissue.
 
 A grid of pyramidal Lucas-Kanade vectors covers the image; their median is the image-wide
-motion. Probe-fixed patterns (an acoustic shadow column, reverberation bands) cover a minority of
+shift, and a robust (RANSAC) affine fit of them the image-wide motion, so that a shearing muscle
+is followed as well as a sliding probe. Probe-fixed patterns (an acoustic shadow column, reverberation bands) cover a minority of
 the grid, so they pull single vectors to zero but not the median. A pair is *unreliable* when
 too few vectors survive (blank or featureless frames) or when they scatter widely (no common
 motion); a *frozen* pair (two identical frames: a duplicated or stalled frame) is reported too,
@@ -19,7 +20,7 @@ GRID_STEP = 48  # pixels between grid vectors (at 256 px: 25 vectors)
 GRID_WIN = 21  # LK window of the grid vectors
 GRID_LEVELS = 3  # pyramid levels: reach ~8x the window's half-width
 MIN_VECTORS = 0.4  # share of grid vectors that must survive for a reliable estimate
-MAX_SPREAD = 3.0  # px: median distance of vectors from their median beyond which it is unreliable
+MAX_SPREAD = 3.0  # px: vectors this close to their median support it
 _CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 10, 0.03)
 
 
@@ -37,12 +38,28 @@ class PairMotion:
         The two frames are identical.
     support : float
         Share of grid vectors within ``MAX_SPREAD`` of the median.
+    affine : ndarray (2, 3) or None
+        Robust (RANSAC) affine fit of the grid vectors: the image-wide motion where the tissue
+        also shears or stretches (a contracting muscle) rather than only translating.
     """
 
     shift: np.ndarray
     ok: bool
     frozen: bool
     support: float
+    affine: np.ndarray | None = None
+
+    def predict(self, points: np.ndarray) -> np.ndarray:
+        """Where the image-wide motion takes ``points`` (L, 2)."""
+        points = np.asarray(points, float)
+        if self.affine is None:
+            return points + self.shift
+        return points @ self.affine[:, :2].T + self.affine[:, 2]
+
+    def inverse(self) -> "PairMotion":
+        """The same motion backwards (from the second frame to the first)."""
+        aff = None if self.affine is None else cv2.invertAffineTransform(self.affine)
+        return PairMotion(-self.shift, self.ok, self.frozen, self.support, aff)
 
 
 def grid_points(shape: tuple[int, int], step: int = GRID_STEP) -> np.ndarray:
@@ -73,7 +90,21 @@ def pair_motion(prev: np.ndarray, nxt: np.ndarray, points: np.ndarray | None = N
     near = np.hypot(*(d - med).T) <= MAX_SPREAD
     support = float(near.sum()) / len(points)
     ok = support >= MIN_VECTORS and _texture(prev) and _texture(nxt)
-    return PairMotion(med.astype(np.float64) if ok else np.zeros(2), bool(ok), False, support)
+    if not ok:
+        return PairMotion(np.zeros(2), False, False, support)
+    return PairMotion(med.astype(np.float64), True, False, support, _affine(points, new, status))
+
+
+def _affine(points, new, status) -> np.ndarray | None:
+    """RANSAC affine fit of the surviving grid vectors (None with too few of them)."""
+    good = (status.ravel() > 0) & np.isfinite(new.reshape(-1, 2)).all(axis=1)
+    if good.sum() < 6:
+        return None
+    aff, inliers = cv2.estimateAffine2D(points[good], new.reshape(-1, 2)[good],
+                                        ransacReprojThreshold=1.0)
+    if aff is None or inliers is None or inliers.sum() < max(6, MIN_VECTORS * good.sum()):
+        return None
+    return aff.astype(np.float64)
 
 
 def _texture(img: np.ndarray) -> bool:

@@ -7,7 +7,8 @@ reverberation bands, fixed to the probe, stayed still in the image and held the 
 label segments (keyframe to keyframe; confidence below ``RETRACK_BELOW`` somewhere) are tracked
 again, step by step:
 
-1. the image-wide motion of the pair is measured first (:mod:`.probe_motion`);
+1. the image-wide motion of the pair is measured first (:mod:`.probe_motion`: a robust affine
+   fit of a grid of LK vectors, so a shearing muscle is followed as well as a sliding probe);
 2. LK starts from the point moved by that motion (``OPTFLOW_USE_INITIAL_FLOW``) at full
    resolution, so a pattern left behind by a slide is out of its reach; a result that still
    stays behind the image (a lock-on: off the prediction by more than ``STEP_TOL`` and
@@ -58,44 +59,90 @@ class _Gray:
         self.cache.clear()
 
 
-@dataclass
-class _Motion:
-    """Image-wide motion per frame pair, measured when first needed."""
+class ImageMotion:
+    """Image-wide motion per frame pair: measured during the fill's forward visit
+    (:meth:`measure`) or, for pairs it did not visit, when first asked for."""
 
-    src: _Gray
-    pairs: dict
+    def __init__(self):
+        self.pairs: dict[int, PairMotion] = {}
+        self.src: _Gray | None = None
+
+    def measure(self, u: int, prev: np.ndarray, nxt: np.ndarray) -> None:
+        self.pairs[u] = pair_motion(prev, nxt, grid_points(prev.shape))
 
     def __call__(self, u: int) -> PairMotion:
         if u not in self.pairs:
-            a = self.src[u]
-            self.pairs[u] = pair_motion(a, self.src[u + 1], grid_points(a.shape))
+            self.measure(u, self.src[u], self.src[u + 1])
         return self.pairs[u]
 
 
-def retrack(frames, keys, xy, conf, params: LKParams = LKParams(), cancel=None,
-            labels=None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def retrack(frames, keys, xy, conf, motion: ImageMotion | None = None,
+            params: LKParams = LKParams(), cancel=None, labels=None
+            ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Re-track the low-confidence segments of an LK-RSTC fill; returns ``(xy, conf, notes)``.
 
     ``xy``/``conf`` are :func:`.flow.fill_between`'s result with method ``dustrack`` on the
-    same ``keys`` (N, L, 2); they are copied, not changed.
+    same ``keys`` (N, L, 2); they are copied, not changed. ``motion`` holds the image-wide
+    motion already measured (frames are read again only for pairs it lacks and for the
+    segments tracked again).
     """
     xy, conf = np.array(xy, float), np.array(conf, float)
+    try:
+        return _retrack(frames, keys, xy, conf, motion or ImageMotion(), params, cancel, labels)
+    except Cancelled:
+        raise Cancelled((xy, conf)) from None
+
+
+def _retrack(frames, keys, xy, conf, motion, params, cancel, labels):
     src = _Gray(frames)
-    motion = _Motion(src, {})
+    motion.src = src
+    keyed = np.isfinite(keys).all(axis=2)
+    pairs = _measure_all(motion, keyed, cancel)
+    # LK-RSTC tracks that stand still while the image slides agree with each other but not
+    # with the image: their confidence says so before anything is compared
+    conf = np.where(keyed, conf, conf * _agreement(xy, pairs))
     for (s, e), labs in _segments_to_retrack(keys, conf).items():
-        if cancel is not None and cancel.is_set():
-            raise Cancelled((xy, conf))
+        _raise_if_cancelled(cancel)
         if not _slides(motion, s, e):
             continue  # no slide: the robust track would be LK-RSTC's own
-        new_xy, new_c = _track_group(src, motion, keys, np.asarray(labs), s, e, params, cancel)
+        new_xy, new_c, fb = _track_group(src, motion, keys, np.asarray(labs), s, e, params,
+                                         cancel)
+        agree = _agreement(new_xy, pairs[s:e])
+        new_c, evidence = new_c * agree, fb * agree
         t = slice(s + 1, e)
         for j, lab in enumerate(labs):
-            if np.nanmean(new_c[1:-1, j]) > np.nanmean(np.nan_to_num(conf[t, lab])):
+            # what the video shows decides: the tracks meet and follow the image motion
+            if np.mean(evidence[1:-1, j]) > np.mean(np.nan_to_num(conf[t, lab])):
                 xy[t, lab], conf[t, lab] = new_xy[1:-1, j], new_c[1:-1, j]
         src.clear()
-    keyed = np.isfinite(keys).all(axis=2)
     conf = np.where(keyed, conf, conf * fc.neighbour_factor(xy))
     return xy, conf, _motion_notes(motion.pairs, labels, keys)
+
+
+def _measure_all(motion, keyed, cancel) -> list:
+    """Image-wide motion of every pair (None outside the keyframes' span)."""
+    n = len(keyed)
+    pairs: list = [None] * max(n - 1, 0)
+    rows = np.flatnonzero(keyed.any(axis=1))
+    if len(rows) < 2:
+        return pairs
+    for u in range(int(rows[0]), int(rows[-1])):
+        _raise_if_cancelled(cancel)
+        pairs[u] = motion(u)
+        motion.src.cache.pop(u, None)  # pairs not measured yet: one pass, two frames at most
+    motion.src.clear()
+    return pairs
+
+
+def _agreement(xy, pairs) -> np.ndarray:
+    """:func:`.flow_confidence.image_motion_factor` of ``xy`` with the measured ``pairs``."""
+    expected = np.zeros((max(len(xy) - 1, 0),) + xy.shape[1:])
+    slide = np.zeros(len(expected), bool)
+    for u, m in enumerate(pairs[:len(expected)]):
+        if m is not None and m.ok and np.hypot(*m.shift) > fc.SLIDE_PX:
+            slide[u] = True
+            expected[u] = m.predict(xy[u]) - xy[u]
+    return fc.image_motion_factor(xy, expected, slide)
 
 
 def _slides(motion, s: int, e: int) -> bool:
@@ -104,7 +151,8 @@ def _slides(motion, s: int, e: int) -> bool:
 
 
 def _segments_to_retrack(keys, conf) -> dict:
-    """``{(s, e): [labels]}`` of keyframe segments whose confidence drops below the bar."""
+    """``{(s, e): [labels]}`` of keyframe segments whose confidence drops below the bar
+    (``conf`` already includes the agreement with the image-wide motion)."""
     todo: dict = {}
     is_key = np.isfinite(keys).all(axis=2)
     for lab in range(keys.shape[1]):
@@ -124,18 +172,16 @@ def _track_group(src, motion, keys, labs, s, e, params, cancel):
     tf, tb = fc.templates(src[s], F[0]), fc.templates(src[e], B[-1])
     coast_f, coast_b = np.zeros(len(labs), bool), np.zeros(len(labs), bool)
     re_f = _moving_templates(src[s + 1], F[0], tf, motion(s))
-    m_b = motion(e - 1)
-    re_b = _moving_templates(src[e - 1], B[-1], tb, PairMotion(-m_b.shift, m_b.ok, m_b.frozen,
-                                                                m_b.support))
+    re_b = _moving_templates(src[e - 1], B[-1], tb, motion(e - 1).inverse())
     for u in range(s, e):
         _raise_if_cancelled(cancel)
         F[u + 1 - s], rf[u + 1 - s], coast_f = _step(
-            src[u], src[u + 1], F[u - s], rf[u - s], motion(u).shift, motion(u).ok, tf,
+            src[u], src[u + 1], F[u - s], rf[u - s], motion(u), tf,
             re_f, coast_f, params)
     for u in range(e, s, -1):
         _raise_if_cancelled(cancel)
         B[u - 1 - s], rb[u - 1 - s], coast_b = _step(
-            src[u], src[u - 1], B[u - s], rb[u - s], -motion(u - 1).shift, motion(u - 1).ok, tb,
+            src[u], src[u - 1], B[u - s], rb[u - s], motion(u - 1).inverse(), tb,
             re_b, coast_b, params)
     return _blend(src, F, B, rf, rb, tf, tb, s, e)
 
@@ -151,7 +197,7 @@ def _moving_templates(img_next, pts, tmpl, m: PairMotion) -> np.ndarray:
     if not m.ok or np.hypot(*m.shift) <= fc.SLIDE_PX:
         return out
     static = fc.patch_ncc(img_next, pts, tmpl)
-    moved = fc.patch_ncc(img_next, pts + m.shift, tmpl)
+    moved = fc.patch_ncc(img_next, m.predict(pts), tmpl)
     out[~(np.nan_to_num(moved, nan=-1) > np.nan_to_num(static, nan=-1))] = np.nan
     return out
 
@@ -161,18 +207,20 @@ def _raise_if_cancelled(cancel) -> None:
         raise Cancelled(None)
 
 
-def _step(a, b, p, rel, shift, shift_ok, tmpl, reacq, coasting, params):
-    """One step of a robust track from image ``a`` to ``b``: (new points, reliability, coasting)."""
+def _step(a, b, p, rel, m: PairMotion, tmpl, reacq, coasting, params):
+    """One step of a robust track from image ``a`` to ``b`` (image-wide motion ``m``):
+    (new points, reliability, coasting)."""
     p = np.asarray(p, float)
     live = np.isfinite(p).all(axis=1)
-    if not shift_ok:  # no image motion measured: plain LK, trusted less
+    if not m.ok:  # no image motion measured: plain LK, trusted less
         new = _lk(a, b, p, None, params.win_size, params.max_level, params)
         new, coasting = _reacquire(b, new, reacq, coasting)
         return new, np.where(live & np.isfinite(new[:, 0]), rel * COAST, 0.0), coasting
-    guess = p + shift
+    guess = m.predict(p)
     meas = _lk(a, b, p, guess, params.win_size, 0, params)
     dev = np.hypot(*(meas - guess).T)
-    locked = ~(dev <= max(STEP_TOL, LOCK_SHARE * np.hypot(*shift)))  # NaN (lost) counts too
+    # a lock-on leaves the track behind the image motion
+    locked = ~(dev <= np.maximum(STEP_TOL, LOCK_SHARE * np.hypot(*(guess - p).T)))  # NaN too
     doubt = ~locked & (dev > STEP_TOL)
     if doubt.any():
         ncc_m, ncc_g = fc.patch_ncc(b, meas, tmpl), fc.patch_ncc(b, guess, tmpl)
@@ -250,7 +298,8 @@ def _parabola(score, i, j):
 
 
 def _blend(src, F, B, rf, rb, tf, tb, s, e):
-    """RSTC blend weighted by the tracks' reliabilities; confidence of the result."""
+    """RSTC blend weighted by the tracks' reliabilities: positions, their confidence, and the
+    forward-backward agreement alone."""
     t = np.arange(s, e + 1)
     w = rstc_weight(t, s, e)[:, None]
     wf, wb = w * rf, (1 - w) * rb
@@ -270,7 +319,8 @@ def _blend(src, F, B, rf, rb, tf, tb, s, e):
         ncc[k] = np.where(near_start[k], fc.patch_ncc(img, xy[k], tf), fc.patch_ncc(img, xy[k], tb))
     rel = np.where(total > 0, (wf * rf + wb * rb) / np.where(total > 0, total, 1), 0.0)
     conf = fb * fc.appearance_factor(ncc) * np.clip(rel, 0.0, 1.0)
-    return xy, np.where(np.isfinite(xy).all(axis=2), conf, 0.0)
+    found = np.isfinite(xy).all(axis=2)
+    return xy, np.where(found, conf, 0.0), np.where(found, fb, 0.0)
 
 
 def _motion_notes(pairs: dict, labels, keys) -> list[str]:
