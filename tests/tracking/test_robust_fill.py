@@ -110,3 +110,19 @@ def test_neighbour_factor_singles_out_the_label_that_moves_alone():
     f = fc.neighbour_factor(xy)
     assert f[2, 1] < 0.2 and f[3, 1] < 0.2
     assert f[:, [0, 2, 3]].min() > 0.9
+
+
+def test_frames_with_unreliable_flow_come_first_in_review():
+    from napari_dustrack.tracking.review import rank_frames
+
+    n, labels = 30, ["a", "b"]
+    conf = np.full((n, 2), 0.9)
+    conf[5, 0] = 0.2  # the model is unsure here
+    residual = np.zeros((n, 2))
+    flow_conf = np.full((n, 2), 0.95)
+    flow_conf[20, 1] = 0.1  # the fill was unreliable here
+    plain = rank_frames(conf, residual, labels, top=3)
+    assert plain["frame"].iloc[0] == 5
+    ranked = rank_frames(conf, residual, labels, top=3, flow_confidence=flow_conf)
+    assert ranked["frame"].tolist()[:2] == [20, 5]
+    assert "optical flow unreliable" in ranked["reason"].iloc[0] and "b" in ranked["reason"].iloc[0]
