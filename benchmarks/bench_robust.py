@@ -270,9 +270,9 @@ def report(results, load) -> str:
         for name in ("fill", "model", "final", "DUSTrack flow pipeline"):
             m = lp[name]
             lines.append(f"| {name} | {m['rmse']:.3f} | {m['p95']:.2f} | {m['max']:.2f} |")
+        peer = lp["DUSTrack flow pipeline"]["rmse"]
         lines.append(f"\nfinal / fill {lp['final']['rmse'] / lp['fill']['rmse']:.2f}, final / "
-                     f"DUSTrack flow pipeline "
-                     f"{lp['final']['rmse'] / lp['DUSTrack flow pipeline']['rmse']:.2f}; model bias:")
+                     f"DUSTrack flow pipeline {lp['final']['rmse'] / peer:.2f}; model bias:")
         lines += [f"- {b}" for b in lp["bias"]]
     return "\n".join(lines)
 

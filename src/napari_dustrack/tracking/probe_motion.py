@@ -2,8 +2,9 @@
 
 A grid of pyramidal Lucas-Kanade vectors covers the image; their median is the image-wide
 shift, and a robust (RANSAC) affine fit of them the image-wide motion, so that a shearing muscle
-is followed as well as a sliding probe. Probe-fixed patterns (an acoustic shadow column, reverberation bands) cover a minority of
-the grid, so they pull single vectors to zero but not the median. A pair is *unreliable* when
+is followed as well as a sliding probe. Probe-fixed patterns (an acoustic shadow column,
+reverberation bands) cover a minority of the grid, so they pull single vectors to zero but
+neither the median nor the fit. A pair is *unreliable* when
 too few vectors survive (blank or featureless frames) or when they scatter widely (no common
 motion); a *frozen* pair (two identical frames: a duplicated or stalled frame) is reported too,
 as its zero motion says nothing about the tissue.

@@ -26,8 +26,6 @@ agree better; calm segments keep DUSTrack's numbers. Confidence is the product o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import cv2
 import numpy as np
 

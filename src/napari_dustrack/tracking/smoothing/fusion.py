@@ -7,7 +7,8 @@ read at the current estimate), the track ``x`` minimises
     sum_t c_t h_t |x_t - z_t|^2 / s_m^2  +  sum_t |x_{t+1} - x_t - m_t|^2 / s_d,t^2
 
 where ``h_t`` are Huber weights (iteratively reweighted, so one outlying estimate barely pulls
-the track; anchored measurements, i.e. accepted annotations, keep a very large weight), ``s_m`` is the measurement noise estimated robustly from the data, and ``s_d,t``
+the track; anchored measurements, i.e. accepted annotations, keep a very large weight),
+``s_m`` is the measurement noise estimated robustly from the data, and ``s_d,t``
 the flow noise (grows with the speed, and with the flow's error measured on the segment when
 that error is large; a frame pair whose flow was lost gets no flow term). Each flow term is
 also weighted frame by frame by how well the flow step agrees with the measurements' own
