@@ -126,3 +126,15 @@ def test_frames_with_unreliable_flow_come_first_in_review():
     ranked = rank_frames(conf, residual, labels, top=3, flow_confidence=flow_conf)
     assert ranked["frame"].tolist()[:2] == [20, 5]
     assert "optical flow unreliable" in ranked["reason"].iloc[0] and "b" in ranked["reason"].iloc[0]
+
+
+def test_a_frozen_frame_in_a_calm_cine_is_reported():
+    sim = simulate("muscle", n_frames=25, seed=1, shape=(128, 128))
+    truth, labels = to_array(sim.truth, sim.labels, 25)
+    keys = np.full_like(truth, np.nan)
+    keys[::12] = truth[::12]
+    frames = sim.frames.copy()
+    frames[7] = frames[6]  # off the sampled pairs: found by the cheap check of every pair
+    report: dict = {}
+    fill_between(frames, keys, labels=labels, report=report)
+    assert "frame(s) 7 repeat the previous frame" in report["flags"].line()

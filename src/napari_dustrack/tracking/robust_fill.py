@@ -32,8 +32,10 @@ import numpy as np
 from ..errors import Cancelled
 from . import flow_confidence as fc
 from .lk import LKParams, rstc_weight, to_gray_u8
-from .probe_motion import PairMotion, grid_points, pair_motion
+from .probe_motion import PairMotion, degenerate, grid_points, pair_motion
 
+MEASURE_EVERY = 4  # image-wide motion sampled on every fourth pair during the fill (a slide
+# lasts longer: 0.5 s, 10 frames at 20 fps, in the simulator)
 RETRACK_BELOW = 0.5  # a segment whose LK-RSTC confidence drops below this is tracked again
 STEP_TOL = 1.5  # px: LK may differ this much from the image-motion prediction unchallenged
 LOCK_SHARE = 0.3  # ... and by this share of the image motion before it counts as locked on
@@ -58,19 +60,26 @@ class _Gray:
 
 
 class ImageMotion:
-    """Image-wide motion per frame pair: measured during the fill's forward visit
-    (:meth:`measure`) or, for pairs it did not visit, when first asked for."""
+    """Image-wide motion per frame pair: every ``MEASURE_EVERY``-th pair is measured during the
+    fill's forward visit (:meth:`measure`, on frames already decoded); any other pair when
+    first asked for (a slide lasts several frames, so the sampled pairs find it)."""
 
     def __init__(self):
         self.pairs: dict[int, PairMotion] = {}
         self.src: _Gray | None = None
 
     def measure(self, u: int, prev: np.ndarray, nxt: np.ndarray) -> None:
-        self.pairs[u] = pair_motion(prev, nxt, grid_points(prev.shape))
+        if u % MEASURE_EVERY == 0 or degenerate(prev, nxt):  # blank/frozen: always noted
+            self.pairs[u] = pair_motion(prev, nxt, grid_points(tuple(prev.shape)))
+
+    def known(self, u: int) -> PairMotion | None:
+        """The pair's motion if measured already, else None (reads nothing)."""
+        return self.pairs.get(u)
 
     def __call__(self, u: int) -> PairMotion:
         if u not in self.pairs:
-            self.measure(u, self.src[u], self.src[u + 1])
+            a = self.src[u]
+            self.pairs[u] = pair_motion(a, self.src[u + 1], grid_points(tuple(a.shape)))
         return self.pairs[u]
 
 
@@ -95,16 +104,17 @@ def _retrack(frames, keys, xy, conf, motion, params, cancel, labels):
     src = _Gray(frames)
     motion.src = src
     keyed = np.isfinite(keys).all(axis=2)
-    pairs = _measure_all(motion, keyed, cancel)
+    pairs = _sampled(motion, keyed)
     # LK-RSTC tracks that stand still while the image slides agree with each other but not
     # with the image: their confidence says so before anything is compared
     conf = np.where(keyed, conf, conf * _agreement(xy, pairs))
     for (s, e), labs in _segments_to_retrack(keys, conf).items():
         _raise_if_cancelled(cancel)
-        if not _slides(motion, s, e):
+        if not _slides(pairs, s, e):
             continue  # no slide: the robust track would be LK-RSTC's own
         new_xy, new_c, fb = _track_group(src, motion, keys, np.asarray(labs), s, e, params,
                                          cancel)
+        pairs[s:e] = [motion(u) for u in range(s, e)]  # all measured by the tracking
         agree = _agreement(new_xy, pairs[s:e])
         new_c, evidence = new_c * agree, fb * agree
         t = slice(s + 1, e)
@@ -117,17 +127,20 @@ def _retrack(frames, keys, xy, conf, motion, params, cancel, labels):
     return xy, conf, _motion_notes(motion.pairs, labels, keys)
 
 
-def _measure_all(motion, keyed, cancel) -> list:
-    """Image-wide motion of every pair (None outside the keyframes' span)."""
+def _sampled(motion, keyed) -> list:
+    """The pairs' image-wide motion measured so far over the keyframes' span (None: not
+    measured). Without a forward visit (motion measured by nobody) every other pair is
+    measured here, reading its two frames."""
     n = len(keyed)
-    pairs: list = [None] * max(n - 1, 0)
     rows = np.flatnonzero(keyed.any(axis=1))
+    pairs: list = [None] * max(n - 1, 0)
     if len(rows) < 2:
         return pairs
     for u in range(int(rows[0]), int(rows[-1])):
-        _raise_if_cancelled(cancel)
-        pairs[u] = motion(u)
-        motion.src.cache.pop(u, None)  # pairs not measured yet: one pass, two frames at most
+        if u % MEASURE_EVERY == 0 and motion.known(u) is None:
+            motion(u)
+            motion.src.cache.pop(u, None)
+        pairs[u] = motion.known(u)
     motion.src.clear()
     return pairs
 
@@ -143,9 +156,11 @@ def _agreement(xy, pairs) -> np.ndarray:
     return fc.image_motion_factor(xy, expected, slide)
 
 
-def _slides(motion, s: int, e: int) -> bool:
-    """Whether the image moves like a probe slide, or cannot be measured, somewhere in s..e."""
-    return any(not motion(u).ok or np.hypot(*motion(u).shift) > fc.SLIDE_PX for u in range(s, e))
+def _slides(pairs, s: int, e: int) -> bool:
+    """Whether the image moves like a probe slide, or cannot be measured, on a measured pair
+    of s..e (the pairs in between are measured when the segment is tracked again)."""
+    return any(m is not None and (not m.ok or np.hypot(*m.shift) > fc.SLIDE_PX)
+               for m in pairs[s:e])
 
 
 def _segments_to_retrack(keys, conf) -> dict:
