@@ -10,8 +10,9 @@ For each simulator scenario (``napari_dustrack.simulate``) the cine is written a
 0.4 s plus N(0, 0.5 px) annotator noise per coordinate (seeded). Methods, all on the same
 decoded frames and the same keyframes:
 
-* ``napari-dustrack``: ``tracking.flow.fill_between(method="dustrack")`` (DUSTrack's LK-RSTC, all labels
-  and segments batched; the default ``robust`` method is benchmarked in bench_robust.py).
+* ``napari-dustrack``: ``tracking.flow.fill_between(method="dustrack")`` (DUSTrack's
+  LK-RSTC, all labels and segments batched; the default ``robust`` method is benchmarked in
+  bench_robust.py).
 * ``DUSTrack per label``: ``dustrack.lk_opticalflow.lucas_kanade_rstc``, one call per label per
   keyframe segment, as DUSTrack's own "interpolate all labelled frames" does.
 * ``DUSTrack all labels``: the same function, one call per segment carrying every label.
