@@ -10,7 +10,9 @@ For each simulator scenario (``napari_dustrack.simulate``) the cine is written a
 0.4 s plus N(0, 0.5 px) annotator noise per coordinate (seeded). Methods, all on the same
 decoded frames and the same keyframes:
 
-* ``napari-dustrack``: ``tracking.flow.fill_between`` (all labels and segments batched).
+* ``napari-dustrack``: ``tracking.flow.fill_between(method="dustrack")`` (DUSTrack's
+  LK-RSTC, all labels and segments batched; the default ``robust`` method is benchmarked in
+  bench_robust.py).
 * ``DUSTrack per label``: ``dustrack.lk_opticalflow.lucas_kanade_rstc``, one call per label per
   keyframe segment, as DUSTrack's own "interpolate all labelled frames" does.
 * ``DUSTrack all labels``: the same function, one call per segment carrying every label.
@@ -98,10 +100,10 @@ def run_ours(frames, keys, video, source):
 
     t0, c0 = time.perf_counter(), time.process_time()
     if source == "decoded":
-        xy, _conf = fill_between(frames, keys)
+        xy, _conf = fill_between(frames, keys, method="dustrack")
     else:
         with open_cine(video, frame_cache=False) as cine:
-            xy, _conf = fill_between(cine, keys)
+            xy, _conf = fill_between(cine, keys, method="dustrack")
     return xy, time.perf_counter() - t0, time.process_time() - c0
 
 

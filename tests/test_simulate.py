@@ -224,3 +224,52 @@ def test_sample_data_gives_a_cached_cine_layer_and_a_truth_layer(tmp_path, monke
     stamp = video.stat().st_mtime_ns
     again = sample_data.muscle()
     assert video.stat().st_mtime_ns == stamp and again[0][0].shape == img.shape
+
+
+@pytest.fixture(scope="module")
+def probe_slides():
+    return {name: simulate(name, n_frames=40, seed=4)
+            for name in ("probe_slide", "probe_slide_decorrelated")}
+
+
+def test_probe_slide_moves_tissue_in_bursts_under_artefacts_fixed_in_the_image(probe_slides):
+    sim = probe_slides["probe_slide"]
+    assert sim.fps == 20
+    xy, _ = to_array(sim.truth, n_frames=40)
+    speed = np.abs(np.diff(xy[..., 0], axis=0)).max(axis=1)
+    slides = sim.info["slide_frames"]
+    assert len(slides) == 3
+    inside = np.zeros(39, bool)
+    for s, e in slides:
+        inside[s:e] = True
+        assert 6.0 <= speed[s:e].max() <= 10.5  # 6-10 px per frame mid-slide
+    assert speed[~inside].max() < 0.5  # between slides the tissue only breathes
+    np.testing.assert_allclose(np.diff(sim.info["probe_x"]), -np.diff(xy[:, 0, 0]), atol=1e-9)
+    # the shadow column stays put in the image while the tissue slides under it: darker than
+    # its surroundings by > 10 dB in every frame
+    x0, x1 = (int(round(v)) for v in sim.info["shadow_columns_x"])
+    db = _envelope_db(sim, sim.frames[:, 40:, :])
+    column = db[:, :, x0 + 3:x1 - 2].mean(axis=(1, 2))
+    beside = np.concatenate([db[:, :, x0 - 30:x0 - 5], db[:, :, x1 + 5:x1 + 30]], axis=2)
+    assert (beside.mean(axis=(1, 2)) - column > 10).all()
+    # a slide carries every tissue point across a good part of the image
+    truth_d = xy[slides[0][1]] - xy[slides[0][0]]
+    assert np.abs(truth_d[:, 0]).min() > 30
+
+
+def test_decorrelated_variant_loses_speckle_while_the_probe_moves(probe_slides):
+    def mid_slide_correlation(sim):
+        xy, _ = to_array(sim.truth, n_frames=40)
+        s, e = sim.info["slide_frames"][0]
+        rhos = []
+        for i in range(s + 3, e - 3):
+            dx = int(round(xy[i + 1, 0, 0] - xy[i, 0, 0]))
+            a = sim.frames[i, 150:230, 40:200].astype(float)
+            b = sim.frames[i + 1, 150:230, 40 + dx:200 + dx].astype(float)
+            rhos.append(np.corrcoef(a.ravel(), b.ravel())[0, 1])
+        return float(np.mean(rhos))
+
+    plain = mid_slide_correlation(probe_slides["probe_slide"])
+    decorrelated = mid_slide_correlation(probe_slides["probe_slide_decorrelated"])
+    assert plain > 0.6 and decorrelated < plain - 0.1
+    assert probe_slides["probe_slide_decorrelated"].info["decorrelation_per_px"] > 0

@@ -54,6 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=("dustrack", "fast", "fusion"), default="fusion")
     p.add_argument("--out", required=True, help="output point-table CSV")
 
+    p = sub.add_parser("finalize", help="final tracks: annotations kept, flow and model weighed, model bias removed")
+    _video(p)
+    p.add_argument("--annotations", required=True, help="point table whose manual/reviewed rows are kept")
+    p.add_argument("--flow", default=None, help="keyframe fill (point table with confidence)")
+    p.add_argument("--model", default=None, help="model predictions (point table with confidence)")
+    p.add_argument("--window", type=float, default=0.5, help="smoother window in seconds (default 0.5)")
+    p.add_argument("--window-frames", type=int, default=None, help="window in frames (for videos without a frame rate)")
+    p.add_argument("--no-bias-correction", action="store_true", help="keep the model's systematic error")
+    p.add_argument("--out", required=True, help="output point-table CSV")
+
     p = sub.add_parser("batch", help="predict (and smooth) many videos on dask.distributed")
     p.add_argument("videos", nargs="+", help="cine files or folders")
     p.add_argument("--model", required=True, help="model folder")
@@ -65,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", default=None, help="dask scheduler address (default: a local cluster)")
 
     p = sub.add_parser("simulate", help="write a synthetic ultrasound cine with ground truth")
-    p.add_argument("--scenario", default="cardiac", help="cardiac or muscle")
+    p.add_argument("--scenario", default="cardiac", help="cardiac, muscle, probe_slide or probe_slide_decorrelated")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--frames", type=int, default=None, help="number of frames")
     p.add_argument("--seed", type=int, default=0)

@@ -2,7 +2,8 @@
 
 A simulated annotator (ground truth plus annotator noise) stands in for the user: keyframes ->
 optical-flow fill -> accept -> train -> predict -> review the suggested frames and correct them
--> retrain -> predict -> smooth -> measure. Every table, a figure and ``report.md`` with the
+-> retrain -> predict -> final tracks (annotations kept, flow and model weighed, the model's
+bias removed, fusion smoother) -> measure. Every table, a figure and ``report.md`` with the
 error of each stage against the ground truth are written to the output folder.
 """
 
@@ -26,7 +27,8 @@ from .measure import Calibration, Measure, compute, save_measures
 from .simulate import simulate, write_simulation
 from .tracking.flow import fill_between
 from .tracking.review import frames_to_review
-from .tracking.smoothing import smooth, window_frames
+from .tracking.final import final_tracks
+from .tracking.smoothing import window_frames
 
 
 @dataclass(frozen=True)
@@ -141,7 +143,8 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(),
     stages["model, iteration 1 (unlabelled frames)"] = errors(raw1, truth, unlabelled)
 
     with timed("frames to review"):
-        review = frames_to_review(cine, raw1, top=s.n_review, exclude=curated["frame"].unique())
+        review = frames_to_review(cine, raw1, top=s.n_review, exclude=curated["frame"].unique(),
+                                  flow=flow)
         review.to_csv(out / "review_frames.csv", index=False)
     corrected = correct_frames(curated, truth, review["frame"].tolist(), s)
     write_points_csv(corrected, out / "labels_iter2.csv", backup=False)
@@ -154,14 +157,19 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(),
                            address=address).wait()
     stages["model, iteration 2 (unlabelled frames)"] = errors(raw2, truth, unlabelled)
 
-    with timed("smooth (fusion)"):
+    with timed("final tracks (annotations, flow, model; fusion)"):
         w = window_frames(s.smooth_window_s, sim.fps)
         raw_xy, _ = to_array(raw2, labels, n)
         raw_conf, _ = to_array(raw2, labels, n, column="confidence")
-        smoothed_xy = smooth(cine, raw_xy, w, mode="fusion", confidence=raw_conf, labels=labels)
-        smoothed = from_array(smoothed_xy, labels, source="smoothed")
+        # what a person placed is kept; the accepted flow and the model are weighed
+        manual = corrected[corrected["source"] == "manual"]
+        anchors, _ = to_array(manual, labels, n)
+        final = final_tracks(cine, window=w, annotations=anchors, flow=xy, flow_confidence=conf,
+                             model=raw_xy, model_confidence=raw_conf, labels=labels)
+        smoothed = from_array(final.xy, labels, source="smoothed", confidence=final.confidence)
         write_points_csv(smoothed, out / "smoothed.csv", backup=False)
-    stages["smoothed (unlabelled frames)"] = errors(smoothed, truth, unlabelled)
+    stages["final tracks (unlabelled frames)"] = errors(smoothed, truth, unlabelled)
+    stages["flow (unlabelled frames)"] = errors(flow, truth, unlabelled)
     cine.close()
 
     with timed("measure"):
@@ -182,6 +190,8 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(),
         "review_frames": review["frame"].tolist(), "model_iteration": meta.get("iteration"),
         "errors_px": stages, "measure_median_abs_error": measure_err, "seconds": times,
         "figure": str(figure),
+        "model_bias": final.bias.lines(labels) if final.bias is not None else [],
+        "flags": final.flags.line("final tracks"),
     }
     (out / "report.json").write_text(json.dumps(report, indent=2))
     (out / "report.md").write_text(report_markdown(report))
@@ -238,7 +248,9 @@ def report_markdown(report: dict) -> str:
     ]
     for stage, e in report["errors_px"].items():
         lines.append(f"| {stage} | {e['n']} | {e['median']:.3f} | {e['p95']:.3f} | {e['rmse']:.3f} |")
-    lines += ["", "## Measurements (median absolute error, smoothed vs ground truth)", ""]
+    lines += ["", "## Model bias (measured on the annotations, removed in the final tracks)", ""]
+    lines += [f"- {b}" for b in report.get("model_bias", [])] + ["", report.get("flags", "")]
+    lines += ["", "## Measurements (median absolute error, final tracks vs ground truth)", ""]
     lines += [f"- {k}: {v:.4f}" for k, v in report["measure_median_abs_error"].items()]
     lines += ["", "## Time (s)", ""]
     lines += [f"- {k}: {v:.1f}" for k, v in report["seconds"].items()]

@@ -41,7 +41,7 @@ from scipy import ndimage
 from .errors import DustrackError
 from .io.table import from_array
 
-SCENARIOS = ("cardiac", "muscle")
+SCENARIOS = ("cardiac", "muscle", "probe_slide", "probe_slide_decorrelated")
 REFERENCE_SIZE = 256  # geometry below is given for a 256-pixel image
 SPEED_OF_SOUND = 1.54  # mm/us
 
@@ -192,6 +192,14 @@ class _Scene:
 
     def extra_info(self) -> dict:
         return {}
+
+    def renew_factor(self, frame: int) -> float:
+        """Scatterer renewal before ``frame`` relative to the populations' rate."""
+        return 1.0
+
+    # probe-fixed artefacts (None: none); positions are image pixels
+    shadow_gain: Callable | None = None
+    fixed_echo: Callable | None = None
 
 
 class _Cardiac(_Scene):
@@ -459,7 +467,97 @@ class _Muscle(_Scene):
                 "superficial_aponeurosis_y": self.ys, "deep_aponeurosis_y": self.yd0}
 
 
-_SCENES = {"cardiac": _Cardiac, "muscle": _Muscle}
+class _ProbeSlide(_Muscle):
+    """The muscle's tissue under a linear probe that slides sideways in bursts (20 fps).
+
+    Between slides the probe rests on the skin (the tissue only breathes: a few pixels of slow
+    vertical motion); during each slide the whole tissue moves 6-10 px per frame across the image.
+    An air bubble in the coupling gel, under the probe at a fixed lateral position, reflects
+    brightly, casts an acoustic shadow column down the whole image and rings down in a comet of
+    bands inside that column; the probe-skin interface adds reverberation bands across the near
+    field. These artefacts are fixed to the *probe*, i.e. still in the image, while the tissue
+    slides under them: a pattern that optical flow locks onto.
+    """
+
+    name = "probe_slide"
+    fps = 20.0
+    default_frames = 120
+    slide_starts = (0.12, 0.42, 0.72)  # fractions of the cine
+    slide_px = (56.0, -56.0, 40.0)  # probe travel of each slide at REFERENCE_SIZE
+    slide_frames = 10  # duration of a slide (peak speed 1.5 x mean: 8.4 px/frame at 256 px)
+    shadow_x = (0.55, 0.63)  # shadow column (fractions of the width)
+    shadow_floor = 0.04  # amplitude left in the shadow
+    decorrelation_per_px = 0.0  # extra scatterer renewal per pixel of probe motion per frame
+
+    def __init__(self, shape, n_frames, rng):
+        super().__init__(shape, n_frames, rng)
+        n = max(int(n_frames), 1)
+        dur = max(min(self.slide_frames, n // 5), 1)
+        self.slides = [(min(int(round(f * n)), max(n - dur - 1, 0)), dur, px * self.g)
+                       for f, px in zip(self.slide_starts, self.slide_px)]
+        H, W = self.shape
+        self.shadow = (self.shadow_x[0] * (W - 1), self.shadow_x[1] * (W - 1))
+        self.bubble_y = 5.0 * self.g
+        self.reverb_step = 13.0 * self.g  # probe-skin round trip (reverberation period)
+
+    def probe(self, t):
+        """Lateral probe position (pixels, 0 at frame 0) at time ``t`` (s)."""
+        f = np.asarray(t, float) * self.fps
+        return sum(px * _smoothstep((f - s) / d) for s, d, px in self.slides)
+
+    def material(self, X, Y):
+        m = super().material(X, Y)
+        m["depth"] = (np.asarray(Y, float) / self.shape[0]).astype(np.float32)
+        return m
+
+    def deform(self, m, t):
+        breathe = 2.0 * self.g * math.sin(2 * math.pi * t / 3.0)
+        return m["X"] - float(self.probe(t)), m["Y"] + breathe * m["depth"]
+
+    def renew_factor(self, frame: int) -> float:
+        speed = abs(float(self.probe(frame / self.fps) - self.probe((frame - 1) / self.fps)))
+        return 1.0 + self.decorrelation_per_px * speed / 0.03
+
+    def shadow_gain(self, x, y):
+        """Amplitude factor (0..1) of tissue echoes at image position ``(x, y)``."""
+        x0, x1 = self.shadow
+        edge = 1.5 * self.g
+        col = _smoothstep((x - x0 + edge) / (2 * edge)) * _smoothstep((x1 - x + edge) / (2 * edge))
+        below = _smoothstep((y - self.bubble_y) / (2 * self.g))
+        return 1.0 - (1.0 - self.shadow_floor) * col * below
+
+    def fixed_echo(self, x, y):
+        """Echo amplitude of the probe-fixed artefacts at image position ``(x, y)``."""
+        x0, x1 = self.shadow
+        H = self.shape[0]
+        inside = (x > x0) & (x < x1)
+        ring = np.exp(-0.5 * (((y - self.bubble_y) % self.reverb_step) / (1.0 * self.g)) ** 2)
+        comet = inside * np.exp(-(y - self.bubble_y) / (0.4 * H)) * 0.5 * ring * (y > 0)
+        bubble = inside * 4.0 * np.exp(-0.5 * ((y - self.bubble_y) / (1.2 * self.g)) ** 2)
+        near = np.exp(-y / (0.2 * H)) * 1.2 * np.exp(
+            -0.5 * ((y % self.reverb_step - self.reverb_step / 2) / (1.2 * self.g)) ** 2)
+        return bubble + comet + near * (y > self.reverb_step / 2)
+
+    def extra_info(self):
+        n = self.n_frames
+        probe = [float(self.probe(f / self.fps)) for f in range(n)]
+        return {"probe_x": probe,
+                "slide_frames": [[s, s + d] for s, d, _ in self.slides],
+                "shadow_columns_x": list(self.shadow), "bubble_y": self.bubble_y,
+                "reverberation_period_px": self.reverb_step,
+                "decorrelation_per_px": self.decorrelation_per_px}
+
+
+class _ProbeSlideDecorrelated(_ProbeSlide):
+    """:class:`_ProbeSlide` with out-of-plane motion during the slides: 3 % of the scatterers
+    are renewed per pixel the probe moves (about a quarter per frame mid-slide)."""
+
+    name = "probe_slide_decorrelated"
+    decorrelation_per_px = 0.03
+
+
+_SCENES = {"cardiac": _Cardiac, "muscle": _Muscle, "probe_slide": _ProbeSlide,
+           "probe_slide_decorrelated": _ProbeSlideDecorrelated}
 
 
 # --------------------------------------------------------------------------- renderer
@@ -499,6 +597,32 @@ class _Renderer:
         self.noise_sd = float(math.sqrt(tissue_px) * 10 ** (scene.noise_db / 20))
         self.mask = scene.mask()
         self.ref = None
+        self.renew_scale = 1.0
+        self.shadow, self.fixed = self._probe_fixed(per_px=max(
+            p.per_cell for p in scene.populations) / cell)
+
+    def _grid_xy(self):
+        """Output-pixel coordinates (x, y) of the padded render grid's nodes."""
+        m, hp, wp = self.m, self.h + 2 * self.m, self.w + 2 * self.m
+        x = (np.arange(wp, dtype=np.float64) - m + 0.5) / self.sx - 0.5
+        y = (np.arange(hp, dtype=np.float64) - m + 0.5) / self.sy - 0.5
+        return np.meshgrid(x, y)
+
+    def _probe_fixed(self, per_px: float):
+        """Shadow gain (hp, wp, 1) and the echo grid of the probe-fixed artefacts, or Nones.
+
+        The artefacts' scatterers never move or renew: their speckle is still in the image.
+        """
+        scene = self.scene
+        if scene.shadow_gain is None:
+            return None, None
+        gx, gy = self._grid_xy()
+        shadow = scene.shadow_gain(gx, gy).astype(np.float32)[..., None]
+        H, W = scene.shape
+        k = int(per_px * H * W)
+        x, y = self.rng.uniform(-0.5, W - 0.5, k), self.rng.uniform(-0.5, H - 0.5, k)
+        amp = (scene.fixed_echo(x, y) * self.rng.standard_normal(k)).astype(np.float32)
+        return shadow, self._splat(x, y, amp) * self.att
 
     def _draw(self, pop: _Population, n: int, exact: bool = True):
         """``n`` material positions from the population's density (rejection sampling).
@@ -530,7 +654,8 @@ class _Renderer:
 
     def _renew(self, st):
         n = len(st["amp"])
-        idx = np.flatnonzero(self.rng.random(n) < st["pop"].renew)
+        rate = min(st["pop"].renew * self.renew_scale, 1.0)
+        idx = np.flatnonzero(self.rng.random(n) < rate)
         if len(idx) == 0:
             return
         X, Y = self._draw(st["pop"], len(idx))
@@ -582,6 +707,9 @@ class _Renderer:
             xs.append(x), ys.append(y), amps.append(st["amp"])
         grid = self._splat(np.concatenate(xs), np.concatenate(ys), np.concatenate(amps))
         grid *= self.att
+        if self.shadow is not None:  # probe-fixed: the shadow dims tissue, the artefacts add
+            grid *= self.shadow
+            grid += self.fixed
         grid += self.rng.standard_normal(grid.shape, dtype=np.float32) * self.noise_sd
         iq = self._psf(grid) * self.tgc
         m = self.m
@@ -604,7 +732,9 @@ class _Renderer:
         offset = 255.0 - scale * math.log(self.ref)
         return cv2.addWeighted(log_env, scale, log_env, 0.0, offset, dtype=cv2.CV_8U)
 
-    def step(self):
+    def step(self, frame: int | None = None):
+        """Renew scatterers before ``frame`` (the scene may renew more while the probe moves)."""
+        self.renew_scale = 1.0 if frame is None else self.scene.renew_factor(frame)
         for st in self.pops:
             self._renew(st)
 
@@ -636,7 +766,7 @@ def _setup(scenario, n_frames, seed, shape):
 def _frames(scene: _Scene, renderer: _Renderer):
     for i in range(scene.n_frames):
         if i:
-            renderer.step()  # speckle decorrelation between frames
+            renderer.step(i)  # speckle decorrelation between frames
         yield renderer.frame(i / scene.fps)
 
 

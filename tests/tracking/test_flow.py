@@ -128,7 +128,7 @@ def test_forced_small_sweeps_give_the_same_result(scene, threads):
     keys = _keys(truth, every=7)
     keys[::7, 1] = np.nan  # label 1 keyframes out of step with the others
     keys[[3, 17, 31, 39], 1] = truth[[3, 17, 31, 39], 1]
-    default = fill_between(frames, keys, extend=3)
+    default = fill_between(frames, keys, extend=3, method="dustrack")
     tiny = flow._run(frames, keys, P, 3, 3, None, None, None, cache_bytes=1)
     np.testing.assert_array_equal(default[0], tiny[0])
     np.testing.assert_array_equal(default[1], tiny[1])
@@ -151,7 +151,7 @@ def test_extension_equals_propagation_from_the_end_keyframes(scene):
     frames, truth = scene
     keys = np.full_like(truth, np.nan)
     keys[[10, 20]] = truth[[10, 20]]
-    xy, conf = fill_between(frames, keys, extend=6)
+    xy, conf = fill_between(frames, keys, extend=6, method="dustrack")
     after, c_after = propagate(frames, 20, truth[20], 6)
     before, c_before = propagate(frames, 10, truth[10], -6)
     np.testing.assert_array_equal(xy[20:27], after)
@@ -202,10 +202,10 @@ def test_accuracy_on_moving_texture(scene):
 def test_confidence_drops_when_forward_and_backward_disagree(scene):
     frames, truth = scene
     keys = _keys(truth, every=20)
-    good, c_good = fill_between(frames, keys)
+    good, c_good = fill_between(frames, keys, method="dustrack")
     wrong = keys.copy()
     wrong[20, 0] += (6.0, -5.0)  # a mis-clicked keyframe: the tracks meet in the middle badly
-    bad, c_bad = fill_between(frames, wrong)
+    bad, c_bad = fill_between(frames, wrong, method="dustrack")
     mid = slice(5, 16)
     assert c_bad[mid, 0].mean() < 0.5 * c_good[mid, 0].mean()
     np.testing.assert_array_equal(c_bad[mid, 1:], c_good[mid, 1:])  # other labels unaffected
@@ -233,7 +233,7 @@ def test_flat_region_loses_the_point_and_only_one_track_survives():
     keys = np.full((20, 2, 2), np.nan)
     keys[[2, 18], 0] = [[48.0, 25.0], [48.5, 24.0]]
     keys[[2, 18], 1] = [[48.0, 85.0], [48.5, 84.0]]
-    xy, conf = fill_between(frames, keys)
+    xy, conf = fill_between(frames, keys, method="dustrack")
     fwd, _ = propagate(frames, 2, keys[2], 16)
     bwd, _ = propagate(frames, 18, keys[18], -16)
     assert np.isnan(fwd[1:, 0]).all()  # forward track of label 0 lost at once

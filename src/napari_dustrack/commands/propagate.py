@@ -37,8 +37,9 @@ def run(args) -> None:
     try:
         keys, labels = keys_from_table(table, len(cine), path=args.keyframes)
         try:
+            report: dict = {}
             xy, conf = fill_between(cine, keys, extend=args.extend, labels=labels,
-                                    progress=terminal_progress("propagating"))
+                                    progress=terminal_progress("propagating"), report=report)
         except FlowError as exc:
             out = _output_table(table, *exc.partial, labels)
             write_points(out, args.out)
@@ -61,6 +62,7 @@ def run(args) -> None:
         + (f", {lost} point(s) lost by optical flow (left out)" if lost else "")
         + (f"; ignored {everything - len(table)} unreviewed flow/model row(s) of the input"
            if everything > len(table) else "")
+        + "\n" + report["flags"].line("optical flow")
     )
 
 

@@ -55,3 +55,20 @@ def run(args) -> None:
     write_points(result, args.out)
     print(f"{args.out}: {len(result)} smoothed point(s), {len(labels)} label(s), "
           f"window {window} frames, mode {args.mode}")
+    print(_flags(xy, out, conf))
+
+
+def _flags(xy, out, conf) -> str:
+    """What the user should look at: unreliable input points and points the smoother moved far
+    (an estimate it overruled: an outlier, or a place where the video and the input disagree)."""
+    from ..tracking.flow_confidence import flag_summary
+
+    moved = np.linalg.norm(out - xy, axis=2) > MOVED_PX
+    c = np.ones(xy.shape[:2]) if conf is None else np.nan_to_num(conf, nan=0.0)
+    c = np.where(moved, 0.0, c)
+    flags = flag_summary(out, c)
+    return (flags.line("smoothing") + f" ({int(np.nansum(moved))} moved by more than "
+                                      f"{MOVED_PX:g} px)")
+
+
+MOVED_PX = 3.0

@@ -75,6 +75,7 @@ PREFETCH = 8  # frames decoded ahead by a reader thread (0: read in the tracking
 # (OpenCV's LK already spreads its points over two threads; on two cores a second sweep thread
 # only contends).
 SWEEP_THREAD = (os.cpu_count() or 1) > 2
+FILL_METHODS = ("robust", "dustrack")  # the first is the default
 
 Progress = Callable[[int, int], Any]
 
@@ -240,8 +241,14 @@ def fill_between(
     *,
     labels: Sequence[str] | None = None,
     single_keyframe: str = "error",
+    method: str = "robust",
+    report: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fill the frames between consecutive keyframes of each label with LK + RSTC.
+
+    Method ``dustrack`` is DUSTrack's LK-RSTC (the same numbers); ``robust`` (default) then
+    tracks again the segments where that went wrong, following the image-wide (probe) motion
+    (:mod:`.robust_fill`).
 
     Parameters
     ----------
@@ -260,6 +267,11 @@ def fill_between(
     single_keyframe : {"error", "skip"}
         What to do, when ``extend == 0``, with a label that has only one keyframe: raise, or
         return just its keyframe.
+    method : {"robust", "dustrack"}
+        See above (:data:`FILL_METHODS`).
+    report : dict, optional
+        Receives ``"flags"``: a :class:`.flow_confidence.Flags` (unreliable points, their
+        frames, and problems with the video such as blank or frozen frames).
 
     Returns
     -------
@@ -297,7 +309,24 @@ def fill_between(
                 f"label(s) with a single keyframe, nothing to fill between: {where}; add a "
                 "second keyframe or track beyond it (extend, --extend N on the command line)"
             )
-    return _run(frames, keys, params, extend, extend, progress, cancel, labels)
+    if method not in FILL_METHODS:
+        raise DustrackError(f"unknown fill method {method!r} (choose from "
+                            f"{', '.join(FILL_METHODS)})")
+    notes: list[str] = []
+    if method == "dustrack":
+        xy, conf = _run(frames, keys, params, extend, extend, progress, cancel, labels)
+    else:
+        from .robust_fill import ImageMotion, retrack
+
+        motion = ImageMotion()  # measured during the forward visit: frames decoded once
+        xy, conf = _run(frames, keys, params, extend, extend, progress, cancel, labels,
+                        pair_hook=motion.measure)
+        xy, conf, notes = retrack(frames, keys, xy, conf, motion, params, cancel, labels)
+    if report is not None:
+        from .flow_confidence import flag_summary
+
+        report["flags"] = flag_summary(xy, conf, messages=notes)
+    return xy, conf
 
 
 def keys_from_table(table, n_frames: int, labels: Sequence[str] | None = None, path=None):
@@ -476,12 +505,13 @@ class _State:
 
 
 def _run(frames, keys, params, ext_fwd, ext_bwd, progress, cancel, labels, cache_bytes=None,
-         drift0=None, drift_out=None):
+         drift0=None, drift_out=None, pair_hook=None):
     """Forward visit + backward sweeps; returns ``(xy, confidence)`` for every frame.
 
     ``drift0`` (L,) is the squared drift already accumulated at each label's keyframe (when a
     long propagation is run in blocks); ``drift_out``, a list, receives the (n, L) squared drift
-    of the extension frames.
+    of the extension frames; ``pair_hook(u, image_u, image_u+1)`` is called on every frame pair
+    of the forward visit.
     """
     cache_bytes = CACHE_BYTES if cache_bytes is None else cache_bytes
     plan = _Plan.make(keys, ext_fwd, ext_bwd)
@@ -551,6 +581,8 @@ def _run(frames, keys, params, ext_fwd, ext_bwd, progress, cancel, labels, cache
                 cached_bytes = sum(a.nbytes for a in cache.values())
             if f > start:
                 _forward_step(plan, state, cache[f - 1], img, f - 1, params)
+                if pair_hook is not None:  # e.g. the image-wide motion, on frames in hand
+                    pair_hook(f - 1, cache[f - 1], img)
                 state.pairs_done[0] += 1
             over = cached_bytes > cache_bytes
             if plan.is_cut(f):

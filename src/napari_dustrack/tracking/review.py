@@ -16,6 +16,7 @@ import pandas as pd
 
 from ..errors import Cancelled
 from ..io.table import labels_of, to_array, validate
+from .flow_confidence import FLAG_BELOW
 from .lk import LKParams, lk_track, to_gray_u8
 
 COLUMNS = ("frame", "score", "confidence", "residual_px", "label", "reason")
@@ -70,19 +71,27 @@ def flow_residuals(
 
 def rank_frames(
     confidence: np.ndarray, residual: np.ndarray, labels: list[str], top: int = 20,
-    tolerance_px: float = 2.0, min_gap: int = 2, exclude: Iterable[int] = (),
+    tolerance_px: float = 2.0, min_gap: int = 2, exclude: Iterable[int] = (), *,
+    flow_confidence: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Rank frames by ``max(1 - confidence, residual / (residual + tolerance_px))``.
 
     The worst label of a frame decides its score. Frames within ``min_gap`` of a better-ranked
     frame are skipped (one correction fixes a neighbourhood), as are ``exclude`` frames (those
-    already curated).
+    already curated). Points whose optical flow (``flow_confidence`` (N, L), e.g. the keyframe
+    fill's) was unreliable score above every other point: the model was likely trained on them
+    and a person must look first.
     """
     with np.errstate(invalid="ignore"):
         c_term = 1.0 - np.nan_to_num(confidence, nan=0.0)
         r = np.nan_to_num(residual, nan=0.0)
         r_term = r / (r + tolerance_px)
     per_point = np.maximum(c_term, r_term)
+    f_conf = None
+    if flow_confidence is not None:
+        f_conf = np.asarray(flow_confidence, float)
+        bad = np.isfinite(f_conf) & (f_conf < FLAG_BELOW)
+        per_point = np.where(bad, 2.0 - np.nan_to_num(f_conf), per_point)
     score = per_point.max(axis=1) if per_point.size else np.zeros(len(confidence))
     excluded = set(int(f) for f in exclude)
     rows, taken = [], []
@@ -96,6 +105,8 @@ def rank_frames(
         by_conf = c_term[f, lab] >= r_term[f, lab]
         reason = (f"low confidence {1 - c_term[f, lab]:.2f} for {labels[lab]}" if by_conf
                   else f"model and optical flow differ by {r[f, lab]:.1f} px for {labels[lab]}")
+        if per_point[f, lab] > 1.0:
+            reason = f"optical flow unreliable (confidence {f_conf[f, lab]:.2f}) for {labels[lab]}"
         rows.append((int(f), float(score[f]), float(1 - c_term[f].max()), float(r[f].max()),
                      labels[lab], reason))
     return pd.DataFrame(rows, columns=list(COLUMNS))
@@ -104,7 +115,7 @@ def rank_frames(
 def frames_to_review(
     frames, table: pd.DataFrame, top: int = 20, params: LKParams = LKParams(),
     tolerance_px: float = 2.0, min_gap: int = 2, exclude: Iterable[int] = (),
-    progress=None, cancel=None,
+    progress=None, cancel=None, *, flow: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The frames of a prediction most worth reviewing, best first.
 
@@ -113,6 +124,9 @@ def frames_to_review(
     frames : sequence of 2-D arrays
     table : point table
         The model's prediction (``confidence`` column; missing points count as confidence 0).
+    flow : point table, optional
+        The keyframe fill (rows with source ``flow`` and a confidence): frames where it was
+        unreliable come first.
 
     Returns
     -------
@@ -125,4 +139,10 @@ def frames_to_review(
     xy, _ = to_array(table, labels, n)
     conf, _ = to_array(table, labels, n, column="confidence")
     residual = flow_residuals(frames, xy, params, progress, cancel)
-    return rank_frames(conf, residual, labels, top, tolerance_px, min_gap, exclude)
+    f_conf = None
+    if flow is not None:
+        rows = flow[flow["source"] == "flow"]
+        rows = rows[rows["label"].isin(labels)]
+        f_conf, _ = to_array(rows, labels, n, column="confidence")
+    return rank_frames(conf, residual, labels, top, tolerance_px, min_gap, exclude,
+                       flow_confidence=f_conf)

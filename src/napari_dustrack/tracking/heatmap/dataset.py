@@ -13,6 +13,11 @@ from ...io.table import labels_of, training_rows, validate
 from .geometry import resize_frame, to_working
 
 MIN_FRAMES = 2
+# Training weight of a label by how it was obtained: a person placed it (manual), a person
+# accepted a prediction (reviewed), a person accepted an optical-flow point (scaled by the
+# flow's own confidence: accepting a whole fill also accepts its unreliable stretches).
+LABEL_WEIGHTS = {"manual": 1.0, "reviewed": 0.8, "flow": 0.5}
+MIN_FLOW_WEIGHT = 0.05
 
 
 @dataclass
@@ -29,6 +34,8 @@ class TrainingSet:
     labels : list of str
     full_shape : (int, int)
         (height, width) of the video frames.
+    weights : ndarray (n, L) or None
+        Loss weight of each point (:func:`label_weights`); None: all 1.
     """
 
     images: np.ndarray
@@ -36,6 +43,7 @@ class TrainingSet:
     frames: np.ndarray
     labels: list[str]
     full_shape: tuple[int, int]
+    weights: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -85,6 +93,16 @@ def curated_points(
     return rows, labels
 
 
+def label_weights(rows: pd.DataFrame) -> np.ndarray:
+    """Loss weight per training row: manual > reviewed > accepted flow (x its confidence)."""
+    source = rows["source"].to_numpy()
+    conf = rows["confidence"].to_numpy(dtype=float) if "confidence" in rows else np.ones(len(rows))
+    conf = np.clip(np.nan_to_num(conf, nan=1.0), MIN_FLOW_WEIGHT, 1.0)
+    return np.select([source == "manual", source == "flow"],
+                     [LABEL_WEIGHTS["manual"], LABEL_WEIGHTS["flow"] * conf],
+                     LABEL_WEIGHTS["reviewed"])
+
+
 def build_training_set(
     frames, table: pd.DataFrame, size: tuple[int, int], labels: Sequence[str] | None = None,
     path=None,
@@ -110,6 +128,8 @@ def build_training_set(
     cols = rows["label"].map(index).to_numpy(dtype=np.int64)
     xy[pos, cols, 0] = rows["x"].to_numpy()
     xy[pos, cols, 1] = rows["y"].to_numpy()
+    weights = np.zeros(xy.shape[:2])
+    weights[pos, cols] = label_weights(rows)
     images = []
     full_shape = None
     for f in frame_ids:
@@ -118,7 +138,7 @@ def build_training_set(
         images.append(resize_frame(img, size))
     return TrainingSet(
         images=np.stack(images), xy=to_working(xy, full_shape, size), frames=frame_ids,
-        labels=labels, full_shape=tuple(int(v) for v in full_shape),
+        labels=labels, full_shape=tuple(int(v) for v in full_shape), weights=weights,
     )
 
 

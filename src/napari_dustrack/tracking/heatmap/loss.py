@@ -52,7 +52,8 @@ def js_divergence(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
 
 
 def heatmap_loss(
-    logits: torch.Tensor, xy: torch.Tensor, sigma: float, reg_weight: float
+    logits: torch.Tensor, xy: torch.Tensor, sigma: float, reg_weight: float,
+    weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Masked loss over the labelled points.
 
@@ -61,6 +62,8 @@ def heatmap_loss(
     logits : (B, L, h, w)
     xy : (B, L, 2)
         Targets on the working grid; NaN for a missing label (no loss).
+    weights : (B, L), optional
+        Weight of each point in the mean (its label's reliability); default all 1.
 
     Returns
     -------
@@ -75,7 +78,7 @@ def heatmap_loss(
     dist = torch.sqrt(((pred - target) ** 2).sum(dim=-1) + 1e-6)
     reg = js_divergence(prob, gaussian_targets(xy, prob.shape[-2:], sigma))
     per_point = dist + reg_weight * reg
-    n = mask.sum().clamp_min(1)
-    loss = (per_point * mask).sum() / n
+    w = mask.float() if weights is None else mask * weights
+    loss = (per_point * w).sum() / w.sum().clamp_min(1e-6)
     error = torch.where(mask, dist.detach(), torch.full_like(dist, float("nan")))
     return loss, error

@@ -67,6 +67,13 @@ def _batch(ts: TrainingSet, idx, rng, norm, augmenting: bool, device):
     return x, y
 
 
+def _weights(ts: TrainingSet, idx, device):
+    """Loss weights of the batch's points (None when the set has none)."""
+    if ts.weights is None:
+        return None
+    return torch.from_numpy(ts.weights[idx].astype(np.float32)).to(device)
+
+
 @torch.no_grad()
 def evaluate(net, ts: TrainingSet, idx, norm, config: HeatmapConfig, device) -> np.ndarray:
     """Per-point error (video pixels) of ``net`` on frames ``idx``, NaN where unlabelled."""
@@ -181,7 +188,8 @@ def fit(
             group["lr"] = config.lr * _lr_factor(step, max(elapsed / budget, step / max_steps))
         idx = rng.choice(train_idx, size=config.batch_size, replace=len(train_idx) < config.batch_size)
         x, y = _batch(ts, idx, rng, norm, config.augment, device)
-        loss, _ = heatmap_loss(net(x), y, config.sigma, config.reg_weight)
+        loss, _ = heatmap_loss(net(x), y, config.sigma, config.reg_weight,
+                               _weights(ts, idx, device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

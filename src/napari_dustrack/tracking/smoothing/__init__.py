@@ -101,7 +101,8 @@ def smooth(frames, xy: np.ndarray, window: int, mode: str = "fusion",
            confidence: np.ndarray | None = None, params: LKParams = LKParams(),
            progress: Callable[[int, int], None] | None = None, cancel=None, *,
            labels: Sequence[str] | None = None, grid: Grid | None = None,
-           fusion: FusionParams = FusionParams(), chunk_frames: int | None = None) -> np.ndarray:
+           fusion: FusionParams = FusionParams(), chunk_frames: int | None = None,
+           anchors: np.ndarray | None = None) -> np.ndarray:
     """Smooth tracks with optical flow.
 
     Parameters
@@ -128,6 +129,9 @@ def smooth(frames, xy: np.ndarray, window: int, mode: str = "fusion",
     chunk_frames : int, optional
         Process the image work in chunks of about this many frames (sequentially here; see
         :func:`smooth_chunked` for parallel chunks).
+    anchors : (N, L) bool, optional
+        Positions to keep (accepted annotations: ``manual``, ``reviewed``); ``fusion`` passes
+        within a small fraction of a pixel of them, ``dustrack``/``fast`` return them as given.
 
     Returns
     -------
@@ -135,6 +139,7 @@ def smooth(frames, xy: np.ndarray, window: int, mode: str = "fusion",
     of a segment shorter than the window keep their input.
     """
     xy = check_inputs(len(frames), xy, window, mode, confidence, labels)
+    anchors = _check_anchors(anchors, xy)
     shape = np.shape(frames[0])[:2] if mode == "dustrack" else None
     plan = plan_chunks(len(xy), window, mode, chunk_frames, shape)
     tick = _Progress(progress, _total_steps(plan, mode, window))
@@ -146,15 +151,32 @@ def smooth(frames, xy: np.ndarray, window: int, mode: str = "fusion",
                                          tick, cancel)
             sums[c.first:c.last + 1] += s
             counts[c.first:c.last + 1] += n
-        return finish(xy, sums, counts)
+        return _keep(finish(xy, sums, counts), xy, anchors)
     ref = reference_positions(xy)
     grid = auto_grid(frames, mode, grid)
     parts = [fields_chunk(frames, ref, c, params, grid, tick, cancel) for c in plan]
-    return combine_fields(xy, ref, parts, window, mode, confidence, grid, fusion)
+    return combine_fields(xy, ref, parts, window, mode, confidence, grid, fusion, anchors)
+
+
+def _check_anchors(anchors, xy):
+    if anchors is None:
+        return None
+    anchors = np.asarray(anchors, bool)
+    if anchors.shape != xy.shape[:2]:
+        raise DustrackError(f"anchors must be (frames, labels) = {xy.shape[:2]}, "
+                            f"got {anchors.shape}")
+    return anchors & np.isfinite(xy).all(axis=2)
+
+
+def _keep(out, xy, anchors):
+    """Anchored positions as given (modes without measurement weights)."""
+    if anchors is not None:
+        out[anchors] = xy[anchors]
+    return out
 
 
 def combine_fields(xy, ref, parts, window, mode, confidence=None, grid: Grid = Grid(),
-                   fusion: FusionParams = FusionParams()) -> np.ndarray:
+                   fusion: FusionParams = FusionParams(), anchors=None) -> np.ndarray:
     """Smoothed tracks from the per-chunk flow fields of ``fast``/``fusion`` (chunk order).
 
     ``ref`` is :func:`motion.reference_positions` of ``xy``; ``parts`` are the fields that
@@ -171,13 +193,14 @@ def combine_fields(xy, ref, parts, window, mode, confidence=None, grid: Grid = G
         else:
             step_f, step_b = field_steppers(fields, ref, grid)
             sums, counts = accumulate(xy, window, 0, len(xy) - window + 1, step_f, step_b)
-        return finish(xy, sums, counts)
+        return _keep(finish(xy, sums, counts), xy, anchors)
     out = np.array(xy, copy=True)
     for lab in range(xy.shape[1]):
         for a, b in segments(np.isfinite(xy[:, lab]).all(axis=1)):
             conf = None if confidence is None else np.asarray(confidence, float)[a:b, lab]
+            anch = None if anchors is None else anchors[a:b, lab]
             out[a:b, lab] = fuse_segment(xy[a:b, lab], fields[a:b - 1, lab], ref[a:b, lab],
-                                         window, conf, fusion, grid)
+                                         window, conf, fusion, grid, anch)
     return out
 
 

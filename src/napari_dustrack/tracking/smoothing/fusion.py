@@ -7,9 +7,13 @@ read at the current estimate), the track ``x`` minimises
     sum_t c_t h_t |x_t - z_t|^2 / s_m^2  +  sum_t |x_{t+1} - x_t - m_t|^2 / s_d,t^2
 
 where ``h_t`` are Huber weights (iteratively reweighted, so one outlying estimate barely pulls
-the track), ``s_m`` is the measurement noise estimated robustly from the data, and ``s_d,t``
+the track; anchored measurements, i.e. accepted annotations, keep a very large weight),
+``s_m`` is the measurement noise estimated robustly from the data, and ``s_d,t``
 the flow noise (grows with the speed, and with the flow's error measured on the segment when
-that error is large; a frame pair whose flow was lost gets no flow term).
+that error is large; a frame pair whose flow was lost gets no flow term). Each flow term is
+also weighted frame by frame by how well the flow step agrees with the measurements' own
+motion (Gaussian weights, :func:`_flow_trust`): flow that stands still while the estimates all
+move (a probe-fixed pattern holding the flow) is not allowed to drag the track.
 Each coordinate is a tridiagonal symmetric system, solved in O(n). First and last frames are
 estimated like every other frame. The window length only caps how long flow is trusted:
 ``s_d >= s_m / W``, so a longer window allows more smoothing, as in DUSTrack.
@@ -20,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 from scipy.linalg import solveh_banded
 
 from .motion import Grid, interpolate
@@ -45,6 +50,14 @@ class FusionParams:
         The flow's own error, measured on the segment, is added to the flow noise only when it
         exceeds this fraction of the measurement noise (a flow that does not follow the
         tissue, e.g. decorrelated speckle, is then leaned on less).
+    flow_trust : float
+        Per-frame robustness of the flow terms: a flow step that differs from the motion of the
+        (median-filtered) measurements by ``d`` keeps the weight ``exp(-(d / (k s))^2 / 2)``,
+        with ``k`` this value and ``s`` the typical such difference on the segment (0: off).
+        The weight must fall steeply: a flow term outweighs a measurement ~100 times.
+    anchor_weight : float
+        Weight of an anchored measurement (``manual``/``reviewed`` annotations) relative to
+        an ordinary one: the track passes within a small fraction of a pixel of it.
     """
 
     flow_sigma: float = 0.075
@@ -53,6 +66,8 @@ class FusionParams:
     iterations: int = 5
     min_sigma: float = 0.05
     flow_check: float = 0.5
+    flow_trust: float = 2.0
+    anchor_weight: float = 1e4
 
 
 def _mad_sigma(e: np.ndarray) -> float:
@@ -91,9 +106,27 @@ def _solve(z, w, m, v):
     return out
 
 
+def _flow_trust(z: np.ndarray, m: np.ndarray, known: np.ndarray, k: float) -> np.ndarray:
+    """Per-pair weight (n - 1,) of the flow steps ``m`` against the measurements' own motion.
+
+    The measurements are median-filtered over 5 frames first (an outlier does not move the
+    median), so a flow step is doubted only when the measurements around it move otherwise:
+    e.g. flow held by a probe-fixed shadow while the tissue slides.
+    """
+    n = len(z)
+    if k <= 0 or n < 5:
+        return np.ones(max(n - 1, 0))
+    zm = ndimage.median_filter(z, size=(5, 1), mode="mirror")  # an end outlier too
+    d = np.linalg.norm(np.diff(zm, axis=0) - m, axis=1)
+    scale = np.median(d[known]) if known.any() else 0.0
+    scale = max(float(scale), 0.25)
+    return np.exp(-0.5 * (d / (k * scale)) ** 2)
+
+
 def fuse_segment(z: np.ndarray, fields: np.ndarray, ref: np.ndarray,
                  window: int, confidence: np.ndarray | None = None,
-                 params: FusionParams = FusionParams(), grid: Grid = Grid()) -> np.ndarray:
+                 params: FusionParams = FusionParams(), grid: Grid = Grid(),
+                 anchors: np.ndarray | None = None) -> np.ndarray:
     """Fuse one gap-free segment.
 
     Parameters
@@ -108,6 +141,9 @@ def fuse_segment(z: np.ndarray, fields: np.ndarray, ref: np.ndarray,
         Window length in frames (caps the flow's trust, see module docstring).
     confidence : (n,), optional
         Measurement weights in 0..1.
+    anchors : (n,) bool, optional
+        Measurements to keep (accepted annotations): weighted ``params.anchor_weight`` times
+        and never down-weighted as outliers.
 
     Returns
     -------
@@ -128,13 +164,16 @@ def fuse_segment(z: np.ndarray, fields: np.ndarray, ref: np.ndarray,
     if extra < params.flow_check * sigma_m:
         extra = 0.0
     floor = sigma_m / max(window, 1)
+    anchor = np.zeros(n, bool) if anchors is None else np.asarray(anchors, bool)
     for _ in range(params.iterations):
         r = np.linalg.norm(z - x, axis=1) / sigma_m
-        huber = np.minimum(1.0, params.huber / np.maximum(r, 1e-12))
+        huber = np.where(anchor, params.anchor_weight,
+                         np.minimum(1.0, params.huber / np.maximum(r, 1e-12)))
         w = c * huber / sigma_m**2
         sd = np.maximum(np.hypot(params.flow_sigma + params.flow_speed * np.linalg.norm(m, axis=1),
                                  extra), floor)[:, None]
-        v = np.broadcast_to(np.where(known[:, None], 1.0 / sd**2, 0.0), m.shape)
+        trust = _flow_trust(z, m, known, params.flow_trust)[:, None]
+        v = np.broadcast_to(np.where(known[:, None], trust / sd**2, 0.0), m.shape)
         x = _solve(z, w, m, v)
         m, known = _motion(fields, ref, x, grid)
     return x

@@ -1,0 +1,221 @@
+"""Final tracks from the best information: accepted annotations, reliable flow, the model.
+
+Every source says something different about a point:
+
+* **annotations** (``manual``, ``reviewed``): what a person placed or accepted. They are kept
+  (anchors of the smoother, within a small fraction of a pixel).
+* **flow** (the keyframe fill): precise between keyframes where its confidence is high, wrong
+  where it locked onto something (its confidence says so, see :mod:`.flow_confidence`).
+* **model** (heatmap predictions): independent of the flow, but with a *systematic* error: a
+  model trained on few frames pulls its predictions towards the positions it saw most, i.e. it
+  undershoots or overshoots at the extremes of motion. :func:`model_bias` measures that error
+  against the annotations (mean signed error per label, and its trend along the label's main
+  direction of motion) and :meth:`Bias.correct` removes it.
+
+:func:`final_tracks` weighs flow and (corrected) model per frame by their confidences, pins the
+annotations, and runs the ``fusion`` smoother over the result with the annotations as anchors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import DustrackError
+from . import flow_confidence as fc
+
+MIN_BIAS_POINTS = 3  # annotated frames a label needs before its model bias is measured
+EXTREME_SHARE = 0.2  # frames in each tail of a label's motion that count as its extremes
+
+
+@dataclass
+class Bias:
+    """The model's systematic error per label, from frames where an annotation exists.
+
+    Attributes
+    ----------
+    mean : ndarray (L, 2)
+        Mean signed error (model - annotation), pixels; NaN where not measured.
+    slope : ndarray (L, 2)
+        Change of the error per pixel of displacement along ``axis`` (0 where not measured).
+    axis, centre : ndarray (L, 2)
+        The label's main direction of motion (unit vector) and mean annotated position.
+    extremes : ndarray (L, 2, 2)
+        Mean signed error at the low and high ``EXTREME_SHARE`` of the displacement.
+    counts : ndarray (L,)
+        Annotated frames with a model prediction, per label.
+    residual : ndarray (L,)
+        RMS error (pixels) left at the annotated frames once the bias is removed: the model's
+        random error, NaN where not measured.
+    """
+
+    mean: np.ndarray
+    slope: np.ndarray
+    axis: np.ndarray
+    centre: np.ndarray
+    extremes: np.ndarray
+    counts: np.ndarray
+    residual: np.ndarray
+
+    def error_at(self, xy: np.ndarray) -> np.ndarray:
+        """The predicted systematic error (N, L, 2) of model positions ``xy`` (N, L, 2)."""
+        d = ((xy - self.centre) * self.axis).sum(axis=2, keepdims=True)
+        err = np.nan_to_num(self.mean)[None] + d * self.slope[None]
+        return np.where(np.isfinite(self.mean)[None], err, 0.0)
+
+    def correct(self, xy: np.ndarray) -> np.ndarray:
+        """Model positions with the systematic error removed."""
+        return xy - self.error_at(xy)
+
+    def lines(self, labels) -> list[str]:
+        """One line per label: mean signed error and at the extremes of motion (pixels)."""
+        out = []
+        for i, name in enumerate(labels):
+            if not np.isfinite(self.mean[i]).all():
+                out.append(f"{name}: model bias not measured ({int(self.counts[i])} annotated "
+                           f"frame(s), {MIN_BIAS_POINTS} needed)")
+                continue
+            lo, hi = self.extremes[i]
+            out.append(f"{name}: mean signed error ({self.mean[i, 0]:+.2f}, {self.mean[i, 1]:+.2f})"
+                       f" px; at the extremes of motion ({lo[0]:+.2f}, {lo[1]:+.2f}) and "
+                       f"({hi[0]:+.2f}, {hi[1]:+.2f}) px")
+        return out
+
+
+def model_bias(model: np.ndarray, reference: np.ndarray) -> Bias:
+    """Measure the model's systematic error against annotated positions.
+
+    Parameters
+    ----------
+    model, reference : ndarray (N, L, 2)
+        Model predictions and annotations (NaN where absent).
+    """
+    n_labels = model.shape[1]
+    bias = Bias(np.full((n_labels, 2), np.nan), np.zeros((n_labels, 2)), np.zeros((n_labels, 2)),
+                np.zeros((n_labels, 2)), np.full((n_labels, 2, 2), np.nan), np.zeros(n_labels, int),
+                np.full(n_labels, np.nan))
+    for lab in range(n_labels):
+        both = np.isfinite(model[:, lab]).all(axis=1) & np.isfinite(reference[:, lab]).all(axis=1)
+        bias.counts[lab] = int(both.sum())
+        if both.sum() < MIN_BIAS_POINTS:
+            continue
+        ref, err = reference[both, lab], model[both, lab] - reference[both, lab]
+        centre = ref.mean(axis=0)
+        axis = _main_axis(ref - centre)
+        d = (ref - centre) @ axis
+        bias.centre[lab], bias.axis[lab] = centre, axis
+        bias.mean[lab] = err.mean(axis=0)
+        if len(d) >= 2 * MIN_BIAS_POINTS and np.ptp(d) > 1.0:
+            dc = d - d.mean()
+            bias.slope[lab] = (dc @ (err - err.mean(axis=0))) / (dc @ dc)
+            bias.mean[lab] = err.mean(axis=0) - d.mean() * bias.slope[lab]
+        k = max(1, int(round(EXTREME_SHARE * len(d))))
+        order = np.argsort(d)
+        bias.extremes[lab] = err[order[:k]].mean(axis=0), err[order[-k:]].mean(axis=0)
+        left = err - bias.mean[lab] - d[:, None] * bias.slope[lab]
+        # a fit on few points looks better than it is: degrees of freedom, not the count
+        dof = max(len(d) - (2 if np.any(bias.slope[lab]) else 1), 1)
+        bias.residual[lab] = float(np.sqrt((left**2).sum() / dof))
+    return bias
+
+
+def _main_axis(v: np.ndarray) -> np.ndarray:
+    """Unit vector of the largest spread of ``v`` (n, 2) (x axis when there is none)."""
+    if len(v) < 2 or not np.any(v):
+        return np.array([1.0, 0.0])
+    _, _, vt = np.linalg.svd(v, full_matrices=False)
+    return vt[0]
+
+
+FLOW_SIGMA = 0.3  # px: error of a flow point of confidence 1 (LK on speckle, sub-pixel)
+MODEL_SIGMA = 2.0  # px: the model's error where it could not be measured against annotations
+REFERENCE_SIGMA = 0.5  # px: a combined error this small gives the smoother's full weight
+
+
+def combine(flow, flow_conf, model, model_conf, model_sigma=None):
+    """Per-frame measurement and weight from flow and model: inverse-variance weighted.
+
+    A flow point's variance is ``FLOW_SIGMA^2 / confidence``; a model point's is its label's
+    measured random error (``model_sigma`` (L,), else ``MODEL_SIGMA``) squared over its
+    confidence. The weight handed to the smoother (0..1) is ``REFERENCE_SIGMA^2`` over the
+    combined variance.
+    """
+    shape = (flow if flow is not None else model).shape
+    n_labels = shape[1]
+    sig_m = np.full(n_labels, MODEL_SIGMA) if model_sigma is None else np.where(
+        np.isfinite(model_sigma), np.maximum(model_sigma, FLOW_SIGMA), MODEL_SIGMA)
+    z_sum, w_sum = np.zeros(shape), np.zeros(shape[:2])
+    for xy, c, sigma in ((flow, flow_conf, np.full(n_labels, FLOW_SIGMA)),
+                         (model, model_conf, sig_m)):
+        if xy is None:
+            continue
+        c = np.ones(shape[:2]) if c is None else np.clip(np.nan_to_num(c), 0.0, 1.0)
+        have = np.isfinite(xy).all(axis=2)
+        w = np.where(have, np.maximum(c, 1e-3) / sigma[None] ** 2, 0.0)
+        z_sum += w[..., None] * np.nan_to_num(xy)
+        w_sum += w
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = np.where(w_sum[..., None] > 0, z_sum / w_sum[..., None], np.nan)
+    return z, np.clip(w_sum * REFERENCE_SIGMA**2, 0.0, 1.0)
+
+
+@dataclass
+class Final:
+    """Result of :func:`final_tracks`: positions, confidence, the model's bias and the flags."""
+
+    xy: np.ndarray
+    confidence: np.ndarray
+    bias: Bias | None
+    flags: fc.Flags
+
+
+def final_tracks(frames, *, window: int, annotations: np.ndarray | None = None,
+                 flow: np.ndarray | None = None, flow_confidence: np.ndarray | None = None,
+                 model: np.ndarray | None = None, model_confidence: np.ndarray | None = None,
+                 correct_bias: bool = True, labels=None, progress=None, cancel=None) -> Final:
+    """Final tracks (N, L, 2) from annotations, flow and model (any of them may be missing).
+
+    Parameters
+    ----------
+    frames : sequence of 2-D frames
+        The video (for the smoother's optical flow).
+    window : int
+        Smoother window in frames.
+    annotations : (N, L, 2), optional
+        Accepted annotations (``manual``/``reviewed``), NaN elsewhere: kept as they are.
+    flow, model : (N, L, 2), optional
+        The keyframe fill and the model's predictions, with their confidences (N, L).
+    correct_bias : bool
+        Measure the model's systematic error against the annotations and remove it.
+
+    Raises
+    ------
+    DustrackError
+        No source at all, sources of different shapes, or a label with no position anywhere.
+    """
+    from .smoothing import smooth
+
+    sources = [a for a in (annotations, flow, model) if a is not None]
+    if not sources:
+        raise DustrackError("final tracks need annotations, flow or model points")
+    shape = np.shape(sources[0])
+    if any(np.shape(a) != shape for a in sources):
+        raise DustrackError(f"annotations, flow and model must have the same shape (frames, "
+                            f"labels, 2); got {[np.shape(a) for a in sources]}")
+    ann = np.full(shape, np.nan) if annotations is None else np.asarray(annotations, float)
+    bias = None
+    if model is not None and correct_bias:
+        bias = model_bias(np.asarray(model, float), ann)
+        model = bias.correct(np.asarray(model, float))
+    if flow is None and model is None:
+        z, c = ann.copy(), np.isfinite(ann).all(axis=2).astype(float)
+    else:
+        z, c = combine(flow, flow_confidence, model, model_confidence,
+                       None if bias is None else bias.residual)
+    anchors = np.isfinite(ann).all(axis=2)
+    z[anchors], c[anchors] = ann[anchors], 1.0
+    xy = smooth(frames, z, window, "fusion", confidence=c, labels=labels, anchors=anchors,
+                progress=progress, cancel=cancel)
+    xy[anchors] = ann[anchors]
+    return Final(xy, c, bias, fc.flag_summary(xy, c))

@@ -1,0 +1,156 @@
+"""How far to trust a flow result, from what the video shows.
+
+Each term is a factor in 0..1 per point and frame; the confidence of a flow result is their
+product (see :func:`reliability`):
+
+* **forward-backward**: the forward track from the earlier keyframe and the backward track from
+  the later one should meet; their distance, weighted to count fully mid-way (the blend is
+  anchored at the keyframes), costs ``exp(-d^2 / (2 FB_SCALE^2))``.
+* **appearance**: the normalised cross-correlation (NCC) of the patch at the tracked position
+  with the label's patch on its keyframe(s). A track that drifted onto other tissue, or onto a
+  probe-fixed pattern (shadow, reverberation), no longer looks like the label.
+* **neighbours**: a label whose frame-to-frame step disagrees with every other label's step by
+  far more than they disagree among themselves is suspect (labels of one structure move
+  together).
+* **image motion**: during a probe slide (image-wide motion above ``SLIDE_PX``) a track that
+  stays behind the image has locked onto something fixed to the probe.
+
+:func:`flag_summary` turns a confidence array into what the user is told: how many points and
+which frames fall below the threshold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+FB_SCALE = 2.0  # px: forward-backward disagreement that costs ~40 % confidence
+TEMPLATE_HALF = 10  # px: the appearance patch is (2 h + 1) squared
+NCC_GOOD = 0.5  # NCC at and above which appearance costs nothing
+NCC_FLOOR = 0.3  # the appearance factor never goes below this (speckle decorrelates anyway)
+SLIDE_PX = 2.0  # px/frame: image-wide motion above this is a probe slide
+FLAG_BELOW = 0.5  # confidence below which a point is flagged for review
+
+
+def templates(img: np.ndarray, points: np.ndarray, half: int = TEMPLATE_HALF) -> np.ndarray:
+    """Patches (L, 2 h + 1, 2 h + 1) float32 around ``points`` (L, 2); NaN rows give NaN."""
+    size = 2 * half + 1
+    out = np.full((len(points), size, size), np.nan, np.float32)
+    for i, p in enumerate(np.asarray(points, float)):
+        if np.isfinite(p).all():
+            out[i] = cv2.getRectSubPix(img, (size, size), (float(p[0]), float(p[1])))
+    return out
+
+
+def patch_ncc(img: np.ndarray, points: np.ndarray, tmpl: np.ndarray) -> np.ndarray:
+    """NCC (L,) of the patches of ``img`` at ``points`` with templates ``tmpl``; NaN if unknown."""
+    half = tmpl.shape[1] // 2
+    out = np.full(len(tmpl), np.nan)
+    known = np.isfinite(np.asarray(points, float)).all(axis=1) & np.isfinite(tmpl).all(axis=(1, 2))
+    if not known.any():
+        return out
+    here = templates(img, np.asarray(points, float)[known], half)
+    a = here - here.mean(axis=(1, 2), keepdims=True)
+    b = tmpl[known] - tmpl[known].mean(axis=(1, 2), keepdims=True)
+    den = np.sqrt((a * a).sum(axis=(1, 2)) * (b * b).sum(axis=(1, 2)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out[known] = np.where(den > 1e-6, (a * b).sum(axis=(1, 2)) / den, np.nan)
+    return out
+
+
+def appearance_factor(ncc) -> np.ndarray:
+    """NCC -> 0..1: 1 at ``NCC_GOOD`` and above, linear down to ``NCC_FLOOR`` at NCC <= 0."""
+    ncc = np.nan_to_num(np.asarray(ncc, float), nan=0.0)
+    return NCC_FLOOR + (1 - NCC_FLOOR) * np.clip(ncc / NCC_GOOD, 0.0, 1.0)
+
+
+def fb_factor(distance, weight=1.0) -> np.ndarray:
+    """Forward-backward term of a distance (px) counted with ``weight`` (``4 w (1 - w)``)."""
+    d = np.asarray(distance, float) * weight
+    return np.where(np.isfinite(d), np.exp(-0.5 * (np.nan_to_num(d) / FB_SCALE) ** 2), 0.0)
+
+
+def image_motion_factor(xy: np.ndarray, expected: np.ndarray, slide: np.ndarray) -> np.ndarray:
+    """Agreement (N, L) of tracks ``xy`` (N, L, 2) with the image-wide motion in slides.
+
+    ``expected`` (N - 1, L, 2) is the step the image-wide motion predicts for each point and
+    ``slide`` (N - 1,) marks the pairs where the image slides (motion above ``SLIDE_PX``). There,
+    a step that went a share ``p`` of the expected step's way costs ``min(1, p / 0.5)^2`` on both
+    frames of the pair (a track that stands still while the image slides has locked onto the
+    probe; tissue that deforms still moves); elsewhere the factor is 1.
+    """
+    xy = np.asarray(xy, float)
+    out = np.ones(xy.shape[:2])
+    slide = np.asarray(slide, bool)
+    if len(xy) < 2 or not slide.any():
+        return out
+    step = np.diff(xy, axis=0)
+    expected = np.asarray(expected, float)
+    share = (step * expected).sum(axis=2) / np.maximum((expected**2).sum(axis=2), 1e-12)
+    f = np.clip(np.nan_to_num(share, nan=1.0) / 0.5, 0.0, 1.0) ** 2
+    f = np.where(slide[:, None], f, 1.0)
+    out[1:] = np.minimum(out[1:], f)
+    out[:-1] = np.minimum(out[:-1], f)
+    return out
+
+
+def neighbour_factor(xy: np.ndarray) -> np.ndarray:
+    """Agreement (N, L) of each label's steps with the other labels' (1 with < 3 labels).
+
+    The deviation of a label's step from the median step of all labels is compared with the
+    labels' typical deviation on that frame pair (plus 1 px): a label that moves alone, by far
+    more than the others differ among themselves, loses confidence on both frames of the pair.
+    """
+    xy = np.asarray(xy, float)
+    out = np.ones(xy.shape[:2])
+    if xy.shape[1] < 3 or len(xy) < 2:
+        return out
+    step = np.diff(xy, axis=0)  # (N-1, L, 2)
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            med = np.nanmedian(step, axis=1, keepdims=True)
+            dev = np.hypot(*(step - med).transpose(2, 0, 1))
+            typical = np.nanmedian(dev, axis=1, keepdims=True)
+    f = np.exp(-0.5 * (np.nan_to_num(dev) / (3.0 * np.nan_to_num(typical) + 1.5)) ** 2)
+    out[1:] = np.minimum(out[1:], f)
+    out[:-1] = np.minimum(out[:-1], f)
+    return out
+
+
+@dataclass
+class Flags:
+    """What a stage tells the user about unreliable points.
+
+    Attributes
+    ----------
+    points : int
+        Points (frame, label) with a position and a confidence below the threshold.
+    frames : ndarray
+        Frames holding at least one such point, sorted.
+    messages : list of str
+        Problems with the video itself (blank or frozen frames, no image-wide motion).
+    """
+
+    points: int = 0
+    frames: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+    messages: list = field(default_factory=list)
+
+    def line(self, what: str = "flow") -> str:
+        """One line for the user, e.g. ``flow: 12 unreliable point(s) on 9 frame(s) (...)``."""
+        shown = ", ".join(map(str, self.frames[:8])) + (" ..." if len(self.frames) > 8 else "")
+        text = (f"{what}: {self.points} unreliable point(s) on {len(self.frames)} frame(s)"
+                + (f" ({shown})" if len(self.frames) else ""))
+        return "; ".join([text] + list(self.messages))
+
+
+def flag_summary(xy: np.ndarray, confidence: np.ndarray, threshold: float = FLAG_BELOW,
+                 messages=()) -> Flags:
+    """Points with a position and a confidence below ``threshold``, and their frames."""
+    have = np.isfinite(np.asarray(xy, float)).all(axis=2)
+    low = have & (np.nan_to_num(np.asarray(confidence, float)) < threshold)
+    return Flags(int(low.sum()), np.flatnonzero(low.any(axis=1)), list(messages))

@@ -1,0 +1,358 @@
+"""A keyframe fill that does not lock onto what the probe carries (method ``robust``).
+
+DUSTrack's LK-RSTC (:mod:`.flow`, method ``dustrack``) is right wherever its forward and
+backward tracks agree, and that is most of a calm cine. Where they disagree, something broke:
+typically a probe that slid over the tissue faster than LK follows while a shadow column or
+reverberation bands, fixed to the probe, stayed still in the image and held the LK window. Such
+label segments (keyframe to keyframe; confidence below ``RETRACK_BELOW`` somewhere) are tracked
+again, step by step:
+
+1. the image-wide motion of the pair is measured first (:mod:`.probe_motion`: a robust affine
+   fit of a grid of LK vectors, so a shearing muscle is followed as well as a sliding probe);
+2. LK starts from the point moved by that motion (``OPTFLOW_USE_INITIAL_FLOW``) at full
+   resolution, so a pattern left behind by a slide is out of its reach; a result that still
+   stays behind the image (a lock-on: off the prediction by more than ``STEP_TOL`` and
+   ``LOCK_SHARE`` of the motion) or looks less like the label's keyframe patch than the
+   prediction does is replaced by the prediction, and the track *coasts* on the image motion;
+3. a coasting track is re-acquired by template matching of the keyframe patch around it once
+   the label is visible again;
+4. forward and backward tracks are blended with RSTC weights scaled by each track's own
+   reliability, not by position alone.
+
+The re-tracked segment replaces the LK-RSTC one only where its forward and backward tracks
+agree better; calm segments keep DUSTrack's numbers. Confidence is the product of the terms of
+:mod:`.flow_confidence`.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from ..errors import Cancelled
+from . import flow_confidence as fc
+from .lk import LKParams, rstc_weight, to_gray_u8
+from .probe_motion import PairMotion, degenerate, grid_points, pair_motion
+
+MEASURE_EVERY = 4  # image-wide motion sampled on every fourth pair during the fill (a slide
+# lasts longer: 0.5 s, 10 frames at 20 fps, in the simulator)
+RETRACK_BELOW = 0.5  # a segment whose LK-RSTC confidence drops below this is tracked again
+STEP_TOL = 1.5  # px: LK may differ this much from the image-motion prediction unchallenged
+LOCK_SHARE = 0.3  # ... and by this share of the image motion before it counts as locked on
+COAST = 0.6  # reliability factor per step coasted on the image motion
+SEARCH_PX = 8  # radius of the template search when re-acquiring
+REACQUIRE_NCC = 0.7  # a template match must reach this NCC to re-acquire
+
+
+class _Gray:
+    """Grayscale frames by index, decoded once while a segment group is being tracked."""
+
+    def __init__(self, frames):
+        self.frames, self.cache = frames, {}
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        if i not in self.cache:
+            self.cache[i] = to_gray_u8(self.frames[i])
+        return self.cache[i]
+
+    def clear(self) -> None:
+        self.cache.clear()
+
+
+class ImageMotion:
+    """Image-wide motion per frame pair: every ``MEASURE_EVERY``-th pair is measured during the
+    fill's forward visit (:meth:`measure`, on frames already decoded); any other pair when
+    first asked for (a slide lasts several frames, so the sampled pairs find it)."""
+
+    def __init__(self):
+        self.pairs: dict[int, PairMotion] = {}
+        self.src: _Gray | None = None
+
+    def measure(self, u: int, prev: np.ndarray, nxt: np.ndarray) -> None:
+        if u % MEASURE_EVERY == 0 or degenerate(prev, nxt):  # blank/frozen: always noted
+            self.pairs[u] = pair_motion(prev, nxt, grid_points(tuple(prev.shape)))
+
+    def known(self, u: int) -> PairMotion | None:
+        """The pair's motion if measured already, else None (reads nothing)."""
+        return self.pairs.get(u)
+
+    def __call__(self, u: int) -> PairMotion:
+        if u not in self.pairs:
+            a = self.src[u]
+            self.pairs[u] = pair_motion(a, self.src[u + 1], grid_points(tuple(a.shape)))
+        return self.pairs[u]
+
+
+def retrack(frames, keys, xy, conf, motion: ImageMotion | None = None,
+            params: LKParams = LKParams(), cancel=None, labels=None
+            ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Re-track the low-confidence segments of an LK-RSTC fill; returns ``(xy, conf, notes)``.
+
+    ``xy``/``conf`` are :func:`.flow.fill_between`'s result with method ``dustrack`` on the
+    same ``keys`` (N, L, 2); they are copied, not changed. ``motion`` holds the image-wide
+    motion already measured (frames are read again only for pairs it lacks and for the
+    segments tracked again).
+    """
+    xy, conf = np.array(xy, float), np.array(conf, float)
+    try:
+        return _retrack(frames, keys, xy, conf, motion or ImageMotion(), params, cancel, labels)
+    except Cancelled:
+        raise Cancelled((xy, conf)) from None
+
+
+def _retrack(frames, keys, xy, conf, motion, params, cancel, labels):
+    src = _Gray(frames)
+    motion.src = src
+    keyed = np.isfinite(keys).all(axis=2)
+    pairs = _sampled(motion, keyed)
+    # LK-RSTC tracks that stand still while the image slides agree with each other but not
+    # with the image: their confidence says so before anything is compared
+    conf = np.where(keyed, conf, conf * _agreement(xy, pairs))
+    for (s, e), labs in _segments_to_retrack(keys, conf).items():
+        _raise_if_cancelled(cancel)
+        if not _slides(pairs, s, e):
+            continue  # no slide: the robust track would be LK-RSTC's own
+        new_xy, new_c, fb = _track_group(src, motion, keys, np.asarray(labs), s, e, params,
+                                         cancel)
+        pairs[s:e] = [motion(u) for u in range(s, e)]  # all measured by the tracking
+        agree = _agreement(new_xy, pairs[s:e])
+        new_c, evidence = new_c * agree, fb * agree
+        t = slice(s + 1, e)
+        for j, lab in enumerate(labs):
+            # what the video shows decides: the tracks meet and follow the image motion
+            if np.mean(evidence[1:-1, j]) > np.mean(np.nan_to_num(conf[t, lab])):
+                xy[t, lab], conf[t, lab] = new_xy[1:-1, j], new_c[1:-1, j]
+        src.clear()
+    conf = np.where(keyed, conf, conf * fc.neighbour_factor(xy))
+    return xy, conf, _motion_notes(motion.pairs, labels, keys)
+
+
+def _sampled(motion, keyed) -> list:
+    """The pairs' image-wide motion measured so far over the keyframes' span (None: not
+    measured). Without a forward visit (motion measured by nobody) every other pair is
+    measured here, reading its two frames."""
+    n = len(keyed)
+    rows = np.flatnonzero(keyed.any(axis=1))
+    pairs: list = [None] * max(n - 1, 0)
+    if len(rows) < 2:
+        return pairs
+    for u in range(int(rows[0]), int(rows[-1])):
+        if u % MEASURE_EVERY == 0 and motion.known(u) is None:
+            motion(u)
+            motion.src.cache.pop(u, None)
+        pairs[u] = motion.known(u)
+    motion.src.clear()
+    return pairs
+
+
+def _agreement(xy, pairs) -> np.ndarray:
+    """:func:`.flow_confidence.image_motion_factor` of ``xy`` with the measured ``pairs``."""
+    expected = np.zeros((max(len(xy) - 1, 0),) + xy.shape[1:])
+    slide = np.zeros(len(expected), bool)
+    for u, m in enumerate(pairs[:len(expected)]):
+        if m is not None and m.ok and np.hypot(*m.shift) > fc.SLIDE_PX:
+            slide[u] = True
+            expected[u] = m.predict(xy[u]) - xy[u]
+    return fc.image_motion_factor(xy, expected, slide)
+
+
+def _slides(pairs, s: int, e: int) -> bool:
+    """Whether the image moves like a probe slide, or cannot be measured, on a measured pair
+    of s..e (the pairs in between are measured when the segment is tracked again)."""
+    return any(m is not None and (not m.ok or np.hypot(*m.shift) > fc.SLIDE_PX)
+               for m in pairs[s:e])
+
+
+def _segments_to_retrack(keys, conf) -> dict:
+    """``{(s, e): [labels]}`` of keyframe segments whose confidence drops below the bar
+    (``conf`` already includes the agreement with the image-wide motion)."""
+    todo: dict = {}
+    is_key = np.isfinite(keys).all(axis=2)
+    for lab in range(keys.shape[1]):
+        kf = np.flatnonzero(is_key[:, lab])
+        for s, e in zip(kf[:-1], kf[1:]):
+            if e - s >= 2 and np.nan_to_num(conf[s + 1:e, lab]).min() < RETRACK_BELOW:
+                todo.setdefault((int(s), int(e)), []).append(lab)
+    return todo
+
+
+def _track_group(src, motion, keys, labs, s, e, params, cancel):
+    """Forward and backward robust tracks of ``labs`` over keyframes ``s..e``, blended."""
+    n = e - s + 1
+    F, B = np.full((n, len(labs), 2), np.nan), np.full((n, len(labs), 2), np.nan)
+    rf, rb = np.zeros((n, len(labs))), np.zeros((n, len(labs)))
+    F[0], B[-1], rf[0], rb[-1] = keys[s, labs], keys[e, labs], 1.0, 1.0
+    tf, tb = fc.templates(src[s], F[0]), fc.templates(src[e], B[-1])
+    coast_f, coast_b = np.zeros(len(labs), bool), np.zeros(len(labs), bool)
+    re_f = _moving_templates(src[s + 1], F[0], tf, motion(s))
+    re_b = _moving_templates(src[e - 1], B[-1], tb, motion(e - 1).inverse())
+    for u in range(s, e):
+        _raise_if_cancelled(cancel)
+        F[u + 1 - s], rf[u + 1 - s], coast_f = _step(
+            src[u], src[u + 1], F[u - s], rf[u - s], motion(u), tf,
+            re_f, coast_f, params)
+    for u in range(e, s, -1):
+        _raise_if_cancelled(cancel)
+        B[u - 1 - s], rb[u - 1 - s], coast_b = _step(
+            src[u], src[u - 1], B[u - s], rb[u - s], motion(u - 1).inverse(), tb,
+            re_b, coast_b, params)
+    return _blend(src, F, B, rf, rb, tf, tb, s, e)
+
+
+def _moving_templates(img_next, pts, tmpl, m: PairMotion) -> np.ndarray:
+    """Templates fit for re-acquiring: NaN where the keyframe patch shows the probe's pattern.
+
+    When the image moved across the keyframe's neighbouring pair, the label's patch must be
+    found moved with it; a patch that matches better where it was cut is something fixed to
+    the probe (a shadow edge, reverberation), and matching it later would lock onto that.
+    """
+    out = tmpl.copy()
+    if not m.ok or np.hypot(*m.shift) <= fc.SLIDE_PX:
+        return out
+    static = fc.patch_ncc(img_next, pts, tmpl)
+    moved = fc.patch_ncc(img_next, m.predict(pts), tmpl)
+    out[~(np.nan_to_num(moved, nan=-1) > np.nan_to_num(static, nan=-1))] = np.nan
+    return out
+
+
+def _raise_if_cancelled(cancel) -> None:
+    if cancel is not None and cancel.is_set():
+        raise Cancelled(None)
+
+
+def _step(a, b, p, rel, m: PairMotion, tmpl, reacq, coasting, params):
+    """One step of a robust track from image ``a`` to ``b`` (image-wide motion ``m``):
+    (new points, reliability, coasting)."""
+    p = np.asarray(p, float)
+    live = np.isfinite(p).all(axis=1)
+    if not m.ok:  # no image motion measured: plain LK, trusted less
+        new = _lk(a, b, p, None, params.win_size, params.max_level, params)
+        new, coasting = _reacquire(b, new, reacq, coasting)
+        return new, np.where(live & np.isfinite(new[:, 0]), rel * COAST, 0.0), coasting
+    guess = m.predict(p)
+    meas = _lk(a, b, p, guess, params.win_size, 0, params)
+    dev = np.hypot(*(meas - guess).T)
+    # a lock-on leaves the track behind the image motion
+    locked = ~(dev <= np.maximum(STEP_TOL, LOCK_SHARE * np.hypot(*(guess - p).T)))  # NaN too
+    doubt = ~locked & (dev > STEP_TOL)
+    if doubt.any():
+        ncc_m, ncc_g = fc.patch_ncc(b, meas, tmpl), fc.patch_ncc(b, guess, tmpl)
+        locked |= doubt & ~(np.nan_to_num(ncc_m, nan=-1) > np.nan_to_num(ncc_g, nan=-1) + 0.1)
+    new = np.where(locked[:, None], guess, meas)
+    new, coasting = _reacquire(b, new, reacq, coasting & ~locked)
+    coasting = (coasting | locked) & live
+    new_rel = np.where(locked, rel * COAST, np.where(coasting, rel, np.minimum(rel + 0.25, 1.0)))
+    return np.where(live[:, None], new, np.nan), np.where(live, new_rel, 0.0), coasting
+
+
+def _lk(a, b, p, guess, win, level, params):
+    """LK of points ``p`` (NaN rows skipped), optionally from initial guesses; NaN where lost."""
+    out = np.full(p.shape, np.nan)
+    ok = np.isfinite(p).all(axis=1)
+    if guess is not None:
+        ok &= np.isfinite(guess).all(axis=1)
+    if not ok.any():
+        return out
+    pts = p[ok].astype(np.float32).reshape(-1, 1, 2)
+    kw = dict(winSize=(win, win), maxLevel=level, criteria=params.criteria)
+    if guess is None:
+        new, st, _ = cv2.calcOpticalFlowPyrLK(a, b, pts, None, **kw)
+    else:
+        init = guess[ok].astype(np.float32).reshape(-1, 1, 2).copy()
+        new, st, _ = cv2.calcOpticalFlowPyrLK(a, b, pts, init, flags=cv2.OPTFLOW_USE_INITIAL_FLOW,
+                                              **kw)
+    new = new.reshape(-1, 2).astype(float)
+    h, w = a.shape
+    good = (st.ravel() > 0) & (new[:, 0] >= 0) & (new[:, 0] <= w - 1) & (new[:, 1] >= 0) \
+        & (new[:, 1] <= h - 1)
+    new[~good] = np.nan
+    out[ok] = new
+    return out
+
+
+def _reacquire(img, pts, tmpl, coasting):
+    """Coasting points jump to the best match of their keyframe patch nearby, if it is good
+    (templates that are NaN, see :func:`_moving_templates`, are never matched)."""
+    if not coasting.any():
+        return pts, coasting
+    pts, coasting = pts.copy(), coasting.copy()
+    for i in np.flatnonzero(coasting & np.isfinite(pts).all(axis=1)):
+        found = _match(img, pts[i], tmpl[i])
+        if found is not None:
+            pts[i], coasting[i] = found, False
+    return pts, coasting
+
+
+def _match(img, p, tmpl):
+    """Sub-pixel position of the best NCC match of ``tmpl`` within ``SEARCH_PX`` of ``p``."""
+    if not np.isfinite(tmpl).all():
+        return None
+    half = tmpl.shape[0] // 2
+    size = 2 * (half + SEARCH_PX) + 1
+    region = cv2.getRectSubPix(img, (size, size), (float(p[0]), float(p[1]))).astype(np.float32)
+    score = cv2.matchTemplate(region, tmpl.astype(np.float32), cv2.TM_CCOEFF_NORMED)
+    _, best, _, (j, i) = cv2.minMaxLoc(score)
+    if best < REACQUIRE_NCC:
+        return None
+    dx, dy = _parabola(score, i, j)
+    return np.array([p[0] + j + dx - SEARCH_PX, p[1] + i + dy - SEARCH_PX])
+
+
+def _parabola(score, i, j):
+    """Sub-pixel offsets (dx, dy) of a peak at row ``i``, column ``j`` by parabola fits."""
+    def fit(m1, c, p1):
+        den = m1 - 2 * c + p1
+        return 0.0 if abs(den) < 1e-9 else float(np.clip(0.5 * (m1 - p1) / den, -0.5, 0.5))
+
+    h, w = score.shape
+    dx = fit(score[i, j - 1], score[i, j], score[i, j + 1]) if 0 < j < w - 1 else 0.0
+    dy = fit(score[i - 1, j], score[i, j], score[i + 1, j]) if 0 < i < h - 1 else 0.0
+    return dx, dy
+
+
+def _blend(src, F, B, rf, rb, tf, tb, s, e):
+    """RSTC blend weighted by the tracks' reliabilities: positions, their confidence, and the
+    forward-backward agreement alone."""
+    t = np.arange(s, e + 1)
+    w = rstc_weight(t, s, e)[:, None]
+    wf, wb = w * rf, (1 - w) * rb
+    f_ok, b_ok = np.isfinite(F).all(axis=2), np.isfinite(B).all(axis=2)
+    wf, wb = np.where(f_ok, wf, 0.0), np.where(b_ok, wb, 0.0)
+    total = wf + wb
+    with np.errstate(invalid="ignore", divide="ignore"):
+        a = np.where(total > 0, wf / total, np.nan)
+    xy = a[..., None] * np.nan_to_num(F) + (1 - a[..., None]) * np.nan_to_num(B)
+    xy[~np.isfinite(a)] = np.nan
+    fb = np.where(f_ok & b_ok, fc.fb_factor(np.hypot(*(F - B).transpose(2, 0, 1)),
+                                            4 * w * (1 - w)), 0.5)
+    near_start = (t - s <= e - t)[:, None]
+    ncc = np.empty(xy.shape[:2])
+    for k, i in enumerate(t):
+        img = src[i]
+        ncc[k] = np.where(near_start[k], fc.patch_ncc(img, xy[k], tf), fc.patch_ncc(img, xy[k], tb))
+    rel = np.where(total > 0, (wf * rf + wb * rb) / np.where(total > 0, total, 1), 0.0)
+    conf = fb * fc.appearance_factor(ncc) * np.clip(rel, 0.0, 1.0)
+    found = np.isfinite(xy).all(axis=2)
+    return xy, np.where(found, conf, 0.0), np.where(found, fb, 0.0)
+
+
+def _motion_notes(pairs: dict, labels, keys) -> list[str]:
+    """Messages about frames whose image-wide motion could not be measured."""
+    notes = []
+    frozen = sorted(u + 1 for u, m in pairs.items() if m.frozen)
+    failed = sorted(u for u, m in pairs.items() if not m.ok and not m.frozen)
+    if frozen:
+        notes.append(f"frame(s) {_frames_text(frozen)} repeat the previous frame (frozen video): "
+                     "no motion measured there")
+    if failed:
+        notes.append(f"no image-wide motion could be measured from frame(s) {_frames_text(failed)}"
+                     " (blank or featureless): tracks there are plain LK, flagged")
+    empty = [i for i in range(keys.shape[1]) if not np.isfinite(keys[:, i]).all(axis=1).any()]
+    if empty:
+        names = [repr(labels[i]) if labels is not None else f"#{i}" for i in empty]
+        notes.append(f"label(s) {', '.join(names)} have no keyframe: nothing filled")
+    return notes
+
+
+def _frames_text(frames) -> str:
+    return ", ".join(map(str, frames[:8])) + (" ..." if len(frames) > 8 else "")

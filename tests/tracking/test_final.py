@@ -1,0 +1,92 @@
+"""Final tracks: the model's systematic error measured and removed, annotations kept, flow and
+model weighed by confidence, never worse than the best input; the `finalize` command."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_dustrack.cli import main
+from napari_dustrack.errors import DustrackError
+from napari_dustrack.io.table import from_array, read_points_csv, to_array, write_points_csv
+from napari_dustrack.simulate import noisy_estimates, simulate, write_simulation
+from napari_dustrack.tracking.final import final_tracks, model_bias
+from napari_dustrack.tracking.flow import fill_between
+
+
+@pytest.fixture(scope="module")
+def slide():
+    sim = simulate("probe_slide", n_frames=41, seed=3)
+    truth, labels = to_array(sim.truth, sim.labels, 41)
+    keys = np.full_like(truth, np.nan)
+    keys[::20] = truth[::20]
+    return sim, truth, keys, labels
+
+
+def _overshooting_model(truth, seed=0):
+    """A model that overshoots the extremes of motion by 15 % and sits 0.6 px to the right."""
+    centre = np.nanmean(truth, axis=0, keepdims=True)
+    return noisy_estimates(centre + 1.15 * (truth - centre), seed, 0.4, 0.0) + [0.6, 0.0]
+
+
+def _rmse(xy, truth):
+    return float(np.sqrt(np.nanmean(np.sum((xy - truth) ** 2, axis=2))))
+
+
+def test_model_bias_is_measured_per_label_and_removed(slide):
+    _, truth, _, labels = slide
+    model = _overshooting_model(truth)
+    ref = np.full_like(truth, np.nan)
+    ref[::4] = truth[::4]  # annotations on a few frames
+    bias = model_bias(model, ref)
+    assert np.allclose(bias.mean[:, 0], 0.6, atol=0.3)
+    lo, hi = bias.extremes[:, 0], bias.extremes[:, 1]
+    moving = np.ptp(truth[..., 0], axis=0) > 20
+    # overshoot: the error has opposite signs at the two extremes of motion
+    assert np.all(np.sign((hi - lo)[moving, 0]) == np.sign(bias.slope[moving, 0]))
+    corrected = bias.correct(model)
+    assert _rmse(corrected, truth) < 0.5 * _rmse(model, truth)
+    text = bias.lines(labels)
+    assert len(text) == len(labels) and "mean signed error" in text[0]
+
+
+def test_final_tracks_keep_annotations_and_beat_their_inputs(slide):
+    sim, truth, keys, labels = slide
+    flow, flow_c = fill_between(sim.frames, keys)
+    model = _overshooting_model(truth, seed=2)
+    final = final_tracks(sim.frames, window=10, annotations=keys, flow=flow,
+                         flow_confidence=flow_c, model=model,
+                         model_confidence=np.full(truth.shape[:2], 0.5), labels=labels)
+    np.testing.assert_array_equal(final.xy[::20], keys[::20])
+    best = min(_rmse(flow, truth), _rmse(model, truth))
+    assert _rmse(final.xy, truth) <= best
+    assert final.bias is not None and final.flags.points >= 0
+
+
+def test_final_tracks_need_an_input_of_one_shape(slide):
+    sim, truth, keys, _ = slide
+    with pytest.raises(DustrackError, match="annotations, flow or model"):
+        final_tracks(sim.frames, window=10)
+    with pytest.raises(DustrackError, match="same shape"):
+        final_tracks(sim.frames, window=10, annotations=keys, model=truth[:, :2])
+
+
+def test_finalize_command(tmp_path, capsys, slide):
+    sim, truth, keys, labels = slide
+    paths = write_simulation(sim, tmp_path)
+    write_points_csv(from_array(keys, labels, source="manual"), tmp_path / "keys.csv")
+    model = _overshooting_model(truth, seed=4)
+    write_points_csv(from_array(model, labels, source="model",
+                                confidence=np.full(truth.shape[:2], 0.6)), tmp_path / "pred.csv")
+    assert main(["finalize", str(paths["video"]), "--annotations", str(tmp_path / "keys.csv"),
+                 "--model", str(tmp_path / "pred.csv"), "--out", str(tmp_path / "final.csv"),
+                 "--window", "0.5"]) == 0
+    printed = capsys.readouterr().out
+    assert "model bias removed" in printed and "final tracks:" in printed
+    out = read_points_csv(tmp_path / "final.csv")
+    assert set(out["source"]) == {"manual", "smoothed"}
+    xy, _ = to_array(out, labels, 41)
+    assert _rmse(xy, truth) < _rmse(model, truth)
+    assert main(["finalize", str(paths["video"]), "--annotations", str(tmp_path / "pred.csv"),
+                 "--out", str(tmp_path / "x.csv")]) == 2
+    assert "no manual or reviewed" in capsys.readouterr().err

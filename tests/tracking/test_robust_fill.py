@@ -1,0 +1,140 @@
+"""The robust keyframe fill on a cine where the probe slides under probe-fixed artefacts, its
+reliability and flags, and bad input (blank and frozen frames, labels without keyframes)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_dustrack.errors import DustrackError
+from napari_dustrack.io.table import to_array
+from napari_dustrack.simulate import simulate
+from napari_dustrack.tracking import flow_confidence as fc
+from napari_dustrack.tracking.flow import fill_between
+from napari_dustrack.tracking.probe_motion import pair_motion
+
+
+@pytest.fixture(scope="module")
+def slide():
+    sim = simulate("probe_slide", n_frames=41, seed=3)
+    truth, labels = to_array(sim.truth, sim.labels, len(sim.frames))
+    keys = np.full_like(truth, np.nan)
+    keys[::20] = truth[::20]
+    return sim, truth, keys, labels
+
+
+def _errors(xy, truth):
+    inner = np.ones(len(truth), bool)
+    inner[::20] = False
+    return np.hypot(*(xy[inner] - truth[inner]).transpose(2, 0, 1))
+
+
+def test_robust_fill_stays_on_the_tissue_where_lk_rstc_locks_onto_the_probe(slide):
+    sim, truth, keys, labels = slide
+    plain, c_plain = fill_between(sim.frames, keys, method="dustrack")
+    report: dict = {}
+    robust, c_robust = fill_between(sim.frames, keys, labels=labels, report=report)
+    e_plain, e_robust = _errors(plain, truth), _errors(robust, truth)
+    assert e_plain.max() > 8  # the scenario is hard: LK-RSTC locks on mid-slide
+    assert np.sqrt(np.mean(e_robust**2)) < 0.3 * np.sqrt(np.mean(e_plain**2))
+    assert e_robust.max() < 4.0
+    # where LK-RSTC's two tracks locked onto the same probe-fixed pattern they agree, and its
+    # confidence stays high; the robust fill's confidence knows better
+    inner = np.ones(len(truth), bool)
+    inner[::20] = False
+    assert c_plain[inner][e_plain > 3].max() > 0.5
+    assert c_robust[inner][e_robust > 2].max(initial=0) < 0.5
+    flags = report["flags"]
+    assert flags.points > 0 and len(flags.frames) > 0
+    assert "unreliable point(s)" in flags.line()
+    assert np.all(c_robust[::20] == 1.0) and np.array_equal(robust[::20], keys[::20])
+
+
+def test_robust_fill_equals_lk_rstc_where_nothing_slides():
+    sim = simulate("muscle", n_frames=25, seed=1, shape=(128, 128))
+    truth, _ = to_array(sim.truth, sim.labels, 25)
+    keys = np.full_like(truth, np.nan)
+    keys[::12] = truth[::12]
+    a, _ = fill_between(sim.frames, keys, method="dustrack")
+    b, _ = fill_between(sim.frames, keys)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_blank_and_frozen_frames_are_flagged_with_a_message(slide):
+    sim, truth, keys, labels = slide
+    frames = sim.frames.copy()
+    frames[14:16] = 0  # blank frames mid-slide
+    frames[26] = frames[25]  # a frozen (repeated) frame
+    report: dict = {}
+    xy, conf = fill_between(frames, keys, labels=labels, report=report)
+    text = report["flags"].line()
+    assert "blank" in text and "frozen" in text and "26" in text
+    assert set(range(14, 16)) <= set(report["flags"].frames.tolist())
+    assert (conf[14:16] < fc.FLAG_BELOW).all()
+
+
+def test_a_label_without_keyframes_is_named_and_left_empty(slide):
+    sim, truth, keys, labels = slide
+    keys = keys.copy()
+    keys[:, 2] = np.nan
+    report: dict = {}
+    xy, conf = fill_between(sim.frames, keys, labels=labels, report=report)
+    assert np.isnan(xy[:, 2]).all() and (conf[:, 2] == 0).all()
+    assert repr(labels[2]) in report["flags"].line() and "no keyframe" in report["flags"].line()
+
+
+def test_unknown_method_is_refused(slide):
+    sim, truth, keys, _ = slide
+    with pytest.raises(DustrackError, match="dustrack"):
+        fill_between(sim.frames, keys, method="magic")
+
+
+def test_image_motion_of_a_shifted_texture_frozen_and_blank_pairs():
+    rng = np.random.default_rng(0)
+    big = (rng.random((200, 260)) * 255).astype(np.uint8)
+    import cv2
+
+    big = cv2.GaussianBlur(big, (0, 0), 2.0)
+    a, b = big[20:148, 20:148], big[20:148, 26:154]  # the image content moved 6 px left
+    m = pair_motion(np.ascontiguousarray(a), np.ascontiguousarray(b))
+    assert m.ok and not m.frozen and np.allclose(m.shift, (-6.0, 0.0), atol=0.3)
+    assert pair_motion(a, a.copy()).frozen
+    blank = np.zeros_like(a)
+    assert not pair_motion(blank, blank + 1).ok
+
+
+def test_neighbour_factor_singles_out_the_label_that_moves_alone():
+    xy = np.zeros((5, 4, 2))
+    xy[:, :, 0] = np.arange(5)[:, None] * 2.0  # all move 2 px/frame
+    xy[3:, 1, 0] += 9.0  # label 1 jumps between frames 2 and 3
+    f = fc.neighbour_factor(xy)
+    assert f[2, 1] < 0.2 and f[3, 1] < 0.2
+    assert f[:, [0, 2, 3]].min() > 0.9
+
+
+def test_frames_with_unreliable_flow_come_first_in_review():
+    from napari_dustrack.tracking.review import rank_frames
+
+    n, labels = 30, ["a", "b"]
+    conf = np.full((n, 2), 0.9)
+    conf[5, 0] = 0.2  # the model is unsure here
+    residual = np.zeros((n, 2))
+    flow_conf = np.full((n, 2), 0.95)
+    flow_conf[20, 1] = 0.1  # the fill was unreliable here
+    plain = rank_frames(conf, residual, labels, top=3)
+    assert plain["frame"].iloc[0] == 5
+    ranked = rank_frames(conf, residual, labels, top=3, flow_confidence=flow_conf)
+    assert ranked["frame"].tolist()[:2] == [20, 5]
+    assert "optical flow unreliable" in ranked["reason"].iloc[0] and "b" in ranked["reason"].iloc[0]
+
+
+def test_a_frozen_frame_in_a_calm_cine_is_reported():
+    sim = simulate("muscle", n_frames=25, seed=1, shape=(128, 128))
+    truth, labels = to_array(sim.truth, sim.labels, 25)
+    keys = np.full_like(truth, np.nan)
+    keys[::12] = truth[::12]
+    frames = sim.frames.copy()
+    frames[7] = frames[6]  # off the sampled pairs: found by the cheap check of every pair
+    report: dict = {}
+    fill_between(frames, keys, labels=labels, report=report)
+    assert "frame(s) 7 repeat the previous frame" in report["flags"].line()

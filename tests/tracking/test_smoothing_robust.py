@@ -1,0 +1,49 @@
+"""The fusion smoother where the flow is wrong (a probe sliding under probe-fixed artefacts):
+it must not drag the estimates onto the probe's pattern, and it keeps accepted annotations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_dustrack.errors import DustrackError
+from napari_dustrack.io.table import to_array
+from napari_dustrack.simulate import noisy_estimates, simulate
+from napari_dustrack.tracking.smoothing import FusionParams, smooth
+
+
+@pytest.fixture(scope="module")
+def slide():
+    sim = simulate("probe_slide", n_frames=40, seed=5)
+    truth, _ = to_array(sim.truth, sim.labels, 40)
+    return sim.frames, truth, noisy_estimates(truth, seed=7)
+
+
+def _rmse_p95(xy, truth):
+    e = np.hypot(*(xy - truth).transpose(2, 0, 1))
+    return np.sqrt(np.mean(e**2)), np.percentile(e, 95)
+
+
+def test_fusion_is_never_worse_than_its_input_where_the_flow_locks_on(slide):
+    frames, truth, raw = slide
+    out = smooth(frames, raw, 10, "fusion")
+    trusting = smooth(frames, raw, 10, "fusion", fusion=FusionParams(flow_trust=0.0))
+    r_in, p_in = _rmse_p95(raw, truth)
+    r_out, p_out = _rmse_p95(out, truth)
+    assert r_out < 0.8 * r_in and p_out < p_in
+    # trusting every flow step (the former behaviour) is what went wrong
+    assert _rmse_p95(trusting, truth)[0] > 1.2 * r_out
+
+
+def test_anchors_are_kept(slide):
+    frames, truth, raw = slide
+    anchors = np.zeros(raw.shape[:2], bool)
+    anchors[::10] = True
+    raw = raw.copy()
+    raw[::10] = truth[::10]  # accepted annotations: exact
+    out = smooth(frames, raw, 10, "fusion", anchors=anchors)
+    assert np.abs(out[::10] - truth[::10]).max() < 0.05
+    fast = smooth(frames, raw, 10, "fast", anchors=anchors)
+    np.testing.assert_array_equal(fast[::10], raw[::10])
+    with pytest.raises(DustrackError, match="anchors"):
+        smooth(frames, raw, 10, "fusion", anchors=anchors[:, :2])
