@@ -32,7 +32,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..annotations import AnnotationSession, Change
+from ..annotations import AnnotationSession, Change, lost_frames
 from ..errors import Cancelled, DustrackError
 from ..tracking.lk import LKParams
 from . import _annotate_keys, _annotate_mouse, _annotate_ui
@@ -40,7 +40,11 @@ from ._annotate_layers import hex_rgba, point_style, points_view, track_colours,
 from ._annotate_step import StepCarrier
 from .common import (
     is_cine,
+    keep_annotating,
     META,
+    notify,
+    register_page,
+    role_of,
     cine_info,
     current_frame,
     find_cine_layer,
@@ -92,8 +96,12 @@ class AnnotateWidget(QWidget):
         self._tracks_timer = QTimer(self)
         self._tracks_timer.setSingleShot(True)
         self._tracks_timer.setInterval(TRACKS_DELAY_MS)
-        self._tracks_timer.timeout.connect(self.refresh_tracks)
+        self._tracks_timer.timeout.connect(lambda: self.refresh_tracks(background=True))
+        self._tracks_generation = 0
+        self._lost: list[int] = []  # frames where the last flow run lost a point
+        self._review_pos = -1
         self._build_ui()
+        register_page(napari_viewer, "annotate", self)
         self.destroyed.connect(lambda *_, h=self._holder: _close_holder(h))
         napari_viewer.layers.events.inserted.connect(self._on_layer_inserted)
         napari_viewer.layers.events.removed.connect(self._on_layer_removed)
@@ -296,8 +304,12 @@ class AnnotateWidget(QWidget):
         self._update_controls()
         return True
 
-    def refresh_tracks(self) -> None:
-        """Redraw the tracks layer (one track per label; gaps are left out, never NaN)."""
+    def refresh_tracks(self, background: bool = False) -> None:
+        """Redraw the tracks layer (one track per label; gaps are left out, never NaN).
+
+        ``background``: compute the rows in a worker thread (a long cine's 80,000 points take
+        longer than a GUI handler may), then set them; a newer request drops older results.
+        """
         self._tracks_timer.stop()
         if self.session is None:
             return
@@ -307,14 +319,28 @@ class AnnotateWidget(QWidget):
             return
         self._tracks_stale = False
         points, labels, _ = self.session.snapshot()
-        data, features = tracks_view(points, labels)
+        self._tracks_generation += 1
+        if not background:
+            self._apply_tracks(tracks_view(points, labels), labels, self._tracks_generation)
+            return
+        from napari.qt.threading import create_worker
+
+        worker = create_worker(tracks_view, points, labels)
+        worker.returned.connect(lambda view, g=self._tracks_generation: self._apply_tracks(view, labels, g))
+        worker.start()
+
+    def _apply_tracks(self, view, labels, generation: int) -> None:
+        if generation != self._tracks_generation or self.session is None:
+            return  # a newer redraw is on its way (or the cine was closed)
+        data, features = view
+        layer = self.tracks_layer
         if len(data) == 0:
             if layer is not None and layer in self.viewer.layers:
                 self.viewer.layers.remove(layer)
             self.tracks_layer = None
             return
-        colours, controls = track_colours(sorted({int(i) for i in data[:, 0]}), labels)
-        colormap = Colormap(colours, controls=controls, name="dustrack-labels")
+        colours, controls = track_colours(labels)
+        colormap = Colormap(colours, controls=controls, interpolation="zero", name="dustrack-labels")
         if layer is None or layer not in self.viewer.layers:
             cine = self.cine_layer
             with self._keep_frame():
@@ -322,17 +348,16 @@ class AnnotateWidget(QWidget):
                     data, features=features, name=TRACKS_NAME, tail_length=TAIL_LENGTH,
                     head_length=0, tail_width=2, scale=tuple(cine.scale)[-3:],
                     translate=tuple(cine.translate)[-3:], metadata={META: {"role": ROLE}},
-                    colormaps_dict={"track_id": colormap}, color_by="track_id", blending="translucent")
+                    colormaps_dict={"colour": colormap}, color_by="colour", blending="translucent")
             self.tracks_layer = layer
             layer.events.visible.connect(self._on_tracks_visible)
             if self.points_layer is not None:  # keep annotating: our layer stays on top and active
-                self.viewer.layers.move(self.viewer.layers.index(self.points_layer), len(self.viewer.layers))
-                self.viewer.layers.selection.active = self.points_layer
+                keep_annotating(self.viewer)
         else:
             layer.data = data
             layer.features = features
-            layer.colormaps_dict = {"track_id": colormap}
-            layer.color_by = "track_id"
+            layer.colormaps_dict = {"colour": colormap}
+            layer.color_by = "colour"
 
     def _on_tracks_visible(self, event=None) -> None:
         if self.tracks_layer is not None and self.tracks_layer.visible and self._tracks_stale:
@@ -523,12 +548,12 @@ class AnnotateWidget(QWidget):
         except DustrackError as exc:
             notify_error(exc)
 
-    def move(self, frame: int, label: str, x: float, y: float) -> None:
-        """The user dragged a point: it moves and becomes manual."""
+    def move(self, frame: int, label: str, x: float, y: float, action: str = "move") -> None:
+        """The user dragged a point (``correct``: a predicted one): it is a manual point there."""
         if self.session is None:
             return
         try:
-            self.session.set_point(frame, label, x, y, action="move")
+            self.session.set_point(frame, label, x, y, action=action)
         except DustrackError as exc:
             notify_error(exc)
             self.refresh()
@@ -656,6 +681,7 @@ class AnnotateWidget(QWidget):
         def apply(session, result):
             xy, conf = result
             session.apply_flow(xy[1:], labels, rows[1:len(xy)], conf[1:], action=action)
+            self._report_lost(lost_frames(xy[1:], labels, rows[1:len(xy)]))
 
         self._run_flow(propagate, (f0, xy0, steps), apply, f"tracking {abs(steps)} frames")
 
@@ -670,10 +696,12 @@ class AnnotateWidget(QWidget):
             show_info("Fill needs a label with at least two keyframes (manual points).")
             return
         keys = self.session.keys_array(labels)
+        spans = {lab: (min(k), max(k)) for lab in labels for k in [self.session.keyframes(lab)]}
 
         def apply(session, result):
             xy, conf = result
             session.apply_flow(xy, labels, None, conf, action="fill between keyframes")
+            self._report_lost(lost_frames(xy, labels, spans=spans))
 
         self._run_flow(fill_between, (keys,), apply, f"filling {len(labels)} label(s)",
                        labels=labels, single_keyframe="skip")
@@ -758,6 +786,85 @@ class AnnotateWidget(QWidget):
         lo, hi = self._segment()
         return self.accept_range(lo, hi)
 
+    # ================================================================== predictions
+    def prediction_layers(self) -> list:
+        """Visible prediction Points layers (model, smoothed points): their points can be dragged."""
+        from napari.layers import Points
+
+        return [layer for layer in self.viewer.layers
+                if isinstance(layer, Points) and role_of(layer) == "prediction" and layer.visible]
+
+    def install_on_prediction(self, layer) -> None:
+        """Keys and drags on a prediction layer act on the annotations (see _annotate_mouse)."""
+        if getattr(layer, "_dustrack_review", False):
+            return
+        _annotate_keys.install(layer, self)
+        _annotate_mouse.install(layer, self, prediction=True)
+        layer._dustrack_review = True
+
+    def _prediction_source(self, name: str | None):
+        names = [name] if name else ["model", "smoothed points"]
+        for n in names:
+            if n in self.viewer.layers:
+                return self.viewer.layers[n]
+        return None
+
+    def accept_predictions(self, start: int | None = None, end: int | None = None, *,
+                           min_confidence: float = 0.0, source: str | None = None) -> int:
+        """Copy a prediction layer's points on frames ``start..end`` (all frames when None) with
+        at least ``min_confidence`` into the annotations as reviewed points (one undo step)."""
+        from ._predictions import visible_table
+
+        if not self._need_session():
+            return 0
+        layer = self._prediction_source(source)
+        if layer is None:
+            notify_error(DustrackError("no predictions to accept: press Predict (Model tab) first"))
+            return 0
+        try:
+            n = self.session.accept_predictions(visible_table(layer), start=start, end=end,
+                                                min_confidence=min_confidence)
+        except DustrackError as exc:
+            notify_error(exc)
+            return 0
+        where = "every frame" if start is None else f"frames {min(start, end)}-{max(start, end)}"
+        show_info(f"Accepted {n} predicted point(s) of {where} as reviewed"
+                  f"{'' if n else ' (manual and reviewed points are kept)'}; Ctrl+Z undoes.")
+        return n
+
+    def accept_frame_predictions(self) -> int:
+        return self.accept_predictions(self.frame, self.frame)
+
+    def next_to_review(self) -> int | None:
+        """Go to the next frame of the model's ranked list (the Model tab's review list)."""
+        layer = self._prediction_source("model")
+        frames = list(layer.metadata.get("review_frames", [])) if layer is not None else []
+        if not frames:
+            show_info("No frames to review yet: Predict in the Model tab first.")
+            return None
+        here = self.frame
+        if here in frames:
+            self._review_pos = frames.index(here)
+        self._review_pos = (self._review_pos + 1) % len(frames)
+        self.go_to(frames[self._review_pos])
+        return frames[self._review_pos]
+
+    def next_lost(self) -> None:
+        """Go to the next frame where the last optical-flow run lost a point."""
+        later = [f for f in self._lost if f > self.frame] or self._lost
+        self._jump(later[0] if later else None, "frame where flow lost a point after")
+
+    def _report_lost(self, lost: dict[str, list[int]]) -> None:
+        self._lost = sorted({f for frames in lost.values() for f in frames})
+        if not lost:
+            return
+        parts = [f"{label} on {len(frames)} frame(s) ({_frames_text(frames)})"
+                 for label, frames in lost.items()]
+        first = self._lost[0]
+        notify(f"Optical flow lost {'; '.join(parts)}. K goes to the next such frame; "
+               "place the point by hand there and fill again.",
+               actions=[(f"Go to frame {first}", lambda *_: self.go_to(first))])
+
     # ================================================================== import / help
     def import_points(self, path) -> int:
         """Import DUSTrack JSON, DeepLabCut CollectedData (CSV/H5) or a native point table."""
@@ -813,6 +920,11 @@ class AnnotateWidget(QWidget):
             f"{kind} {self.frame}/{(s.n_frames or 1) - 1} · label {self.current_label or '-'} · "
             f"{len(here)}/{len(s.labels)} here · {len(s.keyframes())} keyframes · {len(s)} points"
             f"{' · step-and-adjust' if self.step_adjust else ''}{saved}")
+
+
+def _frames_text(frames: list[int], most: int = 4) -> str:
+    shown = ", ".join(str(f) for f in frames[:most])
+    return shown + (f", ... {frames[-1]}" if len(frames) > most else "")
 
 
 def _close_holder(holder: dict) -> None:
