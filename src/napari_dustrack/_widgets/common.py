@@ -80,8 +80,8 @@ def label_colours(viewer, labels) -> dict[str, str]:
                 items = None  # a damaged label file is the Annotate tab's to report
             saved = {i["name"]: i["colour"] for i in (items[0] if items else [])
                      if str(i.get("colour", "")).startswith("#")}
-    order = list(saved) + [lab for lab in labels if lab not in saved]
-    return label_hex(order, saved)
+    labels = list(labels)
+    return label_hex(labels + [lab for lab in saved if lab not in labels], saved)
 
 
 def notify(message: str, actions=(), severity: str = "warning") -> None:
@@ -194,6 +194,7 @@ class TaskBar(QWidget):
         self.bar.setVisible(False)
         self.status = QLabel("", self)
         self.cancel_button = QPushButton("Cancel", self)
+        self.cancel_button.setToolTip("Stop the running task (work done so far is kept)")
         self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(self.cancel)
         layout = QHBoxLayout(self)
