@@ -427,7 +427,7 @@ class MeasureWidget(QWidget):
     def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
         super().showEvent(event)
         if self._stale:
-            self._replot_timer.start(0)
+            self.refresh()
 
     def _on_layer_edited(self, event=None) -> None:
         self.schedule_refresh()
