@@ -187,6 +187,8 @@ class PredictionLayers(QObject):
 
     def _show_tracks(self, arrays) -> None:
         self._building = None
+        if self.layer is None or self.layer not in self.viewer.layers:
+            return  # the layer (or the viewer) was closed meanwhile
         data, features = arrays
         colours = label_colours(self.viewer, self.labels)
         rgba, controls = track_colormap([colours[lab] for lab in self.labels])
