@@ -28,10 +28,13 @@ def cine(tmp_path_factory):
 
 
 @pytest.fixture
-def dock(make_napari_viewer, qtbot, cine):
+def dock(make_napari_viewer, qtbot, cine, tmp_path):
+    import shutil
+
     from napari_dustrack._widgets.main import DustrackWidget
 
     video, truth = cine
+    video = shutil.copy(video, tmp_path / video.name)  # a fresh sidecar for each test
     viewer = make_napari_viewer()
     open_cine_in(viewer, video)
     dock = DustrackWidget(viewer)
@@ -165,7 +168,7 @@ def _in_toolbar(widget) -> bool:
 
     parent = widget.parent()
     while parent is not None:
-        if isinstance(parent, QToolBar) or type(parent).__name__ == "QSpinBox":
+        if isinstance(parent, (QToolBar, QAbstractSpinBox)):
             return True
         parent = parent.parent()
     return type(widget).__name__ in ("QCheckBox",) and bool(widget.parent().toolTip())

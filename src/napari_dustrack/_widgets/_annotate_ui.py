@@ -48,15 +48,15 @@ def build(w) -> None:
     w.label_list.setMaximumHeight(150)
     w.label_list.setToolTip("Labels in key order (1-9); double-click to rename")
     grid.addWidget(w.label_list)
-    row = QHBoxLayout()
-    for text, slot, tip in (
+    row = QGridLayout()
+    for i, (text, slot, tip) in enumerate((
         ("Add", w.add_label_dialog, "Add a label (L)"),
         ("Remove", lambda: w.remove_label(), "Remove the current label and its points"),
+        ("Colour", w.colour_dialog, "Change the colour of the current label"),
         ("Up", lambda: w.move_label(-1), "Move the current label up"),
         ("Down", lambda: w.move_label(1), "Move the current label down"),
-        ("Colour", w.colour_dialog, "Change the colour of the current label"),
-    ):
-        row.addWidget(_button(text, slot, tip))
+    )):
+        row.addWidget(_button(text, slot, tip), i // 3, i % 3)
     grid.addLayout(row)
     layout.addWidget(box)
 
@@ -95,9 +95,10 @@ def build(w) -> None:
     for col, (text, slot, tip) in enumerate((
         ("Track back", lambda: w.track(-1), "Track backward N frames (Shift+T)"),
         ("Track fwd", lambda: w.track(1), "Track forward N frames (T)"),
-        ("Fill between keyframes", w.fill_between, "LK + RSTC between keyframes (F)"),
     )):
         grid.addWidget(_button(text, slot, tip), 1, col)
+    grid.addWidget(_button("Fill between keyframes", w.fill_between,
+                           "LK + RSTC between keyframes (F)"), 1, 2)
     w.win_spin = QSpinBox()
     w.win_spin.setRange(5, 201)
     w.win_spin.setSingleStep(2)
@@ -127,7 +128,7 @@ def build(w) -> None:
     layout.addWidget(box)
 
     box = QGroupBox("Review")
-    row = QHBoxLayout(box)
+    grid = QGridLayout(box)
     w.from_spin = QSpinBox()
     w.to_spin = QSpinBox()
     w.from_spin.setToolTip("First frame of the range to accept")
@@ -136,8 +137,10 @@ def build(w) -> None:
                       "Set the range to the keyframes around this frame")
     accept = _button("Accept", lambda: w.accept_range(),
                      "Mark the flow points of these frames reviewed (R; Shift+R: this segment)")
-    for item in (QLabel("frames"), w.from_spin, QLabel("to"), w.to_spin, segment, accept):
-        row.addWidget(item)
+    for col, item in enumerate((QLabel("frames"), w.from_spin, QLabel("to"), w.to_spin)):
+        grid.addWidget(item, 0, col)
+    grid.addWidget(segment, 1, 0, 1, 2)
+    grid.addWidget(accept, 1, 2, 1, 2)
     layout.addWidget(box)
 
     row = QHBoxLayout()

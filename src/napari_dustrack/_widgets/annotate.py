@@ -908,7 +908,8 @@ class AnnotateWidget(QWidget):
         self.redo_button.setEnabled(s is not None and s.can_redo)
         if s is not None:
             self.undo_button.setToolTip(f"Undo {s.undo_action} (Ctrl+Z)" if s.can_undo else "Ctrl+Z")
-            self.redo_button.setToolTip(f"Redo {s.redo_action} (Ctrl+Shift+Z)" if s.can_redo else "")
+            self.redo_button.setToolTip(f"Redo {s.redo_action} (Ctrl+Shift+Z)" if s.can_redo
+                                        else "Redo (Ctrl+Shift+Z)")
         if s is None:
             self.status.setText("")
             return

@@ -139,7 +139,7 @@ class MeasureWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self._build_layers())
         layout.addWidget(self._build_definitions())
-        self.figure = Figure(figsize=(4, 6), constrained_layout=True)
+        self.figure = Figure(figsize=(3.8, 6), constrained_layout=True)
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(360)
         self.toolbar = NavigationToolbar2QT(self.canvas, self)
@@ -226,7 +226,7 @@ class MeasureWidget(QWidget):
         self.export_combo = QComboBox(box)
         self.export_combo.setToolTip("Layer to export")
         grid.addWidget(QLabel("Layer", box), 0, 0)
-        grid.addWidget(self.export_combo, 0, 1, 1, 2)
+        grid.addWidget(self.export_combo, 0, 1)
         buttons = [
             ("Point table CSV", "Point table (*.csv)", self.export_points_csv_to),
             ("DeepLabCut h5/csv", "DeepLabCut (*.h5 *.csv)", self.export_dlc_to),
@@ -241,10 +241,10 @@ class MeasureWidget(QWidget):
             button.clicked.connect(
                 lambda _=False, t=title, f=filt, m=method: self._ask_and_export(t, f, m)
             )
-            grid.addWidget(button, 1 + i // 3, i % 3)
+            grid.addWidget(button, 1 + i // 2, i % 2)
             self.export_buttons[title] = button
         self.task = TaskBar(box)
-        grid.addWidget(self.task, 3, 0, 1, 3)
+        grid.addWidget(self.task, 4, 0, 1, 2)
         return box
 
     # --- layers ------------------------------------------------------------------------------

@@ -207,7 +207,7 @@ class ModelWidget(QWidget):
         self.review.itemClicked.connect(self._jump)
         self.from_spin, self.to_spin = QSpinBox(), QSpinBox()
         for spin in (self.from_spin, self.to_spin):
-            spin.setRange(0, 1_000_000)
+            spin.setRange(0, 99_999)
             spin.setToolTip("Frame range for 'Accept range'")
         self.min_conf = QDoubleSpinBox()
         self.min_conf.setRange(0.0, 1.0)
@@ -225,13 +225,13 @@ class ModelWidget(QWidget):
         for item in (QLabel("frames"), self.from_spin, QLabel("to"), self.to_spin):
             rng.addWidget(item)
         grid.addLayout(rng, 3, 0)
+        conf = QHBoxLayout()
+        conf.addWidget(QLabel("conf. >="))
+        conf.addWidget(self.min_conf)
+        grid.addLayout(conf, 3, 1)
         grid.addWidget(_button("Accept range", self.accept_range,
                                "Copy the model's points of these frames into the annotations as "
-                               "reviewed"), 3, 1)
-        conf = QHBoxLayout()
-        conf.addWidget(QLabel("confidence >="))
-        conf.addWidget(self.min_conf)
-        grid.addLayout(conf, 4, 0)
+                               "reviewed"), 4, 0)
         grid.addWidget(_button("Accept confident", self.accept_confident,
                                "Copy the model's points of every frame with at least this "
                                "confidence into the annotations as reviewed"), 4, 1)
@@ -322,7 +322,10 @@ class ModelWidget(QWidget):
         """Train from scratch (an existing model is set aside) or continue it (``retrain``)."""
         try:
             self._check_ready()
-            video, folder, table = self.video_path(), self.model_dir(), self.curated_table()
+            video, folder = self.video_path(), self.model_dir()
+            if retrain and not has_model(folder):
+                raise DustrackError("no model to retrain yet; press Train", folder)
+            table = self.curated_table()
             if retrain:
                 self._check_retrain(folder, table)
             elif has_model(folder):
@@ -340,8 +343,6 @@ class ModelWidget(QWidget):
                            on_done=self._trained)
 
     def _check_retrain(self, folder: str, table) -> None:
-        if not has_model(folder):
-            raise DustrackError("no model to retrain yet; press Train", folder)
         meta = read_meta(folder)
         labels = labels_of(table)
         if sorted(labels) != sorted(meta["labels"]):
