@@ -86,6 +86,7 @@ def test_predict_review_correct_accept_retrain(make_napari_viewer, qtbot, cine, 
     # G goes to the worst frame, then down the list
     key(viewer, qtbot, Qt.Key_G)
     assert annotate.frame == ranked[0]
+    qtbot.wait(100)  # napari slices the layers for the new frame
     frame = annotate.frame
     predicted = model.prediction_table()
     here = predicted[predicted["frame"] == frame].set_index("label")
