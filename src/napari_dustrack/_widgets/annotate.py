@@ -264,10 +264,12 @@ class AnnotateWidget(QWidget):
         """Apply a small change to the layer row by row (a full redraw of a long cine's points
         costs far more than a click); False if a full redraw is needed instead."""
         layer = self.points_layer
-        if (change.labels is not None or len(change.points) > INCREMENTAL_MAX or layer is None
+        if (change.labels is not None or layer is None
                 or layer not in self.viewer.layers or len(layer.data) != len(self._row_keys)
                 or any(key[1] not in self._label_rgba for key in change.points)):
             return False
+        if len(change.points) > INCREMENTAL_MAX:
+            return self._update_rows_bulk(change)
         features = layer.features
         columns = {c: features.columns.get_loc(c) for c in ("source", "confidence", "reviewed")}
         removed = []
@@ -298,6 +300,58 @@ class AnnotateWidget(QWidget):
                 gone = set(removed)
                 self._row_keys = [k for i, k in enumerate(self._row_keys) if i not in gone]
                 self._row_index = {key: i for i, key in enumerate(self._row_keys)}
+            layer.selected_data = set()
+            layer.refresh()
+        self._update_feature_defaults()
+        self._update_controls()
+        return True
+
+    def _update_rows_bulk(self, change: Change) -> bool:
+        """A big change (a fill, an accepted range) applied with whole-array writes: rows that
+        exist are updated in place, new rows added in one call, removed rows in one call."""
+        layer = self.points_layer
+        keys = list(change.points)
+        points = [change.points[k] for k in keys]
+        index = np.fromiter((self._row_index.get(k, -1) for k in keys), np.int64, len(keys))
+        alive = np.fromiter((p is not None for p in points), bool, len(keys))
+        styles: dict = {}
+
+        def style(k, p):
+            sig = (k[1], p.manual, p.reviewed)
+            if sig not in styles:
+                styles[sig] = point_style(self._label_rgba[k[1]], p.manual, p.reviewed)
+            return styles[sig]
+
+        def write(rows, picks):
+            pts = [points[i] for i in picks]
+            layer.data[rows, 1] = [p.y for p in pts]
+            layer.data[rows, 2] = [p.x for p in pts]
+            feats = layer.features
+            feats.iloc[rows, feats.columns.get_loc("label")] = [keys[i][1] for i in picks]
+            feats.iloc[rows, feats.columns.get_loc("source")] = [p.source for p in pts]
+            feats.iloc[rows, feats.columns.get_loc("confidence")] = [p.confidence for p in pts]
+            feats.iloc[rows, feats.columns.get_loc("reviewed")] = [p.reviewed for p in pts]
+            looks = [style(keys[i], p) for i, p in zip(picks, pts)]
+            layer.face_color[rows] = [f for f, _ in looks]
+            layer.border_color[rows] = [b for _, b in looks]
+
+        with self._writing():
+            update = np.flatnonzero((index >= 0) & alive)
+            if len(update):
+                write(index[update], update)
+            new = np.flatnonzero((index < 0) & alive)
+            if len(new):
+                start = len(layer.data)
+                layer.add(np.array([(keys[i][0], points[i].y, points[i].x) for i in new]))
+                write(np.arange(start, start + len(new)), new)
+                self._row_keys.extend(keys[i] for i in new)
+            gone = index[(index >= 0) & ~alive]
+            if len(gone):
+                layer.remove(gone.tolist())
+                dropped = set(gone.tolist())
+                self._row_keys = [k for i, k in enumerate(self._row_keys) if i not in dropped]
+            self._row_index = {key: i for i, key in enumerate(self._row_keys)}
+            layer.text.refresh(layer.features)
             layer.selected_data = set()
             layer.refresh()
         self._update_feature_defaults()

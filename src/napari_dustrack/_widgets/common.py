@@ -36,6 +36,27 @@ def is_cine(layer) -> bool:
     return isinstance(info, dict) and "role" not in info
 
 
+PRELOAD = ("napari_dustrack.tracking.flow", "napari_dustrack.tracking.smoothing",
+           "napari_dustrack.tracking.review", "napari_dustrack.measure")
+
+
+def preload_modules() -> threading.Thread:
+    """Import the algorithm modules in a background thread, so that the first Fill or Smooth
+    does not spend seconds importing on the GUI thread."""
+    import importlib
+
+    def load():
+        for name in PRELOAD:
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001 - the action that needs it will report it
+                pass
+
+    thread = threading.Thread(target=load, name="dustrack-preload", daemon=True)
+    thread.start()
+    return thread
+
+
 def register_page(viewer, role: str, widget) -> None:
     """Let the other tabs of ``viewer`` find ``widget`` (held weakly) under ``role``."""
     _pages[(id(viewer), role)] = widget

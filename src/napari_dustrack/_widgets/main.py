@@ -9,7 +9,7 @@ from __future__ import annotations
 from qtpy.QtWidgets import QSizePolicy, QTabWidget, QVBoxLayout, QWidget
 
 from .annotate import AnnotateWidget
-from .common import PAGE_WIDTH, scroll_page
+from .common import PAGE_WIDTH, preload_modules, scroll_page
 from .measure import MeasureWidget
 from .model import ModelWidget
 from .smooth import SmoothWidget
@@ -29,6 +29,7 @@ class DustrackWidget(QWidget):
 
     def __init__(self, napari_viewer):
         super().__init__()
+        preload_modules()
         self.viewer = napari_viewer
         self.tabs = QTabWidget(self)
         self.pages: dict[str, QWidget] = {}
