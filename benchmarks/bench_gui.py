@@ -234,7 +234,7 @@ def session(name: str, cine: dict, dog: Watchdog, smooth_mode: str) -> None:
         wait_until(lambda: not smooth.taskbar.busy and not smooth.output.busy)
         wait(300)
     with dog.during("scrub"):
-        dock.tabs.setCurrentIndex(3)
+        dock.show_page("Measure")
         step = max(1, n // 150)
         for f in range(0, min(n, 150 * step), step):
             viewer.dims.set_current_step(0, f)

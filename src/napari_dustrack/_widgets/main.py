@@ -42,3 +42,8 @@ class DustrackWidget(QWidget):
         layout.addWidget(self.tabs)
         self.setMaximumWidth(PAGE_WIDTH + 40)
         self.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Ignored)
+
+    def show_page(self, title: str) -> QWidget:
+        """Bring the tab ``title`` to the front; returns its page."""
+        self.tabs.setCurrentIndex([t for t, _ in TABS].index(title))
+        return self.pages[title]
