@@ -178,3 +178,27 @@ def _button(page, text):
     from qtpy.QtWidgets import QPushButton
 
     return next(b for b in page.findChildren(QPushButton) if b.text() == text)
+
+
+def test_worker_start_up_can_be_cancelled_and_times_out():
+    """Waiting for worker processes (here: a scheduler that never answers) ends on Cancel at
+    once, and after the timeout with a message naming the usual cause."""
+    import time
+
+    from napari_dustrack import jobs
+    from napari_dustrack.errors import Cancelled, DustrackError
+
+    import socket
+
+    silent = socket.socket()  # accepts connections, never speaks: the handshake just hangs
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    nowhere = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
+    t0 = time.monotonic()
+    with pytest.raises(Cancelled):
+        jobs.get_client(nowhere, cancel=lambda: time.monotonic() - t0 > 0.3)
+    assert time.monotonic() - t0 < 2
+    with pytest.raises(DustrackError, match="did not start within 1 s.*__main__"):
+        jobs.get_client(nowhere, timeout=1.0)
+    assert nowhere not in jobs._clients
+    silent.close()
