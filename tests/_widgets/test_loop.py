@@ -130,3 +130,12 @@ def test_predict_review_correct_accept_retrain(make_napari_viewer, qtbot, cine, 
     # a second retrain without new labels is refused with a message, nothing started
     assert model.train(retrain=True) is None and model.worker is None
     assert "no new or corrected labels" in model.status.text()
+
+    # reopening shows the saved model: iteration, training time, loss history
+    from napari_dustrack._widgets.model import ModelWidget
+
+    fresh = ModelWidget(viewer)
+    fresh.folder.setText(str(tmp_path / "model"))
+    fresh._on_folder()
+    assert "model iteration 2 saved" in fresh.status.text() and " min" in fresh.status.text()
+    assert fresh.plot.points["val_error_px"] and fresh.retrain_button.isEnabled()

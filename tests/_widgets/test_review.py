@@ -150,6 +150,23 @@ def test_bad_input_says_so_and_keeps_everything(dock, qtbot, monkeypatch):
     assert 'pip install "napari-dustrack[model]"' in messages[-1] and "torch" in messages[-1]
 
 
+def test_lost_points_are_announced_with_a_way_there(dock, qtbot, monkeypatch):
+    from napari_dustrack._widgets import annotate as annotate_module
+
+    viewer, dock, _ = dock
+    annotate = dock.pages["Annotate"]
+    sent = []
+    monkeypatch.setattr(annotate_module, "notify", lambda message, actions=(): sent.append((message, actions)))
+    annotate._report_lost({"septal": [12, 13, 14, 15, 16, 19], "lateral": [4]})
+    message, actions = sent[-1]
+    assert "septal on 6 frame(s) (12, 13, 14, 15, ... 19)" in message and "lateral on 1" in message
+    actions[0][1]()  # the notification's button
+    assert annotate.frame == 4
+    for expected in (12, 13):
+        key(viewer, qtbot, Qt.Key_K)
+        assert annotate.frame == expected
+
+
 def test_dock_fits_a_laptop_and_every_control_explains_itself(dock):
     viewer, dock, _ = dock
     for title, page in dock.pages.items():

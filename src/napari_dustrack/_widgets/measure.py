@@ -131,6 +131,7 @@ class MeasureWidget(QWidget):
         viewer_layers.removed.connect(self._on_layers_changed)
         viewer_layers.reordered.connect(self._on_layers_changed)
         self.viewer.dims.events.current_step.connect(self._on_frame)
+        self.viewer.events.theme.connect(self._on_layer_edited)  # dark/light: redraw in its colours
         self._on_layers_changed()
 
     # --- construction ------------------------------------------------------------------------

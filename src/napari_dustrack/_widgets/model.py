@@ -124,6 +124,7 @@ class ModelWidget(QWidget):
         register_page(napari_viewer, "model", self)
         for event in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed):
             event.connect(self._on_layers_changed)
+        napari_viewer.events.theme.connect(lambda _event: self.plot.update())
         self._refresh_buttons()
         self._show_saved_model()
 
