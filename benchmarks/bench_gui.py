@@ -111,24 +111,44 @@ def short_cine(tmp: Path):
     return {"path": paths["video"], "labels": labels, "truth": truth, "n": 300}
 
 
+class LazyCine:
+    """A (n, h, w) uint8 array-like whose frames are made on demand: a texture shifted along a
+    slow sine (what a frame-cache-backed reader gives napari: one frame per index, in ms)."""
+
+    def __init__(self, n, shape, pad=16):
+        rng = np.random.default_rng(0)
+        texture = rng.integers(0, 255, (shape[0] + 2 * pad, shape[1] + 2 * pad), dtype=np.uint8)
+        self.texture = (texture // 2 + np.roll(texture, 3, axis=1) // 2).astype(np.uint8)
+        self.shape, self.dtype, self.ndim, self.pad = (n, *shape), np.dtype(np.uint8), 3, pad
+
+    def __len__(self):
+        return self.shape[0]
+
+    @staticmethod
+    def shift(f):
+        return np.round(8 * np.sin(2 * np.pi * np.asarray(f) / 100.0)).astype(int)
+
+    def frame(self, f: int) -> np.ndarray:
+        s, p = int(self.shift(f)), self.pad
+        return self.texture[p + s: p + s + self.shape[1], p: p + self.shape[2]]
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        first, rest = key[0], key[1:]
+        if isinstance(first, (int, np.integer)):
+            return self.frame(int(first))[rest] if rest else self.frame(int(first))
+        frames = range(*first.indices(self.shape[0])) if isinstance(first, slice) else first
+        return np.stack([self.frame(int(f)) for f in frames])[(slice(None), *rest)]
+
+    def __array__(self, dtype=None, copy=None):
+        raise TypeError("a 10,000-frame 1080p cine is never read whole")
+
+
 def long_cine(n=10_000, shape=(1080, 1920), n_labels=8):
-    """A lazy 10,000-frame 1080p cine: each frame is a texture shifted along a slow sine."""
-    import dask.array as da
-
-    rng = np.random.default_rng(0)
-    pad = 16
-    texture = rng.integers(0, 255, (shape[0] + 2 * pad, shape[1] + 2 * pad), dtype=np.uint8)
-    texture = (texture // 2 + np.roll(texture, 3, axis=1) // 2).astype(np.uint8)
-    shift = lambda f: (np.round(8 * np.sin(2 * np.pi * np.asarray(f) / 100.0))).astype(int)  # noqa: E731
-
-    def frame(block, block_info=None):
-        f = block_info[None]["chunk-location"][0]
-        s = int(shift(f))
-        return texture[pad + s: pad + s + shape[0], pad: pad + shape[1]][None]
-
-    data = da.map_blocks(frame, dtype=np.uint8, chunks=((1,) * n, (shape[0],), (shape[1],)))
+    """The long cine: 10,000 frames at 1080p, 8 labels following the texture's motion."""
+    data = LazyCine(n, shape)
     base = np.c_[np.linspace(300, 1600, n_labels), np.linspace(300, 800, n_labels)]
-    truth = base[None] + np.c_[np.zeros(n), shift(np.arange(n))][:, None, :]
+    truth = base[None] + np.c_[np.zeros(n), LazyCine.shift(np.arange(n))][:, None, :]
     labels = [f"p{i + 1}" for i in range(n_labels)]
     return {"data": data, "labels": labels, "truth": truth.astype(float), "n": n}
 
@@ -162,7 +182,8 @@ def session(name: str, cine: dict, dog: Watchdog, smooth_mode: str) -> None:
     if "path" in cine:
         viewer.open(str(cine["path"]), plugin="napari-dustrack")
     else:
-        viewer.add_image(cine["data"], name="long cine", metadata={"dustrack": {
+        viewer.add_image(cine["data"], name="long cine", contrast_limits=(0, 255), multiscale=False,
+                         metadata={"dustrack": {
             "fps": 50.0, "n_frames": cine["n"], "kind": "video", "pixel_spacing": None}})
     dock = DustrackWidget(viewer)
     viewer.window.add_dock_widget(dock, name="DUSTrack")

@@ -22,7 +22,7 @@ from qtpy.QtCore import QObject, QTimer, Signal
 
 from ..io.colours import rgba_rows, track_colour_values, track_colormap
 from ..io.layers import points_to_table
-from .common import META, keep_annotating, label_colours, page
+from .common import META, keep_annotating, label_colours, page, set_tracks
 
 ROLE = "prediction"
 CHUNK_ROWS = 2000  # rows written per timer tick (~10 ms on 80,000 rows)
@@ -205,10 +205,7 @@ class PredictionLayers(QObject):
             if layer is not None:
                 self.viewer.layers.remove(layer)
         elif isinstance(layer, Tracks):
-            layer.data = data
-            layer.features = features
-            layer.colormaps_dict = {"colour": colormap}
-            layer.color_by = "colour"
+            set_tracks(layer, data, features, colormap)
         elif new_layer is not None:
             if layer is not None:
                 self.viewer.layers.remove(layer)

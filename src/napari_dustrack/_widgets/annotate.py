@@ -36,7 +36,8 @@ from ..annotations import AnnotationSession, Change, lost_frames
 from ..errors import Cancelled, DustrackError
 from ..tracking.lk import LKParams
 from . import _annotate_keys, _annotate_mouse, _annotate_ui
-from ._annotate_layers import hex_rgba, point_style, points_view, track_colours, tracks_view
+from ..io.colours import hex_rgba
+from ._annotate_layers import point_style, points_view, track_colours, tracks_view
 from ._annotate_step import StepCarrier
 from .common import (
     is_cine,
@@ -45,6 +46,7 @@ from .common import (
     notify,
     register_page,
     role_of,
+    set_tracks,
     cine_info,
     current_frame,
     find_cine_layer,
@@ -408,10 +410,7 @@ class AnnotateWidget(QWidget):
             if self.points_layer is not None:  # keep annotating: our layer stays on top and active
                 keep_annotating(self.viewer)
         else:
-            layer.data = data
-            layer.features = features
-            layer.colormaps_dict = {"colour": colormap}
-            layer.color_by = "colour"
+            set_tracks(layer, data, features, colormap)
 
     def _on_tracks_visible(self, event=None) -> None:
         if self.tracks_layer is not None and self.tracks_layer.visible and self._tracks_stale:

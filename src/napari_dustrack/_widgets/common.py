@@ -110,6 +110,18 @@ def notify(message: str, actions=(), severity: str = "warning") -> None:
     notification_manager.dispatch(Notification(message, severity=severity, actions=tuple(actions)))
 
 
+def set_tracks(layer, data, features, colormap) -> None:
+    """Replace a Tracks layer's rows, coloured by the ``colour`` feature through ``colormap``.
+
+    napari drops the features when the data change (and warns that ``color_by`` is gone), so
+    colour by track id for that moment."""
+    layer.color_by = "track_id"
+    layer.data = data
+    layer.features = features
+    layer.colormaps_dict = {"colour": colormap}
+    layer.color_by = "colour"
+
+
 def points_layers(viewer) -> list:
     return [layer for layer in viewer.layers if isinstance(layer, Points)]
 
