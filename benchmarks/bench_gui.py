@@ -247,7 +247,9 @@ def session(name: str, cine: dict, dog: Watchdog, smooth_mode: str) -> None:
     with dog.during("accept"):
         model.min_conf.setValue(0.9)
         model.accept_confident()
-        wait(800)
+        wait(100)
+        wait_until(lambda: not annotate.accepting)
+        wait(600)
     with dog.during("smooth apply"):
         if smooth_mode:  # the Smooth tab, smoothing in its worker thread
             smooth.source.setCurrentText("model")

@@ -430,6 +430,20 @@ class AnnotationSession:
         DustrackError
             The predictions have labels the annotations do not, or none lie in the range.
         """
+        changes, lo, hi = self.prediction_changes(table, start=start, end=end,
+                                                  min_confidence=min_confidence)
+        return self.commit_predictions(changes, action or f"accept predictions on frames {lo}-{hi}")
+
+    def prediction_changes(
+        self,
+        table: pd.DataFrame,
+        *,
+        start: int | None = None,
+        end: int | None = None,
+        min_confidence: float = 0.0,
+    ) -> tuple[dict[Key, Point], int, int]:
+        """The points :meth:`accept_predictions` would write, and its frame range; changes
+        nothing, so it may run in a worker thread (see :meth:`commit_predictions`)."""
         table = validate(table)
         unknown = sorted(set(table["label"]) - set(self.labels))
         if unknown:
@@ -442,14 +456,23 @@ class AnnotationSession:
         if rows.empty:
             cond = f" with confidence >= {min_confidence:g}" if min_confidence > 0 else ""
             raise DustrackError(f"no predicted points on frames {lo}-{hi}{cond}")
-        changes: dict[Key, Point | None] = {}
+        with self._lock:
+            points = dict(self._points)
+        changes: dict[Key, Point] = {}
         for f, lab, x, y, src, c in rows[["frame", "label", "x", "y", "source", "confidence"]].itertuples(index=False):
             key = (int(f), str(lab))
-            old = self._points.get(key)
+            old = points.get(key)
             if old is None or not old.protected:
                 changes[key] = Point(float(x), float(y), str(src), float(c), True)
-        self._commit(action or f"accept predictions on frames {lo}-{hi}", changes)
-        return len(changes)
+        return changes, lo, hi
+
+    def commit_predictions(self, changes: Mapping[Key, Point], action: str) -> int:
+        """Write points from :meth:`prediction_changes` as one edit; points made manual or
+        reviewed since then are kept. Returns how many were written."""
+        keep = {key: p for key, p in changes.items()
+                if self._points.get(key) is None or not self._points[key].protected}
+        self._commit(action, keep)
+        return len(keep)
 
     def import_table(self, table: pd.DataFrame, path: str | os.PathLike | None = None) -> int:
         """Add the rows of a point table (its labels too), replacing points it also has."""

@@ -25,8 +25,8 @@ from ..io.layers import points_to_table
 from .common import META, keep_annotating, label_colours, page, set_tracks
 
 ROLE = "prediction"
-CHUNK_ROWS = 2000  # rows written per timer tick (~10 ms on 80,000 rows)
-TICK_MS = 15
+CHUNK_ROWS = 1600  # rows written per timer tick (a few ms on 80,000 rows)
+TICK_MS = 30  # leaves the event loop time to paint and take input between pieces
 TAIL_LENGTH = 10
 
 

@@ -34,6 +34,7 @@ from qtpy.QtWidgets import (
 
 from ..annotations import AnnotationSession, Change, lost_frames
 from ..errors import Cancelled, DustrackError
+from ..io.layers import points_to_table
 from ..tracking.lk import LKParams
 from . import _annotate_keys, _annotate_mouse, _annotate_ui
 from ..io.colours import hex_rgba
@@ -61,7 +62,8 @@ POINTS_NAME = "annotations"
 TRACKS_NAME = "annotation tracks"
 ROLE = "annotate"
 TAIL_LENGTH = 30
-INCREMENTAL_MAX = 64  # changes touching more points redraw the whole layer
+INCREMENTAL_MAX = 64
+ACCEPT_INLINE_ROWS = 20_000  # more predictions than this are compared in a worker thread  # changes touching more points redraw the whole layer
 TRACKS_DELAY_MS = 300  # tracks are rebuilt whole (napari has no row updates): once edits pause
 IMPORT_FILTER = "Point files (*.json *.csv *.h5);;DUSTrack JSON (*.json);;DeepLabCut (*.csv *.h5)"
 
@@ -102,6 +104,7 @@ class AnnotateWidget(QWidget):
         self._tracks_generation = 0
         self._lost: list[int] = []  # frames where the last flow run lost a point
         self._review_pos = -1
+        self._accepting = None  # a worker comparing many predictions with the annotations
         self._build_ui()
         register_page(napari_viewer, "annotate", self)
         self.destroyed.connect(lambda *_, h=self._holder: _close_holder(h))
@@ -865,25 +868,55 @@ class AnnotateWidget(QWidget):
     def accept_predictions(self, start: int | None = None, end: int | None = None, *,
                            min_confidence: float = 0.0, source: str | None = None) -> int:
         """Copy a prediction layer's points on frames ``start..end`` (all frames when None) with
-        at least ``min_confidence`` into the annotations as reviewed points (one undo step)."""
-        from ._predictions import visible_table
+        at least ``min_confidence`` into the annotations as reviewed points (one undo step).
 
+        Returns the number written, or -1 when a long cine's predictions are being compared in
+        a worker thread (written when it is done; :attr:`accepting` is true meanwhile)."""
         if not self._need_session():
             return 0
         layer = self._prediction_source(source)
         if layer is None:
             notify_error(DustrackError("no predictions to accept: press Predict (Model tab) first"))
             return 0
-        try:
-            n = self.session.accept_predictions(visible_table(layer), start=start, end=end,
-                                                min_confidence=min_confidence)
-        except DustrackError as exc:
-            notify_error(exc)
-            return 0
-        where = "every frame" if start is None else f"frames {min(start, end)}-{max(start, end)}"
-        show_info(f"Accepted {n} predicted point(s) of {where} as reviewed"
-                  f"{'' if n else ' (manual and reviewed points are kept)'}; Ctrl+Z undoes.")
-        return n
+        shown = np.asarray(layer.shown, dtype=bool)
+        data, features = np.array(layer.data)[shown], layer.features.iloc[np.flatnonzero(shown)].copy()
+        session = self.session
+
+        def changes():
+            table = points_to_table(data, features.reset_index(drop=True))
+            return session.prediction_changes(table, start=start, end=end,
+                                              min_confidence=min_confidence)
+
+        def commit(result):
+            found, lo, hi = result
+            if session is not self.session:
+                return 0
+            n = session.commit_predictions(found, f"accept predictions on frames {lo}-{hi}")
+            where = "every frame" if start is None else f"frames {lo}-{hi}"
+            show_info(f"Accepted {n} predicted point(s) of {where} as reviewed"
+                      f"{'' if n else ' (manual and reviewed points are kept)'}; Ctrl+Z undoes.")
+            return n
+
+        if len(data) <= ACCEPT_INLINE_ROWS:
+            try:
+                return commit(changes())
+            except DustrackError as exc:
+                notify_error(exc)
+                return 0
+        # a long cine's predictions: tabulated and compared in a worker thread, written here
+        from napari.qt.threading import create_worker
+
+        worker = create_worker(changes, _ignore_errors=True)
+        worker.returned.connect(commit)
+        worker.errored.connect(notify_error)
+        worker.start()
+        self._accepting = worker
+        worker.finished.connect(lambda: setattr(self, "_accepting", None))
+        return -1  # applied when the worker is done
+
+    @property
+    def accepting(self) -> bool:
+        return self._accepting is not None
 
     def accept_frame_predictions(self) -> int:
         return self.accept_predictions(self.frame, self.frame)

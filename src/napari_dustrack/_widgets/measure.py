@@ -44,7 +44,7 @@ from napari.layers import Points, Tracks
 
 from ..io.colours import hex_to_rgb
 from ..io.export import export_mp4, export_points, write_measurements_csv
-from ..io.layers import tracks_to_table
+from ..io.layers import points_to_table, tracks_to_table
 from ..io.table import labels_of, to_array
 from ..measure import (
     CHANGES,
@@ -58,7 +58,6 @@ from ..measure import (
 )
 from ..measure.plotting import envelope, isolated
 from ._loss_plot import theme_colours
-from ._predictions import visible_table
 from .common import (
     TaskBar,
     label_colours,
@@ -74,21 +73,63 @@ from .common import (
 
 LINESTYLES = ("-", "--", ":", "-.")
 REVIEW_KEY = "review_frames"
+INLINE_ROWS = 20_000  # layers with more points are tabulated in a worker thread
 REPLOT_MS = 300  # at most ~3 recomputations a second while edits go on
 FRAME_LINE_MS = 200  # the current-frame line follows at most 5 times a second
 
 
 def layer_table(layer) -> pd.DataFrame | None:
     """The point table of a Points or Tracks layer with a ``label`` feature, else None."""
+    return _table_of(_copy_of(layer))
+
+
+def _copy_of(layer):
+    """What :func:`_table_of` needs of a layer, copied (the worker thread reads the copy while
+    the user goes on editing the layer)."""
     features = getattr(layer, "features", None)
     if features is None or "label" not in features or len(layer.data) == 0:
         return None
     if isinstance(layer, Points):
-        return visible_table(layer)
+        shown = np.asarray(layer.shown, dtype=bool)
+        return ("points", np.array(layer.data)[shown], features.iloc[np.flatnonzero(shown)].copy())
     if isinstance(layer, Tracks):
-        source = layer.metadata.get("source", "smoothed")
-        return tracks_to_table(layer.data, row_labels=features["label"], source=source)
+        return ("tracks", np.array(layer.data), np.array(features["label"]),
+                layer.metadata.get("source", "smoothed"))
     return None
+
+
+def _table_of(copy) -> pd.DataFrame | None:
+    if copy is None:
+        return None
+    if copy[0] == "points":
+        return points_to_table(copy[1], copy[2].reset_index(drop=True))
+    return tracks_to_table(copy[1], row_labels=copy[2], source=copy[3])
+
+
+def compute_all(copies: dict, checked, measures, calibration, n_frames) -> dict:
+    """Tables and measure results of layer copies (any thread): ``tables``, ``results``,
+    ``problems``, ``n_frames``."""
+    tables, results, problems = {}, {}, []
+    for name, copy in copies.items():
+        try:
+            table = _table_of(copy)
+        except DustrackError as exc:
+            problems.append(f"{name}: {exc.problem}")
+            continue
+        if table is not None:
+            tables[name] = table
+    if not n_frames:
+        n_frames = max((int(t["frame"].max()) + 1 for t in tables.values() if len(t)), default=0)
+    for name in checked:
+        table = tables.get(name)
+        if table is None or not measures:
+            continue
+        usable = [m for m in measures if set(m.labels) <= set(table["label"].unique())]
+        try:
+            results[name] = compute(table, usable, calibration, n_frames=n_frames)
+        except DustrackError as exc:
+            problems.append(f"{name}: {exc.problem}")
+    return {"tables": tables, "results": results, "problems": problems, "n_frames": n_frames}
 
 
 def is_track_layer(layer) -> bool:
@@ -124,6 +165,7 @@ class MeasureWidget(QWidget):
         self._frame_timer.setInterval(FRAME_LINE_MS)
         self._frame_timer.timeout.connect(self._move_frame_line)
         self.redraws = 0  # full redraws (for tests and benchmarks)
+        self._generation = 0
         self._build()
         register_page(napari_viewer, "measure", self)
         viewer_layers = self.viewer.layers.events
@@ -436,34 +478,38 @@ class MeasureWidget(QWidget):
         self.schedule_refresh()
 
     def refresh(self) -> None:
-        """Recompute every checked layer's table and measures, then redraw (hidden: later)."""
+        """Recompute every layer's table and the checked layers' measures, then redraw.
+
+        Hidden: later (when shown). Long tables (a long cine's 80,000 points) are computed in
+        a worker thread from copies of the layers, and drawn when ready."""
         if not self.isVisible():
             self._stale = True
             return
         self._stale = False
-        self.tables, self.results = {}, {}
-        problems = []
-        for layer in self.track_layers():
-            try:
-                table = layer_table(layer)
-            except DustrackError as exc:
-                problems.append(f"{layer.name}: {exc.problem}")
-                continue
-            if table is not None:
-                self.tables[layer.name] = table
+        copies = {layer.name: _copy_of(layer) for layer in self.track_layers()}
+        checked = [layer.name for layer in self.checked_layers()]
+        info = cine_info(find_cine_layer(self.viewer))
+        n = int(info.get("n_frames") or 0) or (
+            int(self.viewer.dims.nsteps[0]) if self.viewer.dims.ndim >= 3 else 0)
+        args = (copies, checked, list(self.measures), self.calibration(), n)
+        self._generation += 1
+        rows = sum(len(c[1]) for c in copies.values() if c is not None)
+        if rows <= INLINE_ROWS:
+            self._computed(compute_all(*args), self._generation)
+            return
+        from napari.qt.threading import create_worker
+
+        worker = create_worker(compute_all, *args)
+        worker.returned.connect(lambda out, g=self._generation: self._computed(out, g))
+        worker.start()
+
+    def _computed(self, out: dict, generation: int) -> None:
+        if generation != self._generation:
+            return  # a newer refresh is on its way
+        self.tables, self.results = out["tables"], out["results"]
         self._update_label_list()
-        calibration, n = self.calibration(), self.n_frames()
-        for layer in self.checked_layers():
-            table = self.tables.get(layer.name)
-            if table is None or not self.measures:
-                continue
-            usable = [m for m in self.measures if set(m.labels) <= set(table["label"].unique())]
-            try:
-                self.results[layer.name] = compute(table, usable, calibration, n_frames=n)
-            except DustrackError as exc:
-                problems.append(f"{layer.name}: {exc.problem}")
         self._update_plot_choices()
-        self.status.setText("\n".join(problems))
+        self.status.setText("\n".join(out["problems"]))
         self._draw()
 
     def _update_plot_choices(self) -> None:
