@@ -107,6 +107,13 @@ def test_drag_a_prediction_accept_frames_and_undo(dock, qtbot):
     model.to_spin.setValue(3)
     qtbot.mouseClick(_button(model, "Accept range"), Qt.LeftButton)
     assert all(session.point(f, lab).reviewed for f in range(4) for lab in LABELS)
+    # the annotation tracks' tails take each label's colour (napari does not rescale track ids)
+    qtbot.waitUntil(lambda: annotate.tracks_layer is not None
+                    and len(annotate.tracks_layer.data) == len(session), timeout=10_000)
+    tails = annotate.tracks_layer
+    for lab in LABELS:
+        rows = np.asarray(tails.features["label"]) == lab
+        assert np.allclose(tails.track_colors[rows][:, :3], hex_rgba(colours[lab])[:3], atol=1e-6)
 
     # G walks the ranked list; a drag where there is no point pans and adds nothing
     mlayer.metadata["review_frames"] = [12, 3, 15]
