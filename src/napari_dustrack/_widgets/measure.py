@@ -73,6 +73,7 @@ from .common import (
 
 LINESTYLES = ("-", "--", ":", "-.")
 REVIEW_KEY = "review_frames"
+PLOT_POINTS = 1200  # per line: the envelope of a long series, ~3 points per screen pixel
 INLINE_ROWS = 20_000  # layers with more points are tabulated in a worker thread
 REPLOT_MS = 300  # at most ~3 recomputations a second while edits go on
 FRAME_LINE_MS = 200  # the current-frame line follows at most 5 times a second
@@ -182,7 +183,9 @@ class MeasureWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self._build_layers())
         layout.addWidget(self._build_definitions())
-        self.figure = Figure(figsize=(3.8, 6), constrained_layout=True)
+        # fixed margins: a layout engine re-measures every label on each draw (~0.2 s)
+        self.figure = Figure(figsize=(3.8, 6))
+        self.figure.subplots_adjust(left=0.2, right=0.97, top=0.98, bottom=0.08, hspace=0.15)
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(360)
         self.toolbar = NavigationToolbar2QT(self.canvas, self)
@@ -568,7 +571,7 @@ class MeasureWidget(QWidget):
 
     def _plot(self, ax, t, y, style, colour, label, lw=1.0):
         """One line (thinned when long) plus markers on values a line cannot show (isolated)."""
-        tt, yy = envelope(t, y)
+        tt, yy = envelope(t, y, max_points=PLOT_POINTS)
         (line,) = ax.plot(tt, yy, style, color=colour, lw=lw, label=label)
         alone = isolated(y)
         if alone.any():
@@ -597,9 +600,9 @@ class MeasureWidget(QWidget):
         legend_style = dict(fontsize="x-small", facecolor=theme["background"],
                             edgecolor=theme["grid"], labelcolor=theme["text"])
         if self._label_order and layers:
-            self.ax_x.legend(ncol=3, loc="best", **legend_style)
+            self.ax_x.legend(ncol=3, loc="upper right", **legend_style)  # "best" scans every point
         if self.ax_m.lines:
-            self.ax_m.legend(loc="best", **legend_style)
+            self.ax_m.legend(loc="upper right", **legend_style)
         t = self.time_of([current_frame(self.viewer)])[0] if self.viewer.dims.ndim >= 3 else 0.0
         # animated: left out of full draws and blitted over a saved background when the frame
         # changes (a full redraw of the figure takes 100-500 ms; a blit a few ms)
