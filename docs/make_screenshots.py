@@ -111,6 +111,9 @@ def main() -> None:
     measure = dock.show_page("Measure")
     measure.add_measure(Measure("anterior wall thickness", "distance", LABELS[:2]))
     measure.refresh()
+    wait_until(lambda: True)
+    area = dock.tabs.currentWidget()  # the page's scroll area: show the plots, not the form
+    area.verticalScrollBar().setValue(area.verticalScrollBar().maximum())
     shot(viewer, "05-measure", out)
     viewer.close()
 
