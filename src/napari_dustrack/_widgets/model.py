@@ -118,6 +118,8 @@ class ModelWidget(QWidget):
         self._cancel_requested = False
         self._trained_digest: dict[str, int] = {}
         self._shown_meta_for: str | None = None
+        self._pending_digest: tuple[str | None, int | None] = (None, None)
+        self._predicted_table = None  # the last prediction, ranked once it is drawn
         self.output = PredictionLayers(napari_viewer, OUT_POINTS, OUT_TRACKS, "model")
         self.output.finished.connect(self._rank)
         self._build()
@@ -483,7 +485,7 @@ class ModelWidget(QWidget):
         self.status.setText(_describe(meta, "saved"))
         self.last_meta = meta
         self._shown_meta_for = None
-        folder, digest = getattr(self, "_pending_digest", (None, None))
+        folder, digest = self._pending_digest
         if folder is not None:
             self._trained_digest[folder] = digest
 
@@ -493,7 +495,7 @@ class ModelWidget(QWidget):
         self.output.finish()  # -> _rank once the last piece is drawn
 
     def _rank(self):
-        table = getattr(self, "_predicted_table", None)
+        table = self._predicted_table
         if table is None:
             return
         self._predicted_table = None
