@@ -55,7 +55,7 @@ def main() -> None:
     truth = sim.truth
 
     viewer = napari.Viewer(show=True)
-    viewer.window.resize(1500, 950)
+    viewer.window.resize(1280, 800)  # a laptop screen: the dock fits beside the canvas
     viewer.open(str(video), plugin="napari-dustrack")
     _, dock = viewer.window.add_plugin_dock_widget("napari-dustrack", "DUSTrack")
     annotate = dock.pages["Annotate"]
@@ -78,31 +78,42 @@ def main() -> None:
     annotate.accept_range(KEYFRAMES[0], KEYFRAMES[-1])
 
     # 3. Train, predict, and list the frames to review.
-    dock.tabs.setCurrentWidget(dock.pages["Model"])
-    model = dock.pages["Model"]
+    model = dock.show_page("Model")
     model.minutes.setValue(args.minutes)
     model.train()
     wait_until(lambda: model.worker is None)
     model.predict()
-    wait_until(lambda: model.review_table is not None and model.worker is None)
+    wait_until(lambda: model.review_table is not None and model.worker is None
+               and not model.output.busy)
     annotate.go_to(80)
     shot(viewer, "03-model", out)
 
+    # 3b. Review: the worst frame (G), one prediction corrected by dragging, this frame accepted.
+    frame = annotate.next_to_review()
+    predicted = model.prediction_table()
+    row = predicted[(predicted.frame == frame) & (predicted.label == LABELS[0])].iloc[0]
+    true = truth[(truth.frame == frame) & (truth.label == LABELS[0])].iloc[0]
+    annotate.move(frame, LABELS[0], true.x, true.y, action="correct")  # what a drag calls
+    annotate.accept_frame_predictions()
+    print(f"review: frame {frame}, {LABELS[0]} moved {((row.x - true.x) ** 2 + (row.y - true.y) ** 2) ** 0.5:.1f} px")
+    shot(viewer, "03b-review", out)
+
     # 4. Smooth the predictions.
-    dock.tabs.setCurrentWidget(dock.pages["Smooth"])
-    smooth = dock.pages["Smooth"]
+    smooth = dock.show_page("Smooth")
     index = smooth.source.findText("model")
     if index >= 0:
         smooth.source.setCurrentIndex(index)
     smooth.run()
-    wait_until(lambda: not smooth.taskbar.busy)
+    wait_until(lambda: not smooth.taskbar.busy and not smooth.output.busy)
     shot(viewer, "04-smoothed", out)
 
     # 5. Measure wall thickness over time.
-    dock.tabs.setCurrentWidget(dock.pages["Measure"])
-    measure = dock.pages["Measure"]
+    measure = dock.show_page("Measure")
     measure.add_measure(Measure("anterior wall thickness", "distance", LABELS[:2]))
     measure.refresh()
+    wait_until(lambda: True)
+    area = dock.tabs.currentWidget()  # the page's scroll area: show the plots, not the form
+    area.verticalScrollBar().setValue(area.verticalScrollBar().maximum())
     shot(viewer, "05-measure", out)
     viewer.close()
 

@@ -242,3 +242,53 @@ def test_docs_cheat_sheet_lists_every_key():
     missing = [k for k in keys if f"`{k}`" not in docs]
     assert not missing, missing
     assert len({k for b in BINDINGS for k in b.keys}) == sum(len(b.keys) for b in BINDINGS)  # no clashes
+
+
+def predictions(frames, labels=("apex", "base"), conf=0.9):
+    frames = np.repeat(np.asarray(frames), len(labels))
+    lab = np.tile(np.asarray(labels, dtype=object), len(frames) // len(labels))
+    return make_table(frames, lab, frames + 100.0, frames + 200.0, source="model",
+                      confidence=np.full(len(frames), conf))
+
+
+def test_accept_predictions_copies_model_points_as_reviewed(session):
+    session.set_point(5, "apex", 1.0, 2.0)  # manual: kept
+    session.apply_flow(np.full((1, 1, 2), 7.0), ["base"], [6], action="fill")
+    session.accept(6, 6)  # reviewed flow: kept
+    n = session.accept_predictions(predictions(range(4, 9)), start=5, end=7)
+    assert n == 4  # 5-7 x 2 labels, less the manual and the reviewed one
+    assert session.point(5, "apex") == Point(1.0, 2.0)
+    assert session.point(6, "base").source == "flow" and session.point(6, "base").reviewed
+    p = session.point(7, "base")
+    assert (p.x, p.y, p.source, p.reviewed, p.confidence) == (107.0, 207.0, "model", True, 0.9)
+    assert session.point(4, "apex") is None and session.point(8, "apex") is None
+    # reviewed model points are training rows
+    from napari_dustrack.io.table import training_rows
+
+    assert {(r.frame, r.label) for r in training_rows(session.table()).itertuples()} >= {(7, "base")}
+    assert session.undo_action.startswith("accept predictions on frames 5-7")
+    session.undo()
+    assert session.point(7, "base") is None and session.point(5, "apex") == Point(1.0, 2.0)
+
+
+def test_accept_predictions_by_confidence_and_bad_input(session):
+    table = validate(__import__("pandas").concat([predictions([1], conf=0.4), predictions([2], conf=0.95)]))
+    assert session.accept_predictions(table, min_confidence=0.9) == 2
+    assert session.point(1, "apex") is None and session.point(2, "apex").reviewed
+    before = session.table()
+    with pytest.raises(DustrackError, match="no predicted points on frames 10-12"):
+        session.accept_predictions(predictions([1, 2]), start=10, end=12)
+    with pytest.raises(DustrackError, match=r"label\(s\) \['lv'\] that the annotations do not"):
+        session.accept_predictions(predictions([1], labels=("apex", "lv")))
+    assert session.table().equals(before)  # nothing changed by the refusals
+
+
+def test_lost_frames_names_labels_and_frames():
+    from napari_dustrack.annotations import lost_frames
+
+    xy = np.zeros((6, 2, 2))
+    xy[3:, 0] = np.nan  # label a lost from frame 3
+    xy[0, 1] = np.nan  # label b outside its span at frame 0
+    assert lost_frames(xy, ["a", "b"]) == {"a": [3, 4, 5], "b": [0]}
+    assert lost_frames(xy, ["a", "b"], spans={"a": (0, 4), "b": (1, 5)}) == {"a": [3, 4]}
+    assert lost_frames(xy[1:], ["a", "b"], frames=np.arange(11, 16)) == {"a": [13, 14, 15]}

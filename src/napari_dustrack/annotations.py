@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DustrackError
+from .io.colours import PALETTE, next_colour as _next_colour  # noqa: F401 - PALETTE re-exported
 from .io.table import COLUMNS, validate
 
 log = logging.getLogger(__name__)
@@ -36,11 +37,6 @@ Key = tuple[int, str]  # (frame, label)
 MANUAL = "manual"
 FLOW = "flow"
 
-# Distinct colours for labels in order of creation (a colour-blind-safe set first).
-PALETTE = (
-    "#e69f00", "#56b4e9", "#009e73", "#f0e442", "#0072b2", "#d55e00", "#cc79a7",
-    "#ffffff", "#ff4040", "#40ff40", "#8080ff", "#ffa0c0", "#a0ffe0", "#c0a060",
-)
 _COLOUR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
 UNDO_LIMIT = 500
 
@@ -402,6 +398,82 @@ class AnnotationSession:
         self._commit(f"accept frames {lo}-{hi}", changes)
         return len(changes)
 
+    def accept_predictions(
+        self,
+        table: pd.DataFrame,
+        *,
+        start: int | None = None,
+        end: int | None = None,
+        min_confidence: float = 0.0,
+        action: str | None = None,
+    ) -> int:
+        """Copy predicted points (model or smoothed) into the annotations as reviewed points.
+
+        Parameters
+        ----------
+        table : DataFrame
+            Point table of the predictions (``source`` model or smoothed, ``confidence``).
+        start, end : int, optional
+            Inclusive frame range (default: every frame of ``table``).
+        min_confidence : float
+            Only predictions at least this confident are taken.
+        action : str, optional
+            Name of the edit (for undo); default ``accept predictions on frames a-b``.
+
+        Returns
+        -------
+        int
+            Points written; manual and already reviewed points are kept as they are.
+
+        Raises
+        ------
+        DustrackError
+            The predictions have labels the annotations do not, or none lie in the range.
+        """
+        changes, lo, hi = self.prediction_changes(table, start=start, end=end,
+                                                  min_confidence=min_confidence)
+        return self.commit_predictions(changes, action or f"accept predictions on frames {lo}-{hi}")
+
+    def prediction_changes(
+        self,
+        table: pd.DataFrame,
+        *,
+        start: int | None = None,
+        end: int | None = None,
+        min_confidence: float = 0.0,
+    ) -> tuple[dict[Key, Point], int, int]:
+        """The points :meth:`accept_predictions` would write, and its frame range; changes
+        nothing, so it may run in a worker thread (see :meth:`commit_predictions`)."""
+        table = validate(table)
+        unknown = sorted(set(table["label"]) - set(self.labels))
+        if unknown:
+            raise DustrackError(f"the predictions have label(s) {unknown} that the annotations do "
+                                f"not ({self.labels}); add or rename labels first")
+        lo = int(table["frame"].min()) if start is None and len(table) else int(start or 0)
+        hi = int(table["frame"].max()) if end is None and len(table) else int(end if end is not None else lo)
+        lo, hi = sorted((lo, hi))
+        rows = table[table["frame"].between(lo, hi) & (table["confidence"] >= float(min_confidence))]
+        if rows.empty:
+            cond = f" with confidence >= {min_confidence:g}" if min_confidence > 0 else ""
+            raise DustrackError(f"no predicted points on frames {lo}-{hi}{cond}")
+        with self._lock:
+            points = dict(self._points)
+        changes: dict[Key, Point] = {}
+        for f, lab, x, y, src, c in rows[["frame", "label", "x", "y", "source", "confidence"]].itertuples(index=False):
+            key = (int(f), str(lab))
+            old = points.get(key)
+            if old is None or not old.protected:
+                changes[key] = Point(float(x), float(y), str(src), float(c), True)
+        return changes, lo, hi
+
+    def commit_predictions(self, changes: Mapping[Key, Point], action: str) -> int:
+        """Write points from :meth:`prediction_changes` as one edit; points made manual or
+        reviewed since then are kept. Returns how many were written."""
+        keep = {key: p for key, p in changes.items()
+                if self._points.get(key) is None or not self._points[key].protected}
+        self._commit(action, keep)
+        return len(keep)
+
     def import_table(self, table: pd.DataFrame, path: str | os.PathLike | None = None) -> int:
         """Add the rows of a point table (its labels too), replacing points it also has."""
         table = validate(table, path)
@@ -599,16 +671,29 @@ class AnnotationSession:
         return frame
 
 
-def _next_colour(used: set[str]) -> str:
-    for colour in PALETTE:
-        if colour not in used:
-            return colour
-    # Past the palette: spread hues evenly (golden angle) so neighbours still differ.
-    import colorsys
+def lost_frames(
+    xy: np.ndarray,
+    labels: Sequence[str],
+    frames: Sequence[int] | None = None,
+    spans: Mapping[str, tuple[int, int]] | None = None,
+) -> dict[str, list[int]]:
+    """Frames where optical flow lost each label: NaN rows of ``xy`` (n, L, 2).
 
-    h = (len(used) * 0.381966) % 1.0
-    r, g, b = colorsys.hsv_to_rgb(h, 0.8, 1.0)
-    return f"#{round(r * 255):02x}{round(g * 255):02x}{round(b * 255):02x}"
+    ``spans`` limits a label to the frames flow was asked to fill (its keyframe span);
+    without it every row counts. Labels that lost nothing are left out.
+    """
+    xy = np.asarray(xy, dtype=float)
+    frames = np.arange(len(xy)) if frames is None else np.asarray(frames, dtype=np.int64)
+    lost = ~np.isfinite(xy).all(axis=2)
+    out: dict[str, list[int]] = {}
+    for j, label in enumerate(labels):
+        mask = lost[:, j].copy()
+        if spans is not None:
+            lo, hi = spans.get(label, (1, 0))
+            mask &= (frames >= lo) & (frames <= hi)
+        if mask.any():
+            out[label] = frames[mask].tolist()
+    return out
 
 
 def points_table(points: Mapping[Key, Point], labels: Sequence[str] = ()) -> pd.DataFrame:

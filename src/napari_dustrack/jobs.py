@@ -23,40 +23,69 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from .errors import DustrackError
+from .errors import Cancelled, DustrackError
 
 _clients: dict[str, Any] = {}
 _lock = threading.Lock()
 THROTTLE_S = 0.2  # progress messages at most this often (except results, which all arrive)
 CANCEL_POLL_S = 0.5  # the worker asks the scheduler about Cancel at most this often
+STARTUP_TIMEOUT_S = 90.0  # a local worker process that has not started by then never will
+NO_MAIN_GUARD = ("worker processes did not start within {:.0f} s. If napari runs from a script, "
+                 "put the script's code under `if __name__ == \"__main__\":` (worker processes "
+                 "re-import it); or give a dask scheduler address under 'run on'")
 
 
 # ----------------------------------------------------------------------------- caller side
-def get_client(address: str | None = None):
+def get_client(address: str | None = None, *, timeout: float = STARTUP_TIMEOUT_S,
+               cancel: Callable[[], bool] | None = None):
     """A client for ``address``, or for a local cluster of worker processes started on demand.
 
     Clients are kept and reused; :func:`close_clients` (also run at exit) shuts them down.
+    Starting waits at most ``timeout`` seconds (DustrackError) and stops waiting as soon as
+    ``cancel()`` is true (Cancelled); a start-up left behind finishes or fails on its own.
     """
-    from distributed import Client, LocalCluster
-
     key = address or "local"
     with _lock:
         client = _clients.get(key)
         if client is not None and client.status == "running":
             return client
+    outcome: dict[str, Any] = {}
+
+    def start():
         try:
-            if address:
-                client = Client(address, timeout="10s", set_as_default=False)
-            else:
-                cluster = LocalCluster(
-                    n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0",
-                    memory_limit=0,  # torch manages its own memory; do not let the nanny kill it
-                )
-                client = Client(cluster, set_as_default=False)
-        except (OSError, TimeoutError) as exc:
-            raise DustrackError(f"cannot reach the dask scheduler ({exc})", address) from None
-        _clients[key] = client
-        return client
+            outcome["client"] = _connect(address)
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=start, name="dustrack-cluster-start", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while thread.is_alive():
+        thread.join(0.1)
+        if cancel is not None and cancel():
+            raise Cancelled()  # the user gave up waiting for the worker processes
+        if time.monotonic() > deadline:
+            raise DustrackError(NO_MAIN_GUARD.format(timeout), address)
+    if "error" in outcome:
+        raise outcome["error"]
+    with _lock:
+        _clients[key] = outcome["client"]
+    return outcome["client"]
+
+
+def _connect(address: str | None):
+    from distributed import Client, LocalCluster
+
+    try:
+        if address:
+            return Client(address, timeout="10s", set_as_default=False)
+        cluster = LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0",
+            memory_limit=0,  # torch manages its own memory; do not let the nanny kill it
+        )
+        return Client(cluster, set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise DustrackError(f"cannot reach the dask scheduler ({exc})", address) from None
 
 
 def close_clients() -> None:
@@ -137,9 +166,13 @@ class Job:
                 self.cancel()
 
 
-def submit(func: Callable, *args, address: str | None = None, client=None, **kwargs) -> Job:
-    """Run ``func(*args, channel=..., **kwargs)`` in a worker process; see :class:`Job`."""
-    return Job(client or get_client(address), func, *args, **kwargs)
+def submit(func: Callable, *args, address: str | None = None, client=None,
+           cancel: Callable[[], bool] | None = None, **kwargs) -> Job:
+    """Run ``func(*args, channel=..., **kwargs)`` in a worker process; see :class:`Job`.
+
+    ``cancel`` stops waiting for the worker processes to start (see :func:`get_client`).
+    """
+    return Job(client or get_client(address, cancel=cancel), func, *args, **kwargs)
 
 
 # ----------------------------------------------------------------------------- worker side

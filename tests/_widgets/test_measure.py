@@ -64,6 +64,7 @@ def test_distance_measure_is_plotted_in_mm_over_seconds(viewer_with_points, qtbo
     viewer, video = viewer_with_points
     widget = MeasureWidget(viewer)
     qtbot.addWidget(widget)
+    widget.show()  # a hidden Measure tab does no work
     widget.add_measure(Measure("ab", "distance", ["a", "b"]))
     assert widget.plot_combo.currentText() == "ab [mm]"
     line = widget.lines[("measure", "annotations", "ab [mm]")]
@@ -90,6 +91,7 @@ def test_form_defines_a_measure_from_checked_labels_in_order(viewer_with_points,
     viewer, _ = viewer_with_points
     widget = MeasureWidget(viewer)
     qtbot.addWidget(widget)
+    widget.show()  # a hidden Measure tab does no work
     labels = [widget.label_list.item(i).text() for i in range(widget.label_list.count())]
     assert labels == ["a", "b", "c"]
     widget.kind_combo.setCurrentText("angle")
@@ -106,19 +108,22 @@ def test_frame_marker_follows_napari_and_clicking_the_plot_moves_napari(viewer_w
     viewer, _ = viewer_with_points
     widget = MeasureWidget(viewer)
     qtbot.addWidget(widget)
+    widget.show()  # a hidden Measure tab does no work
     widget.add_measure(Measure("ab", "distance", ["a", "b"]))
     widget.resize(500, 900)
     widget.show()
     widget.canvas.draw()
     viewer.dims.set_current_step(0, 5)
-    assert all(line.get_xdata()[0] == pytest.approx(0.5) for line in widget.frame_lines)
+    # the line follows within a few hundred ms (throttled: scrubbing does not redraw per frame)
+    qtbot.waitUntil(lambda: all(line.get_xdata()[0] == pytest.approx(0.5)
+                                for line in widget.frame_lines), timeout=2000)
     ax = widget.ax_m
     x, y = ax.transData.transform((1.4, np.nanmean(ax.get_ylim())))
     event = MouseEvent("button_press_event", widget.canvas, x, y, button=1)
     assert event.inaxes is ax
     widget.canvas.callbacks.process("button_press_event", event)
     assert viewer.dims.current_step[0] == 14
-    assert widget.frame_lines[0].get_xdata()[0] == pytest.approx(1.4)
+    qtbot.waitUntil(lambda: widget.frame_lines[0].get_xdata()[0] == pytest.approx(1.4), timeout=2000)
     # With the toolbar's zoom on, a click zooms and leaves the frame alone.
     widget.toolbar.zoom()
     x, y = ax.transData.transform((0.2, np.nanmean(ax.get_ylim())))
@@ -140,6 +145,7 @@ def test_layers_are_overlaid_and_missing_labels_are_skipped(viewer_with_points, 
     viewer.add_tracks(data, features=features, name="smoothed", scale=(1, *SPACING))
     widget = MeasureWidget(viewer)
     qtbot.addWidget(widget)
+    widget.show()  # a hidden Measure tab does no work
     item = widget.layer_list.findItems("smoothed", Qt.MatchExactly)[0]
     assert item.checkState() == Qt.Unchecked  # tracks start unticked
     item.setCheckState(Qt.Checked)
@@ -167,6 +173,7 @@ def test_export_buttons_write_files_that_read_back(viewer_with_points, qtbot, tm
     viewer.layers["cine"].metadata["dustrack"].pop("path")  # draw on the layer's own frames
     widget = MeasureWidget(viewer)
     qtbot.addWidget(widget)
+    widget.show()  # a hidden Measure tab does no work
     widget.add_measure(Measure("ab", "distance", ["a", "b"], change="relative"))
     widget.export_combo.setCurrentText("annotations")
     table = moving_points()
@@ -200,6 +207,7 @@ def test_editing_a_point_updates_the_plots(viewer_with_points, qtbot):
     viewer, _ = viewer_with_points
     widget = MeasureWidget(viewer)
     qtbot.addWidget(widget)
+    widget.show()  # a hidden Measure tab does no work
     widget.add_measure(Measure("ab", "distance", ["a", "b"]))
     points = viewer.layers["annotations"]
     row = int(
@@ -217,6 +225,7 @@ def test_plots_use_the_annotation_label_colours(viewer_with_points, qtbot):
     write_labels(sidecar_dir(video), [{"name": "b", "colour": "#ff0000"}])
     widget = MeasureWidget(viewer)
     qtbot.addWidget(widget)
+    widget.show()  # a hidden Measure tab does no work
     assert to_hex(widget.lines[("x", "annotations", "b")].get_color()) == "#ff0000"
     # Labels without a saved colour keep the palette's colour for their position.
     assert to_hex(

@@ -44,7 +44,7 @@ def make_viewer(make_napari_viewer, sim, video, annotated):
 
 
 def wait_idle(qtbot, widget, timeout=240_000):
-    qtbot.waitUntil(lambda: widget.worker is None, timeout=timeout)
+    qtbot.waitUntil(lambda: widget.worker is None and not widget.output.busy, timeout=timeout)
 
 
 def error(viewer, truth):
@@ -100,8 +100,10 @@ def test_train_predict_review_correct_retrain(make_napari_viewer, qtbot, case, t
     wait_idle(qtbot, widget)
     assert widget.last_meta["iteration"] == 2
     assert set(suggested[:3]) <= set(widget.last_meta["training_frames"])
+    widget.review.clear()
     widget.predict_button.click()
-    qtbot.waitUntil(lambda: widget.worker is None and widget.review.count() > 0, timeout=240_000)
+    qtbot.waitUntil(lambda: widget.review.count() > 0, timeout=240_000)
+    wait_idle(qtbot, widget)
     assert error(viewer, truth) < before
 
 

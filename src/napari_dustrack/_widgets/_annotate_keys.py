@@ -2,7 +2,8 @@
 
 Like napari's own ``layers/points/_points_key_bindings``, this module only maps keys to actions;
 the actions are methods of the widget (which calls the model). Keys work while the annotations
-layer is the selected layer (the widget selects it whenever you annotate). Bindings on the layer
+layer or a prediction layer (model, smoothed points) is the selected layer (the widget selects
+the annotations layer whenever it adds a layer). Bindings on the layer
 instance take precedence over napari's Points defaults: digits 1-9 pick labels here instead of
 switching modes (napari's P / S / Z still switch to add / select / pan-zoom).
 """
@@ -56,6 +57,9 @@ BINDINGS: tuple[Binding, ...] = LABEL_KEYS + (
     Binding(("O",), "toggle_scope", (), "flow for the current label only / all labels"),
     Binding(("R",), "accept_range", (), "accept the frame range as reviewed"),
     Binding(("Shift-R",), "accept_segment", (), "accept the stretch between the keyframes around this frame"),
+    Binding(("A",), "accept_frame_predictions", (), "accept the model's points of this frame as reviewed"),
+    Binding(("G",), "next_to_review", (), "next frame to review (the model's ranked list)"),
+    Binding(("K",), "next_lost", (), "next frame where optical flow lost a point"),
     Binding(("Control-Z",), "undo", (), "undo"),
     Binding(("Control-Shift-Z", "Control-Y"), "redo", (), "redo"),
     Binding(("L",), "add_label_dialog", (), "add a label"),
@@ -69,6 +73,7 @@ MOUSE_HELP = (
     ("click", "place the current label here (moves it if it is already on this frame)"),
     ("click a point", "make its label the current one"),
     ("drag a point", "move it (it becomes a manual point)"),
+    ("drag a model / smoothed point", "correct it: a manual annotation of its label where dropped"),
     ("drag elsewhere / wheel", "pan / zoom"),
     ("Delete", "napari: delete the selected points (select mode, S)"),
 )

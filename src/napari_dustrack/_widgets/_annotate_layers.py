@@ -14,15 +14,11 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ..io.colours import hex_rgba, track_colour_values, track_colormap
+
 REVIEWED_ALPHA = 0.45
 WHITE = np.array([1.0, 1.0, 1.0, 1.0])
 CLEAR = np.zeros(4)
-
-
-def hex_rgba(colour: str, alpha: float = 1.0) -> np.ndarray:
-    """``"#rrggbb"`` -> RGBA floats."""
-    colour = colour.lstrip("#")
-    return np.array([int(colour[i:i + 2], 16) / 255.0 for i in (0, 2, 4)] + [alpha])
 
 
 def point_style(rgba: np.ndarray, manual: bool, reviewed: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -77,21 +73,19 @@ def points_view(points: Mapping, labels: Sequence) -> dict:
 
 def tracks_view(points: Mapping, labels: Sequence) -> tuple[np.ndarray, dict]:
     """Tracks layer ``data`` rows (track_id, frame, y, x) and ``features``: one track per label
-    (id = position in the label list + 1), sorted by id then frame; gaps are left out."""
+    (id = position in the label list + 1), sorted by id then frame; gaps are left out.
+
+    ``features["colour"]`` is the value :func:`track_colours`' colormap maps to the label's colour.
+    """
     ids = {lab.name: i + 1 for i, lab in enumerate(labels)}
     keys = sorted((ids[k[1]], k[0], k[1]) for k in points if k[1] in ids)
     data = np.array([(i, f, points[(f, lab)].y, points[(f, lab)].x) for i, f, lab in keys],
                     dtype=float).reshape(-1, 4)
-    return data, {"label": np.array([lab for _, _, lab in keys], dtype=object)}
+    return data, {"label": np.array([lab for _, _, lab in keys], dtype=object),
+                  "colour": track_colour_values(data[:, 0], len(labels))}
 
 
-def track_colours(present_ids: Sequence[int], labels: Sequence) -> tuple[list[np.ndarray], list[float]]:
-    """Colours and control points of a colormap that gives each track its label's colour.
-
-    napari normalises the ``track_id`` of the tracks present to 0..1 before looking colours up.
-    """
-    colours = [hex_rgba(labels[i - 1].colour) for i in present_ids]
-    lo, hi = present_ids[0], present_ids[-1]
-    if hi == lo:
-        return [colours[0], colours[0]], [0.0, 1.0]
-    return colours, [(i - lo) / (hi - lo) for i in present_ids]
+def track_colours(labels: Sequence) -> tuple[np.ndarray, np.ndarray]:
+    """Colours and control points of a stepwise colormap giving each track its label's colour
+    (colour the layer by the ``colour`` feature of :func:`tracks_view`)."""
+    return track_colormap([lab.colour for lab in labels])

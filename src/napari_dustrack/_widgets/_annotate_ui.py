@@ -22,7 +22,7 @@ from qtpy.QtWidgets import (
 
 from ..tracking.lk import LKParams
 from . import _annotate_keys
-from .common import TaskBar
+from .common import Collapsible, TaskBar
 
 
 def _button(text: str, slot, tip: str) -> QPushButton:
@@ -46,16 +46,17 @@ def build(w) -> None:
     w.label_list.currentRowChanged.connect(w._on_label_row)
     w.label_list.itemChanged.connect(w._on_label_edited)
     w.label_list.setMaximumHeight(150)
+    w.label_list.setToolTip("Labels in key order (1-9); double-click to rename")
     grid.addWidget(w.label_list)
-    row = QHBoxLayout()
-    for text, slot, tip in (
+    row = QGridLayout()
+    for i, (text, slot, tip) in enumerate((
         ("Add", w.add_label_dialog, "Add a label (L)"),
         ("Remove", lambda: w.remove_label(), "Remove the current label and its points"),
+        ("Colour", w.colour_dialog, "Change the colour of the current label"),
         ("Up", lambda: w.move_label(-1), "Move the current label up"),
         ("Down", lambda: w.move_label(1), "Move the current label down"),
-        ("Colour", w.colour_dialog, "Change the colour of the current label"),
-    ):
-        row.addWidget(_button(text, slot, tip))
+    )):
+        row.addWidget(_button(text, slot, tip), i // 3, i % 3)
     grid.addLayout(row)
     layout.addWidget(box)
 
@@ -74,13 +75,14 @@ def build(w) -> None:
         ("Copy previous", w.copy_previous, "Copy the points of the previous frame (C)"),
     )):
         grid.addWidget(_button(text, slot, tip), 1 + i // 2, i % 2)
-    w.step_check = QCheckBox("Step-and-adjust (M): stepping on carries the points with LK")
+    w.step_check = QCheckBox("Step-and-adjust (M)")
+    w.step_check.setToolTip("Stepping to the next frame carries the points there with LK (M)")
     w.step_check.toggled.connect(w.set_step_adjust)
     grid.addWidget(w.step_check, 3, 0, 1, 2)
     layout.addWidget(box)
 
-    box = QGroupBox("Optical flow")
-    grid = QGridLayout(box)
+    box = Collapsible("Optical flow")
+    grid = QGridLayout(box.body)
     w.n_spin = QSpinBox()
     w.n_spin.setRange(1, 100000)
     w.n_spin.setValue(10)
@@ -88,13 +90,15 @@ def build(w) -> None:
     grid.addWidget(QLabel("N frames"), 0, 0)
     grid.addWidget(w.n_spin, 0, 1)
     w.scope_check = QCheckBox("current label only (O)")
+    w.scope_check.setToolTip("Track, fill and accept only the current label (O)")
     grid.addWidget(w.scope_check, 0, 2)
     for col, (text, slot, tip) in enumerate((
         ("Track back", lambda: w.track(-1), "Track backward N frames (Shift+T)"),
         ("Track fwd", lambda: w.track(1), "Track forward N frames (T)"),
-        ("Fill between keyframes", w.fill_between, "LK + RSTC between keyframes (F)"),
     )):
         grid.addWidget(_button(text, slot, tip), 1, col)
+    grid.addWidget(_button("Fill between keyframes", w.fill_between,
+                           "LK + RSTC between keyframes (F)"), 1, 2)
     w.win_spin = QSpinBox()
     w.win_spin.setRange(5, 201)
     w.win_spin.setSingleStep(2)
@@ -110,24 +114,33 @@ def build(w) -> None:
     w.eps_spin.setRange(0.001, 10)
     w.eps_spin.setSingleStep(0.01)
     w.eps_spin.setValue(LKParams().eps)
-    params = QHBoxLayout()
-    for text, spin in (("win", w.win_spin), ("levels", w.level_spin),
-                       ("iter", w.iter_spin), ("eps", w.eps_spin)):
-        params.addWidget(QLabel(text))
-        params.addWidget(spin)
+    params = QGridLayout()
+    for i, (text, spin, tip) in enumerate((
+        ("win", w.win_spin, "Lucas-Kanade window size (pixels, odd)"),
+        ("levels", w.level_spin, "Pyramid levels (more follow faster motion)"),
+        ("iter", w.iter_spin, "Most iterations per LK step"),
+        ("eps", w.eps_spin, "LK stops when a step moves less than this (pixels)"),
+    )):
+        spin.setToolTip(tip)
+        params.addWidget(QLabel(text), i // 2, 2 * (i % 2))
+        params.addWidget(spin, i // 2, 2 * (i % 2) + 1)
     grid.addLayout(params, 2, 0, 1, 3)
     layout.addWidget(box)
 
     box = QGroupBox("Review")
-    row = QHBoxLayout(box)
+    grid = QGridLayout(box)
     w.from_spin = QSpinBox()
     w.to_spin = QSpinBox()
+    w.from_spin.setToolTip("First frame of the range to accept")
+    w.to_spin.setToolTip("Last frame of the range to accept")
     segment = _button("Segment", w.set_range_to_segment,
                       "Set the range to the keyframes around this frame")
     accept = _button("Accept", lambda: w.accept_range(),
                      "Mark the flow points of these frames reviewed (R; Shift+R: this segment)")
-    for item in (QLabel("frames"), w.from_spin, QLabel("to"), w.to_spin, segment, accept):
-        row.addWidget(item)
+    for col, item in enumerate((QLabel("frames"), w.from_spin, QLabel("to"), w.to_spin)):
+        grid.addWidget(item, 0, col)
+    grid.addWidget(segment, 1, 0, 1, 2)
+    grid.addWidget(accept, 1, 2, 1, 2)
     layout.addWidget(box)
 
     row = QHBoxLayout()

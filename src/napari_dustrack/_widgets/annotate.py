@@ -33,15 +33,22 @@ from qtpy.QtWidgets import (
 )
 
 from .._napari.geometry import like
-from ..annotations import AnnotationSession, Change
+from ..annotations import AnnotationSession, Change, lost_frames
 from ..errors import Cancelled, DustrackError
+from ..io.layers import points_to_table
 from ..tracking.lk import LKParams
 from . import _annotate_keys, _annotate_mouse, _annotate_ui
-from ._annotate_layers import hex_rgba, point_style, points_view, track_colours, tracks_view
+from ..io.colours import hex_rgba
+from ._annotate_layers import point_style, points_view, track_colours, tracks_view
 from ._annotate_step import StepCarrier
 from .common import (
     is_cine,
+    keep_annotating,
     META,
+    notify,
+    register_page,
+    role_of,
+    set_tracks,
     cine_info,
     current_frame,
     find_cine_layer,
@@ -56,7 +63,8 @@ POINTS_NAME = "annotations"
 TRACKS_NAME = "annotation tracks"
 ROLE = "annotate"
 TAIL_LENGTH = 30
-INCREMENTAL_MAX = 64  # changes touching more points redraw the whole layer
+INCREMENTAL_MAX = 64
+ACCEPT_INLINE_ROWS = 20_000  # more predictions than this are compared in a worker thread  # changes touching more points redraw the whole layer
 TRACKS_DELAY_MS = 300  # tracks are rebuilt whole (napari has no row updates): once edits pause
 IMPORT_FILTER = "Point files (*.json *.csv *.h5);;DUSTrack JSON (*.json);;DeepLabCut (*.csv *.h5)"
 
@@ -93,8 +101,13 @@ class AnnotateWidget(QWidget):
         self._tracks_timer = QTimer(self)
         self._tracks_timer.setSingleShot(True)
         self._tracks_timer.setInterval(TRACKS_DELAY_MS)
-        self._tracks_timer.timeout.connect(self.refresh_tracks)
+        self._tracks_timer.timeout.connect(lambda: self.refresh_tracks(background=True))
+        self._tracks_generation = 0
+        self._lost: list[int] = []  # frames where the last flow run lost a point
+        self._review_pos = -1
+        self._accepting = None  # a worker comparing many predictions with the annotations
         self._build_ui()
+        register_page(napari_viewer, "annotate", self)
         self.destroyed.connect(lambda *_, h=self._holder: _close_holder(h))
         napari_viewer.layers.events.inserted.connect(self._on_layer_inserted)
         napari_viewer.layers.events.removed.connect(self._on_layer_removed)
@@ -257,10 +270,12 @@ class AnnotateWidget(QWidget):
         """Apply a small change to the layer row by row (a full redraw of a long cine's points
         costs far more than a click); False if a full redraw is needed instead."""
         layer = self.points_layer
-        if (change.labels is not None or len(change.points) > INCREMENTAL_MAX or layer is None
+        if (change.labels is not None or layer is None
                 or layer not in self.viewer.layers or len(layer.data) != len(self._row_keys)
                 or any(key[1] not in self._label_rgba for key in change.points)):
             return False
+        if len(change.points) > INCREMENTAL_MAX:
+            return self._update_rows_bulk(change)
         features = layer.features
         columns = {c: features.columns.get_loc(c) for c in ("source", "confidence", "reviewed")}
         removed = []
@@ -297,8 +312,64 @@ class AnnotateWidget(QWidget):
         self._update_controls()
         return True
 
-    def refresh_tracks(self) -> None:
-        """Redraw the tracks layer (one track per label; gaps are left out, never NaN)."""
+    def _update_rows_bulk(self, change: Change) -> bool:
+        """A big change (a fill, an accepted range) applied with whole-array writes: rows that
+        exist are updated in place, new rows added in one call, removed rows in one call."""
+        layer = self.points_layer
+        keys = list(change.points)
+        points = [change.points[k] for k in keys]
+        index = np.fromiter((self._row_index.get(k, -1) for k in keys), np.int64, len(keys))
+        alive = np.fromiter((p is not None for p in points), bool, len(keys))
+        styles: dict = {}
+
+        def style(k, p):
+            sig = (k[1], p.manual, p.reviewed)
+            if sig not in styles:
+                styles[sig] = point_style(self._label_rgba[k[1]], p.manual, p.reviewed)
+            return styles[sig]
+
+        def write(rows, picks):
+            pts = [points[i] for i in picks]
+            layer.data[rows, 1] = [p.y for p in pts]
+            layer.data[rows, 2] = [p.x for p in pts]
+            feats = layer.features
+            feats.iloc[rows, feats.columns.get_loc("label")] = [keys[i][1] for i in picks]
+            feats.iloc[rows, feats.columns.get_loc("source")] = [p.source for p in pts]
+            feats.iloc[rows, feats.columns.get_loc("confidence")] = [p.confidence for p in pts]
+            feats.iloc[rows, feats.columns.get_loc("reviewed")] = [p.reviewed for p in pts]
+            looks = [style(keys[i], p) for i, p in zip(picks, pts)]
+            layer.face_color[rows] = [f for f, _ in looks]
+            layer.border_color[rows] = [b for _, b in looks]
+
+        with self._writing():
+            update = np.flatnonzero((index >= 0) & alive)
+            if len(update):
+                write(index[update], update)
+            new = np.flatnonzero((index < 0) & alive)
+            if len(new):
+                start = len(layer.data)
+                layer.add(np.array([(keys[i][0], points[i].y, points[i].x) for i in new]))
+                write(np.arange(start, start + len(new)), new)
+                self._row_keys.extend(keys[i] for i in new)
+            gone = index[(index >= 0) & ~alive]
+            if len(gone):
+                layer.remove(gone.tolist())
+                dropped = set(gone.tolist())
+                self._row_keys = [k for i, k in enumerate(self._row_keys) if i not in dropped]
+            self._row_index = {key: i for i, key in enumerate(self._row_keys)}
+            layer.text.refresh(layer.features)
+            layer.selected_data = set()
+            layer.refresh()
+        self._update_feature_defaults()
+        self._update_controls()
+        return True
+
+    def refresh_tracks(self, background: bool = False) -> None:
+        """Redraw the tracks layer (one track per label; gaps are left out, never NaN).
+
+        ``background``: compute the rows in a worker thread (a long cine's 80,000 points take
+        longer than a GUI handler may), then set them; a newer request drops older results.
+        """
         self._tracks_timer.stop()
         if self.session is None:
             return
@@ -308,31 +379,41 @@ class AnnotateWidget(QWidget):
             return
         self._tracks_stale = False
         points, labels, _ = self.session.snapshot()
-        data, features = tracks_view(points, labels)
+        self._tracks_generation += 1
+        if not background:
+            self._apply_tracks(tracks_view(points, labels), labels, self._tracks_generation)
+            return
+        from napari.qt.threading import create_worker
+
+        worker = create_worker(tracks_view, points, labels)
+        worker.returned.connect(lambda view, g=self._tracks_generation: self._apply_tracks(view, labels, g))
+        worker.start()
+
+    def _apply_tracks(self, view, labels, generation: int) -> None:
+        if generation != self._tracks_generation or self.session is None:
+            return  # a newer redraw is on its way (or the cine was closed)
+        data, features = view
+        layer = self.tracks_layer
         if len(data) == 0:
             if layer is not None and layer in self.viewer.layers:
                 self.viewer.layers.remove(layer)
             self.tracks_layer = None
             return
-        colours, controls = track_colours(sorted({int(i) for i in data[:, 0]}), labels)
-        colormap = Colormap(colours, controls=controls, name="dustrack-labels")
+        colours, controls = track_colours(labels)
+        colormap = Colormap(colours, controls=controls, interpolation="zero", name="dustrack-labels")
         if layer is None or layer not in self.viewer.layers:
             cine = self.cine_layer
             with self._keep_frame():
                 layer = self.viewer.add_tracks(
                     data, features=features, name=TRACKS_NAME, tail_length=TAIL_LENGTH,
                     head_length=0, tail_width=2, **like(cine), metadata={META: {"role": ROLE}},
-                    colormaps_dict={"track_id": colormap}, color_by="track_id", blending="translucent")
+                    colormaps_dict={"colour": colormap}, color_by="colour", blending="translucent")
             self.tracks_layer = layer
             layer.events.visible.connect(self._on_tracks_visible)
             if self.points_layer is not None:  # keep annotating: our layer stays on top and active
-                self.viewer.layers.move(self.viewer.layers.index(self.points_layer), len(self.viewer.layers))
-                self.viewer.layers.selection.active = self.points_layer
+                keep_annotating(self.viewer)
         else:
-            layer.data = data
-            layer.features = features
-            layer.colormaps_dict = {"track_id": colormap}
-            layer.color_by = "track_id"
+            set_tracks(layer, data, features, colormap)
 
     def _on_tracks_visible(self, event=None) -> None:
         if self.tracks_layer is not None and self.tracks_layer.visible and self._tracks_stale:
@@ -523,12 +604,12 @@ class AnnotateWidget(QWidget):
         except DustrackError as exc:
             notify_error(exc)
 
-    def move(self, frame: int, label: str, x: float, y: float) -> None:
-        """The user dragged a point: it moves and becomes manual."""
+    def move(self, frame: int, label: str, x: float, y: float, action: str = "move") -> None:
+        """The user dragged a point (``correct``: a predicted one): it is a manual point there."""
         if self.session is None:
             return
         try:
-            self.session.set_point(frame, label, x, y, action="move")
+            self.session.set_point(frame, label, x, y, action=action)
         except DustrackError as exc:
             notify_error(exc)
             self.refresh()
@@ -656,6 +737,7 @@ class AnnotateWidget(QWidget):
         def apply(session, result):
             xy, conf = result
             session.apply_flow(xy[1:], labels, rows[1:len(xy)], conf[1:], action=action)
+            self._report_lost(lost_frames(xy[1:], labels, rows[1:len(xy)]))
 
         self._run_flow(propagate, (f0, xy0, steps), apply, f"tracking {abs(steps)} frames")
 
@@ -670,10 +752,12 @@ class AnnotateWidget(QWidget):
             show_info("Fill needs a label with at least two keyframes (manual points).")
             return
         keys = self.session.keys_array(labels)
+        spans = {lab: (min(k), max(k)) for lab in labels for k in [self.session.keyframes(lab)]}
 
         def apply(session, result):
             xy, conf = result
             session.apply_flow(xy, labels, None, conf, action="fill between keyframes")
+            self._report_lost(lost_frames(xy, labels, spans=spans))
 
         self._run_flow(fill_between, (keys,), apply, f"filling {len(labels)} label(s)",
                        labels=labels, single_keyframe="skip")
@@ -758,6 +842,115 @@ class AnnotateWidget(QWidget):
         lo, hi = self._segment()
         return self.accept_range(lo, hi)
 
+    # ================================================================== predictions
+    def prediction_layers(self) -> list:
+        """Visible prediction Points layers (model, smoothed points): their points can be dragged."""
+        from napari.layers import Points
+
+        return [layer for layer in self.viewer.layers
+                if isinstance(layer, Points) and role_of(layer) == "prediction" and layer.visible]
+
+    def install_on_prediction(self, layer) -> None:
+        """Keys and drags on a prediction layer act on the annotations (see _annotate_mouse)."""
+        if getattr(layer, "_dustrack_review", False):
+            return
+        _annotate_keys.install(layer, self)
+        _annotate_mouse.install(layer, self, prediction=True)
+        layer._dustrack_review = True
+
+    def _prediction_source(self, name: str | None):
+        names = [name] if name else ["model", "smoothed points"]
+        for n in names:
+            if n in self.viewer.layers:
+                return self.viewer.layers[n]
+        return None
+
+    def accept_predictions(self, start: int | None = None, end: int | None = None, *,
+                           min_confidence: float = 0.0, source: str | None = None) -> int:
+        """Copy a prediction layer's points on frames ``start..end`` (all frames when None) with
+        at least ``min_confidence`` into the annotations as reviewed points (one undo step).
+
+        Returns the number written, or -1 when a long cine's predictions are being compared in
+        a worker thread (written when it is done; :attr:`accepting` is true meanwhile)."""
+        if not self._need_session():
+            return 0
+        layer = self._prediction_source(source)
+        if layer is None:
+            notify_error(DustrackError("no predictions to accept: press Predict (Model tab) first"))
+            return 0
+        shown = np.asarray(layer.shown, dtype=bool)
+        data, features = np.array(layer.data)[shown], layer.features.iloc[np.flatnonzero(shown)].copy()
+        session = self.session
+
+        def changes():
+            table = points_to_table(data, features.reset_index(drop=True))
+            return session.prediction_changes(table, start=start, end=end,
+                                              min_confidence=min_confidence)
+
+        def commit(result):
+            found, lo, hi = result
+            if session is not self.session:
+                return 0
+            n = session.commit_predictions(found, f"accept predictions on frames {lo}-{hi}")
+            where = "every frame" if start is None else f"frames {lo}-{hi}"
+            show_info(f"Accepted {n} predicted point(s) of {where} as reviewed"
+                      f"{'' if n else ' (manual and reviewed points are kept)'}; Ctrl+Z undoes.")
+            return n
+
+        if len(data) <= ACCEPT_INLINE_ROWS:
+            try:
+                return commit(changes())
+            except DustrackError as exc:
+                notify_error(exc)
+                return 0
+        # a long cine's predictions: tabulated and compared in a worker thread, written here
+        from napari.qt.threading import create_worker
+
+        worker = create_worker(changes, _ignore_errors=True)
+        worker.returned.connect(commit)
+        worker.errored.connect(notify_error)
+        worker.start()
+        self._accepting = worker
+        worker.finished.connect(lambda: setattr(self, "_accepting", None))
+        return -1  # applied when the worker is done
+
+    @property
+    def accepting(self) -> bool:
+        return self._accepting is not None
+
+    def accept_frame_predictions(self) -> int:
+        return self.accept_predictions(self.frame, self.frame)
+
+    def next_to_review(self) -> int | None:
+        """Go to the next frame of the model's ranked list (the Model tab's review list)."""
+        layer = self._prediction_source("model")
+        frames = list(layer.metadata.get("review_frames", [])) if layer is not None else []
+        if not frames:
+            show_info("No frames to review yet: Predict in the Model tab first.")
+            return None
+        here = self.frame
+        if here in frames:
+            self._review_pos = frames.index(here)
+        self._review_pos = (self._review_pos + 1) % len(frames)
+        self.go_to(frames[self._review_pos])
+        return frames[self._review_pos]
+
+    def next_lost(self) -> None:
+        """Go to the next frame where the last optical-flow run lost a point."""
+        later = [f for f in self._lost if f > self.frame] or self._lost
+        self._jump(later[0] if later else None, "frame where flow lost a point after")
+
+    def _report_lost(self, lost: dict[str, list[int]]) -> None:
+        self._lost = sorted({f for frames in lost.values() for f in frames})
+        if not lost:
+            return
+        parts = [f"{label} on {len(frames)} frame(s) ({_frames_text(frames)})"
+                 for label, frames in lost.items()]
+        first = self._lost[0]
+        notify(f"Optical flow lost {'; '.join(parts)}. K goes to the next such frame; "
+               "place the point by hand there and fill again.",
+               actions=[(f"Go to frame {first}", lambda *_: self.go_to(first))])
+
     # ================================================================== import / help
     def import_points(self, path) -> int:
         """Import DUSTrack JSON, DeepLabCut CollectedData (CSV/H5) or a native point table."""
@@ -801,7 +994,8 @@ class AnnotateWidget(QWidget):
         self.redo_button.setEnabled(s is not None and s.can_redo)
         if s is not None:
             self.undo_button.setToolTip(f"Undo {s.undo_action} (Ctrl+Z)" if s.can_undo else "Ctrl+Z")
-            self.redo_button.setToolTip(f"Redo {s.redo_action} (Ctrl+Shift+Z)" if s.can_redo else "")
+            self.redo_button.setToolTip(f"Redo {s.redo_action} (Ctrl+Shift+Z)" if s.can_redo
+                                        else "Redo (Ctrl+Shift+Z)")
         if s is None:
             self.status.setText("")
             return
@@ -813,6 +1007,11 @@ class AnnotateWidget(QWidget):
             f"{kind} {self.frame}/{(s.n_frames or 1) - 1} · label {self.current_label or '-'} · "
             f"{len(here)}/{len(s.labels)} here · {len(s.keyframes())} keyframes · {len(s)} points"
             f"{' · step-and-adjust' if self.step_adjust else ''}{saved}")
+
+
+def _frames_text(frames: list[int], most: int = 4) -> str:
+    shown = ", ".join(str(f) for f in frames[:most])
+    return shown + (f", ... {frames[-1]}" if len(frames) > most else "")
 
 
 def _close_holder(holder: dict) -> None:

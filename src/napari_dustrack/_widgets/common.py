@@ -3,22 +3,153 @@
 from __future__ import annotations
 
 import threading
+import weakref
 from typing import Any, Callable
 
+from napari.layers import Image, Points
 from napari.qt.threading import create_worker
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import Notification, notification_manager, show_error, show_info
 from qtpy.QtCore import QObject, Signal
-from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
+from qtpy.QtWidgets import (
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ..errors import Cancelled, DustrackError
+from ..io.colours import label_hex
 
 META = "dustrack"
+ANNOTATIONS = "annotations"
+PAGE_WIDTH = 420  # a dock page fits beside the canvas on a 1280-px screen
+_pages: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
 
 def is_cine(layer) -> bool:
     """A cine image layer (the plugin's other layers carry a ``role`` in the same metadata)."""
-    info = layer.metadata.get(META) if layer._type_string == "image" else None
+    info = layer.metadata.get(META) if isinstance(layer, Image) else None
     return isinstance(info, dict) and "role" not in info
+
+
+PRELOAD = ("napari_dustrack.tracking.flow", "napari_dustrack.tracking.smoothing",
+           "napari_dustrack.tracking.review", "napari_dustrack.measure")
+
+
+def preload_modules() -> threading.Thread:
+    """Import the algorithm modules in a background thread, so that the first Fill or Smooth
+    does not spend seconds importing on the GUI thread."""
+    import importlib
+
+    def load():
+        for name in PRELOAD:
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001 - the action that needs it will report it
+                pass
+
+    thread = threading.Thread(target=load, name="dustrack-preload", daemon=True)
+    thread.start()
+    return thread
+
+
+def register_page(viewer, role: str, widget) -> None:
+    """Let the other tabs of ``viewer`` find ``widget`` (held weakly) under ``role``."""
+    _pages[(id(viewer), role)] = widget
+
+
+def page(viewer, role: str):
+    """The widget registered under ``role`` for ``viewer``, or None."""
+    return _pages.get((id(viewer), role))
+
+
+def role_of(layer) -> str | None:
+    """The plugin role of a layer (``annotate``, ``prediction``...), None for others."""
+    info = layer.metadata.get(META) if hasattr(layer, "metadata") else None
+    return info.get("role") if isinstance(info, dict) else None
+
+
+def keep_annotating(viewer) -> None:
+    """Put the ``annotations`` layer on top and make it the active one (keys and clicks act on
+    it), e.g. after Predict or Smooth added layers."""
+    if ANNOTATIONS not in viewer.layers:
+        return
+    layer = viewer.layers[ANNOTATIONS]
+    index = viewer.layers.index(layer)
+    if index != len(viewer.layers) - 1:
+        viewer.layers.move(index, len(viewer.layers))
+    viewer.layers.selection.active = layer
+
+
+def label_colours(viewer, labels) -> dict[str, str]:
+    """``{label: "#rrggbb"}``: the annotation session's colours, else the palette in order."""
+    annotate = page(viewer, "annotate")
+    session = getattr(annotate, "session", None)
+    saved = {lab.name: lab.colour for lab in session.label_items} if session is not None else {}
+    if not saved:
+        path = cine_info(find_cine_layer(viewer)).get("path")
+        if path:
+            from .. import sidecar
+
+            try:
+                items = sidecar.read_labels(sidecar.sidecar_dir(path))
+            except DustrackError:
+                items = None  # a damaged label file is the Annotate tab's to report
+            saved = {i["name"]: i["colour"] for i in (items[0] if items else [])
+                     if str(i.get("colour", "")).startswith("#")}
+    labels = list(labels)
+    return label_hex(labels + [lab for lab in saved if lab not in labels], saved)
+
+
+def notify(message: str, actions=(), severity: str = "warning") -> None:
+    """A napari notification with buttons: ``actions`` are ``(text, callable)`` pairs."""
+    notification_manager.dispatch(Notification(message, severity=severity, actions=tuple(actions)))
+
+
+def set_tracks(layer, data, features, colormap) -> None:
+    """Replace a Tracks layer's rows, coloured by the ``colour`` feature through ``colormap``.
+
+    napari drops the features when the data change (and warns that ``color_by`` is gone), so
+    colour by track id for that moment."""
+    layer.color_by = "track_id"
+    layer.data = data
+    layer.features = features
+    layer.colormaps_dict = {"colour": colormap}
+    layer.color_by = "colour"
+
+
+def points_layers(viewer) -> list:
+    return [layer for layer in viewer.layers if isinstance(layer, Points)]
+
+
+def scroll_page(page_widget: QWidget) -> QScrollArea:
+    """``page_widget`` in a vertical scroll area no wider than :data:`PAGE_WIDTH`."""
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QScrollArea.NoFrame)
+    area.setWidget(page_widget)
+    area.setMaximumWidth(PAGE_WIDTH + 24)
+    page_widget.setMaximumWidth(PAGE_WIDTH)
+    return area
+
+
+class Collapsible(QGroupBox):
+    """A group box whose title checkbox shows or hides its content."""
+
+    def __init__(self, title: str, parent=None, collapsed: bool = False):
+        super().__init__(title, parent)
+        self.setCheckable(True)
+        self.body = QWidget(self)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(4, 4, 4, 4)
+        outer.addWidget(self.body)
+        self.toggled.connect(self.body.setVisible)
+        self.setChecked(not collapsed)
+        self.body.setVisible(not collapsed)
 
 
 def find_cine_layer(viewer):
@@ -96,6 +227,7 @@ class TaskBar(QWidget):
         self.bar.setVisible(False)
         self.status = QLabel("", self)
         self.cancel_button = QPushButton("Cancel", self)
+        self.cancel_button.setToolTip("Stop the running task (work done so far is kept)")
         self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(self.cancel)
         layout = QHBoxLayout(self)

@@ -4,6 +4,10 @@ Plots (matplotlib in Qt): x(t) and y(t) of every label and one measure column ov
 every checked layer (any Points or Tracks layer whose features carry ``label``), one line style
 per layer. A vertical line follows napari's current frame; clicking a plot moves napari to the
 clicked frame; ``metadata["review_frames"]`` of a plotted layer is marked on the time axis.
+
+A hidden tab does no work: edits and frame changes only mark the plots stale; they are redrawn
+when the tab is shown, and while shown at most a few times a second. Long series are thinned to
+their min/max envelope for drawing; the figure takes napari's theme colours.
 The computation is :func:`napari_dustrack.measure.compute`; exports are
 :mod:`napari_dustrack.io.export`. File dialogs only pick a path for the ``*_to(path)`` methods.
 """
@@ -36,13 +40,10 @@ from qtpy.QtWidgets import (
 
 from .. import sidecar
 from ..errors import DustrackError
-from ..io.export import (
-    export_mp4,
-    export_points,
-    hex_to_rgb,
-    label_colour,
-    write_measurements_csv,
-)
+from napari.layers import Points, Tracks
+
+from ..io.colours import hex_to_rgb
+from ..io.export import export_mp4, export_points, write_measurements_csv
 from ..io.layers import points_to_table, tracks_to_table
 from ..io.table import labels_of, to_array
 from ..measure import (
@@ -55,8 +56,12 @@ from ..measure import (
     load_measures,
     save_measures,
 )
+from ..measure.plotting import envelope, isolated
+from ._loss_plot import theme_colours
 from .common import (
     TaskBar,
+    label_colours,
+    register_page,
     cine_info,
     current_frame,
     find_cine_layer,
@@ -68,27 +73,69 @@ from .common import (
 
 LINESTYLES = ("-", "--", ":", "-.")
 REVIEW_KEY = "review_frames"
+PLOT_POINTS = 1200  # per line: the envelope of a long series, ~3 points per screen pixel
+INLINE_ROWS = 20_000  # layers with more points are tabulated in a worker thread
+REPLOT_MS = 300  # at most ~3 recomputations a second while edits go on
+FRAME_LINE_MS = 200  # the current-frame line follows at most 5 times a second
 
 
 def layer_table(layer) -> pd.DataFrame | None:
     """The point table of a Points or Tracks layer with a ``label`` feature, else None."""
+    return _table_of(_copy_of(layer))
+
+
+def _copy_of(layer):
+    """What :func:`_table_of` needs of a layer, copied (the worker thread reads the copy while
+    the user goes on editing the layer)."""
     features = getattr(layer, "features", None)
     if features is None or "label" not in features or len(layer.data) == 0:
         return None
-    kind = layer._type_string
-    if kind == "points":
-        return points_to_table(layer.data, features)
-    if kind == "tracks":
-        source = layer.metadata.get("source", "smoothed")
-        return tracks_to_table(layer.data, row_labels=features["label"], source=source)
+    if isinstance(layer, Points):
+        shown = np.asarray(layer.shown, dtype=bool)
+        return ("points", np.array(layer.data)[shown], features.iloc[np.flatnonzero(shown)].copy())
+    if isinstance(layer, Tracks):
+        return ("tracks", np.array(layer.data), np.array(features["label"]),
+                layer.metadata.get("source", "smoothed"))
     return None
+
+
+def _table_of(copy) -> pd.DataFrame | None:
+    if copy is None:
+        return None
+    if copy[0] == "points":
+        return points_to_table(copy[1], copy[2].reset_index(drop=True))
+    return tracks_to_table(copy[1], row_labels=copy[2], source=copy[3])
+
+
+def compute_all(copies: dict, checked, measures, calibration, n_frames) -> dict:
+    """Tables and measure results of layer copies (any thread): ``tables``, ``results``,
+    ``problems``, ``n_frames``."""
+    tables, results, problems = {}, {}, []
+    for name, copy in copies.items():
+        try:
+            table = _table_of(copy)
+        except DustrackError as exc:
+            problems.append(f"{name}: {exc.problem}")
+            continue
+        if table is not None:
+            tables[name] = table
+    if not n_frames:
+        n_frames = max((int(t["frame"].max()) + 1 for t in tables.values() if len(t)), default=0)
+    for name in checked:
+        table = tables.get(name)
+        if table is None or not measures:
+            continue
+        usable = [m for m in measures if set(m.labels) <= set(table["label"].unique())]
+        try:
+            results[name] = compute(table, usable, calibration, n_frames=n_frames)
+        except DustrackError as exc:
+            problems.append(f"{name}: {exc.problem}")
+    return {"tables": tables, "results": results, "problems": problems, "n_frames": n_frames}
 
 
 def is_track_layer(layer) -> bool:
     features = getattr(layer, "features", None)
-    return (
-        layer._type_string in ("points", "tracks") and features is not None and "label" in features
-    )
+    return isinstance(layer, (Points, Tracks)) and features is not None and "label" in features
 
 
 class MeasureWidget(QWidget):
@@ -109,16 +156,25 @@ class MeasureWidget(QWidget):
         self._label_order: list[str] = []
         self._measures_loaded_for: str | None = None
         self._connected: set[int] = set()
+        self._stale = True  # the plots lag the layers (the tab is hidden or a replot is due)
         self._replot_timer = QTimer(self)
         self._replot_timer.setSingleShot(True)
-        self._replot_timer.setInterval(150)
+        self._replot_timer.setInterval(REPLOT_MS)
         self._replot_timer.timeout.connect(self.refresh)
+        self._frame_timer = QTimer(self)
+        self._frame_timer.setSingleShot(True)
+        self._frame_timer.setInterval(FRAME_LINE_MS)
+        self._frame_timer.timeout.connect(self._move_frame_line)
+        self.redraws = 0  # full redraws (for tests and benchmarks)
+        self._generation = 0
         self._build()
+        register_page(napari_viewer, "measure", self)
         viewer_layers = self.viewer.layers.events
         viewer_layers.inserted.connect(self._on_layers_changed)
         viewer_layers.removed.connect(self._on_layers_changed)
         viewer_layers.reordered.connect(self._on_layers_changed)
         self.viewer.dims.events.current_step.connect(self._on_frame)
+        self.viewer.events.theme.connect(self._on_layer_edited)  # dark/light: redraw in its colours
         self._on_layers_changed()
 
     # --- construction ------------------------------------------------------------------------
@@ -127,12 +183,16 @@ class MeasureWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self._build_layers())
         layout.addWidget(self._build_definitions())
-        self.figure = Figure(figsize=(4, 6), constrained_layout=True)
+        # fixed margins: a layout engine re-measures every label on each draw (~0.2 s)
+        self.figure = Figure(figsize=(3.8, 6))
+        self.figure.subplots_adjust(left=0.2, right=0.97, top=0.98, bottom=0.08, hspace=0.15)
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(360)
         self.toolbar = NavigationToolbar2QT(self.canvas, self)
         self.ax_x, self.ax_y, self.ax_m = self.figure.subplots(3, 1, sharex=True)
         self.canvas.mpl_connect("button_press_event", self.on_plot_click)
+        self.canvas.mpl_connect("draw_event", self._on_canvas_drawn)
+        self._background = None
         layout.addWidget(self.toolbar)
         layout.addWidget(self.canvas, 1)
         layout.addWidget(self._build_exports())
@@ -143,6 +203,7 @@ class MeasureWidget(QWidget):
     def _build_layers(self) -> QWidget:
         box = QGroupBox("Layers to plot", self)
         self.layer_list = QListWidget(box)
+        self.layer_list.setToolTip("Tick the layers whose points are plotted and measured")
         self.layer_list.setMaximumHeight(80)
         self.layer_list.itemChanged.connect(lambda _item: self.schedule_refresh())
         v = QVBoxLayout(box)
@@ -153,22 +214,28 @@ class MeasureWidget(QWidget):
         box = QGroupBox("Measures", self)
         form = QFormLayout()
         self.kind_combo = QComboBox(box)
+        self.kind_combo.setToolTip("Kind of measure (distance, angle, deformation...)")
         self.kind_combo.addItems(list(KINDS))
         self.kind_combo.currentTextChanged.connect(self._on_kind)
         self.kind_hint = QLabel("", box)
         self.kind_hint.setWordWrap(True)
         self.name_edit = QLineEdit(box)
+        self.name_edit.setToolTip("Name of the measure (its column in the CSV)")
         self.label_list = QListWidget(box)
+        self.label_list.setToolTip("Tick the labels the measure uses, in order")
         self.label_list.setMaximumHeight(90)
         self.label_list.itemChanged.connect(self._on_label_checked)
         self._checked: list[str] = []  # checked labels in the order they were checked
         self.change_combo = QComboBox(box)
+        self.change_combo.setToolTip("Report the value, or its change from the reference frame")
         self.change_combo.addItems(list(CHANGES))
         self.ref_spin = QSpinBox(box)
+        self.ref_spin.setToolTip("Reference frame of changes and strain")
         self.ref_spin.setRange(-1, 1_000_000)
         self.ref_spin.setValue(-1)
         self.ref_spin.setSpecialValueText("first complete frame")
         self.strain_combo = QComboBox(box)
+        self.strain_combo.setToolTip("Strain definition of a deformation measure")
         self.strain_combo.addItems(list(STRAINS))
         form.addRow("Type", self.kind_combo)
         form.addRow("", self.kind_hint)
@@ -178,12 +245,16 @@ class MeasureWidget(QWidget):
         form.addRow("Reference frame", self.ref_spin)
         form.addRow("Strain", self.strain_combo)
         add = QPushButton("Add measure", box)
+        add.setToolTip("Add the measure described above (saved next to the video)")
         add.clicked.connect(self._add_from_form)
         self.measure_list = QListWidget(box)
+        self.measure_list.setToolTip("Defined measures; select one to remove it")
         self.measure_list.setMaximumHeight(70)
         remove = QPushButton("Remove", box)
+        remove.setToolTip("Remove the selected measure")
         remove.clicked.connect(self._remove_selected)
         self.plot_combo = QComboBox(box)
+        self.plot_combo.setToolTip("Measure shown in the bottom plot")
         self.plot_combo.currentTextChanged.connect(lambda _t: self._draw())
         v = QVBoxLayout(box)
         v.addLayout(form)
@@ -201,8 +272,9 @@ class MeasureWidget(QWidget):
         box = QGroupBox("Export", self)
         grid = QGridLayout(box)
         self.export_combo = QComboBox(box)
+        self.export_combo.setToolTip("Layer to export")
         grid.addWidget(QLabel("Layer", box), 0, 0)
-        grid.addWidget(self.export_combo, 0, 1, 1, 2)
+        grid.addWidget(self.export_combo, 0, 1)
         buttons = [
             ("Point table CSV", "Point table (*.csv)", self.export_points_csv_to),
             ("DeepLabCut h5/csv", "DeepLabCut (*.h5 *.csv)", self.export_dlc_to),
@@ -213,13 +285,14 @@ class MeasureWidget(QWidget):
         self.export_buttons = {}
         for i, (title, filt, method) in enumerate(buttons):
             button = QPushButton(title, box)
+            button.setToolTip(f"Export the chosen layer as {title}")
             button.clicked.connect(
                 lambda _=False, t=title, f=filt, m=method: self._ask_and_export(t, f, m)
             )
-            grid.addWidget(button, 1 + i // 3, i % 3)
+            grid.addWidget(button, 1 + i // 2, i % 2)
             self.export_buttons[title] = button
         self.task = TaskBar(box)
-        grid.addWidget(self.task, 3, 0, 1, 3)
+        grid.addWidget(self.task, 4, 0, 1, 2)
         return box
 
     # --- layers ------------------------------------------------------------------------------
@@ -247,7 +320,7 @@ class MeasureWidget(QWidget):
             item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
             # Tracks usually repeat a Points layer's positions (the plugin makes both), so
             # only Points layers start ticked.
-            default = Qt.Checked if layer._type_string == "points" else Qt.Unchecked
+            default = Qt.Checked if isinstance(layer, Points) else Qt.Unchecked
             item.setCheckState(previous.get(layer.name, default))
             if id(layer) not in self._connected:
                 self._connected.add(id(layer))
@@ -288,20 +361,9 @@ class MeasureWidget(QWidget):
         return sidecar.measures_path(path) if path else None
 
     def label_colours(self) -> dict[str, tuple[int, int, int]]:
-        """RGB of each label: the annotation's saved colours, else the palette in label order."""
-        colours = {lab: label_colour(i) for i, lab in enumerate(self._label_order)}
-        path = cine_info(find_cine_layer(self.viewer)).get("path")
-        if path:
-            try:
-                saved = sidecar.read_labels(sidecar.sidecar_dir(path))
-            except DustrackError:
-                saved = None  # a damaged label file is the Annotate tab's to report
-            for item in saved[0] if saved else []:
-                try:
-                    colours[item["name"]] = hex_to_rgb(item["colour"])
-                except ValueError:
-                    pass
-        return colours
+        """RGB of each label: the annotation's colours, else the palette in label order."""
+        colours = label_colours(self.viewer, self._label_order)
+        return {lab: hex_to_rgb(c) for lab, c in colours.items()}
 
     def calibration(self) -> Calibration:
         info = cine_info(find_cine_layer(self.viewer))
@@ -404,37 +466,53 @@ class MeasureWidget(QWidget):
     # --- computing and plotting --------------------------------------------------------------
 
     def schedule_refresh(self) -> None:
-        """Refresh shortly: a burst of edits (dragging a point) costs one recomputation."""
-        self._replot_timer.start()
+        """Refresh soon: a burst of edits costs one recomputation every ``REPLOT_MS`` at most;
+        a hidden tab only notes that it is stale."""
+        self._stale = True
+        if self.isVisible() and not self._replot_timer.isActive():
+            self._replot_timer.start()
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().showEvent(event)
+        if self._stale:
+            self.refresh()
 
     def _on_layer_edited(self, event=None) -> None:
         self.schedule_refresh()
 
     def refresh(self) -> None:
-        """Recompute every checked layer's table and measures, then redraw."""
-        self.tables, self.results = {}, {}
-        problems = []
-        for layer in self.track_layers():
-            try:
-                table = layer_table(layer)
-            except DustrackError as exc:
-                problems.append(f"{layer.name}: {exc.problem}")
-                continue
-            if table is not None:
-                self.tables[layer.name] = table
+        """Recompute every layer's table and the checked layers' measures, then redraw.
+
+        Hidden: later (when shown). Long tables (a long cine's 80,000 points) are computed in
+        a worker thread from copies of the layers, and drawn when ready."""
+        if not self.isVisible():
+            self._stale = True
+            return
+        self._stale = False
+        copies = {layer.name: _copy_of(layer) for layer in self.track_layers()}
+        checked = [layer.name for layer in self.checked_layers()]
+        info = cine_info(find_cine_layer(self.viewer))
+        n = int(info.get("n_frames") or 0) or (
+            int(self.viewer.dims.nsteps[0]) if self.viewer.dims.ndim >= 3 else 0)
+        args = (copies, checked, list(self.measures), self.calibration(), n)
+        self._generation += 1
+        rows = sum(len(c[1]) for c in copies.values() if c is not None)
+        if rows <= INLINE_ROWS:
+            self._computed(compute_all(*args), self._generation)
+            return
+        from napari.qt.threading import create_worker
+
+        worker = create_worker(compute_all, *args)
+        worker.returned.connect(lambda out, g=self._generation: self._computed(out, g))
+        worker.start()
+
+    def _computed(self, out: dict, generation: int) -> None:
+        if generation != self._generation:
+            return  # a newer refresh is on its way
+        self.tables, self.results = out["tables"], out["results"]
         self._update_label_list()
-        calibration, n = self.calibration(), self.n_frames()
-        for layer in self.checked_layers():
-            table = self.tables.get(layer.name)
-            if table is None or not self.measures:
-                continue
-            usable = [m for m in self.measures if set(m.labels) <= set(table["label"].unique())]
-            try:
-                self.results[layer.name] = compute(table, usable, calibration, n_frames=n)
-            except DustrackError as exc:
-                problems.append(f"{layer.name}: {exc.problem}")
         self._update_plot_choices()
-        self.status.setText("\n".join(problems))
+        self.status.setText("\n".join(out["problems"]))
         self._draw()
 
     def _update_plot_choices(self) -> None:
@@ -455,6 +533,9 @@ class MeasureWidget(QWidget):
         return int(round(t / self.calibration().frame_interval))
 
     def _draw(self) -> None:
+        if not self.isVisible():
+            self._stale = True
+            return
         cal = self.calibration()
         unit = cal.length_unit
         for ax in (self.ax_x, self.ax_y, self.ax_m):
@@ -464,6 +545,7 @@ class MeasureWidget(QWidget):
         layers = [layer for layer in self.checked_layers() if layer.name in self.tables]
         n = self.n_frames()
         t_all = self.time_of(np.arange(n))
+        theme = self._theme()
         for k, layer in enumerate(layers):
             style = LINESTYLES[k % len(LINESTYLES)]
             table = self.tables[layer.name]
@@ -473,41 +555,60 @@ class MeasureWidget(QWidget):
             for j, label in enumerate(layer_labels):
                 colour = np.array(colours[label]) / 255
                 for ax, axis, c in ((self.ax_x, "x", 0), (self.ax_y, "y", 1)):
-                    (line,) = ax.plot(
-                        t_all,
-                        phys[:, j, c],
-                        style,
-                        color=colour,
-                        lw=1,
-                        label=label if k == 0 else None,
-                    )
-                    self.lines[(axis, layer.name, label)] = line
+                    self.lines[(axis, layer.name, label)] = self._plot(
+                        ax, t_all, phys[:, j, c], style, colour, label if k == 0 else None)
             column = self.plot_combo.currentText()
             result = self.results.get(layer.name)
             if column and result is not None and column in result:
-                (line,) = self.ax_m.plot(
-                    self.time_of(result["frame"]),
-                    result[column].to_numpy(),
-                    style,
-                    color="k",
-                    lw=1.2,
-                    label=layer.name,
-                )
-                self.lines[("measure", layer.name, column)] = line
+                self.lines[("measure", layer.name, column)] = self._plot(
+                    self.ax_m, self.time_of(result["frame"]), result[column].to_numpy(), style,
+                    theme["text"], layer.name, lw=1.2)
             self._mark_review(layer)
+        self._decorate(cal, unit, layers, theme)
+        self.redraws += 1
+        self._background = None
+        self.canvas.draw_idle()
+
+    def _plot(self, ax, t, y, style, colour, label, lw=1.0):
+        """One line (thinned when long) plus markers on values a line cannot show (isolated)."""
+        tt, yy = envelope(t, y, max_points=PLOT_POINTS)
+        (line,) = ax.plot(tt, yy, style, color=colour, lw=lw, label=label)
+        alone = isolated(y)
+        if alone.any():
+            ax.plot(np.asarray(t)[alone], np.asarray(y)[alone], "o", color=colour, ms=3)
+        return line
+
+    def _theme(self) -> dict:
+        q = theme_colours(self.viewer)
+        return {"background": q["background"].name(), "text": q["text"].name(),
+                "grid": q["grid"].name()}
+
+    def _decorate(self, cal, unit, layers, theme) -> None:
+        self.figure.set_facecolor(theme["background"])
+        for ax in (self.ax_x, self.ax_y, self.ax_m):
+            ax.set_facecolor(theme["background"])
+            ax.tick_params(colors=theme["text"], labelsize="small")
+            for spine in ax.spines.values():
+                spine.set_color(theme["grid"])
+            ax.grid(True, color=theme["grid"], lw=0.5, alpha=0.6)
+            ax.yaxis.label.set_color(theme["text"])
+            ax.xaxis.label.set_color(theme["text"])
         self.ax_x.set_ylabel(f"x [{unit}]")
         self.ax_y.set_ylabel(f"y [{unit}]")
         self.ax_m.set_ylabel(self.plot_combo.currentText() or "measure")
         self.ax_m.set_xlabel("time [s]" if cal.fps else "frame")
+        legend_style = dict(fontsize="x-small", facecolor=theme["background"],
+                            edgecolor=theme["grid"], labelcolor=theme["text"])
         if self._label_order and layers:
-            self.ax_x.legend(fontsize="x-small", ncol=3, loc="best")
+            self.ax_x.legend(ncol=3, loc="upper right", **legend_style)  # "best" scans every point
         if self.ax_m.lines:
-            self.ax_m.legend(fontsize="x-small", loc="best")
+            self.ax_m.legend(loc="upper right", **legend_style)
         t = self.time_of([current_frame(self.viewer)])[0] if self.viewer.dims.ndim >= 3 else 0.0
+        # animated: left out of full draws and blitted over a saved background when the frame
+        # changes (a full redraw of the figure takes 100-500 ms; a blit a few ms)
         self.frame_lines = [
-            ax.axvline(t, color="r", lw=1) for ax in (self.ax_x, self.ax_y, self.ax_m)
+            ax.axvline(t, color="r", lw=1, animated=True) for ax in (self.ax_x, self.ax_y, self.ax_m)
         ]
-        self.canvas.draw_idle()
 
     def _mark_review(self, layer) -> None:
         frames = layer.metadata.get(REVIEW_KEY) if hasattr(layer, "metadata") else None
@@ -527,12 +628,30 @@ class MeasureWidget(QWidget):
         self.lines[("review", layer.name, "")] = line
 
     def _on_frame(self, event=None) -> None:
-        if not getattr(self, "frame_lines", None):
+        if getattr(self, "frame_lines", None) and self.isVisible() and not self._frame_timer.isActive():
+            self._frame_timer.start()
+
+    def _on_canvas_drawn(self, event=None) -> None:
+        """After a full draw: keep the figure without the frame lines, then blit them on it."""
+        self._background = self.canvas.copy_from_bbox(self.figure.bbox)
+        self._blit_frame_lines()
+
+    def _blit_frame_lines(self) -> None:
+        for line in getattr(self, "frame_lines", ()):
+            line.axes.draw_artist(line)
+        self.canvas.blit(self.figure.bbox)
+
+    def _move_frame_line(self) -> None:
+        if not self.isVisible() or not getattr(self, "frame_lines", None):
             return
         t = self.time_of([current_frame(self.viewer)])[0]
         for line in self.frame_lines:
             line.set_xdata([t, t])
-        self.canvas.draw_idle()
+        if self._background is None:
+            self.canvas.draw_idle()
+            return
+        self.canvas.restore_region(self._background)
+        self._blit_frame_lines()
 
     def on_plot_click(self, event) -> None:
         """Move napari to the clicked frame (not while the toolbar zooms or pans)."""

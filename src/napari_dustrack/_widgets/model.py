@@ -1,23 +1,30 @@
-"""The "Model" tab: train the U-Net on the curated annotations, predict, list frames to review.
+"""The "Model" tab: train the U-Net on the curated annotations, predict, review, accept.
 
 Training, prediction and the review ranking run in dask worker processes (:mod:`..jobs`), so
 this process never imports torch and stays responsive; a crash there loses no annotations.
 Messages from the worker (progress, loss values, predicted batches) arrive through a napari
-generator worker thread that polls the job and yields them to the GUI thread.
+generator worker thread that polls the job and yields them to the GUI thread; predicted batches
+are written into the ``model`` layer in place, in small pieces (:mod:`._predictions`).
+
+The review loop: the ranked frames are listed here and stored as ``metadata["review_frames"]``
+of the ``model`` layer (the Annotate tab's G key walks them, the Measure plot marks them);
+dragging a model point makes a manual annotation; Accept copies model points into the
+annotations as reviewed; Retrain continues from the model with those corrections.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from pathlib import Path
 
-import numpy as np
-from napari.qt.threading import create_worker
+import pandas as pd
 from napari.utils.notifications import show_info
 from qtpy.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -25,33 +32,77 @@ from qtpy.QtWidgets import (
     QListWidgetItem,
     QProgressBar,
     QPushButton,
+    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
 from .. import jobs, settings
-from .._napari.geometry import like
-from ..errors import DustrackError
-from ..io.layers import points_to_table, table_to_points, table_to_tracks
-from ..io.table import from_array, training_rows
+from ..errors import Cancelled, DustrackError
+from ..io.layers import points_to_table
+from ..io.table import labels_of, training_rows
 from ..tracking.heatmap import HeatmapConfig
 from ..tracking.heatmap.dataset import curated_points
 from ..tracking.heatmap.store import has_model, read_meta
 from ._loss_plot import LossPlot
-from .common import cine_info, find_cine_layer, notify_error, set_frame
+from ._predictions import PredictionLayers, visible_table
+from .common import (
+    ANNOTATIONS,
+    Collapsible,
+    cine_info,
+    current_frame,
+    find_cine_layer,
+    notify_error,
+    page,
+    register_page,
+    set_frame,
+)
 
-ANNOTATIONS = "annotations"
 OUT_POINTS = "model"
 OUT_TRACKS = "model tracks"
-REDRAW_S = 0.5  # streamed predictions redraw the layers at most this often
+REVIEW_KEY = "review_frames"
+MODEL_EXTRA = 'pip install "napari-dustrack[model]"'
+NEEDED = (("torch", "torch"), ("segmentation_models_pytorch", "segmentation-models-pytorch"))
+
+
+def missing_model_packages() -> list[str]:
+    """The model's packages this Python lacks (looked up, not imported: torch stays out)."""
+    return [dist for module, dist in NEEDED if importlib.util.find_spec(module) is None]
+
+
+def set_aside(folder: str) -> Path:
+    """Rename a model folder to ``<folder>.iteration-<k>[-n]`` (a fresh start loses nothing)."""
+    folder = Path(folder)
+    k = read_meta(folder).get("iteration", 0)
+    target = folder.with_name(f"{folder.name}.iteration-{k}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = folder.with_name(f"{folder.name}.iteration-{k}-{n}")
+    folder.rename(target)
+    return target
+
+
+def _digest(table: pd.DataFrame) -> int:
+    """A fingerprint of the curated rows: a retrain on the same rows learns nothing new."""
+    cols = table[["frame", "label", "x", "y"]].round(2)
+    return int(pd.util.hash_pandas_object(cols, index=False).sum())
+
+
+def _button(text: str, slot, tip: str) -> QPushButton:
+    button = QPushButton(text)
+    button.setToolTip(tip)
+    button.clicked.connect(slot)
+    return button
 
 
 class ModelWidget(QWidget):
-    """Train / Retrain / Cancel / Predict, a loss curve, and the frames worth reviewing.
+    """Train / Retrain / Cancel / Predict, a loss curve, the frames worth reviewing, Accept.
 
     Training data are the rows of the ``annotations`` Points layer that are manual or reviewed.
-    The model lives in a folder (default ``<video>.dustrack/model``); training into a folder
-    that holds a model with the same labels continues from it (iteration + 1).
+    The model lives in a folder (default ``<video>.dustrack/model``). **Train** starts from
+    scratch (an existing model there is renamed aside, never deleted); **Retrain** continues
+    from it (iteration + 1).
     """
 
     def __init__(self, napari_viewer):
@@ -61,68 +112,152 @@ class ModelWidget(QWidget):
         self.job: jobs.Job | None = None
         self.worker = None
         self.review_table = None
-        self.updates = 0  # redraws of the prediction layers (they grow while predicting)
-        self._labels: list[str] = []
-        self._xy = self._conf = None
-        self._last_draw = 0.0
-        self._cancel_requested = False
         self.last_meta = None
+        self._labels: list[str] = []
+        self._training_frames: list[int] = []
+        self._cancel_requested = False
+        self._trained_digest: dict[str, int] = {}
+        self._shown_meta_for: str | None = None
+        self._pending_digest: tuple[str | None, int | None] = (None, None)
+        self._predicted_table = None  # the last prediction, ranked once it is drawn
+        self.output = PredictionLayers(napari_viewer, OUT_POINTS, OUT_TRACKS, "model")
+        self.output.finished.connect(self._rank)
+        self._build()
+        register_page(napari_viewer, "model", self)
+        for event in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed):
+            event.connect(self._on_layers_changed)
+        napari_viewer.events.theme.connect(lambda _event: self.plot.update())
+        self._refresh_buttons()
+        self._show_saved_model()
 
-        self.folder = QLineEdit(self)
-        self.folder.setPlaceholderText("model folder (default: next to the video)")
-        browse = QPushButton("...", self)
-        browse.setMaximumWidth(30)
-        browse.clicked.connect(self._browse)
+    @property
+    def updates(self) -> int:
+        """Pieces of predictions written into the layer so far."""
+        return self.output.pieces
+
+    # ------------------------------------------------------------------ construction
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+        layout.addWidget(self._build_model_box())
+        layout.addWidget(self._build_train_box())
+        layout.addWidget(self._build_review_box())
+        layout.addStretch(1)
+
+    def _build_model_box(self) -> QWidget:
+        box = Collapsible("Model folder and workers", self)
+        self.folder = QLineEdit()
+        self.folder.setPlaceholderText("default: <video>.dustrack/model")
+        self.folder.setToolTip("Folder of the model (model.json + weights); empty: next to the video")
+        self.folder.editingFinished.connect(self._on_folder)
         row = QHBoxLayout()
         row.addWidget(self.folder, 1)
+        browse = _button("...", self._browse, "Choose the model folder")
+        browse.setMaximumWidth(30)
         row.addWidget(browse)
-        self.minutes = QDoubleSpinBox(self)
+        self.run_on = QLineEdit(settings.load_settings().get("scheduler", ""))
+        self.run_on.setPlaceholderText("local workers, or tcp://host:8786")
+        self.run_on.setToolTip("Where training and prediction run: empty for worker processes on "
+                               "this computer, or the address of a dask scheduler")
+        self.run_on.editingFinished.connect(self._store_run_on)
+        form = QFormLayout(box.body)
+        form.addRow("model", row)
+        form.addRow("run on", self.run_on)
+        return box
+
+    def _build_train_box(self) -> QWidget:
+        box = Collapsible("Train", self)
+        self.minutes = QDoubleSpinBox()
         self.minutes.setRange(0.05, 600.0)
         self.minutes.setValue(self.config.minutes)
         self.minutes.setSuffix(" min")
-        self.train_button = QPushButton("Train", self)
-        self.retrain_button = QPushButton("Retrain", self)
-        self.predict_button = QPushButton("Predict", self)
-        self.cancel_button = QPushButton("Cancel", self)
+        self.minutes.setToolTip("Training time budget (training may stop earlier when it stops improving)")
+        self.train_button = _button("Train (from scratch)", lambda: self.train(retrain=False),
+                                    "Train a new model on the manual and reviewed annotations; an "
+                                    "existing model in the folder is renamed aside, not deleted")
+        self.retrain_button = _button("Retrain (continue)", lambda: self.train(retrain=True),
+                                      "Continue training the model in the folder with the current "
+                                      "annotations, corrections included (iteration + 1)")
+        self.cancel_button = _button("Cancel", self.cancel,
+                                     "Stop the running job (training keeps its best checkpoint)")
         self.cancel_button.setEnabled(False)
-        self.train_button.clicked.connect(lambda: self.train(retrain=False))
-        self.retrain_button.clicked.connect(lambda: self.train(retrain=True))
-        self.predict_button.clicked.connect(self.predict)
-        self.cancel_button.clicked.connect(self.cancel)
-        buttons = QHBoxLayout()
-        for b in (self.train_button, self.retrain_button, self.predict_button, self.cancel_button):
-            buttons.addWidget(b)
-        self.bar = QProgressBar(self)
+        self.bar = QProgressBar()
         self.bar.setVisible(False)
-        self.status = QLabel("", self)
+        self.status = QLabel("")
         self.status.setWordWrap(True)
-        self.plot = LossPlot(self)
-        self.review = QListWidget(self)
-        self.review.itemClicked.connect(self._jump)
+        self.plot = LossPlot(viewer=self.viewer)
+        grid = QGridLayout(box.body)
+        grid.addWidget(QLabel("time"), 0, 0)
+        grid.addWidget(self.minutes, 0, 1)
+        grid.addWidget(self.train_button, 1, 0)
+        grid.addWidget(self.retrain_button, 1, 1)
+        grid.addWidget(self.bar, 2, 0)
+        grid.addWidget(self.cancel_button, 2, 1)
+        grid.addWidget(self.status, 3, 0, 1, 2)
+        grid.addWidget(self.plot, 4, 0, 1, 2)
+        return box
 
-        self.run_on = QLineEdit(settings.load_settings().get("scheduler", ""), self)
-        self.run_on.setPlaceholderText("local worker processes, or a dask scheduler tcp://host:8786")
-        self.run_on.editingFinished.connect(self._store_run_on)
-        form = QFormLayout()
-        form.addRow("model", row)
-        form.addRow("training time", self.minutes)
-        form.addRow("run on", self.run_on)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addLayout(buttons)
-        layout.addWidget(self.bar)
-        layout.addWidget(self.status)
-        layout.addWidget(self.plot)
-        layout.addWidget(QLabel("Frames to review (click to go there):", self))
-        layout.addWidget(self.review, 1)
-        self._refresh_buttons()
+    def _build_review_box(self) -> QWidget:
+        box = Collapsible("Predict and review", self)
+        self.predict_button = _button("Predict", self.predict,
+                                      "Predict every frame into the 'model' layer, then rank the "
+                                      "frames worth a look")
+        self.next_button = _button("Next to review (G)", self.next_to_review,
+                                   "Go to the next frame of the ranked list (key G on the canvas)")
+        self.review = QListWidget()
+        self.review.setToolTip("Frames most worth a look (low confidence, disagreement with optical "
+                               "flow); click one to go there")
+        self.review.setMaximumHeight(140)
+        self.review.itemClicked.connect(self._jump)
+        self.from_spin, self.to_spin = QSpinBox(), QSpinBox()
+        for spin in (self.from_spin, self.to_spin):
+            spin.setRange(0, 99_999)
+            spin.setToolTip("Frame range for 'Accept range'")
+        self.min_conf = QDoubleSpinBox()
+        self.min_conf.setRange(0.0, 1.0)
+        self.min_conf.setSingleStep(0.05)
+        self.min_conf.setValue(0.8)
+        self.min_conf.setToolTip("Smallest confidence accepted by 'Accept confident'")
+        grid = QGridLayout(box.body)
+        grid.addWidget(self.predict_button, 0, 0)
+        grid.addWidget(self.next_button, 0, 1)
+        grid.addWidget(self.review, 1, 0, 1, 2)
+        grid.addWidget(_button("Accept this frame (A)", self.accept_frame,
+                               "Copy the model's points of this frame into the annotations as "
+                               "reviewed (Ctrl+Z undoes)"), 2, 0, 1, 2)
+        rng = QHBoxLayout()
+        for item in (QLabel("frames"), self.from_spin, QLabel("to"), self.to_spin):
+            rng.addWidget(item)
+        grid.addLayout(rng, 3, 0)
+        conf = QHBoxLayout()
+        conf.addWidget(QLabel("conf. >="))
+        conf.addWidget(self.min_conf)
+        grid.addLayout(conf, 3, 1)
+        grid.addWidget(_button("Accept range", self.accept_range,
+                               "Copy the model's points of these frames into the annotations as "
+                               "reviewed"), 4, 0)
+        grid.addWidget(_button("Accept confident", self.accept_confident,
+                               "Copy the model's points of every frame with at least this "
+                               "confidence into the annotations as reviewed"), 4, 1)
+        return box
 
     # ------------------------------------------------------------------ inputs
     def _browse(self):
         path = QFileDialog.getExistingDirectory(self, "Model folder")
         if path:
             self.folder.setText(path)
-            self._refresh_buttons()
+            self._on_folder()
+
+    def _on_folder(self) -> None:
+        self._refresh_buttons()
+        self._show_saved_model()
+
+    def _on_layers_changed(self, event=None) -> None:
+        self._refresh_buttons()
+        self._show_saved_model()
+        cine = find_cine_layer(self.viewer)
+        n = int(cine_info(cine).get("n_frames") or (cine.data.shape[0] if cine is not None else 1))
+        for spin in (self.from_spin, self.to_spin):
+            spin.setMaximum(max(n - 1, 0))
 
     def _store_run_on(self) -> None:
         try:
@@ -162,57 +297,135 @@ class ModelWidget(QWidget):
         self.predict_button.setEnabled(not busy and exists)
         self.cancel_button.setEnabled(busy)
 
-    # ------------------------------------------------------------------ actions
-    def train(self, retrain: bool = False):
-        """Start training (Retrain: continue from the model in the folder, iteration + 1)."""
+    def _show_saved_model(self) -> None:
+        """On opening a cine (or choosing a folder) with a model: its iteration, training time
+        and loss history, as they were saved."""
+        if self.worker is not None:
+            return
         try:
-            video, folder, table = self.video_path(), self.model_dir(), self.curated_table()
-            if has_model(folder) and not retrain:
-                meta = read_meta(folder)
-                show_info(f"continuing from model iteration {meta['iteration']} in {folder}")
-            elif retrain and not has_model(folder):
+            folder = self.model_dir()
+            meta = read_meta(folder) if has_model(folder) else None
+        except DustrackError:
+            return
+        if meta is None or folder == self._shown_meta_for:
+            return
+        self._shown_meta_for = folder
+        self.last_meta = meta
+        self.plot.set_history(meta.get("history"))
+        self.status.setText(_describe(meta, "saved"))
+
+    # ------------------------------------------------------------------ actions
+    def _check_ready(self) -> None:
+        missing = missing_model_packages()
+        if missing:
+            raise DustrackError(f"the model needs {' and '.join(missing)}, which this Python lacks; "
+                                f"install them with: {MODEL_EXTRA}")
+
+    def train(self, retrain: bool = False):
+        """Train from scratch (an existing model is set aside) or continue it (``retrain``)."""
+        try:
+            self._check_ready()
+            video, folder = self.video_path(), self.model_dir()
+            if retrain and not has_model(folder):
                 raise DustrackError("no model to retrain yet; press Train", folder)
+            table = self.curated_table()
+            if retrain:
+                self._check_retrain(folder, table)
+            elif has_model(folder):
+                aside = set_aside(folder)
+                show_info(f"The previous model was moved to {aside.name}; training a new one.")
         except DustrackError as exc:
             notify_error(exc)
+            self.status.setText(f"not started: {exc}")
             return None
         self.config.minutes = float(self.minutes.value())
         self.plot.clear()
+        self._pending_digest = (folder, _digest(table))
         self.status.setText("starting a worker process...")
         return self._start(jobs.train_task, video, table, folder, self.config.to_dict(),
                            on_done=self._trained)
 
+    def _check_retrain(self, folder: str, table) -> None:
+        meta = read_meta(folder)
+        labels = labels_of(table)
+        if sorted(labels) != sorted(meta["labels"]):
+            raise DustrackError(f"the model has labels {list(meta['labels'])} but the annotations "
+                                f"have {labels}; Train (from scratch) or choose another folder", folder)
+        if self._trained_digest.get(folder) == _digest(table):
+            raise DustrackError("no new or corrected labels since the last training: correct or "
+                                "accept some predictions first")
+
     def predict(self):
         """Predict every frame into the ``model`` Points and ``model tracks`` Tracks layers."""
         try:
+            self._check_ready()
             video, folder = self.video_path(), self.model_dir()
             meta = read_meta(folder)
         except DustrackError as exc:
             notify_error(exc)
             return None
-        n = int(cine_info(find_cine_layer(self.viewer)).get("n_frames") or
-                find_cine_layer(self.viewer).data.shape[0])
+        cine = find_cine_layer(self.viewer)
+        n = int(cine_info(cine).get("n_frames") or cine.data.shape[0])
         self._labels = list(meta["labels"])
-        self._xy = np.full((n, len(self._labels), 2), np.nan)
-        self._conf = np.full((n, len(self._labels)), np.nan)
-        self.updates = 0
-        self.status.setText("predicting...")
         self._training_frames = list(meta.get("training_frames", []))
+        self.output.begin(self._labels, n, cine)
+        self.status.setText("predicting...")
         return self._start(jobs.predict_task, video, folder, None, self.config.to_dict(),
                            on_done=self._predicted)
 
     def cancel(self):
-        """Ask the worker to stop (training keeps its best checkpoint)."""
+        """Ask the worker to stop (training keeps its best checkpoint); also while it starts."""
         self._cancel_requested = True
         if self.job is not None:
             self.job.cancel()
         self.status.setText("cancelling...")
 
+    # ------------------------------------------------------------------ review actions
+    def next_to_review(self) -> int | None:
+        """Go to the next frame of the ranked list (after the current frame's place in it)."""
+        annotate = page(self.viewer, "annotate")
+        if annotate is not None:
+            return annotate.next_to_review()
+        frames = self.review_frames()
+        if not frames:
+            show_info("No frames to review yet: press Predict.")
+            return None
+        here = current_frame(self.viewer)
+        frame = frames[(frames.index(here) + 1) % len(frames)] if here in frames else frames[0]
+        set_frame(self.viewer, frame)
+        return frame
+
+    def review_frames(self) -> list[int]:
+        layer = self.viewer.layers[OUT_POINTS] if OUT_POINTS in self.viewer.layers else None
+        return list(layer.metadata.get(REVIEW_KEY, [])) if layer is not None else []
+
+    def accept_frame(self) -> int:
+        f = current_frame(self.viewer)
+        return self._accept(f, f, 0.0)
+
+    def accept_range(self) -> int:
+        return self._accept(self.from_spin.value(), self.to_spin.value(), 0.0)
+
+    def accept_confident(self) -> int:
+        return self._accept(None, None, float(self.min_conf.value()))
+
+    def _accept(self, start, end, min_confidence) -> int:
+        annotate = page(self.viewer, "annotate")
+        if annotate is None:
+            notify_error(DustrackError("open the Annotate tab: accepted points go to its annotations"))
+            return 0
+        return annotate.accept_predictions(start, end, min_confidence=min_confidence,
+                                           source=OUT_POINTS)
+
     # ------------------------------------------------------------------ job plumbing
     def _start(self, func, *args, on_done):
+        cancelled = self._is_cancel_requested
+
         def poll():
             # Runs in a thread: starting a local cluster takes seconds, and the GUI must not wait.
-            self.job = jobs.submit(func, *args, address=settings.scheduler_address())
-            if self._cancel_requested:
+            self.job = jobs.submit(func, *args, address=settings.scheduler_address(),
+                                   cancel=cancelled)
+            if cancelled():
                 self.job.cancel()
             while not self.job.done():
                 yield from self.job.messages()
@@ -220,11 +433,12 @@ class ModelWidget(QWidget):
             yield from self.job.messages()
             return self.job.result()
 
-        worker = create_worker(poll)
+        from napari.qt.threading import create_worker
+
+        worker = create_worker(poll, _ignore_errors=True)
         worker.yielded.connect(self._on_message)
         worker.returned.connect(on_done)
-        worker.errored.connect(notify_error)
-        worker.errored.connect(lambda exc: self.status.setText(f"failed: {exc}"))
+        worker.errored.connect(self._failed)
         worker.finished.connect(lambda: self._finished(worker))
         self.worker = worker
         self._cancel_requested = False
@@ -233,6 +447,17 @@ class ModelWidget(QWidget):
         self._refresh_buttons()
         worker.start()
         return worker
+
+    def _is_cancel_requested(self) -> bool:
+        return self._cancel_requested
+
+    def _failed(self, exc) -> None:
+        if isinstance(exc, Cancelled):
+            self.status.setText("cancelled")
+            show_info("Cancelled.")
+            return
+        notify_error(exc)
+        self.status.setText(f"failed: {exc}")
 
     def _finished(self, worker):
         if self.worker is not worker:  # a follow-up job (the review ranking) is running
@@ -254,23 +479,26 @@ class ModelWidget(QWidget):
                 text += f"  validation error {msg['val_error_px']:.2f} px"
             self.status.setText(text)
         elif kind == "result":
-            frames = np.asarray(msg["frames"], dtype=int)
-            self._xy[frames] = np.asarray(msg["xy"], dtype=float)
-            self._conf[frames] = np.asarray(msg["confidence"], dtype=float)
-            if time.monotonic() - self._last_draw > REDRAW_S:
-                self._draw()
+            self.output.put(msg["frames"], msg["xy"], msg["confidence"])
 
     def _trained(self, meta: dict):
-        m = meta["metrics"]
-        note = " (cancelled: best checkpoint kept)" if m.get("cancelled") else ""
-        self.status.setText(
-            f"model iteration {meta['iteration']} saved{note}: {m['n_frames']} frames, "
-            f"{m['steps']} steps, validation error {m.get('val_error_px', float('nan')):.2f} px"
-        )
+        self.status.setText(_describe(meta, "saved"))
         self.last_meta = meta
+        self._shown_meta_for = None
+        folder, digest = self._pending_digest
+        if folder is not None:
+            self._trained_digest[folder] = digest
 
     def _predicted(self, table):
-        self._draw()
+        self._predicted_table = table
+        self.status.setText(f"predicted {table['frame'].nunique()} frames; drawing...")
+        self.output.finish()  # -> _rank once the last piece is drawn
+
+    def _rank(self):
+        table = self._predicted_table
+        if table is None:
+            return
+        self._predicted_table = None
         self.status.setText(f"predicted {table['frame'].nunique()} frames; ranking frames to review...")
         try:
             video = self.video_path()
@@ -286,34 +514,30 @@ class ModelWidget(QWidget):
             item = QListWidgetItem(f"frame {row.frame}: {row.reason}")
             item.setData(256, int(row.frame))  # Qt.UserRole
             self.review.addItem(item)
-        self.status.setText(f"{len(ranked)} frames worth a look")
+        if OUT_POINTS in self.viewer.layers:
+            layer = self.viewer.layers[OUT_POINTS]
+            layer.metadata = {**layer.metadata, REVIEW_KEY: [int(f) for f in ranked["frame"]]}
+            measure = page(self.viewer, "measure")
+            if measure is not None:
+                measure.schedule_refresh()
+        self.status.setText(f"{len(ranked)} frames worth a look: G goes to the next one; drag a "
+                            "wrong point to correct it, A accepts a frame, then Retrain")
 
     def _jump(self, item):
         set_frame(self.viewer, int(item.data(256)))
 
-    # ------------------------------------------------------------------ layers
-    def _draw(self):
-        self._last_draw = time.monotonic()
-        table = from_array(self._xy, self._labels, source="model",
-                           confidence=np.nan_to_num(self._conf, nan=0.0))
-        if not len(table):
-            return
-        cine = find_cine_layer(self.viewer)
-        geometry = like(cine) if cine is not None else {}  # seconds, mm, axis labels
-        data, features = table_to_points(table)
-        if OUT_POINTS in self.viewer.layers:
-            layer = self.viewer.layers[OUT_POINTS]
-            layer.data = data
-            layer.features = features
-        else:
-            self.viewer.add_points(data, features=features, name=OUT_POINTS, **geometry, size=4,
-                                   face_color="confidence", face_colormap="viridis",
-                                   face_contrast_limits=(0.0, 1.0))
-        tdata, tfeatures = table_to_tracks(table, self._labels)
-        if OUT_TRACKS in self.viewer.layers:
-            self.viewer.layers[OUT_TRACKS].data = tdata
-            self.viewer.layers[OUT_TRACKS].features = tfeatures
-        else:
-            self.viewer.add_tracks(tdata, features=tfeatures, name=OUT_TRACKS, **geometry,
-                                   tail_length=10)
-        self.updates += 1
+    def prediction_table(self) -> pd.DataFrame | None:
+        """The model's points shown so far (hidden, not yet predicted rows left out)."""
+        if OUT_POINTS not in self.viewer.layers:
+            return None
+        return visible_table(self.viewer.layers[OUT_POINTS])
+
+
+def _describe(meta: dict, verb: str) -> str:
+    m = meta.get("metrics", {})
+    note = " (cancelled: best checkpoint kept)" if m.get("cancelled") else ""
+    seconds = float(m.get("wall_seconds") or m.get("train_seconds") or 0.0)
+    return (f"model iteration {meta['iteration']} {verb}{note}: {m.get('n_frames', '?')} frames, "
+            f"{m.get('steps', '?')} steps in {seconds / 60:.1f} min, validation error "
+            f"{m.get('val_error_px', float('nan')):.2f} px")
+

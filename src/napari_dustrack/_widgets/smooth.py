@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import (
     QComboBox, QDoubleSpinBox, QFormLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout, QWidget,
 )
 
-from .._napari.geometry import like
 from ..errors import Cancelled, DustrackError
-from ..io.layers import points_to_table, table_to_points, table_to_tracks
-from ..commands.smooth import tracks_array
-from ..io.table import from_array
-from .common import TaskBar, cine_info, find_cine_layer, open_frames, set_choices
+from ..io.layers import points_to_table
+from ..io.table import tracks_array
+from ._predictions import PredictionLayers
+from .common import TaskBar, cine_info, find_cine_layer, open_frames, points_layers, set_choices
 
 OUT_TRACKS = "smoothed"
 OUT_POINTS = "smoothed points"
@@ -23,7 +24,8 @@ class SmoothWidget(QWidget):
     """Choose the source points layer, the window and the mode; run in the background.
 
     The result is a Tracks layer ``smoothed`` and a Points layer ``smoothed points``
-    (``source=smoothed``), shown beside the input.
+    (``source=smoothed``), shown beside the input. Everything but reading the chosen layer runs
+    in a worker thread; the result is written into the layers in small pieces.
     """
 
     def __init__(self, napari_viewer):
@@ -43,6 +45,13 @@ class SmoothWidget(QWidget):
         self.mode.addItems(MODES)
         self.run_button = QPushButton("Smooth", self)
         self.run_button.clicked.connect(self.run)
+        self.output = PredictionLayers(napari_viewer, OUT_POINTS, OUT_TRACKS, "smoothed", filled=True)
+        self.source.setToolTip("The points layer to smooth (usually 'model' or 'annotations')")
+        self.seconds.setToolTip("Smoothing window in seconds (needs the cine's frame rate)")
+        self.frames.setToolTip("Smoothing window in frames")
+        self.mode.setToolTip("fusion: optical flow fused with the points (default); dustrack: the "
+                             "DUSTrack paper's filter; fast: a plain windowed filter")
+        self.run_button.setToolTip("Smooth in the background into the 'smoothed' layers")
         self.hint = QLabel("", self)
         self.hint.setWordWrap(True)
         self.taskbar = TaskBar(self)
@@ -70,8 +79,7 @@ class SmoothWidget(QWidget):
         return cine_info(find_cine_layer(self.viewer)).get("fps")
 
     def _refresh(self, *_):
-        names = [layer.name for layer in self.viewer.layers
-                 if layer._type_string == "points" and layer.name != OUT_POINTS]
+        names = [layer.name for layer in points_layers(self.viewer) if layer.name != OUT_POINTS]
         set_choices(self.source, names)
         fps = self._fps()
         self.seconds.setEnabled(bool(fps))
@@ -97,65 +105,52 @@ class SmoothWidget(QWidget):
     # -- running -----------------------------------------------------------------------------
     def run(self):
         """Smooth the chosen layer in a worker thread (progress bar, Cancel)."""
-        from ..tracking.smoothing import check_inputs, smooth
-
         cine = find_cine_layer(self.viewer)
         name = self.source.currentText()
-        if cine is None or not name:
+        if cine is None or not name or name not in self.viewer.layers:
             show_error("Open a cine and choose a points layer to smooth.")
             return None
         points = self.viewer.layers[name]
-        table = points_to_table(points.data, points.features)
+        # copies: the user may edit the layer while the worker reads it
+        data, features = np.array(points.data), points.features.copy()
+        shown = np.array(points.shown, dtype=bool)
         n_frames = int(cine_info(cine).get("n_frames") or cine.data.shape[0])
-        try:  # the same conversion as the command line, so both give the same result
-            xy, conf, labels = tracks_array(table, n_frames, name)
-        except DustrackError as exc:
-            show_error(str(exc))
-            return None
         mode, window = self.mode.currentText(), int(self.frames.value())
-        try:  # bad input is reported here, before any work starts
-            check_inputs(n_frames, xy, window, mode, conf, labels, name)
+        from ..tracking.smoothing import check_inputs
+
+        try:  # the window and mode, before any work (the points are checked in the worker)
+            check_inputs(n_frames, np.zeros((n_frames, 1, 2)), window, mode)
         except DustrackError as exc:
             show_error(str(exc))
             return None
         frames = open_frames(cine)
 
-        def job(*args, **kwargs):
-            # a cancel is an answer, not an error (the task bar would re-raise it in Qt's loop)
-            try:
-                return smooth(*args, **kwargs)
+        def job(progress=None, cancel=None):
+            from ..tracking.smoothing import check_inputs, smooth
+
+            try:  # the same conversion and checks as the command line
+                table = points_to_table(data[shown], features[shown].reset_index(drop=True))
+                xy, conf, labels = tracks_array(table, n_frames, name)
+                check_inputs(n_frames, xy, window, mode, conf, labels, name)
+                out = smooth(frames, xy, window, mode, confidence=conf, labels=labels,
+                             progress=progress, cancel=cancel)
+                return out, conf, labels
             except Cancelled:
-                return None
+                return None  # a cancel is an answer, not an error
             finally:
                 _close(frames)
 
-        def done(out):
-            if out is None:
+        def done(result):
+            if result is None:
                 show_info("Smoothing cancelled.")
-            else:
-                self._show(out, labels, conf, cine)
+                return
+            out, conf, labels = result
+            self.output.begin(labels, n_frames, cine)
+            self.output.put(np.arange(len(out)), out, conf)
+            self.output.finish()
+            show_info(f"smoothed {len(labels)} label(s) into '{OUT_TRACKS}'")
 
-        return self.taskbar.run(job, frames, xy, window, mode, confidence=conf, labels=labels,
-                                on_done=done, label=f"smoothing ({mode})")
-
-    def _show(self, out, labels, conf, cine):
-        table = from_array(out, labels, source="smoothed", confidence=conf)
-        geometry = like(cine)  # seconds, mm, axis labels
-        data, features = table_to_tracks(table, labels)
-        if OUT_TRACKS in self.viewer.layers:
-            layer = self.viewer.layers[OUT_TRACKS]
-            layer.data, layer.features = data, features
-        else:
-            self.viewer.add_tracks(data, features=features, name=OUT_TRACKS, **geometry,
-                                   tail_length=10)
-        pdata, pfeatures = table_to_points(table)
-        if OUT_POINTS in self.viewer.layers:
-            layer = self.viewer.layers[OUT_POINTS]
-            layer.data, layer.features = pdata, pfeatures
-        else:
-            self.viewer.add_points(pdata, features=pfeatures, name=OUT_POINTS, **geometry,
-                                   size=4, face_color="transparent", border_color="yellow")
-        show_info(f"smoothed {len(labels)} label(s) into '{OUT_TRACKS}'")
+        return self.taskbar.run(job, on_done=done, label=f"smoothing ({mode})")
 
 
 def _close(frames):

@@ -7,31 +7,12 @@ writes a point table with source ``smoothed`` (the input's confidence carried ov
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from ..errors import DustrackError
 from ..io.points_io import read_points, write_points
-from ..io.table import from_array, labels_of, to_array
+from ..io.table import from_array, tracks_array
 from ._progress import terminal_progress
-
-
-def tracks_array(table, n_frames: int, path=None):
-    """``(xy (N, L, 2), confidence (N, L) or None, labels)`` of a point table for a video."""
-    if table.empty:
-        raise DustrackError("no points in the file", path)
-    last = int(table["frame"].max())
-    if last >= n_frames:
-        raise DustrackError(f"the tracks reach frame {last} but the video has {n_frames} frames "
-                            f"(0..{n_frames - 1}); are they for this video?", path)
-    labels = labels_of(table)
-    xy, _ = to_array(table, labels, n_frames)
-    conf = None
-    if "confidence" in table:
-        conf, _ = to_array(table, labels, n_frames, column="confidence")
-        if not np.isfinite(conf).any() or np.nanmin(conf) >= 1.0:
-            conf = None  # all 1 (or absent): nothing to weight
-    return xy, conf, labels
 
 
 def run(args) -> None:

@@ -18,6 +18,7 @@ import pandas as pd
 
 from ..errors import Cancelled, DustrackError
 from .atomic import write_atomic
+from .colours import hex_to_rgb, label_colour  # noqa: F401 - re-exported for callers
 from .points_io import output_format, write_points
 from .region import mask_frames
 from .table import labels_of, read_csv, to_array, validate
@@ -26,24 +27,11 @@ from .video_write import write_video
 FORMATS = ("csv", "dlc", "dustrack", "mp4")
 
 
-def label_colour(index: int) -> tuple[int, int, int]:
-    """RGB colour of the ``index``-th label: the annotation palette, in the same order."""
-    from ..annotations import PALETTE
-
-    return hex_to_rgb(PALETTE[index % len(PALETTE)])
-
-
 def _rgb(colour) -> tuple[int, int, int]:
     """``#rrggbb`` or an ``(r, g, b)`` of 0..255."""
     if isinstance(colour, str):
         return hex_to_rgb(colour)
     return tuple(int(c) for c in colour[:3])
-
-
-def hex_to_rgb(colour: str) -> tuple[int, int, int]:
-    """``#rrggbb`` -> ``(r, g, b)``."""
-    colour = colour.lstrip("#")
-    return tuple(int(colour[i : i + 2], 16) for i in (0, 2, 4))
 
 
 def guess_format(path: str | os.PathLike) -> str:

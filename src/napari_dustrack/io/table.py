@@ -208,3 +208,21 @@ def write_points_csv(table: pd.DataFrame, path: str | os.PathLike, backup: bool 
     """Atomically write a point table as CSV (the old file, if any, kept as ``.bak``)."""
     table = validate(table)
     write_atomic(path, lambda p: table.to_csv(p, index=False), backup=backup)
+
+
+def tracks_array(table: pd.DataFrame, n_frames: int, path=None):
+    """``(xy (N, L, 2), confidence (N, L) or None, labels)`` of a point table for a video."""
+    if table.empty:
+        raise DustrackError("no points in the file", path)
+    last = int(table["frame"].max())
+    if last >= n_frames:
+        raise DustrackError(f"the tracks reach frame {last} but the video has {n_frames} frames "
+                            f"(0..{n_frames - 1}); are they for this video?", path)
+    labels = labels_of(table)
+    xy, _ = to_array(table, labels, n_frames)
+    conf = None
+    if "confidence" in table:
+        conf, _ = to_array(table, labels, n_frames, column="confidence")
+        if not np.isfinite(conf).any() or np.nanmin(conf) >= 1.0:
+            conf = None  # all 1 (or absent): nothing to weight
+    return xy, conf, labels

@@ -1,0 +1,231 @@
+"""The layers of a prediction (model or smoothed points): filled in place, in small pieces.
+
+A long cine's predictions are 10,000 frames x 8 labels: building a Points layer of 80,000 rows
+costs ~0.4 s and a Tracks layer ~0.6 s, far past what the event loop may wait. So the Points
+layer is built once in a worker thread with a row for every (frame, label), all hidden
+(``shown`` False), and added; predicted batches then write their rows in place (positions,
+confidence, ``shown``) a few thousand rows per timer tick. The Tracks layer is computed in a
+worker thread once the last piece is in. Rows never predicted stay hidden:
+:func:`visible_table` leaves them out.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+import pandas as pd
+from napari.layers import Points, Tracks
+from napari.qt.threading import create_worker
+from napari.utils.colormaps import Colormap
+from qtpy.QtCore import QObject, QTimer, Signal
+
+from .._napari.geometry import like
+from ..io.colours import rgba_rows, track_colour_values, track_colormap
+from ..io.layers import points_to_table
+from .common import META, keep_annotating, label_colours, page, set_tracks
+
+ROLE = "prediction"
+CHUNK_ROWS = 1600  # rows written per timer tick (a few ms on 80,000 rows)
+TICK_MS = 30  # leaves the event loop time to paint and take input between pieces
+TAIL_LENGTH = 10
+
+
+def visible_table(layer) -> pd.DataFrame:
+    """The point table of a Points layer without its hidden rows (not predicted yet)."""
+    shown = np.asarray(layer.shown, dtype=bool)
+    if shown.all():
+        return points_to_table(layer.data, layer.features)
+    features = layer.features.iloc[np.flatnonzero(shown)].reset_index(drop=True)
+    return points_to_table(np.asarray(layer.data)[shown], features)
+
+
+def _prepared_points(name, source, labels, n_frames, colours, geometry, size, filled):
+    """A Points layer with one hidden row per (frame, label), row ``frame * L + j`` (thread)."""
+    n_labels = len(labels)
+    frames = np.repeat(np.arange(n_frames, dtype=float), n_labels)
+    row_labels = np.tile(np.asarray(labels, dtype=object), n_frames)
+    features = pd.DataFrame({
+        "label": pd.Series(row_labels, dtype=object),
+        "source": pd.Series(np.full(len(frames), source, dtype=object), dtype=object),
+        "confidence": np.zeros(len(frames)), "reviewed": np.zeros(len(frames), dtype=bool)})
+    rgba = rgba_rows(row_labels, colours)
+    face = rgba if filled else np.c_[rgba[:, :3], np.full(len(frames), 0.25)]
+    return Points(
+        np.c_[frames, np.zeros((len(frames), 2))], ndim=3, name=name, features=features,
+        shown=np.zeros(len(frames), dtype=bool), face_color=face, border_color=rgba,
+        border_width=0.2, border_width_is_relative=True, size=size, **geometry,
+        out_of_slice_display=False,
+        text={"string": "{label}", "size": 7, "color": "white", "anchor": "lower_right"},
+        metadata={META: {"role": ROLE, "source": source, "labels": list(labels)}})
+
+
+def _tracks_arrays(table: pd.DataFrame, labels) -> tuple[np.ndarray, dict]:
+    ids = {lab: i + 1 for i, lab in enumerate(labels)}
+    sub = table[table["label"].isin(ids)]
+    track = sub["label"].map(ids).to_numpy(dtype=float)
+    data = np.c_[track, sub[["frame", "y", "x"]].to_numpy(dtype=float)].reshape(-1, 4)
+    order = np.lexsort((data[:, 1], data[:, 0]))  # napari's own order: no re-sort there
+    data = data[order]
+    return data, {"label": sub["label"].to_numpy(dtype=object)[order],
+                  "confidence": sub["confidence"].to_numpy(dtype=float)[order],
+                  "colour": track_colour_values(data[:, 0], len(labels))}
+
+
+class PredictionLayers(QObject):
+    """A ``<name>`` Points layer and a ``<tracks_name>`` Tracks layer filled piece by piece.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+    name, tracks_name : str
+        Layer names.
+    source : str
+        ``model`` or ``smoothed`` (the rows' ``source``).
+    filled : bool
+        Solid dots (smoothed) or rings with a faint fill (model).
+    """
+
+    finished = Signal()
+
+    def __init__(self, viewer, name: str, tracks_name: str, source: str, filled: bool = False):
+        super().__init__()
+        self.viewer = viewer
+        self.name, self.tracks_name, self.source, self.filled = name, tracks_name, source, filled
+        self.labels: list[str] = []
+        self.n_frames = 0
+        self.layer = None
+        self._queue: deque = deque()
+        self._finishing = False
+        self._building = None
+        self._timer = QTimer(self)
+        self._timer.setInterval(TICK_MS)
+        self._timer.timeout.connect(self._tick)
+        self.pieces = 0  # timer ticks that wrote rows (for tests and benchmarks)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._queue) or self._building is not None or self._finishing
+
+    def begin(self, labels, n_frames: int, cine) -> None:
+        """Prepare the layers for ``labels`` x ``n_frames`` (reuses a matching Points layer)."""
+        self.labels, self.n_frames = list(labels), int(n_frames)
+        self._queue.clear()
+        self._finishing = False
+        existing = self.viewer.layers[self.name] if self.name in self.viewer.layers else None
+        if (isinstance(existing, Points) and len(existing.data) == self.n_frames * len(self.labels)
+                and existing.metadata.get(META, {}).get("labels") == self.labels):
+            self.layer = existing
+            return
+        self.layer = None
+        colours = label_colours(self.viewer, self.labels)
+        geometry = like(cine) if cine is not None else {}  # seconds, mm, axis labels
+        h, w = cine.data.shape[1:3] if cine is not None else (64, 64)
+        size = max(3.0, min(h, w) / 50.0)
+        worker = create_worker(_prepared_points, self.name, self.source, self.labels, self.n_frames,
+                               colours, geometry, size, self.filled)
+        worker.returned.connect(lambda layer, old=existing: self._add(layer, old))
+        self._building = worker
+        worker.start()
+
+    def _add(self, layer, old) -> None:
+        self._building = None
+        if old is not None and old in self.viewer.layers:
+            self.viewer.layers.remove(old)
+        self.viewer.add_layer(layer)
+        _install_review(self.viewer, layer)
+        keep_annotating(self.viewer)
+        self.layer = layer
+        self._kick()
+
+    def put(self, frames, xy, confidence=None) -> None:
+        """Queue predicted positions: ``frames`` (n,), ``xy`` (n, L, 2), ``confidence`` (n, L)."""
+        frames = np.asarray(frames, dtype=np.int64)
+        xy = np.asarray(xy, dtype=float)
+        conf = np.ones(xy.shape[:2]) if confidence is None else np.asarray(confidence, dtype=float)
+        step = max(1, CHUNK_ROWS // max(len(self.labels), 1))
+        for i in range(0, len(frames), step):
+            self._queue.append((frames[i:i + step], xy[i:i + step], conf[i:i + step]))
+        self._kick()
+
+    def finish(self) -> None:
+        """Build the tracks once every queued piece is in; emits :attr:`finished` after."""
+        self._finishing = True
+        self._kick()
+
+    def _kick(self) -> None:
+        if self.layer is not None and not self._timer.isActive():
+            self._timer.start()
+
+    def _tick(self) -> None:
+        if not self._queue:
+            self._timer.stop()
+            if self._finishing:
+                self._finishing = False
+                self._build_tracks()
+            return
+        frames, xy, conf = self._queue.popleft()
+        n_labels = len(self.labels)
+        rows = (frames[:, None] * n_labels + np.arange(n_labels)).ravel()
+        xy, conf = xy.reshape(-1, 2), np.clip(np.nan_to_num(conf.ravel(), nan=0.0), 0.0, 1.0)
+        ok = np.isfinite(xy).all(axis=1) & (rows < len(self.layer.data))
+        rows, xy, conf = rows[ok], xy[ok], conf[ok]
+        layer = self.layer
+        layer.data[rows, 1] = xy[:, 1]
+        layer.data[rows, 2] = xy[:, 0]
+        layer.features.iloc[rows, layer.features.columns.get_loc("confidence")] = conf
+        layer.shown[rows] = True
+        layer.refresh()
+        self.pieces += 1
+
+    def _build_tracks(self) -> None:
+        table = visible_table(self.layer)
+        existing = self.viewer.layers[self.tracks_name] if self.tracks_name in self.viewer.layers else None
+        colours = label_colours(self.viewer, self.labels)
+        rgba, controls = track_colormap([colours[lab] for lab in self.labels])
+        colormap = Colormap(rgba, controls=controls, interpolation="zero", name=f"{self.name}-labels")
+        # a new Tracks layer of 80,000 rows takes ~0.5 s to build: built in the worker too
+        build = None if isinstance(existing, Tracks) else dict(
+            name=self.tracks_name, **like(self.layer),
+            tail_length=TAIL_LENGTH, head_length=0, colormaps_dict={"colour": colormap},
+            color_by="colour", blending="translucent",
+            metadata={META: {"role": ROLE, "source": self.source}})
+        worker = create_worker(_tracks_result, table, self.labels, build)
+        worker.returned.connect(lambda result: self._show_tracks(result, colormap))
+        self._building = worker
+        worker.start()
+
+    def _show_tracks(self, result, colormap) -> None:
+        self._building = None
+        if self.layer is None or self.layer not in self.viewer.layers:
+            return  # the layer (or the viewer) was closed meanwhile
+        data, features, new_layer = result
+        layer = self.viewer.layers[self.tracks_name] if self.tracks_name in self.viewer.layers else None
+        if len(data) == 0:
+            if layer is not None:
+                self.viewer.layers.remove(layer)
+        elif isinstance(layer, Tracks):
+            set_tracks(layer, data, features, colormap)
+        elif new_layer is not None:
+            if layer is not None:
+                self.viewer.layers.remove(layer)
+            self.viewer.add_layer(new_layer)
+            keep_annotating(self.viewer)
+        measure = page(self.viewer, "measure")
+        if measure is not None:
+            measure.schedule_refresh()
+        self.finished.emit()
+
+
+def _tracks_result(table, labels, build: dict | None):
+    """(data, features, a new Tracks layer or None) -- runs in a worker thread."""
+    data, features = _tracks_arrays(table, labels)
+    layer = Tracks(data, features=features, **build) if build is not None and len(data) else None
+    return data, features, layer
+
+
+def _install_review(viewer, layer) -> None:
+    """Dragging a predicted point (or a key) acts on the annotations: see the Annotate tab."""
+    annotate = page(viewer, "annotate")
+    if annotate is not None:
+        annotate.install_on_prediction(layer)
