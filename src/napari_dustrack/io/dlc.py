@@ -9,8 +9,12 @@ image name. Empty cells are unlabelled points and become missing rows.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import pickle
 import re
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +59,7 @@ def read_dlc(path: str | os.PathLike) -> pd.DataFrame:
             raise DustrackError(f"body part {part!r} lacks x/y columns", path)
         x = pd.to_numeric(block["x"], errors="coerce").to_numpy(float)
         y = pd.to_numeric(block["y"], errors="coerce").to_numpy(float)
-        ok = np.isfinite(x) & np.isfinite(y)
+        ok = ~(np.isnan(x) | np.isnan(y))  # NaN: unlabelled; inf is kept for validate to refuse
         label = f"{ind}/{part}" if ind else part
         row = pd.DataFrame({"frame": frames[ok], "label": label, "x": x[ok], "y": y[ok]})
         if has_likelihood:
@@ -72,18 +76,99 @@ def read_dlc(path: str | os.PathLike) -> pd.DataFrame:
 def _load_dlc_frame(path: Path) -> pd.DataFrame:
     try:
         if path.suffix.lower() in (".h5", ".hdf5", ".hdf"):
-            frame = pd.read_hdf(path)
+            frame = read_hdf_safely(path)
         else:
             frame = _read_dlc_csv(path)
     except DustrackError:
         raise
     except FileNotFoundError:
         raise DustrackError("file not found", path) from None
+    except IsADirectoryError:
+        raise DustrackError("is a folder, not a point file", path) from None
     except Exception as exc:  # pandas/pytables raise many types on corrupt input
         raise DustrackError(f"cannot read as DeepLabCut data ({type(exc).__name__}: {exc})".splitlines()[0], path) from None
     if not isinstance(frame, pd.DataFrame) or not isinstance(frame.columns, pd.MultiIndex):
         raise DustrackError("not a DeepLabCut file: expected scorer/bodyparts/coords header rows", path)
     return frame
+
+
+# --------------------------------------------------------------------------- HDF5 without code
+# PyTables unpickles attributes whose bytes end in "." (pandas stores e.g. a ``None`` index
+# name so) and the rows of ObjectAtom VLArrays (pandas' object columns in "fixed" files).
+# Unpickling a crafted file runs code chosen by whoever wrote it, and DeepLabCut files come from
+# collaborators. While we read, PyTables' unpickler is replaced by one that rebuilds plain data
+# (None, numbers, strings, lists, tuples, dicts) and refuses every reference to a Python object
+# (``find_class``), which is what running code through pickle needs; object arrays are refused
+# outright (DeepLabCut never writes them).
+class _PickleRefused(BaseException):
+    """A BaseException, so that PyTables' ``except Exception`` around attribute unpickling
+    cannot swallow it."""
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        raise _PickleRefused(f"{module}.{name}")
+
+
+class _PlainPickle:
+    """Stands in for the ``pickle`` module inside PyTables while a file is read."""
+
+    @staticmethod
+    def loads(data, **kwargs):
+        return _PlainUnpickler(io.BytesIO(bytes(data)), **kwargs).load()
+
+    @staticmethod
+    def dumps(*_args, **_kwargs):
+        raise _PickleRefused("writing")
+
+
+_GUARD = threading.Lock()
+
+
+@contextlib.contextmanager
+def _plain_pickle_only():
+    """PyTables with its two ``pickle`` references replaced by :class:`_PlainPickle`."""
+    import tables.atom
+    import tables.attributeset
+
+    modules = (tables.atom, tables.attributeset)
+    with _GUARD:
+        saved = [m.pickle for m in modules]
+        for m in modules:
+            m.pickle = _PlainPickle
+        try:
+            yield
+        finally:
+            for m, orig in zip(modules, saved):
+                m.pickle = orig
+
+
+def _check_hdf_nodes(path: Path) -> None:
+    """Refuse an HDF5 file holding pickled Python objects (checked before pandas reads it)."""
+    import tables
+
+    with tables.open_file(str(path), mode="r") as h5:
+        for node in h5.walk_nodes("/"):
+            if isinstance(node, tables.VLArray) and node.atom.kind == "object":
+                raise DustrackError(
+                    f"node {node._v_pathname} holds pickled Python objects, which can run code; "
+                    "refusing to read it (DeepLabCut writes numbers and text only)", path)
+            node._v_attrs._f_list("all")  # reads (so checks) every attribute
+
+
+def read_hdf_safely(path: str | os.PathLike) -> pd.DataFrame:
+    """``pd.read_hdf`` of a DeepLabCut H5 that never unpickles (see the note above)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DustrackError("is a folder, not a point file" if path.is_dir() else "file not found", path)
+    try:
+        with _plain_pickle_only():
+            _check_hdf_nodes(path)
+            return pd.read_hdf(path)
+    except _PickleRefused as exc:
+        raise DustrackError(f"holds a pickled Python object ({exc}), which could run code; "
+                            "refusing to read it (DeepLabCut writes numbers and text only)",
+                            path) from None
 
 
 def _read_dlc_csv(path: Path) -> pd.DataFrame:
@@ -132,6 +217,12 @@ def write_dlc(
     """
     path = Path(path)
     table = validate(table)
+    if table.empty:
+        raise DustrackError("no points to export (DeepLabCut files hold at least one)", path)
+    last = int(table["frame"].max())
+    if n_frames is not None and last >= n_frames:
+        raise DustrackError(f"the points reach frame {last} but the video has {n_frames} "
+                            f"frames (0..{n_frames - 1}); are they for this video?", path)
     labels = labels_of(table)
     frames = np.unique(table["frame"].to_numpy())
     digits = len(str(max(int(n_frames or 0), int(frames.max()) + 1 if len(frames) else 1)))

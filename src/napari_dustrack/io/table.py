@@ -53,12 +53,12 @@ def validate(table: pd.DataFrame, path: str | os.PathLike | None = None) -> pd.D
             row = int(np.flatnonzero(bad.to_numpy())[0])
             raise DustrackError(f"non-numeric {col} {out[col].iloc[row]!r} in row {row + 1}", path)
         out[col] = values
-    nan_rows = out[["frame", "x", "y"]].isna().any(axis=1).to_numpy()
-    if nan_rows.any():
-        row = int(np.flatnonzero(nan_rows)[0])
+    bad_rows = ~np.isfinite(out[["frame", "x", "y"]].to_numpy(dtype=float)).all(axis=1)
+    if bad_rows.any():
+        row = int(np.flatnonzero(bad_rows)[0])
         raise DustrackError(
-            f"{int(nan_rows.sum())} row(s) with NaN frame or coordinates (first: row {row + 1}); "
-            "leave unlabelled points out instead",
+            f"{int(bad_rows.sum())} row(s) with a missing or non-finite (NaN/inf) frame or "
+            f"coordinate (first: row {row + 1}); leave unlabelled points out instead",
             path,
         )
     frames = out["frame"].to_numpy(dtype=float)
@@ -67,8 +67,9 @@ def validate(table: pd.DataFrame, path: str | os.PathLike | None = None) -> pd.D
     out["frame"] = frames.astype(np.int64)
     out["x"] = out["x"].astype(np.float64)
     out["y"] = out["y"].astype(np.float64)
-    if out["label"].isna().any():
-        raise DustrackError("empty label in a row", path)
+    empty = out["label"].isna().to_numpy() | (out["label"].astype(str).str.strip() == "").to_numpy()
+    if empty.any():
+        raise DustrackError(f"empty label in row {int(np.flatnonzero(empty)[0]) + 1}", path)
     out["label"] = out["label"].astype(str)
     dup = out.duplicated(["frame", "label"])
     if dup.any():
@@ -189,12 +190,27 @@ def training_rows(table: pd.DataFrame) -> pd.DataFrame:
     return table[table["source"].isin(TRAINING_SOURCES) | table["reviewed"]]
 
 
-def read_csv(path: str | os.PathLike) -> pd.DataFrame:
-    """``pd.read_csv`` with a missing or unparsable file as a one-line :class:`DustrackError`."""
+# Cells read as missing in numeric columns (pandas' defaults); text columns are kept verbatim.
+_NA = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+       "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
+TEXT_COLUMNS = ("label", "source")
+
+
+def read_csv(path: str | os.PathLike, text: Sequence[str] = TEXT_COLUMNS) -> pd.DataFrame:
+    """``pd.read_csv`` with a missing or unparsable file as a one-line :class:`DustrackError`.
+
+    The ``text`` columns are read as the strings written (a label ``01``, ``NA`` or ``1e3``
+    stays what it is); the other columns get pandas' usual missing-value rules.
+    """
     try:
-        return pd.read_csv(path)
+        head = pd.read_csv(path, nrows=0)
+        others = {c: _NA for c in head.columns if c not in text}
+        return pd.read_csv(path, dtype={c: str for c in text if c in head.columns},
+                           keep_default_na=False, na_values=others)
     except FileNotFoundError:
         raise DustrackError("file not found", path) from None
+    except IsADirectoryError:
+        raise DustrackError("is a folder, not a CSV file", path) from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DustrackError(f"malformed CSV ({str(exc).splitlines()[0] if str(exc) else 'empty'})", path) from None
 
