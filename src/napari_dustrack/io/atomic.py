@@ -13,6 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
 
+from ..errors import DustrackOSError, from_os_error
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -32,8 +34,12 @@ def atomic_path(path: str | os.PathLike, backup: bool = True) -> Iterator[Path]:
         If ``path`` exists, copy it to ``<path>.bak`` before it is replaced.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    check_destination(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    except OSError as exc:
+        raise from_os_error(exc, path) from None
     os.close(fd)
     tmp = Path(tmp)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal permissions
@@ -44,9 +50,44 @@ def atomic_path(path: str | os.PathLike, backup: bool = True) -> Iterator[Path]:
         if backup and path.exists():
             shutil.copy2(path, path.with_name(path.name + ".bak"))
         os.replace(tmp, path)
+    except OSError as exc:  # a full disc, a file that vanished...: one line naming the file
+        raise from_os_error(exc, path) from None
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def check_destination(path: str | os.PathLike, *, folder: bool = False) -> Path:
+    """Refuse, before any work, a destination that cannot be written.
+
+    Parameters
+    ----------
+    path : path-like
+        The file (or, with ``folder``, the folder) to be written; missing parents are fine
+        when the nearest existing one is a writable folder.
+    folder : bool
+        ``path`` is a folder to create or fill.
+
+    Raises
+    ------
+    DustrackError
+        ``path`` is a folder where a file is expected (or the reverse), a parent is a file,
+        or the nearest existing folder is not writable.
+    """
+    path = Path(path)
+    if folder and path.exists() and not path.is_dir():
+        raise DustrackOSError("exists and is not a folder", path)
+    if not folder and path.is_dir():
+        raise DustrackOSError("is a folder; give a file name", path)
+    probe = path if folder else path.parent
+    probe = probe.absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise DustrackOSError(f"cannot write there: {probe} is a file, not a folder", path)
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise DustrackOSError(f"cannot write there: no permission to write in {probe}", path)
+    return path
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[Path], None], backup: bool = True) -> Path:
