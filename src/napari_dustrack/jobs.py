@@ -110,7 +110,10 @@ class Job:
 
     def result(self, timeout: float | None = None):
         """The task's return value; a worker's DustrackError/Cancelled is raised here."""
-        return self.future.result(timeout=timeout)
+        value = self.future.result(timeout=timeout)
+        if isinstance(value, _Failed):
+            raise value.error
+        return value
 
     def wait(self, on_message: Callable[[dict], None] | None = None, poll_s: float = 0.2):
         """Block until done, passing each message to ``on_message``; return the result.
@@ -195,9 +198,27 @@ class Channel:
         self.send({"kind": "log", **{k: float(v) for k, v in entry.items()}})
 
 
+class _Failed:
+    """An expected ending of a job (bad input, Cancel) carried back as a *result*: raised in the
+    worker it would make distributed log a multi-line "Compute Failed" block with the task's
+    arguments before the caller's one-line message."""
+
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
 def _run_job(func: Callable, job_id: str, *args, **kwargs):
+    from .errors import Cancelled
+
     channel = Channel(job_id)
-    return func(*args, channel=channel, **kwargs)
+    try:
+        return func(*args, channel=channel, **kwargs)
+    except (DustrackError, Cancelled) as exc:
+        return _Failed(exc)
+    except OSError as exc:  # a file the worker cannot read or write: the user's to fix
+        from .errors import from_os_error
+
+        return _Failed(from_os_error(exc))
 
 
 def open_frames(path: str):
