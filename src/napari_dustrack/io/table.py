@@ -185,6 +185,14 @@ def from_array(
     )
 
 
+def check_frames(table: pd.DataFrame, n_frames: int, path=None) -> None:
+    """Refuse a table with points on frames a video of ``n_frames`` frames does not have."""
+    last = int(table["frame"].max()) if len(table) else -1
+    if last >= n_frames:
+        raise DustrackError(f"has points on frame {last} but the video has {n_frames} frames "
+                            f"(0..{n_frames - 1}); are they for this video?", path)
+
+
 def training_rows(table: pd.DataFrame) -> pd.DataFrame:
     """Rows that count as training data: manual, or reviewed."""
     return table[table["source"].isin(TRAINING_SOURCES) | table["reviewed"]]
