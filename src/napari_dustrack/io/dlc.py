@@ -14,6 +14,8 @@ import io
 import os
 import pickle
 import re
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -37,9 +39,21 @@ def read_dlc(path: str | os.PathLike) -> pd.DataFrame:
     """Read a DeepLabCut CSV or H5 into a point table.
 
     Labels are the body parts (``<individual>/<bodypart>`` for multi-animal files);
-    ``likelihood`` becomes ``confidence`` and marks the rows as ``model`` output.
+    ``likelihood`` becomes ``confidence`` and marks the rows as ``model`` output. An H5 file
+    is read in a child process (see :func:`_read_h5_isolated`).
     """
     path = Path(path)
+    if _is_h5(path):
+        return _read_h5_isolated(path)
+    return _read_dlc_here(path)
+
+
+def _is_h5(path: Path) -> bool:
+    return path.suffix.lower() in (".h5", ".hdf5", ".hdf")
+
+
+def _read_dlc_here(path: Path) -> pd.DataFrame:
+    """:func:`read_dlc` in this process."""
     frame = _load_dlc_frame(path)
     cols = frame.columns
     if cols.nlevels not in (3, 4):
@@ -75,7 +89,7 @@ def read_dlc(path: str | os.PathLike) -> pd.DataFrame:
 
 def _load_dlc_frame(path: Path) -> pd.DataFrame:
     try:
-        if path.suffix.lower() in (".h5", ".hdf5", ".hdf"):
+        if _is_h5(path):
             frame = read_hdf_safely(path)
         else:
             frame = _read_dlc_csv(path)
@@ -171,6 +185,45 @@ def read_hdf_safely(path: str | os.PathLike) -> pd.DataFrame:
                             path) from None
 
 
+# The HDF5 C library can crash (segfault) on a damaged file, taking napari and the user's
+# unsaved work with it: H5 files are read by a short-lived child process (about 1 s) that
+# prints the point table as CSV, or the one-line error.
+H5_TIMEOUT_S = 120
+
+
+def _read_h5_isolated(path: Path) -> pd.DataFrame:
+    from .table import read_csv_text
+
+    if not path.is_file():
+        raise DustrackError("is a folder, not a point file" if path.is_dir() else "file not found", path)
+    env = dict(os.environ)
+    package_root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    try:
+        done = subprocess.run([sys.executable, "-m", __name__, str(path)], capture_output=True,
+                              env=env, timeout=H5_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise DustrackError(f"reading took over {H5_TIMEOUT_S} s; is the file damaged?", path) from None
+    err = done.stderr.decode("utf-8", "replace").strip().splitlines()
+    if done.returncode == 2 and err:
+        raise DustrackError(err[-1], path)
+    if done.returncode != 0:
+        how = f"signal {-done.returncode}" if done.returncode < 0 else f"status {done.returncode}"
+        raise DustrackError(f"damaged HDF5 file: reading it crashed ({how})", path)
+    return validate(read_csv_text(done.stdout.decode("utf-8")), path)
+
+
+def _main(argv: list[str]) -> int:
+    """Child process of :func:`_read_h5_isolated`: the table on stdout, or the problem on stderr."""
+    try:
+        table = _read_dlc_here(Path(argv[0]))
+    except DustrackError as exc:
+        print(exc.problem, file=sys.stderr)
+        return 2
+    table.to_csv(sys.stdout, index=False)
+    return 0
+
+
 def _read_dlc_csv(path: Path) -> pd.DataFrame:
     head = pd.read_csv(path, header=None, nrows=4, dtype=str, keep_default_na=False)
     first = head.iloc[:, 0].str.strip().str.lower().tolist()
@@ -240,3 +293,7 @@ def write_dlc(
         write_atomic(path, lambda p: out.to_hdf(p, key="df_with_missing", mode="w"), backup=backup)
     else:
         write_atomic(path, lambda p: out.to_csv(p), backup=backup)
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

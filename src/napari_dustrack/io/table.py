@@ -211,16 +211,27 @@ def read_csv(path: str | os.PathLike, text: Sequence[str] = TEXT_COLUMNS) -> pd.
     stays what it is); the other columns get pandas' usual missing-value rules.
     """
     try:
-        head = pd.read_csv(path, nrows=0)
-        others = {c: _NA for c in head.columns if c not in text}
-        return pd.read_csv(path, dtype={c: str for c in text if c in head.columns},
-                           keep_default_na=False, na_values=others)
+        return _read_verbatim(lambda: path, text)
     except FileNotFoundError:
         raise DustrackError("file not found", path) from None
     except IsADirectoryError:
         raise DustrackError("is a folder, not a CSV file", path) from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DustrackError(f"malformed CSV ({str(exc).splitlines()[0] if str(exc) else 'empty'})", path) from None
+
+
+def _read_verbatim(source, text: Sequence[str]) -> pd.DataFrame:
+    head = pd.read_csv(source(), nrows=0)
+    others = {c: _NA for c in head.columns if c not in text}
+    return pd.read_csv(source(), dtype={c: str for c in text if c in head.columns},
+                       keep_default_na=False, na_values=others)
+
+
+def read_csv_text(content: str, text: Sequence[str] = TEXT_COLUMNS) -> pd.DataFrame:
+    """:func:`read_csv` of CSV ``content`` held in memory."""
+    import io
+
+    return _read_verbatim(lambda: io.StringIO(content), text)
 
 
 def read_points_csv(path: str | os.PathLike) -> pd.DataFrame:
