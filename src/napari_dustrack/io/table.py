@@ -57,8 +57,8 @@ def validate(table: pd.DataFrame, path: str | os.PathLike | None = None) -> pd.D
     if bad_rows.any():
         row = int(np.flatnonzero(bad_rows)[0])
         raise DustrackError(
-            f"{int(bad_rows.sum())} row(s) with a missing or non-finite (NaN/inf) frame or "
-            f"coordinate (first: row {row + 1}); leave unlabelled points out instead",
+            f"{int(bad_rows.sum())} row(s) with NaN frame or coordinates, or infinite ones "
+            f"(first: row {row + 1}); leave unlabelled points out instead",
             path,
         )
     frames = out["frame"].to_numpy(dtype=float)
