@@ -60,7 +60,23 @@ def get_client(address: str | None = None):
 
 
 def close_clients() -> None:
-    """Close every client (and the local clusters this process started)."""
+    """Close every client (and the local clusters this process started).
+
+    distributed's warnings while it stops workers (e.g. "Worker process still alive after 4
+    seconds, killing" on a busy machine) are held back: they say nothing to the user.
+    """
+    import logging
+
+    quiet = logging.getLogger("distributed")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        _close_all()
+    finally:
+        quiet.setLevel(level)
+
+
+def _close_all() -> None:
     with _lock:
         for client in _clients.values():
             cluster = client.cluster if hasattr(client, "cluster") else None

@@ -10,6 +10,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -55,6 +56,21 @@ def atomic_path(path: str | os.PathLike, backup: bool = True) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+    remove_stale_temps(path.parent, f".{path.name}.*.tmp{path.suffix}")
+
+
+STALE_S = 3600.0  # a temporary file this old belongs to a write that was killed
+
+
+def remove_stale_temps(folder: Path, pattern: str) -> None:
+    """Delete temporary files matching ``pattern`` left by writes killed long ago."""
+    now = time.time()
+    for old in folder.glob(pattern):
+        try:
+            if now - old.stat().st_mtime > STALE_S:
+                old.unlink()
+        except OSError:
+            pass  # another process is cleaning up too, or it is not ours to remove
 
 
 def check_destination(path: str | os.PathLike, *, folder: bool = False) -> Path:

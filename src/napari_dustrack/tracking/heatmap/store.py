@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ...errors import DustrackError
-from ...io.atomic import write_text_atomic
+from ...io.atomic import remove_stale_temps, write_text_atomic
 
 FORMAT = "napari-dustrack-heatmap"
 VERSION = 1
@@ -187,6 +187,7 @@ def save_model(folder: str | os.PathLike, state_dict: dict, meta: dict[str, Any]
     for path in old:
         if path.name != name:
             path.unlink(missing_ok=True)
+    remove_stale_temps(folder, ".weights-*.safetensors.tmp")
     return folder
 
 
