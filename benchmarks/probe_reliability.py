@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -175,7 +176,7 @@ def probes(inp: Inputs) -> list[Probe]:
     readers = {
         "propagate": lambda f: ["propagate", v, "--keyframes", f, "--out", out / "p.csv"],
         "train": lambda f: ["train", v, "--labels", f, "--model", inp.work / "newmodel"],
-        "smooth": lambda f: ["smooth", v, "--tracks", f, "--out", out / "s.csv"],
+        "smooth": lambda f: ["smooth", v, "--tracks", f, "--out", out / "s.csv", "--window-frames", "3"],
         "measure": lambda f: ["measure", v, "--tracks", f, "--measures", ms, "--out", out / "m.csv"],
         "export": lambda f: ["export", v, "--tracks", f, "--out", out / "e.csv"],
     }
@@ -189,7 +190,7 @@ def probes(inp: Inputs) -> list[Probe]:
                        extra={"what": "pickled payload in an H5 attribute"}))
     far = inp.write("far.csv", "frame,label,x,y\n0,a,1,2\n12,a,1,2\n")  # the cine has 0..11
     for cmd, args in {
-        "smooth": ["smooth", v, "--tracks", far, "--out", out / "s.csv"],
+        "smooth": ["smooth", v, "--tracks", far, "--out", out / "s.csv", "--window-frames", "3"],
         "measure": ["measure", v, "--tracks", far, "--measures", ms, "--out", out / "m.csv"],
         "export.h5": ["export", v, "--tracks", far, "--out", out / "far.h5"],
         "export.mp4": ["export", v, "--tracks", far, "--out", out / "far.mp4"],
@@ -210,7 +211,7 @@ def probes(inp: Inputs) -> list[Probe]:
     for what, path in videos.items():
         for cmd, args in {
             "propagate": ["propagate", path, "--keyframes", k, "--out", out / "p.csv"],
-            "smooth": ["smooth", path, "--tracks", t, "--out", out / "s.csv"],
+            "smooth": ["smooth", path, "--tracks", t, "--out", out / "s.csv", "--window-frames", "3"],
             "measure": ["measure", path, "--tracks", t, "--measures", ms, "--out", out / "m.csv"],
             "export": ["export", path, "--tracks", t, "--out", out / "e.mp4"],
         }.items():
@@ -287,7 +288,7 @@ def probes(inp: Inputs) -> list[Probe]:
         "propagate": lambda o: ["propagate", v, "--keyframes", k, "--out", o],
         "train": lambda o: ["train", v, "--labels", k, "--model", o],
         "predict": lambda o: ["predict", v, "--model", m, "--out", o],
-        "smooth": lambda o: ["smooth", v, "--tracks", t, "--out", o],
+        "smooth": lambda o: ["smooth", v, "--tracks", t, "--out", o, "--window-frames", "3"],
         "batch": lambda o: ["batch", v, "--model", m, "--out", o],
         "simulate": lambda o: ["simulate", "--out", o, "--frames", "3"],
         "measure": lambda o: ["measure", v, "--tracks", t, "--measures", ms, "--out", o],
@@ -334,9 +335,15 @@ def run_cli(args, check=False, timeout=600) -> subprocess.CompletedProcess:
     return done
 
 
+# Lines a command prints on stderr while working: progress, not part of an error report.
+PROGRESS = re.compile(r"^(\[[#-]+\] tasks|\s*\d+/\d+ frames|training on |continuing from |"
+                      r"(propagating|smoothing) +\d+%)")
+
+
 def classify(p: Probe, done: subprocess.CompletedProcess) -> str:
     err = done.stderr.strip()
-    lines = [ln for ln in err.splitlines() if ln.strip()]
+    lines = [ln for ln in err.replace("\r", "\n").splitlines()
+             if ln.strip() and not PROGRESS.match(ln)]
     p.line = lines[-1] if lines else ""
     if p.marker is not None and p.marker.exists():
         return "ran code"

@@ -168,14 +168,14 @@ def load_state(video: str | os.PathLike) -> _State:
     state = _State()
     state.recovered = None
     damaged: list[tuple[Path, DustrackError]] = []
-    saved = _read_or_none(folder / LABELS, lambda p: read_labels(p.parent), damaged)
+    saved = _read_or_none(folder / LABELS, _read_labels, damaged)
     labels_bad = bool(damaged)
     table = _read_or_none(folder / POINTS, read_points_csv, damaged)
     entries = read_journal(folder / JOURNAL)
     if damaged:
         backups: list = []
         if labels_bad:
-            saved = _read_or_none(folder / (LABELS + BAK), _read_labels_bak, backups)
+            saved = _read_or_none(folder / (LABELS + BAK), _read_labels, backups)
         if table is None:
             table = _read_or_none(folder / (POINTS + BAK), read_points_csv, backups)
         entries = read_journal(folder / (JOURNAL + BAK)) + entries
@@ -204,6 +204,10 @@ def load_state(video: str | os.PathLike) -> _State:
     return state
 
 
+def _read_labels(path: Path):
+    return read_labels(path.parent, path.name)
+
+
 def _read_or_none(path: Path, read, damaged: list):
     """``read(path)``; None when the file is missing, or damaged (then noted in ``damaged``)."""
     if not path.is_file():
@@ -213,15 +217,6 @@ def _read_or_none(path: Path, read, damaged: list):
     except DustrackError as exc:
         damaged.append((path, exc))
         return None
-
-
-def _read_labels_bak(path: Path):
-    """``read_labels`` of a ``labels.json.bak`` (read_labels wants the folder and the name)."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        Path(tmp, LABELS).write_bytes(path.read_bytes())
-        return read_labels(tmp)
 
 
 def _set_aside(damaged: list[tuple[Path, DustrackError]], state: _State, n_edits: int) -> str:

@@ -148,7 +148,7 @@ def _check_destination(args) -> None:
 
     option, folder = DESTINATIONS.get(args.command, (None, False))
     if option is not None:
-        check_destination(getattr(args, option), folder=folder)
+        check_destination(getattr(args, option), folder=folder, try_write=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -73,7 +73,8 @@ def remove_stale_temps(folder: Path, pattern: str) -> None:
             pass  # another process is cleaning up too, or it is not ours to remove
 
 
-def check_destination(path: str | os.PathLike, *, folder: bool = False) -> Path:
+def check_destination(path: str | os.PathLike, *, folder: bool = False,
+                      try_write: bool = False) -> Path:
     """Refuse, before any work, a destination that cannot be written.
 
     Parameters
@@ -83,6 +84,9 @@ def check_destination(path: str | os.PathLike, *, folder: bool = False) -> Path:
         when the nearest existing one is a writable folder.
     folder : bool
         ``path`` is a folder to create or fill.
+    try_write : bool
+        Also create (and remove) a temporary file there: permissions alone do not tell about
+        read-only mounts, special file systems or a full quota (used before long work).
 
     Raises
     ------
@@ -103,6 +107,12 @@ def check_destination(path: str | os.PathLike, *, folder: bool = False) -> Path:
         raise DustrackOSError(f"cannot write there: {probe} is a file, not a folder", path)
     if not os.access(probe, os.W_OK | os.X_OK):
         raise DustrackOSError(f"cannot write there: no permission to write in {probe}", path)
+    if try_write:
+        try:
+            with tempfile.TemporaryFile(dir=probe, prefix=".dustrack-write-test-"):
+                pass
+        except OSError as exc:
+            raise DustrackOSError(f"cannot write in {probe} ({exc.strerror or exc})", path) from None
     return path
 
 

@@ -171,10 +171,8 @@ def _check_hdf_nodes(path: Path) -> None:
 
 
 def read_hdf_safely(path: str | os.PathLike) -> pd.DataFrame:
-    """``pd.read_hdf`` of a DeepLabCut H5 that never unpickles (see the note above)."""
+    """``pd.read_hdf`` of a DeepLabCut H5 in which nothing unpickled can run code (see above)."""
     path = Path(path)
-    if not path.is_file():
-        raise DustrackError("is a folder, not a point file" if path.is_dir() else "file not found", path)
     try:
         with _plain_pickle_only():
             _check_hdf_nodes(path)
