@@ -71,6 +71,8 @@ class Inputs:
         keys = truth[truth["label"].isin(self.labels) & truth["frame"].isin([0, 11])]
         self.keys = write_points(keys, work / "keys.csv")
         self.tracks = write_points(truth[truth["label"].isin(self.labels)], work / "tracks.csv")
+        self.tracks_h5 = write_points(truth[truth["label"].isin(self.labels)],
+                                      work / "CollectedData_probe.h5", n_frames=12)
         self.measures = work / "measures.json"
         self.measures.write_text(json.dumps({"version": 1, "measures": [
             {"name": "d", "kind": "distance", "labels": self.labels}]}))
@@ -316,7 +318,7 @@ def probes(inp: Inputs) -> list[Probe]:
                    extra={"what": "model folder holding other files"}))
     # controls: valid input must work
     P.append(Probe("control", "export", ["export", v, "--tracks", t, "--out", out / "ok.h5"]))
-    P.append(Probe("control", "export", ["export", v, "--tracks", out / "ok.h5", "--out", out / "ok.json"]))
+    P.append(Probe("control", "export", ["export", v, "--tracks", inp.tracks_h5, "--out", out / "ok.json"]))
     P.append(Probe("control", "measure", ["measure", v, "--tracks", t, "--measures", ms, "--out", out / "ok_m.csv", "--fps", "25"]))
     P.append(Probe("control", "simulate", ["simulate", "--out", out / "ok_sim", "--frames", "3", "--seed", "5"]))
     P.append(Probe("control", "propagate", ["propagate", v, "--keyframes", k, "--out", out / "ok_p.csv"]))

@@ -10,7 +10,7 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
 
-from ..errors import Cancelled, DustrackError
+from ..errors import Cancelled, user_message
 
 META = "dustrack"
 
@@ -62,10 +62,8 @@ def set_frame(viewer, frame: int) -> None:
 
 def notify_error(exc: BaseException) -> None:
     """Show an error as one line in napari (the full traceback only for unexpected errors)."""
-    if isinstance(exc, DustrackError):
-        show_error(str(exc))
-    else:
-        show_error(f"{type(exc).__name__}: {exc}")
+    message = user_message(exc)  # the CLI's rule: DustrackError or OSError as <file>: <problem>
+    show_error(message if message is not None else f"{type(exc).__name__}: {exc}")
 
 
 def set_choices(combo, items) -> None:
