@@ -328,10 +328,22 @@ def probes(inp: Inputs) -> list[Probe]:
 
 # ----------------------------------------------------------------------------- running
 def run_cli(args, check=False, timeout=600) -> subprocess.CompletedProcess:
+    """``python -m napari_dustrack ARGS``; on timeout its whole process group (dask workers
+    included) is killed and ``TimeoutExpired`` raised."""
+    import signal
+
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH")) if p))
-    done = subprocess.run([sys.executable, "-m", "napari_dustrack", *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout, env=env)
+    cmd = [sys.executable, "-m", "napari_dustrack", *map(str, args)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    done = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
     if check and done.returncode != 0:
         raise SystemExit(f"setup failed: {' '.join(map(str, args))}\n{done.stderr}")
     return done
@@ -364,10 +376,10 @@ def classify(p: Probe, done: subprocess.CompletedProcess) -> str:
     return "clean"
 
 
-def run_probe(p: Probe) -> Probe:
+def run_probe(p: Probe, timeout: float = 600) -> Probe:
     t0 = time.perf_counter()
     try:
-        done = run_cli(p.args)
+        done = run_cli(p.args, timeout=timeout)
         p.outcome = classify(p, done)
     except subprocess.TimeoutExpired:
         p.outcome = "timeout"
@@ -380,6 +392,8 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=None, help="keep the inputs here")
     ap.add_argument("--jobs", type=int, default=3, help="probes run at once")
     ap.add_argument("--verbose", action="store_true", help="print every probe's last line")
+    ap.add_argument("--timeout", type=float, default=600,
+                    help="seconds per probe; longer counts as 'timeout' (work not refused up front)")
     opts = ap.parse_args()
     work = opts.workdir or Path(tempfile.mkdtemp(prefix="dustrack-probe-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -387,7 +401,7 @@ def main() -> None:
     inp = Inputs(work)
     todo = probes(inp)
     with ThreadPoolExecutor(max_workers=max(1, opts.jobs)) as pool:
-        results = list(pool.map(run_probe, todo))
+        results = list(pool.map(lambda p: run_probe(p, opts.timeout), todo))
     wall = time.perf_counter() - t0
     bad = [p for p in results if p.outcome not in ("clean", "control ok")]
     for p in (results if opts.verbose else bad):

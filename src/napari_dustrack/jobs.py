@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from .errors import DustrackError
+from .errors import Cancelled, DustrackError, from_os_error
 
 _clients: dict[str, Any] = {}
 _lock = threading.Lock()
@@ -224,16 +224,12 @@ class _Failed:
 
 
 def _run_job(func: Callable, job_id: str, *args, **kwargs):
-    from .errors import Cancelled
-
     channel = Channel(job_id)
     try:
         return func(*args, channel=channel, **kwargs)
     except (DustrackError, Cancelled) as exc:
         return _Failed(exc)
     except OSError as exc:  # a file the worker cannot read or write: the user's to fix
-        from .errors import from_os_error
-
         return _Failed(from_os_error(exc))
 
 
