@@ -63,9 +63,9 @@ def keys(interop):
     (["propagate", "{v}", "--keyframes", "{k}", "--out", "o.csv", "--extend", "-2"], "--extend"),
     (["train", "{v}", "--labels", "{k}", "--model", "m", "--minutes", "0"], "--minutes"),
 ])
-def test_invalid_options_are_refused_on_one_line(tmp_path, video, keys, args, needle):
+def test_invalid_options_are_refused_on_one_line(tmp_path, video, keys, args, needle, monkeypatch):
     args = [a.format(v=video, k=keys) for a in args]
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)
     line = one_line_error(cli(*args), needle)
     assert line.startswith(f"napari-dustrack {args[0]}: error:")
     assert not any(tmp_path.iterdir())  # nothing written
