@@ -143,6 +143,7 @@ class AnnotationSession:
         self.on_change: list[Callable[[Change], None]] = []
         self.video: Path | None = None
         self.autosaver = None
+        self.recovered: str | None = None  # set by open() when damaged saves were rebuilt
         for name in labels:
             self.add_label(name)
         self._undo.clear()  # the starting labels are not an edit to undo
@@ -178,6 +179,7 @@ class AnnotationSession:
         session = cls(n_frames)
         session.video = Path(video)
         state = load_state(video)
+        session.recovered = state.recovered  # a damaged snapshot rebuilt: what, in words
         with session._lock:
             session._labels = list(state.labels)
             session._points = dict(state.points)

@@ -13,6 +13,13 @@ Two layers make "nothing lost" hold even when the process is killed right after 
 Journal lines hold the *new* value of every point and the whole label list they change, so
 replaying them in order over a snapshot that already includes some of them is harmless: a
 crash between any two of the writes above restores the latest edit.
+
+3. **Recovery** — each snapshot keeps the one before it (``points.csv.bak``,
+   ``labels.json.bak``) and the journal lines between the two (``journal.jsonl.bak``). If a
+   snapshot file is damaged (a disc error, a hand edit), opening the video rebuilds the work
+   from the previous snapshot plus both journals, keeps the damaged file aside as
+   ``<name>.corrupt-<time>`` (never deleted) and says so (a :class:`RecoveryWarning`, which
+   napari shows as a notification, and ``AnnotationSession.recovered``).
 """
 
 from __future__ import annotations
@@ -20,8 +27,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import math
 import threading
 import time
+import warnings
 import weakref
 from pathlib import Path
 
@@ -33,11 +42,16 @@ except ImportError:  # pragma: no cover - Windows
 from .annotations import Change, Label, Point, _next_colour, _State, points_table, table_points
 from .errors import DustrackError
 from .io.atomic import write_text_atomic
-from .io.table import read_points_csv, write_points_csv
-from .sidecar import JOURNAL, POINTS, read_labels, sidecar_dir, write_labels
+from .io.table import SOURCES, read_points_csv, write_points_csv
+from .sidecar import JOURNAL, LABELS, POINTS, read_labels, sidecar_dir, write_labels
 
 log = logging.getLogger(__name__)
 LOCK = "annotations.lock"
+BAK = ".bak"
+
+
+class RecoveryWarning(UserWarning):
+    """Saved annotations were damaged and rebuilt from the backup and the journal."""
 
 # The autosaver of each sidecar folder in this process: a new session on the same video
 # closes the old one first, so two savers never overwrite each other's snapshots.
@@ -71,7 +85,7 @@ def encode_change(change: Change) -> str:
 
 
 def read_journal(path: str | os.PathLike) -> list[dict]:
-    """Journal entries in file order; a torn or garbled line (killed mid-write) is skipped."""
+    """Journal entries in file order; a torn, garbled or ill-formed line is skipped (logged)."""
     path = Path(path)
     if not path.is_file():
         return []
@@ -83,33 +97,90 @@ def read_journal(path: str | os.PathLike) -> list[dict]:
                 continue
             try:
                 entry = json.loads(line)
-                int(entry["seq"])
-            except (ValueError, KeyError, TypeError):
-                log.warning("%s: skipping unreadable journal line %d", path, number)
+                problem = _entry_problem(entry)
+            except ValueError:
+                problem = "not JSON (cut short by a crash?)"
+            if problem:
+                log.warning("%s: skipping journal line %d: %s", path, number, problem)
                 continue
             entries.append(entry)
     return entries
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _set_ok(item) -> bool:
+    if not (isinstance(item, list) and len(item) == 7):
+        return False
+    frame, label, x, y, source, confidence, reviewed = item
+    return (_is_int(frame) and frame >= 0 and isinstance(label, str) and label != ""
+            and _finite(x) and _finite(y) and source in SOURCES and _finite(confidence)
+            and 0 <= confidence <= 1 and isinstance(reviewed, bool))
+
+
+def _entry_problem(entry) -> str | None:
+    """What makes ``entry`` unusable as a journal line (None when it is fine)."""
+    if not isinstance(entry, dict) or not _is_int(entry.get("seq")):
+        return "no edit number"
+    labels = entry.get("labels", [])
+    if not (isinstance(labels, list) and all(
+            isinstance(p, list) and len(p) == 2 and all(isinstance(v, str) for v in p) and p[0]
+            for p in labels)):
+        return "labels are not [name, colour] pairs"
+    sets = entry.get("set", [])
+    if not (isinstance(sets, list) and all(_set_ok(item) for item in sets)):
+        return "a point is not [frame, label, x, y, source, confidence, reviewed] with finite numbers"
+    dels = entry.get("del", [])
+    if not (isinstance(dels, list) and all(
+            isinstance(d, list) and len(d) == 2 and _is_int(d[0]) and isinstance(d[1], str)
+            for d in dels)):
+        return "a deletion is not [frame, label]"
+    return None
+
+
 def replay(state: _State, entries: list[dict]) -> _State:
-    """Apply journal entries, in order, to ``state`` (in place; also returned)."""
+    """Apply journal entries (checked by :func:`read_journal`), in order, to ``state``."""
     for entry in entries:
         if "labels" in entry:
-            state.labels = [Label(str(name), str(colour)) for name, colour in entry["labels"]]
+            state.labels = [Label(name, colour) for name, colour in entry["labels"]]
         for frame, label, x, y, source, confidence, reviewed in entry.get("set", ()):
-            state.points[(int(frame), str(label))] = Point(
-                float(x), float(y), str(source), float(confidence), bool(reviewed))
+            state.points[(frame, label)] = Point(float(x), float(y), source, float(confidence),
+                                                 reviewed)
         for frame, label in entry.get("del", ()):
-            state.points.pop((int(frame), str(label)), None)
-        state.seq = max(state.seq, int(entry["seq"]))
+            state.points.pop((frame, label), None)
+        state.seq = max(state.seq, entry["seq"])
     return state
 
 
 def load_state(video: str | os.PathLike) -> _State:
-    """The saved work of ``video``: snapshot plus journal (empty state if there is none)."""
+    """The saved work of ``video``: snapshot plus journal (empty state if there is none).
+
+    A damaged snapshot file is rebuilt from the previous snapshot and the journals (see the
+    module notes); the state then has ``recovered``, the message for the user.
+    """
     folder = sidecar_dir(video)
     state = _State()
-    saved = read_labels(folder)
+    state.recovered = None
+    damaged: list[tuple[Path, DustrackError]] = []
+    saved = _read_or_none(folder / LABELS, _read_labels, damaged)
+    labels_bad = bool(damaged)
+    table = _read_or_none(folder / POINTS, read_points_csv, damaged)
+    entries = read_journal(folder / JOURNAL)
+    if damaged:
+        backups: list = []
+        if labels_bad:
+            saved = _read_or_none(folder / (LABELS + BAK), _read_labels, backups)
+        if table is None:
+            table = _read_or_none(folder / (POINTS + BAK), read_points_csv, backups)
+        entries = read_journal(folder / (JOURNAL + BAK)) + entries
+        if saved is None and table is None and not entries:
+            raise damaged[0][1]  # nothing to rebuild from: say so, touch nothing
     if saved is not None:
         items, state.seq = saved
         used: set[str] = set()
@@ -117,9 +188,9 @@ def load_state(video: str | os.PathLike) -> _State:
             colour = item["colour"] if item["colour"].startswith("#") else _next_colour(used)
             used.add(colour)
             state.labels.append(Label(item["name"], colour))
-    if (folder / POINTS).is_file():
-        state.points = table_points(read_points_csv(folder / POINTS))
-    replay(state, read_journal(folder / JOURNAL))
+    if table is not None:
+        state.points = table_points(table)
+    replay(state, entries)
     # Points of a label missing from the list (a hand-edited points.csv) keep their label.
     names = {lab.name for lab in state.labels}
     used = {lab.colour for lab in state.labels}
@@ -128,7 +199,46 @@ def load_state(video: str | os.PathLike) -> _State:
             state.labels.append(Label(label, _next_colour(used)))
             used.add(state.labels[-1].colour)
             names.add(label)
+    if damaged:
+        state.recovered = _set_aside(damaged, state, len(entries))
     return state
+
+
+def _read_labels(path: Path):
+    return read_labels(path.parent, path.name)
+
+
+def _read_or_none(path: Path, read, damaged: list):
+    """``read(path)``; None when the file is missing, or damaged (then noted in ``damaged``)."""
+    if not path.is_file():
+        return None
+    try:
+        return read(path)
+    except DustrackError as exc:
+        damaged.append((path, exc))
+        return None
+
+
+def _set_aside(damaged: list[tuple[Path, DustrackError]], state: _State, n_edits: int) -> str:
+    """Rename the damaged files (never delete) and return what was recovered, in words."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    kept = []
+    for path, _ in damaged:
+        if path.name.endswith(BAK):
+            continue  # a damaged backup stays where it is; the newer file was damaged too
+        aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+        try:
+            os.replace(path, aside)
+            kept.append(aside.name)
+        except OSError:
+            kept.append(f"{path.name} (could not be renamed)")
+    problems = "; ".join(exc.problem for _, exc in damaged)
+    message = (f"saved annotations were damaged ({problems}); recovered {len(state.points)} "
+               f"point(s) of {len(state.labels)} label(s) from the backup and {n_edits} journal "
+               f"edit(s); the damaged file(s) kept as {', '.join(kept) or 'they were'}")
+    log.warning("%s: %s", damaged[0][0].parent, message)
+    warnings.warn(str(DustrackError(message, damaged[0][0].parent)), RecoveryWarning, stacklevel=3)
+    return message
 
 
 # ---------------------------------------------------------------------------- the saver
@@ -260,7 +370,11 @@ class Autosaver:
                 self._journal = None
             if not self.journal_path.is_file():
                 return
-            keep = [encode_entry(e) for e in read_journal(self.journal_path) if int(e["seq"]) > seq]
+            entries = read_journal(self.journal_path)
+            keep = [encode_entry(e) for e in entries if int(e["seq"]) > seq]
+            # the edits between the previous snapshot (the .bak files) and this one: recovery
+            done = [encode_entry(e) for e in entries if int(e["seq"]) <= seq]
+            write_text_atomic(self.journal_path.with_name(JOURNAL + BAK), "".join(done), backup=False)
             if keep:
                 write_text_atomic(self.journal_path, "".join(keep), backup=False)
             else:

@@ -38,8 +38,8 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from .errors import Cancelled, DustrackError
-from .io.atomic import write_atomic, write_text_atomic
+from .errors import Cancelled, DustrackError, from_os_error
+from .io.atomic import check_destination, write_atomic, write_text_atomic
 
 DEFAULT_CHUNK_FRAMES = 1000
 MANIFEST_FORMAT = "napari-dustrack-batch"
@@ -291,6 +291,10 @@ class VideoRun:
     plan: list = field(default_factory=list)  # smoothing chunks
     results: dict = field(default_factory=dict)  # smoothing chunk -> parts
     window: int = 0
+    # work done in this run, per task kind: [share of the kind's work, worker seconds]; chunks
+    # resumed from disk are in neither, so a resumed video's speed is not inflated
+    work: dict = field(default_factory=dict)
+    frames_per_s: float = float("nan")
 
     @property
     def parts(self) -> Path:
@@ -506,22 +510,26 @@ class _Batch:
             fut.release()
         self._event("completed", run, what)
 
-    def _account(self, run: VideoRun, result: dict) -> None:
+    def _account(self, run: VideoRun, result: dict, kind: str, share: float) -> None:
         run.seconds += float(result["seconds"])
+        done = run.work.setdefault(kind, [0.0, 0.0])
+        done[0] += share
+        done[1] += float(result["seconds"])
         pid = int(result["pid"])
         self.peak_rss[pid] = max(self.peak_rss.get(pid, 0), int(result["peak_rss"]))
 
     def _got_predict(self, run: VideoRun, what: tuple, result: dict) -> None:
         _, a, b = what
-        self._account(run, result)
+        self._account(run, result, "predict", (b - a) / run.frames)
         run.xy[a:b], run.conf[a:b] = result["xy"], result["confidence"]
         _save_part(_part_file(run, "predict", a, b), [result["xy"], result["confidence"]])
         self._maybe_next(run)
 
     def _got_smooth(self, run: VideoRun, what: tuple, result: dict) -> None:
         _, mode, window, start, stop = what
-        self._account(run, result)
         chunk = next(c for c in run.plan if (c.start, c.stop) == (start, stop))
+        total = sum(c.stop - c.start for c in run.plan)
+        self._account(run, result, "smooth", (stop - start) / max(total, 1))
         run.results[chunk] = list(result["parts"])
         _save_part(_part_file(run, "smooth", start, stop, f"-{mode}-{window}"), result["parts"])
         self._maybe_next(run)
@@ -543,12 +551,14 @@ class _Batch:
         write_points_csv(table, _outputs(run, self.settings)["smoothed"], backup=False)
 
     def _finish(self, run: VideoRun) -> None:
+        run.frames_per_s = work_rate(run.frames, run.work)
         outputs = {k: {"file": p.name, "size": p.stat().st_size}
                    for k, p in _outputs(run, self.settings).items()}
         manifest = {
             "format": MANIFEST_FORMAT, "version": 1, "fingerprint": run.fingerprint,
             "outputs": outputs, "frames": run.frames, "fps": run.fps, "window_frames":
-            run.window or None, "seconds": run.seconds, "mean_confidence": run.mean_confidence,
+            run.window or None, "seconds": run.seconds, "frames_per_s": run.frames_per_s,
+            "mean_confidence": run.mean_confidence,
             "labels": run.labels, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         write_text_atomic(_manifest_path(run.out, run.name), json.dumps(manifest, indent=1),
@@ -599,6 +609,13 @@ def combine_smoothing(xy, conf, plan, results, window: int, mode: str) -> np.nda
     from .tracking.smoothing import combine_chunks
 
     return combine_chunks(xy, plan, results, window, mode, conf)
+
+
+def work_rate(frames: int, work: dict) -> float:
+    """Frames per worker second of a video from the work this run did: each kind's seconds
+    scaled up to the whole video (NaN when everything was resumed from disk)."""
+    per_frame = sum(seconds / (share * frames) for share, seconds in work.values() if share > 0)
+    return 1.0 / per_frame if per_frame > 0 else float("nan")
 
 
 def _workers_per_host(client) -> dict[str, int]:
@@ -669,10 +686,11 @@ def run_batch(
     if not paths:
         raise DustrackError("no cines found in the given paths")
     model_fp = model_fingerprint(model_dir)
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise DustrackError("output exists and is not a folder", out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_destination(out, folder=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise from_os_error(exc, out) from None
     runs = _make_runs(paths, out, model_fp, settings)
     if any(r.status == "pending" for r in runs):
         if client is None:
@@ -710,6 +728,7 @@ def _make_runs(paths, out: Path, model_fp: dict, settings: BatchSettings) -> lis
             run.status = "skipped"
             run.frames = int(manifest["frames"])
             run.seconds = float(manifest["seconds"])
+            run.frames_per_s = float(manifest.get("frames_per_s", float("nan")))
             run.mean_confidence = float(manifest["mean_confidence"])
         runs.append(run)
     return runs
@@ -719,7 +738,7 @@ def summary_table(runs: Sequence[VideoRun]) -> pd.DataFrame:
     """One row per video: frames, worker seconds, frames/s, mean confidence, status, reason."""
     rows = []
     for r in runs:
-        fps = r.frames / r.seconds if r.seconds > 0 and r.status != "failed" else float("nan")
+        fps = r.frames_per_s if r.status != "failed" else float("nan")
         rows.append({"video": str(r.path), "status": r.status,
                      "frames": r.frames if r.status != "failed" else 0,
                      "seconds": round(r.seconds, 3), "frames_per_s": round(fps, 2),

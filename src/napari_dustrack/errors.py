@@ -14,6 +14,9 @@ class DustrackError(Exception):
         self.problem = problem
         super().__init__(f"{self.path}: {problem}" if self.path else problem)
 
+    def __str__(self) -> str:
+        return f"{self.path}: {self.problem}" if self.path else self.problem
+
     def __reduce__(self):  # keeps the path when sent back from a dask worker
         return (type(self), (self.problem, self.path))
 
@@ -24,3 +27,33 @@ class Cancelled(Exception):
     def __init__(self, partial=None):
         super().__init__("cancelled")
         self.partial = partial
+
+
+class DustrackOSError(DustrackError, OSError):
+    """A :class:`DustrackError` for a file that cannot be written or read; still an ``OSError``
+    so that code catching ``OSError`` (e.g. "read-only disc: keep working") goes on working."""
+
+    def __init__(self, problem: str, path: str | os.PathLike | None = None):
+        super().__init__(problem, path)
+        self.strerror, self.filename = self.problem, self.path
+
+
+def from_os_error(exc: OSError, path: str | os.PathLike | None = None) -> DustrackError:
+    """The one-line error for an operating-system failure: the file it names, what went wrong."""
+    if isinstance(exc, DustrackError):
+        return exc
+    where = exc.filename if getattr(exc, "filename", None) is not None else path
+    return DustrackOSError(exc.strerror or str(exc) or type(exc).__name__, where)
+
+
+def user_message(exc: BaseException) -> str | None:
+    """The one-line message a user sees for ``exc``, or None when it is a bug (not their input).
+
+    The CLI and the widgets share it: a :class:`DustrackError` as it is, an ``OSError``
+    (unwritable folder, full disc, a folder where a file was expected) as ``<file>: <problem>``.
+    """
+    if isinstance(exc, DustrackError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return str(from_os_error(exc))
+    return None

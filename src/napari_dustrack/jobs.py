@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from .errors import Cancelled, DustrackError
+from .errors import Cancelled, DustrackError, from_os_error
 
 _clients: dict[str, Any] = {}
 _lock = threading.Lock()
@@ -89,7 +89,23 @@ def _connect(address: str | None):
 
 
 def close_clients() -> None:
-    """Close every client (and the local clusters this process started)."""
+    """Close every client (and the local clusters this process started).
+
+    distributed's warnings while it stops workers (e.g. "Worker process still alive after 4
+    seconds, killing" on a busy machine) are held back: they say nothing to the user.
+    """
+    import logging
+
+    quiet = logging.getLogger("distributed")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        _close_all()
+    finally:
+        quiet.setLevel(level)
+
+
+def _close_all() -> None:
     with _lock:
         for client in _clients.values():
             cluster = client.cluster if hasattr(client, "cluster") else None
@@ -139,7 +155,10 @@ class Job:
 
     def result(self, timeout: float | None = None):
         """The task's return value; a worker's DustrackError/Cancelled is raised here."""
-        return self.future.result(timeout=timeout)
+        value = self.future.result(timeout=timeout)
+        if isinstance(value, _Failed):
+            raise value.error
+        return value
 
     def wait(self, on_message: Callable[[dict], None] | None = None, poll_s: float = 0.2):
         """Block until done, passing each message to ``on_message``; return the result.
@@ -228,9 +247,23 @@ class Channel:
         self.send({"kind": "log", **{k: float(v) for k, v in entry.items()}})
 
 
+class _Failed:
+    """An expected ending of a job (bad input, Cancel) carried back as a *result*: raised in the
+    worker it would make distributed log a multi-line "Compute Failed" block with the task's
+    arguments before the caller's one-line message."""
+
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
 def _run_job(func: Callable, job_id: str, *args, **kwargs):
     channel = Channel(job_id)
-    return func(*args, channel=channel, **kwargs)
+    try:
+        return func(*args, channel=channel, **kwargs)
+    except (DustrackError, Cancelled) as exc:
+        return _Failed(exc)
+    except OSError as exc:  # a file the worker cannot read or write: the user's to fix
+        return _Failed(from_os_error(exc))
 
 
 def open_frames(path: str):

@@ -82,15 +82,16 @@ def write_labels(folder: str | os.PathLike, labels: list[dict], seq: int = 0) ->
     return write_text_atomic(Path(folder) / LABELS, json.dumps(content, indent=1) + "\n")
 
 
-def read_labels(folder: str | os.PathLike) -> tuple[list[dict], int] | None:
-    """Read ``labels.json`` in ``folder``: ``(labels, seq)``, or None if there is none.
+def read_labels(folder: str | os.PathLike, name: str = LABELS) -> tuple[list[dict], int] | None:
+    """Read ``labels.json`` (or its backup ``name``) in ``folder``: ``(labels, seq)``, or None
+    if there is none.
 
     Raises
     ------
     DustrackError
         The file exists but is not a label list.
     """
-    path = Path(folder) / LABELS
+    path = Path(folder) / name
     if not path.is_file():
         return None
     try:

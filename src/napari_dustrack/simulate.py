@@ -758,6 +758,8 @@ def _check(scenario, n_frames, shape):
 
 def _setup(scenario, n_frames, seed, shape):
     cls, n, shape = _check(scenario, n_frames, shape)
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise DustrackError(f"the seed must be a whole number >= 0, not {seed!r}")
     rng = np.random.default_rng(seed)
     scene = cls(shape, n, rng)
     return scene, _Renderer(scene, rng)

@@ -21,7 +21,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..errors import Cancelled, DustrackError
+from ..errors import Cancelled, DustrackError, user_message
 from ..io.colours import label_hex
 
 META = "dustrack"
@@ -193,10 +193,8 @@ def set_frame(viewer, frame: int) -> None:
 
 def notify_error(exc: BaseException) -> None:
     """Show an error as one line in napari (the full traceback only for unexpected errors)."""
-    if isinstance(exc, DustrackError):
-        show_error(str(exc))
-    else:
-        show_error(f"{type(exc).__name__}: {exc}")
+    message = user_message(exc)  # the CLI's rule: DustrackError or OSError as <file>: <problem>
+    show_error(message if message is not None else f"{type(exc).__name__}: {exc}")
 
 
 def set_choices(combo, items) -> None:

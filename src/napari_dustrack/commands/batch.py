@@ -54,5 +54,6 @@ def run(args) -> None:
     print(f"{done} done, {skipped} already complete, {len(result.failed)} failed "
           f"in {result.wall_s:.1f} s; summary in {os.path.join(args.out, SUMMARY)}")
     if len(result.failed):
-        raise DustrackError(f"{len(result.failed)} of {len(summary)} video(s) failed "
-                            f"(reasons in {SUMMARY})", args.out)
+        first = result.failed["reason"].iloc[0]
+        raise DustrackError(f"{len(result.failed)} of {len(summary)} video(s) failed, first: "
+                            f"{first} (all reasons in {os.path.join(args.out, SUMMARY)})")

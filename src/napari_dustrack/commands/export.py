@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from ..errors import DustrackError
 from ..io.export import export_mp4, export_points, guess_format
 from ..io.points_io import read_points
+from ..io.table import check_frames
 
 
 def run(args) -> None:
     fmt = args.format or guess_format(args.out)
     table = read_points(args.tracks)
+    if table.empty and fmt != "csv":
+        raise DustrackError("has no points to export", args.tracks)
     if fmt in ("csv", "dustrack"):
         export_points(table, args.out, fmt=fmt)
     else:
@@ -16,6 +20,7 @@ def run(args) -> None:
 
         cine = open_cine(args.video, frame_cache=False)  # read once, in order: no cache
         try:
+            check_frames(table, len(cine), args.tracks)
             if fmt == "mp4":
                 export_mp4(cine, table, args.out, fps=cine.fps)
             else:

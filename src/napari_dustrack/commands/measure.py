@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..errors import DustrackError
 from ..io.export import write_measurements_csv
 from ..io.points_io import read_points
+from ..io.table import check_frames
 from ..measure import Calibration, compute, load_measures
 
 
@@ -27,11 +28,7 @@ def run(args) -> None:
     measures = load_measures(args.measures)
     table = read_points(args.tracks)
     calibration, n_frames = video_calibration(args.video, args.spacing, args.fps)
-    last = int(table["frame"].max()) if len(table) else -1
-    if last >= n_frames:
-        raise DustrackError(
-            f"has points on frame {last} but the video has {n_frames} frames", args.tracks
-        )
+    check_frames(table, n_frames, args.tracks)
     try:
         result = compute(table, measures, calibration, n_frames=n_frames)
     except DustrackError as exc:

@@ -13,7 +13,7 @@ from ..errors import DustrackError
 from ..io.points_io import read_points
 from ..tracking.heatmap import HeatmapConfig
 from ..tracking.heatmap.dataset import curated_points
-from ..tracking.heatmap.store import has_model, read_meta
+from ..tracking.heatmap.store import check_model_folder, has_model, read_meta
 
 
 def _printer():
@@ -31,6 +31,7 @@ def run(args) -> None:
     video = Path(args.video)
     if not video.exists():
         raise DustrackError("file not found", video)
+    check_model_folder(args.model)  # before minutes of training, not after
     table = read_points(args.labels)
     _, labels = curated_points(table, path=args.labels)
     if has_model(args.model):

@@ -9,8 +9,14 @@ image name. Empty cells are unlabelled points and become missing rows.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import pickle
 import re
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -33,9 +39,21 @@ def read_dlc(path: str | os.PathLike) -> pd.DataFrame:
     """Read a DeepLabCut CSV or H5 into a point table.
 
     Labels are the body parts (``<individual>/<bodypart>`` for multi-animal files);
-    ``likelihood`` becomes ``confidence`` and marks the rows as ``model`` output.
+    ``likelihood`` becomes ``confidence`` and marks the rows as ``model`` output. An H5 file
+    is read in a child process (see :func:`_read_h5_isolated`).
     """
     path = Path(path)
+    if _is_h5(path):
+        return _read_h5_isolated(path)
+    return _read_dlc_here(path)
+
+
+def _is_h5(path: Path) -> bool:
+    return path.suffix.lower() in (".h5", ".hdf5", ".hdf")
+
+
+def _read_dlc_here(path: Path) -> pd.DataFrame:
+    """:func:`read_dlc` in this process."""
     frame = _load_dlc_frame(path)
     cols = frame.columns
     if cols.nlevels not in (3, 4):
@@ -55,7 +73,7 @@ def read_dlc(path: str | os.PathLike) -> pd.DataFrame:
             raise DustrackError(f"body part {part!r} lacks x/y columns", path)
         x = pd.to_numeric(block["x"], errors="coerce").to_numpy(float)
         y = pd.to_numeric(block["y"], errors="coerce").to_numpy(float)
-        ok = np.isfinite(x) & np.isfinite(y)
+        ok = ~(np.isnan(x) | np.isnan(y))  # NaN: unlabelled; inf is kept for validate to refuse
         label = f"{ind}/{part}" if ind else part
         row = pd.DataFrame({"frame": frames[ok], "label": label, "x": x[ok], "y": y[ok]})
         if has_likelihood:
@@ -71,19 +89,137 @@ def read_dlc(path: str | os.PathLike) -> pd.DataFrame:
 
 def _load_dlc_frame(path: Path) -> pd.DataFrame:
     try:
-        if path.suffix.lower() in (".h5", ".hdf5", ".hdf"):
-            frame = pd.read_hdf(path)
+        if _is_h5(path):
+            frame = read_hdf_safely(path)
         else:
             frame = _read_dlc_csv(path)
     except DustrackError:
         raise
     except FileNotFoundError:
         raise DustrackError("file not found", path) from None
+    except IsADirectoryError:
+        raise DustrackError("is a folder, not a point file", path) from None
     except Exception as exc:  # pandas/pytables raise many types on corrupt input
         raise DustrackError(f"cannot read as DeepLabCut data ({type(exc).__name__}: {exc})".splitlines()[0], path) from None
     if not isinstance(frame, pd.DataFrame) or not isinstance(frame.columns, pd.MultiIndex):
         raise DustrackError("not a DeepLabCut file: expected scorer/bodyparts/coords header rows", path)
     return frame
+
+
+# --------------------------------------------------------------------------- HDF5 without code
+# PyTables unpickles attributes whose bytes end in "." (pandas stores e.g. a ``None`` index
+# name so) and the rows of ObjectAtom VLArrays (pandas' object columns in "fixed" files).
+# Unpickling a crafted file runs code chosen by whoever wrote it, and DeepLabCut files come from
+# collaborators. While we read, PyTables' unpickler is replaced by one that rebuilds plain data
+# (None, numbers, strings, lists, tuples, dicts) and refuses every reference to a Python object
+# (``find_class``), which is what running code through pickle needs; object arrays are refused
+# outright (DeepLabCut never writes them).
+class _PickleRefused(BaseException):
+    """A BaseException, so that PyTables' ``except Exception`` around attribute unpickling
+    cannot swallow it."""
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        raise _PickleRefused(f"{module}.{name}")
+
+
+class _PlainPickle:
+    """Stands in for the ``pickle`` module inside PyTables while a file is read."""
+
+    @staticmethod
+    def loads(data, **kwargs):
+        return _PlainUnpickler(io.BytesIO(bytes(data)), **kwargs).load()
+
+    @staticmethod
+    def dumps(*_args, **_kwargs):
+        raise _PickleRefused("writing")
+
+
+_GUARD = threading.Lock()
+
+
+@contextlib.contextmanager
+def _plain_pickle_only():
+    """PyTables with its two ``pickle`` references replaced by :class:`_PlainPickle`."""
+    import tables.atom
+    import tables.attributeset
+
+    modules = (tables.atom, tables.attributeset)
+    with _GUARD:
+        saved = [m.pickle for m in modules]
+        for m in modules:
+            m.pickle = _PlainPickle
+        try:
+            yield
+        finally:
+            for m, orig in zip(modules, saved):
+                m.pickle = orig
+
+
+def _check_hdf_nodes(path: Path) -> None:
+    """Refuse an HDF5 file holding pickled Python objects (checked before pandas reads it)."""
+    import tables
+
+    with tables.open_file(str(path), mode="r") as h5:
+        for node in h5.walk_nodes("/"):
+            if isinstance(node, tables.VLArray) and node.atom.kind == "object":
+                raise DustrackError(
+                    f"node {node._v_pathname} holds pickled Python objects, which can run code; "
+                    "refusing to read it (DeepLabCut writes numbers and text only)", path)
+            node._v_attrs._f_list("all")  # reads (so checks) every attribute
+
+
+def read_hdf_safely(path: str | os.PathLike) -> pd.DataFrame:
+    """``pd.read_hdf`` of a DeepLabCut H5 in which nothing unpickled can run code (see above)."""
+    path = Path(path)
+    try:
+        with _plain_pickle_only():
+            _check_hdf_nodes(path)
+            return pd.read_hdf(path)
+    except _PickleRefused as exc:
+        raise DustrackError(f"holds a pickled Python object ({exc}), which could run code; "
+                            "refusing to read it (DeepLabCut writes numbers and text only)",
+                            path) from None
+
+
+# The HDF5 C library can crash (segfault) on a damaged file, taking napari and the user's
+# unsaved work with it: H5 files are read by a short-lived child process (about 1 s) that
+# prints the point table as CSV, or the one-line error.
+H5_TIMEOUT_S = 120
+
+
+def _read_h5_isolated(path: Path) -> pd.DataFrame:
+    from .table import read_csv_text
+
+    if not path.is_file():
+        raise DustrackError("is a folder, not a point file" if path.is_dir() else "file not found", path)
+    env = dict(os.environ)
+    package_root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    try:
+        done = subprocess.run([sys.executable, "-m", __name__, str(path)], capture_output=True,
+                              env=env, timeout=H5_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise DustrackError(f"reading took over {H5_TIMEOUT_S} s; is the file damaged?", path) from None
+    err = done.stderr.decode("utf-8", "replace").strip().splitlines()
+    if done.returncode == 2 and err:
+        raise DustrackError(err[-1], path)
+    if done.returncode != 0:
+        how = f"signal {-done.returncode}" if done.returncode < 0 else f"status {done.returncode}"
+        raise DustrackError(f"damaged HDF5 file: reading it crashed ({how})", path)
+    return validate(read_csv_text(done.stdout.decode("utf-8")), path)
+
+
+def _main(argv: list[str]) -> int:
+    """Child process of :func:`_read_h5_isolated`: the table on stdout, or the problem on stderr."""
+    try:
+        table = _read_dlc_here(Path(argv[0]))
+    except DustrackError as exc:
+        print(exc.problem, file=sys.stderr)
+        return 2
+    table.to_csv(sys.stdout, index=False)
+    return 0
 
 
 def _read_dlc_csv(path: Path) -> pd.DataFrame:
@@ -132,6 +268,12 @@ def write_dlc(
     """
     path = Path(path)
     table = validate(table)
+    if table.empty:
+        raise DustrackError("no points to export (DeepLabCut files hold at least one)", path)
+    last = int(table["frame"].max())
+    if n_frames is not None and last >= n_frames:
+        raise DustrackError(f"the points reach frame {last} but the video has {n_frames} "
+                            f"frames (0..{n_frames - 1}); are they for this video?", path)
     labels = labels_of(table)
     frames = np.unique(table["frame"].to_numpy())
     digits = len(str(max(int(n_frames or 0), int(frames.max()) + 1 if len(frames) else 1)))
@@ -149,3 +291,7 @@ def write_dlc(
         write_atomic(path, lambda p: out.to_hdf(p, key="df_with_missing", mode="w"), backup=backup)
     else:
         write_atomic(path, lambda p: out.to_csv(p), backup=backup)
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

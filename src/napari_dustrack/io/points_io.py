@@ -48,6 +48,8 @@ def read_points(path: str | os.PathLike) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise DustrackError("file not found", path)
+    if path.is_dir():
+        raise DustrackError("is a folder, not a point file", path)
     if path.stat().st_size == 0:
         raise DustrackError("file is empty", path)
     fmt = guess_format(path)

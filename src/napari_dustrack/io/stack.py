@@ -122,7 +122,10 @@ class TiffStack:
     def _page_list(self, series):
         pages = list(series.pages)
         if len(pages) != self._n:  # e.g. one page holding several planes: read it all once
-            data = series.asarray()
+            try:
+                data = series.asarray()
+            except Exception as exc:  # truncated or damaged: codec errors come in many types
+                raise DustrackError(f"damaged TIFF ({_short(exc)})", self.path) from None
             self._mm = data.reshape(self._n, *self._frame_raw)
             return None
         return pages

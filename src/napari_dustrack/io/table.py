@@ -53,12 +53,12 @@ def validate(table: pd.DataFrame, path: str | os.PathLike | None = None) -> pd.D
             row = int(np.flatnonzero(bad.to_numpy())[0])
             raise DustrackError(f"non-numeric {col} {out[col].iloc[row]!r} in row {row + 1}", path)
         out[col] = values
-    nan_rows = out[["frame", "x", "y"]].isna().any(axis=1).to_numpy()
-    if nan_rows.any():
-        row = int(np.flatnonzero(nan_rows)[0])
+    bad_rows = ~np.isfinite(out[["frame", "x", "y"]].to_numpy(dtype=float)).all(axis=1)
+    if bad_rows.any():
+        row = int(np.flatnonzero(bad_rows)[0])
         raise DustrackError(
-            f"{int(nan_rows.sum())} row(s) with NaN frame or coordinates (first: row {row + 1}); "
-            "leave unlabelled points out instead",
+            f"{int(bad_rows.sum())} row(s) with NaN frame or coordinates, or infinite ones "
+            f"(first: row {row + 1}); leave unlabelled points out instead",
             path,
         )
     frames = out["frame"].to_numpy(dtype=float)
@@ -67,8 +67,9 @@ def validate(table: pd.DataFrame, path: str | os.PathLike | None = None) -> pd.D
     out["frame"] = frames.astype(np.int64)
     out["x"] = out["x"].astype(np.float64)
     out["y"] = out["y"].astype(np.float64)
-    if out["label"].isna().any():
-        raise DustrackError("empty label in a row", path)
+    empty = out["label"].isna().to_numpy() | (out["label"].astype(str).str.strip() == "").to_numpy()
+    if empty.any():
+        raise DustrackError(f"empty label in row {int(np.flatnonzero(empty)[0]) + 1}", path)
     out["label"] = out["label"].astype(str)
     dup = out.duplicated(["frame", "label"])
     if dup.any():
@@ -184,19 +185,53 @@ def from_array(
     )
 
 
+def check_frames(table: pd.DataFrame, n_frames: int, path=None) -> None:
+    """Refuse a table with points on frames a video of ``n_frames`` frames does not have."""
+    last = int(table["frame"].max()) if len(table) else -1
+    if last >= n_frames:
+        raise DustrackError(f"has points on frame {last} but the video has {n_frames} frames "
+                            f"(0..{n_frames - 1}); are they for this video?", path)
+
+
 def training_rows(table: pd.DataFrame) -> pd.DataFrame:
     """Rows that count as training data: manual, or reviewed."""
     return table[table["source"].isin(TRAINING_SOURCES) | table["reviewed"]]
 
 
-def read_csv(path: str | os.PathLike) -> pd.DataFrame:
-    """``pd.read_csv`` with a missing or unparsable file as a one-line :class:`DustrackError`."""
+# Cells read as missing in numeric columns (pandas' defaults); text columns are kept verbatim.
+_NA = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+       "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
+TEXT_COLUMNS = ("label", "source")
+
+
+def read_csv(path: str | os.PathLike, text: Sequence[str] = TEXT_COLUMNS) -> pd.DataFrame:
+    """``pd.read_csv`` with a missing or unparsable file as a one-line :class:`DustrackError`.
+
+    The ``text`` columns are read as the strings written (a label ``01``, ``NA`` or ``1e3``
+    stays what it is); the other columns get pandas' usual missing-value rules.
+    """
     try:
-        return pd.read_csv(path)
+        return _read_verbatim(lambda: path, text)
     except FileNotFoundError:
         raise DustrackError("file not found", path) from None
+    except IsADirectoryError:
+        raise DustrackError("is a folder, not a CSV file", path) from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DustrackError(f"malformed CSV ({str(exc).splitlines()[0] if str(exc) else 'empty'})", path) from None
+
+
+def _read_verbatim(source, text: Sequence[str]) -> pd.DataFrame:
+    head = pd.read_csv(source(), nrows=0)
+    others = {c: _NA for c in head.columns if c not in text}
+    return pd.read_csv(source(), dtype={c: str for c in text if c in head.columns},
+                       keep_default_na=False, na_values=others)
+
+
+def read_csv_text(content: str, text: Sequence[str] = TEXT_COLUMNS) -> pd.DataFrame:
+    """:func:`read_csv` of CSV ``content`` held in memory."""
+    import io
+
+    return _read_verbatim(lambda: io.StringIO(content), text)
 
 
 def read_points_csv(path: str | os.PathLike) -> pd.DataFrame:
