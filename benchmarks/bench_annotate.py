@@ -71,9 +71,9 @@ def bench_carry(shape, n_steps: int, tmp: Path) -> tuple[list[float], list[float
 
 
 def big_session(video: Path, n_frames=3000, n_labels=6, delay=1.0):
-    from napari_dustrack.annotations import AnnotationSession
+    from napari_dustrack.session import open_session
 
-    session = AnnotationSession.open(video, n_frames=n_frames, delay=delay)
+    session = open_session(video, n_frames=n_frames, delay=delay)
     labels = [f"point{i}" for i in range(n_labels)]
     for name in labels:
         session.add_label(name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_dustrack.annotations import AnnotationSession, Point
+from napari_dustrack.session import AnnotationSession, Point
 from napari_dustrack.errors import DustrackError
 from napari_dustrack.io.table import make_table, validate
 
@@ -284,7 +284,7 @@ def test_accept_predictions_by_confidence_and_bad_input(session):
 
 
 def test_lost_frames_names_labels_and_frames():
-    from napari_dustrack.annotations import lost_frames
+    from napari_dustrack.session import lost_frames
 
     xy = np.zeros((6, 2, 2))
     xy[3:, 0] = np.nan  # label a lost from frame 3

@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from napari_dustrack.annotations import AnnotationSession, Point
+from napari_dustrack.session import Point, open_session
 from napari_dustrack.io.table import read_points_csv
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
@@ -31,8 +31,8 @@ def test_edit_survives_sigkill_right_after_it(tmp_path):
     # a debounce far longer than the test: no snapshot is ever written, no clean exit happens
     proc = start(f"""
         import time
-        from napari_dustrack.annotations import AnnotationSession
-        s = AnnotationSession.open({str(video)!r}, n_frames=100, delay=3600)
+        from napari_dustrack.session import AnnotationSession, open_session
+        s = open_session({str(video)!r}, n_frames=100, delay=3600)
         s.add_label("apex")
         s.add_label("base")
         s.set_point(42, "apex", 12.5, 30.75)
@@ -46,7 +46,7 @@ def test_edit_survives_sigkill_right_after_it(tmp_path):
         assert proc.stdout.readline().strip() == "edited"
     finally:
         kill(proc)
-    session = AnnotationSession.open(video, n_frames=100)
+    session = open_session(video, n_frames=100)
     assert session.labels == ["apex", "base"]
     assert session.point(42, "apex") == Point(13.5, 31.75)
     assert session.point(42, "base") is None and len(session) == 1
@@ -59,8 +59,8 @@ def test_killed_mid_editing_restores_every_acknowledged_edit(tmp_path):
     after the last acknowledged edit (or the one after it, journaled but not yet acknowledged)."""
     video = tmp_path / "cine.mp4"
     proc = start(f"""
-        from napari_dustrack.annotations import AnnotationSession
-        s = AnnotationSession.open({str(video)!r}, n_frames=1000, delay=0.005, max_wait=0.02)
+        from napari_dustrack.session import AnnotationSession, open_session
+        s = open_session({str(video)!r}, n_frames=1000, delay=0.005, max_wait=0.02)
         s.add_label("apex")
         print("ready", flush=True)
         for i in range(1000000):
@@ -78,7 +78,7 @@ def test_killed_mid_editing_restores_every_acknowledged_edit(tmp_path):
         if line.strip():
             acknowledged = int(line)
     assert (tmp_path / "cine.mp4.dustrack" / "points.csv").is_file()  # snapshots ran meanwhile
-    session = AnnotationSession.open(video, n_frames=1000, autosave=False)
+    session = open_session(video, n_frames=1000, autosave=False)
     assert len(session) == 1000
     last = int(max(session.point(f, "apex").x for f in range(1000)))
     assert last in (acknowledged, acknowledged + 1)

@@ -12,8 +12,8 @@ import textwrap
 import pandas as pd
 import pytest
 
-from napari_dustrack.annotations import AnnotationSession, Point
-from napari_dustrack.autosave import RecoveryWarning, load_state, read_journal
+from napari_dustrack.session import Point, open_session
+from napari_dustrack.session.autosave import RecoveryWarning, load_state, read_journal
 from napari_dustrack.errors import DustrackError
 from napari_dustrack.io.table import read_points_csv
 from napari_dustrack.sidecar import sidecar_dir
@@ -27,9 +27,9 @@ def killed_session(tmp_path):
     expected = tmp_path / "expected.csv"
     code = f"""
         import time
-        from napari_dustrack.annotations import AnnotationSession
+        from napari_dustrack.session import AnnotationSession, open_session
         from napari_dustrack.io.table import write_points_csv
-        s = AnnotationSession.open({str(video)!r}, n_frames=50, delay=3600)
+        s = open_session({str(video)!r}, n_frames=50, delay=3600)
         s.add_label("01"); s.add_label("NA")
         for f in range(10):
             s.set_point(f, "01", f + 0.5, 2.0)
@@ -66,7 +66,7 @@ def test_damaged_snapshot_is_rebuilt_and_kept_aside(tmp_path, damaged, garbage):
     assert (folder / "points.csv.bak").is_file() and (folder / "journal.jsonl.bak").is_file()
     (folder / damaged).write_text(garbage)
     with pytest.warns(RecoveryWarning, match="recovered"):
-        session = AnnotationSession.open(video, n_frames=50)
+        session = open_session(video, n_frames=50)
     try:
         assert session.recovered and "recovered 21 point(s) of 3 label(s)" in session.recovered
         pd.testing.assert_frame_equal(session.table(), expected)
@@ -75,7 +75,7 @@ def test_damaged_snapshot_is_rebuilt_and_kept_aside(tmp_path, damaged, garbage):
         assert len(aside) == 1 and aside[0].read_text() == garbage  # kept, never deleted
     finally:
         session.close()
-    again = AnnotationSession.open(video, n_frames=50)  # the rebuilt work was saved again
+    again = open_session(video, n_frames=50)  # the rebuilt work was saved again
     assert again.recovered is None
     pd.testing.assert_frame_equal(again.table(), expected)
     again.close()
@@ -83,7 +83,7 @@ def test_damaged_snapshot_is_rebuilt_and_kept_aside(tmp_path, damaged, garbage):
 
 def test_bad_journal_lines_are_skipped_and_later_snapshots_work(tmp_path):
     video = tmp_path / "cine.mp4"
-    session = AnnotationSession.open(video, n_frames=10, delay=3600)
+    session = open_session(video, n_frames=10, delay=3600)
     session.add_label("a")
     session.set_point(1, "a", 1.0, 2.0)
     session.autosaver._journal.flush()
@@ -99,7 +99,7 @@ def test_bad_journal_lines_are_skipped_and_later_snapshots_work(tmp_path):
     state = load_state(video)
     assert state.points == {(1, "a"): Point(1.0, 2.0), (3, "a"): Point(4.0, 5.0)}
     session.close()
-    again = AnnotationSession.open(video, n_frames=10)
+    again = open_session(video, n_frames=10)
     again.set_point(4, "a", 1, 1)
     again.close()  # a snapshot after the bad lines is written and reads back
     assert len(read_points_csv(sidecar_dir(video) / "points.csv")) == 3
@@ -111,5 +111,5 @@ def test_damaged_snapshot_with_nothing_to_rebuild_from_is_an_error(tmp_path):
     folder.mkdir()
     (folder / "labels.json").write_text(json.dumps({"labels": 3}))
     with pytest.raises(DustrackError, match="labels.json: not a label list"):
-        AnnotationSession.open(video, n_frames=10)
+        open_session(video, n_frames=10)
     assert (folder / "labels.json").read_text() == json.dumps({"labels": 3})

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from napari_dustrack import sidecar
-from napari_dustrack.annotations import AnnotationSession, Point
-from napari_dustrack.autosave import encode_change, load_state, read_journal
+from napari_dustrack.session import AnnotationSession, Point, open_session
+from napari_dustrack.session.autosave import encode_change, load_state, read_journal
 from napari_dustrack.errors import DustrackError
 from napari_dustrack.io.table import read_points_csv
 
@@ -56,7 +56,7 @@ def test_labels_file_round_trip_and_errors(tmp_path):
 
 def test_autosave_writes_snapshot_after_a_pause_and_restores(tmp_path):
     video = tmp_path / "cine.mp4"
-    session = AnnotationSession.open(video, n_frames=50, delay=0.1)
+    session = open_session(video, n_frames=50, delay=0.1)
     session.add_label("apex")
     session.add_label("base", "#123456")
     session.set_point(3, "apex", 1.5, 2.25)
@@ -74,7 +74,7 @@ def test_autosave_writes_snapshot_after_a_pause_and_restores(tmp_path):
     expected = session.table()
     session.close()
 
-    again = AnnotationSession.open(video, n_frames=50)
+    again = open_session(video, n_frames=50)
     assert again.labels == ["apex", "base"] and again.colour("base") == "#123456"
     assert again.table().equals(expected)
     assert again.point(11, "base").reviewed and not again.point(13, "base").reviewed
@@ -84,7 +84,7 @@ def test_autosave_writes_snapshot_after_a_pause_and_restores(tmp_path):
 
 def test_close_flushes_at_once(tmp_path):
     video = tmp_path / "cine.mp4"
-    session = AnnotationSession.open(video, n_frames=5, delay=60)
+    session = open_session(video, n_frames=5, delay=60)
     session.add_label("apex")
     session.set_point(1, "apex", 3, 4)
     assert not sidecar.points_path(video).exists()  # still debouncing
@@ -95,7 +95,7 @@ def test_close_flushes_at_once(tmp_path):
 
 def test_journal_alone_restores_and_torn_line_is_skipped(tmp_path):
     video = tmp_path / "cine.mp4"
-    session = AnnotationSession.open(video, n_frames=5, delay=60)  # no snapshot will come
+    session = open_session(video, n_frames=5, delay=60)  # no snapshot will come
     session.add_label("apex")
     session.set_point(1, "apex", 3, 4)
     session.set_point(2, "apex", 5, 6)
@@ -110,7 +110,7 @@ def test_journal_alone_restores_and_torn_line_is_skipped(tmp_path):
     assert state.seq == session.seq
     assert len(read_journal(journal)) == 4
     del session  # (its autosaver is replaced by the next open)
-    again = AnnotationSession.open(video, n_frames=5)
+    again = open_session(video, n_frames=5)
     assert again.table().equals(expected)
     again.close()
 
@@ -144,7 +144,7 @@ def test_points_of_unlisted_labels_keep_their_label(tmp_path):
     folder = sidecar.sidecar_dir(video)
     folder.mkdir()
     (folder / "points.csv").write_text("frame,label,x,y\n0,apex,1,2\n3,base,4,5\n")
-    session = AnnotationSession.open(video, n_frames=10, autosave=False)
+    session = open_session(video, n_frames=10, autosave=False)
     assert session.labels == ["apex", "base"]
     assert session.point(3, "base") == Point(4.0, 5.0)
 
@@ -155,16 +155,16 @@ def test_corrupt_sidecar_is_reported_not_overwritten(tmp_path):
     folder.mkdir()
     (folder / "points.csv").write_text("frame,label,x\n0,apex,1\n")
     with pytest.raises(DustrackError, match="points.csv: not a point table: missing column"):
-        AnnotationSession.open(video, n_frames=10)
+        open_session(video, n_frames=10)
     assert (folder / "points.csv").read_text() == "frame,label,x\n0,apex,1\n"
 
 
 def test_second_session_of_a_video_takes_over_in_this_process(tmp_path):
     video = tmp_path / "cine.mp4"
-    first = AnnotationSession.open(video, n_frames=10, delay=60)
+    first = open_session(video, n_frames=10, delay=60)
     first.add_label("apex")
     first.set_point(0, "apex", 1, 1)
-    second = AnnotationSession.open(video, n_frames=10, delay=60)  # saves and stops the first
+    second = open_session(video, n_frames=10, delay=60)  # saves and stops the first
     assert first.autosaver is None or first.autosaver._closed
     assert second.point(0, "apex") == Point(1.0, 1.0)
     second.set_point(1, "apex", 2, 2)
@@ -177,8 +177,8 @@ def test_another_process_editing_the_same_video_is_refused(tmp_path):
     video = tmp_path / "cine.mp4"
     code = (
         "import sys, time\n"
-        "from napari_dustrack.annotations import AnnotationSession\n"
-        f"s = AnnotationSession.open({str(video)!r}, n_frames=5)\n"
+        "from napari_dustrack.session import open_session\n"
+        f"s = open_session({str(video)!r}, n_frames=5)\n"
         "print('open', flush=True)\n"
         "time.sleep(60)\n"
     )
@@ -186,11 +186,11 @@ def test_another_process_editing_the_same_video_is_refused(tmp_path):
     try:
         assert proc.stdout.readline().strip() == "open"
         with pytest.raises(DustrackError, match="open in another program"):
-            AnnotationSession.open(video, n_frames=5)
+            open_session(video, n_frames=5)
     finally:
         proc.kill()
         proc.wait()
-    AnnotationSession.open(video, n_frames=5).close()  # the lock died with the process
+    open_session(video, n_frames=5).close()  # the lock died with the process
 
 
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root ignores permissions")
@@ -199,7 +199,7 @@ def test_read_only_place_keeps_edits_in_memory_with_an_error(tmp_path):
     folder.mkdir()
     folder.chmod(0o555)
     try:
-        session = AnnotationSession.open(folder / "cine.mp4", n_frames=5)
+        session = open_session(folder / "cine.mp4", n_frames=5)
         session.add_label("apex")
         session.set_point(0, "apex", 1, 1)
         assert isinstance(session.autosaver.error, DustrackError)

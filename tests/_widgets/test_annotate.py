@@ -12,7 +12,7 @@ from qtpy.QtCore import QEvent, QPoint, QPointF, Qt
 from qtpy.QtGui import QMouseEvent
 from qtpy.QtWidgets import QApplication
 
-from napari_dustrack.annotations import Point
+from napari_dustrack.session import Point
 from napari_dustrack.io.table import read_points_csv, to_array
 from napari_dustrack.sidecar import points_path, sidecar_dir
 

@@ -12,8 +12,8 @@ import random
 import pandas as pd
 import pytest
 
-from napari_dustrack.annotations import AnnotationSession
-from napari_dustrack.autosave import load_state
+from napari_dustrack.session import open_session
+from napari_dustrack.session.autosave import load_state
 from napari_dustrack.io.points_io import read_points, write_points
 from napari_dustrack.io.table import make_table
 
@@ -59,7 +59,7 @@ def test_every_point_format_keeps_label_names(tmp_path, names, file):
 def test_autosave_snapshot_and_journal_keep_label_names(tmp_path, names):
     names = [n for n in names if n == n.strip()]  # a session trims names it is given
     video = tmp_path / "cine.mp4"
-    session = AnnotationSession.open(video, n_frames=10, delay=3600)
+    session = open_session(video, n_frames=10, delay=3600)
     for i, name in enumerate(names):
         session.add_label(name)
         session.set_point(i % 10, name, i + 0.5, i + 1.5)
@@ -69,7 +69,7 @@ def test_autosave_snapshot_and_journal_keep_label_names(tmp_path, names):
     assert sorted(state.points) == sorted(session.snapshot()[0])
     expected = session.table()
     session.close()  # snapshot: points.csv + labels.json
-    again = AnnotationSession.open(video, n_frames=10)
+    again = open_session(video, n_frames=10)
     assert again.labels == names
     pd.testing.assert_frame_equal(again.table(), expected)
     again.close()

@@ -1,6 +1,6 @@
 """The "Annotate" tab: labels, keyframes, optical flow, review, autosave.
 
-The widget translates between napari layers and :class:`~napari_dustrack.annotations.
+The widget translates between napari layers and :class:`~napari_dustrack.session.
 AnnotationSession` (the model, which also autosaves to the video's sidecar) and runs
 :mod:`napari_dustrack.tracking.flow` in a worker thread. It owns two layers beside the cine:
 
@@ -33,7 +33,7 @@ from qtpy.QtWidgets import (
 )
 
 from .._napari.geometry import like
-from ..annotations import AnnotationSession, Change, lost_frames
+from ..session import AnnotationSession, Change, lost_frames, open_session
 from ..errors import Cancelled, DustrackError
 from ..io.layers import points_to_table
 from ..tracking.lk import LKParams
@@ -133,7 +133,7 @@ class AnnotateWidget(QWidget):
         session = None
         if path:
             try:
-                session = AnnotationSession.open(path, n_frames)
+                session = open_session(path, n_frames)
             except DustrackError as exc:
                 notify_error(exc)
                 show_warning("Annotations of this video will NOT be saved.")

@@ -1,4 +1,4 @@
-"""Autosave of an :class:`~napari_dustrack.annotations.AnnotationSession` to the video's sidecar.
+"""Autosave of an :class:`~napari_dustrack.session.AnnotationSession` to the video's sidecar.
 
 Two layers make "nothing lost" hold even when the process is killed right after an edit:
 
@@ -39,11 +39,12 @@ try:  # POSIX: one process at a time autosaves a sidecar
 except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
-from .annotations import Change, Label, Point, _next_colour, _State, points_table, table_points
-from .errors import DustrackError
-from .io.atomic import write_text_atomic
-from .io.table import SOURCES, read_points_csv, write_points_csv
-from .sidecar import JOURNAL, LABELS, POINTS, read_labels, sidecar_dir, write_labels
+from ..io.colours import next_colour
+from .model import Change, Label, Point, State, points_table, table_points
+from ..errors import DustrackError
+from ..io.atomic import write_text_atomic
+from ..io.table import SOURCES, read_points_csv, write_points_csv
+from ..sidecar import JOURNAL, LABELS, POINTS, read_labels, sidecar_dir, write_labels
 
 log = logging.getLogger(__name__)
 LOCK = "annotations.lock"
@@ -144,7 +145,7 @@ def _entry_problem(entry) -> str | None:
     return None
 
 
-def replay(state: _State, entries: list[dict]) -> _State:
+def replay(state: State, entries: list[dict]) -> State:
     """Apply journal entries (checked by :func:`read_journal`), in order, to ``state``."""
     for entry in entries:
         if "labels" in entry:
@@ -158,14 +159,14 @@ def replay(state: _State, entries: list[dict]) -> _State:
     return state
 
 
-def load_state(video: str | os.PathLike) -> _State:
+def load_state(video: str | os.PathLike) -> State:
     """The saved work of ``video``: snapshot plus journal (empty state if there is none).
 
     A damaged snapshot file is rebuilt from the previous snapshot and the journals (see the
     module notes); the state then has ``recovered``, the message for the user.
     """
     folder = sidecar_dir(video)
-    state = _State()
+    state = State()
     state.recovered = None
     damaged: list[tuple[Path, DustrackError]] = []
     saved = _read_or_none(folder / LABELS, _read_labels, damaged)
@@ -185,7 +186,7 @@ def load_state(video: str | os.PathLike) -> _State:
         items, state.seq = saved
         used: set[str] = set()
         for item in items:
-            colour = item["colour"] if item["colour"].startswith("#") else _next_colour(used)
+            colour = item["colour"] if item["colour"].startswith("#") else next_colour(used)
             used.add(colour)
             state.labels.append(Label(item["name"], colour))
     if table is not None:
@@ -196,7 +197,7 @@ def load_state(video: str | os.PathLike) -> _State:
     used = {lab.colour for lab in state.labels}
     for _, label in sorted(state.points):
         if label not in names:
-            state.labels.append(Label(label, _next_colour(used)))
+            state.labels.append(Label(label, next_colour(used)))
             used.add(state.labels[-1].colour)
             names.add(label)
     if damaged:
@@ -219,7 +220,7 @@ def _read_or_none(path: Path, read, damaged: list):
         return None
 
 
-def _set_aside(damaged: list[tuple[Path, DustrackError]], state: _State, n_edits: int) -> str:
+def _set_aside(damaged: list[tuple[Path, DustrackError]], state: State, n_edits: int) -> str:
     """Rename the damaged files (never delete) and return what was recovered, in words."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     kept = []

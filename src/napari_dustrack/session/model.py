@@ -9,7 +9,7 @@ through one edit (:class:`Change`) that is recorded for undo/redo and announced 
 ``on_change`` callbacks (the widget redraws, the autosaver journals it). Changes carry the
 *new* value of every point they touch (absolute, not deltas), so replaying a journal over a
 snapshot that already contains some of its edits gives the same state (see
-:mod:`napari_dustrack.autosave`).
+:mod:`napari_dustrack.session.autosave`).
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import DustrackError
-from .io.colours import PALETTE, next_colour as _next_colour  # noqa: F401 - PALETTE re-exported
-from .io.table import COLUMNS, validate
+from ..errors import DustrackError
+from ..io.colours import next_colour
+from ..io.table import COLUMNS, validate
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class _Edit:
 
 
 @dataclass
-class _State:
+class State:
     """What a session holds, as restored from a sidecar."""
 
     labels: list[Label] = field(default_factory=list)
@@ -149,44 +149,12 @@ class AnnotationSession:
         self._undo.clear()  # the starting labels are not an edit to undo
 
     # ------------------------------------------------------------------ persistence
-    @classmethod
-    def open(
-        cls,
-        video: str | os.PathLike,
-        n_frames: int | None = None,
-        autosave: bool = True,
-        delay: float = 1.0,
-        max_wait: float | None = None,
-    ) -> AnnotationSession:
-        """The session of ``video``: restored from its sidecar if it has one, autosaving to it.
-
-        Parameters
-        ----------
-        video : path-like
-            The video file (or image folder); its sidecar is ``<video>.dustrack/``.
-        n_frames : int, optional
-            Length of the video.
-        autosave : bool
-            Journal every edit at once and write a snapshot ``delay`` seconds after editing stops.
-        delay : float
-            Debounce of the snapshot, in seconds.
-        max_wait : float, optional
-            Longest wait for a snapshot while editing goes on (see :class:`~.autosave.Autosaver`).
-        """
-        from .autosave import Autosaver, load_state, release
-
-        release(video)  # an earlier session of this video in this process saves and stops
-        session = cls(n_frames)
-        session.video = Path(video)
-        state = load_state(video)
-        session.recovered = state.recovered  # a damaged snapshot rebuilt: what, in words
-        with session._lock:
-            session._labels = list(state.labels)
-            session._points = dict(state.points)
-            session.seq = state.seq
-        if autosave:
-            session.autosaver = Autosaver(session, video, delay=delay, max_wait=max_wait)
-        return session
+    def restore(self, state: State) -> None:
+        """Take the labels, points and sequence number of a saved ``state``."""
+        with self._lock:
+            self._labels = list(state.labels)
+            self._points = dict(state.points)
+            self.seq = state.seq
 
     def close(self) -> None:
         """Write any unsaved edits and stop autosaving."""
@@ -487,7 +455,7 @@ class AnnotationSession:
         used = {lab.colour for lab in labels}
         for name in dict.fromkeys(table["label"]):
             if name not in names:
-                labels.append(Label(name, _next_colour(used)))
+                labels.append(Label(name, next_colour(used)))
                 used.add(labels[-1].colour)
                 names.add(name)
         changes: dict[Key, Point | None] = {
@@ -500,7 +468,7 @@ class AnnotationSession:
 
     def import_file(self, path: str | os.PathLike) -> int:
         """Import a native CSV, DeepLabCut CollectedData (CSV/H5) or DUSTrack JSON file."""
-        from .io.points_io import read_points
+        from ..io.points_io import read_points
 
         return self.import_table(read_points(path), path)
 
@@ -661,7 +629,7 @@ class AnnotationSession:
         return colour.lower()
 
     def _free_colour(self) -> str:
-        return _next_colour({lab.colour for lab in self._labels})
+        return next_colour({lab.colour for lab in self._labels})
 
     def _in_video(self, frame: int) -> bool:
         return frame >= 0 and (self.n_frames is None or frame < self.n_frames)
