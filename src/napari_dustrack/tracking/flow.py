@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import functools
 import os
-import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -61,7 +60,8 @@ import cv2
 import numpy as np
 
 from ..errors import Cancelled, DustrackError
-from .lk import LKParams, rstc_weight, to_gray_u8
+from ._frames import FrameView, read_ahead
+from .lk import LKParams, rstc_weight
 
 FB_SCALE = 2.0  # pixels: forward-backward disagreement that costs ~40% confidence
 ERR_SCALE = 40.0  # grey levels: mean LK residual that costs ~40% confidence
@@ -163,7 +163,7 @@ def propagate(
             stop = min(start_frame + n_steps, n - 1) + 1
             win_keys = keys[start_frame:stop]
             try:
-                wxy, wconf = _run(_Window(frames, start_frame, stop), win_keys, params, n_steps,
+                wxy, wconf = _run(FrameView.window(frames, start_frame, stop), win_keys, params, n_steps,
                                   0, progress, cancel, None)
             except (Cancelled, FlowError) as exc:
                 exc.partial = _unwindow(*exc.partial, keys.shape, start_frame)
@@ -210,7 +210,7 @@ def _propagate_backward(frames, keys, start, n_steps, params, progress, cancel):
         block_keys[b] = pos
         drift_out: list = []
         try:
-            bxy, bconf = _run(_Window(frames, top - b, top + 1), block_keys, params, 0, b,
+            bxy, bconf = _run(FrameView.window(frames, top - b, top + 1), block_keys, params, 0, b,
                               block_progress, cancel, None, drift0=drift2, drift_out=drift_out)
         except (Cancelled, FlowError) as exc:
             bxy, bconf = exc.partial
@@ -521,7 +521,7 @@ def _run(frames, keys, params, ext_fwd, ext_bwd, progress, cancel, labels, cache
     if not plan.active.any():
         return _combine(plan, state)
     path = _path_of(frames)
-    offset = getattr(frames, "offset", 0)  # a _Window numbers frames from its start
+    offset = getattr(frames, "offset", 0)  # a FrameView numbers frames from its start
     start, stop = int(plan.lo[plan.active].min()), int(plan.hi[plan.active].max())
     total = _count_pairs(plan, start, stop)
     cache: dict[int, np.ndarray] = {}
@@ -566,7 +566,7 @@ def _run(frames, keys, params, ext_fwd, ext_bwd, progress, cancel, labels, cache
 
     failure = None
     f = start
-    reader = _Prefetch(frames, start, stop) if _prefetch_wanted(frames) else _Direct(frames)
+    reader = read_ahead(frames, range(start, stop + 1), depth=PREFETCH)
     try:
         for f in range(start, stop + 1):
             if cancel is not None and cancel.is_set():
@@ -645,86 +645,12 @@ def _count_pairs(plan: _Plan, start: int, stop: int) -> int:
     return int(fwd + bwd)
 
 
-class _Window:
-    """Frames ``start..stop-1`` of ``frames`` numbered from 0 (short runs on long videos keep
-    their arrays small); ``offset`` puts the real frame numbers back into messages."""
-
-    def __init__(self, frames, start: int, stop: int):
-        self.frames, self.offset, self.stop = frames, start, stop
-        self.path = _path_of(frames)
-
-    def __len__(self) -> int:
-        return self.stop - self.offset
-
-    def __getitem__(self, i: int):
-        return self.frames[self.offset + i]
-
-
-def _prefetch_wanted(frames) -> bool:
-    """Decode ahead in a thread for readers (videos...), not for arrays already in memory."""
-    frames = frames.frames if isinstance(frames, _Window) else frames
-    return PREFETCH > 0 and not isinstance(frames, np.ndarray)
-
-
-class _Direct:
-    """Frames read when asked."""
-
-    def __init__(self, frames):
-        self.frames = frames
-
-    def get(self, i: int):
-        return to_gray_u8(self.frames[i])
-
-    def close(self) -> None:
-        pass
-
-
-class _Prefetch:
-    """Frames ``start..stop`` read in order by a thread, ``PREFETCH`` ahead of the tracking.
-
-    Decoding (PyAV, OpenCV, dask) releases the GIL, so it overlaps the LK calls; the order of
-    reads is unchanged and each frame is read once.
-    """
-
-    def __init__(self, frames, start: int, stop: int):
-        self._queue: queue.Queue = queue.Queue(maxsize=PREFETCH)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._work, args=(frames, start, stop),
-                                        name="dustrack-prefetch", daemon=True)
-        self._thread.start()
-
-    def _work(self, frames, start, stop) -> None:
-        for i in range(start, stop + 1):
-            try:
-                item = (i, to_gray_u8(frames[i]), None)
-            except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-                item = (i, None, exc)
-            while not self._stop.is_set():
-                try:
-                    self._queue.put(item, timeout=0.05)
-                    break
-                except queue.Full:
-                    continue
-            if item[2] is not None or self._stop.is_set():
-                return
-
-    def get(self, i: int):
-        j, img, exc = self._queue.get()
-        if j != i:  # cannot happen: frames are consumed in the order they are read
-            raise RuntimeError(f"prefetch out of order: wanted frame {i}, got {j}")
-        if exc is not None:
-            raise exc
-        return img
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 def _read(reader, i: int, path, shape, offset: int = 0) -> np.ndarray:
     j = i + offset  # the frame number the user knows
     try:
-        img = reader.get(i)
+        t, img = next(reader)
+        if t != i:  # cannot happen: frames are consumed in the order they are read
+            raise RuntimeError(f"read ahead out of order: wanted frame {i}, got {t}")
     except DustrackError as exc:
         raise FlowError(f"frame {j} could not be decoded ({exc.problem})",
                         exc.path or path) from None
