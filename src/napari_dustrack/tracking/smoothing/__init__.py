@@ -97,9 +97,9 @@ def _total_steps(plan: list[Chunk], mode: str, window: int) -> int:
     return sum(c.stop - c.start for c in plan)
 
 
-def smooth(frames, xy: np.ndarray, window: int, mode: str = "fusion",
+def smooth(frames, xy: np.ndarray, window: int, mode: str = "fusion", *,
            confidence: np.ndarray | None = None, params: LKParams = LKParams(),
-           progress: Callable[[int, int], None] | None = None, cancel=None, *,
+           progress: Callable[[int, int], None] | None = None, cancel=None,
            labels: Sequence[str] | None = None, grid: Grid | None = None,
            fusion: FusionParams = FusionParams(), chunk_frames: int | None = None,
            anchors: np.ndarray | None = None) -> np.ndarray:
@@ -204,9 +204,9 @@ def combine_fields(xy, ref, parts, window, mode, confidence=None, grid: Grid = G
     return out
 
 
-def smooth_chunked(frames, xy: np.ndarray, window: int, mode: str = "fusion",
+def smooth_chunked(frames, xy: np.ndarray, window: int, mode: str = "fusion", *,
                    confidence: np.ndarray | None = None, params: LKParams = LKParams(),
-                   progress: Callable[[int, int], None] | None = None, cancel=None, *,
+                   progress: Callable[[int, int], None] | None = None, cancel=None,
                    client=None, chunk_frames: int = 500, labels: Sequence[str] | None = None,
                    grid: Grid | None = None, fusion: FusionParams = FusionParams()) -> np.ndarray:
     """:func:`smooth` with the image work split into chunks run as dask.distributed tasks.
