@@ -29,12 +29,12 @@ from ._flow_combine import ERR_SCALE, FB_SCALE, LOST_ONE_FACTOR, RSTC_EPS  # noq
 from ._flow_engine import FlowError, label_name, path_of, run
 from ._frames import FrameView
 from .lk import LKParams, lk_track
+from .modes import FILL_METHODS, FillMethod
 
 __all__ = ["FILL_METHODS", "FlowError", "fill_between", "keys_from_table", "propagate",
            "step_points"]
 
 MIN_BLOCK = 16  # frames: shortest block of a long backward propagation
-FILL_METHODS = ("robust", "dustrack")  # the first is the default
 
 Progress = Callable[[int, int], Any]
 
@@ -191,7 +191,7 @@ def fill_between(
     cancel: threading.Event | None = None,
     labels: Sequence[str] | None = None,
     single_keyframe: str = "error",
-    method: str = "robust",
+    method: str = FillMethod.ROBUST,
     report: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fill the frames between consecutive keyframes of each label with LK + RSTC.
@@ -217,7 +217,7 @@ def fill_between(
     single_keyframe : {"error", "skip"}
         What to do, when ``extend == 0``, with a label that has only one keyframe: raise, or
         return just its keyframe.
-    method : {"robust", "dustrack"}
+    method : FillMethod or its value, {"robust", "dustrack"}
         See above (:data:`FILL_METHODS`).
     report : dict, optional
         Receives ``"flags"``: a :class:`.flow_confidence.Flags` (unreliable points, their
@@ -263,7 +263,7 @@ def fill_between(
         raise DustrackError(f"unknown fill method {method!r} (choose from "
                             f"{', '.join(FILL_METHODS)})")
     notes: list[str] = []
-    if method == "dustrack":
+    if method == FillMethod.DUSTRACK:
         xy, conf = run(frames, keys, params, extend, extend, progress, cancel, labels)
     else:
         from .robust_fill import ImageMotion, retrack

@@ -23,6 +23,7 @@ import numpy as np
 from ...errors import Cancelled
 from .._frames import FrameView, read_ahead
 from ..lk import LKParams
+from ..modes import SmoothMode
 from .motion import Grid, pair_fields
 from .scale import shrink_frame
 from .windows import dustrack_chunk
@@ -49,7 +50,7 @@ def plan_chunks(n_frames: int, window: int, mode: str, chunk_frames: int | None 
     ``dustrack`` chunks so that a chunk's frames fit in :data:`FRAME_BUDGET` (it keeps them
     for its backward pass).
     """
-    if mode == "dustrack":
+    if mode == SmoothMode.DUSTRACK:
         total = n_frames - window + 1  # window starts
         if chunk_frames is None:
             px = int(np.prod(frame_shape)) if frame_shape else 0
@@ -122,7 +123,7 @@ def run_chunk(source, first: int, mode: str, chunk: Chunk, xy: np.ndarray, windo
     if first:
         frames = FrameView.renumbered(frames, first)
     try:
-        if mode == "dustrack":
+        if mode == SmoothMode.DUSTRACK:
             sums, counts, _ = dustrack_chunk(frames, xy, window, chunk.start, chunk.stop, params)
             return sums, counts
         return (fields_chunk(frames, xy, chunk, params, grid),)
