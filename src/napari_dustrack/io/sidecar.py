@@ -16,8 +16,10 @@ It holds the user's work on that video so that reopening the video finds it agai
 ``index.npz``, ``frames-<H>x<W>.*``
     The frame index and the grayscale frame cache (see :mod:`napari_dustrack.io.framecache`).
 
-Every ``<video>.dustrack`` path is named here and only here. Everything here is written
-atomically; this module only names paths and reads/writes the small label file.
+The ``<video>.dustrack`` rule is written here and only here (:func:`sidecar_dir`, and its
+inverse :func:`owner_of`); the files above are named here too, except the frame cache's, which
+:mod:`~napari_dustrack.io.framecache` names inside :func:`sidecar_dir`. Everything in the folder
+is written atomically; this module only names paths and reads/writes the small label file.
 """
 
 from __future__ import annotations
