@@ -342,7 +342,8 @@ def track_pair(prev_img, next_img, points, params: LKParams):
         ok = np.zeros(len(points), bool)
         err = np.full(len(points), np.inf)
         if valid.any():
-            new[valid], ok[valid], err[valid] = track_pair(prev_img, next_img, points[valid], params)
+            new[valid], ok[valid], err[valid] = track_pair(prev_img, next_img, points[valid],
+                                                           params)
         return new, ok, err
     kwargs, limit = _lk_kwargs(params), _limits(prev_img.shape)
     new, status, error = cv2.calcOpticalFlowPyrLK(

@@ -251,10 +251,9 @@ def fill_between(
         counts = np.isfinite(keys).all(axis=2).sum(axis=0)
         single = np.flatnonzero(counts == 1)
         if len(single) and single_keyframe == "error":
-            where = ", ".join(
-                f"{label_name(labels, i)} (frame {int(np.flatnonzero(np.isfinite(keys[:, i, 0]))[0])})"
-                for i in single
-            )
+            first = np.argmax(np.isfinite(keys[:, single, 0]), axis=0)  # the one keyframe
+            where = ", ".join(f"{label_name(labels, i)} (frame {int(f)})"
+                              for i, f in zip(single, first))
             raise DustrackError(
                 f"label(s) with a single keyframe, nothing to fill between: {where}; add a "
                 "second keyframe or track beyond it (parameter extend)"

@@ -32,8 +32,8 @@ from .windows import accumulate, accumulate_translation, dustrack_chunk, field_s
 MODES = SMOOTH_MODES  # the first is the default
 
 __all__ = [
-    "MODES", "SmoothMode", "smooth", "smooth_chunked", "plan_chunks", "Chunk", "check_inputs", "window_frames",
-    "FusionParams", "Grid", "savgol", "kalman_rts",
+    "MODES", "SmoothMode", "smooth", "smooth_chunked", "plan_chunks", "Chunk", "check_inputs",
+    "window_frames", "FusionParams", "Grid", "savgol", "kalman_rts",
 ]
 
 

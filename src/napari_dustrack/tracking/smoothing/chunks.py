@@ -86,7 +86,7 @@ def fields_chunk(frames, ref: np.ndarray, chunk: Chunk, params: LKParams = LKPar
     """Grid fields ``(n_pairs, L, G, 2)``: the motion t -> t+1 for the pairs of ``chunk``.
 
     Pairs where no label is present on both frames are skipped (NaN). Frames are read once,
-    in order, ahead of the optical flow (:func:`.._frames.read_ahead`).
+    in order, ahead of the optical flow (:func:`napari_dustrack.tracking._frames.read_ahead`).
     """
     n_pairs, n_lab, g = chunk.stop - chunk.start, ref.shape[1], grid.n_fields
     fields = np.full((n_pairs, n_lab, g, 2), np.nan, dtype=np.float32)
