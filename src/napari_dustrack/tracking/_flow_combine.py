@@ -14,7 +14,7 @@ Confidence (0..1, documented choices):
 * Only one track alive (LK lost the other): the survivor is used, with confidence
   ``LOST_ONE_FACTOR * weight_of_survivor * lk_factor``, so it fades out away from the survivor's
   own keyframe and never exceeds 0.5.
-* Beyond the keyframes (``extend``) and in :func:`propagate`: each step is checked by tracking the
+* Beyond the keyframes (``extend``) and in :func:`.flow.propagate`: each step is checked by tracking the
   new position back one frame; the check errors accumulate as a random walk
   ``D = sqrt(sum e_u**2)`` and the confidence is ``exp(-D**2 / (2 FB_SCALE**2)) * lk_factor``.
   A step whose check is lost counts as ``e_u = FB_SCALE``.
@@ -45,6 +45,7 @@ def _lk_factor(err) -> np.ndarray:
 
 
 def combine(plan: Plan, st: Tracks) -> tuple[np.ndarray, np.ndarray]:
+    """``(xy (n, L, 2), confidence (n, L))`` from the tracks computed so far (see above)."""
     n, n_labels = plan.is_key.shape
     xy = np.full((n, n_labels, 2), np.nan)
     conf = np.zeros((n, n_labels))

@@ -170,7 +170,7 @@ class Tracks:
 
 
 def run(frames, keys, params, ext_fwd, ext_bwd, progress, cancel, labels, cache_bytes=None,
-         drift0=None, drift_out=None, pair_hook=None):
+        drift0=None, drift_out=None, pair_hook=None):
     """Forward visit + backward sweeps; returns ``(xy, confidence)`` for every frame.
 
     ``drift0`` (L,) is the squared drift already accumulated at each label's keyframe (when a
