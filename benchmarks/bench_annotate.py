@@ -41,8 +41,8 @@ def _stats(samples) -> str:
 def bench_carry(shape, n_steps: int, tmp: Path) -> tuple[list[float], list[float], list[float]]:
     from napari_dustrack.io.cine import open_cine
     from napari_dustrack.simulate import simulate, write_simulation
-    from napari_dustrack.tracking.flow import FB_SCALE
-    from napari_dustrack.tracking.lk import LKParams, lk_track, to_gray_u8
+    from napari_dustrack.tracking.flow import step_points
+    from napari_dustrack.tracking.lk import LKParams, to_gray_u8
 
     sim = simulate("cardiac", n_frames=n_steps + 1, seed=0, shape=shape)
     paths = write_simulation(sim, tmp / f"{shape[0]}x{shape[1]}")
@@ -57,10 +57,7 @@ def bench_carry(shape, n_steps: int, tmp: Path) -> tuple[list[float], list[float
             t0, c0 = time.perf_counter(), time.process_time()
             img1 = to_gray_u8(np.asarray(cine[f]))
             t1 = time.perf_counter()
-            new, ok, _ = lk_track(img0, img1, xy, params)
-            back, ok_back, _ = lk_track(img1, img0, new, params)
-            fb = np.nan_to_num(np.linalg.norm(back - xy, axis=1), nan=np.inf)
-            np.where(ok & ok_back, np.exp(-(fb**2) / (2 * FB_SCALE**2)), 0.0)
+            new, _conf = step_points(img0, img1, xy, params=params)
             total.append(1000 * (time.perf_counter() - t0))
             cpu.append(1000 * (time.process_time() - c0))
             decode.append(1000 * (t1 - t0))

@@ -220,8 +220,10 @@ def main(argv=None) -> None:
                 "cache": lambda: measure_cache(args.path, args.samples, args.max_wait)}[args.child]
         print(json.dumps(func()))
         return
+    from napari_dustrack.io.sidecar import sidecar_dir
+
     path = cine_path(args.frames)
-    sidecar = Path(str(path) + ".dustrack")
+    sidecar = sidecar_dir(path)
     shutil.rmtree(sidecar, ignore_errors=True)  # measure a first open, cold frame cache
     size_mb = path.stat().st_size / 2**20
     print(f"cine: {path.name}, {size_mb:.0f} MB, {args.frames} frames, CPU cores: "

@@ -61,7 +61,7 @@ OUTLIER_RATE = 0.01
 
 
 def prepare(name: str, scenario: str, n_frames, shape, seed: int):
-    from napari_dustrack.io.framecache import sidecar_dir
+    from napari_dustrack.io.sidecar import sidecar_dir
     from napari_dustrack.io.table import labels_of, to_array
     from napari_dustrack.simulate import simulate, write_simulation
 

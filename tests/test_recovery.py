@@ -16,7 +16,7 @@ from napari_dustrack.session import Point, open_session
 from napari_dustrack.session.autosave import RecoveryWarning, load_state, read_journal
 from napari_dustrack.errors import DustrackError
 from napari_dustrack.io.table import read_points_csv
-from napari_dustrack.sidecar import sidecar_dir
+from napari_dustrack.io.sidecar import sidecar_dir
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 

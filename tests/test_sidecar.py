@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from napari_dustrack import sidecar
+from napari_dustrack.io import sidecar
 from napari_dustrack.session import AnnotationSession, Point, open_session
 from napari_dustrack.session.autosave import encode_change, load_state, read_journal
 from napari_dustrack.errors import DustrackError
@@ -36,6 +36,10 @@ def test_paths(tmp_path):
     assert sidecar.measures_path(video).name == "measures.json"
     frames = tmp_path / "frames"
     assert sidecar.sidecar_dir(str(frames) + "/") == tmp_path / "frames.dustrack"  # image folder
+    assert sidecar.model_dir(str(frames) + "/") == tmp_path / "frames.dustrack" / "model"
+    assert sidecar.owner_of(tmp_path / "scan 1.mp4.dustrack") == video
+    assert sidecar.owner_of(str(tmp_path / "frames.dustrack") + "/") == frames
+    assert sidecar.owner_of(tmp_path / "frames") is None
     assert not sidecar.has_sidecar(video)
     sidecar.sidecar_dir(video).mkdir()  # e.g. only the frame cache lives there
     assert not sidecar.has_sidecar(video)

@@ -40,6 +40,8 @@ import pandas as pd
 
 from .errors import Cancelled, DustrackError, from_os_error
 from .io.atomic import check_destination, write_atomic, write_text_atomic
+from .io.sidecar import SUFFIX as SIDECAR_SUFFIX
+from .worker_env import prepare_worker
 
 DEFAULT_CHUNK_FRAMES = 1000
 MANIFEST_FORMAT = "napari-dustrack-batch"
@@ -47,7 +49,7 @@ PARTS = ".parts"
 SUMMARY = "summary.csv"
 SUMMARY_COLUMNS = ["video", "status", "frames", "seconds", "frames_per_s", "mean_confidence",
                    "reason"]
-_VIDEO_DIR_SKIP = (".dustrack", ".parts")
+_VIDEO_DIR_SKIP = (SIDECAR_SUFFIX, ".parts")
 
 
 # ----------------------------------------------------------------------------- settings
@@ -244,6 +246,7 @@ def predict_task(path: str, model_dir: str, sha256: str, start: int, stop: int,
                  batch_size: int, threads: int | None = None,
                  per_host: dict | None = None) -> dict:
     """Worker: model points ``xy (n, L, 2)`` and ``confidence (n, L)`` for frames ``start:stop``."""
+    prepare_worker()
     from .tracking.heatmap.predict import predict
 
     model = _model_cached(model_dir, sha256, _threads_here(per_host, threads))

@@ -15,6 +15,7 @@ import sys
 
 from . import __version__
 from .errors import DustrackError, user_message
+from .tracking.modes import SMOOTH_MODES, SmoothMode
 
 # The destination of each subcommand: (option, is a folder). Checked before the work starts.
 DESTINATIONS = {
@@ -88,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracks", required=True, help="point table to smooth (e.g. the model's predictions)")
     p.add_argument("--window", type=POSITIVE, default=0.5, help="window in seconds (default 0.5)")
     p.add_argument("--window-frames", type=POSITIVE_INT, default=None, help="window in frames (for videos without a frame rate)")
-    p.add_argument("--mode", choices=("dustrack", "fast", "fusion"), default="fusion")
+    p.add_argument("--mode", choices=sorted(SMOOTH_MODES), default=SmoothMode.FUSION.value)
     p.add_argument("--out", required=True, help="output point-table CSV")
 
     p = sub.add_parser("finalize", help="final tracks: annotations kept, flow and model weighed, model bias removed")
@@ -106,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="model folder")
     p.add_argument("--out", required=True, help="output folder (one table per video)")
     p.add_argument("--smooth", type=POSITIVE, default=None, metavar="SECONDS", help="also smooth with this window")
-    p.add_argument("--mode", choices=("dustrack", "fast", "fusion"), default="fusion", help="smoothing mode")
+    p.add_argument("--mode", choices=sorted(SMOOTH_MODES), default=SmoothMode.FUSION.value, help="smoothing mode")
     p.add_argument("--chunk-frames", type=POSITIVE_INT, default=None, metavar="N",
                    help="frames per task for long videos (default 1000)")
     p.add_argument("--scheduler", default=None, help="dask scheduler address (default: a local cluster)")

@@ -24,6 +24,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from .errors import Cancelled, DustrackError, from_os_error
+from .worker_env import prepare_worker
 
 _clients: dict[str, Any] = {}
 _lock = threading.Lock()
@@ -276,6 +277,7 @@ def open_frames(path: str):
 def train_task(video: str, table: pd.DataFrame, model_dir: str, config: dict | None = None,
                channel: Channel | None = None) -> dict:
     """Worker function: train (or retrain) the model in ``model_dir``; returns model.json."""
+    prepare_worker()
     from .tracking.heatmap import HeatmapConfig
     from .tracking.heatmap.train import train
 
@@ -296,6 +298,7 @@ def predict_task(video: str, model_dir: str, out: str | None = None, config: dic
 
     Writes the point table to ``out`` when given, and returns it.
     """
+    prepare_worker()
     from .io.table import write_points_csv
     from .tracking.heatmap import HeatmapConfig
     from .tracking.heatmap.predict import predict_video

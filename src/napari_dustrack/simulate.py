@@ -39,6 +39,7 @@ import pandas as pd
 from scipy import ndimage
 
 from .errors import DustrackError
+from .io.sources import PointSource
 from .io.table import from_array
 
 SCENARIOS = ("cardiac", "muscle", "probe_slide", "probe_slide_decorrelated")
@@ -858,7 +859,7 @@ def _truth_table(scene: _Scene) -> pd.DataFrame:
     for i in range(scene.n_frames):
         x, y = scene.deform(m, i / scene.fps)
         xy[i, :, 0], xy[i, :, 1] = x, y
-    return from_array(xy, names, source="manual")
+    return from_array(xy, names, source=PointSource.MANUAL.value)
 
 
 def write_simulation(sim: Simulation, out_dir, crf: int = 8) -> dict[str, Path]:

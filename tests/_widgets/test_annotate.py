@@ -14,7 +14,7 @@ from qtpy.QtWidgets import QApplication
 
 from napari_dustrack.session import Point
 from napari_dustrack.io.table import read_points_csv, to_array
-from napari_dustrack.sidecar import points_path, sidecar_dir
+from napari_dustrack.io.sidecar import points_path, sidecar_dir
 
 pytestmark = pytest.mark.gui
 

@@ -15,7 +15,7 @@ from napari_dustrack.io.layers import table_to_points, table_to_tracks
 from napari_dustrack.io.points_io import read_points
 from napari_dustrack.io.table import from_array
 from napari_dustrack.measure import Measure, load_measures
-from napari_dustrack.sidecar import measures_path, sidecar_dir, write_labels
+from napari_dustrack.io.sidecar import measures_path, sidecar_dir, write_labels
 
 pytestmark = pytest.mark.gui
 

@@ -15,7 +15,8 @@ import tifffile
 
 from napari_dustrack.errors import DustrackError
 from napari_dustrack.io.cine import Cine, open_cine
-from napari_dustrack.io.framecache import FrameCache, cache_shape, sidecar_dir
+from napari_dustrack.io.framecache import FrameCache, cache_shape
+from napari_dustrack.io.sidecar import sidecar_dir
 
 
 @pytest.fixture

@@ -231,3 +231,17 @@ def test_raw_elementary_stream_is_refused_with_a_hint(tmp_path, frames):
         for packet in stream.encode():
             out.mux(packet)
     assert "no timestamps" in _error(path) and "remux" in _error(path)
+
+
+def test_one_grey_rule_for_the_optical_flow():
+    """``to_gray_u8`` (what LK reads): uint8 passes through, float 0..1 is scaled, not cut."""
+    from napari_dustrack.io.pixels import to_gray, to_gray_u8
+
+    grey = np.random.default_rng(0).integers(0, 256, (12, 16)).astype(np.uint8)
+    assert to_gray_u8(grey) is grey
+    np.testing.assert_array_equal(to_gray_u8(grey / 255.0), grey)  # was 0/1 before
+    np.testing.assert_array_equal(to_gray_u8(grey.astype(np.float64)), grey)
+    np.testing.assert_array_equal(to_gray_u8(grey.astype(np.uint16) * 2), np.minimum(grey.astype(int) * 2, 255))
+    rgb = np.stack([grey, grey // 2, 255 - grey], axis=-1)
+    np.testing.assert_array_equal(to_gray_u8(rgb), to_gray(rgb))
+    assert to_gray_u8(rgb[::2]).flags.c_contiguous

@@ -11,8 +11,10 @@ import pytest
 
 from napari_dustrack.errors import Cancelled, DustrackError
 from napari_dustrack.io.table import make_table
+from napari_dustrack.tracking import _flow_engine as engine
 from napari_dustrack.tracking import flow
-from napari_dustrack.tracking.flow import FlowError, fill_between, keys_from_table, propagate
+from napari_dustrack.tracking.flow import (
+    FlowError, fill_between, keys_from_table, propagate, step_points)
 from napari_dustrack.tracking.lk import LKParams, rstc_weight
 
 P = LKParams()
@@ -54,7 +56,7 @@ def _truth(mats, pts_in_texture):
 @pytest.fixture(params=[False, True], ids=["one-thread", "sweep-thread"])
 def threads(request, monkeypatch):
     """Run a test with the backward sweeps inline and in their worker thread."""
-    monkeypatch.setattr(flow, "SWEEP_THREAD", request.param)
+    monkeypatch.setattr(engine, "SWEEP_THREAD", request.param)
     return request.param
 
 
@@ -129,7 +131,7 @@ def test_forced_small_sweeps_give_the_same_result(scene, threads):
     keys[::7, 1] = np.nan  # label 1 keyframes out of step with the others
     keys[[3, 17, 31, 39], 1] = truth[[3, 17, 31, 39], 1]
     default = fill_between(frames, keys, extend=3, method="dustrack")
-    tiny = flow._run(frames, keys, P, 3, 3, None, None, None, cache_bytes=1)
+    tiny = engine.run(frames, keys, P, 3, 3, None, None, None, cache_bytes=1)
     np.testing.assert_array_equal(default[0], tiny[0])
     np.testing.assert_array_equal(default[1], tiny[1])
 
@@ -378,7 +380,7 @@ def test_keys_from_table_checks_frames_and_labels():
 def test_long_backward_propagation_runs_in_blocks_with_the_same_result(scene, monkeypatch):
     frames, truth = scene
     whole, whole_conf = propagate(frames, 39, truth[39], -39)
-    monkeypatch.setattr(flow, "CACHE_BYTES", 1)  # blocks of MIN_BLOCK frames
+    monkeypatch.setattr(engine, "CACHE_BYTES", 1)  # blocks of MIN_BLOCK frames
     rec = Recorder(frames)
     blocks, blocks_conf = propagate(rec, 39, truth[39], -39)
     np.testing.assert_array_equal(blocks, whole)
@@ -397,7 +399,7 @@ def test_inner_lk_call_matches_the_lk_primitive(scene):
     frames, truth = scene
     pts = np.concatenate([truth[3], [[np.nan, np.nan], [94.8, 50.0], [1.0, 1.0], [-3.0, 40.0]]])
     for a, b in ((frames[3], frames[4]), (frames[9], frames[2])):
-        ours = flow._track(a, b, pts, P)
+        ours = engine.track_pair(a, b, pts, P)
         ref = lk_track(a, b, pts, P)
         for x, y in zip(ours, ref):
             np.testing.assert_array_equal(x, y)
@@ -414,7 +416,7 @@ def test_propagate_failure_and_cancel_keep_rows_with_real_frame_numbers(scene, m
     np.testing.assert_array_equal(part[:5], whole[:5])  # frames 20..24
     assert np.isnan(part[5:]).all() and (conf[5:] == 0).all()
 
-    monkeypatch.setattr(flow, "CACHE_BYTES", 1)  # backward in blocks of MIN_BLOCK frames
+    monkeypatch.setattr(engine, "CACHE_BYTES", 1)  # backward in blocks of MIN_BLOCK frames
     back, _ = propagate(frames, 39, truth[39], -39)
     stop = threading.Event()
     with pytest.raises(Cancelled) as info:
@@ -424,3 +426,17 @@ def test_propagate_failure_and_cancel_keep_rows_with_real_frame_numbers(scene, m
     have = np.isfinite(part).all(axis=(1, 2))
     assert have[: flow.MIN_BLOCK + 1].all() and not have.all()  # the first block is complete
     np.testing.assert_array_equal(part[have], back[have])
+
+
+def test_step_points_is_one_checked_lk_step(scene):
+    from napari_dustrack.tracking.lk import lk_track
+
+    frames, truth = scene
+    pts = np.concatenate([truth[5], [[np.nan, np.nan], [-3.0, 40.0]]])
+    xy, conf = step_points(frames[5], frames[6], pts, params=P)
+    new, ok, _ = lk_track(frames[5], frames[6], pts, P)
+    np.testing.assert_array_equal(xy, new)
+    np.testing.assert_allclose(xy[:4], truth[6], atol=0.3)
+    assert (conf[:4] > 0.9).all() and (conf[4:] == 0).all()
+    with pytest.raises(TypeError):  # options are keyword-only
+        propagate(frames, 5, truth[5], 3, P)

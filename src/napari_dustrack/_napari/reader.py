@@ -221,10 +221,10 @@ def _shown_cine():
 
 def _video_of(path: Path) -> Path | None:
     """The cine a point table belongs to: its sidecar's owner, or a cine named like it."""
-    from ..sidecar import SUFFIX
+    from ..io.sidecar import owner_of
 
-    if path.parent.name.endswith(SUFFIX):
-        owner = path.parent.with_name(path.parent.name[: -len(SUFFIX)])
+    owner = owner_of(path.parent)
+    if owner is not None:
         return owner if owner.exists() else None
     stem = path.stem.lower()
     candidates = [

@@ -10,6 +10,7 @@ import pandas as pd
 
 from ..io.layers import points_to_table, tracks_to_table
 from ..io.points_io import write_points as write_table
+from ..io.sources import PointSource
 
 
 def write_points(path: str, data: Any, meta: dict) -> list[str]:
@@ -25,6 +26,6 @@ def write_tracks(path: str, data: Any, meta: dict) -> list[str]:
     """Save a Tracks layer (rows ``track_id, frame, y, x``) as a point table, a label a track."""
     features = pd.DataFrame(meta.get("features", {}))
     row_labels = features["label"].to_numpy() if "label" in features else None
-    source = (meta.get("metadata") or {}).get("source", "smoothed")
+    source = (meta.get("metadata") or {}).get("source", PointSource.SMOOTHED.value)
     write_table(tracks_to_table(data, row_labels=row_labels, source=source), path)
     return [path]

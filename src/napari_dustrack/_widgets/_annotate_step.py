@@ -15,7 +15,9 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ..tracking.lk import LKParams, lk_track, to_gray_u8
+from ..io.pixels import to_gray_u8
+from ..tracking.flow import step_points
+from ..tracking.lk import LKParams
 
 GRAY_CACHE = 4  # frames kept: a step needs the previous one again
 
@@ -88,14 +90,7 @@ class StepCarrier:
 
     def _job(self, f0: int, f1: int, xy0: np.ndarray, params: LKParams):
         """One LK step with a forward-backward check (worker thread)."""
-        from ..tracking.flow import FB_SCALE
-
-        img0, img1 = self._gray_frame(f0), self._gray_frame(f1)
-        xy1, ok, _ = lk_track(img0, img1, xy0, params)
-        back, ok_back, _ = lk_track(img1, img0, xy1, params)
-        fb = np.nan_to_num(np.linalg.norm(back - xy0, axis=1), nan=np.inf)
-        conf = np.where(ok & ok_back, np.exp(-(fb**2) / (2 * FB_SCALE**2)), 0.0)
-        return xy1, conf
+        return step_points(self._gray_frame(f0), self._gray_frame(f1), xy0, params=params)
 
     def _done(self, result, labels, f1: int, t0: float) -> None:
         if self._closed:

@@ -93,7 +93,7 @@ def label_colours(viewer, labels) -> dict[str, str]:
     if not saved:
         path = cine_info(find_cine_layer(viewer)).get("path")
         if path:
-            from .. import sidecar
+            from ..io import sidecar
 
             try:
                 items = sidecar.read_labels(sidecar.sidecar_dir(path))

@@ -38,7 +38,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .. import sidecar
+from ..io import sidecar
 from ..errors import DustrackError
 from napari.layers import Points, Tracks
 

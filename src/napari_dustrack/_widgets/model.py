@@ -39,6 +39,7 @@ from qtpy.QtWidgets import (
 
 from .. import jobs, settings
 from ..errors import Cancelled, DustrackError
+from ..io import sidecar
 from ..io.layers import points_to_table
 from ..io.table import labels_of, training_rows
 from ..tracking.heatmap import HeatmapConfig
@@ -275,7 +276,7 @@ class ModelWidget(QWidget):
         text = self.folder.text().strip()
         if text:
             return text
-        return str(Path(self.video_path() + ".dustrack") / "model")
+        return str(sidecar.model_dir(self.video_path()))
 
     def curated_table(self):
         """Manual or reviewed rows of the ``annotations`` layer."""

@@ -26,6 +26,8 @@ from typing import Callable
 
 import numpy as np
 
+from .sidecar import sidecar_dir
+
 try:  # POSIX: keep two processes from filling the same cache
     import fcntl
 except ImportError:  # pragma: no cover - Windows
@@ -33,11 +35,6 @@ except ImportError:  # pragma: no cover - Windows
 
 DEFAULT_MAX_BYTES = 6 * 2**30
 _SAVE_EVERY_S = 2.0
-
-
-def sidecar_dir(video: str | os.PathLike) -> Path:
-    """The sidecar folder ``<video>.dustrack`` of a video file."""
-    return Path(str(Path(video)) + ".dustrack")
 
 
 def cache_shape(n_frames: int, frame_shape: tuple[int, int], max_bytes: int) -> tuple[int, int]:

@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from .sources import PointSource
 from .table import COLUMNS, labels_of, validate
 
 
@@ -63,7 +64,7 @@ def tracks_to_table(
     data: np.ndarray,
     row_labels: Sequence[str] | None = None,
     track_labels: Sequence[str] | None = None,
-    source: str = "smoothed",
+    source: str = PointSource.SMOOTHED.value,
 ) -> pd.DataFrame:
     """Inverse of :func:`table_to_tracks`.
 

@@ -1,7 +1,8 @@
 """Small helpers shared by the cine readers: uint8 scaling, grayscale, colour, display contrast.
 
 :func:`to_gray` is the one rule that turns colour frames into the grey frames every algorithm
-reads; colour is kept for display only (``open_cine(rgb=True)``).
+reads, and :func:`to_gray_u8` the uint8 image the optical flow works on; colour is kept for
+display only (``open_cine(rgb=True)``).
 """
 
 from __future__ import annotations
@@ -52,6 +53,24 @@ def to_gray(frame: np.ndarray) -> np.ndarray:
     if frame.dtype == np.uint8:
         return np.clip(gray + 0.5, 0, 255).astype(np.uint8)
     return gray.astype(frame.dtype)
+
+
+def to_gray_u8(frame) -> np.ndarray:
+    """A frame as a contiguous uint8 grey image (what optical flow works on).
+
+    Grey uint8 frames pass through untouched. Colour goes through :func:`to_gray`. Other dtypes
+    are taken as grey levels 0..255 (clipped, NaN as 0), except float frames whose values all
+    lie in 0..1, which are taken as intensities and scaled to 0..255: truncating those would
+    leave only 0 and 1.
+    """
+    img = to_gray(np.asarray(frame))
+    if img.dtype != np.uint8:
+        if img.dtype.kind == "f":
+            img = np.nan_to_num(img)
+            if img.size and 0.0 <= img.min() and img.max() <= 1.0:
+                img = img * 255.0 + 0.5
+        img = np.clip(img, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(img)
 
 
 def to_rgb(frame: np.ndarray) -> np.ndarray:

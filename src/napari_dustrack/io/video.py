@@ -409,15 +409,6 @@ def _frame_rate(stream) -> float | None:
     return None
 
 
-def probe_video(path) -> bool:
-    """True when PyAV opens ``path`` and finds a video stream (cheap: no index)."""
-    try:
-        with av.open(os.fspath(path)) as container:
-            return bool(container.streams.video)
-    except _AV_ERRORS:
-        return False
-
-
 def first_frame_rgb(path) -> np.ndarray | None:
     """The first decodable frame as ``(H, W, 3)`` RGB (a quick look: no index, no cache);
     None when nothing decodes."""

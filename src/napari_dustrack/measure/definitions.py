@@ -20,7 +20,7 @@ from typing import Iterable
 
 from ..errors import DustrackError
 from ..io.atomic import write_text_atomic
-from ..sidecar import measures_path as sidecar_measures_path  # noqa: F401 (re-exported)
+from ..io.sidecar import measures_path as sidecar_measures_path  # noqa: F401 (re-exported)
 
 VERSION = 1
 

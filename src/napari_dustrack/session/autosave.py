@@ -44,7 +44,7 @@ from .model import Change, Label, Point, State, points_table, table_points
 from ..errors import DustrackError
 from ..io.atomic import write_text_atomic
 from ..io.table import SOURCES, read_points_csv, write_points_csv
-from ..sidecar import JOURNAL, LABELS, POINTS, read_labels, sidecar_dir, write_labels
+from ..io.sidecar import JOURNAL, LABELS, POINTS, read_labels, sidecar_dir, write_labels
 
 log = logging.getLogger(__name__)
 LOCK = "annotations.lock"

@@ -14,6 +14,10 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ..io.pixels import to_gray_u8  # the one grey rule; re-exported for the trackers
+
+__all__ = ["LKParams", "lk_track", "rstc_weight", "to_gray_u8"]
+
 
 @dataclass(frozen=True)
 class LKParams:
@@ -40,16 +44,6 @@ class LKParams:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def to_gray_u8(frame: Any) -> np.ndarray:
-    """A frame as a contiguous uint8 grayscale image (what LK works on)."""
-    img = np.asarray(frame)
-    if img.ndim == 3:
-        img = cv2.cvtColor(np.ascontiguousarray(img[..., :3]).astype(np.uint8), cv2.COLOR_RGB2GRAY)
-    if img.dtype != np.uint8:
-        img = np.clip(img, 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(img)
 
 
 def lk_track(prev, nxt, points: np.ndarray, params: LKParams = LKParams()):

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import Cancelled
+from ..io.sources import PointSource
 from ..io.table import labels_of, to_array, validate
 from .flow_confidence import FLAG_BELOW
 from .lk import LKParams, lk_track, to_gray_u8
@@ -141,7 +142,7 @@ def frames_to_review(
     residual = flow_residuals(frames, xy, params, progress, cancel)
     f_conf = None
     if flow is not None:
-        rows = flow[flow["source"] == "flow"]
+        rows = flow[flow["source"] == PointSource.FLOW]
         rows = rows[rows["label"].isin(labels)]
         f_conf, _ = to_array(rows, labels, n, column="confidence")
     return rank_frames(conf, residual, labels, top, tolerance_px, min_gap, exclude,

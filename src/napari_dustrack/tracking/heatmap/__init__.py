@@ -2,16 +2,10 @@
 
 Importing this package does not import torch; the modules that need it (``model``, ``loss``,
 ``train``, ``predict``, ``store``) import it themselves, and they run in worker processes
-(see :mod:`napari_dustrack.jobs`), never in the napari process.
+(see :mod:`napari_dustrack.jobs`), never in the napari process; those workers set their OpenMP
+wait policy themselves (:mod:`napari_dustrack.worker_env`).
 """
 
-import os
-
-# OpenMP threads that wait for each other by spinning make training up to 10x slower on a
-# machine whose cores are busy with other work (napari itself, other jobs). Waiting threads
-# sleep instead; this must be set before torch loads its OpenMP runtime.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-from .config import HeatmapConfig  # noqa: E402
+from .config import HeatmapConfig
 
 __all__ = ["HeatmapConfig"]

@@ -22,17 +22,18 @@ import numpy as np
 
 from ...errors import Cancelled, DustrackError
 from ..lk import LKParams
+from ..modes import SMOOTH_MODES, SmoothMode
 from .baselines import kalman_rts, savgol, segments
 from .chunks import Chunk, fields_chunk, plan_chunks, run_chunk, task_source
 from .fusion import FusionParams, fuse_segment
 from .motion import Grid, auto_grid, reference_positions
 from .windows import accumulate, accumulate_translation, dustrack_chunk, field_steppers, finish
 
-MODES = ("fusion", "dustrack", "fast")
+MODES = SMOOTH_MODES  # the first is the default
 
 __all__ = [
-    "MODES", "smooth", "smooth_chunked", "plan_chunks", "Chunk", "check_inputs", "window_frames",
-    "FusionParams", "Grid", "savgol", "kalman_rts",
+    "MODES", "SmoothMode", "smooth", "smooth_chunked", "plan_chunks", "Chunk", "check_inputs",
+    "window_frames", "FusionParams", "Grid", "savgol", "kalman_rts",
 ]
 
 
@@ -92,14 +93,14 @@ class _Progress:
 
 
 def _total_steps(plan: list[Chunk], mode: str, window: int) -> int:
-    if mode == "dustrack":
+    if mode == SmoothMode.DUSTRACK:
         return sum(2 * (c.stop - c.start + window - 1) for c in plan)
     return sum(c.stop - c.start for c in plan)
 
 
-def smooth(frames, xy: np.ndarray, window: int, mode: str = "fusion",
+def smooth(frames, xy: np.ndarray, window: int, mode: str = SmoothMode.FUSION, *,
            confidence: np.ndarray | None = None, params: LKParams = LKParams(),
-           progress: Callable[[int, int], None] | None = None, cancel=None, *,
+           progress: Callable[[int, int], None] | None = None, cancel=None,
            labels: Sequence[str] | None = None, grid: Grid | None = None,
            fusion: FusionParams = FusionParams(), chunk_frames: int | None = None,
            anchors: np.ndarray | None = None) -> np.ndarray:
@@ -113,7 +114,7 @@ def smooth(frames, xy: np.ndarray, window: int, mode: str = "fusion",
         Positions (x, y) per frame and label; NaN where missing (gaps split the track).
     window : int
         Window length in frames.
-    mode : {"fusion", "dustrack", "fast"}
+    mode : SmoothMode or its value, {"fusion", "dustrack", "fast"}
     confidence : (N, L), optional
         Weights of the estimates (used by ``fusion``).
     progress : callable, optional
@@ -140,10 +141,10 @@ def smooth(frames, xy: np.ndarray, window: int, mode: str = "fusion",
     """
     xy = check_inputs(len(frames), xy, window, mode, confidence, labels)
     anchors = _check_anchors(anchors, xy)
-    shape = np.shape(frames[0])[:2] if mode == "dustrack" else None
+    shape = np.shape(frames[0])[:2] if mode == SmoothMode.DUSTRACK else None
     plan = plan_chunks(len(xy), window, mode, chunk_frames, shape)
     tick = _Progress(progress, _total_steps(plan, mode, window))
-    if mode == "dustrack":
+    if mode == SmoothMode.DUSTRACK:
         sums, counts = np.zeros(xy.shape), np.zeros(xy.shape[:2], dtype=np.int64)
         cache: dict = {}
         for c in plan:
@@ -184,7 +185,7 @@ def combine_fields(xy, ref, parts, window, mode, confidence=None, grid: Grid = G
     (this process or dask workers).
     """
     fields = np.concatenate(parts)
-    if mode == "fast":
+    if mode == SmoothMode.FAST:
         if fields.shape[2] == 1:  # the label moves as a whole: closed form over the shifts
             fallback = np.nan_to_num(np.diff(ref, axis=0))
             disp = fields[:, :, 0].astype(np.float64)
@@ -204,9 +205,9 @@ def combine_fields(xy, ref, parts, window, mode, confidence=None, grid: Grid = G
     return out
 
 
-def smooth_chunked(frames, xy: np.ndarray, window: int, mode: str = "fusion",
+def smooth_chunked(frames, xy: np.ndarray, window: int, mode: str = SmoothMode.FUSION, *,
                    confidence: np.ndarray | None = None, params: LKParams = LKParams(),
-                   progress: Callable[[int, int], None] | None = None, cancel=None, *,
+                   progress: Callable[[int, int], None] | None = None, cancel=None,
                    client=None, chunk_frames: int = 500, labels: Sequence[str] | None = None,
                    grid: Grid | None = None, fusion: FusionParams = FusionParams()) -> np.ndarray:
     """:func:`smooth` with the image work split into chunks run as dask.distributed tasks.
@@ -222,8 +223,8 @@ def smooth_chunked(frames, xy: np.ndarray, window: int, mode: str = "fusion",
         frames = open_frames(frames)
     xy = check_inputs(len(frames), xy, window, mode, confidence, labels)
     plan = plan_chunks(len(xy), window, mode, chunk_frames)
-    payload = xy if mode == "dustrack" else reference_positions(xy)
-    grid = Grid() if mode == "dustrack" else auto_grid(frames, mode, grid)
+    payload = xy if mode == SmoothMode.DUSTRACK else reference_positions(xy)
+    grid = Grid() if mode == SmoothMode.DUSTRACK else auto_grid(frames, mode, grid)
     tick = _Progress(progress, len(plan))
     if client is None:
         results = []
@@ -247,7 +248,7 @@ def combine_chunks(xy, plan, results, window: int, mode: str, confidence=None, r
     :func:`motion.reference_positions` of ``xy``).
     """
     xy = np.asarray(xy, dtype=np.float64)
-    if mode == "dustrack":
+    if mode == SmoothMode.DUSTRACK:
         sums, counts = np.zeros(xy.shape), np.zeros(xy.shape[:2], dtype=np.int64)
         for c, (s, n) in zip(plan, results):
             sums[c.first:c.last + 1] += s

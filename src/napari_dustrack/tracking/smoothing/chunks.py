@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable
 
 import numpy as np
 
 from ...errors import Cancelled
+from .._frames import FrameView, read_ahead
 from ..lk import LKParams
+from ..modes import SmoothMode
 from .motion import Grid, pair_fields
-from .reading import read_ahead
+from .scale import shrink_frame
 from .windows import dustrack_chunk
 
 FRAME_BUDGET = 256 * 2**20  # bytes of grayscale frames a dustrack chunk may hold
@@ -47,7 +50,7 @@ def plan_chunks(n_frames: int, window: int, mode: str, chunk_frames: int | None 
     ``dustrack`` chunks so that a chunk's frames fit in :data:`FRAME_BUDGET` (it keeps them
     for its backward pass).
     """
-    if mode == "dustrack":
+    if mode == SmoothMode.DUSTRACK:
         total = n_frames - window + 1  # window starts
         if chunk_frames is None:
             px = int(np.prod(frame_shape)) if frame_shape else 0
@@ -58,16 +61,6 @@ def plan_chunks(n_frames: int, window: int, mode: str, chunk_frames: int | None 
     total = n_frames - 1  # pairs
     step = max(1, (chunk_frames or n_frames) - 1)
     return [Chunk(a, min(a + step, total), a, min(a + step, total)) for a in range(0, total, step)]
-
-
-class _Shifted:
-    """Frames ``first ..`` of a video given as the array slice that starts at ``first``."""
-
-    def __init__(self, frames, first: int):
-        self.frames, self.first = frames, first
-
-    def __getitem__(self, t):
-        return self.frames[t - self.first]
 
 
 def open_frames(source):
@@ -93,7 +86,7 @@ def fields_chunk(frames, ref: np.ndarray, chunk: Chunk, params: LKParams = LKPar
     """Grid fields ``(n_pairs, L, G, 2)``: the motion t -> t+1 for the pairs of ``chunk``.
 
     Pairs where no label is present on both frames are skipped (NaN). Frames are read once,
-    in order, ahead of the optical flow (:func:`.reading.read_ahead`).
+    in order, ahead of the optical flow (:func:`napari_dustrack.tracking._frames.read_ahead`).
     """
     n_pairs, n_lab, g = chunk.stop - chunk.start, ref.shape[1], grid.n_fields
     fields = np.full((n_pairs, n_lab, g, 2), np.nan, dtype=np.float32)
@@ -102,7 +95,7 @@ def fields_chunk(frames, ref: np.ndarray, chunk: Chunk, params: LKParams = LKPar
     pairs = np.flatnonzero(need.any(axis=1)) + chunk.start
     wanted = sorted(set(pairs) | set(pairs + 1))
     prev, prev_t, done = None, None, chunk.start
-    for t1, img in read_ahead(frames, wanted, shrink=grid.shrink):
+    for t1, img in read_ahead(frames, wanted, convert=partial(shrink_frame, factor=grid.shrink)):
         if cancel is not None and cancel.is_set():
             raise Cancelled(None)
         t = t1 - 1
@@ -128,9 +121,9 @@ def run_chunk(source, first: int, mode: str, chunk: Chunk, xy: np.ndarray, windo
     """
     frames = open_frames(source)
     if first:
-        frames = _Shifted(frames, first)
+        frames = FrameView.renumbered(frames, first)
     try:
-        if mode == "dustrack":
+        if mode == SmoothMode.DUSTRACK:
             sums, counts, _ = dustrack_chunk(frames, xy, window, chunk.start, chunk.stop, params)
             return sums, counts
         return (fields_chunk(frames, xy, chunk, params, grid),)

@@ -18,6 +18,7 @@ from functools import lru_cache
 import numpy as np
 
 from ..lk import LKParams
+from ..modes import SmoothMode
 from .crops import lk_groups, quiet_nan
 from .scale import auto_shrink, to_shrunk
 
@@ -69,7 +70,9 @@ def auto_grid(frames, mode: str, grid: Grid | None = None) -> Grid:
     if grid is not None:
         return grid
     shrink = auto_shrink(frames)
-    return Grid(2, 12.0 * shrink, shrink, mean=True) if mode == "fusion" else Grid(shrink=shrink)
+    if mode == SmoothMode.FUSION:
+        return Grid(2, 12.0 * shrink, shrink, mean=True)
+    return Grid(shrink=shrink)
 
 
 def reference_positions(xy: np.ndarray, size: int = 5) -> np.ndarray:

@@ -19,10 +19,10 @@ from typing import Callable
 import numpy as np
 
 from ...errors import Cancelled
+from .._frames import read_ahead
 from ..lk import LKParams, rstc_weight
 from .crops import lk_groups
 from .motion import Grid, interpolate
-from .reading import read_ahead
 
 RSTC_EPS = 0.01  # DUSTrack's epsilon in the window blend
 

@@ -11,9 +11,15 @@ It holds the user's work on that video so that reopening the video finds it agai
     Edits made since the last snapshot, one JSON line each (see :mod:`napari_dustrack.annotations`).
 ``measures.json``
     Measurement definitions (written by the measure stage).
+``model/``
+    The default folder of the heatmap model trained on this video.
+``index.npz``, ``frames-<H>x<W>.*``
+    The frame index and the grayscale frame cache (see :mod:`napari_dustrack.io.framecache`).
 
-Everything here is written atomically; this module only names paths and reads/writes the small
-label file.
+The ``<video>.dustrack`` rule is written here and only here (:func:`sidecar_dir`, and its
+inverse :func:`owner_of`); the files above are named here too, except the frame cache's, which
+:mod:`~napari_dustrack.io.framecache` names inside :func:`sidecar_dir`. Everything in the folder
+is written atomically; this module only names paths and reads/writes the small label file.
 """
 
 from __future__ import annotations
@@ -22,21 +28,38 @@ import json
 import os
 from pathlib import Path
 
-from .errors import DustrackError
-from .io.atomic import write_text_atomic
+from ..errors import DustrackError
+from .atomic import write_text_atomic
+
+__all__ = [
+    "SUFFIX", "POINTS", "LABELS", "JOURNAL", "MEASURES", "MODEL", "LABELS_VERSION",
+    "sidecar_dir", "owner_of", "points_path", "labels_path", "journal_path", "measures_path",
+    "model_dir", "has_sidecar", "write_labels", "read_labels",
+]
 
 SUFFIX = ".dustrack"
 POINTS = "points.csv"
 LABELS = "labels.json"
 JOURNAL = "journal.jsonl"
 MEASURES = "measures.json"
+MODEL = "model"
 LABELS_VERSION = 1
 
 
 def sidecar_dir(video: str | os.PathLike) -> Path:
-    """``<video>.dustrack`` next to ``video`` (a file, or a folder of images)."""
+    """``<video>.dustrack`` next to ``video`` (a file, or a folder of images; a trailing
+    slash on the folder changes nothing)."""
     video = Path(os.fspath(video).rstrip("/\\"))
     return video.with_name(video.name + SUFFIX)
+
+
+def owner_of(folder: str | os.PathLike) -> Path | None:
+    """The video whose sidecar ``folder`` is (whether or not it exists), or None when
+    ``folder`` is not named like a sidecar."""
+    folder = Path(os.fspath(folder).rstrip("/\\"))
+    if not folder.name.endswith(SUFFIX) or folder.name == SUFFIX:
+        return None
+    return folder.with_name(folder.name[: -len(SUFFIX)])
 
 
 def points_path(video: str | os.PathLike) -> Path:
@@ -57,6 +80,11 @@ def journal_path(video: str | os.PathLike) -> Path:
 def measures_path(video: str | os.PathLike) -> Path:
     """The sidecar's measurement definitions."""
     return sidecar_dir(video) / MEASURES
+
+
+def model_dir(video: str | os.PathLike) -> Path:
+    """The default folder of the heatmap model trained on ``video``."""
+    return sidecar_dir(video) / MODEL
 
 
 def has_sidecar(video: str | os.PathLike) -> bool:
