@@ -59,7 +59,7 @@ BINDINGS: tuple[Binding, ...] = LABEL_KEYS + (
     Binding(("Shift-R",), "accept_segment", (), "accept the stretch between the keyframes around this frame"),
     Binding(("A",), "accept_frame_predictions", (), "accept the model's points of this frame as reviewed"),
     Binding(("G",), "next_to_review", (), "next frame to review (the model's ranked list)"),
-    Binding(("K",), "next_lost", (), "next frame where optical flow lost a point"),
+    Binding(("K",), "next_lost", (), "next frame where optical flow lost a point or was unreliable"),
     Binding(("Control-Z",), "undo", (), "undo"),
     Binding(("Control-Shift-Z", "Control-Y"), "redo", (), "redo"),
     Binding(("L",), "add_label_dialog", (), "add a label"),
