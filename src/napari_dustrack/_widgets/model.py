@@ -18,6 +18,7 @@ import importlib.util
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from napari.utils.notifications import show_info
 from qtpy.QtWidgets import (
@@ -418,13 +419,13 @@ class ModelWidget(QWidget):
                                            source=OUT_POINTS)
 
     # ------------------------------------------------------------------ job plumbing
-    def _start(self, func, *args, on_done):
+    def _start(self, func, *args, on_done, **kwargs):
         cancelled = self._is_cancel_requested
 
         def poll():
             # Runs in a thread: starting a local cluster takes seconds, and the GUI must not wait.
             self.job = jobs.submit(func, *args, address=settings.scheduler_address(),
-                                   cancel=cancelled)
+                                   cancel=cancelled, **kwargs)
             if cancelled():
                 self.job.cancel()
             while not self.job.done():
@@ -505,7 +506,20 @@ class ModelWidget(QWidget):
         except DustrackError as exc:
             notify_error(exc)
             return
-        self._start(jobs.review_task, video, table, 20, self._training_frames, on_done=self._reviewed)
+        self._start(jobs.review_task, video, table, 20, self._training_frames,
+                    flow=self.fill_rows(), on_done=self._reviewed)
+
+    def fill_rows(self) -> pd.DataFrame | None:
+        """The annotations' optical-flow rows (with their confidence): frames where the fill was
+        unreliable go to the top of the review list."""
+        if ANNOTATIONS not in self.viewer.layers:
+            return None
+        layer = self.viewer.layers[ANNOTATIONS]
+        rows = np.flatnonzero((layer.features["source"] == "flow").to_numpy())
+        if not len(rows):
+            return None
+        return points_to_table(np.asarray(layer.data)[rows],
+                               layer.features.iloc[rows].reset_index(drop=True))
 
     def _reviewed(self, ranked):
         self.review_table = ranked
