@@ -10,7 +10,9 @@ from qtpy.QtCore import Qt
 
 from napari_dustrack.io.table import to_array
 
-from .test_annotate import N_FRAMES, cine, click, key, make_widget, open_cine_in  # noqa: F401
+from .test_annotate import N_FRAMES, click, key, make_widget, open_cine_in
+from .test_annotate import cine as _cine  # noqa: F401 - a fixture (found by its name)
+from .test_final_review import settle
 
 pytestmark = pytest.mark.gui
 MISCLICK = 9.0  # px: the last keyframe of the first label is clicked this far off
@@ -21,7 +23,8 @@ def _fill(viewer, qtbot, widget):
     qtbot.waitUntil(lambda: not widget.taskbar.busy, timeout=60_000)
 
 
-def test_fill_flags_unreliable_frames_and_k_walks_them(make_napari_viewer, qtbot, cine, monkeypatch):
+def test_fill_flags_unreliable_frames_and_k_walks_them(make_napari_viewer, qtbot, cine,
+                                                       monkeypatch):
     from napari_dustrack._widgets import annotate as annotate_module
     from napari_dustrack._widgets.common import open_frames
     from napari_dustrack.tracking.flow import FILL_METHODS, fill_between
@@ -50,7 +53,8 @@ def test_fill_flags_unreliable_frames_and_k_walks_them(make_napari_viewer, qtbot
 
     _fill(viewer, qtbot, widget)
     # forward and backward paths of the first label part mid-way: those frames are flagged
-    conf = {f: p.confidence for (f, lab), p in widget.session.snapshot()[0].items() if lab == labels[0]}
+    points = widget.session.snapshot()[0]
+    conf = {f: p.confidence for (f, lab), p in points.items() if lab == labels[0]}
     unsure = sorted(f for f, c in conf.items() if c < 0.5)
     assert len(unsure) >= 5 and 0 < unsure[0] and unsure[-1] < N_FRAMES - 1
     message, actions = sent[-1]
@@ -84,3 +88,4 @@ def test_fill_flags_unreliable_frames_and_k_walks_them(make_napari_viewer, qtbot
     want, _ = fill_between(frames, keys, widget.lk_params(), labels=labels, method="dustrack")
     np.testing.assert_allclose(got, want, atol=1e-9)
     assert "Optical flow" in sent[-1][0] and "unreliable" in sent[-1][0]
+    settle(qtbot, widget)

@@ -11,7 +11,9 @@ from qtpy.QtCore import Qt
 from napari_dustrack.io.table import to_array
 
 from .test_annotate import key
-from .test_review import LABELS, N, cine, dock, feed_predictions  # noqa: F401
+from .test_review import LABELS, N, feed_predictions
+from .test_review import cine as _cine  # noqa: F401 - a fixture (found by its name)
+from .test_review import dock as _dock  # noqa: F401 - a fixture (found by its name)
 
 pytestmark = pytest.mark.gui
 
@@ -28,7 +30,17 @@ def filled(dock, qtbot):
     annotate.fill_between()
     qtbot.waitUntil(lambda: not annotate.taskbar.busy, timeout=60_000)
     pred, conf = feed_predictions(qtbot, model, truth)
-    return viewer, dock, truth, pred
+    yield viewer, dock, truth, pred
+    settle(qtbot, annotate)
+
+
+def settle(qtbot, annotate):
+    """Let the pending tracks rebuild (a timer, then a worker thread) finish before teardown."""
+    from qtpy.QtCore import QThreadPool
+
+    qtbot.waitUntil(lambda: not annotate._tracks_timer.isActive(), timeout=5000)
+    QThreadPool.globalInstance().waitForDone(20_000)
+    qtbot.wait(50)  # the worker's result is applied in the event loop
 
 
 def _run_smooth(qtbot, smooth, mode, frames=6):
@@ -87,11 +99,13 @@ def test_review_puts_unreliable_flow_first(filled, qtbot):
     annotate.accept_range(0, N - 1)  # accepted: frame 10 is a training frame now
     rows = model.fill_rows()
     assert set(rows["source"]) == {"flow"} and rows["reviewed"].all()
-    assert rows.set_index(["frame", "label"]).loc[(10, LABELS[2]), "confidence"] == pytest.approx(0.1)
+    confidence = rows.set_index(["frame", "label"])["confidence"]
+    assert confidence.loc[(10, LABELS[2])] == pytest.approx(0.1)
     table = model.prediction_table()
     curated = sorted(session.table()["frame"].unique())
     ranked = jobs.review_task(video, table, 20, curated, flow=rows)
-    assert int(ranked["frame"].iloc[0]) == 10 and "optical flow unreliable" in ranked["reason"].iloc[0]
+    assert int(ranked["frame"].iloc[0]) == 10
+    assert "optical flow unreliable" in ranked["reason"].iloc[0]
     without = jobs.review_task(video, table, 20, curated)
     assert 10 not in set(without["frame"])  # curated, and nothing said its flow was wrong
     # the Model tab lists it first and G goes there

@@ -943,7 +943,8 @@ class AnnotateWidget(QWidget):
     def next_lost(self) -> None:
         """Go to the next frame where the last optical-flow run lost a point or was unreliable."""
         later = [f for f in self._lost if f > self.frame] or self._lost
-        self._jump(later[0] if later else None, "frame where flow lost a point or was unreliable after")
+        self._jump(later[0] if later else None,
+                   "frame where flow lost a point or was unreliable after")
 
     def _report_flow(self, lost: dict[str, list[int]], flags=None) -> None:
         """Tell the user where the last flow run lost points or was unreliable (``flags``: a

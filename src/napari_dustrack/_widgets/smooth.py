@@ -13,7 +13,14 @@ import numpy as np
 import pandas as pd
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import (
-    QComboBox, QDoubleSpinBox, QFormLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout, QWidget,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
 )
 
 from ..errors import Cancelled, DustrackError
@@ -22,7 +29,13 @@ from ..io.table import labels_of, to_array, tracks_array
 from ..tracking.smoothing import MODES as SMOOTHER_MODES
 from ._predictions import PredictionLayers
 from .common import (
-    ANNOTATIONS, TaskBar, cine_info, find_cine_layer, open_frames, points_layers, set_choices,
+    ANNOTATIONS,
+    TaskBar,
+    cine_info,
+    find_cine_layer,
+    open_frames,
+    points_layers,
+    set_choices,
 )
 
 OUT_TRACKS = "smoothed"
