@@ -10,8 +10,14 @@ from qtpy.QtCore import Qt
 
 from napari_dustrack.io.table import to_array
 
-from .test_annotate import N_FRAMES, click, key, make_widget, open_cine_in
-from .test_annotate import cine as _cine  # noqa: F401 - a fixture (found by its name)
+from .test_annotate import (
+    N_FRAMES,
+    cine,  # noqa: F401 - a fixture (pytest finds it by name)
+    click,
+    key,
+    make_widget,
+    open_cine_in,
+)
 from .test_final_review import settle
 
 pytestmark = pytest.mark.gui
@@ -23,8 +29,8 @@ def _fill(viewer, qtbot, widget):
     qtbot.waitUntil(lambda: not widget.taskbar.busy, timeout=60_000)
 
 
-def test_fill_flags_unreliable_frames_and_k_walks_them(make_napari_viewer, qtbot, cine,
-                                                       monkeypatch):
+def test_fill_flags_unreliable_frames_and_k_walks_them(make_napari_viewer, qtbot,
+                                                       cine, monkeypatch):  # noqa: F811
     from napari_dustrack._widgets import annotate as annotate_module
     from napari_dustrack._widgets.common import open_frames
     from napari_dustrack.tracking.flow import FILL_METHODS, fill_between

@@ -11,26 +11,30 @@ from qtpy.QtCore import Qt
 from napari_dustrack.io.table import to_array
 
 from .test_annotate import key
-from .test_review import LABELS, N, feed_predictions
-from .test_review import cine as _cine  # noqa: F401 - a fixture (found by its name)
-from .test_review import dock as _dock  # noqa: F401 - a fixture (found by its name)
+from .test_review import (  # noqa: F401 - cine, dock: fixtures (pytest finds them by name)
+    LABELS,
+    N,
+    cine,
+    dock,
+    feed_predictions,
+)
 
 pytestmark = pytest.mark.gui
 
 
 @pytest.fixture
-def filled(dock, qtbot):
+def filled(dock, qtbot):  # noqa: F811 - the imported fixture
     """The cardiac dock with keyframes from the truth on frames 0, 7, 13, 19, filled, and
     predictions (truth + a bias of (4, -3) px) in the model layer."""
-    viewer, dock, truth = dock
-    annotate, model = dock.pages["Annotate"], dock.pages["Model"]
+    viewer, tabs, truth = dock
+    annotate, model = tabs.pages["Annotate"], tabs.pages["Model"]
     for f in (0, 7, 13, N - 1):
         for j, lab in enumerate(LABELS):
             annotate.session.set_point(f, lab, *truth[f, j])
     annotate.fill_between()
     qtbot.waitUntil(lambda: not annotate.taskbar.busy, timeout=60_000)
     pred, conf = feed_predictions(qtbot, model, truth)
-    yield viewer, dock, truth, pred
+    yield viewer, tabs, truth, pred
     settle(qtbot, annotate)
 
 
@@ -59,8 +63,8 @@ def test_final_tracks_keep_the_annotations_and_remove_the_model_bias(filled, qtb
     from napari_dustrack._widgets.smooth import FINAL, MODES
     from napari_dustrack.tracking.smoothing import MODES as SMOOTHER_MODES
 
-    viewer, dock, truth, pred = filled
-    annotate, smooth = dock.pages["Annotate"], dock.pages["Smooth"]
+    viewer, tabs, truth, pred = filled
+    annotate, smooth = tabs.pages["Annotate"], tabs.pages["Smooth"]
     assert list(MODES) == list(SMOOTHER_MODES) + [FINAL]
     annotate.session.set_point(4, LABELS[1], *(truth[4, 1] + 0.3))  # a correction by hand
     table = _run_smooth(qtbot, smooth, FINAL)
@@ -89,8 +93,8 @@ def test_final_tracks_keep_the_annotations_and_remove_the_model_bias(filled, qtb
 def test_review_puts_unreliable_flow_first(filled, qtbot):
     from napari_dustrack import jobs
 
-    viewer, dock, truth, pred = filled
-    annotate, model = dock.pages["Annotate"], dock.pages["Model"]
+    viewer, tabs, truth, pred = filled
+    annotate, model = tabs.pages["Annotate"], tabs.pages["Model"]
     video = viewer.layers[0].metadata["dustrack"]["path"]
     # a mis-placed flow point: its confidence says so (as a fill reports it)
     session = annotate.session
