@@ -323,14 +323,24 @@ def predict_task(video: str, model_dir: str, out: str | None = None, config: dic
 
 
 def review_task(video: str, table: pd.DataFrame, top: int = 20, exclude=(),
-                channel: Channel | None = None):
-    """Worker function: rank frames to review, leaving out ``exclude`` (the curated ones)."""
+                channel: Channel | None = None, flow: pd.DataFrame | None = None):
+    """Worker function: rank frames to review, leaving out ``exclude`` (the curated ones).
+
+    ``flow``: the keyframe fill's rows (source ``flow``, with confidence); frames where it was
+    unreliable come first, curated or not (an accepted unreliable flow point is a label the
+    model learnt from: a person should look at it).
+    """
+    from .tracking.flow_confidence import FLAG_BELOW
     from .tracking.review import frames_to_review
 
     channel = channel or Channel(None)
+    if flow is not None:
+        flow = flow[flow["source"] == "flow"]
+        unsure = set(flow.loc[flow["confidence"] < FLAG_BELOW, "frame"].astype(int))
+        exclude = [f for f in exclude if int(f) not in unsure]
     cine = open_frames(video)
     try:
-        return frames_to_review(cine, table, top=top, exclude=exclude,
+        return frames_to_review(cine, table, top=top, exclude=exclude, flow=flow,
                                 progress=channel.progress, cancel=channel.cancel)
     finally:
         cine.close()

@@ -231,3 +231,38 @@ def test_plots_use_the_annotation_label_colours(viewer_with_points, qtbot):
     assert to_hex(
         widget.lines[("x", "annotations", "a")].get_color()
     ) == "#{:02x}{:02x}{:02x}".format(*label_colour(0))
+
+
+def test_measures_follow_the_cine_layers_scale_and_units(make_napari_viewer, qtbot, tmp_path):
+    """A cine whose metadata says nothing of mm or fps: the layer's napari scale and units do
+    (as the reader sets them, or the user changes them), and the measures follow them."""
+    from napari_dustrack._napari.geometry import cine_geometry
+
+    viewer = make_napari_viewer()
+    geometry = cine_geometry({"fps": FPS, "pixel_spacing": SPACING, "n_frames": N})
+    viewer.add_image(np.full((N, 48, 64), 100, np.uint8), name="cine", **geometry, metadata={
+        "dustrack": {"path": str(tmp_path / "cine.mp4"), "fps": None, "pixel_spacing": None,
+                     "n_frames": N, "kind": "video"}})
+    data, features = table_to_points(moving_points())
+    viewer.add_points(data, features=features, name="annotations", **geometry)
+    widget = MeasureWidget(viewer)
+    qtbot.addWidget(widget)
+    widget.show()
+    widget.add_measure(Measure("ab", "distance", ["a", "b"]))
+    qtbot.waitUntil(lambda: ("measure", "annotations", "ab [mm]") in widget.lines, timeout=5000)
+    t, d = widget.lines[("measure", "annotations", "ab [mm]")].get_data()
+    np.testing.assert_allclose(t, np.arange(N) / FPS)
+    expected = (10.0 + np.arange(N)) * SPACING[1]
+    expected[7] = np.nan
+    np.testing.assert_allclose(d, expected)
+    out = read_measurements_csv(widget.export_measurements_to(tmp_path / "m.csv"))
+    assert out["ab [mm]"].iloc[0] == pytest.approx(1.0) and "time [s]" in out
+    # the user gives the pixel size in cm and the frame time in ms: still mm and seconds
+    cine = viewer.layers["cine"]
+    cine.units = ("ms", "cm", "cm")
+    cine.scale = (1000 / FPS, SPACING[0] / 10, SPACING[1] / 10)
+    cal = widget.calibration()
+    assert cal.spacing == pytest.approx(SPACING) and cal.fps == pytest.approx(FPS)
+    # a cine in plain pixels measures in px, per frame
+    cine.units = ("pixel", "pixel", "pixel")
+    assert widget.calibration().length_unit == "px" and widget.calibration().fps is None

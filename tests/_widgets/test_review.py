@@ -164,7 +164,7 @@ def test_lost_points_are_announced_with_a_way_there(dock, qtbot, monkeypatch):
     annotate = dock.pages["Annotate"]
     sent = []
     monkeypatch.setattr(annotate_module, "notify", lambda message, actions=(): sent.append((message, actions)))
-    annotate._report_lost({"septal": [12, 13, 14, 15, 16, 19], "lateral": [4]})
+    annotate._report_flow({"septal": [12, 13, 14, 15, 16, 19], "lateral": [4]})
     message, actions = sent[-1]
     assert "septal on 6 frame(s) (12, 13, 14, 15, ... 19)" in message and "lateral on 1" in message
     actions[0][1]()  # the notification's button

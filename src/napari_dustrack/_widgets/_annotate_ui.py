@@ -5,6 +5,7 @@ from __future__ import annotations
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
+    QComboBox,
     QDialog,
     QDoubleSpinBox,
     QGridLayout,
@@ -20,6 +21,7 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
+from ..tracking.flow import FILL_METHODS
 from ..tracking.lk import LKParams
 from . import _annotate_keys
 from .common import Collapsible, TaskBar
@@ -98,7 +100,16 @@ def build(w) -> None:
     )):
         grid.addWidget(_button(text, slot, tip), 1, col)
     grid.addWidget(_button("Fill between keyframes", w.fill_between,
-                           "LK + RSTC between keyframes (F)"), 1, 2)
+                           "LK + RSTC between keyframes (F); unreliable frames are announced "
+                           "and K walks them"), 1, 2)
+    w.fill_method = QComboBox()
+    w.fill_method.addItems(FILL_METHODS)
+    w.fill_method.setToolTip("robust (default): LK + RSTC, then segments where the flow locked "
+                             "onto the probe or drifted are tracked again following the "
+                             "image-wide motion; dustrack: DUSTrack's LK-RSTC exactly (to "
+                             "reproduce published results)")
+    grid.addWidget(QLabel("fill method"), 3, 0)
+    grid.addWidget(w.fill_method, 3, 1, 1, 2)
     w.win_spin = QSpinBox()
     w.win_spin.setRange(5, 201)
     w.win_spin.setSingleStep(2)

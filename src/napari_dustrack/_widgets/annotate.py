@@ -103,7 +103,8 @@ class AnnotateWidget(QWidget):
         self._tracks_timer.setInterval(TRACKS_DELAY_MS)
         self._tracks_timer.timeout.connect(lambda: self.refresh_tracks(background=True))
         self._tracks_generation = 0
-        self._lost: list[int] = []  # frames where the last flow run lost a point
+        self._lost: list[int] = []  # frames where the last flow run lost a point or was unsure
+        self._flow_note = ""  # what the last fill said about unreliable points (status line)
         self._review_pos = -1
         self._accepting = None  # a worker comparing many predictions with the annotations
         self._build_ui()
@@ -737,7 +738,7 @@ class AnnotateWidget(QWidget):
         def apply(session, result):
             xy, conf = result
             session.apply_flow(xy[1:], labels, rows[1:len(xy)], conf[1:], action=action)
-            self._report_lost(lost_frames(xy[1:], labels, rows[1:len(xy)]))
+            self._report_flow(lost_frames(xy[1:], labels, rows[1:len(xy)]))
 
         self._run_flow(propagate, (f0, xy0, steps), apply, f"tracking {abs(steps)} frames")
 
@@ -753,14 +754,18 @@ class AnnotateWidget(QWidget):
             return
         keys = self.session.keys_array(labels)
         spans = {lab: (min(k), max(k)) for lab in labels for k in [self.session.keyframes(lab)]}
+        method = self.fill_method.currentText()
+        report: dict = {}  # filled by the worker: the unreliable points (flow_confidence.Flags)
 
         def apply(session, result):
             xy, conf = result
+            # unreliable points keep their confidence: accepted, they stay source "flow",
+            # reviewed, and training weighs them by it
             session.apply_flow(xy, labels, None, conf, action="fill between keyframes")
-            self._report_lost(lost_frames(xy, labels, spans=spans))
+            self._report_flow(lost_frames(xy, labels, spans=spans), report.get("flags"))
 
-        self._run_flow(fill_between, (keys,), apply, f"filling {len(labels)} label(s)",
-                       labels=labels, single_keyframe="skip")
+        self._run_flow(fill_between, (keys,), apply, f"filling {len(labels)} label(s) ({method})",
+                       labels=labels, single_keyframe="skip", method=method, report=report)
 
     def _run_flow(self, func, args, apply, label, **kwargs) -> None:
         """Run a flow function in the task bar's worker thread; ``apply(session, result)`` runs
@@ -936,20 +941,33 @@ class AnnotateWidget(QWidget):
         return frames[self._review_pos]
 
     def next_lost(self) -> None:
-        """Go to the next frame where the last optical-flow run lost a point."""
+        """Go to the next frame where the last optical-flow run lost a point or was unreliable."""
         later = [f for f in self._lost if f > self.frame] or self._lost
-        self._jump(later[0] if later else None, "frame where flow lost a point after")
+        self._jump(later[0] if later else None,
+                   "frame where flow lost a point or was unreliable after")
 
-    def _report_lost(self, lost: dict[str, list[int]]) -> None:
-        self._lost = sorted({f for frames in lost.values() for f in frames})
-        if not lost:
-            return
-        parts = [f"{label} on {len(frames)} frame(s) ({_frames_text(frames)})"
+    def _report_flow(self, lost: dict[str, list[int]], flags=None) -> None:
+        """Tell the user where the last flow run lost points or was unreliable (``flags``: a
+        :class:`~napari_dustrack.tracking.flow_confidence.Flags`): the status line, one
+        notification with a button to the first such frame, and K walks them all."""
+        unreliable = [] if flags is None else [int(f) for f in flags.frames]
+        self._lost = sorted({f for frames in lost.values() for f in frames} | set(unreliable))
+        self._flow_note = "" if flags is None else flags.line("optical flow")
+        self._update_controls()
+        parts = [f"lost {label} on {len(frames)} frame(s) ({_frames_text(frames)})"
                  for label, frames in lost.items()]
-        first = self._lost[0]
-        notify(f"Optical flow lost {'; '.join(parts)}. K goes to the next such frame; "
-               "place the point by hand there and fill again.",
-               actions=[(f"Go to frame {first}", lambda *_: self.go_to(first))])
+        if unreliable:
+            parts.append(f"was unreliable for {flags.points} point(s) on {len(unreliable)} "
+                         f"frame(s) ({_frames_text(unreliable)})")
+        if flags is not None and flags.messages:
+            parts.append("; ".join(flags.messages))
+        if not self._lost and not (flags is not None and flags.messages):
+            return
+        actions = [(f"Go to frame {self._lost[0]}", lambda *_, f=self._lost[0]: self.go_to(f))
+                   ] if self._lost else []
+        notify(f"Optical flow {'; '.join(parts)}. K goes to the next such frame; check the "
+               "points there, drag the wrong ones (they become manual) and fill again.",
+               actions=actions)
 
     # ================================================================== import / help
     def import_points(self, path) -> int:
@@ -1006,7 +1024,8 @@ class AnnotateWidget(QWidget):
         self.status.setText(
             f"{kind} {self.frame}/{(s.n_frames or 1) - 1} · label {self.current_label or '-'} · "
             f"{len(here)}/{len(s.labels)} here · {len(s.keyframes())} keyframes · {len(s)} points"
-            f"{' · step-and-adjust' if self.step_adjust else ''}{saved}")
+            f"{' · step-and-adjust' if self.step_adjust else ''}{saved}"
+            f"{' · ' + self._flow_note if self._flow_note else ''}")
 
 
 def _frames_text(frames: list[int], most: int = 4) -> str:

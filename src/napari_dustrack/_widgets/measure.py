@@ -133,6 +133,23 @@ def compute_all(copies: dict, checked, measures, calibration, n_frames) -> dict:
     return {"tables": tables, "results": results, "problems": problems, "n_frames": n_frames}
 
 
+def layer_units(layer) -> tuple[tuple[float, float] | None, float | None]:
+    """``(pixel spacing (dy, dx) in mm, frames per second)`` of a ``(t, y, x)`` layer from its
+    napari ``scale`` and ``units``; None for what its units do not say (``pixel``)."""
+    if layer is None or len(getattr(layer, "scale", ())) < 3 or not getattr(layer, "units", None):
+        return None, None
+    (dt, dy, dx), (ut, uy, ux) = tuple(layer.scale)[-3:], tuple(layer.units)[-3:]
+
+    def size(scale, unit, dimension, target):
+        one = 1 * unit  # a pint quantity: napari's units are pint units
+        return float(scale) * one.to(target).magnitude if one.check(dimension) else None
+
+    sy, sx = size(dy, uy, "[length]", "mm"), size(dx, ux, "[length]", "mm")
+    seconds = size(dt, ut, "[time]", "s")
+    spacing = (sy, sx) if sy and sx else None
+    return spacing, (1.0 / seconds if seconds else None)
+
+
 def is_track_layer(layer) -> bool:
     features = getattr(layer, "features", None)
     return isinstance(layer, (Points, Tracks)) and features is not None and "label" in features
@@ -366,8 +383,14 @@ class MeasureWidget(QWidget):
         return {lab: hex_to_rgb(c) for lab, c in colours.items()}
 
     def calibration(self) -> Calibration:
-        info = cine_info(find_cine_layer(self.viewer))
-        return Calibration.of(info.get("pixel_spacing"), info.get("fps"))
+        """mm and seconds from the cine layer's napari scale and units (what the scale bar and
+        the time slider show, also after the user changed them), else from the plugin's
+        metadata."""
+        cine = find_cine_layer(self.viewer)
+        info = cine_info(cine)
+        spacing, fps = layer_units(cine)
+        return Calibration.of(spacing if spacing is not None else info.get("pixel_spacing"),
+                              fps if fps is not None else info.get("fps"))
 
     def n_frames(self) -> int:
         info = cine_info(find_cine_layer(self.viewer))
