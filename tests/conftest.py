@@ -8,6 +8,16 @@ from pathlib import Path
 
 import pytest
 
+# A few tests load a model in the test process itself (after napari has made its GL context in
+# earlier GUI tests); with Mesa's software OpenGL, torchvision imported after that context
+# segfaults the process, and imported before it does not. The plugin's own GUI process never
+# imports torch (tests/test_gui_process_without_torch.py checks that in a fresh process).
+try:
+    import segmentation_models_pytorch  # noqa: F401
+    import torchvision  # noqa: F401
+except ImportError:  # the base install, without the model extra
+    pass
+
 # User settings (e.g. the "Run on" scheduler) of whoever runs the tests must not leak in.
 os.environ["NAPARI_DUSTRACK_CONFIG_DIR"] = tempfile.mkdtemp(prefix="dustrack-settings-")
 
