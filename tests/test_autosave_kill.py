@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 import sys
 import textwrap
 
@@ -69,8 +70,10 @@ def test_killed_mid_editing_restores_every_acknowledged_edit(tmp_path):
     """)
     try:
         assert proc.stdout.readline().strip() == "ready"
-        acknowledged = -1
-        while acknowledged < 1500:  # long enough for several snapshots + journal trims
+        acknowledged, snapshot = -1, tmp_path / "cine.mp4.dustrack" / "points.csv"
+        deadline = time.monotonic() + 120  # a loaded machine may delay the snapshot thread
+        # long enough for several snapshots + journal trims, and at least one snapshot written
+        while (acknowledged < 1500 or not snapshot.is_file()) and time.monotonic() < deadline:
             acknowledged = int(proc.stdout.readline())
     finally:
         kill(proc)
