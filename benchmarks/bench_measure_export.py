@@ -14,7 +14,7 @@ Usage::
    reading them back: seconds each.
 4. MP4 with the tracks drawn: frames per second for the simulated cardiac cine (256 px,
    upscaled 2x so labels are readable), drawing and H.264 encoding included.
-5. Accuracy check: the muscle simulator (``simulate.py``, ``_Muscle``) builds its fascicles at
+5. Accuracy check: the muscle simulator (``simulate/scenes.py``, ``Muscle``) builds its fascicles at
    22 deg to the image x axis, the superficial aponeurosis level and the deep one tilted by
    4 deg, so ``architecture`` on the ground truth must give 18 deg pennation (to the deep
    aponeurosis) and 22 deg to the superficial one at frame 0, before the contraction starts.

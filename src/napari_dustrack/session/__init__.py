@@ -11,7 +11,9 @@ import os
 from pathlib import Path
 
 from .autosave import Autosaver, RecoveryWarning, load_state, release
-from .model import AnnotationSession, Change, Label, Point, lost_frames
+from .model import AnnotationSession
+from .records import Change, Label, Point
+from .tables import lost_frames
 
 __all__ = [
     "AnnotationSession",

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import math
+import os
 import threading
 import time
 import warnings
@@ -39,12 +39,13 @@ try:  # POSIX: one process at a time autosaves a sidecar
 except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
-from ..io.colours import next_colour
-from .model import Change, Label, Point, State, points_table, table_points
 from ..errors import DustrackError
 from ..io.atomic import write_text_atomic
-from ..io.table import SOURCES, read_points_csv, write_points_csv
+from ..io.colours import next_colour
 from ..io.sidecar import JOURNAL, LABELS, POINTS, read_labels, sidecar_dir, write_labels
+from ..io.table import SOURCES, read_points_csv, write_points_csv
+from .records import Change, Label, Point, State
+from .tables import points_table, table_points
 
 log = logging.getLogger(__name__)
 LOCK = "annotations.lock"

@@ -10,6 +10,10 @@ through one edit (:class:`Change`) that is recorded for undo/redo and announced 
 *new* value of every point they touch (absolute, not deltas), so replaying a journal over a
 snapshot that already contains some of its edits gives the same state (see
 :mod:`napari_dustrack.session.autosave`).
+
+The records live in :mod:`.records`, the undo/redo stacks in :mod:`.history`, the larger
+edits (flow results, predictions, imports) are worked out in :mod:`.edits`, and conversions
+to tables and arrays are in :mod:`.tables`; this class holds the store and commits edits.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,87 +32,18 @@ import pandas as pd
 
 from ..errors import DustrackError
 from ..io.colours import next_colour
-from ..io.table import COLUMNS, validate
+from ..io.table import validate
+from .edits import flow_changes, import_changes, prediction_changes
+from .history import Edit, History
+from .records import FLOW, MANUAL, Change, Key, Label, Point, State
+from .tables import lost_frames, manual_array, next_missing, points_table, table_points
+
+__all__ = ["FLOW", "MANUAL", "AnnotationSession", "Change", "Key", "Label", "Point", "State",
+           "lost_frames", "points_table", "table_points"]
 
 log = logging.getLogger(__name__)
 
-Key = tuple[int, str]  # (frame, label)
-
-MANUAL = "manual"
-FLOW = "flow"
-
 _COLOUR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
-UNDO_LIMIT = 500
-
-
-@dataclass(frozen=True)
-class Point:
-    """One labelled position: ``x`` column, ``y`` row (pixels), where it came from."""
-
-    x: float
-    y: float
-    source: str = MANUAL
-    confidence: float = 1.0
-    reviewed: bool = False
-
-    @property
-    def manual(self) -> bool:
-        return self.source == MANUAL
-
-    @property
-    def protected(self) -> bool:
-        """Made or accepted by the user: optical flow never overwrites it."""
-        return self.source == MANUAL or self.reviewed
-
-
-@dataclass(frozen=True)
-class Label:
-    name: str
-    colour: str
-
-
-@dataclass(frozen=True)
-class Change:
-    """What one edit (or its undo/redo) changed.
-
-    Attributes
-    ----------
-    action : str
-        What the user did (``place``, ``fill``, ``undo place``...).
-    points : mapping
-        New value of every point touched: a :class:`Point`, or None where it was removed.
-    labels : tuple of Label or None
-        The whole label list after the change, when it changed.
-    seq : int
-        Sequence number of the edit (increasing within a session, continued after restore).
-    """
-
-    action: str
-    points: Mapping[Key, Point | None]
-    labels: tuple[Label, ...] | None
-    seq: int
-
-    @property
-    def frames(self) -> set[int]:
-        return {frame for frame, _ in self.points}
-
-
-@dataclass
-class _Edit:
-    action: str
-    before: dict[Key, Point | None]
-    after: dict[Key, Point | None]
-    labels_before: tuple[Label, ...] | None = None
-    labels_after: tuple[Label, ...] | None = None
-
-
-@dataclass
-class State:
-    """What a session holds, as restored from a sidecar."""
-
-    labels: list[Label] = field(default_factory=list)
-    points: dict[Key, Point] = field(default_factory=dict)
-    seq: int = 0
 
 
 class AnnotationSession:
@@ -135,8 +70,7 @@ class AnnotationSession:
         self._lock = threading.RLock()
         self._points: dict[Key, Point] = {}
         self._labels: list[Label] = []
-        self._undo: list[_Edit] = []
-        self._redo: list[_Edit] = []
+        self._history = History()
         self._table_cache: pd.DataFrame | None = None
         self._keyframes_cache: dict[str | None, list[int]] = {}
         self.seq = 0
@@ -146,7 +80,7 @@ class AnnotationSession:
         self.recovered: str | None = None  # set by open() when damaged saves were rebuilt
         for name in labels:
             self.add_label(name)
-        self._undo.clear()  # the starting labels are not an edit to undo
+        self._history.forget()  # the starting labels are not an edit to undo
 
     # ------------------------------------------------------------------ persistence
     def restore(self, state: State) -> None:
@@ -334,25 +268,9 @@ class AnnotationSession:
         int
             Number of points written.
         """
-        xy = np.asarray(xy, dtype=float)
-        frames = np.arange(len(xy)) if frames is None else np.asarray(frames, dtype=np.int64)
-        if xy.ndim != 3 or xy.shape[1] != len(labels) or len(frames) != len(xy):
-            raise DustrackError(f"flow result of shape {xy.shape} does not match "
-                                f"{len(frames)} frames x {len(labels)} labels")
-        conf = np.ones(xy.shape[:2]) if confidence is None else np.asarray(confidence, dtype=float)
-        conf = np.clip(np.nan_to_num(conf, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
-        known = set(self.labels)
-        changes: dict[Key, Point | None] = {}
-        rows, cols = np.nonzero(np.isfinite(xy).all(axis=2))
-        for i, j, x, y, c in zip(frames[rows].tolist(), cols.tolist(), xy[rows, cols, 0].tolist(),
-                                 xy[rows, cols, 1].tolist(), conf[rows, cols].tolist()):
-            key = (i, labels[j])
-            if labels[j] not in known or not self._in_video(i):
-                continue
-            old = self._points.get(key)
-            if old is not None and (old.manual or (keep_reviewed and old.reviewed)):
-                continue
-            changes[key] = Point(x, y, FLOW, c, False)
+        changes = flow_changes(self._points, xy, labels, frames, confidence,
+                               known=set(self.labels), in_video=self._in_video,
+                               keep_reviewed=keep_reviewed)
         self._commit(action, changes)
         return len(changes)
 
@@ -415,26 +333,10 @@ class AnnotationSession:
         """The points :meth:`accept_predictions` would write, and its frame range; changes
         nothing, so it may run in a worker thread (see :meth:`commit_predictions`)."""
         table = validate(table)
-        unknown = sorted(set(table["label"]) - set(self.labels))
-        if unknown:
-            raise DustrackError(f"the predictions have label(s) {unknown} that the annotations do "
-                                f"not ({self.labels}); add or rename labels first")
-        lo = int(table["frame"].min()) if start is None and len(table) else int(start or 0)
-        hi = int(table["frame"].max()) if end is None and len(table) else int(end if end is not None else lo)
-        lo, hi = sorted((lo, hi))
-        rows = table[table["frame"].between(lo, hi) & (table["confidence"] >= float(min_confidence))]
-        if rows.empty:
-            cond = f" with confidence >= {min_confidence:g}" if min_confidence > 0 else ""
-            raise DustrackError(f"no predicted points on frames {lo}-{hi}{cond}")
         with self._lock:
             points = dict(self._points)
-        changes: dict[Key, Point] = {}
-        for f, lab, x, y, src, c in rows[["frame", "label", "x", "y", "source", "confidence"]].itertuples(index=False):
-            key = (int(f), str(lab))
-            old = points.get(key)
-            if old is None or not old.protected:
-                changes[key] = Point(float(x), float(y), str(src), float(c), True)
-        return changes, lo, hi
+        return prediction_changes(points, table, self.labels, start=start, end=end,
+                                  min_confidence=min_confidence)
 
     def commit_predictions(self, changes: Mapping[Key, Point], action: str) -> int:
         """Write points from :meth:`prediction_changes` as one edit; points made manual or
@@ -450,18 +352,7 @@ class AnnotationSession:
         if self.n_frames is not None and len(table) and int(table["frame"].max()) >= self.n_frames:
             raise DustrackError(f"frame {int(table['frame'].max())} is outside the video "
                                 f"({self.n_frames} frames)", path)
-        labels = list(self._labels)
-        names = set(self.labels)
-        used = {lab.colour for lab in labels}
-        for name in dict.fromkeys(table["label"]):
-            if name not in names:
-                labels.append(Label(name, next_colour(used)))
-                used.add(labels[-1].colour)
-                names.add(name)
-        changes: dict[Key, Point | None] = {
-            (int(f), lab): Point(float(x), float(y), src, float(c), bool(r))
-            for f, lab, x, y, src, c, r in table[list(COLUMNS)].itertuples(index=False)
-        }
+        labels, changes = import_changes(table, self._labels)
         name = Path(path).name if path is not None else "table"
         self._commit(f"import {name}", changes, tuple(labels))
         return len(changes)
@@ -497,14 +388,7 @@ class AnnotationSession:
         labels = self.labels if labels is None else list(labels)
         if not labels or self.n_frames is None:
             return None
-        counts = np.zeros(self.n_frames, dtype=np.int64)
-        wanted = set(labels)
-        for f, lab in self._points:
-            if lab in wanted and 0 <= f < self.n_frames:
-                counts[f] += 1
-        order = np.r_[np.arange(frame + 1, self.n_frames), np.arange(0, frame + 1) if wrap else []]
-        missing = order[counts[order.astype(np.int64)] < len(labels)]
-        return int(missing[0]) if len(missing) else None
+        return next_missing(self._points, labels, self.n_frames, frame, wrap=wrap)
 
     def positions(self, frame: int, labels: Sequence[str] | None = None) -> np.ndarray:
         """(L, 2) of (x, y) on ``frame``; NaN where a label has no point."""
@@ -521,12 +405,7 @@ class AnnotationSession:
         if self.n_frames is None:
             raise DustrackError("the session does not know the length of the video")
         labels = self.labels if labels is None else list(labels)
-        index = {lab: j for j, lab in enumerate(labels)}
-        out = np.full((self.n_frames, len(labels), 2), np.nan)
-        for (f, lab), p in self._points.items():
-            if p.manual and lab in index and 0 <= f < self.n_frames:
-                out[f, index[lab]] = (p.x, p.y)
-        return out
+        return manual_array(self._points, labels, self.n_frames)
 
     def table(self) -> pd.DataFrame:
         """The point table (frame, then label order)."""
@@ -538,34 +417,32 @@ class AnnotationSession:
     # ------------------------------------------------------------------ undo / redo
     @property
     def can_undo(self) -> bool:
-        return bool(self._undo)
+        return self._history.can_undo
 
     @property
     def can_redo(self) -> bool:
-        return bool(self._redo)
+        return self._history.can_redo
 
     @property
     def undo_action(self) -> str | None:
-        return self._undo[-1].action if self._undo else None
+        return self._history.undo_action
 
     @property
     def redo_action(self) -> str | None:
-        return self._redo[-1].action if self._redo else None
+        return self._history.redo_action
 
     def undo(self) -> Change | None:
         """Revert the last edit; None if there is nothing to undo."""
-        if not self._undo:
+        edit = self._history.undo()
+        if edit is None:
             return None
-        edit = self._undo.pop()
-        self._redo.append(edit)
         return self._apply(f"undo {edit.action}", edit.before, edit.labels_before)
 
     def redo(self) -> Change | None:
         """Make the last undone edit again; None if there is nothing to redo."""
-        if not self._redo:
+        edit = self._history.redo()
+        if edit is None:
             return None
-        edit = self._redo.pop()
-        self._undo.append(edit)
         return self._apply(f"redo {edit.action}", edit.after, edit.labels_after)
 
     # ------------------------------------------------------------------ internals
@@ -582,10 +459,8 @@ class AnnotationSession:
                 labels = None
             if not after and labels is None:
                 return None
-            self._undo.append(_Edit(action, before, after,
-                                    None if labels is None else labels_before, labels))
-            del self._undo[:-UNDO_LIMIT]
-            self._redo.clear()
+            self._history.record(Edit(action, before, after,
+                                      None if labels is None else labels_before, labels))
         return self._apply(action, after, labels)
 
     def _apply(self, action: str, points: Mapping[Key, Point | None], labels) -> Change:
@@ -639,53 +514,3 @@ class AnnotationSession:
         if not self._in_video(frame):
             raise DustrackError(f"frame {frame} is outside the video ({self.n_frames} frames)")
         return frame
-
-
-def lost_frames(
-    xy: np.ndarray,
-    labels: Sequence[str],
-    frames: Sequence[int] | None = None,
-    spans: Mapping[str, tuple[int, int]] | None = None,
-) -> dict[str, list[int]]:
-    """Frames where optical flow lost each label: NaN rows of ``xy`` (n, L, 2).
-
-    ``spans`` limits a label to the frames flow was asked to fill (its keyframe span);
-    without it every row counts. Labels that lost nothing are left out.
-    """
-    xy = np.asarray(xy, dtype=float)
-    frames = np.arange(len(xy)) if frames is None else np.asarray(frames, dtype=np.int64)
-    lost = ~np.isfinite(xy).all(axis=2)
-    out: dict[str, list[int]] = {}
-    for j, label in enumerate(labels):
-        mask = lost[:, j].copy()
-        if spans is not None:
-            lo, hi = spans.get(label, (1, 0))
-            mask &= (frames >= lo) & (frames <= hi)
-        if mask.any():
-            out[label] = frames[mask].tolist()
-    return out
-
-
-def points_table(points: Mapping[Key, Point], labels: Sequence[str] = ()) -> pd.DataFrame:
-    """A validated point table from ``{(frame, label): Point}`` (sorted by frame, label order)."""
-    order = {lab: i for i, lab in enumerate(labels)}
-    keys = sorted(points, key=lambda k: (k[0], order.get(k[1], len(order)), k[1]))
-    rows = [(f, lab, points[(f, lab)]) for f, lab in keys]
-    table = pd.DataFrame({
-        "frame": np.array([f for f, _, _ in rows], dtype=np.int64),
-        "label": pd.Series([lab for _, lab, _ in rows], dtype=object),
-        "x": np.array([p.x for _, _, p in rows], dtype=float),
-        "y": np.array([p.y for _, _, p in rows], dtype=float),
-        "source": pd.Series([p.source for _, _, p in rows], dtype=object),
-        "confidence": np.array([p.confidence for _, _, p in rows], dtype=float),
-        "reviewed": np.array([p.reviewed for _, _, p in rows], dtype=bool),
-    })
-    return validate(table)
-
-
-def table_points(table: pd.DataFrame) -> dict[Key, Point]:
-    """Inverse of :func:`points_table`."""
-    return {
-        (int(f), str(lab)): Point(float(x), float(y), str(src), float(c), bool(r))
-        for f, lab, x, y, src, c, r in table[list(COLUMNS)].itertuples(index=False)
-    }

@@ -185,98 +185,123 @@ def run(frames, keys, params, ext_fwd, ext_bwd, progress, cancel, labels, cache_
     state = Tracks.make(plan)
     if not plan.active.any():
         return combine(plan, state)
-    path = path_of(frames)
-    offset = getattr(frames, "offset", 0)  # a FrameView numbers frames from its start
-    start, stop = int(plan.lo[plan.active].min()), int(plan.hi[plan.active].max())
-    total = _count_pairs(plan, start, stop)
-    cache: dict[int, np.ndarray] = {}
-    shape = None
-    cached_bytes = 0
-    worker = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="dustrack-sweep")
-              if SWEEP_THREAD else None)
-    pending = None
-    stopped = threading.Event()  # tells the sweep to stop early (cancel or failure)
-
-    def report():
-        if progress is not None:
-            progress(min(sum(state.pairs_done), total), total)
-
-    def wait_pending():
-        nonlocal pending
-        if pending is not None:
-            fut, pending = pending, None
-            fut.result()
-
-    def sweep(f, force=False):
-        nonlocal pending
-        top = plan.ready_top(f)
-        todo = plan.active & (top > state.swept)
-        if not todo.any():
-            return
-        if not force and int((top - state.swept)[todo].max()) < MIN_SWEEP and f < stop:
-            return
-        wait_pending()  # at most one sweep in flight: bounded memory
-        lo_l, top_l = state.swept.copy(), top.copy()
-        lo_frame = int(lo_l[todo].min())
-        images = {i: cache[i] for i in range(lo_frame, int(top_l[todo].max()) + 1)}
-        state.swept = np.where(todo, top, state.swept)
-        if worker is None:
-            _sweep(plan, state, images, todo, lo_l, top_l, params, stopped, cancel)
-        else:
-            pending = worker.submit(_sweep, plan, state, images, todo, lo_l, top_l, params,
-                                    stopped, cancel)
-        keep_from = min(f, int(state.swept[plan.active & (state.swept < plan.hi)].min(initial=f)))
-        for i in [i for i in cache if i < keep_from]:
-            del cache[i]
-
+    visit = _Visit(plan, state, params, cancel, progress, cache_bytes)
+    start, stop = visit.start, visit.stop
     failure = None
-    f = start
     reader = read_ahead(frames, range(start, stop + 1), depth=PREFETCH)
     try:
-        for f in range(start, stop + 1):
-            if cancel is not None and cancel.is_set():
+        visit.forward(reader, frames, keys, labels, pair_hook)
+    except Cancelled:
+        visit.abandon()
+        raise Cancelled(combine(plan, state)) from None
+    except FlowError as exc:
+        failure = exc
+    except BaseException:
+        visit.abandon()
+        raise
+    finally:
+        reader.close()
+        if visit.worker is not None:
+            visit.worker.shutdown(wait=True)
+    if failure is not None:
+        # keep what can be finished with the frames already decoded
+        _drain(visit.pending)
+        _finish_partial(plan, state, visit.cache, visit.f - 1, params, visit.stopped, cancel)
+        raise FlowError(failure.problem, failure.path, combine(plan, state))
+    visit.report()
+    return combine(plan, state)
+
+
+class _Visit:
+    """One forward visit of the frames: the frames in hand (for the backward sweeps) and the
+    sweep in flight (at most one, in a worker thread when ``SWEEP_THREAD``)."""
+
+    def __init__(self, plan: Plan, state: Tracks, params, cancel, progress, cache_bytes):
+        self.plan, self.state, self.params = plan, state, params
+        self.cancel, self.progress, self.cache_bytes = cancel, progress, cache_bytes
+        self.start = int(plan.lo[plan.active].min())
+        self.stop = int(plan.hi[plan.active].max())
+        self.total = _count_pairs(plan, self.start, self.stop)
+        self.cache: dict[int, np.ndarray] = {}
+        self.cached_bytes = 0
+        self.f = self.start  # the frame being visited
+        self.worker = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="dustrack-sweep")
+                       if SWEEP_THREAD else None)
+        self.pending = None
+        self.stopped = threading.Event()  # tells the sweep to stop early (cancel or failure)
+
+    def forward(self, reader, frames, keys, labels, pair_hook) -> None:
+        """Decode each frame, track the pair it closes, sweep back where a cut (or the memory
+        budget) allows; waits for the last sweep."""
+        plan, state, cache = self.plan, self.state, self.cache
+        path = path_of(frames)
+        offset = getattr(frames, "offset", 0)  # a FrameView numbers frames from its start
+        shape = None
+        for f in range(self.start, self.stop + 1):
+            self.f = f
+            if self.cancel is not None and self.cancel.is_set():
                 raise Cancelled()
             img = _read(reader, f, path, shape, offset)
             if shape is None:
                 shape = img.shape
                 check_inside(keys, shape, labels, path, offset)
-            cache[f] = img
-            cached_bytes += img.nbytes
-            if f % 16 == 0:  # frames dropped by sweeps: recount now and then
-                cached_bytes = sum(a.nbytes for a in cache.values())
-            if f > start:
-                _forward_step(plan, state, cache[f - 1], img, f - 1, params)
+            self._keep(f, img)
+            if f > self.start:
+                _forward_step(plan, state, cache[f - 1], img, f - 1, self.params)
                 if pair_hook is not None:  # e.g. the image-wide motion, on frames in hand
                     pair_hook(f - 1, cache[f - 1], img)
                 state.pairs_done[0] += 1
-            over = cached_bytes > cache_bytes
+            over = self.cached_bytes > self.cache_bytes
             if plan.is_cut(f):
-                sweep(f, force=f == stop)
+                self.sweep(f, force=f == self.stop)
             elif over:
-                sweep(f, force=True)
-            report()
-        wait_pending()
-    except Cancelled:
-        stopped.set()
-        _drain(pending)
-        raise Cancelled(combine(plan, state)) from None
-    except FlowError as exc:
-        failure = exc
-    except BaseException:
-        stopped.set()
-        _drain(pending)
-        raise
-    finally:
-        reader.close()
-        if worker is not None:
-            worker.shutdown(wait=True)
-    if failure is not None:
-        # keep what can be finished with the frames already decoded
-        _drain(pending)
-        _finish_partial(plan, state, cache, f - 1, params, stopped, cancel)
-        raise FlowError(failure.problem, failure.path, combine(plan, state))
-    report()
-    return combine(plan, state)
+                self.sweep(f, force=True)
+            self.report()
+        self.wait_pending()
+
+    def _keep(self, f: int, img: np.ndarray) -> None:
+        self.cache[f] = img
+        self.cached_bytes += img.nbytes
+        if f % 16 == 0:  # frames dropped by sweeps: recount now and then
+            self.cached_bytes = sum(a.nbytes for a in self.cache.values())
+
+    def report(self) -> None:
+        if self.progress is not None:
+            self.progress(min(sum(self.state.pairs_done), self.total), self.total)
+
+    def wait_pending(self) -> None:
+        if self.pending is not None:
+            fut, self.pending = self.pending, None
+            fut.result()
+
+    def abandon(self) -> None:
+        """Stop the sweep in flight (cancel or failure) and wait for it to end."""
+        self.stopped.set()
+        _drain(self.pending)
+
+    def sweep(self, f: int, force: bool = False) -> None:
+        """Run the backward tracks that frame ``f`` makes ready, then drop the frames no
+        backward track needs any more. Small sweeps wait (unless ``force``)."""
+        plan, state, cache = self.plan, self.state, self.cache
+        top = plan.ready_top(f)
+        todo = plan.active & (top > state.swept)
+        if not todo.any():
+            return
+        if not force and int((top - state.swept)[todo].max()) < MIN_SWEEP and f < self.stop:
+            return
+        self.wait_pending()  # at most one sweep in flight: bounded memory
+        lo_l, top_l = state.swept.copy(), top.copy()
+        lo_frame = int(lo_l[todo].min())
+        images = {i: cache[i] for i in range(lo_frame, int(top_l[todo].max()) + 1)}
+        state.swept = np.where(todo, top, state.swept)
+        args = (plan, state, images, todo, lo_l, top_l, self.params, self.stopped, self.cancel)
+        if self.worker is None:
+            _sweep(*args)
+        else:
+            self.pending = self.worker.submit(_sweep, *args)
+        keep_from = min(f, int(state.swept[plan.active & (state.swept < plan.hi)].min(initial=f)))
+        for i in [i for i in cache if i < keep_from]:
+            del cache[i]
 
 
 def _drain(pending) -> None:

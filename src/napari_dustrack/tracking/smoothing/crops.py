@@ -150,27 +150,9 @@ def lk_groups(prev, nxt, groups: list[np.ndarray], params: LKParams = LKParams()
         boxes = [((0, h, 0, w), np.arange(len(groups)))]
     else:
         boxes = point_boxes(groups, (h, w), margin, 2 ** params.max_level)
-    for (y0, y1, x0, x1), members in boxes:
+    for box, members in boxes:
         pts = np.concatenate([groups[i] for i in members])
-        finite = np.isfinite(pts).all(axis=1)
-        offset = np.array([x0, y0], dtype=np.float32)
-        res = np.full(pts.shape, np.nan)
-        good = np.zeros(len(pts), dtype=bool)
-        p32 = pts[finite].astype(np.float32)
-        crop_new, status = _lk_raw(np.ascontiguousarray(prev[y0:y1, x0:x1]),
-                                   np.ascontiguousarray(nxt[y0:y1, x0:x1]), p32 - offset, params)
-        crop_new = crop_new + offset
-        if exact:
-            inner = margin - motion / 2
-            near = ((crop_new[:, 0] < x0 + inner) & (x0 > 0)) | \
-                   ((crop_new[:, 0] > x1 - inner) & (x1 < w)) | \
-                   ((crop_new[:, 1] < y0 + inner) & (y0 > 0)) | \
-                   ((crop_new[:, 1] > y1 - inner) & (y1 < h))
-            redo = ~status | near | ~np.isfinite(crop_new).all(axis=1)
-            if redo.any():
-                crop_new[redo], status[redo] = _lk_raw(prev, nxt, p32[redo], params)
-        res[finite] = crop_new
-        good[finite] = status & np.isfinite(crop_new).all(axis=1)
+        res, good = _track_box(prev, nxt, pts, box, params, margin, motion, exact)
         start = 0
         for i in members:
             n = len(groups[i])
@@ -178,3 +160,31 @@ def lk_groups(prev, nxt, groups: list[np.ndarray], params: LKParams = LKParams()
             ok[i] = good[start:start + n]
             start += n
     return new, ok
+
+
+def _track_box(prev, nxt, pts, box, params: LKParams, margin: int, motion: float, exact: bool):
+    """LK on the crop ``box`` = ``(y0, y1, x0, x1)`` for the points ``pts`` (n, 2) it holds
+    (NaN rows skipped); with ``exact``, points lost or near the crop border are re-run on the
+    full frames. Returns positions (n, 2) and ok (n,), as :func:`lk_groups`."""
+    y0, y1, x0, x1 = box
+    h, w = prev.shape[:2]
+    finite = np.isfinite(pts).all(axis=1)
+    offset = np.array([x0, y0], dtype=np.float32)
+    res = np.full(pts.shape, np.nan)
+    good = np.zeros(len(pts), dtype=bool)
+    p32 = pts[finite].astype(np.float32)
+    crop_new, status = _lk_raw(np.ascontiguousarray(prev[y0:y1, x0:x1]),
+                               np.ascontiguousarray(nxt[y0:y1, x0:x1]), p32 - offset, params)
+    crop_new = crop_new + offset
+    if exact:
+        inner = margin - motion / 2
+        near = ((crop_new[:, 0] < x0 + inner) & (x0 > 0)) | \
+               ((crop_new[:, 0] > x1 - inner) & (x1 < w)) | \
+               ((crop_new[:, 1] < y0 + inner) & (y0 > 0)) | \
+               ((crop_new[:, 1] > y1 - inner) & (y1 < h))
+        redo = ~status | near | ~np.isfinite(crop_new).all(axis=1)
+        if redo.any():
+            crop_new[redo], status[redo] = _lk_raw(prev, nxt, p32[redo], params)
+    res[finite] = crop_new
+    good[finite] = status & np.isfinite(crop_new).all(axis=1)
+    return res, good
