@@ -91,7 +91,7 @@ def test_fill_flags_unreliable_frames_and_k_walks_them(make_napari_viewer, qtbot
     got, _ = to_array(widget.session.table(), labels, N_FRAMES)
     keys = widget.session.keys_array(labels)
     frames = open_frames(widget.cine_layer)
-    want, _ = fill_between(frames, keys, widget.lk_params(), labels=labels, method="dustrack")
+    want, _ = fill_between(frames, keys, params=widget.lk_params(), labels=labels, method="dustrack")
     np.testing.assert_allclose(got, want, atol=1e-9)
     assert "Optical flow" in sent[-1][0] and "unreliable" in sent[-1][0]
     settle(qtbot, widget)

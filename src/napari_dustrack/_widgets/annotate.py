@@ -393,6 +393,8 @@ class AnnotateWidget(QWidget):
     def _apply_tracks(self, view, labels, generation: int) -> None:
         if generation != self._tracks_generation or self.session is None:
             return  # a newer redraw is on its way (or the cine was closed)
+        if self.cine_layer is None or self.cine_layer not in self.viewer.layers:
+            return  # the viewer is closing: its layers are going
         data, features = view
         layer = self.tracks_layer
         if len(data) == 0:
