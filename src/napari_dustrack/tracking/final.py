@@ -160,6 +160,83 @@ def combine(flow, flow_conf, model, model_conf, model_sigma=None):
     return z, np.clip(w_sum * REFERENCE_SIGMA**2, 0.0, 1.0)
 
 
+def closed_flow(frames, keys: np.ndarray, flow: np.ndarray, *, params=None, cancel=None
+                ) -> np.ndarray:
+    """The fill with each LK track's closure error removed, where the fill is LK-RSTC.
+
+    A forward LK track from keyframe ``s`` arrives at keyframe ``e`` off the annotation by its
+    accumulated drift ``dF`` (and the backward track at ``s`` by ``dB``). LK's error grows with
+    the motion it follows, so the drift is taken back along the track in proportion to the path
+    length covered so far; the two corrected tracks then meet both keyframes and are averaged
+    (their remaining errors are alike in size: a bridge pinned at both ends). RSTC only blends
+    the uncorrected tracks. Segments where ``flow`` is not the LK-RSTC blend of these tracks
+    (re-tracked by the robust fill, or LK lost the point) keep ``flow``.
+
+    Parameters
+    ----------
+    frames : sequence of 2-D frames
+    keys : (N, L, 2)
+        Keyframe positions (exact annotations), NaN elsewhere.
+    flow : (N, L, 2)
+        The keyframe fill on the same keys.
+    """
+    from .lk import LKParams, lk_track, rstc_weight
+    from .robust_fill import _Gray, _raise_if_cancelled
+
+    params = params or LKParams()
+    out = np.array(flow, float)
+    keyed = np.isfinite(keys).all(axis=2)
+    groups: dict = {}
+    for lab in range(keys.shape[1]):
+        kf = np.flatnonzero(keyed[:, lab])
+        for s, e in zip(kf[:-1], kf[1:]):
+            if e - s >= 2:
+                groups.setdefault((int(s), int(e)), []).append(lab)
+    src = _Gray(frames)
+    for (s, e), labs in sorted(groups.items()):
+        _raise_if_cancelled(cancel)
+        F, B = np.empty((e - s + 1, len(labs), 2)), np.empty((e - s + 1, len(labs), 2))
+        F[0], B[-1] = keys[s, labs], keys[e, labs]
+        for u in range(s, e):
+            F[u + 1 - s] = lk_track(src[u], src[u + 1], F[u - s], params)[0]
+        for u in range(e, s, -1):
+            B[u - 1 - s] = lk_track(src[u], src[u - 1], B[u - s], params)[0]
+        src.clear()
+        w = rstc_weight(np.arange(s, e + 1), s, e)[:, None, None]
+        same = np.abs(w * F + (1 - w) * B - out[s:e + 1, labs]).max(axis=(0, 2)) < 1e-3
+        bridged = 0.5 * (_close(F, keys[e, labs]) + _close(B[::-1], keys[s, labs])[::-1])
+        for j, lab in enumerate(labs):
+            if same[j]:  # NaN (LK lost it) compares False: the fill is kept
+                out[s + 1:e, lab] = bridged[1:-1, j]
+    return out
+
+
+def _close(track: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """``track`` (n, L, 2) from its first row on, its end moved onto ``target`` (L, 2): the
+    closure error taken back in proportion to the path length covered."""
+    path = np.cumsum(np.r_[np.zeros((1, track.shape[1])),
+                           np.hypot(*np.diff(track, axis=0).transpose(2, 0, 1))], axis=0)
+    share = path / np.where(path[-1] > 0, path[-1], 1.0)
+    share[:, path[-1] <= 0] = np.linspace(0.0, 1.0, len(track))[:, None]
+    return track - share[..., None] * (track[-1] - target)[None]
+
+
+def _sigma_against(model, flow, flow_conf, ann) -> np.ndarray:
+    """Per label, the model's random error on frames nobody annotated, from its disagreement
+    with confident flow there: the residual at the annotations flatters a model trained on
+    them. ``var(model - flow) - FLOW_SIGMA^2``, at least ``FLOW_SIGMA``; NaN where fewer than
+    ``MIN_BIAS_POINTS`` frames compare."""
+    ok = np.isfinite(model).all(axis=2) & np.isfinite(flow).all(axis=2) \
+        & ~np.isfinite(ann).all(axis=2)
+    if flow_conf is not None:
+        ok &= np.nan_to_num(flow_conf) >= 0.5
+    d2 = np.where(ok, ((np.nan_to_num(model) - np.nan_to_num(flow)) ** 2).sum(axis=2), 0.0)
+    n = ok.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = d2.sum(axis=0) / n - FLOW_SIGMA**2
+    return np.where(n >= MIN_BIAS_POINTS, np.sqrt(np.maximum(var, FLOW_SIGMA**2)), np.nan)
+
+
 @dataclass
 class Final:
     """Result of :func:`final_tracks`: positions, confidence, the model's bias and the flags."""
@@ -173,7 +250,8 @@ class Final:
 def final_tracks(frames, *, window: int, annotations: np.ndarray | None = None,
                  flow: np.ndarray | None = None, flow_confidence: np.ndarray | None = None,
                  model: np.ndarray | None = None, model_confidence: np.ndarray | None = None,
-                 correct_bias: bool = True, labels=None, progress=None, cancel=None) -> Final:
+                 correct_bias: bool = True, close_flow: bool = True, labels=None, progress=None,
+                 cancel=None) -> Final:
     """Final tracks (N, L, 2) from annotations, flow and model (any of them may be missing).
 
     Parameters
@@ -188,6 +266,9 @@ def final_tracks(frames, *, window: int, annotations: np.ndarray | None = None,
         The keyframe fill and the model's predictions, with their confidences (N, L).
     correct_bias : bool
         Measure the model's systematic error against the annotations and remove it.
+    close_flow : bool
+        Remove the LK tracks' closure error at the annotations from the flow
+        (:func:`closed_flow`) where the flow is the LK-RSTC fill between them.
 
     Raises
     ------
@@ -204,15 +285,20 @@ def final_tracks(frames, *, window: int, annotations: np.ndarray | None = None,
         raise DustrackError(f"annotations, flow and model must have the same shape (frames, "
                             f"labels, 2); got {[np.shape(a) for a in sources]}")
     ann = np.full(shape, np.nan) if annotations is None else np.asarray(annotations, float)
-    bias = None
+    if flow is not None and close_flow:
+        flow = closed_flow(frames, ann, np.asarray(flow, float), cancel=cancel)
+    bias = sigma = None
     if model is not None and correct_bias:
         bias = model_bias(np.asarray(model, float), ann)
         model = bias.correct(np.asarray(model, float))
+        sigma = bias.residual
+    if model is not None and flow is not None:
+        sigma = np.fmax(_sigma_against(model, flow, flow_confidence, ann), sigma if sigma
+                        is not None else np.nan)
     if flow is None and model is None:
         z, c = ann.copy(), np.isfinite(ann).all(axis=2).astype(float)
     else:
-        z, c = combine(flow, flow_confidence, model, model_confidence,
-                       None if bias is None else bias.residual)
+        z, c = combine(flow, flow_confidence, model, model_confidence, sigma)
     anchors = np.isfinite(ann).all(axis=2)
     z[anchors], c[anchors] = ann[anchors], 1.0
     xy = smooth(frames, z, window, "fusion", confidence=c, labels=labels, anchors=anchors,
