@@ -293,8 +293,8 @@ def final_tracks(frames, *, window: int, annotations: np.ndarray | None = None,
         model = bias.correct(np.asarray(model, float))
         sigma = bias.residual
     if model is not None and flow is not None:
-        sigma = np.fmax(_sigma_against(model, flow, flow_confidence, ann), sigma if sigma
-                        is not None else np.nan)
+        measured = _sigma_against(np.asarray(model, float), flow, flow_confidence, ann)
+        sigma = measured if sigma is None else np.fmax(measured, sigma)
     if flow is None and model is None:
         z, c = ann.copy(), np.isfinite(ann).all(axis=2).astype(float)
     else:
