@@ -18,7 +18,7 @@ annotations, and runs the ``fusion`` smoother over the result with the annotatio
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -131,6 +131,8 @@ def _main_axis(v: np.ndarray) -> np.ndarray:
 FLOW_SIGMA = 0.3  # px: error of a flow point of confidence 1 (LK on speckle, sub-pixel)
 MODEL_SIGMA = 2.0  # px: the model's error where it could not be measured against annotations
 REFERENCE_SIGMA = 0.5  # px: a combined error this small gives the smoother's full weight
+ENSEMBLE_WINDOWS = (31, 45, 61)  # LK windows whose closed tracks are averaged (45: DUSTrack's)
+ENSEMBLE_TOL = 2.0  # px: a window's closed track farther than this from the fill's is left out
 
 
 def combine(flow, flow_conf, model, model_conf, model_sigma=None):
@@ -172,6 +174,11 @@ def closed_flow(frames, keys: np.ndarray, flow: np.ndarray, *, params=None, canc
     the uncorrected tracks. Segments where ``flow`` is not the LK-RSTC blend of these tracks
     (re-tracked by the robust fill, or LK lost the point) keep ``flow``.
 
+    Elsewhere the corrected tracks of LK windows ``ENSEMBLE_WINDOWS`` (besides the fill's)
+    are averaged too: each window sees another neighbourhood of speckle, so part of their
+    errors is independent and averages out. A window's track that strays from the fill's own
+    corrected track by more than ``ENSEMBLE_TOL`` lost the point and is left out.
+
     Parameters
     ----------
     frames : sequence of 2-D frames
@@ -180,7 +187,7 @@ def closed_flow(frames, keys: np.ndarray, flow: np.ndarray, *, params=None, canc
     flow : (N, L, 2)
         The keyframe fill on the same keys.
     """
-    from .lk import LKParams, lk_track, rstc_weight
+    from .lk import LKParams, rstc_weight
     from .robust_fill import _Gray, _raise_if_cancelled
 
     params = params or LKParams()
@@ -195,20 +202,49 @@ def closed_flow(frames, keys: np.ndarray, flow: np.ndarray, *, params=None, canc
     src = _Gray(frames)
     for (s, e), labs in sorted(groups.items()):
         _raise_if_cancelled(cancel)
-        F, B = np.empty((e - s + 1, len(labs), 2)), np.empty((e - s + 1, len(labs), 2))
-        F[0], B[-1] = keys[s, labs], keys[e, labs]
-        for u in range(s, e):
-            F[u + 1 - s] = lk_track(src[u], src[u + 1], F[u - s], params)[0]
-        for u in range(e, s, -1):
-            B[u - 1 - s] = lk_track(src[u], src[u - 1], B[u - s], params)[0]
-        src.clear()
+        F, B = _tracks(src, keys, labs, s, e, params)
         w = rstc_weight(np.arange(s, e + 1), s, e)[:, None, None]
         same = np.abs(w * F + (1 - w) * B - out[s:e + 1, labs]).max(axis=(0, 2)) < 1e-3
-        bridged = 0.5 * (_close(F, keys[e, labs]) + _close(B[::-1], keys[s, labs])[::-1])
+        bridged = _ensemble(src, keys, labs, s, e, params, _bridge(F, B, keys[s, labs],
+                                                                   keys[e, labs]))
+        src.clear()
         for j, lab in enumerate(labs):
             if same[j]:  # NaN (LK lost it) compares False: the fill is kept
                 out[s + 1:e, lab] = bridged[1:-1, j]
     return out
+
+
+def _tracks(src, keys, labs, s, e, params):
+    """Forward and backward LK tracks of ``labs`` from keyframe ``s`` to ``e`` and back."""
+    from .lk import lk_track
+
+    F, B = np.empty((e - s + 1, len(labs), 2)), np.empty((e - s + 1, len(labs), 2))
+    F[0], B[-1] = keys[s, labs], keys[e, labs]
+    for u in range(s, e):
+        F[u + 1 - s] = lk_track(src[u], src[u + 1], F[u - s], params)[0]
+    for u in range(e, s, -1):
+        B[u - 1 - s] = lk_track(src[u], src[u - 1], B[u - s], params)[0]
+    return F, B
+
+
+def _bridge(F, B, start, end):
+    """Mean of the forward and backward tracks, each closed onto the other keyframe."""
+    return 0.5 * (_close(F, end) + _close(B[::-1], start)[::-1])
+
+
+def _ensemble(src, keys, labs, s, e, params, main):
+    """``main`` averaged with the closed tracks of the other LK windows that stay near it."""
+    total, count = main.copy(), np.ones(main.shape[:2])
+    for win in ENSEMBLE_WINDOWS:
+        if win == params.win_size:
+            continue
+        other = _bridge(*_tracks(src, keys, labs, s, e, replace(params, win_size=win)),
+                        keys[s, labs], keys[e, labs])
+        near = (np.hypot(*(other - main).transpose(2, 0, 1)) <= ENSEMBLE_TOL).all(axis=0)
+        near = np.broadcast_to(near, count.shape)
+        total += np.where(near[..., None], np.nan_to_num(other), 0.0)
+        count += near
+    return total / count[..., None]
 
 
 def _close(track: np.ndarray, target: np.ndarray) -> np.ndarray:
