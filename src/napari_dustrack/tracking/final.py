@@ -12,8 +12,10 @@ Every source says something different about a point:
   against the annotations (mean signed error per label, and its trend along the label's main
   direction of motion) and :meth:`Bias.correct` removes it.
 
-:func:`final_tracks` weighs flow and (corrected) model per frame by their confidences, pins the
-annotations, and runs the ``fusion`` smoother over the result with the annotations as anchors.
+:func:`final_tracks` first takes the fill's LK drift back at the annotations
+(:func:`closed_flow`), then weighs flow and (corrected) model per frame by their errors, pins
+the annotations, and runs the ``fusion`` smoother over the result with the annotations as
+anchors.
 """
 
 from __future__ import annotations
