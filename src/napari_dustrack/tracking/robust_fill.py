@@ -243,9 +243,10 @@ def _step(a, b, p, rel, m: PairMotion, tmpl, reacq, coasting, params):
         ncc_m, ncc_g = fc.patch_ncc(b, meas, tmpl), fc.patch_ncc(b, guess, tmpl)
         locked |= doubt & ~(np.nan_to_num(ncc_m, nan=-1) > np.nan_to_num(ncc_g, nan=-1) + 0.1)
     new = np.where(locked[:, None], guess, meas)
-    new, coasting = _reacquire(b, new, reacq, np.where(locked, 0.0, coasting))
+    new, after = _reacquire(b, new, reacq, np.where(locked, 0.0, coasting))
     step = np.nan_to_num(np.hypot(*(guess - p).T))
-    coasting = np.where(live & (locked | (coasting > 0)), coasting + step + 1e-6, 0.0)
+    coasting = np.where(live & (locked | (after > 0)), np.where(locked, coasting, after)
+                        + step + 1e-6, 0.0)
     new_rel = np.where(locked, rel * COAST,
                        np.where(coasting > 0, rel, np.minimum(rel + 0.25, 1.0)))
     return np.where(live[:, None], new, np.nan), np.where(live, new_rel, 0.0), coasting
