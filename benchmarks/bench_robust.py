@@ -175,8 +175,10 @@ def smooth_case(sim, video, frames, truth, fill, repeat):
     return out
 
 
-def loop_case(sim, video, frames, truth, keys, labels, fill, peer_xy, minutes, seed):
-    """Fill -> accept -> train -> predict -> final tracks; and DUSTrack's flow pipeline."""
+def loop_case(sim, video, frames, truth, keys, labels, fill, peer_xy, minutes, seed,
+              reuse=False):
+    """Fill -> accept -> train -> predict -> final tracks; and DUSTrack's flow pipeline.
+    ``reuse``: the predictions of the last run's model, when there are some (no training)."""
     import shutil
 
     import pandas as pd
@@ -192,13 +194,19 @@ def loop_case(sim, video, frames, truth, keys, labels, fill, peer_xy, minutes, s
     flow = from_array(xy, labels, source="flow", confidence=conf, reviewed=True)  # all accepted
     curated = validate(pd.concat([from_array(keys, labels, source="manual"),
                                   flow[~flow["frame"].isin(key_frames)]], ignore_index=True))
-    model_dir = DATA / sim.scenario / "model"
-    shutil.rmtree(model_dir, ignore_errors=True)
+    model_dir, pred_csv = DATA / sim.scenario / "model", DATA / sim.scenario / "pred.csv"
     t0 = time.perf_counter()
-    jobs.submit(jobs.train_task, str(video), curated, str(model_dir),
-                {"minutes": minutes, "seed": seed}).wait()
-    pred = jobs.submit(jobs.predict_task, str(video), str(model_dir),
-                       str(DATA / sim.scenario / "pred.csv")).wait()
+    reused = reuse and pred_csv.exists()
+    if reused:
+        pred = pd.read_csv(pred_csv)
+        if (model_dir / "reused.json").exists():
+            minutes = json.loads((model_dir / "reused.json").read_text())["minutes"]
+    else:
+        shutil.rmtree(model_dir, ignore_errors=True)
+        jobs.submit(jobs.train_task, str(video), curated, str(model_dir),
+                    {"minutes": minutes, "seed": seed}).wait()
+        pred = jobs.submit(jobs.predict_task, str(video), str(model_dir), str(pred_csv)).wait()
+        (model_dir / "reused.json").write_text(json.dumps({"minutes": minutes}))
     t_model = time.perf_counter() - t0
     model, _ = to_array(pred, labels, n)
     model_c, _ = to_array(pred, labels, n, column="confidence")
@@ -215,7 +223,7 @@ def loop_case(sim, video, frames, truth, keys, labels, fill, peer_xy, minutes, s
             "final": errors(final.xy[:last + 1], t, m),
             "DUSTrack flow pipeline": errors(peer_smooth, t, m),
             "bias": final.bias.lines(labels) if final.bias is not None else [],
-            "train_predict_s": t_model, "minutes": minutes}
+            "train_predict_s": t_model, "minutes": minutes, "reused": reused}
 
 
 def report(results, load) -> str:
@@ -263,8 +271,9 @@ def report(results, load) -> str:
         if "loop" not in r:
             continue
         lp = r["loop"]
-        lines.append(f"\n### {sc}: the loop (train {lp['minutes']:g} min, train + predict "
-                     f"{lp['train_predict_s']:.0f} s)\n")
+        how = ("the previous run's predictions" if lp.get("reused") else
+               f"train + predict {lp['train_predict_s']:.0f} s")
+        lines.append(f"\n### {sc}: the loop (train {lp['minutes']:g} min, {how})\n")
         lines.append("| stage | RMSE | p95 | worst |")
         lines.append("|---|---|---|---|")
         for name in ("fill", "model", "final", "DUSTrack flow pipeline"):
@@ -284,6 +293,8 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--loop", action="store_true", help="also run train/predict/final tracks")
     ap.add_argument("--minutes", type=float, default=4.0, help="training time of the loop")
+    ap.add_argument("--reuse-model", action="store_true",
+                    help="loop: reuse the last run's predictions (and its minutes), no training")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore", RuntimeWarning)
@@ -301,7 +312,8 @@ def main(argv=None):
         if args.loop:
             print(f"[{sc}] loop (train {args.minutes:g} min) ...", file=sys.stderr)
             results[sc]["loop"] = loop_case(sim, video, frames, truth, keys, labels,
-                                            outs["robust"], outs["peer"], args.minutes, args.seed)
+                                            outs["robust"], outs["peer"], args.minutes, args.seed,
+                                            args.reuse_model)
     print(report(results, os.getloadavg()))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))

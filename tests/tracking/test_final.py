@@ -10,7 +10,7 @@ from napari_dustrack.cli import main
 from napari_dustrack.errors import DustrackError
 from napari_dustrack.io.table import from_array, read_points_csv, to_array, write_points_csv
 from napari_dustrack.simulate import noisy_estimates, simulate, write_simulation
-from napari_dustrack.tracking.final import final_tracks, model_bias
+from napari_dustrack.tracking.final import closed_flow, final_tracks, model_bias
 from napari_dustrack.tracking.flow import fill_between
 
 
@@ -61,6 +61,23 @@ def test_final_tracks_keep_annotations_and_beat_their_inputs(slide):
     best = min(_rmse(flow, truth), _rmse(model, truth))
     assert _rmse(final.xy, truth) <= best
     assert final.bias is not None and final.flags.points >= 0
+
+
+def test_closed_flow_takes_back_the_drift_where_the_fill_is_lk_rstc():
+    sim = simulate("cardiac", n_frames=61, seed=5)
+    truth, _ = to_array(sim.truth, sim.labels, 61)
+    keys = np.full_like(truth, np.nan)
+    keys[::20] = truth[::20]
+    flow, _ = fill_between(sim.frames, keys, method="dustrack")
+    closed = closed_flow(sim.frames, keys, flow)
+    np.testing.assert_array_equal(closed[::20], keys[::20])
+    assert _rmse(closed, truth) < 0.95 * _rmse(flow, truth)
+    # a segment that is not the LK-RSTC blend (re-tracked, edited) is left as it is
+    other = flow.copy()
+    other[21:40, 0] += 0.5
+    kept = closed_flow(sim.frames, keys, other)
+    np.testing.assert_array_equal(kept[21:40, 0], other[21:40, 0])
+    np.testing.assert_array_equal(kept[1:20], closed[1:20])
 
 
 def test_final_tracks_need_an_input_of_one_shape(slide):

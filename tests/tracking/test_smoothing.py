@@ -162,6 +162,21 @@ def test_chunks_give_the_one_pass_result(sim, mode):
         np.testing.assert_array_equal(seq, one)
 
 
+@pytest.mark.parametrize("mode", ["dustrack", "fast", "fusion"])
+def test_chunks_keep_anchors_like_the_one_pass(sim, mode):
+    s, truth, raw = sim
+    anchored = raw.copy()
+    anchors = np.zeros(raw.shape[:2], bool)
+    anchors[::7] = True
+    anchored[anchors] = truth[anchors]
+    one = smooth(s.frames, anchored, W, mode, anchors=anchors)
+    chunked = smooth_chunked(s.frames, anchored, W, mode, chunk_frames=14, anchors=anchors)
+    np.testing.assert_allclose(chunked, one, rtol=0, atol=1e-9)
+    assert np.abs(chunked[anchors] - truth[anchors]).max() < 0.1
+    free = smooth_chunked(s.frames, anchored, W, mode, chunk_frames=14)
+    assert np.abs(free[anchors] - truth[anchors]).max() > 0.1  # the anchors made the difference
+
+
 def test_chunks_on_distributed_workers(sim, video):
     distributed = pytest.importorskip("distributed")
     s, _, raw = sim

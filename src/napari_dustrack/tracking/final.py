@@ -12,13 +12,15 @@ Every source says something different about a point:
   against the annotations (mean signed error per label, and its trend along the label's main
   direction of motion) and :meth:`Bias.correct` removes it.
 
-:func:`final_tracks` weighs flow and (corrected) model per frame by their confidences, pins the
-annotations, and runs the ``fusion`` smoother over the result with the annotations as anchors.
+:func:`final_tracks` first takes the fill's LK drift back at the annotations
+(:func:`closed_flow`), then weighs flow and (corrected) model per frame by their errors, pins
+the annotations, and runs the ``fusion`` smoother over the result with the annotations as
+anchors.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -131,6 +133,8 @@ def _main_axis(v: np.ndarray) -> np.ndarray:
 FLOW_SIGMA = 0.3  # px: error of a flow point of confidence 1 (LK on speckle, sub-pixel)
 MODEL_SIGMA = 2.0  # px: the model's error where it could not be measured against annotations
 REFERENCE_SIGMA = 0.5  # px: a combined error this small gives the smoother's full weight
+ENSEMBLE_WINDOWS = (31, 45, 61)  # LK windows whose closed tracks are averaged (45: DUSTrack's)
+ENSEMBLE_TOL = 2.0  # px: a window's closed track farther than this from the fill's is left out
 
 
 def combine(flow, flow_conf, model, model_conf, model_sigma=None):
@@ -160,6 +164,117 @@ def combine(flow, flow_conf, model, model_conf, model_sigma=None):
     return z, np.clip(w_sum * REFERENCE_SIGMA**2, 0.0, 1.0)
 
 
+def closed_flow(frames, keys: np.ndarray, flow: np.ndarray, *, params=None, cancel=None
+                ) -> np.ndarray:
+    """The fill with each LK track's closure error removed, where the fill is LK-RSTC.
+
+    A forward LK track from keyframe ``s`` arrives at keyframe ``e`` off the annotation by its
+    accumulated drift ``dF`` (and the backward track at ``s`` by ``dB``). LK's error grows with
+    the motion it follows, so the drift is taken back along the track in proportion to the path
+    length covered so far; the two corrected tracks then meet both keyframes and are averaged
+    (their remaining errors are alike in size: a bridge pinned at both ends). RSTC only blends
+    the uncorrected tracks. Segments where ``flow`` is not the LK-RSTC blend of these tracks
+    (re-tracked by the robust fill, or LK lost the point) keep ``flow``.
+
+    Elsewhere the corrected tracks of LK windows ``ENSEMBLE_WINDOWS`` (besides the fill's)
+    are averaged too: each window sees another neighbourhood of speckle, so part of their
+    errors is independent and averages out. A window's track that strays from the fill's own
+    corrected track by more than ``ENSEMBLE_TOL`` lost the point and is left out.
+
+    Parameters
+    ----------
+    frames : sequence of 2-D frames
+    keys : (N, L, 2)
+        Keyframe positions (exact annotations), NaN elsewhere.
+    flow : (N, L, 2)
+        The keyframe fill on the same keys.
+    """
+    from .lk import LKParams, rstc_weight
+    from .robust_fill import _Gray, _raise_if_cancelled
+
+    params = params or LKParams()
+    out = np.array(flow, float)
+    keyed = np.isfinite(keys).all(axis=2)
+    groups: dict = {}
+    for lab in range(keys.shape[1]):
+        kf = np.flatnonzero(keyed[:, lab])
+        for s, e in zip(kf[:-1], kf[1:]):
+            if e - s >= 2:
+                groups.setdefault((int(s), int(e)), []).append(lab)
+    src = _Gray(frames)
+    for (s, e), labs in sorted(groups.items()):
+        _raise_if_cancelled(cancel)
+        F, B = _tracks(src, keys, labs, s, e, params)
+        w = rstc_weight(np.arange(s, e + 1), s, e)[:, None, None]
+        same = np.abs(w * F + (1 - w) * B - out[s:e + 1, labs]).max(axis=(0, 2)) < 1e-3
+        bridged = _ensemble(src, keys, labs, s, e, params, _bridge(F, B, keys[s, labs],
+                                                                   keys[e, labs]))
+        src.clear()
+        for j, lab in enumerate(labs):
+            if same[j]:  # NaN (LK lost it) compares False: the fill is kept
+                out[s + 1:e, lab] = bridged[1:-1, j]
+    return out
+
+
+def _tracks(src, keys, labs, s, e, params):
+    """Forward and backward LK tracks of ``labs`` from keyframe ``s`` to ``e`` and back."""
+    from .lk import lk_track
+
+    F, B = np.empty((e - s + 1, len(labs), 2)), np.empty((e - s + 1, len(labs), 2))
+    F[0], B[-1] = keys[s, labs], keys[e, labs]
+    for u in range(s, e):
+        F[u + 1 - s] = lk_track(src[u], src[u + 1], F[u - s], params)[0]
+    for u in range(e, s, -1):
+        B[u - 1 - s] = lk_track(src[u], src[u - 1], B[u - s], params)[0]
+    return F, B
+
+
+def _bridge(F, B, start, end):
+    """Mean of the forward and backward tracks, each closed onto the other keyframe."""
+    return 0.5 * (_close(F, end) + _close(B[::-1], start)[::-1])
+
+
+def _ensemble(src, keys, labs, s, e, params, main):
+    """``main`` averaged with the closed tracks of the other LK windows that stay near it."""
+    total, count = main.copy(), np.ones(main.shape[:2])
+    for win in ENSEMBLE_WINDOWS:
+        if win == params.win_size:
+            continue
+        other = _bridge(*_tracks(src, keys, labs, s, e, replace(params, win_size=win)),
+                        keys[s, labs], keys[e, labs])
+        near = (np.hypot(*(other - main).transpose(2, 0, 1)) <= ENSEMBLE_TOL).all(axis=0)
+        near = np.broadcast_to(near, count.shape)
+        total += np.where(near[..., None], np.nan_to_num(other), 0.0)
+        count += near
+    return total / count[..., None]
+
+
+def _close(track: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """``track`` (n, L, 2) from its first row on, its end moved onto ``target`` (L, 2): the
+    closure error taken back in proportion to the path length covered."""
+    path = np.cumsum(np.r_[np.zeros((1, track.shape[1])),
+                           np.hypot(*np.diff(track, axis=0).transpose(2, 0, 1))], axis=0)
+    share = path / np.where(path[-1] > 0, path[-1], 1.0)
+    share[:, path[-1] <= 0] = np.linspace(0.0, 1.0, len(track))[:, None]
+    return track - share[..., None] * (track[-1] - target)[None]
+
+
+def _sigma_against(model, flow, flow_conf, ann) -> np.ndarray:
+    """Per label, the model's random error on frames nobody annotated, from its disagreement
+    with confident flow there: the residual at the annotations flatters a model trained on
+    them. ``var(model - flow) - FLOW_SIGMA^2``, at least ``FLOW_SIGMA``; NaN where fewer than
+    ``MIN_BIAS_POINTS`` frames compare."""
+    ok = np.isfinite(model).all(axis=2) & np.isfinite(flow).all(axis=2) \
+        & ~np.isfinite(ann).all(axis=2)
+    if flow_conf is not None:
+        ok &= np.nan_to_num(flow_conf) >= 0.5
+    d2 = np.where(ok, ((np.nan_to_num(model) - np.nan_to_num(flow)) ** 2).sum(axis=2), 0.0)
+    n = ok.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = d2.sum(axis=0) / n - FLOW_SIGMA**2
+    return np.where(n >= MIN_BIAS_POINTS, np.sqrt(np.maximum(var, FLOW_SIGMA**2)), np.nan)
+
+
 @dataclass
 class Final:
     """Result of :func:`final_tracks`: positions, confidence, the model's bias and the flags."""
@@ -173,7 +288,8 @@ class Final:
 def final_tracks(frames, *, window: int, annotations: np.ndarray | None = None,
                  flow: np.ndarray | None = None, flow_confidence: np.ndarray | None = None,
                  model: np.ndarray | None = None, model_confidence: np.ndarray | None = None,
-                 correct_bias: bool = True, labels=None, progress=None, cancel=None) -> Final:
+                 correct_bias: bool = True, close_flow: bool = True, labels=None, progress=None,
+                 cancel=None) -> Final:
     """Final tracks (N, L, 2) from annotations, flow and model (any of them may be missing).
 
     Parameters
@@ -188,6 +304,9 @@ def final_tracks(frames, *, window: int, annotations: np.ndarray | None = None,
         The keyframe fill and the model's predictions, with their confidences (N, L).
     correct_bias : bool
         Measure the model's systematic error against the annotations and remove it.
+    close_flow : bool
+        Remove the LK tracks' closure error at the annotations from the flow
+        (:func:`closed_flow`) where the flow is the LK-RSTC fill between them.
 
     Raises
     ------
@@ -204,15 +323,20 @@ def final_tracks(frames, *, window: int, annotations: np.ndarray | None = None,
         raise DustrackError(f"annotations, flow and model must have the same shape (frames, "
                             f"labels, 2); got {[np.shape(a) for a in sources]}")
     ann = np.full(shape, np.nan) if annotations is None else np.asarray(annotations, float)
-    bias = None
+    if flow is not None and close_flow:
+        flow = closed_flow(frames, ann, np.asarray(flow, float), cancel=cancel)
+    bias = sigma = None
     if model is not None and correct_bias:
         bias = model_bias(np.asarray(model, float), ann)
         model = bias.correct(np.asarray(model, float))
+        sigma = bias.residual
+    if model is not None and flow is not None:
+        measured = _sigma_against(np.asarray(model, float), flow, flow_confidence, ann)
+        sigma = measured if sigma is None else np.fmax(measured, sigma)
     if flow is None and model is None:
         z, c = ann.copy(), np.isfinite(ann).all(axis=2).astype(float)
     else:
-        z, c = combine(flow, flow_confidence, model, model_confidence,
-                       None if bias is None else bias.residual)
+        z, c = combine(flow, flow_confidence, model, model_confidence, sigma)
     anchors = np.isfinite(ann).all(axis=2)
     z[anchors], c[anchors] = ann[anchors], 1.0
     xy = smooth(frames, z, window, "fusion", confidence=c, labels=labels, anchors=anchors,

@@ -15,7 +15,8 @@ again, step by step:
    ``LOCK_SHARE`` of the motion) or looks less like the label's keyframe patch than the
    prediction does is replaced by the prediction, and the track *coasts* on the image motion;
 3. a coasting track is re-acquired by template matching of the keyframe patch around it once
-   the label is visible again;
+   the label is visible again, within a radius that grows with the distance coasted (a match
+   farther off is another structure that looks alike, not the label);
 4. forward and backward tracks are blended with RSTC weights scaled by each track's own
    reliability, not by position alone.
 
@@ -37,11 +38,14 @@ from .probe_motion import PairMotion, degenerate, grid_points, pair_motion
 MEASURE_EVERY = 4  # image-wide motion sampled on every fourth pair during the fill (a slide
 # lasts longer: 0.5 s, 10 frames at 20 fps, in the simulator)
 RETRACK_BELOW = 0.5  # a segment whose LK-RSTC confidence drops below this is tracked again
-STEP_TOL = 1.5  # px: LK may differ this much from the image-motion prediction unchallenged
+STEP_TOL = 0.8  # px: LK may differ this much from the image-motion prediction unchallenged
 LOCK_SHARE = 0.3  # ... and by this share of the image motion before it counts as locked on
 COAST = 0.6  # reliability factor per step coasted on the image motion
 SEARCH_PX = 8  # radius of the template search when re-acquiring
 REACQUIRE_NCC = 0.7  # a template match must reach this NCC to re-acquire
+REACQUIRE_SHARE = 0.15  # a re-acquisition may move a coasting track by 1 px + this share of
+# the distance it coasted (the image-wide motion's error grows with it; a match farther away is
+# another structure that looks alike)
 
 
 class _Gray:
@@ -183,7 +187,7 @@ def _track_group(src, motion, keys, labs, s, e, params, cancel):
     rf, rb = np.zeros((n, len(labs))), np.zeros((n, len(labs)))
     F[0], B[-1], rf[0], rb[-1] = keys[s, labs], keys[e, labs], 1.0, 1.0
     tf, tb = fc.templates(src[s], F[0]), fc.templates(src[e], B[-1])
-    coast_f, coast_b = np.zeros(len(labs), bool), np.zeros(len(labs), bool)
+    coast_f, coast_b = np.zeros(len(labs)), np.zeros(len(labs))  # distance coasted
     re_f = _moving_templates(src[s + 1], F[0], tf, motion(s))
     re_b = _moving_templates(src[e - 1], B[-1], tb, motion(e - 1).inverse())
     for u in range(s, e):
@@ -222,7 +226,7 @@ def _raise_if_cancelled(cancel) -> None:
 
 def _step(a, b, p, rel, m: PairMotion, tmpl, reacq, coasting, params):
     """One step of a robust track from image ``a`` to ``b`` (image-wide motion ``m``):
-    (new points, reliability, coasting)."""
+    (new points, reliability, distance coasted so far: 0 where the track is not coasting)."""
     p = np.asarray(p, float)
     live = np.isfinite(p).all(axis=1)
     if not m.ok:  # no image motion measured: plain LK, trusted less
@@ -239,9 +243,12 @@ def _step(a, b, p, rel, m: PairMotion, tmpl, reacq, coasting, params):
         ncc_m, ncc_g = fc.patch_ncc(b, meas, tmpl), fc.patch_ncc(b, guess, tmpl)
         locked |= doubt & ~(np.nan_to_num(ncc_m, nan=-1) > np.nan_to_num(ncc_g, nan=-1) + 0.1)
     new = np.where(locked[:, None], guess, meas)
-    new, coasting = _reacquire(b, new, reacq, coasting & ~locked)
-    coasting = (coasting | locked) & live
-    new_rel = np.where(locked, rel * COAST, np.where(coasting, rel, np.minimum(rel + 0.25, 1.0)))
+    new, after = _reacquire(b, new, reacq, np.where(locked, 0.0, coasting))
+    step = np.nan_to_num(np.hypot(*(guess - p).T))
+    coasting = np.where(live & (locked | (after > 0)), np.where(locked, coasting, after)
+                        + step + 1e-6, 0.0)
+    new_rel = np.where(locked, rel * COAST,
+                       np.where(coasting > 0, rel, np.minimum(rel + 0.25, 1.0)))
     return np.where(live[:, None], new, np.nan), np.where(live, new_rel, 0.0), coasting
 
 
@@ -273,18 +280,19 @@ def _lk(a, b, p, guess, win, level, params):
 def _reacquire(img, pts, tmpl, coasting):
     """Coasting points jump to the best match of their keyframe patch nearby, if it is good
     (templates that are NaN, see :func:`_moving_templates`, are never matched)."""
-    if not coasting.any():
+    if not (coasting > 0).any():
         return pts, coasting
     pts, coasting = pts.copy(), coasting.copy()
-    for i in np.flatnonzero(coasting & np.isfinite(pts).all(axis=1)):
-        found = _match(img, pts[i], tmpl[i])
+    for i in np.flatnonzero((coasting > 0) & np.isfinite(pts).all(axis=1)):
+        found = _match(img, pts[i], tmpl[i], 1.0 + REACQUIRE_SHARE * coasting[i])
         if found is not None:
-            pts[i], coasting[i] = found, False
+            pts[i], coasting[i] = found, 0.0
     return pts, coasting
 
 
-def _match(img, p, tmpl):
-    """Sub-pixel position of the best NCC match of ``tmpl`` within ``SEARCH_PX`` of ``p``."""
+def _match(img, p, tmpl, radius=SEARCH_PX):
+    """Sub-pixel position of the best NCC match of ``tmpl`` within ``radius`` (at most
+    ``SEARCH_PX``) of ``p``."""
     if not np.isfinite(tmpl).all():
         return None
     half = tmpl.shape[0] // 2
@@ -292,7 +300,7 @@ def _match(img, p, tmpl):
     region = cv2.getRectSubPix(img, (size, size), (float(p[0]), float(p[1]))).astype(np.float32)
     score = cv2.matchTemplate(region, tmpl.astype(np.float32), cv2.TM_CCOEFF_NORMED)
     _, best, _, (j, i) = cv2.minMaxLoc(score)
-    if best < REACQUIRE_NCC:
+    if best < REACQUIRE_NCC or np.hypot(i - SEARCH_PX, j - SEARCH_PX) > radius:
         return None
     dx, dy = _parabola(score, i, j)
     return np.array([p[0] + j + dx - SEARCH_PX, p[1] + i + dy - SEARCH_PX])

@@ -209,13 +209,14 @@ def smooth_chunked(frames, xy: np.ndarray, window: int, mode: str = SmoothMode.F
                    confidence: np.ndarray | None = None, params: LKParams = LKParams(),
                    progress: Callable[[int, int], None] | None = None, cancel=None,
                    client=None, chunk_frames: int = 500, labels: Sequence[str] | None = None,
-                   grid: Grid | None = None, fusion: FusionParams = FusionParams()) -> np.ndarray:
+                   grid: Grid | None = None, fusion: FusionParams = FusionParams(),
+                   anchors: np.ndarray | None = None) -> np.ndarray:
     """:func:`smooth` with the image work split into chunks run as dask.distributed tasks.
 
     ``frames`` is a frames object or a video path; workers open the video themselves when it
     has a path, otherwise they receive their chunk's frames. Without ``client`` the chunks run
-    here one after the other. The result equals :func:`smooth`'s (``fast``/``fusion``
-    exactly, ``dustrack`` up to floating-point summation order, ~1e-12 px).
+    here one after the other. The result equals :func:`smooth`'s, ``anchors`` included
+    (``fast``/``fusion`` exactly, ``dustrack`` up to floating-point summation order, ~1e-12 px).
     """
     if isinstance(frames, (str, bytes)) or hasattr(frames, "__fspath__"):
         from .chunks import open_frames
@@ -236,27 +237,30 @@ def smooth_chunked(frames, xy: np.ndarray, window: int, mode: str = SmoothMode.F
             tick()
     else:
         results = _gather(client, frames, plan, mode, payload, window, params, grid, tick, cancel)
-    return combine_chunks(xy, plan, results, window, mode, confidence, payload, grid, fusion)
+    return combine_chunks(xy, plan, results, window, mode, confidence, payload, grid, fusion,
+                          anchors=anchors)
 
 
 def combine_chunks(xy, plan, results, window: int, mode: str, confidence=None, ref=None,
-                   grid: Grid = Grid(), fusion: FusionParams = FusionParams()) -> np.ndarray:
+                   grid: Grid = Grid(), fusion: FusionParams = FusionParams(), *,
+                   anchors: np.ndarray | None = None) -> np.ndarray:
     """The smoothed tracks from the chunks' image work, wherever the chunks ran.
 
     ``results`` are what :func:`chunks.run_chunk` returned for each chunk of ``plan``: window
     sums and counts (``dustrack``) or flow fields (``fast``, ``fusion``; ``ref`` defaults to
-    :func:`motion.reference_positions` of ``xy``).
+    :func:`motion.reference_positions` of ``xy``); ``anchors`` as in :func:`smooth`.
     """
     xy = np.asarray(xy, dtype=np.float64)
+    anchors = _check_anchors(anchors, xy)
     if mode == SmoothMode.DUSTRACK:
         sums, counts = np.zeros(xy.shape), np.zeros(xy.shape[:2], dtype=np.int64)
         for c, (s, n) in zip(plan, results):
             sums[c.first:c.last + 1] += s
             counts[c.first:c.last + 1] += n
-        return finish(xy, sums, counts)
+        return _keep(finish(xy, sums, counts), xy, anchors)
     ref = reference_positions(xy) if ref is None else ref
     return combine_fields(xy, ref, [r[0] for r in results], window, mode, confidence, grid,
-                          fusion)
+                          fusion, anchors)
 
 
 def _gather(client, frames, plan, mode, payload, window, params, grid, tick, cancel):
