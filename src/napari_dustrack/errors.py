@@ -29,6 +29,12 @@ class Cancelled(Exception):
         self.partial = partial
 
 
+def raise_if_cancelled(cancel, partial=None) -> None:
+    """Raise :class:`Cancelled` (carrying ``partial``) once the event ``cancel`` is set."""
+    if cancel is not None and cancel.is_set():
+        raise Cancelled(partial)
+
+
 class DustrackOSError(DustrackError, OSError):
     """A :class:`DustrackError` for a file that cannot be written or read; still an ``OSError``
     so that code catching ``OSError`` (e.g. "read-only disc: keep working") goes on working."""

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..io.pixels import to_gray_u8
 
-__all__ = ["FrameView", "in_memory", "read_ahead"]
+__all__ = ["FrameView", "GrayFrames", "in_memory", "read_ahead"]
 
 
 class FrameView:
@@ -47,6 +47,21 @@ class FrameView:
 
     def __getitem__(self, i: int):
         return self.frames[i + self.shift]
+
+
+class GrayFrames:
+    """Grey frames by index, each decoded once while kept (random access within a segment)."""
+
+    def __init__(self, frames):
+        self.frames, self.cache = frames, {}
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        if i not in self.cache:
+            self.cache[i] = to_gray_u8(self.frames[i])
+        return self.cache[i]
+
+    def clear(self) -> None:
+        self.cache.clear()
 
 
 def in_memory(frames) -> bool:

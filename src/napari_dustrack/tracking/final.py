@@ -190,7 +190,8 @@ def closed_flow(frames, keys: np.ndarray, flow: np.ndarray, *, params=None, canc
         The keyframe fill on the same keys.
     """
     from .lk import LKParams, rstc_weight
-    from .robust_fill import _Gray, _raise_if_cancelled
+    from ..errors import raise_if_cancelled
+    from ._frames import GrayFrames
 
     params = params or LKParams()
     out = np.array(flow, float)
@@ -201,9 +202,9 @@ def closed_flow(frames, keys: np.ndarray, flow: np.ndarray, *, params=None, canc
         for s, e in zip(kf[:-1], kf[1:]):
             if e - s >= 2:
                 groups.setdefault((int(s), int(e)), []).append(lab)
-    src = _Gray(frames)
+    src = GrayFrames(frames)
     for (s, e), labs in sorted(groups.items()):
-        _raise_if_cancelled(cancel)
+        raise_if_cancelled(cancel)
         F, B = _tracks(src, keys, labs, s, e, params)
         w = rstc_weight(np.arange(s, e + 1), s, e)[:, None, None]
         same = np.abs(w * F + (1 - w) * B - out[s:e + 1, labs]).max(axis=(0, 2)) < 1e-3

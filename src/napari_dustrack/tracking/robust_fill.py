@@ -30,9 +30,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..errors import Cancelled
+from ..errors import Cancelled, raise_if_cancelled
 from . import flow_confidence as fc
-from .lk import LKParams, rstc_weight, to_gray_u8
+from ._frames import GrayFrames
+from .lk import LKParams, rstc_weight
 from .probe_motion import PairMotion, degenerate, grid_points, pair_motion
 
 MEASURE_EVERY = 4  # image-wide motion sampled on every fourth pair during the fill (a slide
@@ -48,21 +49,6 @@ REACQUIRE_SHARE = 0.15  # a re-acquisition may move a coasting track by 1 px + t
 # another structure that looks alike)
 
 
-class _Gray:
-    """Grayscale frames by index, decoded once while a segment group is being tracked."""
-
-    def __init__(self, frames):
-        self.frames, self.cache = frames, {}
-
-    def __getitem__(self, i: int) -> np.ndarray:
-        if i not in self.cache:
-            self.cache[i] = to_gray_u8(self.frames[i])
-        return self.cache[i]
-
-    def clear(self) -> None:
-        self.cache.clear()
-
-
 class ImageMotion:
     """Image-wide motion per frame pair: every ``MEASURE_EVERY``-th pair is measured during the
     fill's forward visit (:meth:`measure`, on frames already decoded); any other pair when
@@ -70,7 +56,7 @@ class ImageMotion:
 
     def __init__(self):
         self.pairs: dict[int, PairMotion] = {}
-        self.src: _Gray | None = None
+        self.src: GrayFrames | None = None
 
     def measure(self, u: int, prev: np.ndarray, nxt: np.ndarray) -> None:
         if u % MEASURE_EVERY == 0 or degenerate(prev, nxt):  # blank/frozen: always noted
@@ -105,7 +91,7 @@ def retrack(frames, keys, xy, conf, motion: ImageMotion | None = None,
 
 
 def _retrack(frames, keys, xy, conf, motion, params, cancel, labels):
-    src = _Gray(frames)
+    src = GrayFrames(frames)
     motion.src = src
     keyed = np.isfinite(keys).all(axis=2)
     pairs = _sampled(motion, keyed)
@@ -113,7 +99,7 @@ def _retrack(frames, keys, xy, conf, motion, params, cancel, labels):
     # with the image: their confidence says so before anything is compared
     conf = np.where(keyed, conf, conf * _agreement(xy, pairs))
     for (s, e), labs in _segments_to_retrack(keys, conf).items():
-        _raise_if_cancelled(cancel)
+        raise_if_cancelled(cancel)
         if not _slides(pairs, s, e):
             continue  # no slide: the robust track would be LK-RSTC's own
         new_xy, new_c, fb = _track_group(src, motion, keys, np.asarray(labs), s, e, params,
@@ -191,12 +177,12 @@ def _track_group(src, motion, keys, labs, s, e, params, cancel):
     re_f = _moving_templates(src[s + 1], F[0], tf, motion(s))
     re_b = _moving_templates(src[e - 1], B[-1], tb, motion(e - 1).inverse())
     for u in range(s, e):
-        _raise_if_cancelled(cancel)
+        raise_if_cancelled(cancel)
         F[u + 1 - s], rf[u + 1 - s], coast_f = _step(
             src[u], src[u + 1], F[u - s], rf[u - s], motion(u), tf,
             re_f, coast_f, params)
     for u in range(e, s, -1):
-        _raise_if_cancelled(cancel)
+        raise_if_cancelled(cancel)
         B[u - 1 - s], rb[u - 1 - s], coast_b = _step(
             src[u], src[u - 1], B[u - s], rb[u - s], motion(u - 1).inverse(), tb,
             re_b, coast_b, params)
@@ -217,11 +203,6 @@ def _moving_templates(img_next, pts, tmpl, m: PairMotion) -> np.ndarray:
     moved = fc.patch_ncc(img_next, m.predict(pts), tmpl)
     out[~(np.nan_to_num(moved, nan=-1) > np.nan_to_num(static, nan=-1))] = np.nan
     return out
-
-
-def _raise_if_cancelled(cancel) -> None:
-    if cancel is not None and cancel.is_set():
-        raise Cancelled(None)
 
 
 def _step(a, b, p, rel, m: PairMotion, tmpl, reacq, coasting, params):
