@@ -181,7 +181,7 @@ def loop_case(sim, video, frames, truth, keys, labels, fill, peer_xy, minutes, s
 
     import pandas as pd
 
-    from napari_dustrack import jobs
+    from napari_dustrack import workers
     from napari_dustrack.io.table import from_array, to_array, validate
     from napari_dustrack.tracking.final import final_tracks
 
@@ -195,10 +195,10 @@ def loop_case(sim, video, frames, truth, keys, labels, fill, peer_xy, minutes, s
     model_dir = DATA / sim.scenario / "model"
     shutil.rmtree(model_dir, ignore_errors=True)
     t0 = time.perf_counter()
-    jobs.submit(jobs.train_task, str(video), curated, str(model_dir),
-                {"minutes": minutes, "seed": seed}).wait()
-    pred = jobs.submit(jobs.predict_task, str(video), str(model_dir),
-                       str(DATA / sim.scenario / "pred.csv")).wait()
+    workers.submit(workers.train_task, str(video), curated, str(model_dir),
+                   {"minutes": minutes, "seed": seed}).wait()
+    pred = workers.submit(workers.predict_task, str(video), str(model_dir),
+                          str(DATA / sim.scenario / "pred.csv")).wait()
     t_model = time.perf_counter() - t0
     model, _ = to_array(pred, labels, n)
     model_c, _ = to_array(pred, labels, n, column="confidence")

@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from . import jobs
+from . import workers as jobs
 from .io.cine import open_cine
 from .io.export import write_measurements_csv
 from .io.table import from_array, labels_of, to_array, validate, write_points_csv

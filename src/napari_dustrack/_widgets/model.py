@@ -37,7 +37,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .. import jobs, settings
+from .. import settings
+from .. import workers as jobs
 from ..errors import Cancelled, DustrackError
 from ..io import sidecar
 from ..io.layers import points_to_table
