@@ -1,7 +1,5 @@
 """`napari-dustrack demo --out DIR`: the whole loop headless on a simulated cine."""
 
-from ..demo import DemoSettings, run_demo
-
 HELP = "run the whole loop headless on the built-in simulated cine"
 DESTINATION = ("out", True)
 
@@ -13,5 +11,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> None:
+    from ..demo import DemoSettings, run_demo  # the whole loop's imports, on use only
+
     settings = DemoSettings.quick() if args.quick else DemoSettings()
     run_demo(args.out, settings)
