@@ -16,7 +16,7 @@ does not matter here.
 
 For each worker count: a ``LocalCluster(n_workers=k, threads_per_worker=1, processes=True)``,
 whose workers import torch and the model code before the clock starts (start-up excluded),
-then :func:`napari_dustrack.batch.run_batch` on the cine with ``--chunk`` frames per task,
+then :func:`napari_dustrack.workers.batch.run_batch` on the cine with ``--chunk`` frames per task,
 prediction then fusion smoothing with a ``--smooth`` s window. Reported: wall time from submit to
 the last table written and frames/s = frames / wall time; each worker's peak resident memory
 (``ru_maxrss`` of the worker process, measured in the worker at the end of every task) and its
@@ -98,7 +98,7 @@ def run(video: Path, model: Path, workers: int, chunk: int, smooth: float | None
         frames: int) -> dict:
     from distributed import Client, LocalCluster
 
-    from napari_dustrack.batch import BatchSettings, run_batch
+    from napari_dustrack.workers.batch import BatchSettings, run_batch
 
     out = Path(tempfile.mkdtemp(prefix="bench_batch_"))
     try:

@@ -183,7 +183,7 @@ def loop_case(sim, video, frames, truth, keys, labels, fill, peer_xy, minutes, s
 
     import pandas as pd
 
-    from napari_dustrack import jobs
+    from napari_dustrack import workers
     from napari_dustrack.io.table import from_array, to_array, validate
     from napari_dustrack.tracking.final import final_tracks
 
@@ -203,9 +203,9 @@ def loop_case(sim, video, frames, truth, keys, labels, fill, peer_xy, minutes, s
             minutes = json.loads((model_dir / "reused.json").read_text())["minutes"]
     else:
         shutil.rmtree(model_dir, ignore_errors=True)
-        jobs.submit(jobs.train_task, str(video), curated, str(model_dir),
+        workers.submit(workers.train_task, str(video), curated, str(model_dir),
                     {"minutes": minutes, "seed": seed}).wait()
-        pred = jobs.submit(jobs.predict_task, str(video), str(model_dir), str(pred_csv)).wait()
+        pred = workers.submit(workers.predict_task, str(video), str(model_dir), str(pred_csv)).wait()
         (model_dir / "reused.json").write_text(json.dumps({"minutes": minutes}))
     t_model = time.perf_counter() - t0
     model, _ = to_array(pred, labels, n)

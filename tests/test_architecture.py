@@ -64,7 +64,7 @@ def test_algorithms_and_formats_import_no_gui(module):
 
 @pytest.mark.parametrize("module", sorted(m for m in MODULES if _room(m) in PURE))
 def test_pure_rooms_stay_below_the_front_doors(module):
-    banned = {"_widgets", "_napari", "commands", "cli", "demo", "batch", "jobs", "workers"}
+    banned = {"_widgets", "_napari", "commands", "cli", "demo", "workers"}
     bad = sorted(m for m in _ours(IMPORTS[module]) if _room(m) in banned)
     assert not bad, f"{module} imports {bad}"
 

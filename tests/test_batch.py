@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from napari_dustrack import batch, cli, settings
-from napari_dustrack.batch import BatchSettings, run_batch
+from napari_dustrack import cli, settings
+from napari_dustrack.workers import batch
+from napari_dustrack.workers.batch import BatchSettings, run_batch
 from napari_dustrack.errors import Cancelled, DustrackError
 from napari_dustrack.io.table import read_points_csv, to_array
 from napari_dustrack.simulate import simulate, write_simulation

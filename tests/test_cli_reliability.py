@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from napari_dustrack.batch import work_rate
+from napari_dustrack.workers.batch import work_rate
 from napari_dustrack.cli import main
 from napari_dustrack.errors import DustrackError
 from napari_dustrack.io.atomic import STALE_S, write_atomic

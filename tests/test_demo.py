@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from napari_dustrack import jobs
+from napari_dustrack import workers
 from napari_dustrack.cli import main
 
 pytestmark = pytest.mark.slow
@@ -14,7 +14,7 @@ def test_quick_demo_runs_the_whole_loop(tmp_path):
     try:
         assert main(["demo", "--out", str(tmp_path), "--quick"]) == 0
     finally:
-        jobs.close_clients()
+        workers.close_clients()
     report = json.loads((tmp_path / "report.json").read_text())
     for name in ("keyframes.csv", "flow.csv", "model_iter1.csv", "model_iter2.csv",
                  "review_frames.csv", "smoothed.csv", "measures.json", "measures_smoothed.csv",

@@ -9,7 +9,7 @@ import sys
 import napari_dustrack._napari.reader, napari_dustrack._napari.writer, napari_dustrack._napari.sample_data
 import importlib
 import napari_dustrack._widgets.main
-import napari_dustrack.jobs, napari_dustrack.batch, napari_dustrack.settings
+import napari_dustrack.workers, napari_dustrack.workers.batch, napari_dustrack.settings
 import napari_dustrack.tracking.heatmap.store, napari_dustrack.tracking.heatmap.dataset
 import napari_dustrack.tracking.review
 for command in ("train", "predict", "batch", "smooth", "propagate", "measure", "export"):

@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from . import jobs
+from . import workers
 from .io.cine import open_cine
 from .io.export import write_measurements_csv
 from .io.table import from_array, labels_of, to_array, validate, write_points_csv
@@ -134,10 +134,10 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(),
     config = {"minutes": s.train_minutes, "seed": s.seed}
 
     with timed("train (iteration 1)"):
-        meta = jobs.submit(jobs.train_task, video, curated, str(model_dir), config,
+        meta = workers.submit(workers.train_task, video, curated, str(model_dir), config,
                            address=address).wait()
     with timed("predict (iteration 1)"):
-        raw1 = jobs.submit(jobs.predict_task, video, str(model_dir), str(out / "model_iter1.csv"),
+        raw1 = workers.submit(workers.predict_task, video, str(model_dir), str(out / "model_iter1.csv"),
                            address=address).wait()
     unlabelled = [f for f in range(n) if f not in set(curated["frame"])]
     stages["model, iteration 1 (unlabelled frames)"] = errors(raw1, truth, unlabelled)
@@ -150,10 +150,10 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(),
     write_points_csv(corrected, out / "labels_iter2.csv", backup=False)
 
     with timed("retrain (iteration 2)"):
-        meta = jobs.submit(jobs.train_task, video, corrected, str(model_dir),
+        meta = workers.submit(workers.train_task, video, corrected, str(model_dir),
                            dict(config, minutes=s.retrain_minutes), address=address).wait()
     with timed("predict (iteration 2)"):
-        raw2 = jobs.submit(jobs.predict_task, video, str(model_dir), str(out / "model_iter2.csv"),
+        raw2 = workers.submit(workers.predict_task, video, str(model_dir), str(out / "model_iter2.csv"),
                            address=address).wait()
     stages["model, iteration 2 (unlabelled frames)"] = errors(raw2, truth, unlabelled)
 

@@ -91,7 +91,7 @@ def test_final_tracks_keep_the_annotations_and_remove_the_model_bias(filled, qtb
 
 
 def test_review_puts_unreliable_flow_first(filled, qtbot):
-    from napari_dustrack import jobs
+    from napari_dustrack import workers
 
     viewer, tabs, truth, pred = filled
     annotate, model = tabs.pages["Annotate"], tabs.pages["Model"]
@@ -107,10 +107,10 @@ def test_review_puts_unreliable_flow_first(filled, qtbot):
     assert confidence.loc[(10, LABELS[2])] == pytest.approx(0.1)
     table = model.prediction_table()
     curated = sorted(session.table()["frame"].unique())
-    ranked = jobs.review_task(video, table, 20, curated, flow=rows)
+    ranked = workers.review_task(video, table, 20, curated, flow=rows)
     assert int(ranked["frame"].iloc[0]) == 10
     assert "optical flow unreliable" in ranked["reason"].iloc[0]
-    without = jobs.review_task(video, table, 20, curated)
+    without = workers.review_task(video, table, 20, curated)
     assert 10 not in set(without["frame"])  # curated, and nothing said its flow was wrong
     # the Model tab lists it first and G goes there
     model._reviewed(ranked)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from qtpy.QtCore import Qt
 
-from napari_dustrack import jobs
+from napari_dustrack import workers
 from napari_dustrack.io.table import read_points_csv, to_array
 from napari_dustrack.tracking.flow_confidence import FLAG_BELOW
 from napari_dustrack.tracking.heatmap import HeatmapConfig
@@ -34,7 +34,7 @@ def cine(tmp_path_factory):
     paths = write_simulation(sim, tmp_path_factory.mktemp("loop"))
     truth, _ = to_array(read_points_csv(paths["truth"]), LABELS, N)
     yield paths["video"], truth
-    jobs.close_clients()
+    workers.close_clients()
 
 
 def press(qtbot, button):

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from napari_dustrack import jobs
+from napari_dustrack import workers
 from napari_dustrack._widgets.model import OUT_POINTS, OUT_TRACKS, ModelWidget
 from napari_dustrack.io.layers import points_to_table, table_to_points
 from napari_dustrack.io.table import to_array
@@ -30,7 +30,7 @@ def case(tmp_path_factory):
     video = write_simulation(sim, out)["video"]
     truth = sim.truth[sim.truth["label"].isin(LABELS)].reset_index(drop=True)
     yield sim, video, truth
-    jobs.close_clients()
+    workers.close_clients()
 
 
 def make_viewer(make_napari_viewer, sim, video, annotated):
@@ -161,7 +161,7 @@ def test_run_on_an_existing_scheduler(make_napari_viewer, qtbot, case, tmp_path)
             widget.train_button.click()
             wait_idle(qtbot, widget)
             assert widget.last_meta is not None and widget.last_meta["iteration"] == 1
-            assert cluster.scheduler_address in jobs._clients
+            assert cluster.scheduler_address in workers.cluster._clients
         finally:
             settings.set_scheduler_address("")
-            jobs.close_clients()
+            workers.close_clients()

@@ -209,7 +209,7 @@ def test_worker_start_up_can_be_cancelled_and_times_out():
     once, and after the timeout with a message naming the usual cause."""
     import time
 
-    from napari_dustrack import jobs
+    from napari_dustrack import workers
     from napari_dustrack.errors import Cancelled, DustrackError
 
     import socket
@@ -220,9 +220,9 @@ def test_worker_start_up_can_be_cancelled_and_times_out():
     nowhere = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
     t0 = time.monotonic()
     with pytest.raises(Cancelled):
-        jobs.get_client(nowhere, cancel=lambda: time.monotonic() - t0 > 0.3)
+        workers.get_client(nowhere, cancel=lambda: time.monotonic() - t0 > 0.3)
     assert time.monotonic() - t0 < 2
     with pytest.raises(DustrackError, match="did not start within 1 s.*__main__"):
-        jobs.get_client(nowhere, timeout=1.0)
-    assert nowhere not in jobs._clients
+        workers.get_client(nowhere, timeout=1.0)
+    assert nowhere not in workers.cluster._clients
     silent.close()

@@ -1,6 +1,6 @@
 """The "Model" tab: train the U-Net on the curated annotations, predict, review, accept.
 
-Training, prediction and the review ranking run in dask worker processes (:mod:`..jobs`), so
+Training, prediction and the review ranking run in dask worker processes (:mod:`..workers`), so
 this process never imports torch and stays responsive; a crash there loses no annotations.
 Messages from the worker (progress, loss values, predicted batches) arrive through a napari
 generator worker thread that polls the job and yields them to the GUI thread; predicted batches
@@ -38,7 +38,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .. import jobs, settings
+from .. import settings
+from .. import workers
 from ..errors import Cancelled, DustrackError
 from ..io import sidecar
 from ..io.layers import points_to_table
@@ -111,7 +112,7 @@ class ModelWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.config = HeatmapConfig()
-        self.job: jobs.Job | None = None
+        self.job: workers.Job | None = None
         self.worker = None
         self.review_table = None
         self.last_meta = None
@@ -344,7 +345,7 @@ class ModelWidget(QWidget):
         self.plot.clear()
         self._pending_digest = (folder, _digest(table))
         self.status.setText("starting a worker process...")
-        return self._start(jobs.train_task, video, table, folder, self.config.to_dict(),
+        return self._start(workers.train_task, video, table, folder, self.config.to_dict(),
                            on_done=self._trained)
 
     def _check_retrain(self, folder: str, table) -> None:
@@ -372,7 +373,7 @@ class ModelWidget(QWidget):
         self._training_frames = list(meta.get("training_frames", []))
         self.output.begin(self._labels, n, cine)
         self.status.setText("predicting...")
-        return self._start(jobs.predict_task, video, folder, None, self.config.to_dict(),
+        return self._start(workers.predict_task, video, folder, None, self.config.to_dict(),
                            on_done=self._predicted)
 
     def cancel(self):
@@ -428,7 +429,7 @@ class ModelWidget(QWidget):
         def poll():
             # Runs in a thread: starting a local cluster takes seconds, and the GUI must not wait.
             kwargs = prepare() if prepare is not None else {}
-            self.job = jobs.submit(func, *args, address=settings.scheduler_address(),
+            self.job = workers.submit(func, *args, address=settings.scheduler_address(),
                                    cancel=cancelled, **kwargs)
             if cancelled():
                 self.job.cancel()
@@ -511,7 +512,7 @@ class ModelWidget(QWidget):
             notify_error(exc)
             return
         fill = self._fill_copy()  # tabulated in the polling thread (80,000 rows: ~50 ms)
-        self._start(jobs.review_task, video, table, 20, self._training_frames,
+        self._start(workers.review_task, video, table, 20, self._training_frames,
                     on_done=self._reviewed, prepare=lambda: {"flow": _fill_table(fill)})
 
     def _fill_copy(self):

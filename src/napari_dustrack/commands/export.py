@@ -6,6 +6,18 @@ from ..errors import DustrackError
 from ..io.export import export_mp4, export_points, guess_format
 from ..io.points_io import read_points
 from ..io.table import check_frames
+from ._args import add_video
+
+HELP = "convert a point table (CSV, DeepLabCut, DUSTrack JSON, MP4 overlay)"
+DESTINATION = ("out", False)
+
+
+def add_arguments(p) -> None:
+    """The options of ``napari-dustrack export``."""
+    add_video(p)
+    p.add_argument("--tracks", required=True, help="point table to export")
+    p.add_argument("--out", required=True, help="output file: .csv, .h5 (DeepLabCut), .json (DUSTrack) or .mp4")
+    p.add_argument("--format", choices=("csv", "dlc", "dustrack", "mp4"), default=None)
 
 
 def run(args) -> None:

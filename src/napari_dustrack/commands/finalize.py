@@ -18,7 +18,22 @@ import pandas as pd
 from ..errors import DustrackError
 from ..io.points_io import read_points, write_points
 from ..io.table import from_array, labels_of, to_array, training_rows, validate
+from ._args import add_video
 from ._progress import terminal_progress
+
+HELP = "final tracks: annotations kept, flow and model weighed, model bias removed"
+
+
+def add_arguments(p) -> None:
+    """The options of ``napari-dustrack finalize``."""
+    add_video(p)
+    p.add_argument("--annotations", required=True, help="point table whose manual/reviewed rows are kept")
+    p.add_argument("--flow", default=None, help="keyframe fill (point table with confidence)")
+    p.add_argument("--model", default=None, help="model predictions (point table with confidence)")
+    p.add_argument("--window", type=float, default=0.5, help="smoother window in seconds (default 0.5)")
+    p.add_argument("--window-frames", type=int, default=None, help="window in frames (for videos without a frame rate)")
+    p.add_argument("--no-bias-correction", action="store_true", help="keep the model's systematic error")
+    p.add_argument("--out", required=True, help="output point-table CSV")
 
 
 def _read(path, n_frames: int, labels):

@@ -7,6 +7,21 @@ from ..io.export import write_measurements_csv
 from ..io.points_io import read_points
 from ..io.table import check_frames
 from ..measure import Calibration, compute, load_measures
+from ._args import POSITIVE, add_video
+
+HELP = "measurements over time (distance, area, strain, angles...)"
+DESTINATION = ("out", False)
+
+
+def add_arguments(p) -> None:
+    """The options of ``napari-dustrack measure``."""
+    add_video(p)
+    p.add_argument("--tracks", required=True, help="point table to measure")
+    p.add_argument("--measures", required=True, help="measure definitions (JSON)")
+    p.add_argument("--out", required=True, help="output measurements CSV")
+    p.add_argument("--spacing", type=POSITIVE, nargs=2, metavar=("DY", "DX"), default=None,
+                   help="pixel spacing in mm (rows, columns), overriding the file's")
+    p.add_argument("--fps", type=POSITIVE, default=None, help="frame rate, overriding the file's")
 
 
 def video_calibration(video, spacing=None, fps=None) -> tuple[Calibration, int]:

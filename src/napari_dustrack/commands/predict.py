@@ -12,26 +12,34 @@ from pathlib import Path
 from ..errors import DustrackError
 from ..io.table import write_points_csv
 from ..tracking.heatmap.store import read_meta
+from ._args import add_scheduler, add_video
+from ._progress import frames_progress
+
+HELP = "predict every frame with a trained model"
+DESTINATION = ("out", False)
+
+
+def add_arguments(p) -> None:
+    """The options of ``napari-dustrack predict``."""
+    add_video(p)
+    p.add_argument("--model", required=True, help="model folder")
+    p.add_argument("--out", required=True, help="output point-table CSV (with confidence)")
+    add_scheduler(p)
 
 
 def run(args) -> None:
-    from .. import jobs
+    from .. import workers
 
     video = Path(args.video)
     if not video.exists():
         raise DustrackError("file not found", video)
     meta = read_meta(args.model)
-
-    def show(msg: dict) -> None:
-        if msg.get("kind") == "progress" and msg["total"]:
-            print(f"\r  {msg['done']}/{msg['total']} frames", end="", file=sys.stderr, flush=True)
-
-    job = jobs.submit(jobs.predict_task, str(video.resolve()), str(Path(args.model).resolve()),
-                      address=args.scheduler)
+    job = workers.submit(workers.predict_task, str(video.resolve()),
+                         str(Path(args.model).resolve()), address=args.scheduler)
     try:
-        table = job.wait(show)
+        table = job.wait(frames_progress())
     finally:
-        jobs.close_clients()
+        workers.close_clients()
     print(file=sys.stderr)
     write_points_csv(table, args.out)
     print(f"wrote {table['frame'].nunique()} frames x {len(meta['labels'])} label(s) to {args.out}")

@@ -11,7 +11,6 @@ with a message saying so.
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 
@@ -19,7 +18,19 @@ from ..errors import DustrackError
 from ..io.points_io import read_points, write_points
 from ..io.table import from_array, training_rows, validate
 from ..tracking.flow import FlowError, fill_between, keys_from_table
+from ._args import COUNT, add_video
 from ._progress import terminal_progress
+
+HELP = "fill frames between keyframes with optical flow (LK + RSTC)"
+DESTINATION = ("out", False)
+
+
+def add_arguments(p) -> None:
+    """The options of ``napari-dustrack propagate``."""
+    add_video(p)
+    p.add_argument("--keyframes", required=True, help="point table (CSV/DLC/DUSTrack JSON) of keyframes")
+    p.add_argument("--out", required=True, help="output point-table CSV")
+    p.add_argument("--extend", type=COUNT, default=0, metavar="N", help="also track N frames beyond the first/last keyframe")
 
 
 def run(args) -> None:

@@ -12,7 +12,22 @@ import numpy as np
 from ..errors import DustrackError
 from ..io.points_io import read_points, write_points
 from ..io.table import from_array, tracks_array
+from ..tracking.modes import SMOOTH_MODES, SmoothMode
+from ._args import POSITIVE, POSITIVE_INT, add_video
 from ._progress import terminal_progress
+
+HELP = "remove jitter with the optical-flow windowed smoother"
+DESTINATION = ("out", False)
+
+
+def add_arguments(p) -> None:
+    """The options of ``napari-dustrack smooth``."""
+    add_video(p)
+    p.add_argument("--tracks", required=True, help="point table to smooth (e.g. the model's predictions)")
+    p.add_argument("--window", type=POSITIVE, default=0.5, help="window in seconds (default 0.5)")
+    p.add_argument("--window-frames", type=POSITIVE_INT, default=None, help="window in frames (for videos without a frame rate)")
+    p.add_argument("--mode", choices=sorted(SMOOTH_MODES), default=SmoothMode.FUSION.value)
+    p.add_argument("--out", required=True, help="output point-table CSV")
 
 
 def run(args) -> None:

@@ -14,6 +14,19 @@ from ..io.points_io import read_points
 from ..tracking.heatmap import HeatmapConfig
 from ..tracking.heatmap.dataset import curated_points
 from ..tracking.heatmap.store import check_model_folder, has_model, read_meta
+from ._args import POSITIVE, add_scheduler, add_video
+
+HELP = "train a U-Net heatmap model on curated frames"
+DESTINATION = ("model", True)
+
+
+def add_arguments(p) -> None:
+    """The options of ``napari-dustrack train``."""
+    add_video(p)
+    p.add_argument("--labels", required=True, help="point table with the manual/reviewed frames")
+    p.add_argument("--model", required=True, help="model folder to write (or to continue from)")
+    p.add_argument("--minutes", type=POSITIVE, default=None, help="training time budget")
+    add_scheduler(p)
 
 
 def _printer():
@@ -26,7 +39,7 @@ def _printer():
 
 
 def run(args) -> None:
-    from .. import jobs
+    from .. import workers
 
     video = Path(args.video)
     if not video.exists():
@@ -44,12 +57,13 @@ def run(args) -> None:
         print(f"continuing from iteration {meta['iteration']} in {args.model}", file=sys.stderr)
     config = HeatmapConfig() if args.minutes is None else HeatmapConfig(minutes=args.minutes)
     print(f"training on {len(labels)} label(s) for up to {config.minutes:g} min...", file=sys.stderr)
-    job = jobs.submit(jobs.train_task, str(video.resolve()), table, str(Path(args.model).resolve()),
-                      config.to_dict(), address=args.scheduler)
+    job = workers.submit(workers.train_task, str(video.resolve()), table,
+                         str(Path(args.model).resolve()), config.to_dict(),
+                         address=args.scheduler)
     try:
         meta = job.wait(_printer())
     finally:
-        jobs.close_clients()
+        workers.close_clients()
     m = meta["metrics"]
     state = " (cancelled: best checkpoint kept)" if m.get("cancelled") else ""
     print(f"saved model iteration {meta['iteration']} to {args.model}{state}: "

@@ -2,7 +2,7 @@
 
 Importing this package does not import torch; the modules that need it (``model``, ``loss``,
 ``train``, ``predict``, ``store``) import it themselves, and they run in worker processes
-(see :mod:`napari_dustrack.jobs`), never in the napari process; those workers set their OpenMP
+(see :mod:`napari_dustrack.workers`), never in the napari process; those workers set their OpenMP
 wait policy themselves (:mod:`napari_dustrack.worker_env`).
 """
 
