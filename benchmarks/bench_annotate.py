@@ -49,7 +49,7 @@ def bench_carry(shape, n_steps: int, tmp: Path) -> tuple[list[float], list[float
     truth = sim.truth
     xy = truth[truth["frame"] == 0][["x", "y"]].to_numpy()[:6]
     params = LKParams()
-    cine = open_cine(paths["video"], frame_cache=False)
+    cine = open_cine(paths["video"], fill_cache=False)
     try:
         img0 = to_gray_u8(np.asarray(cine[0]))
         total, cpu, decode = [], [], []

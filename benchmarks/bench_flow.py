@@ -63,7 +63,7 @@ def prepare(scenario: str, n_frames: int | None, seed: int):
 
     sim = simulate(scenario, n_frames=n_frames, seed=seed)
     paths = write_simulation(sim, DATA / scenario)
-    with open_cine(paths["video"], frame_cache=False) as cine:
+    with open_cine(paths["video"], fill_cache=False) as cine:
         frames = np.stack([cine[i] for i in range(len(cine))])
     truth, labels = to_array(sim.truth, sim.labels, len(frames))
     every = int(round(KEY_EVERY_S * sim.fps))
@@ -102,7 +102,7 @@ def run_ours(frames, keys, video, source):
     if source == "decoded":
         xy, _conf = fill_between(frames, keys, method="dustrack")
     else:
-        with open_cine(video, frame_cache=False) as cine:
+        with open_cine(video, fill_cache=False) as cine:
             xy, _conf = fill_between(cine, keys, method="dustrack")
     return xy, time.perf_counter() - t0, time.process_time() - c0
 

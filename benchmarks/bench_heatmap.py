@@ -52,7 +52,7 @@ def run_one(paths: dict, k: int, config: HeatmapConfig, out: Path) -> dict:
     from napari_dustrack.tracking.heatmap.train import train
 
     truth = read_points_csv(paths["truth"])
-    video = open_cine(paths["video"], frame_cache=False)
+    video = open_cine(paths["video"], fill_cache=False)
     n = len(video)
     keys = spread(n, k)
     load0 = os.getloadavg()[0]
@@ -60,7 +60,7 @@ def run_one(paths: dict, k: int, config: HeatmapConfig, out: Path) -> dict:
     meta = train(video, truth[truth["frame"].isin(keys)], out, config)
     t_train, c_train = time.perf_counter() - t0, time.process_time() - c0
     video.close()
-    video = open_cine(paths["video"], frame_cache=False)
+    video = open_cine(paths["video"], fill_cache=False)
     t0, c0 = time.perf_counter(), time.process_time()
     pred = predict_video(video, out, threads=config.threads)
     t_pred, c_pred = time.perf_counter() - t0, time.process_time() - c0

@@ -134,7 +134,7 @@ def measure_access(path: str, n_samples: int) -> dict:
     """Next-frame steps and random jumps with the frame cache disabled (decoder only)."""
     from napari_dustrack.io.cine import open_cine
 
-    cine = open_cine(path, frame_cache=False)
+    cine = open_cine(path, fill_cache=False)
     n = len(cine)
     rng = np.random.default_rng(1)
     start = int(rng.integers(0, max(n - n_samples - 1, 1)))

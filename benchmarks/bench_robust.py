@@ -62,7 +62,7 @@ def prepare(scenario: str, seed: int):
 
     sim = simulate(scenario, seed=seed)
     paths = write_simulation(sim, DATA / scenario)
-    with open_cine(paths["video"], frame_cache=False) as cine:
+    with open_cine(paths["video"], fill_cache=False) as cine:
         frames = np.stack([cine[i] for i in range(len(cine))])
     truth, labels = to_array(sim.truth, sim.labels, len(frames))
     keys = np.full_like(truth, np.nan)

@@ -91,7 +91,7 @@ def decode_time(video) -> tuple[float, float]:
     from napari_dustrack.io.cine import open_cine
 
     t0, c0 = time.perf_counter(), time.process_time()
-    with open_cine(video, frame_cache=False) as cine:
+    with open_cine(video, fill_cache=False) as cine:
         for i in range(len(cine)):
             cine[i]
     return time.perf_counter() - t0, time.process_time() - c0
@@ -101,7 +101,7 @@ def fill_frame_cache(video) -> None:
     """Decode the video once into its frame cache, as opening it in napari does."""
     from napari_dustrack.io.cine import open_cine
 
-    with open_cine(video, frame_cache=True) as cine:
+    with open_cine(video, fill_cache=True) as cine:
         assert cine.frame_cache.wait(600) and cine.frame_cache.full_res
 
 
@@ -110,7 +110,7 @@ def run_ours(video, raw, window, mode):
     from napari_dustrack.tracking.smoothing import smooth
 
     t0, c0 = time.perf_counter(), time.process_time()
-    with open_cine(video, frame_cache=False) as cine:
+    with open_cine(video, fill_cache=False) as cine:
         out = smooth(cine, raw, window, mode)
     return out, time.perf_counter() - t0, time.process_time() - c0
 

@@ -67,7 +67,7 @@ def reference(videos, tiny_model):
 
     out = {}
     for name in VIDEOS:
-        cine = open_cine(videos / f"{name}.mp4", frame_cache=False)
+        cine = open_cine(videos / f"{name}.mp4", fill_cache=False)
         try:
             table = predict_video(cine, tiny_model)
             labels = list(dict.fromkeys(table["label"]))

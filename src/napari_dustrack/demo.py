@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from . import workers
-from .io.cine import open_cine
+from .io.cine import open_frames
 from .io.export import write_measurements_csv
 from .io.table import from_array, labels_of, to_array, validate, write_points_csv
 from .measure import Calibration, Measure, compute, save_measures
@@ -110,7 +110,7 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(),
     video = str(paths["video"])
     truth = sim.truth
     labels = labels_of(truth)
-    cine = open_cine(video, frame_cache=False)  # read in order by every stage: no display cache
+    cine = open_frames(video)  # read in order by every stage: no display cache
     n = len(cine)
     cal = Calibration.of(spacing=sim.pixel_spacing, fps=sim.fps)
 

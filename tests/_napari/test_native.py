@@ -112,7 +112,7 @@ def test_rgb_cine_shows_colour_and_algorithms_read_grey(make_napari_viewer, tmp_
     image = _open(viewer, path)[0]
     assert image.rgb and image.data.shape == frames.shape
     np.testing.assert_array_equal(np.asarray(image.data[3]), frames[3])
-    grey = open_cine(path, frame_cache=False)  # what tracking reads
+    grey = open_cine(path, fill_cache=False)  # what tracking reads
     assert grey.shape == frames.shape[:3] and not grey.rgb
     from napari_dustrack._widgets.common import open_frames
 

@@ -34,10 +34,10 @@ def test_dispatch_by_type_and_content(tmp_path, frames, h264_mp4):
     folder = media.write_png_folder(tmp_path / "pngs", frames[:5])
     mkv_copy = shutil.copy(h264_mp4, tmp_path / "renamed.bin")  # content decides, not name
     kinds = {
-        "dicom": open_cine(tmp_path / "IM_0001", frame_cache=False),
+        "dicom": open_cine(tmp_path / "IM_0001", fill_cache=False),
         "tiff": open_cine(tmp_path / "s.tif"),
         "images": open_cine(folder),
-        "video": open_cine(mkv_copy, frame_cache=False),
+        "video": open_cine(mkv_copy, fill_cache=False),
     }
     for kind, cine in kinds.items():
         assert isinstance(cine, Cine) and cine.kind == kind
@@ -59,7 +59,7 @@ def test_bad_paths(tmp_path):
 
 
 def test_data_is_lazy_dask(h264_mp4, frames):
-    cine = open_cine(h264_mp4, frame_cache=False)
+    cine = open_cine(h264_mp4, fill_cache=False)
     assert cine.shape == frames.shape and len(cine) == 30 and cine.fps == pytest.approx(25)
     data = cine.data
     assert isinstance(data, da.Array) and data.shape == frames.shape and data.dtype == np.uint8
@@ -80,7 +80,7 @@ def test_data_is_lazy_dask(h264_mp4, frames):
 
 
 def test_pickled_cine_reopens(h264_mp4):
-    cine = open_cine(h264_mp4, frame_cache=False)
+    cine = open_cine(h264_mp4, fill_cache=False)
     clone = pickle.loads(pickle.dumps(cine))
     np.testing.assert_array_equal(clone[12], cine[12])
     data = pickle.loads(pickle.dumps(cine.data))  # what dask ships to worker processes
@@ -129,7 +129,7 @@ def test_reader_without_fill_uses_an_existing_cache(video, frames):
     filler = open_cine(video)  # as napari does when the video is opened
     assert filler.frame_cache.wait(60)
     filler.close()
-    cine = open_cine(video, frame_cache=False)  # as the smoother, the CLI and workers do
+    cine = open_cine(video, fill_cache=False)  # as the smoother, the CLI and workers do
     assert cine.frame_cache is not None and cine.frame_cache.full_res
     decoded = []
     real_read = cine._source.read
@@ -140,7 +140,7 @@ def test_reader_without_fill_uses_an_existing_cache(video, frames):
     cine.close()
     media.write_video(video, frames[::-1].copy(), fps=25, gop=10)  # the video changed:
     os.utime(video, ns=(1, 1))
-    cine = open_cine(video, frame_cache=False)
+    cine = open_cine(video, fill_cache=False)
     assert cine.frame_cache is None  # the stale cache is ignored
     np.testing.assert_array_equal(cine[0], media.decode_all(video)[0])
     cine.close()
@@ -214,7 +214,7 @@ def test_no_cache_when_the_folder_is_read_only(tmp_path, frames):
 def test_interop_tiny_cine_frame_accurate(interop):
     path = interop / "tiny_cine.mp4"
     reference = media.decode_all(path)
-    cine = open_cine(path, frame_cache=False)  # no sidecar next to the shared file
+    cine = open_cine(path, fill_cache=False)  # no sidecar next to the shared file
     assert len(cine) == 30 == len(reference)
     for i in np.random.default_rng(5).permutation(30):
         np.testing.assert_array_equal(np.asarray(cine.data[int(i)]), reference[i])

@@ -106,7 +106,7 @@ def test_damaged_cines(tmp_path, kind):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                cine = open_cine(path, frame_cache=False)
+                cine = open_cine(path, fill_cache=False)
                 try:
                     frames = [np.asarray(cine[j]) for j in range(len(cine))]
                 finally:

@@ -114,19 +114,19 @@ def test_cine_exposes_the_region_and_keeps_it_in_a_worker(screen_cine):
     import pickle
 
     path, _ = screen_cine
-    cine = open_cine(path, frame_cache=False)
+    cine = open_cine(path, fill_cache=False)
     assert cine.region == Region(20, 48, 116, 144, "dicom")
     again = pickle.loads(pickle.dumps(cine))
     assert again.region == cine.region and again.shape == cine.shape
     assert cine.metadata(region=True)["region"]["x0"] == 48
-    assert open_cine(path, frame_cache=False, region=False).region.source == "dicom"
+    assert open_cine(path, fill_cache=False, region=False).region.source == "dicom"
 
 
 def test_mp4_export_blacks_out_the_screen_around_the_region(screen_cine, tmp_path):
     from napari_dustrack.io.export import export_mp4
 
     path, truth = screen_cine
-    cine = open_cine(path, frame_cache=False)
+    cine = open_cine(path, fill_cache=False)
     out = export_mp4(cine, truth[truth["frame"] < 4], tmp_path / "out.mp4", fps=50, scale=1, tail=0)
     first = media.decode_all(out, fmt="rgb24")[1]
     assert first[20:120, 4:40].max() < 20  # the side panel is gone
@@ -142,7 +142,7 @@ def test_model_trains_on_the_region_and_predicts_in_full_frame(screen_cine, tmp_
     from napari_dustrack.tracking.heatmap.train import train
 
     path, truth = screen_cine
-    cine = open_cine(path, frame_cache=False)
+    cine = open_cine(path, fill_cache=False)
     labels = ["anterior_endo", "septal"]
     truth = truth[truth["label"].isin(labels)].reset_index(drop=True)
     truth["source"] = "manual"

@@ -25,6 +25,7 @@ from ..io.cine import (
     cine_kind,
     is_dicom,
     open_cine,
+    open_frames,
 )
 
 POINT_SUFFIXES = (".csv", ".h5", ".hdf5", ".json")
@@ -192,7 +193,7 @@ def points_geometry(path: Path) -> dict:
     if video is None:
         return {}
     try:
-        with open_cine(video, frame_cache=False, region=False) as cine:
+        with open_frames(video, region=False) as cine:
             return cine_geometry(cine.metadata())
     except DustrackError:
         return {}

@@ -176,9 +176,9 @@ def open_frames(layer):
     """
     path = cine_info(layer).get("path")
     if path:
-        from ..io.cine import open_cine
+        from ..io.cine import open_frames as open_video_frames
 
-        return open_cine(path, frame_cache=False)  # napari's own reader fills the cache
+        return open_video_frames(path)  # napari's own reader fills the cache
     return layer.data
 
 

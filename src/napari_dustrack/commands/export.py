@@ -28,9 +28,9 @@ def run(args) -> None:
     if fmt in ("csv", "dustrack"):
         export_points(table, args.out, fmt=fmt)
     else:
-        from ..io.cine import open_cine
+        from ..io.cine import open_frames
 
-        cine = open_cine(args.video, frame_cache=False)  # read once, in order: no cache
+        cine = open_frames(args.video)  # read once, in order: no cache
         try:
             check_frames(table, len(cine), args.tracks)
             if fmt == "mp4":

@@ -55,7 +55,7 @@ def _read(path, n_frames: int, labels):
 
 
 def run(args) -> None:
-    from ..io.cine import open_cine
+    from ..io.cine import open_frames
     from ..tracking.final import final_tracks
     from ..tracking.smoothing import window_frames
 
@@ -63,7 +63,7 @@ def run(args) -> None:
     if keys.empty:
         raise DustrackError("no manual or reviewed rows to anchor the tracks", args.annotations)
     labels = labels_of(keys)
-    cine = open_cine(args.video, frame_cache=False)
+    cine = open_frames(args.video)
     try:
         n = len(cine)
         window = window_frames(args.window, cine.fps, args.window_frames, args.video)

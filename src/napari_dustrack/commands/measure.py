@@ -30,9 +30,9 @@ def video_calibration(video, spacing=None, fps=None) -> tuple[Calibration, int]:
     Lazy: no frame is decoded. MP4 and most containers carry no pixel spacing: ``spacing``
     supplies it.
     """
-    from ..io.cine import open_cine
+    from ..io.cine import open_frames
 
-    cine = open_cine(video, frame_cache=False)
+    cine = open_frames(video)
     try:
         return Calibration.of(spacing or cine.pixel_spacing, fps or cine.fps), len(cine)
     finally:

@@ -34,7 +34,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> None:
-    from ..io.cine import open_cine
+    from ..io.cine import open_frames
 
     if args.extend < 0:
         raise DustrackError(f"--extend must be >= 0, got {args.extend}")
@@ -44,7 +44,7 @@ def run(args) -> None:
     table = training_rows(table).reset_index(drop=True)
     if table.empty:
         raise DustrackError("no keyframes in the file (no manual or reviewed rows)", args.keyframes)
-    cine = open_cine(args.video, frame_cache=False)  # read once, in order: no cache needed
+    cine = open_frames(args.video)  # read once, in order: no cache needed
     try:
         keys, labels = keys_from_table(table, len(cine), path=args.keyframes)
         try:

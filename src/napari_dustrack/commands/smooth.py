@@ -31,11 +31,11 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> None:
-    from ..io.cine import open_cine
+    from ..io.cine import open_frames
     from ..tracking.smoothing import smooth, window_frames
 
     table = read_points(args.tracks)
-    cine = open_cine(args.video, frame_cache=False)  # read in order: no cache needed
+    cine = open_frames(args.video)  # read in order: no cache needed
     try:
         window = window_frames(args.window, cine.fps, args.window_frames, args.video)
         xy, conf, labels = tracks_array(table, len(cine), args.tracks)

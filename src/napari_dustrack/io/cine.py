@@ -64,7 +64,7 @@ def cine_kind(path: str | os.PathLike) -> str | None:
 def open_cine(
     path: str | os.PathLike,
     rgb: bool | str = False,
-    frame_cache: bool | None = None,
+    fill_cache: bool | None = None,
     cache_max_bytes: int | None = None,
     *,
     region: bool = True,
@@ -79,12 +79,11 @@ def open_cine(
     rgb : bool or "auto"
         Keep colour: frames ``(H, W, 3)``. Default grayscale ``(H, W)`` (what algorithms
         read). ``"auto"``: colour when the first frame holds colour (for display).
-    frame_cache : bool, optional
+    fill_cache : bool, optional
         For videos, fill a grayscale frame cache on disk in the background (the sidecar
         folder ``<video>.dustrack/``) from which frames are then served. Default: on, unless
-        the environment variable ``NAPARI_DUSTRACK_FRAME_CACHE=0``. When off, the frames an
-        existing full-size cache already holds are still read from it (same pixels, no
-        decoding); only the fill is skipped.
+        the environment variable ``NAPARI_DUSTRACK_FRAME_CACHE=0``. Either way, the frames an
+        existing full-size cache already holds are read from it (same pixels, no decoding).
     cache_max_bytes : int, optional
         Size budget of that cache (default 6 GiB, or ``NAPARI_DUSTRACK_FRAME_CACHE_MAX_GB``);
         longer cines are cached at reduced size, for display only.
@@ -103,10 +102,10 @@ def open_cine(
     kind = cine_kind(path)
     if rgb == "auto":
         rgb = _looks_colour(path, kind)
-    source = _open_source(path, kind, bool(rgb), frame_cache)
+    source = _open_source(path, kind, bool(rgb), fill_cache)
     cine = Cine(source, path, rgb=rgb, find_region=region)
     if cine.kind == "video" and not rgb:
-        if _cache_wanted(frame_cache):
+        if _cache_wanted(fill_cache):
             cine._start_frame_cache(_cache_budget(cache_max_bytes))
         else:  # decode only what an earlier fill (napari, a previous run) has not cached
             from .framecache import open_cached_frames
@@ -115,7 +114,13 @@ def open_cine(
     return cine
 
 
-def _open_source(path: Path, kind: str | None, rgb: bool, frame_cache: bool | None):
+def open_frames(path: str | os.PathLike, **options) -> Cine:
+    """Open a cine for an algorithm that reads it once, in order: :func:`open_cine` without
+    filling the frame cache (frames an existing cache holds are still read from it)."""
+    return open_cine(path, fill_cache=False, **options)
+
+
+def _open_source(path: Path, kind: str | None, rgb: bool, fill_cache: bool | None):
     if kind == "images":
         from .stack import ImageFolder
 
@@ -131,7 +136,7 @@ def _open_source(path: Path, kind: str | None, rgb: bool, frame_cache: bool | No
     elif path.is_dir():
         raise DustrackError("folder has no PNG/JPEG frames", path)
     else:  # any other file: let FFmpeg decide whether it is a video
-        source = _open_video(path, rgb, sidecar=_cache_wanted(frame_cache))
+        source = _open_video(path, rgb, sidecar=_cache_wanted(fill_cache))
     return source
 
 
@@ -166,9 +171,9 @@ def _open_video(path: Path, rgb: bool, sidecar: bool):
     return source
 
 
-def _cache_wanted(frame_cache: bool | None) -> bool:
-    if frame_cache is not None:
-        return bool(frame_cache)
+def _cache_wanted(fill_cache: bool | None) -> bool:
+    if fill_cache is not None:
+        return bool(fill_cache)
     return os.environ.get(_CACHE_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
@@ -421,7 +426,7 @@ class Cine:
 def _reopen(path: str, rgb: bool, region: dict | None = None) -> Cine:
     from .region import Region
 
-    cine = open_cine(path, rgb=rgb, frame_cache=False)
+    cine = open_frames(path, rgb=rgb)
     if region is not None:
         cine._region = Region.from_dict(region)
     return cine

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import DustrackError
 from ..worker_env import prepare_worker
-from .tasks import open_in_worker
+from ..io.cine import open_frames
 
 _local = threading.local()  # per worker thread: one open video, one loaded model
 
@@ -34,7 +34,7 @@ def _open_cached(path: str):
     if cached is not None:
         cached[1].close()
         _local.cine = None
-    cine = open_in_worker(path)
+    cine = open_frames(path)
     _local.cine = (key, cine)
     return cine
 

@@ -7,16 +7,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..io.cine import open_frames
 from ..worker_env import prepare_worker
 from .jobs import Channel
-
-
-def open_in_worker(path: str):
-    """Open a video lazily in the worker (frames read in order as needed; no disk cache written:
-    a worker reads each frame once or twice)."""
-    from ..io.cine import open_cine
-
-    return open_cine(path, frame_cache=False)  # the worker reads each frame once or twice
 
 
 def train_task(video: str, table: pd.DataFrame, model_dir: str, config: dict | None = None,
@@ -27,7 +20,7 @@ def train_task(video: str, table: pd.DataFrame, model_dir: str, config: dict | N
     from ..tracking.heatmap.train import train
 
     channel = channel or Channel(None)
-    cine = open_in_worker(video)
+    cine = open_frames(video)
     try:
         return train(
             cine, table, model_dir, HeatmapConfig.from_dict(config or {}), video=str(video),
@@ -55,7 +48,7 @@ def predict_task(video: str, model_dir: str, out: str | None = None, config: dic
         channel.send({"kind": "result", "frames": frames.tolist(), "xy": xy.tolist(),
                       "confidence": conf.tolist()})
 
-    cine = open_in_worker(video)
+    cine = open_frames(video)
     try:
         table = predict_video(cine, model_dir, device=cfg.device, threads=cfg.threads,
                               batch_size=cfg.predict_batch, progress=channel.progress,
@@ -83,7 +76,7 @@ def review_task(video: str, table: pd.DataFrame, top: int = 20, exclude=(),
         flow = flow[flow["source"] == "flow"]
         unsure = set(flow.loc[flow["confidence"] < FLAG_BELOW, "frame"].astype(int))
         exclude = [f for f in exclude if int(f) not in unsure]
-    cine = open_in_worker(video)
+    cine = open_frames(video)
     try:
         return frames_to_review(cine, table, top=top, exclude=exclude, flow=flow,
                                 progress=channel.progress, cancel=channel.cancel)

@@ -219,9 +219,9 @@ def smooth_chunked(frames, xy: np.ndarray, window: int, mode: str = SmoothMode.F
     (``fast``/``fusion`` exactly, ``dustrack`` up to floating-point summation order, ~1e-12 px).
     """
     if isinstance(frames, (str, bytes)) or hasattr(frames, "__fspath__"):
-        from .chunks import open_frames
+        from .chunks import frames_of
 
-        frames = open_frames(frames)
+        frames = frames_of(frames)
     xy = check_inputs(len(frames), xy, window, mode, confidence, labels)
     plan = plan_chunks(len(xy), window, mode, chunk_frames)
     payload = xy if mode == SmoothMode.DUSTRACK else reference_positions(xy)

@@ -63,12 +63,12 @@ def plan_chunks(n_frames: int, window: int, mode: str, chunk_frames: int | None 
     return [Chunk(a, min(a + step, total), a, min(a + step, total)) for a in range(0, total, step)]
 
 
-def open_frames(source):
+def frames_of(source):
     """A frames object from what a chunk task receives: a video path or the frames themselves."""
     if isinstance(source, (str, os.PathLike)):
-        from ...io.cine import open_cine
+        from ...io.cine import open_frames
 
-        return open_cine(source, frame_cache=False)  # a worker reads its chunk once
+        return open_frames(source)  # a worker reads its chunk once
     return source
 
 
@@ -119,7 +119,7 @@ def run_chunk(source, first: int, mode: str, chunk: Chunk, xy: np.ndarray, windo
     ``xy`` is the input (``dustrack``) or the reference positions (``fast``/``fusion``) of the
     whole video. Returns ``(sums, counts)`` (``dustrack``) or ``(fields,)``.
     """
-    frames = open_frames(source)
+    frames = frames_of(source)
     if first:
         frames = FrameView.renumbered(frames, first)
     try:
