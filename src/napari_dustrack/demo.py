@@ -29,6 +29,7 @@ from .tracking.flow import fill_between
 from .tracking.review import frames_to_review
 from .tracking.final import final_tracks
 from .tracking.smoothing import window_frames
+from .io.sources import PointSource
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ def annotate_keyframes(truth: pd.DataFrame, fps: float, s: DemoSettings) -> pd.D
     keys = sorted(set(range(0, last + 1, step)) | {last})
     rows = truth[truth["frame"].isin(keys)].copy()
     rows[["x", "y"]] += rng.normal(0, s.annotator_noise_px, size=(len(rows), 2))
-    rows["source"] = "manual"
+    rows["source"] = PointSource.MANUAL
     return validate(rows)
 
 
@@ -82,7 +83,7 @@ def correct_frames(table: pd.DataFrame, truth: pd.DataFrame, frames, s: DemoSett
     rng = np.random.default_rng(s.seed + 2)
     fixed = truth[truth["frame"].isin(list(frames))].copy()
     fixed[["x", "y"]] += rng.normal(0, s.annotator_noise_px, size=(len(fixed), 2))
-    fixed["source"] = "manual"
+    fixed["source"] = PointSource.MANUAL
     keep = table.set_index(["frame", "label"]).index.difference(fixed.set_index(["frame", "label"]).index)
     kept = table.set_index(["frame", "label"]).loc[keep].reset_index()
     return validate(pd.concat([kept, fixed], ignore_index=True))
@@ -119,7 +120,7 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(),
         keys, _ = to_array(keys_table, labels, n)
         xy, conf = fill_between(cine, keys, labels=labels)
         key_frames = sorted(keys_table["frame"].unique())
-        flow = from_array(xy, labels, source="flow", confidence=conf)
+        flow = from_array(xy, labels, source=PointSource.FLOW, confidence=conf)
         flow = validate(pd.concat([keys_table, flow[~flow["frame"].isin(key_frames)]]))
         write_points_csv(keys_table, out / "keyframes.csv", backup=False)
         write_points_csv(flow, out / "flow.csv", backup=False)
@@ -129,7 +130,7 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(),
     # The user scrubs the filled frames and accepts some as reviewed: they become training data.
     accepted = flow.copy()
     accepted["reviewed"] = accepted["frame"] % s.accept_every == 0
-    curated = accepted[(accepted["source"] == "manual") | accepted["reviewed"]]
+    curated = accepted[(accepted["source"] == PointSource.MANUAL) | accepted["reviewed"]]
     model_dir = out / "model"
     config = {"minutes": s.train_minutes, "seed": s.seed}
 
@@ -162,11 +163,11 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(),
         raw_xy, _ = to_array(raw2, labels, n)
         raw_conf, _ = to_array(raw2, labels, n, column="confidence")
         # what a person placed is kept; the accepted flow and the model are weighed
-        manual = corrected[corrected["source"] == "manual"]
+        manual = corrected[corrected["source"] == PointSource.MANUAL]
         anchors, _ = to_array(manual, labels, n)
         final = final_tracks(cine, window=w, annotations=anchors, flow=xy, flow_confidence=conf,
                              model=raw_xy, model_confidence=raw_conf, labels=labels)
-        smoothed = from_array(final.xy, labels, source="smoothed", confidence=final.confidence)
+        smoothed = from_array(final.xy, labels, source=PointSource.SMOOTHED, confidence=final.confidence)
         write_points_csv(smoothed, out / "smoothed.csv", backup=False)
     stages["final tracks (unlabelled frames)"] = errors(smoothed, truth, unlabelled)
     stages["flow (unlabelled frames)"] = errors(flow, truth, unlabelled)

@@ -20,6 +20,7 @@ from ..io.points_io import read_points, write_points
 from ..io.table import from_array, labels_of, to_array, training_rows, validate
 from ._args import add_video
 from ._progress import terminal_progress
+from ..io.sources import PointSource
 
 HELP = "final tracks: annotations kept, flow and model weighed, model bias removed"
 
@@ -76,7 +77,7 @@ def run(args) -> None:
                              progress=terminal_progress("final tracks"))
     finally:
         cine.close()
-    out = from_array(final.xy, labels, source="smoothed", confidence=final.confidence)
+    out = from_array(final.xy, labels, source=PointSource.SMOOTHED, confidence=final.confidence)
     keyed = pd.MultiIndex.from_frame(keys[["frame", "label"]])
     out = out[~pd.MultiIndex.from_frame(out[["frame", "label"]]).isin(keyed)]
     out = validate(pd.concat([keys, out], ignore_index=True))

@@ -20,6 +20,7 @@ from ..io.table import from_array, training_rows, validate
 from ..tracking.flow import FlowError, fill_between, keys_from_table
 from ._args import COUNT, add_video
 from ._progress import terminal_progress
+from ..io.sources import PointSource
 
 HELP = "fill frames between keyframes with optical flow (LK + RSTC)"
 DESTINATION = ("out", False)
@@ -54,7 +55,7 @@ def run(args) -> None:
         except FlowError as exc:
             out = _output_table(table, *exc.partial, labels)
             write_points(out, args.out)
-            n_filled = int((out["source"] == "flow").sum())
+            n_filled = int((out["source"] == PointSource.FLOW).sum())
             raise DustrackError(
                 f"{exc.problem}; wrote the {n_filled} point(s) computed before the failure "
                 f"(and the keyframes) to {args.out}",
@@ -64,7 +65,7 @@ def run(args) -> None:
         cine.close()
     out = _output_table(table, xy, conf, labels)
     write_points(out, args.out)
-    filled = out[out["source"] == "flow"]
+    filled = out[out["source"] == PointSource.FLOW]
     lost = _count_lost(keys, xy, args.extend)
     print(
         f"{args.out}: {len(filled)} flow point(s) for {len(labels)} label(s) "
@@ -91,7 +92,7 @@ def _count_lost(keys, xy, extend: int) -> int:
 
 def _output_table(keyframes: pd.DataFrame, xy, conf, labels) -> pd.DataFrame:
     """The keyframes' own rows plus a ``flow`` row for every other finite position."""
-    flow = from_array(xy, labels, source="flow", confidence=conf)
+    flow = from_array(xy, labels, source=PointSource.FLOW, confidence=conf)
     keyed = pd.MultiIndex.from_frame(keyframes[["frame", "label"]])
     flow = flow[~pd.MultiIndex.from_frame(flow[["frame", "label"]]).isin(keyed)]
     return validate(pd.concat([keyframes, flow], ignore_index=True))

@@ -15,6 +15,7 @@ from ..io.table import from_array, tracks_array
 from ..tracking.modes import SMOOTH_MODES, SmoothMode
 from ._args import POSITIVE, POSITIVE_INT, add_video
 from ._progress import terminal_progress
+from ..io.sources import PointSource
 
 HELP = "remove jitter with the optical-flow windowed smoother"
 DESTINATION = ("out", False)
@@ -47,7 +48,7 @@ def run(args) -> None:
     finally:
         cine.close()
     keep_conf = conf if conf is not None else np.ones(xy.shape[:2])
-    result = from_array(out, labels, source="smoothed", confidence=keep_conf)
+    result = from_array(out, labels, source=PointSource.SMOOTHED, confidence=keep_conf)
     write_points(result, args.out)
     print(f"{args.out}: {len(result)} smoothed point(s), {len(labels)} label(s), "
           f"window {window} frames, mode {args.mode}")

@@ -25,6 +25,7 @@ import pandas as pd
 from ..errors import DustrackError
 from .atomic import write_atomic
 from .table import labels_of, validate
+from .sources import PointSource
 
 _FRAME_RE = re.compile(r"(\d+)(?=\.[A-Za-z0-9]+$|$)")
 
@@ -79,7 +80,7 @@ def _read_dlc_here(path: Path) -> pd.DataFrame:
         if has_likelihood:
             lik = pd.to_numeric(block["likelihood"], errors="coerce").to_numpy(float)
             row["confidence"] = np.clip(np.nan_to_num(lik[ok], nan=0.0), 0, 1)
-            row["source"] = "model"
+            row["source"] = PointSource.MODEL
         rows.append(row)
     table = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["frame", "label", "x", "y"])
     if not len(table):

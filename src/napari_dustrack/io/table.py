@@ -16,16 +16,10 @@ import pandas as pd
 
 from ..errors import DustrackError
 from .atomic import write_atomic
+from .sources import SOURCES, TRAINING_SOURCES, PointSource
 
 REQUIRED = ("frame", "label", "x", "y")
 COLUMNS = ("frame", "label", "x", "y", "source", "confidence", "reviewed")
-SOURCES = ("manual", "flow", "model", "smoothed")
-TRAINING_SOURCES = ("manual",)  # plus any row marked reviewed
-
-
-def empty_table() -> pd.DataFrame:
-    """A table with all columns and no rows."""
-    return validate(pd.DataFrame({c: [] for c in REQUIRED}))
 
 
 def labels_of(table: pd.DataFrame) -> list[str]:
@@ -86,7 +80,7 @@ def validate(table: pd.DataFrame, path: str | os.PathLike | None = None) -> pd.D
 
 def _normalise_optional(out: pd.DataFrame, path) -> pd.DataFrame:
     if "source" not in out.columns:
-        out["source"] = "manual"
+        out["source"] = PointSource.MANUAL
     out["source"] = out["source"].fillna("manual").astype(str)
     unknown = sorted(set(out["source"]) - set(SOURCES))
     if unknown:
@@ -112,7 +106,7 @@ def _as_bool(value) -> bool:
     return bool(value)
 
 
-def make_table(frame, label, x, y, source="manual", confidence=None, reviewed=False) -> pd.DataFrame:
+def make_table(frame, label, x, y, source=PointSource.MANUAL, confidence=None, reviewed=False) -> pd.DataFrame:
     """Build a validated table from columns (scalars broadcast)."""
     frame = np.asarray(frame)
     n = len(frame)
@@ -162,7 +156,7 @@ def to_array(
 def from_array(
     xy: np.ndarray,
     labels: Sequence[str],
-    source: str = "model",
+    source: str = PointSource.MODEL,
     confidence: np.ndarray | None = None,
     reviewed: bool | np.ndarray = False,
     frames: Sequence[int] | None = None,

@@ -7,10 +7,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ..io.sources import PointSource
+
 Key = tuple[int, str]  # (frame, label)
 
-MANUAL = "manual"
-FLOW = "flow"
+MANUAL = PointSource.MANUAL
+FLOW = PointSource.FLOW
 
 
 @dataclass(frozen=True)

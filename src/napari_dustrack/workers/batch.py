@@ -67,6 +67,7 @@ from .batch_store import (
 )
 from .batch_tasks import predict_chunk_task, probe_task, smooth_chunk_task
 from .cluster import get_client, workers_per_host
+from ..io.sources import PointSource
 
 __all__ = ["BatchResult", "BatchSettings", "DEFAULT_CHUNK_FRAMES", "SUMMARY", "expand_videos",
            "format_summary", "is_complete", "model_fingerprint", "output_names", "predict_ranges",
@@ -239,7 +240,7 @@ class _Batch:
     def _write_raw(self, run: VideoRun) -> None:
         from ..io.table import from_array, write_points_csv
 
-        table = from_array(run.xy, run.labels, source="model", confidence=run.conf)
+        table = from_array(run.xy, run.labels, source=PointSource.MODEL, confidence=run.conf)
         write_points_csv(table, output_paths(run, self.settings)["raw"], backup=False)
         finite = np.isfinite(run.conf)
         run.mean_confidence = float(run.conf[finite].mean()) if finite.any() else float("nan")
@@ -249,7 +250,7 @@ class _Batch:
 
         out = combine_smoothing(run.xy, run.conf, run.plan, [run.results[c] for c in run.plan],
                                 run.window, self.settings.mode)
-        table = from_array(out, run.labels, source="smoothed", confidence=run.conf)
+        table = from_array(out, run.labels, source=PointSource.SMOOTHED, confidence=run.conf)
         write_points_csv(table, output_paths(run, self.settings)["smoothed"], backup=False)
 
     def _finish(self, run: VideoRun) -> None:

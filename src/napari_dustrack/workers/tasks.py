@@ -10,6 +10,7 @@ import pandas as pd
 from ..io.cine import open_frames
 from ..worker_env import prepare_worker
 from .jobs import Channel
+from ..io.sources import PointSource
 
 
 def train_task(video: str, table: pd.DataFrame, model_dir: str, config: dict | None = None,
@@ -73,7 +74,7 @@ def review_task(video: str, table: pd.DataFrame, top: int = 20, exclude=(),
 
     channel = channel or Channel(None)
     if flow is not None:
-        flow = flow[flow["source"] == "flow"]
+        flow = flow[flow["source"] == PointSource.FLOW]
         unsure = set(flow.loc[flow["confidence"] < FLAG_BELOW, "frame"].astype(int))
         exclude = [f for f in exclude if int(f) not in unsure]
     cine = open_frames(video)

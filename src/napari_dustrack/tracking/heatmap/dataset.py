@@ -10,13 +10,14 @@ import pandas as pd
 
 from ...errors import DustrackError
 from ...io.table import labels_of, training_rows, validate
+from ...io.sources import PointSource
 from .geometry import resize_frame, to_working
 
 MIN_FRAMES = 2
 # Training weight of a label by how it was obtained: a person placed it (manual), a person
 # accepted a prediction (reviewed), a person accepted an optical-flow point (scaled by the
 # flow's own confidence: accepting a whole fill also accepts its unreliable stretches).
-LABEL_WEIGHTS = {"manual": 1.0, "reviewed": 0.8, "flow": 0.5}
+LABEL_WEIGHTS = {PointSource.MANUAL: 1.0, "reviewed": 0.8, PointSource.FLOW: 0.5}
 MIN_FLOW_WEIGHT = 0.05
 
 
@@ -98,8 +99,8 @@ def label_weights(rows: pd.DataFrame) -> np.ndarray:
     source = rows["source"].to_numpy()
     conf = rows["confidence"].to_numpy(dtype=float) if "confidence" in rows else np.ones(len(rows))
     conf = np.clip(np.nan_to_num(conf, nan=1.0), MIN_FLOW_WEIGHT, 1.0)
-    return np.select([source == "manual", source == "flow"],
-                     [LABEL_WEIGHTS["manual"], LABEL_WEIGHTS["flow"] * conf],
+    return np.select([source == PointSource.MANUAL, source == PointSource.FLOW],
+                     [LABEL_WEIGHTS[PointSource.MANUAL], LABEL_WEIGHTS[PointSource.FLOW] * conf],
                      LABEL_WEIGHTS["reviewed"])
 
 

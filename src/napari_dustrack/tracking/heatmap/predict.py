@@ -17,6 +17,7 @@ from .geometry import resize_frame, to_full
 from .loss import spatial_softmax
 from .peaks import subpixel_peaks
 from .store import LoadedModel, load_model
+from ...io.sources import PointSource
 
 OnBatch = Callable[[np.ndarray, np.ndarray, np.ndarray], None]
 
@@ -97,4 +98,4 @@ def predict_video(
     set_threads(threads)
     model = load_model(model_dir, device=pick_device(device))
     xy, conf = predict(frames, model, batch_size, progress=progress, cancel=cancel, on_batch=on_batch)
-    return from_array(xy, model.labels, source="model", confidence=conf)
+    return from_array(xy, model.labels, source=PointSource.MODEL, confidence=conf)
