@@ -19,16 +19,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from napari.utils.colormaps import Colormap
 from napari.utils.notifications import show_info, show_warning
-from qtpy.QtCore import Qt, QTimer
-from qtpy.QtGui import QColor, QIcon, QPixmap
+from qtpy.QtCore import QTimer
+from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
     QColorDialog,
     QDialog,
     QFileDialog,
     QInputDialog,
-    QListWidgetItem,
+    QLabel,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -37,24 +37,26 @@ from ..session import AnnotationSession, Change, lost_frames, open_session
 from ..errors import Cancelled, DustrackError
 from ..io.layers import points_to_table
 from ..tracking.lk import LKParams
-from . import _annotate_keys, _annotate_mouse, _annotate_ui
+from . import _annotate_keys, _annotate_mouse
+from ._annotate_panels import ActionsRow, FlowPanel, FramesPanel, KeysDialog, LabelsPanel, ReviewPanel
 from ..io.colours import hex_rgba
-from ._annotate_layers import point_style, points_view, track_colours, tracks_view
+from ._annotate_layers import point_style, points_view, tracks_view
 from ._annotate_step import StepCarrier
 from .common import (
     is_cine,
-    keep_annotating,
+    label_colormap,
     META,
     notify,
     register_page,
     role_of,
-    set_tracks,
+    show_tracks,
     cine_info,
     current_frame,
     find_cine_layer,
     notify_error,
     open_frames,
     set_frame,
+    TaskBar,
 )
 
 log = logging.getLogger(__name__)
@@ -67,12 +69,6 @@ INCREMENTAL_MAX = 64
 ACCEPT_INLINE_ROWS = 20_000  # more predictions than this are compared in a worker thread  # changes touching more points redraw the whole layer
 TRACKS_DELAY_MS = 300  # tracks are rebuilt whole (napari has no row updates): once edits pause
 IMPORT_FILTER = "Point files (*.json *.csv *.h5);;DUSTrack JSON (*.json);;DeepLabCut (*.csv *.h5)"
-
-
-def _swatch(hex_colour: str) -> QIcon:
-    pix = QPixmap(14, 14)
-    pix.fill(QColor(hex_colour))
-    return QIcon(pix)
 
 
 class AnnotateWidget(QWidget):
@@ -120,7 +116,52 @@ class AnnotateWidget(QWidget):
 
     # ================================================================== UI
     def _build_ui(self) -> None:
-        _annotate_ui.build(self)
+        """The panels, their signals wired to the session and the layers, and the status."""
+        layout = QVBoxLayout(self)
+        self.video_label = QLabel("Open a cine (File > Open) to annotate it.")
+        self.video_label.setWordWrap(True)
+        layout.addWidget(self.video_label)
+        self.labels_panel = labels = LabelsPanel()
+        labels.picked.connect(self._on_label_row)
+        labels.edited.connect(self._on_label_edited)
+        labels.add_requested.connect(self.add_label_dialog)
+        labels.remove_requested.connect(lambda: self.remove_label())
+        labels.colour_requested.connect(self.colour_dialog)
+        labels.move_requested.connect(self.move_label)
+        self.frames_panel = frames = FramesPanel()
+        frames.go_to.connect(self.go_to)
+        frames.previous_keyframe.connect(self.previous_keyframe)
+        frames.next_keyframe.connect(self.next_keyframe)
+        frames.next_missing.connect(self.next_missing)
+        frames.copy_previous.connect(self.copy_previous)
+        frames.step_check.toggled.connect(self.set_step_adjust)
+        self.flow_panel = flow = FlowPanel()
+        flow.track.connect(lambda direction: self.track(direction))
+        flow.fill.connect(self.fill_between)
+        self.review_panel = review = ReviewPanel()
+        review.segment_requested.connect(self.set_range_to_segment)
+        review.accept_requested.connect(lambda: self.accept_range())
+        self.actions_row = actions = ActionsRow()
+        actions.undo.connect(self.undo)
+        actions.redo.connect(self.redo)
+        actions.import_requested.connect(self.import_dialog)
+        actions.keys_requested.connect(self.show_keys)
+        for panel in (labels, frames, flow, review, actions):
+            layout.addWidget(panel)
+        self.taskbar = TaskBar(self)
+        layout.addWidget(self.taskbar)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+        # the controls tests, keys and the screenshots reach by name
+        self.label_list = labels.label_list
+        self.jump_spin, self.step_check = frames.jump_spin, frames.step_check
+        self.n_spin, self.scope_check, self.fill_method = flow.n_spin, flow.scope_check, flow.fill_method
+        self.win_spin, self.level_spin = flow.win_spin, flow.level_spin
+        self.iter_spin, self.eps_spin = flow.iter_spin, flow.eps_spin
+        self.from_spin, self.to_spin = review.from_spin, review.to_spin
+        self.undo_button, self.redo_button = actions.undo_button, actions.redo_button
 
     # ================================================================== binding
     def bind(self, cine_layer) -> None:
@@ -393,28 +434,22 @@ class AnnotateWidget(QWidget):
     def _apply_tracks(self, view, labels, generation: int) -> None:
         if generation != self._tracks_generation or self.session is None:
             return  # a newer redraw is on its way (or the cine was closed)
+        from napari.layers import Tracks
+
         data, features = view
-        layer = self.tracks_layer
-        if len(data) == 0:
-            if layer is not None and layer in self.viewer.layers:
-                self.viewer.layers.remove(layer)
-            self.tracks_layer = None
-            return
-        colours, controls = track_colours(labels)
-        colormap = Colormap(colours, controls=controls, interpolation="zero", name="dustrack-labels")
-        if layer is None or layer not in self.viewer.layers:
-            cine = self.cine_layer
-            with self._keep_frame():
-                layer = self.viewer.add_tracks(
-                    data, features=features, name=TRACKS_NAME, tail_length=TAIL_LENGTH,
-                    head_length=0, tail_width=2, **like(cine), metadata={META: {"role": ROLE}},
-                    colormaps_dict={"colour": colormap}, color_by="colour", blending="translucent")
-            self.tracks_layer = layer
-            layer.events.visible.connect(self._on_tracks_visible)
-            if self.points_layer is not None:  # keep annotating: our layer stays on top and active
-                keep_annotating(self.viewer)
-        else:
-            set_tracks(layer, data, features, colormap)
+        colormap = label_colormap([lab.colour for lab in labels], "dustrack-labels")
+        was = self.tracks_layer
+
+        def new():
+            return Tracks(data, features=features, name=TRACKS_NAME, tail_length=TAIL_LENGTH,
+                          head_length=0, tail_width=2, **like(self.cine_layer),
+                          metadata={META: {"role": ROLE}}, colormaps_dict={"colour": colormap},
+                          color_by="colour", blending="translucent")
+
+        with self._keep_frame():
+            self.tracks_layer = show_tracks(self.viewer, was, data, features, colormap, new)
+        if self.tracks_layer is not None and self.tracks_layer is not was:
+            self.tracks_layer.events.visible.connect(self._on_tracks_visible)
 
     def _on_tracks_visible(self, event=None) -> None:
         if self.tracks_layer is not None and self.tracks_layer.visible and self._tracks_stale:
@@ -498,17 +533,8 @@ class AnnotateWidget(QWidget):
         names = session.labels if session is not None else []
         if self.current_label not in names:
             self.current_label = names[0] if names else None
-        lst = self.label_list
-        lst.blockSignals(True)
-        lst.clear()
-        for i, lab in enumerate(session.label_items if session is not None else []):
-            item = QListWidgetItem(_swatch(lab.colour), lab.name)
-            item.setFlags(item.flags() | Qt.ItemIsEditable)
-            item.setToolTip(f"key {i + 1}" if i < 9 else "")
-            lst.addItem(item)
-        if self.current_label is not None:
-            lst.setCurrentRow(names.index(self.current_label))
-        lst.blockSignals(False)
+        self.labels_panel.show_labels(session.label_items if session is not None else [],
+                                      self.current_label)
         self._update_feature_defaults()
 
     def _on_label_row(self, row: int) -> None:
@@ -517,13 +543,12 @@ class AnnotateWidget(QWidget):
             self._update_feature_defaults()
             self._update_controls()
 
-    def _on_label_edited(self, item: QListWidgetItem) -> None:
-        row = self.label_list.row(item)
+    def _on_label_edited(self, row: int, text: str) -> None:
         if self.session is None or not 0 <= row < len(self.session.labels):
             return
         old = self.session.labels[row]
-        if item.text().strip() != old:
-            self.rename_label(old, item.text())
+        if text.strip() != old:
+            self.rename_label(old, text)
 
     def add_label(self, name: str, colour: str | None = None) -> str | None:
         """Add a label and make it the current one."""
@@ -671,9 +696,7 @@ class AnnotateWidget(QWidget):
             return
         new, old = self.frame, self._frame
         self._frame = new
-        self.jump_spin.blockSignals(True)
-        self.jump_spin.setValue(new)
-        self.jump_spin.blockSignals(False)
+        self.frames_panel.show_frame(new)
         if self.step_adjust and self._carrier is not None and new == old + 1:
             self._carrier.carry(old, new, self.lk_params())
         self._update_controls()
@@ -700,9 +723,7 @@ class AnnotateWidget(QWidget):
 
     # ================================================================== optical flow
     def lk_params(self) -> LKParams:
-        win = self.win_spin.value() | 1  # odd window: centred on the point
-        return LKParams(win_size=win, max_level=self.level_spin.value(),
-                        max_iter=self.iter_spin.value(), eps=float(self.eps_spin.value()))
+        return self.flow_panel.lk_params()
 
     def toggle_scope(self) -> None:
         self.scope_check.setChecked(not self.scope_check.isChecked())
@@ -821,9 +842,7 @@ class AnnotateWidget(QWidget):
 
     # ================================================================== review
     def set_range_to_segment(self) -> None:
-        lo, hi = self._segment()
-        self.from_spin.setValue(lo)
-        self.to_spin.setValue(hi)
+        self.review_panel.set_range(*self._segment())
 
     def _segment(self) -> tuple[int, int]:
         f = self.frame
@@ -994,7 +1013,7 @@ class AnnotateWidget(QWidget):
     def show_keys(self) -> QDialog:
         """Open the key cheat-sheet (non-modal)."""
         if self._keys_dialog is None:
-            self._keys_dialog = _annotate_ui.KeysDialog(self)
+            self._keys_dialog = KeysDialog(self)
         self._keys_dialog.show()
         self._keys_dialog.raise_()
         return self._keys_dialog
@@ -1008,12 +1027,7 @@ class AnnotateWidget(QWidget):
 
     def _update_controls(self) -> None:
         s = self.session
-        self.undo_button.setEnabled(s is not None and s.can_undo)
-        self.redo_button.setEnabled(s is not None and s.can_redo)
-        if s is not None:
-            self.undo_button.setToolTip(f"Undo {s.undo_action} (Ctrl+Z)" if s.can_undo else "Ctrl+Z")
-            self.redo_button.setToolTip(f"Redo {s.redo_action} (Ctrl+Shift+Z)" if s.can_redo
-                                        else "Redo (Ctrl+Shift+Z)")
+        self.actions_row.show_history(s)
         if s is None:
             self.status.setText("")
             return
