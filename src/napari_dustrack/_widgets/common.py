@@ -27,6 +27,7 @@ from ..io.colours import label_hex, track_colormap
 
 META = "dustrack"
 ANNOTATIONS = "annotations"
+REVIEW_KEY = "review_frames"  # metadata of a prediction layer: its frames to review, ranked
 PAGE_WIDTH = 420  # a dock page fits beside the canvas on a 1280-px screen
 _pages: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
@@ -154,6 +155,14 @@ def show_tracks(viewer, layer, data, features, colormap, new) -> Tracks | None:
     viewer.add_layer(made)
     keep_annotating(viewer)
     return made
+
+
+def button(text: str, slot, tip: str) -> QPushButton:
+    """A push button connected to ``slot``, with a tool tip."""
+    b = QPushButton(text)
+    b.setToolTip(tip)
+    b.clicked.connect(slot)
+    return b
 
 
 def points_layers(viewer) -> list:
