@@ -32,15 +32,12 @@ from qtpy.QtWidgets import (
 from ..tracking.flow import FILL_METHODS
 from ..tracking.lk import LKParams
 from . import _annotate_keys
-from .common import Collapsible
+from .common import Collapsible, button
 
 
 def _button(text: str, signal, tip: str) -> QPushButton:
     """A button that emits ``signal`` (no argument) when clicked."""
-    button = QPushButton(text)
-    button.setToolTip(tip)
-    button.clicked.connect(lambda *_: signal.emit())
-    return button
+    return button(text, lambda *_: signal.emit(), tip)
 
 
 def _swatch(hex_colour: str) -> QIcon:
@@ -82,10 +79,7 @@ class LabelsPanel(QGroupBox):
             ("Up", -1, "Move the current label up"),
             ("Down", 1, "Move the current label down"),
         )):
-            button = QPushButton(text)
-            button.setToolTip(tip)
-            button.clicked.connect(lambda *_, d=delta: self.move_requested.emit(d))
-            row.addWidget(button, 1, i)
+            row.addWidget(button(text, lambda *_, d=delta: self.move_requested.emit(d), tip), 1, i)
         layout.addLayout(row)
 
     def show_labels(self, items, current: str | None) -> None:
@@ -159,10 +153,7 @@ class FlowPanel(Collapsible):
             ("Track back", -1, "Track backward N frames (Shift+T)"),
             ("Track fwd", 1, "Track forward N frames (T)"),
         )):
-            button = QPushButton(text)
-            button.setToolTip(tip)
-            button.clicked.connect(lambda *_, d=direction: self.track.emit(d))
-            grid.addWidget(button, 1, col)
+            grid.addWidget(button(text, lambda *_, d=direction: self.track.emit(d), tip), 1, col)
         grid.addWidget(_button("Fill between keyframes", self.fill,
                                "LK + RSTC between keyframes (F); unreliable frames are announced "
                                "and K walks them"), 1, 2)
