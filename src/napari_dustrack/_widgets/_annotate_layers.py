@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..io.colours import hex_rgba, track_colour_values, track_colormap
+from ..io.colours import hex_rgba, track_colour_values
 
 REVIEWED_ALPHA = 0.45
 WHITE = np.array([1.0, 1.0, 1.0, 1.0])
@@ -75,7 +75,7 @@ def tracks_view(points: Mapping, labels: Sequence) -> tuple[np.ndarray, dict]:
     """Tracks layer ``data`` rows (track_id, frame, y, x) and ``features``: one track per label
     (id = position in the label list + 1), sorted by id then frame; gaps are left out.
 
-    ``features["colour"]`` is the value :func:`track_colours`' colormap maps to the label's colour.
+    ``features["colour"]`` is the value :func:`.common.label_colormap` maps to the label's colour.
     """
     ids = {lab.name: i + 1 for i, lab in enumerate(labels)}
     keys = sorted((ids[k[1]], k[0], k[1]) for k in points if k[1] in ids)
@@ -83,9 +83,3 @@ def tracks_view(points: Mapping, labels: Sequence) -> tuple[np.ndarray, dict]:
                     dtype=float).reshape(-1, 4)
     return data, {"label": np.array([lab for _, _, lab in keys], dtype=object),
                   "colour": track_colour_values(data[:, 0], len(labels))}
-
-
-def track_colours(labels: Sequence) -> tuple[np.ndarray, np.ndarray]:
-    """Colours and control points of a stepwise colormap giving each track its label's colour
-    (colour the layer by the ``colour`` feature of :func:`tracks_view`)."""
-    return track_colormap([lab.colour for lab in labels])

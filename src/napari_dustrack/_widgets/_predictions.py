@@ -17,13 +17,12 @@ import numpy as np
 import pandas as pd
 from napari.layers import Points, Tracks
 from napari.qt.threading import create_worker
-from napari.utils.colormaps import Colormap
 from qtpy.QtCore import QObject, QTimer, Signal
 
 from .._napari.geometry import like
-from ..io.colours import rgba_rows, track_colour_values, track_colormap
+from ..io.colours import rgba_rows, track_colour_values
 from ..io.layers import points_to_table
-from .common import META, keep_annotating, label_colours, page, set_tracks
+from .common import META, keep_annotating, label_colormap, label_colours, page, show_tracks
 
 ROLE = "prediction"
 CHUNK_ROWS = 1600  # rows written per timer tick (a few ms on 80,000 rows)
@@ -182,8 +181,7 @@ class PredictionLayers(QObject):
         table = visible_table(self.layer)
         existing = self.viewer.layers[self.tracks_name] if self.tracks_name in self.viewer.layers else None
         colours = label_colours(self.viewer, self.labels)
-        rgba, controls = track_colormap([colours[lab] for lab in self.labels])
-        colormap = Colormap(rgba, controls=controls, interpolation="zero", name=f"{self.name}-labels")
+        colormap = label_colormap([colours[lab] for lab in self.labels], f"{self.name}-labels")
         # a new Tracks layer of 80,000 rows takes ~0.5 s to build: built in the worker too
         build = None if isinstance(existing, Tracks) else dict(
             name=self.tracks_name, **like(self.layer),
@@ -201,16 +199,7 @@ class PredictionLayers(QObject):
             return  # the layer (or the viewer) was closed meanwhile
         data, features, new_layer = result
         layer = self.viewer.layers[self.tracks_name] if self.tracks_name in self.viewer.layers else None
-        if len(data) == 0:
-            if layer is not None:
-                self.viewer.layers.remove(layer)
-        elif isinstance(layer, Tracks):
-            set_tracks(layer, data, features, colormap)
-        elif new_layer is not None:
-            if layer is not None:
-                self.viewer.layers.remove(layer)
-            self.viewer.add_layer(new_layer)
-            keep_annotating(self.viewer)
+        show_tracks(self.viewer, layer, data, features, colormap, new_layer)
         measure = page(self.viewer, "measure")
         if measure is not None:
             measure.schedule_refresh()

@@ -8,74 +8,56 @@ AnnotationSession` (the model, which also autosaves to the video's sidecar) and 
   reviewed``; manual points solid, optical-flow points hollow until reviewed, then half-filled.
 - ``annotation tracks`` (Tracks): one track per label, with tails.
 
-Keys live in :mod:`._annotate_keys`, mouse handling in :mod:`._annotate_mouse`.
+The controls are panels that emit signals (:mod:`._annotate_panels`), wired here. The layers are
+kept in step with the session by :mod:`._annotate_sync`, labels are edited in
+:mod:`._annotate_labels`, flow runs in :mod:`._annotate_flow`, review and accepting predictions
+in :mod:`._annotate_review`; keys live in
+:mod:`._annotate_keys`, mouse handling in :mod:`._annotate_mouse`.
 """
 
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-from napari.utils.colormaps import Colormap
 from napari.utils.notifications import show_info, show_warning
-from qtpy.QtCore import Qt, QTimer
-from qtpy.QtGui import QColor, QIcon, QPixmap
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
-    QColorDialog,
     QDialog,
     QFileDialog,
-    QInputDialog,
-    QListWidgetItem,
+    QLabel,
+    QVBoxLayout,
     QWidget,
 )
 
-from .._napari.geometry import like
-from ..session import AnnotationSession, Change, lost_frames, open_session
-from ..errors import Cancelled, DustrackError
-from ..io.layers import points_to_table
-from ..tracking.lk import LKParams
-from . import _annotate_keys, _annotate_mouse, _annotate_ui
-from ..io.colours import hex_rgba
-from ._annotate_layers import point_style, points_view, track_colours, tracks_view
+from ..session import AnnotationSession, open_session
+from ..errors import DustrackError
+from ._annotate_flow import FlowActions
+from ._annotate_review import ReviewActions
+from ._annotate_labels import LabelActions
+from ._annotate_sync import TRACKS_DELAY_MS, LayerSync
+from ._annotate_panels import ActionsRow, FlowPanel, FramesPanel, KeysDialog, LabelsPanel, ReviewPanel
 from ._annotate_step import StepCarrier
 from .common import (
     is_cine,
-    keep_annotating,
-    META,
     notify,
     register_page,
-    role_of,
-    set_tracks,
     cine_info,
     current_frame,
     find_cine_layer,
     notify_error,
     open_frames,
     set_frame,
+    TaskBar,
 )
 
 log = logging.getLogger(__name__)
 
-POINTS_NAME = "annotations"
-TRACKS_NAME = "annotation tracks"
-ROLE = "annotate"
-TAIL_LENGTH = 30
-INCREMENTAL_MAX = 64
-ACCEPT_INLINE_ROWS = 20_000  # more predictions than this are compared in a worker thread  # changes touching more points redraw the whole layer
-TRACKS_DELAY_MS = 300  # tracks are rebuilt whole (napari has no row updates): once edits pause
 IMPORT_FILTER = "Point files (*.json *.csv *.h5);;DUSTrack JSON (*.json);;DeepLabCut (*.csv *.h5)"
 
 
-def _swatch(hex_colour: str) -> QIcon:
-    pix = QPixmap(14, 14)
-    pix.fill(QColor(hex_colour))
-    return QIcon(pix)
-
-
-class AnnotateWidget(QWidget):
+class AnnotateWidget(LayerSync, LabelActions, FlowActions, ReviewActions, QWidget):
     """Keyframe annotation, optical-flow propagation and review for the cine in the viewer."""
 
     def __init__(self, napari_viewer):
@@ -120,7 +102,52 @@ class AnnotateWidget(QWidget):
 
     # ================================================================== UI
     def _build_ui(self) -> None:
-        _annotate_ui.build(self)
+        """The panels, their signals wired to the session and the layers, and the status."""
+        layout = QVBoxLayout(self)
+        self.video_label = QLabel("Open a cine (File > Open) to annotate it.")
+        self.video_label.setWordWrap(True)
+        layout.addWidget(self.video_label)
+        self.labels_panel = labels = LabelsPanel()
+        labels.picked.connect(self._on_label_row)
+        labels.edited.connect(self._on_label_edited)
+        labels.add_requested.connect(self.add_label_dialog)
+        labels.remove_requested.connect(lambda: self.remove_label())
+        labels.colour_requested.connect(self.colour_dialog)
+        labels.move_requested.connect(self.move_label)
+        self.frames_panel = frames = FramesPanel()
+        frames.go_to.connect(self.go_to)
+        frames.previous_keyframe.connect(self.previous_keyframe)
+        frames.next_keyframe.connect(self.next_keyframe)
+        frames.next_missing.connect(self.next_missing)
+        frames.copy_previous.connect(self.copy_previous)
+        frames.step_check.toggled.connect(self.set_step_adjust)
+        self.flow_panel = flow = FlowPanel()
+        flow.track.connect(lambda direction: self.track(direction))
+        flow.fill.connect(self.fill_between)
+        self.review_panel = review = ReviewPanel()
+        review.segment_requested.connect(self.set_range_to_segment)
+        review.accept_requested.connect(lambda: self.accept_range())
+        self.actions_row = actions = ActionsRow()
+        actions.undo.connect(self.undo)
+        actions.redo.connect(self.redo)
+        actions.import_requested.connect(self.import_dialog)
+        actions.keys_requested.connect(self.show_keys)
+        for panel in (labels, frames, flow, review, actions):
+            layout.addWidget(panel)
+        self.taskbar = TaskBar(self)
+        layout.addWidget(self.taskbar)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+        # the controls tests, keys and the screenshots reach by name
+        self.label_list = labels.label_list
+        self.jump_spin, self.step_check = frames.jump_spin, frames.step_check
+        self.n_spin, self.scope_check, self.fill_method = flow.n_spin, flow.scope_check, flow.fill_method
+        self.win_spin, self.level_spin = flow.win_spin, flow.level_spin
+        self.iter_spin, self.eps_spin = flow.iter_spin, flow.eps_spin
+        self.from_spin, self.to_spin = review.from_spin, review.to_spin
+        self.undo_button, self.redo_button = actions.undo_button, actions.redo_button
 
     # ================================================================== binding
     def bind(self, cine_layer) -> None:
@@ -206,397 +233,6 @@ class AnnotateWidget(QWidget):
         elif layer is self.tracks_layer:
             self.tracks_layer = None
 
-    @contextmanager
-    def _keep_frame(self):
-        step = self.viewer.dims.current_step
-        try:
-            yield
-        finally:
-            if self.viewer.dims.current_step != step:
-                self.viewer.dims.current_step = step
-
-    # ================================================================== layers
-    def _make_points_layer(self) -> None:
-        from napari.layers import Points
-
-        cine = self.cine_layer
-        h, w = cine.data.shape[1:3]
-        features = pd.DataFrame({
-            "label": pd.Series([], dtype=object), "source": pd.Series([], dtype=object),
-            "confidence": pd.Series([], dtype=float), "reviewed": pd.Series([], dtype=bool)})
-        layer = Points(
-            np.empty((0, 3)), ndim=3, name=POINTS_NAME, features=features,
-            **like(cine),
-            size=max(4.0, min(h, w) / 40.0), border_width=0.15, border_width_is_relative=True,
-            out_of_slice_display=False, metadata={META: {"role": ROLE}},
-            text={"string": "{label}", "size": 8, "color": "white", "anchor": "upper_left"},
-        )
-        with self._keep_frame():
-            self.viewer.add_layer(layer)
-        _annotate_keys.install(layer, self)
-        _annotate_mouse.install(layer, self)
-        layer.events.data.connect(self._on_layer_data)
-        self.points_layer = layer
-        self._update_feature_defaults()
-        self.viewer.layers.selection.active = layer
-
-    def _ensure_points_layer(self) -> bool:
-        if self.session is None:
-            return False
-        if self.points_layer is None or self.points_layer not in self.viewer.layers:
-            self._make_points_layer()
-        return True
-
-    def refresh(self) -> None:
-        """Redraw the annotations layer from the model (all rows)."""
-        if not self._ensure_points_layer():
-            return
-        points, labels, _ = self.session.snapshot()
-        view = points_view(points, labels)
-        layer = self.points_layer
-        with self._writing():
-            layer.selected_data = set()
-            layer.data = view["data"]
-            layer.features = view["features"]
-            if len(view["keys"]):
-                layer.face_color = view["face"]
-                layer.border_color = view["border"]
-        self._row_keys = view["keys"]
-        self._row_index = {key: i for i, key in enumerate(self._row_keys)}
-        self._label_rgba = {lab.name: hex_rgba(lab.colour) for lab in labels}
-        self._update_feature_defaults()
-        self._update_controls()
-
-    def _update_rows(self, change: Change) -> bool:
-        """Apply a small change to the layer row by row (a full redraw of a long cine's points
-        costs far more than a click); False if a full redraw is needed instead."""
-        layer = self.points_layer
-        if (change.labels is not None or layer is None
-                or layer not in self.viewer.layers or len(layer.data) != len(self._row_keys)
-                or any(key[1] not in self._label_rgba for key in change.points)):
-            return False
-        if len(change.points) > INCREMENTAL_MAX:
-            return self._update_rows_bulk(change)
-        features = layer.features
-        columns = {c: features.columns.get_loc(c) for c in ("source", "confidence", "reviewed")}
-        removed = []
-        with self._writing():
-            for key, p in change.points.items():
-                i = self._row_index.get(key)
-                if p is None:
-                    if i is not None:
-                        removed.append(i)
-                    continue
-                if i is None:  # new row: napari takes its features (and text) from the defaults
-                    layer.feature_defaults = {"label": key[1], "source": p.source,
-                                              "confidence": p.confidence, "reviewed": p.reviewed}
-                    layer.add(np.array([[key[0], p.y, p.x]]))
-                    i = len(layer.data) - 1
-                    self._row_keys.append(key)
-                    self._row_index[key] = i
-                else:
-                    layer.data[i] = (key[0], p.y, p.x)
-                    features.iat[i, columns["source"]] = p.source
-                    features.iat[i, columns["confidence"]] = p.confidence
-                    features.iat[i, columns["reviewed"]] = p.reviewed
-                face, border = point_style(self._label_rgba[key[1]], p.manual, p.reviewed)
-                layer.face_color[i] = face
-                layer.border_color[i] = border
-            if removed:
-                layer.remove(removed)
-                gone = set(removed)
-                self._row_keys = [k for i, k in enumerate(self._row_keys) if i not in gone]
-                self._row_index = {key: i for i, key in enumerate(self._row_keys)}
-            layer.selected_data = set()
-            layer.refresh()
-        self._update_feature_defaults()
-        self._update_controls()
-        return True
-
-    def _update_rows_bulk(self, change: Change) -> bool:
-        """A big change (a fill, an accepted range) applied with whole-array writes: rows that
-        exist are updated in place, new rows added in one call, removed rows in one call."""
-        layer = self.points_layer
-        keys = list(change.points)
-        points = [change.points[k] for k in keys]
-        index = np.fromiter((self._row_index.get(k, -1) for k in keys), np.int64, len(keys))
-        alive = np.fromiter((p is not None for p in points), bool, len(keys))
-        styles: dict = {}
-
-        def style(k, p):
-            sig = (k[1], p.manual, p.reviewed)
-            if sig not in styles:
-                styles[sig] = point_style(self._label_rgba[k[1]], p.manual, p.reviewed)
-            return styles[sig]
-
-        def write(rows, picks):
-            pts = [points[i] for i in picks]
-            layer.data[rows, 1] = [p.y for p in pts]
-            layer.data[rows, 2] = [p.x for p in pts]
-            feats = layer.features
-            feats.iloc[rows, feats.columns.get_loc("label")] = [keys[i][1] for i in picks]
-            feats.iloc[rows, feats.columns.get_loc("source")] = [p.source for p in pts]
-            feats.iloc[rows, feats.columns.get_loc("confidence")] = [p.confidence for p in pts]
-            feats.iloc[rows, feats.columns.get_loc("reviewed")] = [p.reviewed for p in pts]
-            looks = [style(keys[i], p) for i, p in zip(picks, pts)]
-            layer.face_color[rows] = [f for f, _ in looks]
-            layer.border_color[rows] = [b for _, b in looks]
-
-        with self._writing():
-            update = np.flatnonzero((index >= 0) & alive)
-            if len(update):
-                write(index[update], update)
-            new = np.flatnonzero((index < 0) & alive)
-            if len(new):
-                start = len(layer.data)
-                layer.add(np.array([(keys[i][0], points[i].y, points[i].x) for i in new]))
-                write(np.arange(start, start + len(new)), new)
-                self._row_keys.extend(keys[i] for i in new)
-            gone = index[(index >= 0) & ~alive]
-            if len(gone):
-                layer.remove(gone.tolist())
-                dropped = set(gone.tolist())
-                self._row_keys = [k for i, k in enumerate(self._row_keys) if i not in dropped]
-            self._row_index = {key: i for i, key in enumerate(self._row_keys)}
-            layer.text.refresh(layer.features)
-            layer.selected_data = set()
-            layer.refresh()
-        self._update_feature_defaults()
-        self._update_controls()
-        return True
-
-    def refresh_tracks(self, background: bool = False) -> None:
-        """Redraw the tracks layer (one track per label; gaps are left out, never NaN).
-
-        ``background``: compute the rows in a worker thread (a long cine's 80,000 points take
-        longer than a GUI handler may), then set them; a newer request drops older results.
-        """
-        self._tracks_timer.stop()
-        if self.session is None:
-            return
-        layer = self.tracks_layer
-        if layer is not None and layer in self.viewer.layers and not layer.visible:
-            self._tracks_stale = True  # hidden: rebuilt when shown again
-            return
-        self._tracks_stale = False
-        points, labels, _ = self.session.snapshot()
-        self._tracks_generation += 1
-        if not background:
-            self._apply_tracks(tracks_view(points, labels), labels, self._tracks_generation)
-            return
-        from napari.qt.threading import create_worker
-
-        worker = create_worker(tracks_view, points, labels)
-        worker.returned.connect(lambda view, g=self._tracks_generation: self._apply_tracks(view, labels, g))
-        worker.start()
-
-    def _apply_tracks(self, view, labels, generation: int) -> None:
-        if generation != self._tracks_generation or self.session is None:
-            return  # a newer redraw is on its way (or the cine was closed)
-        if self.cine_layer is None or self.cine_layer not in self.viewer.layers:
-            return  # the viewer is closing: its layers are going
-        data, features = view
-        layer = self.tracks_layer
-        if len(data) == 0:
-            if layer is not None and layer in self.viewer.layers:
-                self.viewer.layers.remove(layer)
-            self.tracks_layer = None
-            return
-        colours, controls = track_colours(labels)
-        colormap = Colormap(colours, controls=controls, interpolation="zero", name="dustrack-labels")
-        if layer is None or layer not in self.viewer.layers:
-            cine = self.cine_layer
-            with self._keep_frame():
-                layer = self.viewer.add_tracks(
-                    data, features=features, name=TRACKS_NAME, tail_length=TAIL_LENGTH,
-                    head_length=0, tail_width=2, **like(cine), metadata={META: {"role": ROLE}},
-                    colormaps_dict={"colour": colormap}, color_by="colour", blending="translucent")
-            self.tracks_layer = layer
-            layer.events.visible.connect(self._on_tracks_visible)
-            if self.points_layer is not None:  # keep annotating: our layer stays on top and active
-                keep_annotating(self.viewer)
-        else:
-            set_tracks(layer, data, features, colormap)
-
-    def _on_tracks_visible(self, event=None) -> None:
-        if self.tracks_layer is not None and self.tracks_layer.visible and self._tracks_stale:
-            self.refresh_tracks()
-
-    @contextmanager
-    def _writing(self):
-        self._updating = True
-        try:
-            yield
-        finally:
-            self._updating = False
-
-    def _update_feature_defaults(self) -> None:
-        """The label (and look) of the next point added with napari's own add tool."""
-        layer = self.points_layer
-        if layer is None:
-            return
-        defaults = {"label": self.current_label or "", "source": "manual", "confidence": 1.0,
-                    "reviewed": False}
-        current = {k: layer.feature_defaults[k][0] for k in defaults if k in layer.feature_defaults}
-        if current != defaults:  # napari's setter is slow on big layers: only when it changes
-            with self._writing():
-                layer.feature_defaults = defaults
-
-    # ---------------------------------------------------------------- model -> view
-    def _on_session_change(self, change: Change) -> None:
-        if change.labels is not None:
-            self._refresh_label_list()
-        if self._in_layer_event:  # napari is mid-edit of the layer: redraw after it finishes
-            QTimer.singleShot(0, self.refresh)
-        elif not self._update_rows(change):
-            self.refresh()
-        self._tracks_timer.start()
-
-    # ---------------------------------------------------------------- view -> model
-    def _on_layer_data(self, event) -> None:
-        """Edits made with napari's own Points tools (add/select modes, Delete) go to the model."""
-        if self._updating or self.session is None:
-            return
-        layer = self.points_layer
-        action = str(getattr(event, "action", ""))
-        indices = [int(i) for i in getattr(event, "data_indices", ()) or ()]
-        if action == "removing":
-            self._removing = [self._key_of_row(i) for i in indices if 0 <= i < len(layer.data)]
-            return
-        if action not in ("added", "changed", "removed"):
-            return
-        self._in_layer_event = True
-        try:
-            if action == "removed":
-                self.session.delete_points(self._removing)
-                self._removing = []
-            else:
-                items = []
-                for i in indices:
-                    frame, label = self._key_of_row(i)
-                    if label not in self.session.labels:
-                        label = self.current_label
-                    if label is not None:
-                        y, x = layer.data[i, -2:]
-                        items.append((frame, label, float(x), float(y)))
-                verb = "place" if action == "added" else "move"
-                if items:
-                    self.session.place_points(items, action=verb)
-                else:
-                    QTimer.singleShot(0, self.refresh)  # drop a point we could not label
-        except DustrackError as exc:
-            notify_error(exc)
-            QTimer.singleShot(0, self.refresh)
-        finally:
-            self._in_layer_event = False
-
-    def _key_of_row(self, i: int) -> tuple[int, str]:
-        layer = self.points_layer
-        return round(float(layer.data[i, 0])), str(layer.features["label"].iloc[i])
-
-    # ================================================================== labels
-    def _refresh_label_list(self) -> None:
-        session = self.session
-        names = session.labels if session is not None else []
-        if self.current_label not in names:
-            self.current_label = names[0] if names else None
-        lst = self.label_list
-        lst.blockSignals(True)
-        lst.clear()
-        for i, lab in enumerate(session.label_items if session is not None else []):
-            item = QListWidgetItem(_swatch(lab.colour), lab.name)
-            item.setFlags(item.flags() | Qt.ItemIsEditable)
-            item.setToolTip(f"key {i + 1}" if i < 9 else "")
-            lst.addItem(item)
-        if self.current_label is not None:
-            lst.setCurrentRow(names.index(self.current_label))
-        lst.blockSignals(False)
-        self._update_feature_defaults()
-
-    def _on_label_row(self, row: int) -> None:
-        if self.session is not None and 0 <= row < len(self.session.labels):
-            self.current_label = self.session.labels[row]
-            self._update_feature_defaults()
-            self._update_controls()
-
-    def _on_label_edited(self, item: QListWidgetItem) -> None:
-        row = self.label_list.row(item)
-        if self.session is None or not 0 <= row < len(self.session.labels):
-            return
-        old = self.session.labels[row]
-        if item.text().strip() != old:
-            self.rename_label(old, item.text())
-
-    def add_label(self, name: str, colour: str | None = None) -> str | None:
-        """Add a label and make it the current one."""
-        if not self._need_session():
-            return None
-        try:
-            name = self.session.add_label(name, colour)
-        except DustrackError as exc:
-            notify_error(exc)
-            return None
-        self.pick_label(name)
-        return name
-
-    def add_label_dialog(self) -> None:
-        if not self._need_session():
-            return
-        name, ok = QInputDialog.getText(self, "Add label", "Name of the new label:")
-        if ok and name.strip():
-            self.add_label(name)
-
-    def rename_label(self, old: str, new: str) -> None:
-        was_current = self.current_label == old
-        try:
-            new = self.session.rename_label(old, new)
-        except DustrackError as exc:
-            notify_error(exc)
-            self._refresh_label_list()
-            return
-        if was_current:
-            self.pick_label(new)
-
-    def remove_label(self, name: str | None = None) -> None:
-        name = name or self.current_label
-        if self.session is None or name is None:
-            return
-        self.session.remove_label(name)
-        show_info(f"Removed label {name!r} and its points (Ctrl+Z to undo).")
-
-    def move_label(self, delta: int) -> None:
-        if self.session is None or self.current_label is None:
-            return
-        index = self.session.labels.index(self.current_label)
-        self.session.move_label(self.current_label, max(0, index + int(delta)))
-
-    def colour_dialog(self) -> None:
-        if self.session is None or self.current_label is None:
-            return
-        colour = QColorDialog.getColor(QColor(self.session.colour(self.current_label)), self)
-        if colour.isValid():
-            self.session.set_colour(self.current_label, colour.name())
-
-    def pick_label(self, name: str) -> None:
-        """Make ``name`` the current label (clicks place it)."""
-        if self.session is None or name not in self.session.labels:
-            return
-        self.current_label = name
-        self.label_list.setCurrentRow(self.session.labels.index(name))
-        self._update_feature_defaults()
-        self._update_controls()
-
-    def pick_label_index(self, index: int) -> None:
-        if self.session is not None and 0 <= index < len(self.session.labels):
-            self.pick_label(self.session.labels[index])
-
-    def cycle_label(self, delta: int) -> None:
-        if self.session is None or not self.session.labels:
-            return
-        labels = self.session.labels
-        i = labels.index(self.current_label) if self.current_label in labels else 0
-        self.pick_label(labels[(i + int(delta)) % len(labels)])
-
     # ================================================================== points
     def place(self, frame: int, label: str, x: float, y: float) -> None:
         """Place ``label`` at (x, y) on ``frame`` (moves it if it is already there)."""
@@ -673,9 +309,7 @@ class AnnotateWidget(QWidget):
             return
         new, old = self.frame, self._frame
         self._frame = new
-        self.jump_spin.blockSignals(True)
-        self.jump_spin.setValue(new)
-        self.jump_spin.blockSignals(False)
+        self.frames_panel.show_frame(new)
         if self.step_adjust and self._carrier is not None and new == old + 1:
             self._carrier.carry(old, new, self.lk_params())
         self._update_controls()
@@ -701,247 +335,6 @@ class AnnotateWidget(QWidget):
         return None if self._carrier is None else self._carrier.last_ms
 
     # ================================================================== optical flow
-    def lk_params(self) -> LKParams:
-        win = self.win_spin.value() | 1  # odd window: centred on the point
-        return LKParams(win_size=win, max_level=self.level_spin.value(),
-                        max_iter=self.iter_spin.value(), eps=float(self.eps_spin.value()))
-
-    def toggle_scope(self) -> None:
-        self.scope_check.setChecked(not self.scope_check.isChecked())
-
-    def _scope_labels(self) -> list[str]:
-        if self.session is None:
-            return []
-        if self.scope_check.isChecked():
-            return [self.current_label] if self.current_label else []
-        return self.session.labels
-
-    def track(self, direction: int, n: int | None = None) -> None:
-        """Track the points of this frame ``n`` frames forward (direction 1) or backward (-1)."""
-        if not self._need_session():
-            return
-        from ..tracking.flow import propagate
-
-        f0 = self.frame
-        labels = [lab for lab in self._scope_labels() if self.session.point(f0, lab) is not None]
-        if not labels:
-            show_info(f"No points on frame {f0} to track.")
-            return
-        n = int(n if n is not None else self.n_spin.value())
-        last = self.session.n_frames - 1
-        steps = min(n, last - f0) if direction > 0 else -min(n, f0)
-        if steps == 0:
-            show_info("Already at the end of the video.")
-            return
-        xy0 = self.session.positions(f0, labels)
-        rows = f0 + np.sign(steps) * np.arange(abs(steps) + 1)
-        action = f"track {'forward' if steps > 0 else 'backward'} {abs(steps)}"
-
-        def apply(session, result):
-            xy, conf = result
-            session.apply_flow(xy[1:], labels, rows[1:len(xy)], conf[1:], action=action)
-            self._report_flow(lost_frames(xy[1:], labels, rows[1:len(xy)]))
-
-        self._run_flow(propagate, (f0, xy0, steps), apply, f"tracking {abs(steps)} frames")
-
-    def fill_between(self) -> None:
-        """Fill between consecutive keyframes of every label in scope (LK + RSTC)."""
-        if not self._need_session():
-            return
-        from ..tracking.flow import fill_between
-
-        labels = [lab for lab in self._scope_labels() if len(self.session.keyframes(lab)) >= 2]
-        if not labels:
-            show_info("Fill needs a label with at least two keyframes (manual points).")
-            return
-        keys = self.session.keys_array(labels)
-        spans = {lab: (min(k), max(k)) for lab in labels for k in [self.session.keyframes(lab)]}
-        method = self.fill_method.currentText()
-        report: dict = {}  # filled by the worker: the unreliable points (flow_confidence.Flags)
-
-        def apply(session, result):
-            xy, conf = result
-            # unreliable points keep their confidence: accepted, they stay source "flow",
-            # reviewed, and training weighs them by it
-            session.apply_flow(xy, labels, None, conf, action="fill between keyframes")
-            self._report_flow(lost_frames(xy, labels, spans=spans), report.get("flags"))
-
-        self._run_flow(fill_between, (keys,), apply, f"filling {len(labels)} label(s) ({method})",
-                       labels=labels, single_keyframe="skip", method=method, report=report)
-
-    def _run_flow(self, func, args, apply, label, **kwargs) -> None:
-        """Run a flow function in the task bar's worker thread; ``apply(session, result)`` runs
-        in the GUI thread with the result, or with what was done before a cancel or a failure."""
-        from ..tracking.flow import FlowError
-
-        if self.taskbar.busy:
-            show_info("Optical flow is still running; wait for it or cancel it (Esc).")
-            return
-        session = self.session
-        try:
-            frames = open_frames(self.cine_layer)
-        except DustrackError as exc:
-            notify_error(exc)
-            return
-        params = self.lk_params()
-
-        def job(progress=None, cancel=None):
-            # Expected endings come back as results: an exception leaving the worker would be
-            # re-raised in the GUI thread as a traceback (see the report on TaskBar).
-            try:
-                return func(frames, *args, params=params, progress=progress, cancel=cancel, **kwargs), None
-            except Cancelled as exc:  # keep what was computed before the cancel
-                return exc.partial, exc
-            except FlowError as exc:  # keep what was computed before the failure
-                return exc.partial, exc
-            except DustrackError as exc:
-                return None, exc
-            finally:
-                if hasattr(frames, "close"):
-                    frames.close()
-
-        def keep(result):
-            if result is None:
-                return
-            if session is self.session:
-                apply(session, result)
-            else:
-                show_info("The video changed while optical flow ran; its result was dropped.")
-
-        def done(outcome):
-            result, error = outcome
-            keep(result)
-            if isinstance(error, Cancelled):
-                show_info("Cancelled; the frames done so far are kept.")
-            elif error is not None:
-                notify_error(error)
-
-        self.taskbar.run(job, on_done=done, on_cancel=keep, label=label)
-
-    def cancel_task(self) -> None:
-        self.taskbar.cancel()
-
-    # ================================================================== review
-    def set_range_to_segment(self) -> None:
-        lo, hi = self._segment()
-        self.from_spin.setValue(lo)
-        self.to_spin.setValue(hi)
-
-    def _segment(self) -> tuple[int, int]:
-        f = self.frame
-        keys = self.session.keyframes() if self.session is not None else []
-        lo = f if f in keys else (self.session.previous_keyframe(f) if self.session is not None else None)
-        hi = self.session.next_keyframe(f) if self.session is not None else None
-        last = (self.session.n_frames or 1) - 1 if self.session is not None else 0
-        return (0 if lo is None else lo), (last if hi is None else hi)
-
-    def accept_range(self, start: int | None = None, end: int | None = None) -> int:
-        """Mark the flow points on frames ``start..end`` (default: the Review range) reviewed."""
-        if not self._need_session():
-            return 0
-        start = self.from_spin.value() if start is None else int(start)
-        end = self.to_spin.value() if end is None else int(end)
-        n = self.session.accept(start, end, self._scope_labels())
-        show_info(f"Accepted {n} point(s) on frames {min(start, end)}-{max(start, end)}.")
-        return n
-
-    def accept_segment(self) -> int:
-        lo, hi = self._segment()
-        return self.accept_range(lo, hi)
-
-    # ================================================================== predictions
-    def prediction_layers(self) -> list:
-        """Visible prediction Points layers (model, smoothed points): their points can be dragged."""
-        from napari.layers import Points
-
-        return [layer for layer in self.viewer.layers
-                if isinstance(layer, Points) and role_of(layer) == "prediction" and layer.visible]
-
-    def install_on_prediction(self, layer) -> None:
-        """Keys and drags on a prediction layer act on the annotations (see _annotate_mouse)."""
-        if getattr(layer, "_dustrack_review", False):
-            return
-        _annotate_keys.install(layer, self)
-        _annotate_mouse.install(layer, self, prediction=True)
-        layer._dustrack_review = True
-
-    def _prediction_source(self, name: str | None):
-        names = [name] if name else ["model", "smoothed points"]
-        for n in names:
-            if n in self.viewer.layers:
-                return self.viewer.layers[n]
-        return None
-
-    def accept_predictions(self, start: int | None = None, end: int | None = None, *,
-                           min_confidence: float = 0.0, source: str | None = None) -> int:
-        """Copy a prediction layer's points on frames ``start..end`` (all frames when None) with
-        at least ``min_confidence`` into the annotations as reviewed points (one undo step).
-
-        Returns the number written, or -1 when a long cine's predictions are being compared in
-        a worker thread (written when it is done; :attr:`accepting` is true meanwhile)."""
-        if not self._need_session():
-            return 0
-        layer = self._prediction_source(source)
-        if layer is None:
-            notify_error(DustrackError("no predictions to accept: press Predict (Model tab) first"))
-            return 0
-        shown = np.asarray(layer.shown, dtype=bool)
-        data, features = np.array(layer.data)[shown], layer.features.iloc[np.flatnonzero(shown)].copy()
-        session = self.session
-
-        def changes():
-            table = points_to_table(data, features.reset_index(drop=True))
-            return session.prediction_changes(table, start=start, end=end,
-                                              min_confidence=min_confidence)
-
-        def commit(result):
-            found, lo, hi = result
-            if session is not self.session:
-                return 0
-            n = session.commit_predictions(found, f"accept predictions on frames {lo}-{hi}")
-            where = "every frame" if start is None else f"frames {lo}-{hi}"
-            show_info(f"Accepted {n} predicted point(s) of {where} as reviewed"
-                      f"{'' if n else ' (manual and reviewed points are kept)'}; Ctrl+Z undoes.")
-            return n
-
-        if len(data) <= ACCEPT_INLINE_ROWS:
-            try:
-                return commit(changes())
-            except DustrackError as exc:
-                notify_error(exc)
-                return 0
-        # a long cine's predictions: tabulated and compared in a worker thread, written here
-        from napari.qt.threading import create_worker
-
-        worker = create_worker(changes, _ignore_errors=True)
-        worker.returned.connect(commit)
-        worker.errored.connect(notify_error)
-        worker.start()
-        self._accepting = worker
-        worker.finished.connect(lambda: setattr(self, "_accepting", None))
-        return -1  # applied when the worker is done
-
-    @property
-    def accepting(self) -> bool:
-        return self._accepting is not None
-
-    def accept_frame_predictions(self) -> int:
-        return self.accept_predictions(self.frame, self.frame)
-
-    def next_to_review(self) -> int | None:
-        """Go to the next frame of the model's ranked list (the Model tab's review list)."""
-        layer = self._prediction_source("model")
-        frames = list(layer.metadata.get("review_frames", [])) if layer is not None else []
-        if not frames:
-            show_info("No frames to review yet: Predict in the Model tab first.")
-            return None
-        here = self.frame
-        if here in frames:
-            self._review_pos = frames.index(here)
-        self._review_pos = (self._review_pos + 1) % len(frames)
-        self.go_to(frames[self._review_pos])
-        return frames[self._review_pos]
-
     def next_lost(self) -> None:
         """Go to the next frame where the last optical-flow run lost a point or was unreliable."""
         later = [f for f in self._lost if f > self.frame] or self._lost
@@ -996,7 +389,7 @@ class AnnotateWidget(QWidget):
     def show_keys(self) -> QDialog:
         """Open the key cheat-sheet (non-modal)."""
         if self._keys_dialog is None:
-            self._keys_dialog = _annotate_ui.KeysDialog(self)
+            self._keys_dialog = KeysDialog(self)
         self._keys_dialog.show()
         self._keys_dialog.raise_()
         return self._keys_dialog
@@ -1010,12 +403,7 @@ class AnnotateWidget(QWidget):
 
     def _update_controls(self) -> None:
         s = self.session
-        self.undo_button.setEnabled(s is not None and s.can_undo)
-        self.redo_button.setEnabled(s is not None and s.can_redo)
-        if s is not None:
-            self.undo_button.setToolTip(f"Undo {s.undo_action} (Ctrl+Z)" if s.can_undo else "Ctrl+Z")
-            self.redo_button.setToolTip(f"Redo {s.redo_action} (Ctrl+Shift+Z)" if s.can_redo
-                                        else "Redo (Ctrl+Shift+Z)")
+        self.actions_row.show_history(s)
         if s is None:
             self.status.setText("")
             return

@@ -6,8 +6,9 @@ import threading
 import weakref
 from typing import Any, Callable
 
-from napari.layers import Image, Points
+from napari.layers import Image, Points, Tracks
 from napari.qt.threading import create_worker
+from napari.utils.colormaps import Colormap
 from napari.utils.notifications import Notification, notification_manager, show_error, show_info
 from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import (
@@ -22,10 +23,11 @@ from qtpy.QtWidgets import (
 )
 
 from ..errors import Cancelled, DustrackError, user_message
-from ..io.colours import label_hex
+from ..io.colours import label_hex, track_colormap
 
 META = "dustrack"
 ANNOTATIONS = "annotations"
+REVIEW_KEY = "review_frames"  # metadata of a prediction layer: its frames to review, ranked
 PAGE_WIDTH = 420  # a dock page fits beside the canvas on a 1280-px screen
 _pages: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
@@ -120,6 +122,47 @@ def set_tracks(layer, data, features, colormap) -> None:
     layer.features = features
     layer.colormaps_dict = {"colour": colormap}
     layer.color_by = "colour"
+
+
+def label_colormap(hex_colours, name: str) -> Colormap:
+    """A stepwise colormap giving track ``i + 1`` the colour ``hex_colours[i]`` (colour a Tracks
+    layer by the ``colour`` feature of :func:`napari_dustrack.io.colours.track_colour_values`)."""
+    rgba, controls = track_colormap(list(hex_colours))
+    return Colormap(rgba, controls=controls, interpolation="zero", name=name)
+
+
+def show_tracks(viewer, layer, data, features, colormap, new) -> Tracks | None:
+    """Show the rows ``data`` (track, frame, y, x) of a point table as a Tracks layer.
+
+    ``layer`` (the Tracks layer shown now, or None) is updated in place; otherwise ``new`` (a
+    Tracks layer, or a callable making one from nothing) is added, under the annotations.
+    No rows: the layer is removed. Returns the layer shown, or None.
+    """
+    if layer is not None and layer not in viewer.layers:
+        layer = None
+    if len(data) == 0:
+        if layer is not None:
+            viewer.layers.remove(layer)
+        return None
+    if isinstance(layer, Tracks):
+        set_tracks(layer, data, features, colormap)
+        return layer
+    made = new() if callable(new) else new
+    if made is None:
+        return layer
+    if layer is not None:
+        viewer.layers.remove(layer)
+    viewer.add_layer(made)
+    keep_annotating(viewer)
+    return made
+
+
+def button(text: str, slot, tip: str) -> QPushButton:
+    """A push button connected to ``slot``, with a tool tip."""
+    b = QPushButton(text)
+    b.setToolTip(tip)
+    b.clicked.connect(slot)
+    return b
 
 
 def points_layers(viewer) -> list:

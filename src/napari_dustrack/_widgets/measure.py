@@ -16,14 +16,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg, NavigationToolbar2QT
 from matplotlib.figure import Figure
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QComboBox,
-    QFileDialog,
     QFormLayout,
     QGridLayout,
     QGroupBox,
@@ -40,122 +38,38 @@ from qtpy.QtWidgets import (
 
 from ..io import sidecar
 from ..errors import DustrackError
-from napari.layers import Points, Tracks
+from napari.layers import Points
 
 from ..io.colours import hex_to_rgb
-from ..io.export import export_mp4, export_points, write_measurements_csv
-from ..io.layers import points_to_table, tracks_to_table
-from ..io.table import labels_of, to_array
+from ..io.table import labels_of
 from ..measure import (
     CHANGES,
     KINDS,
     STRAINS,
     Calibration,
     Measure,
-    compute,
     load_measures,
     save_measures,
 )
-from ..measure.plotting import envelope, isolated
-from ._loss_plot import theme_colours
+from ._measure_data import compute_all, copy_of, is_track_layer, layer_units
+from ._measure_export import MeasureExports
+from ._measure_plot import MeasurePlot
 from .common import (
     TaskBar,
     label_colours,
     register_page,
     cine_info,
-    current_frame,
     find_cine_layer,
     notify_error,
-    open_frames,
     set_choices,
-    set_frame,
 )
 
-LINESTYLES = ("-", "--", ":", "-.")
-REVIEW_KEY = "review_frames"
-PLOT_POINTS = 1200  # per line: the envelope of a long series, ~3 points per screen pixel
 INLINE_ROWS = 20_000  # layers with more points are tabulated in a worker thread
 REPLOT_MS = 300  # at most ~3 recomputations a second while edits go on
 FRAME_LINE_MS = 200  # the current-frame line follows at most 5 times a second
 
 
-def layer_table(layer) -> pd.DataFrame | None:
-    """The point table of a Points or Tracks layer with a ``label`` feature, else None."""
-    return _table_of(_copy_of(layer))
-
-
-def _copy_of(layer):
-    """What :func:`_table_of` needs of a layer, copied (the worker thread reads the copy while
-    the user goes on editing the layer)."""
-    features = getattr(layer, "features", None)
-    if features is None or "label" not in features or len(layer.data) == 0:
-        return None
-    if isinstance(layer, Points):
-        shown = np.asarray(layer.shown, dtype=bool)
-        return ("points", np.array(layer.data)[shown], features.iloc[np.flatnonzero(shown)].copy())
-    if isinstance(layer, Tracks):
-        return ("tracks", np.array(layer.data), np.array(features["label"]),
-                layer.metadata.get("source", "smoothed"))
-    return None
-
-
-def _table_of(copy) -> pd.DataFrame | None:
-    if copy is None:
-        return None
-    if copy[0] == "points":
-        return points_to_table(copy[1], copy[2].reset_index(drop=True))
-    return tracks_to_table(copy[1], row_labels=copy[2], source=copy[3])
-
-
-def compute_all(copies: dict, checked, measures, calibration, n_frames) -> dict:
-    """Tables and measure results of layer copies (any thread): ``tables``, ``results``,
-    ``problems``, ``n_frames``."""
-    tables, results, problems = {}, {}, []
-    for name, copy in copies.items():
-        try:
-            table = _table_of(copy)
-        except DustrackError as exc:
-            problems.append(f"{name}: {exc.problem}")
-            continue
-        if table is not None:
-            tables[name] = table
-    if not n_frames:
-        n_frames = max((int(t["frame"].max()) + 1 for t in tables.values() if len(t)), default=0)
-    for name in checked:
-        table = tables.get(name)
-        if table is None or not measures:
-            continue
-        usable = [m for m in measures if set(m.labels) <= set(table["label"].unique())]
-        try:
-            results[name] = compute(table, usable, calibration, n_frames=n_frames)
-        except DustrackError as exc:
-            problems.append(f"{name}: {exc.problem}")
-    return {"tables": tables, "results": results, "problems": problems, "n_frames": n_frames}
-
-
-def layer_units(layer) -> tuple[tuple[float, float] | None, float | None]:
-    """``(pixel spacing (dy, dx) in mm, frames per second)`` of a ``(t, y, x)`` layer from its
-    napari ``scale`` and ``units``; None for what its units do not say (``pixel``)."""
-    if layer is None or len(getattr(layer, "scale", ())) < 3 or not getattr(layer, "units", None):
-        return None, None
-    (dt, dy, dx), (ut, uy, ux) = tuple(layer.scale)[-3:], tuple(layer.units)[-3:]
-
-    def size(scale, unit, dimension, target):
-        one = 1 * unit  # a pint quantity: napari's units are pint units
-        return float(scale) * one.to(target).magnitude if one.check(dimension) else None
-
-    sy, sx = size(dy, uy, "[length]", "mm"), size(dx, ux, "[length]", "mm")
-    seconds = size(dt, ut, "[time]", "s")
-    spacing = (sy, sx) if sy and sx else None
-    return spacing, (1.0 / seconds if seconds else None)
-
-
-def is_track_layer(layer) -> bool:
-    features = getattr(layer, "features", None)
-    return isinstance(layer, (Points, Tracks)) and features is not None and "label" in features
-
-
-class MeasureWidget(QWidget):
+class MeasureWidget(MeasurePlot, MeasureExports, QWidget):
     """Measures over time for the layers of a napari viewer.
 
     Parameters
@@ -512,7 +426,7 @@ class MeasureWidget(QWidget):
             self._stale = True
             return
         self._stale = False
-        copies = {layer.name: _copy_of(layer) for layer in self.track_layers()}
+        copies = {layer.name: copy_of(layer) for layer in self.track_layers()}
         checked = [layer.name for layer in self.checked_layers()]
         info = cine_info(find_cine_layer(self.viewer))
         n = int(info.get("n_frames") or 0) or (
@@ -548,206 +462,3 @@ class MeasureWidget(QWidget):
             )
         )
         set_choices(self.plot_combo, columns)
-
-    def time_of(self, frames: np.ndarray) -> np.ndarray:
-        return np.asarray(frames, float) * self.calibration().frame_interval
-
-    def frame_at(self, t: float) -> int:
-        return int(round(t / self.calibration().frame_interval))
-
-    def _draw(self) -> None:
-        if not self.isVisible():
-            self._stale = True
-            return
-        cal = self.calibration()
-        unit = cal.length_unit
-        for ax in (self.ax_x, self.ax_y, self.ax_m):
-            ax.clear()
-        self.lines = {}
-        colours = self.label_colours()
-        layers = [layer for layer in self.checked_layers() if layer.name in self.tables]
-        n = self.n_frames()
-        t_all = self.time_of(np.arange(n))
-        theme = self._theme()
-        for k, layer in enumerate(layers):
-            style = LINESTYLES[k % len(LINESTYLES)]
-            table = self.tables[layer.name]
-            # Dense (frame, label) arrays: NaN where a point is missing breaks the line there.
-            xy, layer_labels = to_array(table, labels_of(table), n)
-            phys = cal.to_physical(xy)
-            for j, label in enumerate(layer_labels):
-                colour = np.array(colours[label]) / 255
-                for ax, axis, c in ((self.ax_x, "x", 0), (self.ax_y, "y", 1)):
-                    self.lines[(axis, layer.name, label)] = self._plot(
-                        ax, t_all, phys[:, j, c], style, colour, label if k == 0 else None)
-            column = self.plot_combo.currentText()
-            result = self.results.get(layer.name)
-            if column and result is not None and column in result:
-                self.lines[("measure", layer.name, column)] = self._plot(
-                    self.ax_m, self.time_of(result["frame"]), result[column].to_numpy(), style,
-                    theme["text"], layer.name, lw=1.2)
-            self._mark_review(layer)
-        self._decorate(cal, unit, layers, theme)
-        self.redraws += 1
-        self._background = None
-        self.canvas.draw_idle()
-
-    def _plot(self, ax, t, y, style, colour, label, lw=1.0):
-        """One line (thinned when long) plus markers on values a line cannot show (isolated)."""
-        tt, yy = envelope(t, y, max_points=PLOT_POINTS)
-        (line,) = ax.plot(tt, yy, style, color=colour, lw=lw, label=label)
-        alone = isolated(y)
-        if alone.any():
-            ax.plot(np.asarray(t)[alone], np.asarray(y)[alone], "o", color=colour, ms=3)
-        return line
-
-    def _theme(self) -> dict:
-        q = theme_colours(self.viewer)
-        return {"background": q["background"].name(), "text": q["text"].name(),
-                "grid": q["grid"].name()}
-
-    def _decorate(self, cal, unit, layers, theme) -> None:
-        self.figure.set_facecolor(theme["background"])
-        for ax in (self.ax_x, self.ax_y, self.ax_m):
-            ax.set_facecolor(theme["background"])
-            ax.tick_params(colors=theme["text"], labelsize="small")
-            for spine in ax.spines.values():
-                spine.set_color(theme["grid"])
-            ax.grid(True, color=theme["grid"], lw=0.5, alpha=0.6)
-            ax.yaxis.label.set_color(theme["text"])
-            ax.xaxis.label.set_color(theme["text"])
-        self.ax_x.set_ylabel(f"x [{unit}]")
-        self.ax_y.set_ylabel(f"y [{unit}]")
-        self.ax_m.set_ylabel(self.plot_combo.currentText() or "measure")
-        self.ax_m.set_xlabel("time [s]" if cal.fps else "frame")
-        legend_style = dict(fontsize="x-small", facecolor=theme["background"],
-                            edgecolor=theme["grid"], labelcolor=theme["text"])
-        if self._label_order and layers:
-            self.ax_x.legend(ncol=3, loc="upper right", **legend_style)  # "best" scans every point
-        if self.ax_m.lines:
-            self.ax_m.legend(loc="upper right", **legend_style)
-        t = self.time_of([current_frame(self.viewer)])[0] if self.viewer.dims.ndim >= 3 else 0.0
-        # animated: left out of full draws and blitted over a saved background when the frame
-        # changes (a full redraw of the figure takes 100-500 ms; a blit a few ms)
-        self.frame_lines = [
-            ax.axvline(t, color="r", lw=1, animated=True) for ax in (self.ax_x, self.ax_y, self.ax_m)
-        ]
-
-    def _mark_review(self, layer) -> None:
-        frames = layer.metadata.get(REVIEW_KEY) if hasattr(layer, "metadata") else None
-        if frames is None or len(frames) == 0:
-            return
-        t = self.time_of(np.asarray(frames, float))
-        (line,) = self.ax_m.plot(
-            t,
-            np.zeros_like(t),
-            "^",
-            color="tab:orange",
-            ms=6,
-            clip_on=False,
-            transform=self.ax_m.get_xaxis_transform(),
-            label="to review",
-        )
-        self.lines[("review", layer.name, "")] = line
-
-    def _on_frame(self, event=None) -> None:
-        if getattr(self, "frame_lines", None) and self.isVisible() and not self._frame_timer.isActive():
-            self._frame_timer.start()
-
-    def _on_canvas_drawn(self, event=None) -> None:
-        """After a full draw: keep the figure without the frame lines, then blit them on it."""
-        self._background = self.canvas.copy_from_bbox(self.figure.bbox)
-        self._blit_frame_lines()
-
-    def _blit_frame_lines(self) -> None:
-        for line in getattr(self, "frame_lines", ()):
-            line.axes.draw_artist(line)
-        self.canvas.blit(self.figure.bbox)
-
-    def _move_frame_line(self) -> None:
-        if not self.isVisible() or not getattr(self, "frame_lines", None):
-            return
-        t = self.time_of([current_frame(self.viewer)])[0]
-        for line in self.frame_lines:
-            line.set_xdata([t, t])
-        if self._background is None:
-            self.canvas.draw_idle()
-            return
-        self.canvas.restore_region(self._background)
-        self._blit_frame_lines()
-
-    def on_plot_click(self, event) -> None:
-        """Move napari to the clicked frame (not while the toolbar zooms or pans)."""
-        if event.inaxes is None or event.xdata is None or event.button != 1:
-            return
-        if str(self.toolbar.mode):  # "" unless zoom or pan is on
-            return
-        set_frame(self.viewer, self.frame_at(event.xdata))
-
-    # --- exports -----------------------------------------------------------------------------
-
-    def export_table(self) -> pd.DataFrame:
-        name = self.export_combo.currentText()
-        if name not in self.tables:
-            raise DustrackError("choose a layer with labelled points to export")
-        return self.tables[name]
-
-    def _video_path(self) -> str | None:
-        return cine_info(find_cine_layer(self.viewer)).get("path")
-
-    def export_points_csv_to(self, path) -> Path:
-        return export_points(self.export_table(), path, fmt="csv")
-
-    def export_dlc_to(self, path) -> Path:
-        return export_points(
-            self.export_table(), path, fmt="dlc", video=self._video_path(), n_frames=self.n_frames()
-        )
-
-    def export_dustrack_to(self, path) -> Path:
-        return export_points(self.export_table(), path, fmt="dustrack")
-
-    def export_measurements_to(self, path) -> Path:
-        name = self.export_combo.currentText()
-        table = self.export_table()
-        if not self.measures:
-            raise DustrackError("define a measure first")
-        usable = [m for m in self.measures if set(m.labels) <= set(table["label"].unique())]
-        if not usable:
-            raise DustrackError(f"layer {name!r} has none of the measured labels")
-        result = compute(table, usable, self.calibration(), n_frames=self.n_frames())
-        return write_measurements_csv(result, path)
-
-    def export_mp4_to(self, path):
-        """Start writing the overlay video in the background; returns the worker."""
-        cine = find_cine_layer(self.viewer)
-        if cine is None:
-            raise DustrackError("open a cine first: the video is drawn on its frames")
-        table = self.export_table()
-        frames = open_frames(cine)
-        fps = cine_info(cine).get("fps")
-        colours = self.label_colours()
-
-        def job(progress=None, cancel=None):
-            try:
-                return export_mp4(
-                    frames, table, path, fps=fps, colours=colours, progress=progress, cancel=cancel
-                )
-            finally:
-                if hasattr(frames, "close"):
-                    frames.close()
-
-        return self.task.run(
-            job, label="writing MP4", on_done=lambda p: self.status.setText(f"wrote {p}")
-        )
-
-    def _ask_and_export(self, title: str, file_filter: str, method) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, f"Export {title}", "", file_filter)
-        if not path:
-            return
-        try:
-            result = method(path)
-        except DustrackError as exc:
-            notify_error(exc)
-            return
-        if isinstance(result, Path):
-            self.status.setText(f"wrote {result}")

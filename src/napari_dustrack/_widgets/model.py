@@ -18,7 +18,6 @@ import importlib.util
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from napari.utils.notifications import show_info
 from qtpy.QtWidgets import (
@@ -29,17 +28,12 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QListWidget,
-    QListWidgetItem,
     QProgressBar,
-    QPushButton,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
-from .. import settings
-from .. import workers
+from .. import settings, workers
 from ..errors import Cancelled, DustrackError
 from ..io import sidecar
 from ..io.layers import points_to_table
@@ -48,22 +42,19 @@ from ..tracking.heatmap import HeatmapConfig
 from ..tracking.heatmap.dataset import curated_points
 from ..tracking.heatmap.store import has_model, read_meta
 from ._loss_plot import LossPlot
-from ._predictions import PredictionLayers, visible_table
+from ._model_review import OUT_POINTS, ModelReview, fill_table
+from ._predictions import PredictionLayers
 from .common import (
+    button,
     ANNOTATIONS,
     Collapsible,
     cine_info,
-    current_frame,
     find_cine_layer,
     notify_error,
-    page,
     register_page,
-    set_frame,
 )
 
-OUT_POINTS = "model"
 OUT_TRACKS = "model tracks"
-REVIEW_KEY = "review_frames"
 MODEL_EXTRA = 'pip install "napari-dustrack[model]"'
 NEEDED = (("torch", "torch"), ("segmentation_models_pytorch", "segmentation-models-pytorch"))
 
@@ -92,14 +83,7 @@ def _digest(table: pd.DataFrame) -> int:
     return int(pd.util.hash_pandas_object(cols, index=False).sum())
 
 
-def _button(text: str, slot, tip: str) -> QPushButton:
-    button = QPushButton(text)
-    button.setToolTip(tip)
-    button.clicked.connect(slot)
-    return button
-
-
-class ModelWidget(QWidget):
+class ModelWidget(ModelReview, QWidget):
     """Train / Retrain / Cancel / Predict, a loss curve, the frames worth reviewing, Accept.
 
     Training data are the rows of the ``annotations`` Points layer that are manual or reviewed.
@@ -154,7 +138,7 @@ class ModelWidget(QWidget):
         self.folder.editingFinished.connect(self._on_folder)
         row = QHBoxLayout()
         row.addWidget(self.folder, 1)
-        browse = _button("...", self._browse, "Choose the model folder")
+        browse = button("...", self._browse, "Choose the model folder")
         browse.setMaximumWidth(30)
         row.addWidget(browse)
         self.run_on = QLineEdit(settings.load_settings().get("scheduler", ""))
@@ -174,13 +158,13 @@ class ModelWidget(QWidget):
         self.minutes.setValue(self.config.minutes)
         self.minutes.setSuffix(" min")
         self.minutes.setToolTip("Training time budget (training may stop earlier when it stops improving)")
-        self.train_button = _button("Train (from scratch)", lambda: self.train(retrain=False),
+        self.train_button = button("Train (from scratch)", lambda: self.train(retrain=False),
                                     "Train a new model on the manual and reviewed annotations; an "
                                     "existing model in the folder is renamed aside, not deleted")
-        self.retrain_button = _button("Retrain (continue)", lambda: self.train(retrain=True),
+        self.retrain_button = button("Retrain (continue)", lambda: self.train(retrain=True),
                                       "Continue training the model in the folder with the current "
                                       "annotations, corrections included (iteration + 1)")
-        self.cancel_button = _button("Cancel", self.cancel,
+        self.cancel_button = button("Cancel", self.cancel,
                                      "Stop the running job (training keeps its best checkpoint)")
         self.cancel_button.setEnabled(False)
         self.bar = QProgressBar()
@@ -197,50 +181,6 @@ class ModelWidget(QWidget):
         grid.addWidget(self.cancel_button, 2, 1)
         grid.addWidget(self.status, 3, 0, 1, 2)
         grid.addWidget(self.plot, 4, 0, 1, 2)
-        return box
-
-    def _build_review_box(self) -> QWidget:
-        box = Collapsible("Predict and review", self)
-        self.predict_button = _button("Predict", self.predict,
-                                      "Predict every frame into the 'model' layer, then rank the "
-                                      "frames worth a look")
-        self.next_button = _button("Next to review (G)", self.next_to_review,
-                                   "Go to the next frame of the ranked list (key G on the canvas)")
-        self.review = QListWidget()
-        self.review.setToolTip("Frames most worth a look (low confidence, disagreement with optical "
-                               "flow); click one to go there")
-        self.review.setMaximumHeight(140)
-        self.review.itemClicked.connect(self._jump)
-        self.from_spin, self.to_spin = QSpinBox(), QSpinBox()
-        for spin in (self.from_spin, self.to_spin):
-            spin.setRange(0, 99_999)
-            spin.setToolTip("Frame range for 'Accept range'")
-        self.min_conf = QDoubleSpinBox()
-        self.min_conf.setRange(0.0, 1.0)
-        self.min_conf.setSingleStep(0.05)
-        self.min_conf.setValue(0.8)
-        self.min_conf.setToolTip("Smallest confidence accepted by 'Accept confident'")
-        grid = QGridLayout(box.body)
-        grid.addWidget(self.predict_button, 0, 0)
-        grid.addWidget(self.next_button, 0, 1)
-        grid.addWidget(self.review, 1, 0, 1, 2)
-        grid.addWidget(_button("Accept this frame (A)", self.accept_frame,
-                               "Copy the model's points of this frame into the annotations as "
-                               "reviewed (Ctrl+Z undoes)"), 2, 0, 1, 2)
-        rng = QHBoxLayout()
-        for item in (QLabel("frames"), self.from_spin, QLabel("to"), self.to_spin):
-            rng.addWidget(item)
-        grid.addLayout(rng, 3, 0)
-        conf = QHBoxLayout()
-        conf.addWidget(QLabel("conf. >="))
-        conf.addWidget(self.min_conf)
-        grid.addLayout(conf, 3, 1)
-        grid.addWidget(_button("Accept range", self.accept_range,
-                               "Copy the model's points of these frames into the annotations as "
-                               "reviewed"), 4, 0)
-        grid.addWidget(_button("Accept confident", self.accept_confident,
-                               "Copy the model's points of every frame with at least this "
-                               "confidence into the annotations as reviewed"), 4, 1)
         return box
 
     # ------------------------------------------------------------------ inputs
@@ -383,43 +323,6 @@ class ModelWidget(QWidget):
             self.job.cancel()
         self.status.setText("cancelling...")
 
-    # ------------------------------------------------------------------ review actions
-    def next_to_review(self) -> int | None:
-        """Go to the next frame of the ranked list (after the current frame's place in it)."""
-        annotate = page(self.viewer, "annotate")
-        if annotate is not None:
-            return annotate.next_to_review()
-        frames = self.review_frames()
-        if not frames:
-            show_info("No frames to review yet: press Predict.")
-            return None
-        here = current_frame(self.viewer)
-        frame = frames[(frames.index(here) + 1) % len(frames)] if here in frames else frames[0]
-        set_frame(self.viewer, frame)
-        return frame
-
-    def review_frames(self) -> list[int]:
-        layer = self.viewer.layers[OUT_POINTS] if OUT_POINTS in self.viewer.layers else None
-        return list(layer.metadata.get(REVIEW_KEY, [])) if layer is not None else []
-
-    def accept_frame(self) -> int:
-        f = current_frame(self.viewer)
-        return self._accept(f, f, 0.0)
-
-    def accept_range(self) -> int:
-        return self._accept(self.from_spin.value(), self.to_spin.value(), 0.0)
-
-    def accept_confident(self) -> int:
-        return self._accept(None, None, float(self.min_conf.value()))
-
-    def _accept(self, start, end, min_confidence) -> int:
-        annotate = page(self.viewer, "annotate")
-        if annotate is None:
-            notify_error(DustrackError("open the Annotate tab: accepted points go to its annotations"))
-            return 0
-        return annotate.accept_predictions(start, end, min_confidence=min_confidence,
-                                           source=OUT_POINTS)
-
     # ------------------------------------------------------------------ job plumbing
     def _start(self, func, *args, on_done, prepare=None):
         """Run ``func(*args, **prepare())`` in a worker process; ``prepare`` (optional) runs in
@@ -513,52 +416,7 @@ class ModelWidget(QWidget):
             return
         fill = self._fill_copy()  # tabulated in the polling thread (80,000 rows: ~50 ms)
         self._start(workers.review_task, video, table, 20, self._training_frames,
-                    on_done=self._reviewed, prepare=lambda: {"flow": _fill_table(fill)})
-
-    def _fill_copy(self):
-        """The annotations' optical-flow rows, copied: ``(data, features)`` or None."""
-        if ANNOTATIONS not in self.viewer.layers:
-            return None
-        layer = self.viewer.layers[ANNOTATIONS]
-        rows = np.flatnonzero((layer.features["source"] == "flow").to_numpy())
-        if not len(rows):
-            return None
-        return np.asarray(layer.data)[rows], layer.features.iloc[rows].reset_index(drop=True)
-
-    def fill_rows(self) -> pd.DataFrame | None:
-        """The annotations' optical-flow rows with their confidence (any thread's copy): frames
-        where the fill was unreliable go to the top of the review list."""
-        return _fill_table(self._fill_copy())
-
-    def _reviewed(self, ranked):
-        self.review_table = ranked
-        self.review.clear()
-        for row in ranked.itertuples():
-            item = QListWidgetItem(f"frame {row.frame}: {row.reason}")
-            item.setData(256, int(row.frame))  # Qt.UserRole
-            self.review.addItem(item)
-        if OUT_POINTS in self.viewer.layers:
-            layer = self.viewer.layers[OUT_POINTS]
-            layer.metadata = {**layer.metadata, REVIEW_KEY: [int(f) for f in ranked["frame"]]}
-            measure = page(self.viewer, "measure")
-            if measure is not None:
-                measure.schedule_refresh()
-        self.status.setText(f"{len(ranked)} frames worth a look: G goes to the next one; drag a "
-                            "wrong point to correct it, A accepts a frame, then Retrain")
-
-    def _jump(self, item):
-        set_frame(self.viewer, int(item.data(256)))
-
-    def prediction_table(self) -> pd.DataFrame | None:
-        """The model's points shown so far (hidden, not yet predicted rows left out)."""
-        if OUT_POINTS not in self.viewer.layers:
-            return None
-        return visible_table(self.viewer.layers[OUT_POINTS])
-
-
-def _fill_table(copy) -> pd.DataFrame | None:
-    return None if copy is None else points_to_table(*copy)
-
+                    on_done=self._reviewed, prepare=lambda: {"flow": fill_table(fill)})
 
 def _describe(meta: dict, verb: str) -> str:
     m = meta.get("metrics", {})
