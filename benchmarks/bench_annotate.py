@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/bench_annotate.py                  # model + carry timings
-    xvfb-run -a python benchmarks/bench_annotate.py --gui  # also the napari widget (needs a display)
+    xvfb-run -a python benchmarks/bench_annotate.py --gui  # also the napari widget (a display)
 
 What is measured (medians over repeats, plus p90 where it matters):
 
@@ -76,8 +76,11 @@ def big_session(video: Path, n_frames=3000, n_labels=6, delay=1.0):
         session.add_label(name)
     rng = np.random.default_rng(0)
     t = time.perf_counter()
-    session.apply_flow(rng.uniform(0, 500, (n_frames, n_labels, 2)), labels,
-                       confidence=rng.uniform(0, 1, (n_frames, n_labels)))
+    session.apply_flow(
+        rng.uniform(0, 500, (n_frames, n_labels, 2)),
+        labels,
+        confidence=rng.uniform(0, 1, (n_frames, n_labels)),
+    )
     return session, labels, 1000 * (time.perf_counter() - t)
 
 

@@ -58,8 +58,9 @@ def make_video(frames: int, size: int) -> Path:
 
     t0 = time.perf_counter()
     write_video(stream(), path, sim.fps, crf=18)
-    print(f"wrote {path.name} ({frames} frames) in {time.perf_counter() - t0:.0f} s",
-          file=sys.stderr)
+    print(
+        f"wrote {path.name} ({frames} frames) in {time.perf_counter() - t0:.0f} s", file=sys.stderr
+    )
     return path
 
 
@@ -94,30 +95,45 @@ def _warm() -> int:
     return _rss()
 
 
-def run(video: Path, model: Path, workers: int, chunk: int, smooth: float | None,
-        frames: int) -> dict:
+def run(
+    video: Path, model: Path, workers: int, chunk: int, smooth: float | None, frames: int
+) -> dict:
     from distributed import Client, LocalCluster
 
     from napari_dustrack.workers.batch import BatchSettings, run_batch
 
     out = Path(tempfile.mkdtemp(prefix="bench_batch_"))
     try:
-        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                          host="127.0.0.1", dashboard_address=":0", memory_limit=0) as lc, \
-                Client(lc, set_as_default=False) as client:
+        with (
+            LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=":0",
+                memory_limit=0,
+            ) as lc,
+            Client(lc, set_as_default=False) as client,
+        ):
             warm = client.run(_warm)
             t0 = time.perf_counter()
-            result = run_batch([video], model, out,
-                               BatchSettings(smooth=smooth, chunk_frames=chunk), client=client)
+            result = run_batch(
+                [video], model, out, BatchSettings(smooth=smooth, chunk_frames=chunk), client=client
+            )
             wall = time.perf_counter() - t0
             pids = client.run(os.getpid)
         row = result.summary.iloc[0]
         if row["status"] != "done":
             raise SystemExit(f"batch failed: {row['reason']}")
         warm_by_pid = {pids[a]: warm[a] for a in warm if a in pids}
-        return {"workers": workers, "wall_s": wall, "frames_per_s": frames / wall,
-                "task_s": float(row["seconds"]), "peak_rss": result.peak_rss,
-                "warm_rss": warm_by_pid}
+        return {
+            "workers": workers,
+            "wall_s": wall,
+            "frames_per_s": frames / wall,
+            "task_s": float(row["seconds"]),
+            "peak_rss": result.peak_rss,
+            "warm_rss": warm_by_pid,
+        }
     finally:
         shutil.rmtree(out, ignore_errors=True)
 
@@ -134,18 +150,26 @@ def main(argv=None) -> None:
 
     video = make_video(args.frames, args.size)
     model = make_model(args.size, args.train_minutes)
-    print(f"video {video.name}: {args.frames} frames {args.size}x{args.size}; chunk "
-          f"{args.chunk} frames; smoothing {args.smooth or 'off'} s (fusion); "
-          f"{os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.1f}")
-    print(f"{'workers':>7} {'wall s':>8} {'frames/s':>9} {'task s':>8}  peak RSS per worker "
-          "(after warm-up) MiB")
+    print(
+        f"video {video.name}: {args.frames} frames {args.size}x{args.size}; chunk "
+        f"{args.chunk} frames; smoothing {args.smooth or 'off'} s (fusion); "
+        f"{os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"{'workers':>7} {'wall s':>8} {'frames/s':>9} {'task s':>8}  peak RSS per worker "
+        "(after warm-up) MiB"
+    )
     for k in args.workers:
         r = run(video, model, k, args.chunk, args.smooth or None, args.frames)
         mib = 2**20
-        mem = ", ".join(f"{r['peak_rss'][pid] / mib:.0f} ({r['warm_rss'].get(pid, 0) / mib:.0f})"
-                        for pid in sorted(r["peak_rss"]))
-        print(f"{k:>7} {r['wall_s']:>8.1f} {r['frames_per_s']:>9.1f} {r['task_s']:>8.1f}  {mem}",
-              flush=True)
+        mem = ", ".join(
+            f"{r['peak_rss'][pid] / mib:.0f} ({r['warm_rss'].get(pid, 0) / mib:.0f})"
+            for pid in sorted(r["peak_rss"])
+        )
+        print(
+            f"{k:>7} {r['wall_s']:>8.1f} {r['frames_per_s']:>9.1f} {r['task_s']:>8.1f}  {mem}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

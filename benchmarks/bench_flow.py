@@ -119,16 +119,24 @@ def run_peer(frames, keys, video, mode, source):
         np.savez(job, **payload)
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
         env["QT_QPA_PLATFORM"] = "offscreen"
-        res = subprocess.run([str(PEER), str(DRIVER), str(job), str(out)], capture_output=True,
-                             text=True, env=env, cwd=tmp)
+        res = subprocess.run(
+            [str(PEER), str(DRIVER), str(job), str(out)],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp,
+        )
         if res.returncode:
             raise SystemExit(f"DUSTrack driver failed:\n{res.stderr[-3000:]}")
         got = np.load(out)
         return got["xy"], float(got["seconds"]), float(got["cpu_seconds"])
 
 
-METHODS = (("napari-dustrack", None), ("DUSTrack per label", "per_label"),
-           ("DUSTrack all labels", "all_labels"))
+METHODS = (
+    ("napari-dustrack", None),
+    ("DUSTrack per label", "per_label"),
+    ("DUSTrack all labels", "all_labels"),
+)
 
 
 def timed_runs(frames, keys, video, repeat):
@@ -145,8 +153,9 @@ def timed_runs(frames, keys, video, repeat):
                 xy.setdefault((name, source), out)
                 best[name, source] = min(best.get((name, source), np.inf), sec)
                 cpu[name, source] = min(cpu.get((name, source), np.inf), cpu_sec)
-    assert np.array_equal(xy["napari-dustrack", "decoded"], xy["napari-dustrack", "mp4"],
-                          equal_nan=True), "decoded and MP4 runs differ"
+    assert np.array_equal(
+        xy["napari-dustrack", "decoded"], xy["napari-dustrack", "mp4"], equal_nan=True
+    ), "decoded and MP4 runs differ"
     return best, cpu, xy
 
 
@@ -167,8 +176,9 @@ def pyramid_share(frames, keys, calls=200):
     for _ in range(3):
         t0 = time.perf_counter()
         for i in idx:
-            cv2.calcOpticalFlowPyrLK(frames[i], frames[i + 1], pts, None, winSize=win,
-                                     maxLevel=lvl, criteria=crit)
+            cv2.calcOpticalFlowPyrLK(
+                frames[i], frames[i + 1], pts, None, winSize=win, maxLevel=lvl, criteria=crit
+            )
         best_call = min(best_call, (time.perf_counter() - t0) / calls)
         t0 = time.perf_counter()
         for i in idx:
@@ -180,10 +190,12 @@ def pyramid_share(frames, keys, calls=200):
         best_deriv = min(best_deriv, (t1 - t0) / calls)
         best_build = min(best_build, (t1 - t0 + t2 - t1) / calls)
     bound = best_call / max(best_call - best_build + 0.5 * best_deriv, 1e-9)
-    print(f"\nOne LK call ({len(pts)} points): {best_call * 1e3:.3f} ms; building its two "
-          f"pyramids: "
-          f"{best_build * 1e3:.3f} ms ({100 * best_build / best_call:.0f}%). Perfect pyramid reuse "
-          f"would make the LK work at most {bound:.2f}x faster.")
+    print(
+        f"\nOne LK call ({len(pts)} points): {best_call * 1e3:.3f} ms; building its two "
+        f"pyramids: "
+        f"{best_build * 1e3:.3f} ms ({100 * best_build / best_call:.0f}%). Perfect pyramid reuse "
+        f"would make the LK work at most {bound:.2f}x faster."
+    )
     return dict(call_ms=best_call * 1e3, pyramids_ms=best_build * 1e3, reuse_bound=bound)
 
 
@@ -197,8 +209,10 @@ def bench(scenario, args):
 
     sim, video, frames, truth, keys, idx, every = prepare(scenario, args.frames, args.seed)
     n, h, w = frames.shape
-    print(f"\n## {scenario}: {n} frames {w}x{h} at {sim.fps:g} fps, {truth.shape[1]} labels, "
-          f"keyframes every {every} frames ({len(idx)} keyframes, noise {NOISE_PX} px)")
+    print(
+        f"\n## {scenario}: {n} frames {w}x{h} at {sim.fps:g} fps, {truth.shape[1]} labels, "
+        f"keyframes every {every} frames ({len(idx)} keyframes, noise {NOISE_PX} px)"
+    )
     best, cpu, xy = timed_runs(frames, keys, video, args.repeat)
     rows = [(name, xy[name, "decoded"]) for name, _ in METHODS]
     rows.append(("linear interpolation", linear(keys)))
@@ -213,8 +227,10 @@ def bench(scenario, args):
         print(f"| {name} | {rmse:.3f} | {p95:.3f} | {lost} |")
         result[name] = dict(rmse=rmse, p95=p95, lost=lost)
     print(f"\nTime (best of {args.repeat}; ratio = method / napari-dustrack):\n")
-    print("| method | wall decoded s | ratio | wall from MP4 s | ratio | CPU decoded s | ratio "
-          "| CPU from MP4 s | ratio |")
+    print(
+        "| method | wall decoded s | ratio | wall from MP4 s | ratio | CPU decoded s | ratio "
+        "| CPU from MP4 s | ratio |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     ours = "napari-dustrack"
     for name, _ in METHODS:
@@ -224,20 +240,27 @@ def bench(scenario, args):
                 t, ref = table[name, source], table[ours, source]
                 cells += [f"{t:.3f}", f"{t / ref:.1f}x"]
         print(f"| {name} | " + " | ".join(cells) + " |")
-        result[name].update({f"{kind}_{source}": table[name, source]
-                             for kind, table in (("wall", best), ("cpu", cpu))
-                             for source in ("decoded", "mp4")})
+        result[name].update(
+            {
+                f"{kind}_{source}": table[name, source]
+                for kind, table in (("wall", best), ("cpu", cpu))
+                for source in ("decoded", "mp4")
+            }
+        )
     result["pyramid_share"] = pyramid_share(frames, keys)
-    print(f"\n(OpenCV {cv2.__version__} here; cv2.getNumThreads() = {cv2.getNumThreads()}, "
-          f"{os.cpu_count()} CPUs)")
+    print(
+        f"\n(OpenCV {cv2.__version__} here; cv2.getNumThreads() = {cv2.getNumThreads()}, "
+        f"{os.cpu_count()} CPUs)"
+    )
     return result
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenarios", nargs="+", default=["cardiac", "muscle"])
-    parser.add_argument("--frames", type=int, default=None,
-                        help="frames per cine (default: the simulator's)")
+    parser.add_argument(
+        "--frames", type=int, default=None, help="frames per cine (default: the simulator's)"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per method (best kept)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="also write the numbers to this file")

@@ -44,8 +44,17 @@ import numpy as np
 
 TICK_MS = 20
 TARGET_P95, TARGET_MAX = 100.0, 250.0
-ACTIONS = ("jump", "click", "step", "undo", "fill", "accept", "predict apply", "smooth apply",
-           "scrub")
+ACTIONS = (
+    "jump",
+    "click",
+    "step",
+    "undo",
+    "fill",
+    "accept",
+    "predict apply",
+    "smooth apply",
+    "scrub",
+)
 
 
 class Watchdog:
@@ -132,7 +141,7 @@ class LazyCine:
 
     def frame(self, f: int) -> np.ndarray:
         s, p = int(self.shift(f)), self.pad
-        return self.texture[p + s: p + s + self.shape[1], p: p + self.shape[2]]
+        return self.texture[p + s : p + s + self.shape[1], p : p + self.shape[2]]
 
     def __getitem__(self, key):
         key = key if isinstance(key, tuple) else (key,)
@@ -184,12 +193,25 @@ def session(name: str, cine: dict, dog: Watchdog, smooth_mode: str) -> None:
     if "path" in cine:
         viewer.open(str(cine["path"]), plugin="napari-dustrack")
     else:
-        viewer.add_image(cine["data"], name="long cine", contrast_limits=(0, 255), multiscale=False,
-                         metadata={"dustrack": {
-            "fps": 50.0, "n_frames": cine["n"], "kind": "video", "pixel_spacing": None}})
+        viewer.add_image(
+            cine["data"],
+            name="long cine",
+            contrast_limits=(0, 255),
+            multiscale=False,
+            metadata={
+                "dustrack": {
+                    "fps": 50.0,
+                    "n_frames": cine["n"],
+                    "kind": "video",
+                    "pixel_spacing": None,
+                }
+            },
+        )
     dock = DustrackWidget(viewer)
     viewer.window.add_dock_widget(dock, name="DUSTrack")
-    annotate, model, smooth, measure = (dock.pages[k] for k in ("Annotate", "Model", "Smooth", "Measure"))
+    annotate, model, smooth, measure = (
+        dock.pages[k] for k in ("Annotate", "Model", "Smooth", "Measure")
+    )
     wait_until(lambda: annotate.session is not None)
     wait(500)
     labels, truth, n = cine["labels"], cine["truth"], cine["n"]
@@ -206,7 +228,9 @@ def session(name: str, cine: dict, dog: Watchdog, smooth_mode: str) -> None:
         with dog.during("click"):
             for j in range(len(labels)):
                 annotate.pick_label_index(j)
-                QTest.mouseClick(native, Qt.LeftButton, pos=canvas_point(viewer, layer, *truth[f, j]))
+                QTest.mouseClick(
+                    native, Qt.LeftButton, pos=canvas_point(viewer, layer, *truth[f, j])
+                )
                 wait(60)
     with dog.during("step"):
         annotate.go_to(0)
@@ -241,8 +265,14 @@ def session(name: str, cine: dict, dog: Watchdog, smooth_mode: str) -> None:
         model.output.begin(labels, n, annotate.cine_layer)
         for start in range(0, n, 32):
             frames = np.arange(start, min(start + 32, n))
-            model._on_message({"kind": "result", "frames": frames.tolist(),
-                               "xy": pred[frames].tolist(), "confidence": conf[frames].tolist()})
+            model._on_message(
+                {
+                    "kind": "result",
+                    "frames": frames.tolist(),
+                    "xy": pred[frames].tolist(),
+                    "confidence": conf[frames].tolist(),
+                }
+            )
             wait(50 if name == "short" else 5)
         model.output.finish()
         wait_until(lambda: not model.output.busy)
@@ -279,9 +309,12 @@ def session(name: str, cine: dict, dog: Watchdog, smooth_mode: str) -> None:
 
 
 def report(results: dict, load: str) -> str:
-    lines = [f"Load average during the run: {load}; {os.cpu_count()} CPUs.", "",
-             "| cine | action | ticks | p95 late (ms) | max late (ms) | target met |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"Load average during the run: {load}; {os.cpu_count()} CPUs.",
+        "",
+        "| cine | action | ticks | p95 late (ms) | max late (ms) | target met |",
+        "|---|---|---|---|---|---|",
+    ]
     for cine, late in results.items():
         for action in ACTIONS:
             values = np.asarray(late.get(action, []))
@@ -298,15 +331,25 @@ def main(argv=None) -> int:
     parser.add_argument("--only", choices=("short", "long"))
     parser.add_argument("--out", help="also write the table to this markdown file")
     args = parser.parse_args(argv)
-    if not os.environ.get("DISPLAY") and shutil.which("xvfb-run") and "BENCH_GUI_XVFB" not in os.environ:
+    if (
+        not os.environ.get("DISPLAY")
+        and shutil.which("xvfb-run")
+        and "BENCH_GUI_XVFB" not in os.environ
+    ):
         env = dict(os.environ, BENCH_GUI_XVFB="1")
-        cmd = ["xvfb-run", "-a", "-s", "-screen 0 1280x800x24", sys.executable, __file__, *sys.argv[1:]]
+        cmd = [
+            "xvfb-run",
+            "-a",
+            "-s",
+            "-screen 0 1280x800x24",
+            sys.executable,
+            __file__,
+            *sys.argv[1:],
+        ]
         return subprocess.call(cmd, env=env)
-    from qtpy.QtWidgets import QApplication  # noqa: F401 - napari creates the app
-
     import napari  # noqa: F401
-
     from napari._qt.qt_event_loop import get_qapp
+    from qtpy.QtWidgets import QApplication  # noqa: F401 - napari creates the app
 
     get_qapp()
     results = {}

@@ -72,14 +72,23 @@ def run_one(paths: dict, k: int, config: HeatmapConfig, out: Path) -> dict:
     test = np.setdiff1d(np.arange(n), keys)
     threads = config.threads or len(os.sched_getaffinity(0))
     return {
-        "labelled": int(len(keys)), "minutes": config.minutes, "clock": config.clock,
-        "encoder": config.encoder, "working_size": meta["working_size"],
-        "median_px": float(np.median(err[test])), "p95_px": float(np.percentile(err[test], 95)),
-        "mean_px": float(np.mean(err[test])), "max_px": float(np.max(err[test])),
-        "train_wall_s": t_train, "train_cpu_s": c_train, "steps": meta["metrics"]["steps"],
-        "predict_fps_wall": n / t_pred, "predict_fps_cpu": n / (c_pred / threads),
+        "labelled": int(len(keys)),
+        "minutes": config.minutes,
+        "clock": config.clock,
+        "encoder": config.encoder,
+        "working_size": meta["working_size"],
+        "median_px": float(np.median(err[test])),
+        "p95_px": float(np.percentile(err[test], 95)),
+        "mean_px": float(np.mean(err[test])),
+        "max_px": float(np.max(err[test])),
+        "train_wall_s": t_train,
+        "train_cpu_s": c_train,
+        "steps": meta["metrics"]["steps"],
+        "predict_fps_wall": n / t_pred,
+        "predict_fps_cpu": n / (c_pred / threads),
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
-        "load_avg_start": load0, "load_avg_end": os.getloadavg()[0],
+        "load_avg_start": load0,
+        "load_avg_end": os.getloadavg()[0],
         "curve": [(round(h["seconds"], 1), round(h["val_error_px"], 3)) for h in meta["history"]],
     }
 

@@ -41,7 +41,7 @@ def _speckle(rng, h, w):
 
     re = cv2.GaussianBlur(rng.standard_normal((h, w)).astype(np.float32), (0, 0), 2.5, sigmaY=1.0)
     im = cv2.GaussianBlur(rng.standard_normal((h, w)).astype(np.float32), (0, 0), 2.5, sigmaY=1.0)
-    db = 20 * np.log10(np.sqrt(re ** 2 + im ** 2) + 1e-3)
+    db = 20 * np.log10(np.sqrt(re**2 + im**2) + 1e-3)
     return np.clip((db - db.max() + 45) / 45 * 255, 0, 255).astype(np.uint8)
 
 
@@ -63,13 +63,18 @@ def generate(path: Path, n_frames: int) -> Path:
     with av.open(str(tmp), "w") as out:
         stream = out.add_stream("libx264", rate=FPS)
         stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
-        stream.options = {"preset": "veryfast", "crf": "23", "g": str(GOP),
-                          "keyint_min": str(GOP), "sc_threshold": "0"}
+        stream.options = {
+            "preset": "veryfast",
+            "crf": "23",
+            "g": str(GOP),
+            "keyint_min": str(GOP),
+            "sc_threshold": "0",
+        }
         t0 = time.perf_counter()
         for i in range(n_frames):
             dy = int(100 + 60 * np.sin(i / 20))
             dx = int(100 + 30 * np.cos(i / 33))
-            img = cv2.add(texture[dy:dy + H, dx:dx + W], noise[i % len(noise)])
+            img = cv2.add(texture[dy : dy + H, dx : dx + W], noise[i % len(noise)])
             img = (img * gain).astype(np.uint8)
             cv2.putText(img, f"frame {i}", (40, 60), cv2.FONT_HERSHEY_SIMPLEX, 1.5, 255, 2)
             for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="gray")):
@@ -112,6 +117,7 @@ def measure_open(path: str) -> dict:
     t_dask = time.perf_counter() - t0
     t0 = time.perf_counter()
     import napari_dustrack.io.video  # noqa: F401
+
     t_av = time.perf_counter() - t0
     rss0 = _rss()
     t0 = time.perf_counter()
@@ -125,9 +131,16 @@ def measure_open(path: str) -> dict:
     np.asarray(cine.data[mid])
     t_mid = time.perf_counter() - t1
     cine.close()
-    return {"open_s": t_open, "first_frame_s": t_first, "dask_warmup_s": t_dask,
-            "av_import_s": t_av, "extra_rss_mb": (rss1 - rss0) / 2**20,
-            "middle_frame_s": t_mid, "n_frames": len(cine), "shape": list(first.shape)}
+    return {
+        "open_s": t_open,
+        "first_frame_s": t_first,
+        "dask_warmup_s": t_dask,
+        "av_import_s": t_av,
+        "extra_rss_mb": (rss1 - rss0) / 2**20,
+        "middle_frame_s": t_mid,
+        "n_frames": len(cine),
+        "shape": list(first.shape),
+    }
 
 
 def measure_access(path: str, n_samples: int) -> dict:
@@ -152,10 +165,13 @@ def measure_access(path: str, n_samples: int) -> dict:
         jumps.append(time.perf_counter() - t0)
         jump_cpu.append(time.process_time() - c0)
     cine.close()
-    return {"step_ms": 1000 * statistics.median(steps), "jump_ms": 1000 * statistics.median(jumps),
-            "jump_p90_ms": 1000 * float(np.percentile(jumps, 90)),
-            "step_cpu_ms": 1000 * statistics.median(step_cpu),
-            "jump_cpu_ms": 1000 * statistics.median(jump_cpu)}
+    return {
+        "step_ms": 1000 * statistics.median(steps),
+        "jump_ms": 1000 * statistics.median(jumps),
+        "jump_p90_ms": 1000 * float(np.percentile(jumps, 90)),
+        "step_cpu_ms": 1000 * statistics.median(step_cpu),
+        "jump_cpu_ms": 1000 * statistics.median(jump_cpu),
+    }
 
 
 def measure_cache(path: str, n_samples: int, max_wait: float) -> dict:
@@ -187,18 +203,33 @@ def measure_cache(path: str, n_samples: int, max_wait: float) -> dict:
     busy = cached_jumps()  # the fill thread still running (a long cine)
     cache.close()  # as when the cache is complete
     idle = cached_jumps()
-    out = {"fill_fps": filled / elapsed, "fill_cpu_ms": 1000 * cpu / max(filled, 1),
-           "filled": int(cache.n_filled), "n_frames": len(cine),
-           "cache_shape": list(cache.frame_shape), "cache_jump_ms": idle,
-           "cache_jump_busy_ms": busy,
-           "complete": bool(cache.complete)}
+    out = {
+        "fill_fps": filled / elapsed,
+        "fill_cpu_ms": 1000 * cpu / max(filled, 1),
+        "filled": int(cache.n_filled),
+        "n_frames": len(cine),
+        "cache_shape": list(cache.frame_shape),
+        "cache_jump_ms": idle,
+        "cache_jump_busy_ms": busy,
+        "complete": bool(cache.complete),
+    }
     cine.close()
     return out
 
 
 def _child(what: str, path: str, args) -> dict:
-    cmd = [sys.executable, __file__, "--child", what, "--path", path,
-           "--samples", str(args.samples), "--max-wait", str(args.max_wait)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        what,
+        "--path",
+        path,
+        "--samples",
+        str(args.samples),
+        "--max-wait",
+        str(args.max_wait),
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if res.returncode != 0:
         raise SystemExit(f"{what} failed:\n{res.stderr[-3000:]}")
@@ -209,15 +240,21 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=10_000)
     parser.add_argument("--samples", type=int, default=60, help="steps/jumps to time")
-    parser.add_argument("--max-wait", type=float, default=240.0,
-                        help="seconds to let the background cache fill before timing it")
+    parser.add_argument(
+        "--max-wait",
+        type=float,
+        default=240.0,
+        help="seconds to let the background cache fill before timing it",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--path", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        func = {"open": lambda: measure_open(args.path),
-                "access": lambda: measure_access(args.path, args.samples),
-                "cache": lambda: measure_cache(args.path, args.samples, args.max_wait)}[args.child]
+        func = {
+            "open": lambda: measure_open(args.path),
+            "access": lambda: measure_access(args.path, args.samples),
+            "cache": lambda: measure_cache(args.path, args.samples, args.max_wait),
+        }[args.child]
         print(json.dumps(func()))
         return
     from napari_dustrack.io.sidecar import sidecar_dir
@@ -226,8 +263,10 @@ def main(argv=None) -> None:
     sidecar = sidecar_dir(path)
     shutil.rmtree(sidecar, ignore_errors=True)  # measure a first open, cold frame cache
     size_mb = path.stat().st_size / 2**20
-    print(f"cine: {path.name}, {size_mb:.0f} MB, {args.frames} frames, CPU cores: "
-          f"{os.cpu_count()}, load average before: {os.getloadavg()[0]:.1f}")
+    print(
+        f"cine: {path.name}, {size_mb:.0f} MB, {args.frames} frames, CPU cores: "
+        f"{os.cpu_count()}, load average before: {os.getloadavg()[0]:.1f}"
+    )
     opened = _child("open", str(path), args)
     reopened = _child("open", str(path), args)  # the frame index is now in the sidecar
     shutil.rmtree(sidecar, ignore_errors=True)
@@ -252,15 +291,19 @@ def main(argv=None) -> None:
         ("background cache fill (frames/s)", f"{cache['fill_fps']:.0f}", ">= 150"),
         ("  CPU time per cached frame (ms)", f"{cache['fill_cpu_ms']:.1f}", ""),
     ]
-    print(f"frame cache: {cache['cache_shape'][0]}x{cache['cache_shape'][1]} per frame, "
-          f"{cache['filled']}/{cache['n_frames']} frames filled in the timed window")
+    print(
+        f"frame cache: {cache['cache_shape'][0]}x{cache['cache_shape'][1]} per frame, "
+        f"{cache['filled']}/{cache['n_frames']} frames filled in the timed window"
+    )
     width = max(len(r[0]) for r in rows)
     print(f"{'measure'.ljust(width)} | {'value':>8} | target")
     print(f"{'-' * width}-|-{'-' * 8}-|-------")
     for name, value, target in rows:
         print(f"{name.ljust(width)} | {value:>8} | {target}")
-    print(f"load average after: {os.getloadavg()[0]:.1f} (other work on the machine slows "
-          "every wall-clock number; CPU times are what one idle core would need)")
+    print(
+        f"load average after: {os.getloadavg()[0]:.1f} (other work on the machine slows "
+        "every wall-clock number; CPU times are what one idle core would need)"
+    )
 
 
 if __name__ == "__main__":

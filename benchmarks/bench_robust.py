@@ -74,7 +74,7 @@ def span_mask(n: int) -> tuple[np.ndarray, int]:
     """Non-keyframe frames between the first and last keyframe; and the last keyframe."""
     last = (n - 1) // KEY_EVERY * KEY_EVERY
     mask = np.zeros(n, bool)
-    mask[:last + 1] = True
+    mask[: last + 1] = True
     mask[::KEY_EVERY] = False
     return mask, last
 
@@ -83,8 +83,11 @@ def errors(xy, truth, mask=None) -> dict:
     e = np.hypot(*(xy - truth).transpose(2, 0, 1))
     e = e if mask is None else e[mask]
     e = e[np.isfinite(e)]
-    return {"rmse": float(np.sqrt(np.mean(e**2))), "p95": float(np.percentile(e, 95)),
-            "max": float(e.max())}
+    return {
+        "rmse": float(np.sqrt(np.mean(e**2))),
+        "p95": float(np.percentile(e, 95)),
+        "max": float(e.max()),
+    }
 
 
 def _peer_env():
@@ -98,8 +101,13 @@ def peer_rstc(frames, keys):
     with tempfile.TemporaryDirectory() as tmp:
         job, out = Path(tmp) / "job.npz", Path(tmp) / "out.npz"
         np.savez(job, keys=keys, mode=np.array("per_label"), repeat=np.array(1), frames=frames)
-        res = subprocess.run([str(PEER), str(RSTC_DRIVER), str(job), str(out)],
-                             capture_output=True, text=True, env=_peer_env(), cwd=tmp)
+        res = subprocess.run(
+            [str(PEER), str(RSTC_DRIVER), str(job), str(out)],
+            capture_output=True,
+            text=True,
+            env=_peer_env(),
+            cwd=tmp,
+        )
         if res.returncode:
             raise SystemExit(f"DUSTrack RSTC driver failed:\n{res.stderr[-3000:]}")
         got = np.load(out)
@@ -110,8 +118,16 @@ def peer_filter(video, raw):
     """DUSTrack's lk_moving_average_filter on ``raw`` (N, L, 2): (xy, wall s, CPU s)."""
     with tempfile.TemporaryDirectory() as tmp:
         np.save(Path(tmp) / "raw.npy", raw)
-        cmd = [str(PEER), str(SMOOTH_DRIVER), str(video), str(Path(tmp) / "raw.npy"),
-               "--window", str(WINDOW_S), "--out", str(Path(tmp) / "peer.npy")]
+        cmd = [
+            str(PEER),
+            str(SMOOTH_DRIVER),
+            str(video),
+            str(Path(tmp) / "raw.npy"),
+            "--window",
+            str(WINDOW_S),
+            "--out",
+            str(Path(tmp) / "peer.npy"),
+        ]
         res = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp, env=_peer_env())
         if res.returncode:
             raise SystemExit(f"DUSTrack filter driver failed:\n{res.stderr[-3000:]}")
@@ -140,13 +156,21 @@ def fill_case(frames, truth, keys, repeat):
     rows["DUSTrack LK-RSTC"] = errors(peer[0], truth, mask) | {"wall": peer[1], "cpu": peer[2]}
     for name, method in (("ours dustrack (today)", "dustrack"), ("ours robust", "robust")):
         report: dict = {}
-        (xy, conf), wall, cpu = timed(lambda: fill_between(frames, keys, method=method,
-                                                           report=report), repeat)
-        rows[name] = errors(xy, truth, mask) | {"wall": wall, "cpu": cpu,
-                                                "flags": report["flags"].line()}
+        (xy, conf), wall, cpu = timed(
+            lambda method=method, report=report: fill_between(
+                frames, keys, method=method, report=report
+            ),
+            repeat,
+        )
+        rows[name] = errors(xy, truth, mask) | {
+            "wall": wall,
+            "cpu": cpu,
+            "flags": report["flags"].line(),
+        }
         outs[method] = (xy, conf)
-    rows["|ours dustrack - DUSTrack| max px"] = float(np.nanmax(np.abs(outs["dustrack"][0]
-                                                                        - peer[0])))
+    rows["|ours dustrack - DUSTrack| max px"] = float(
+        np.nanmax(np.abs(outs["dustrack"][0] - peer[0]))
+    )
     outs["peer"] = peer[0]
     return rows, outs
 
@@ -157,8 +181,10 @@ def smooth_case(sim, video, frames, truth, fill, repeat):
 
     window = int(round(WINDOW_S * sim.fps))
     _, last = span_mask(len(frames))
-    inputs = {"noisy": (noisy_estimates(truth, 100), None, len(frames)),
-              "fill": (fill[0][:last + 1], fill[1][:last + 1], last + 1)}
+    inputs = {
+        "noisy": (noisy_estimates(truth, 100), None, len(frames)),
+        "fill": (fill[0][: last + 1], fill[1][: last + 1], last + 1),
+    }
     out = {}
     for name, (raw, conf, n) in inputs.items():
         t = truth[:n]
@@ -168,15 +194,21 @@ def smooth_case(sim, video, frames, truth, fill, repeat):
 
             peer_video = write_video(frames[:n], DATA / f"{sim.scenario}_span.mp4", sim.fps, crf=8)
         peer, p_wall, p_cpu = peer_filter(peer_video, raw)
-        ours, wall, cpu = timed(lambda: smooth(frames[:n], raw, window, "fusion",
-                                               confidence=conf), repeat)
-        out[name] = {"input": errors(raw, t), "DUSTrack filter": errors(peer, t) | {
-            "wall": p_wall, "cpu": p_cpu}, "fusion": errors(ours, t) | {"wall": wall, "cpu": cpu}}
+        ours, wall, cpu = timed(
+            lambda n=n, raw=raw, conf=conf: smooth(
+                frames[:n], raw, window, "fusion", confidence=conf
+            ),
+            repeat,
+        )
+        out[name] = {
+            "input": errors(raw, t),
+            "DUSTrack filter": errors(peer, t) | {"wall": p_wall, "cpu": p_cpu},
+            "fusion": errors(ours, t) | {"wall": wall, "cpu": cpu},
+        }
     return out
 
 
-def loop_case(sim, video, frames, truth, keys, labels, fill, peer_xy, minutes, seed,
-              reuse=False):
+def loop_case(sim, video, frames, truth, keys, labels, fill, peer_xy, minutes, seed, reuse=False):
     """Fill -> accept -> train -> predict -> final tracks; and DUSTrack's flow pipeline.
     ``reuse``: the predictions of the last run's model, when there are some (no training)."""
     import shutil
@@ -192,8 +224,12 @@ def loop_case(sim, video, frames, truth, keys, labels, fill, peer_xy, minutes, s
     xy, conf = fill
     key_frames = np.flatnonzero(np.isfinite(keys).all(axis=2).any(axis=1))
     flow = from_array(xy, labels, source="flow", confidence=conf, reviewed=True)  # all accepted
-    curated = validate(pd.concat([from_array(keys, labels, source="manual"),
-                                  flow[~flow["frame"].isin(key_frames)]], ignore_index=True))
+    curated = validate(
+        pd.concat(
+            [from_array(keys, labels, source="manual"), flow[~flow["frame"].isin(key_frames)]],
+            ignore_index=True,
+        )
+    )
     model_dir, pred_csv = DATA / sim.scenario / "model", DATA / sim.scenario / "pred.csv"
     t0 = time.perf_counter()
     reused = reuse and pred_csv.exists()
@@ -203,32 +239,54 @@ def loop_case(sim, video, frames, truth, keys, labels, fill, peer_xy, minutes, s
             minutes = json.loads((model_dir / "reused.json").read_text())["minutes"]
     else:
         shutil.rmtree(model_dir, ignore_errors=True)
-        workers.submit(workers.train_task, str(video), curated, str(model_dir),
-                    {"minutes": minutes, "seed": seed}).wait()
-        pred = workers.submit(workers.predict_task, str(video), str(model_dir), str(pred_csv)).wait()
+        workers.submit(
+            workers.train_task,
+            str(video),
+            curated,
+            str(model_dir),
+            {"minutes": minutes, "seed": seed},
+        ).wait()
+        pred = workers.submit(
+            workers.predict_task, str(video), str(model_dir), str(pred_csv)
+        ).wait()
         (model_dir / "reused.json").write_text(json.dumps({"minutes": minutes}))
     t_model = time.perf_counter() - t0
     model, _ = to_array(pred, labels, n)
     model_c, _ = to_array(pred, labels, n, column="confidence")
     window = int(round(WINDOW_S * sim.fps))
-    final = final_tracks(frames, window=window, annotations=keys, flow=xy, flow_confidence=conf,
-                         model=model, model_confidence=model_c, labels=labels)
+    final = final_tracks(
+        frames,
+        window=window,
+        annotations=keys,
+        flow=xy,
+        flow_confidence=conf,
+        model=model,
+        model_confidence=model_c,
+        labels=labels,
+    )
     from napari_dustrack.io.video_write import write_video
 
-    span_video = write_video(frames[:last + 1], DATA / f"{sim.scenario}_span.mp4", sim.fps, crf=8)
-    peer_smooth, _, _ = peer_filter(span_video, peer_xy[:last + 1])
-    m = mask[:last + 1]
-    t = truth[:last + 1]
-    return {"fill": errors(xy[:last + 1], t, m), "model": errors(model[:last + 1], t, m),
-            "final": errors(final.xy[:last + 1], t, m),
-            "DUSTrack flow pipeline": errors(peer_smooth, t, m),
-            "bias": final.bias.lines(labels) if final.bias is not None else [],
-            "train_predict_s": t_model, "minutes": minutes, "reused": reused}
+    span_video = write_video(frames[: last + 1], DATA / f"{sim.scenario}_span.mp4", sim.fps, crf=8)
+    peer_smooth, _, _ = peer_filter(span_video, peer_xy[: last + 1])
+    m = mask[: last + 1]
+    t = truth[: last + 1]
+    return {
+        "fill": errors(xy[: last + 1], t, m),
+        "model": errors(model[: last + 1], t, m),
+        "final": errors(final.xy[: last + 1], t, m),
+        "DUSTrack flow pipeline": errors(peer_smooth, t, m),
+        "bias": final.bias.lines(labels) if final.bias is not None else [],
+        "train_predict_s": t_model,
+        "minutes": minutes,
+        "reused": reused,
+    }
 
 
 def report(results, load) -> str:
-    lines = [f"machine: {os.cpu_count()} CPU cores, load average {load[0]:.1f} / {load[1]:.1f} "
-             f"/ {load[2]:.1f} (1/5/15 min) at the end"]
+    lines = [
+        f"machine: {os.cpu_count()} CPU cores, load average {load[0]:.1f} / {load[1]:.1f} "
+        f"/ {load[2]:.1f} (1/5/15 min) at the end"
+    ]
     ratios, speed = [], []
     for sc, r in results.items():
         lines.append(f"\n### {sc}: fill, keyframes every {KEY_EVERY} frames\n")
@@ -236,19 +294,24 @@ def report(results, load) -> str:
         lines.append("|---|---|---|---|---|---|")
         for name, m in r["fill"].items():
             if isinstance(m, dict):
-                lines.append(f"| {name} | {m['rmse']:.3f} | {m['p95']:.2f} | {m['max']:.2f} | "
-                             f"{m['cpu']:.2f} | {m['wall']:.2f} |")
+                lines.append(
+                    f"| {name} | {m['rmse']:.3f} | {m['p95']:.2f} | {m['max']:.2f} | "
+                    f"{m['cpu']:.2f} | {m['wall']:.2f} |"
+                )
         f = r["fill"]
-        lines.append(f"\n{f['ours robust']['flags']}; max |ours dustrack - DUSTrack| = "
-                     f"{f['|ours dustrack - DUSTrack| max px']:.2e} px")
+        lines.append(
+            f"\n{f['ours robust']['flags']}; max |ours dustrack - DUSTrack| = "
+            f"{f['|ours dustrack - DUSTrack| max px']:.2e} px"
+        )
         for inp, rows in r["smooth"].items():
             lines.append(f"\n{sc}, smoother on the {inp} input (window {WINDOW_S} s):\n")
             lines.append("| method | RMSE | p95 | worst | CPU (s) |")
             lines.append("|---|---|---|---|---|")
             for name, m in rows.items():
                 cpu = f"{m['cpu']:.2f}" if "cpu" in m else "-"
-                lines.append(f"| {name} | {m['rmse']:.3f} | {m['p95']:.2f} | {m['max']:.2f} | "
-                             f"{cpu} |")
+                lines.append(
+                    f"| {name} | {m['rmse']:.3f} | {m['p95']:.2f} | {m['max']:.2f} | {cpu} |"
+                )
             if sc in ("cardiac", "muscle", "probe_slide"):
                 ratios.append(rows["fusion"]["rmse"] / rows["DUSTrack filter"]["rmse"])
         speed.append((sc, f["ours robust"]["cpu"] / f["ours dustrack (today)"]["cpu"]))
@@ -257,22 +320,34 @@ def report(results, load) -> str:
         f = r["fill"]
         ratio = f["ours robust"]["rmse"] / f["DUSTrack LK-RSTC"]["rmse"]
         today = f["ours robust"]["rmse"] / f["ours dustrack (today)"]["rmse"]
-        ok = [all(rows["fusion"][k] <= rows["input"][k] and
-                  rows["fusion"][k] <= rows["DUSTrack filter"][k] for k in ("rmse", "p95"))
-              for rows in r["smooth"].values()]
-        lines.append(f"- {sc}: fill RMSE {ratio:.2f}x DUSTrack LK-RSTC ({today:.2f}x today's), "
-                     f"worst {f['ours robust']['max']:.2f} px; CPU {dict(speed)[sc]:.2f}x today's"
-                     f" fill; smoother <= input and <= DUSTrack (RMSE and p95): "
-                     f"{', '.join(f'{k}: {v}' for k, v in zip(r['smooth'], ok))}")
+        ok = [
+            all(
+                rows["fusion"][k] <= rows["input"][k]
+                and rows["fusion"][k] <= rows["DUSTrack filter"][k]
+                for k in ("rmse", "p95")
+            )
+            for rows in r["smooth"].values()
+        ]
+        lines.append(
+            f"- {sc}: fill RMSE {ratio:.2f}x DUSTrack LK-RSTC ({today:.2f}x today's), "
+            f"worst {f['ours robust']['max']:.2f} px; CPU {dict(speed)[sc]:.2f}x today's"
+            f" fill; smoother <= input and <= DUSTrack (RMSE and p95): "
+            f"{', '.join(f'{k}: {v}' for k, v in zip(r['smooth'], ok, strict=False))}"
+        )
     if ratios:
-        lines.append(f"- fusion RMSE / DUSTrack filter RMSE, geometric mean over cardiac, muscle, "
-                     f"probe_slide and both inputs: {float(np.exp(np.mean(np.log(ratios)))):.2f}")
+        lines.append(
+            f"- fusion RMSE / DUSTrack filter RMSE, geometric mean over cardiac, muscle, "
+            f"probe_slide and both inputs: {float(np.exp(np.mean(np.log(ratios)))):.2f}"
+        )
     for sc, r in results.items():
         if "loop" not in r:
             continue
         lp = r["loop"]
-        how = ("the previous run's predictions" if lp.get("reused") else
-               f"train + predict {lp['train_predict_s']:.0f} s")
+        how = (
+            "the previous run's predictions"
+            if lp.get("reused")
+            else f"train + predict {lp['train_predict_s']:.0f} s"
+        )
         lines.append(f"\n### {sc}: the loop (train {lp['minutes']:g} min, {how})\n")
         lines.append("| stage | RMSE | p95 | worst |")
         lines.append("|---|---|---|---|")
@@ -280,8 +355,10 @@ def report(results, load) -> str:
             m = lp[name]
             lines.append(f"| {name} | {m['rmse']:.3f} | {m['p95']:.2f} | {m['max']:.2f} |")
         peer = lp["DUSTrack flow pipeline"]["rmse"]
-        lines.append(f"\nfinal / fill {lp['final']['rmse'] / lp['fill']['rmse']:.2f}, final / "
-                     f"DUSTrack flow pipeline {lp['final']['rmse'] / peer:.2f}; model bias:")
+        lines.append(
+            f"\nfinal / fill {lp['final']['rmse'] / lp['fill']['rmse']:.2f}, final / "
+            f"DUSTrack flow pipeline {lp['final']['rmse'] / peer:.2f}; model bias:"
+        )
         lines += [f"- {b}" for b in lp["bias"]]
     return "\n".join(lines)
 
@@ -293,8 +370,11 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--loop", action="store_true", help="also run train/predict/final tracks")
     ap.add_argument("--minutes", type=float, default=4.0, help="training time of the loop")
-    ap.add_argument("--reuse-model", action="store_true",
-                    help="loop: reuse the last run's predictions (and its minutes), no training")
+    ap.add_argument(
+        "--reuse-model",
+        action="store_true",
+        help="loop: reuse the last run's predictions (and its minutes), no training",
+    )
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore", RuntimeWarning)
@@ -311,9 +391,19 @@ def main(argv=None):
         results[sc] = {"fill": fill_rows, "smooth": smooth_rows}
         if args.loop:
             print(f"[{sc}] loop (train {args.minutes:g} min) ...", file=sys.stderr)
-            results[sc]["loop"] = loop_case(sim, video, frames, truth, keys, labels,
-                                            outs["robust"], outs["peer"], args.minutes, args.seed,
-                                            args.reuse_model)
+            results[sc]["loop"] = loop_case(
+                sim,
+                video,
+                frames,
+                truth,
+                keys,
+                labels,
+                outs["robust"],
+                outs["peer"],
+                args.minutes,
+                args.seed,
+                args.reuse_model,
+            )
     print(report(results, os.getloadavg()))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))

@@ -82,18 +82,26 @@ def main() -> None:
 
     print(f"cpus={os.cpu_count()} load={os.getloadavg()[0]:.1f}")
     for scenario in SCENARIOS:
-        sizes = [(256, 256, args.frames)] + ([(1080, 1920, args.hd_frames)] if args.hd_frames else [])
+        sizes = [(256, 256, args.frames)] + (
+            [(1080, 1920, args.hd_frames)] if args.hd_frames else []
+        )
         for h, w, n in sizes:
             med, best, cpu = render_speed(scenario, (h, w), n)
-            print(f"[{scenario}] {w}x{h} render: median {med:.1f} ms/frame, fastest {best:.1f} "
-                  f"ms, CPU {cpu:.1f} ms/frame")
+            print(
+                f"[{scenario}] {w}x{h} render: median {med:.1f} ms/frame, fastest {best:.1f} "
+                f"ms, CPU {cpu:.1f} ms/frame"
+            )
         sim = simulate(scenario, n_frames=args.frames)
         err, moved = truth_consistency(sim)
-        print(f"[{scenario}] LK(45x45) i->i+3 vs truth: median error {err:.2f} px "
-              f"(truth moved {moved:.2f} px)")
+        print(
+            f"[{scenario}] LK(45x45) i->i+3 vs truth: median error {err:.2f} px "
+            f"(truth moved {moved:.2f} px)"
+        )
         fps, size, mae = mp4_fidelity(sim)
-        print(f"[{scenario}] H.264 CRF 8: {fps:.0f} frames/s encode, {size:.2f} MB for "
-              f"{len(sim.frames)} frames, mean |decoded - original| {mae:.2f} grey levels")
+        print(
+            f"[{scenario}] H.264 CRF 8: {fps:.0f} frames/s encode, {size:.2f} MB for "
+            f"{len(sim.frames)} frames, mean |decoded - original| {mae:.2f} grey levels"
+        )
 
 
 if __name__ == "__main__":

@@ -70,19 +70,26 @@ def prepare(name: str, scenario: str, n_frames, shape, seed: int):
     paths = write_simulation(sim, DATA / name)
     shutil.rmtree(sidecar_dir(paths["video"]), ignore_errors=True)  # cold: no frame cache yet
     truth, _ = to_array(sim.truth, labels_of(sim.truth), len(sim.frames))
-    print(f"[{name}] simulated {sim.frames.shape} at {sim.fps:g} fps in "
-          f"{time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    print(
+        f"[{name}] simulated {sim.frames.shape} at {sim.fps:g} fps in "
+        f"{time.perf_counter() - t0:.0f} s",
+        file=sys.stderr,
+    )
     return sim, paths["video"], truth
 
 
 def metrics(est, truth, twitch):
     err = np.linalg.norm(est - truth, axis=-1)
     d2 = lambda a: np.sqrt(np.nanmean(np.sum(np.diff(a, 2, axis=0) ** 2, axis=-1)))  # noqa: E731
-    out = {"rmse": float(np.sqrt(np.nanmean(err**2))), "p95": float(np.nanpercentile(err, 95)),
-           "jitter": float(d2(est) - d2(truth)), "twitch": None}
+    out = {
+        "rmse": float(np.sqrt(np.nanmean(err**2))),
+        "p95": float(np.nanpercentile(err, 95)),
+        "jitter": float(d2(est) - d2(truth)),
+        "twitch": None,
+    }
     if twitch:
         s, e = twitch
-        out["twitch"] = float(np.nanmax(err[s:e + 1]))
+        out["twitch"] = float(np.nanmax(err[s : e + 1]))
     return out
 
 
@@ -117,8 +124,16 @@ def run_ours(video, raw, window, mode):
 
 def run_peer(video, raw, workdir: Path, frames_out: bool):
     np.save(workdir / "raw.npy", raw)
-    cmd = [str(PEER), str(DRIVER), str(video), str(workdir / "raw.npy"), "--window",
-           str(WINDOW_S), "--out", str(workdir / "peer.npy")]
+    cmd = [
+        str(PEER),
+        str(DRIVER),
+        str(video),
+        str(workdir / "raw.npy"),
+        "--window",
+        str(WINDOW_S),
+        "--out",
+        str(workdir / "peer.npy"),
+    ]
     if frames_out:
         cmd += ["--frames-out", str(workdir / "peer_frames.npy")]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
@@ -136,16 +151,26 @@ def bench_case(name, scenario, n_frames, shape, seed, same_pixels: bool):
     window = int(round(WINDOW_S * sim.fps))
     twitch = sim.info.get("twitch_frames")
     rows = {}
-    res = {"name": name, "shape": list(sim.frames.shape), "fps": sim.fps, "window": window,
-           "rows": rows}
+    res = {
+        "name": name,
+        "shape": list(sim.frames.shape),
+        "fps": sim.fps,
+        "window": window,
+        "rows": rows,
+    }
     dec = [decode_time(video) for _ in range(2)]
     res["decode_s"], res["decode_cpu"] = min(d[0] for d in dec), min(d[1] for d in dec)
     rows["raw"] = metrics(raw, truth, twitch) | {"time": None, "cpu": None}
-    for method, fn in (("savgol", lambda: savgol(raw, window)), ("kalman", lambda: kalman_rts(raw))):
+    for method, fn in (
+        ("savgol", lambda: savgol(raw, window)),
+        ("kalman", lambda: kalman_rts(raw)),
+    ):
         t0, c0 = time.perf_counter(), time.process_time()
         est = fn()
-        rows[method] = metrics(est, truth, twitch) | {"time": time.perf_counter() - t0,
-                                                     "cpu": time.process_time() - c0}
+        rows[method] = metrics(est, truth, twitch) | {
+            "time": time.perf_counter() - t0,
+            "cpu": time.process_time() - c0,
+        }
     print(f"[{name}] DUSTrack ...", file=sys.stderr)
     peer, info = run_peer(video, raw, DATA / name, same_pixels)
     assert info["window_frames"] == window, info
@@ -180,18 +205,23 @@ def report(results):
     lines = []
     for r in results:
         n, h, w = r["shape"]
-        lines.append(f"\n### {r['name']}: {n} frames {w}x{h} at {r['fps']:g} fps, window "
-                     f"{r['window']} frames; decode (floor) {r['decode_s']:.2f} s wall, "
-                     f"{r['decode_cpu']:.2f} s CPU; reading the frame cache instead "
-                     f"{r['cached_s']:.2f} s wall, {r['cached_cpu']:.2f} s CPU\n")
-        lines.append("| method | RMSE | p95 | jitter | twitch peak | wall (s) | CPU (s) "
-                     "| x DUSTrack (CPU) |")
+        lines.append(
+            f"\n### {r['name']}: {n} frames {w}x{h} at {r['fps']:g} fps, window "
+            f"{r['window']} frames; decode (floor) {r['decode_s']:.2f} s wall, "
+            f"{r['decode_cpu']:.2f} s CPU; reading the frame cache instead "
+            f"{r['cached_s']:.2f} s wall, {r['cached_cpu']:.2f} s CPU\n"
+        )
+        lines.append(
+            "| method | RMSE | p95 | jitter | twitch peak | wall (s) | CPU (s) | x DUSTrack (CPU) |"
+        )
         lines.append("|---|---|---|---|---|---|---|---|")
         peer_c = r["rows"]["DUSTrack"]["cpu"]
         for name, m in r["rows"].items():
             speed = None if not m["cpu"] else peer_c / m["cpu"]
-            lines.append(f"| {name} | {fmt(m['rmse'], 3)} | {fmt(m['p95'])} | {fmt(m['jitter'], 3)} "
-                         f"| {fmt(m['twitch'])} | {fmt(m['time'])} | {fmt(m['cpu'])} | {fmt(speed, 1)} |")
+            lines.append(
+                f"| {name} | {fmt(m['rmse'], 3)} | {fmt(m['p95'])} | {fmt(m['jitter'], 3)} "
+                f"| {fmt(m['twitch'])} | {fmt(m['time'])} | {fmt(m['cpu'])} | {fmt(speed, 1)} |"
+            )
         diff = f"max |dustrack mode - DUSTrack| = {r['diff_own_decode']:.4f} px (own decode)"
         if "diff_same_pixels" in r:
             diff += f", {r['diff_same_pixels']:.2e} px (DUSTrack's decoded pixels)"
@@ -202,9 +232,15 @@ def report(results):
         rows, dec = r["rows"], r["decode_cpu"]
         p = rows["DUSTrack"]
         ratios.append(rows["fusion"]["rmse"] / p["rmse"])
-        tw = "" if p["twitch"] is None else (f", twitch {rows['fusion']['twitch']:.2f} vs "
-                                              f"{p['twitch']:.2f}")
-        sp = lambda mode: f"{p['cpu'] / rows[mode]['cpu']:.1f}x [{p['time'] / rows[mode]['time']:.1f}x]"  # noqa: E731
+        tw = (
+            ""
+            if p["twitch"] is None
+            else (f", twitch {rows['fusion']['twitch']:.2f} vs {p['twitch']:.2f}")
+        )
+
+        def sp(mode, p=p, rows=rows):
+            return f"{p['cpu'] / rows[mode]['cpu']:.1f}x [{p['time'] / rows[mode]['time']:.1f}x]"
+
         lines.append(
             f"- {r['name']}: dustrack {sp('dustrack')} faster than DUSTrack, max diff "
             f"{r.get('diff_same_pixels', float('nan')):.1e} px on its pixels; fast {sp('fast')} "
@@ -212,24 +248,33 @@ def report(results):
             f"[{rows['fast']['time'] / r['decode_s']:.2f}x], RMSE {rows['fast']['rmse']:.3f} vs "
             f"{p['rmse']:.3f}; fusion RMSE {ratios[-1]:.2f}x DUSTrack's{tw}, time "
             f"{rows['fusion']['cpu'] / rows['fast']['cpu']:.2f}x fast "
-            f"[{rows['fusion']['time'] / rows['fast']['time']:.2f}x]")
-        cached = lambda mode: rows[f"{mode} (cached)"]  # noqa: E731
+            f"[{rows['fusion']['time'] / rows['fast']['time']:.2f}x]"
+        )
+
+        def cached(mode, rows=rows):
+            return rows[f"{mode} (cached)"]
+
         lines.append(
             f"  - frames from the frame cache (the video opened before, as in napari): dustrack "
             f"{p['cpu'] / cached('dustrack')['cpu']:.1f}x "
             f"[{p['time'] / cached('dustrack')['time']:.1f}x], fast "
             f"{p['cpu'] / cached('fast')['cpu']:.1f}x [{p['time'] / cached('fast')['time']:.1f}x] "
             f"faster than DUSTrack, fusion {cached('fusion')['cpu'] / cached('fast')['cpu']:.2f}x "
-            f"fast [{cached('fusion')['time'] / cached('fast')['time']:.2f}x]")
-    lines.append(f"- fusion RMSE / DUSTrack RMSE, geometric mean over cases: "
-                 f"{float(np.exp(np.mean(np.log(ratios)))):.2f}")
+            f"fast [{cached('fusion')['time'] / cached('fast')['time']:.2f}x]"
+        )
+    lines.append(
+        f"- fusion RMSE / DUSTrack RMSE, geometric mean over cases: "
+        f"{float(np.exp(np.mean(np.log(ratios)))):.2f}"
+    )
     return "\n".join(lines)
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--scenarios", nargs="+", default=["cardiac", "muscle"])
-    ap.add_argument("--frames", type=int, default=None, help="frames per scenario (default: the simulator's)")
+    ap.add_argument(
+        "--frames", type=int, default=None, help="frames per scenario (default: the simulator's)"
+    )
     ap.add_argument("--hd-frames", type=int, default=100, help="frames of the 1080p cine (0: skip)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None, help="also write the results here")

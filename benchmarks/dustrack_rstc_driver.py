@@ -54,7 +54,7 @@ def segments(keys):
     out = {}
     for lab in range(keys.shape[1]):
         kf = np.flatnonzero(np.isfinite(keys[:, lab, 0]))
-        out[lab] = list(zip(kf[:-1].tolist(), kf[1:].tolist()))
+        out[lab] = list(zip(kf[:-1].tolist(), kf[1:].tolist(), strict=False))
     return out
 
 

@@ -3,7 +3,8 @@
 Runs with the DUSTrack venv's interpreter (benchmarks/_envs/dustrack), never imported by
 napari-dustrack. Input: the video and an ``.npy`` of raw tracks (N, L, 2); output: an ``.npy``
 of DUSTrack's smoothed tracks, the grayscale frames DUSTrack decoded (``--frames-out``, for an
-exact comparison on identical pixels) and a JSON line with the wall and CPU time (all threads) on stdout.
+exact comparison on identical pixels) and a JSON line with the wall and CPU time (all threads)
+on stdout.
 
     python dustrack_smooth_driver.py VIDEO RAW.npy --window 0.5 --out OUT.npy [--frames-out F.npy]
 """
@@ -39,26 +40,45 @@ def main():
         # labels named "0".."9"
         video = tmp / Path(args.video).name
         shutil.copy(args.video, video)
-        data = {str(lab): {str(f): [float(raw[f, lab, 0]), float(raw[f, lab, 1])]
-                           for f in range(raw.shape[0])} for lab in range(raw.shape[1])}
+        data = {
+            str(lab): {
+                str(f): [float(raw[f, lab, 0]), float(raw[f, lab, 1])] for f in range(raw.shape[0])
+            }
+            for lab in range(raw.shape[1])
+        }
         ann_path = tmp / f"{video.stem}_annotations_raw.json"
         ann_path.write_text(json.dumps(data))
         quiet = io.StringIO()
         with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
             ann = VideoAnnotation(str(ann_path), str(video))
             t0, c0 = time.perf_counter(), time.process_time()
-            result = lk_moving_average_filter(ann, window_size=args.window, use_parallel=True,
-                                              save_raw=False)
+            result = lk_moving_average_filter(
+                ann, window_size=args.window, use_parallel=True, save_raw=False
+            )
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-        out = np.stack([np.array([result.data[str(lab)][f] for f in range(raw.shape[0])])
-                        for lab in range(raw.shape[1])], axis=1)
+        out = np.stack(
+            [
+                np.array([result.data[str(lab)][f] for f in range(raw.shape[0])])
+                for lab in range(raw.shape[1])
+            ],
+            axis=1,
+        )
         np.save(args.out, out)
         if args.frames_out:
             frames = np.stack([gray(ann.video[i].asnumpy()) for i in range(raw.shape[0])])
             np.save(args.frames_out, frames)
         n_win = round(args.window * ann.video.get_avg_fps())
-        print(json.dumps({"wall_s": wall, "cpu_s": cpu, "window_frames": n_win, "fps": ann.video.get_avg_fps(),
-                          "n_frames": len(ann.video)}))
+        print(
+            json.dumps(
+                {
+                    "wall_s": wall,
+                    "cpu_s": cpu,
+                    "window_frames": n_win,
+                    "fps": ann.video.get_avg_fps(),
+                    "n_frames": len(ann.video),
+                }
+            )
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -37,13 +37,23 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-COMMANDS = ("propagate", "train", "predict", "smooth", "batch", "simulate", "measure", "export",
-            "demo")
+COMMANDS = (
+    "propagate",
+    "train",
+    "predict",
+    "smooth",
+    "batch",
+    "simulate",
+    "measure",
+    "export",
+    "demo",
+)
 
 
 @dataclass
 class Probe:
-    kind: str  # bad file, bad table, bad video, bad model, bad option, bad destination, crafted, control
+    # bad file, bad table, bad video, bad model, bad option, bad destination, crafted, control
+    kind: str
     command: str
     args: list
     needle: str | None = None  # what the error line must name (file or option)
@@ -63,19 +73,28 @@ class Inputs:
         from napari_dustrack.io.table import read_points_csv
 
         self.work = work
-        run_cli(["simulate", "--scenario", "cardiac", "--out", work / "sim", "--frames", "12"],
-                check=True)
+        run_cli(
+            ["simulate", "--scenario", "cardiac", "--out", work / "sim", "--frames", "12"],
+            check=True,
+        )
         self.video = work / "sim" / "cardiac.mp4"
         truth = read_points_csv(work / "sim" / "cardiac_truth.csv")
         self.labels = list(dict.fromkeys(truth["label"]))[:2]
         keys = truth[truth["label"].isin(self.labels) & truth["frame"].isin([0, 11])]
         self.keys = write_points(keys, work / "keys.csv")
         self.tracks = write_points(truth[truth["label"].isin(self.labels)], work / "tracks.csv")
-        self.tracks_h5 = write_points(truth[truth["label"].isin(self.labels)],
-                                      work / "CollectedData_probe.h5", n_frames=12)
+        self.tracks_h5 = write_points(
+            truth[truth["label"].isin(self.labels)], work / "CollectedData_probe.h5", n_frames=12
+        )
         self.measures = work / "measures.json"
-        self.measures.write_text(json.dumps({"version": 1, "measures": [
-            {"name": "d", "kind": "distance", "labels": self.labels}]}))
+        self.measures.write_text(
+            json.dumps(
+                {
+                    "version": 1,
+                    "measures": [{"name": "d", "kind": "distance", "labels": self.labels}],
+                }
+            )
+        )
         self.model = self._model(work / "model")
         self.file = work / "a_file.txt"
         self.file.write_text("not a folder")
@@ -89,9 +108,16 @@ class Inputs:
         from napari_dustrack.tracking.heatmap.store import save_model
 
         arch = architecture(HeatmapConfig(), len(self.labels))
-        meta = {"labels": self.labels, "working_size": [64, 64], "source_size": [256, 256],
-                "normalisation": {"mean": 0.3, "std": 0.2}, "architecture": arch,
-                "training_frames": [0, 11], "iteration": 1, "metrics": {}}
+        meta = {
+            "labels": self.labels,
+            "working_size": [64, 64],
+            "source_size": [256, 256],
+            "normalisation": {"mean": 0.3, "std": 0.2},
+            "architecture": arch,
+            "training_frames": [0, 11],
+            "iteration": 1,
+            "metrics": {},
+        }
         save_model(folder, build_model(arch, pretrained=False).state_dict(), meta)
         return folder
 
@@ -178,18 +204,51 @@ def probes(inp: Inputs) -> list[Probe]:
     readers = {
         "propagate": lambda f: ["propagate", v, "--keyframes", f, "--out", out / "p.csv"],
         "train": lambda f: ["train", v, "--labels", f, "--model", inp.work / "newmodel"],
-        "smooth": lambda f: ["smooth", v, "--tracks", f, "--out", out / "s.csv", "--window-frames", "3"],
-        "measure": lambda f: ["measure", v, "--tracks", f, "--measures", ms, "--out", out / "m.csv"],
+        "smooth": lambda f: [
+            "smooth",
+            v,
+            "--tracks",
+            f,
+            "--out",
+            out / "s.csv",
+            "--window-frames",
+            "3",
+        ],
+        "measure": lambda f: [
+            "measure",
+            v,
+            "--tracks",
+            f,
+            "--measures",
+            ms,
+            "--out",
+            out / "m.csv",
+        ],
         "export": lambda f: ["export", v, "--tracks", f, "--out", out / "e.csv"],
     }
     for what, path in bad_tables(inp).items():
         for cmd, make in readers.items():
-            P.append(Probe("bad table" if path.exists() and path.is_file() else "bad file", cmd,
-                           make(path), needle=str(path), extra={"what": what}))
+            P.append(
+                Probe(
+                    "bad table" if path.exists() and path.is_file() else "bad file",
+                    cmd,
+                    make(path),
+                    needle=str(path),
+                    extra={"what": what},
+                )
+            )
     crafted, marker = crafted_h5(inp)
     for cmd, make in readers.items():
-        P.append(Probe("crafted", cmd, make(crafted), needle=str(crafted), marker=marker,
-                       extra={"what": "pickled payload in an H5 attribute"}))
+        P.append(
+            Probe(
+                "crafted",
+                cmd,
+                make(crafted),
+                needle=str(crafted),
+                marker=marker,
+                extra={"what": "pickled payload in an H5 attribute"},
+            )
+        )
     far = inp.write("far.csv", "frame,label,x,y\n0,a,1,2\n12,a,1,2\n")  # the cine has 0..11
     for cmd, args in {
         "smooth": ["smooth", v, "--tracks", far, "--out", out / "s.csv", "--window-frames", "3"],
@@ -197,11 +256,25 @@ def probes(inp: Inputs) -> list[Probe]:
         "export.h5": ["export", v, "--tracks", far, "--out", out / "far.h5"],
         "export.mp4": ["export", v, "--tracks", far, "--out", out / "far.mp4"],
     }.items():
-        P.append(Probe("bad table", cmd.split(".")[0], args, needle=str(far),
-                       extra={"what": "frames beyond the video"}))
+        P.append(
+            Probe(
+                "bad table",
+                cmd.split(".")[0],
+                args,
+                needle=str(far),
+                extra={"what": "frames beyond the video"},
+            )
+        )
     empty = inp.write("header_only.csv", "frame,label,x,y\n")
-    P.append(Probe("bad table", "export", ["export", v, "--tracks", empty, "--out", out / "x.h5"],
-                   needle=str(empty), extra={"what": "empty table to .h5"}))
+    P.append(
+        Probe(
+            "bad table",
+            "export",
+            ["export", v, "--tracks", empty, "--out", out / "x.h5"],
+            needle=str(empty),
+            extra={"what": "empty table to .h5"},
+        )
+    )
     # videos
     videos = {
         "missing video": inp.work / "in" / "nope.mp4",
@@ -213,65 +286,167 @@ def probes(inp: Inputs) -> list[Probe]:
     for what, path in videos.items():
         for cmd, args in {
             "propagate": ["propagate", path, "--keyframes", k, "--out", out / "p.csv"],
-            "smooth": ["smooth", path, "--tracks", t, "--out", out / "s.csv", "--window-frames", "3"],
+            "smooth": [
+                "smooth",
+                path,
+                "--tracks",
+                t,
+                "--out",
+                out / "s.csv",
+                "--window-frames",
+                "3",
+            ],
             "measure": ["measure", path, "--tracks", t, "--measures", ms, "--out", out / "m.csv"],
             "export": ["export", path, "--tracks", t, "--out", out / "e.mp4"],
         }.items():
             P.append(Probe("bad video", cmd, args, needle=str(path), extra={"what": what}))
-    P.append(Probe("bad video", "predict", ["predict", videos["missing video"], "--model", m,
-                                            "--out", out / "r.csv"],
-                   needle=str(videos["missing video"]), extra={"what": "missing video"}))
-    P.append(Probe("bad video", "train", ["train", videos["missing video"], "--labels", k,
-                                          "--model", inp.work / "newmodel"],
-                   needle=str(videos["missing video"]), extra={"what": "missing video"}))
-    P.append(Probe("bad video", "batch", ["batch", videos["garbage video"], "--model", m,
-                                          "--out", out / "batch1"],
-                   needle=videos["garbage video"].name, extra={"what": "garbage video"}))
+    P.append(
+        Probe(
+            "bad video",
+            "predict",
+            ["predict", videos["missing video"], "--model", m, "--out", out / "r.csv"],
+            needle=str(videos["missing video"]),
+            extra={"what": "missing video"},
+        )
+    )
+    P.append(
+        Probe(
+            "bad video",
+            "train",
+            ["train", videos["missing video"], "--labels", k, "--model", inp.work / "newmodel"],
+            needle=str(videos["missing video"]),
+            extra={"what": "missing video"},
+        )
+    )
+    P.append(
+        Probe(
+            "bad video",
+            "batch",
+            ["batch", videos["garbage video"], "--model", m, "--out", out / "batch1"],
+            needle=videos["garbage video"].name,
+            extra={"what": "garbage video"},
+        )
+    )
     # measures file
-    for what, content in {"measures not JSON": "{", "measures wrong shape": '{"measures": 3}'}.items():
+    for what, content in {
+        "measures not JSON": "{",
+        "measures wrong shape": '{"measures": 3}',
+    }.items():
         path = inp.write(what.replace(" ", "_") + ".json", content)
-        P.append(Probe("bad file", "measure", ["measure", v, "--tracks", t, "--measures", path,
-                                               "--out", out / "m.csv"], needle=str(path),
-                       extra={"what": what}))
+        P.append(
+            Probe(
+                "bad file",
+                "measure",
+                ["measure", v, "--tracks", t, "--measures", path, "--out", out / "m.csv"],
+                needle=str(path),
+                extra={"what": what},
+            )
+        )
     # model folders
     models = {
         "missing model folder": (inp.work / "models" / "nope", None),
         "folder without model.json": (inp.folder, None),
-        "model.json not JSON": (inp.model_copy("notjson", lambda f: (f / "model.json").write_text("{")), "model.json"),
-        "another format": (inp.model_copy("format", meta_changes={"format": "other"}), "model.json"),
-        "missing fields": (inp.model_copy("fields", lambda f: (f / "model.json").write_text('{"format": "napari-dustrack-heatmap"}')), "model.json"),
-        "working_size a string": (inp.model_copy("wstr", meta_changes={"working_size": "64x64"}), "model.json"),
+        "model.json not JSON": (
+            inp.model_copy("notjson", lambda f: (f / "model.json").write_text("{")),
+            "model.json",
+        ),
+        "another format": (
+            inp.model_copy("format", meta_changes={"format": "other"}),
+            "model.json",
+        ),
+        "missing fields": (
+            inp.model_copy(
+                "fields",
+                lambda f: (f / "model.json").write_text('{"format": "napari-dustrack-heatmap"}'),
+            ),
+            "model.json",
+        ),
+        "working_size a string": (
+            inp.model_copy("wstr", meta_changes={"working_size": "64x64"}),
+            "model.json",
+        ),
         "labels a string": (inp.model_copy("lstr", meta_changes={"labels": "ab"}), "model.json"),
-        "std 0": (inp.model_copy("std0", meta_changes={"normalisation": {"mean": 0.3, "std": 0}}), "model.json"),
-        "weights outside the folder": (inp.model_copy("outside", meta_changes={"weights": "../../keys.csv"}), "model.json"),
-        "weights missing": (inp.model_copy("noweights", lambda f: [p.unlink() for p in f.glob("*.safetensors")]), ".safetensors"),
-        "weights corrupt": (inp.model_copy("corrupt", lambda f: [p.write_bytes(b"x") for p in f.glob("*.safetensors")]), ".safetensors"),
-        "tampered working_size": (inp.model_copy("tampered", meta_changes={"working_size": [96, 64]}), "model.json"),
+        "std 0": (
+            inp.model_copy("std0", meta_changes={"normalisation": {"mean": 0.3, "std": 0}}),
+            "model.json",
+        ),
+        "weights outside the folder": (
+            inp.model_copy("outside", meta_changes={"weights": "../../keys.csv"}),
+            "model.json",
+        ),
+        "weights missing": (
+            inp.model_copy("noweights", lambda f: [p.unlink() for p in f.glob("*.safetensors")]),
+            ".safetensors",
+        ),
+        "weights corrupt": (
+            inp.model_copy(
+                "corrupt", lambda f: [p.write_bytes(b"x") for p in f.glob("*.safetensors")]
+            ),
+            ".safetensors",
+        ),
+        "tampered working_size": (
+            inp.model_copy("tampered", meta_changes={"working_size": [96, 64]}),
+            "model.json",
+        ),
     }
     for what, (folder, leaf) in models.items():
         needle = str(folder / leaf) if leaf == "model.json" else str(folder)
-        P.append(Probe("bad model", "predict", ["predict", v, "--model", folder, "--out", out / f"r_{folder.name}.csv"],
-                       needle=needle, extra={"what": what}))
+        P.append(
+            Probe(
+                "bad model",
+                "predict",
+                ["predict", v, "--model", folder, "--out", out / f"r_{folder.name}.csv"],
+                needle=needle,
+                extra={"what": what},
+            )
+        )
     for what in ("missing model folder", "working_size a string", "std 0"):
         folder, leaf = models[what]
         needle = str(folder / leaf) if leaf == "model.json" else str(folder)
-        P.append(Probe("bad model", "batch", ["batch", v, "--model", folder, "--out", out / f"b_{folder.name}"],
-                       needle=needle, extra={"what": what}))
+        P.append(
+            Probe(
+                "bad model",
+                "batch",
+                ["batch", v, "--model", folder, "--out", out / f"b_{folder.name}"],
+                needle=needle,
+                extra={"what": what},
+            )
+        )
     wrong_labels = inp.write("other_labels.csv", "frame,label,x,y\n0,zz,1,2\n11,zz,3,4\n")
-    P.append(Probe("bad model", "train", ["train", v, "--labels", wrong_labels, "--model", m],
-                   needle=str(m), extra={"what": "continue a model with other labels"}))
+    P.append(
+        Probe(
+            "bad model",
+            "train",
+            ["train", v, "--labels", wrong_labels, "--model", m],
+            needle=str(m),
+            extra={"what": "continue a model with other labels"},
+        )
+    )
     # options
     options = [
-        ("smooth", ["--window", "nan"]), ("smooth", ["--window", "inf"]), ("smooth", ["--window", "0"]),
-        ("smooth", ["--window", "-1"]), ("smooth", ["--window-frames", "0"]),
-        ("simulate", ["--seed", "-1"]), ("simulate", ["--frames", "0"]), ("simulate", ["--frames", "-3"]),
+        ("smooth", ["--window", "nan"]),
+        ("smooth", ["--window", "inf"]),
+        ("smooth", ["--window", "0"]),
+        ("smooth", ["--window", "-1"]),
+        ("smooth", ["--window-frames", "0"]),
+        ("simulate", ["--seed", "-1"]),
+        ("simulate", ["--frames", "0"]),
+        ("simulate", ["--frames", "-3"]),
         ("simulate", ["--scenario", "bogus"]),
-        ("measure", ["--spacing", "0", "0"]), ("measure", ["--spacing", "-1", "1"]),
-        ("measure", ["--spacing", "nan", "1"]), ("measure", ["--fps", "0"]), ("measure", ["--fps", "-5"]),
-        ("measure", ["--fps", "nan"]), ("measure", ["--fps", "inf"]),
-        ("batch", ["--chunk-frames", "0"]), ("batch", ["--chunk-frames", "-1"]),
-        ("batch", ["--smooth", "0"]), ("batch", ["--smooth", "nan"]),
-        ("propagate", ["--extend", "-1"]), ("train", ["--minutes", "0"]), ("train", ["--minutes", "nan"]),
+        ("measure", ["--spacing", "0", "0"]),
+        ("measure", ["--spacing", "-1", "1"]),
+        ("measure", ["--spacing", "nan", "1"]),
+        ("measure", ["--fps", "0"]),
+        ("measure", ["--fps", "-5"]),
+        ("measure", ["--fps", "nan"]),
+        ("measure", ["--fps", "inf"]),
+        ("batch", ["--chunk-frames", "0"]),
+        ("batch", ["--chunk-frames", "-1"]),
+        ("batch", ["--smooth", "0"]),
+        ("batch", ["--smooth", "nan"]),
+        ("propagate", ["--extend", "-1"]),
+        ("train", ["--minutes", "0"]),
+        ("train", ["--minutes", "nan"]),
     ]
     base = {
         "smooth": ["smooth", v, "--tracks", t, "--out", out / "opt_s.csv"],
@@ -283,8 +458,11 @@ def probes(inp: Inputs) -> list[Probe]:
     }
     for cmd, extra in options:
         needle = "bogus" if "bogus" in extra else extra[0]
-        P.append(Probe("bad option", cmd, base[cmd] + extra, needle=needle,
-                       extra={"what": " ".join(extra)}))
+        P.append(
+            Probe(
+                "bad option", cmd, base[cmd] + extra, needle=needle, extra={"what": " ".join(extra)}
+            )
+        )
     # destinations
     dests = {
         "propagate": lambda o: ["propagate", v, "--keyframes", k, "--out", o],
@@ -302,27 +480,89 @@ def probes(inp: Inputs) -> list[Probe]:
     for cmd, make in dests.items():
         name = cmd.split(".")[0]
         suffix = ".h5" if cmd.endswith(".h5") else ".csv"
-        cases = {"inside a file": (inp.file / f"x{suffix}", str(inp.file / f"x{suffix}")),
-                 "unwritable place": (Path(inp.unwritable) / f"x{suffix}", "/proc/dustrack-probe")}
+        cases = {
+            "inside a file": (inp.file / f"x{suffix}", str(inp.file / f"x{suffix}")),
+            "unwritable place": (Path(inp.unwritable) / f"x{suffix}", "/proc/dustrack-probe"),
+        }
         if name in folders:
             cases["an existing file"] = (inp.file, str(inp.file))
         else:
             cases["a folder"] = (inp.folder, str(inp.folder))
         for what, (dest, needle) in cases.items():
-            P.append(Probe("bad destination", name, make(dest), needle=needle,
-                           extra={"what": f"output {what}"}))
+            P.append(
+                Probe(
+                    "bad destination",
+                    name,
+                    make(dest),
+                    needle=needle,
+                    extra={"what": f"output {what}"},
+                )
+            )
     notes = inp.work / "not_a_model"
     notes.mkdir(exist_ok=True)
     (notes / "notes.txt").write_text("mine")
-    P.append(Probe("bad destination", "train", dests["train"](notes), needle=str(notes),
-                   extra={"what": "model folder holding other files"}))
+    P.append(
+        Probe(
+            "bad destination",
+            "train",
+            dests["train"](notes),
+            needle=str(notes),
+            extra={"what": "model folder holding other files"},
+        )
+    )
     # controls: valid input must work
     P.append(Probe("control", "export", ["export", v, "--tracks", t, "--out", out / "ok.h5"]))
-    P.append(Probe("control", "export", ["export", v, "--tracks", inp.tracks_h5, "--out", out / "ok.json"]))
-    P.append(Probe("control", "measure", ["measure", v, "--tracks", t, "--measures", ms, "--out", out / "ok_m.csv", "--fps", "25"]))
-    P.append(Probe("control", "simulate", ["simulate", "--out", out / "ok_sim", "--frames", "3", "--seed", "5"]))
-    P.append(Probe("control", "propagate", ["propagate", v, "--keyframes", k, "--out", out / "ok_p.csv"]))
-    P.append(Probe("control", "smooth", ["smooth", v, "--tracks", t, "--out", out / "ok_s.csv", "--window-frames", "3", "--mode", "fast"]))
+    P.append(
+        Probe(
+            "control", "export", ["export", v, "--tracks", inp.tracks_h5, "--out", out / "ok.json"]
+        )
+    )
+    P.append(
+        Probe(
+            "control",
+            "measure",
+            [
+                "measure",
+                v,
+                "--tracks",
+                t,
+                "--measures",
+                ms,
+                "--out",
+                out / "ok_m.csv",
+                "--fps",
+                "25",
+            ],
+        )
+    )
+    P.append(
+        Probe(
+            "control",
+            "simulate",
+            ["simulate", "--out", out / "ok_sim", "--frames", "3", "--seed", "5"],
+        )
+    )
+    P.append(
+        Probe("control", "propagate", ["propagate", v, "--keyframes", k, "--out", out / "ok_p.csv"])
+    )
+    P.append(
+        Probe(
+            "control",
+            "smooth",
+            [
+                "smooth",
+                v,
+                "--tracks",
+                t,
+                "--out",
+                out / "ok_s.csv",
+                "--window-frames",
+                "3",
+                "--mode",
+                "fast",
+            ],
+        )
+    )
     return P
 
 
@@ -332,11 +572,21 @@ def run_cli(args, check=False, timeout=600) -> subprocess.CompletedProcess:
     included) is killed and ``TimeoutExpired`` raised."""
     import signal
 
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH")) if p))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(
+            p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH")) if p
+        ),
+    )
     cmd = [sys.executable, "-m", "napari_dustrack", *map(str, args)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -350,14 +600,17 @@ def run_cli(args, check=False, timeout=600) -> subprocess.CompletedProcess:
 
 
 # Lines a command prints on stderr while working: progress, not part of an error report.
-PROGRESS = re.compile(r"^(\[[#-]+\] tasks|\s*\d+/\d+ frames|training on |continuing from |"
-                      r"(propagating|smoothing) +\d+%)")
+PROGRESS = re.compile(
+    r"^(\[[#-]+\] tasks|\s*\d+/\d+ frames|training on |continuing from |"
+    r"(propagating|smoothing) +\d+%)"
+)
 
 
 def classify(p: Probe, done: subprocess.CompletedProcess) -> str:
     err = done.stderr.strip()
-    lines = [ln for ln in err.replace("\r", "\n").splitlines()
-             if ln.strip() and not PROGRESS.match(ln)]
+    lines = [
+        ln for ln in err.replace("\r", "\n").splitlines() if ln.strip() and not PROGRESS.match(ln)
+    ]
     p.line = lines[-1] if lines else ""
     if p.marker is not None and p.marker.exists():
         return "ran code"
@@ -392,8 +645,12 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=None, help="keep the inputs here")
     ap.add_argument("--jobs", type=int, default=3, help="probes run at once")
     ap.add_argument("--verbose", action="store_true", help="print every probe's last line")
-    ap.add_argument("--timeout", type=float, default=600,
-                    help="seconds per probe; longer counts as 'timeout' (work not refused up front)")
+    ap.add_argument(
+        "--timeout",
+        type=float,
+        default=600,
+        help="seconds per probe; longer counts as 'timeout' (work not refused up front)",
+    )
     opts = ap.parse_args()
     work = opts.workdir or Path(tempfile.mkdtemp(prefix="dustrack-probe-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -404,16 +661,28 @@ def main() -> None:
         results = list(pool.map(lambda p: run_probe(p, opts.timeout), todo))
     wall = time.perf_counter() - t0
     bad = [p for p in results if p.outcome not in ("clean", "control ok")]
-    for p in (results if opts.verbose else bad):
+    for p in results if opts.verbose else bad:
         print(f"[{p.outcome}] {p.kind} / {p.command} / {p.extra.get('what', '')}: {p.line}")
     tally = Counter(p.outcome for p in results)
     per_kind = Counter((p.kind, p.outcome) for p in results)
-    print(f"\n{len(results)} probes over {len({p.command for p in results})} subcommands "
-          f"({', '.join(c for c in COMMANDS if any(p.command == c for p in results))}) "
-          f"in {wall:.0f} s wall, load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"\n{len(results)} probes over {len({p.command for p in results})} subcommands "
+        f"({', '.join(c for c in COMMANDS if any(p.command == c for p in results))}) "
+        f"in {wall:.0f} s wall, load average {os.getloadavg()[0]:.1f}"
+    )
     print("| outcome | probes |\n|---|---|")
-    for outcome in ("clean", "unnamed", "noisy", "traceback", "silently wrong", "ignored option",
-                    "ran code", "timeout", "control ok", "control failed"):
+    for outcome in (
+        "clean",
+        "unnamed",
+        "noisy",
+        "traceback",
+        "silently wrong",
+        "ignored option",
+        "ran code",
+        "timeout",
+        "control ok",
+        "control failed",
+    ):
         print(f"| {outcome} | {tally.get(outcome, 0)} |")
     print("\n| kind | probes | clean | other |\n|---|---|---|---|")
     for kind in sorted({p.kind for p in results}):

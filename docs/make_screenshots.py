@@ -83,8 +83,9 @@ def main() -> None:
     model.train()
     wait_until(lambda: model.worker is None)
     model.predict()
-    wait_until(lambda: model.review_table is not None and model.worker is None
-               and not model.output.busy)
+    wait_until(
+        lambda: model.review_table is not None and model.worker is None and not model.output.busy
+    )
     annotate.go_to(80)
     shot(viewer, "03-model", out)
 
@@ -95,7 +96,10 @@ def main() -> None:
     true = truth[(truth.frame == frame) & (truth.label == LABELS[0])].iloc[0]
     annotate.move(frame, LABELS[0], true.x, true.y, action="correct")  # what a drag calls
     annotate.accept_frame_predictions()
-    print(f"review: frame {frame}, {LABELS[0]} moved {((row.x - true.x) ** 2 + (row.y - true.y) ** 2) ** 0.5:.1f} px")
+    print(
+        f"review: frame {frame}, {LABELS[0]} moved "
+        f"{((row.x - true.x) ** 2 + (row.y - true.y) ** 2) ** 0.5:.1f} px"
+    )
     shot(viewer, "03b-review", out)
 
     # 4. Smooth the predictions.

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_dustrack.session import AnnotationSession, Point
 from napari_dustrack.errors import DustrackError
 from napari_dustrack.io.table import make_table, validate
+from napari_dustrack.session import AnnotationSession, Point
 
 
 @pytest.fixture
@@ -98,7 +98,9 @@ def test_flow_never_overwrites_manual_or_accepted_points(session):
     # a second flow run leaves the accepted points alone, updates the others
     xy2 = xy + 1.0
     session.apply_flow(xy2, ["apex", "base"])
-    assert session.point(1, "apex").x == xy[1, 0, 0] and session.point(3, "apex").x == xy[3, 0, 0] + 1
+    assert (
+        session.point(1, "apex").x == xy[1, 0, 0] and session.point(3, "apex").x == xy[3, 0, 0] + 1
+    )
     # a flow result for a label removed meanwhile, or outside the video, is dropped
     session.remove_label("base")
     assert session.apply_flow(np.ones((1, 1, 2)), ["base"], frames=[3]) == 0
@@ -189,7 +191,11 @@ def test_change_events(session):
     session.set_point(2, "apex", 1, 1)
     session.rename_label("apex", "tip")
     session.undo()
-    assert [c.action for c in seen] == ["place apex", "rename apex to tip", "undo rename apex to tip"]
+    assert [c.action for c in seen] == [
+        "place apex",
+        "rename apex to tip",
+        "undo rename apex to tip",
+    ]
     assert seen[0].frames == {2} and seen[0].labels is None
     assert seen[1].labels is not None and seen[1].labels[0].name == "tip"
     assert seen[1].points[(2, "apex")] is None and seen[1].points[(2, "tip")] == Point(1, 1)
@@ -199,16 +205,29 @@ def test_change_events(session):
 def test_table_is_a_valid_point_table(session):
     session.set_point(3, "septum", 1.25, 2.5)
     session.set_point(1, "base", 3, 4)
-    session.apply_flow(np.array([[[5.0, 6.0]]]), ["apex"], frames=[1], confidence=np.array([[0.25]]))
+    session.apply_flow(
+        np.array([[[5.0, 6.0]]]), ["apex"], frames=[1], confidence=np.array([[0.25]])
+    )
     table = session.table()
     assert table.equals(validate(table))
-    assert list(zip(table["frame"], table["label"])) == [(1, "apex"), (1, "base"), (3, "septum")]
+    assert list(zip(table["frame"], table["label"], strict=False)) == [
+        (1, "apex"),
+        (1, "base"),
+        (3, "septum"),
+    ]
     assert table.loc[0, "source"] == "flow" and table.loc[0, "confidence"] == 0.25
 
 
 def test_import_table_adds_labels_and_checks_frames(session):
-    table = make_table([0, 0, 1], ["apex", "new", "new"], [1, 2, 3], [4, 5, 6], source="flow",
-                       confidence=0.5, reviewed=True)
+    table = make_table(
+        [0, 0, 1],
+        ["apex", "new", "new"],
+        [1, 2, 3],
+        [4, 5, 6],
+        source="flow",
+        confidence=0.5,
+        reviewed=True,
+    )
     assert session.import_table(table) == 3
     assert session.labels == ["apex", "base", "septum", "new"]
     assert session.point(1, "new") == Point(3, 6, "flow", 0.5, True)
@@ -237,18 +256,28 @@ def test_docs_cheat_sheet_lists_every_key():
 
     from napari_dustrack._widgets._annotate_keys import BINDINGS, LABEL_KEYS, _pretty
 
-    docs = (Path(__file__).resolve().parents[1] / "docs" / "annotate.md").read_text(encoding="utf-8")
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "annotate.md").read_text(
+        encoding="utf-8"
+    )
     keys = [_pretty(k) for b in BINDINGS if b not in LABEL_KEYS for k in b.keys]
     missing = [k for k in keys if f"`{k}`" not in docs]
     assert not missing, missing
-    assert len({k for b in BINDINGS for k in b.keys}) == sum(len(b.keys) for b in BINDINGS)  # no clashes
+    assert len({k for b in BINDINGS for k in b.keys}) == sum(
+        len(b.keys) for b in BINDINGS
+    )  # no clashes
 
 
 def predictions(frames, labels=("apex", "base"), conf=0.9):
     frames = np.repeat(np.asarray(frames), len(labels))
     lab = np.tile(np.asarray(labels, dtype=object), len(frames) // len(labels))
-    return make_table(frames, lab, frames + 100.0, frames + 200.0, source="model",
-                      confidence=np.full(len(frames), conf))
+    return make_table(
+        frames,
+        lab,
+        frames + 100.0,
+        frames + 200.0,
+        source="model",
+        confidence=np.full(len(frames), conf),
+    )
 
 
 def test_accept_predictions_copies_model_points_as_reviewed(session):
@@ -265,14 +294,18 @@ def test_accept_predictions_copies_model_points_as_reviewed(session):
     # reviewed model points are training rows
     from napari_dustrack.io.table import training_rows
 
-    assert {(r.frame, r.label) for r in training_rows(session.table()).itertuples()} >= {(7, "base")}
+    assert {(r.frame, r.label) for r in training_rows(session.table()).itertuples()} >= {
+        (7, "base")
+    }
     assert session.undo_action.startswith("accept predictions on frames 5-7")
     session.undo()
     assert session.point(7, "base") is None and session.point(5, "apex") == Point(1.0, 2.0)
 
 
 def test_accept_predictions_by_confidence_and_bad_input(session):
-    table = validate(__import__("pandas").concat([predictions([1], conf=0.4), predictions([2], conf=0.95)]))
+    table = validate(
+        __import__("pandas").concat([predictions([1], conf=0.4), predictions([2], conf=0.95)])
+    )
     assert session.accept_predictions(table, min_confidence=0.9) == 2
     assert session.point(1, "apex") is None and session.point(2, "apex").reviewed
     before = session.table()

@@ -19,7 +19,10 @@ def _module(path: Path) -> str:
 
 def _is_type_checking(node: ast.If) -> bool:
     test = node.test
-    return getattr(test, "id", None) == "TYPE_CHECKING" or getattr(test, "attr", None) == "TYPE_CHECKING"
+    return (
+        getattr(test, "id", None) == "TYPE_CHECKING"
+        or getattr(test, "attr", None) == "TYPE_CHECKING"
+    )
 
 
 def _imports(path: Path) -> set[str]:
@@ -27,8 +30,12 @@ def _imports(path: Path) -> set[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     here = _module(path).split(".")
     package = here if path.name == "__init__.py" else here[:-1]
-    skip = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and _is_type_checking(node)
-            for n in ast.walk(node)}
+    skip = {
+        id(n)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and _is_type_checking(node)
+        for n in ast.walk(node)
+    }
     found = set()
     for node in ast.walk(tree):
         if id(node) in skip:
@@ -71,12 +78,17 @@ def test_pure_rooms_stay_below_the_front_doors(module):
 
 @pytest.mark.parametrize("module", sorted(m for m in MODULES if _room(m) == "io"))
 def test_formats_never_import_algorithms(module):
-    bad = sorted(m for m in _ours(IMPORTS[module])
-                 if _room(m) in {"tracking", "annotations", "autosave", "session"})
+    bad = sorted(
+        m
+        for m in _ours(IMPORTS[module])
+        if _room(m) in {"tracking", "annotations", "autosave", "session"}
+    )
     assert not bad, f"{module} imports {bad}"
 
 
-@pytest.mark.parametrize("module", sorted(m for m in MODULES if _room(m) in {"_widgets", "_napari"}))
+@pytest.mark.parametrize(
+    "module", sorted(m for m in MODULES if _room(m) in {"_widgets", "_napari"})
+)
 def test_gui_never_imports_the_command_line(module):
     bad = sorted(m for m in _ours(IMPORTS[module]) if _room(m) in {"commands", "cli"})
     assert not bad, f"{module} imports {bad}"
@@ -97,8 +109,15 @@ def _cycle_from(start: str, graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_no_import_cycles():
     # a package's __init__ importing its own submodules is how packages expose names, not a cycle
-    graph = {m: {i for i in _ours(IMPORTS[m]) if i != m and not m.startswith(i + ".")
-                 and not (MODULES[m].name == "__init__.py" and i.startswith(m + "."))}
-             for m in MODULES}
+    graph = {
+        m: {
+            i
+            for i in _ours(IMPORTS[m])
+            if i != m
+            and not m.startswith(i + ".")
+            and not (MODULES[m].name == "__init__.py" and i.startswith(m + "."))
+        }
+        for m in MODULES
+    }
     cycles = [c for m in sorted(graph) if (c := _cycle_from(m, graph))]
     assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles[:5])

@@ -5,21 +5,22 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 import sys
 import textwrap
+import time
 
 import pytest
 
-from napari_dustrack.session import Point, open_session
 from napari_dustrack.io.table import read_points_csv
+from napari_dustrack.session import Point, open_session
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 
 
 def start(code: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE,
-                            text=True, bufsize=1)
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE, text=True, bufsize=1
+    )
 
 
 def kill(proc: subprocess.Popen) -> None:
@@ -52,7 +53,9 @@ def test_edit_survives_sigkill_right_after_it(tmp_path):
     assert session.point(42, "apex") == Point(13.5, 31.75)
     assert session.point(42, "base") is None and len(session) == 1
     session.close()
-    assert read_points_csv(video.with_name("cine.mp4.dustrack") / "points.csv").equals(session.table())
+    assert read_points_csv(video.with_name("cine.mp4.dustrack") / "points.csv").equals(
+        session.table()
+    )
 
 
 def test_killed_mid_editing_restores_every_acknowledged_edit(tmp_path):

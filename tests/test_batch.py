@@ -18,11 +18,11 @@ import pandas as pd
 import pytest
 
 from napari_dustrack import cli, settings
-from napari_dustrack.workers import batch
-from napari_dustrack.workers.batch import BatchSettings, run_batch
 from napari_dustrack.errors import Cancelled, DustrackError
 from napari_dustrack.io.table import read_points_csv, to_array
 from napari_dustrack.simulate import simulate, write_simulation
+from napari_dustrack.workers import batch
+from napari_dustrack.workers.batch import BatchSettings, run_batch
 
 SMOOTH_S = 0.2  # 10 frames at the simulator's 50 fps
 CHUNK = 16  # frames per task: every video is split into several chunks
@@ -50,8 +50,9 @@ def videos(tmp_path_factory):
     folder = root / "cines"
     folder.mkdir()
     for name, (n, shape, seed) in VIDEOS.items():
-        paths = write_simulation(simulate("cardiac", n_frames=n, shape=shape, seed=seed),
-                                 root / name)
+        paths = write_simulation(
+            simulate("cardiac", n_frames=n, shape=shape, seed=seed), root / name
+        )
         paths["video"].rename(folder / f"{name}.mp4")
     (folder / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 this is no video" * 40)
     (folder / "notes.txt").write_text("not a cine")
@@ -85,8 +86,14 @@ def reference(videos, tiny_model):
 def cluster():
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None, memory_limit=0) as lc:
+    with LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        memory_limit=0,
+    ) as lc:
         with Client(lc, set_as_default=False) as client:
             yield lc, client
 
@@ -115,8 +122,13 @@ def _check_outputs(out, reference, names=VIDEOS):
 
 class Events(list):
     def tasks(self, event, kind, video=None):
-        return [e["task"] for e in self if e["event"] == event and e["task"][0] == kind
-                and (video is None or e["video"].endswith(f"{video}.mp4"))]
+        return [
+            e["task"]
+            for e in self
+            if e["event"] == event
+            and e["task"][0] == kind
+            and (video is None or e["video"].endswith(f"{video}.mp4"))
+        ]
 
 
 @pytest.fixture(scope="module")
@@ -124,9 +136,14 @@ def first_run(videos, tiny_model, cluster, tmp_path_factory):
     out = tmp_path_factory.mktemp("batch_out")
     events = Events()
     missing = videos.parent / "missing.mp4"
-    result = run_batch([videos, missing], tiny_model, out,
-                       BatchSettings(smooth=SMOOTH_S, chunk_frames=CHUNK),
-                       client=cluster[1], on_event=events.append)
+    result = run_batch(
+        [videos, missing],
+        tiny_model,
+        out,
+        BatchSettings(smooth=SMOOTH_S, chunk_frames=CHUNK),
+        client=cluster[1],
+        on_event=events.append,
+    )
     return out, result, events
 
 
@@ -158,12 +175,23 @@ def test_batch_matches_single_process_and_reports_bad_files(first_run, videos, r
     assert not (out / ".parts").exists()  # finished videos leave no parts behind
 
 
-def test_rerun_skips_complete_videos_and_redoes_a_deleted_output(first_run, videos, tiny_model,
-                                                                cluster, capsys):
+def test_rerun_skips_complete_videos_and_redoes_a_deleted_output(
+    first_run, videos, tiny_model, cluster, capsys
+):
     out, _, _ = first_run
     stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("*.csv") if p.name != "summary.csv"}
-    args = ["batch", str(videos), "--model", str(tiny_model), "--out", str(out),
-            "--smooth", str(SMOOTH_S), "--scheduler", cluster[0].scheduler_address]
+    args = [
+        "batch",
+        str(videos),
+        "--model",
+        str(tiny_model),
+        "--out",
+        str(out),
+        "--smooth",
+        str(SMOOTH_S),
+        "--scheduler",
+        cluster[0].scheduler_address,
+    ]
     assert cli.main(args) == 2  # the corrupt file fails again, after the others
     captured = capsys.readouterr()
     assert "1 of 4 video(s) failed" in captured.err
@@ -174,12 +202,27 @@ def test_rerun_skips_complete_videos_and_redoes_a_deleted_output(first_run, vide
 
     (out / "base_smoothed.csv").unlink()
     events = Events()
-    result = run_batch([videos], tiny_model, out, BatchSettings(smooth=SMOOTH_S, chunk_frames=32),
-                       client=cluster[1], on_event=events.append)
-    status = dict(zip(result.summary["video"].map(lambda v: os.path.basename(v)),
-                      result.summary["status"]))
-    assert status == {"apex.mp4": "skipped", "base.mp4": "done", "broken.mp4": "failed",
-                      "long.mp4": "skipped"}
+    result = run_batch(
+        [videos],
+        tiny_model,
+        out,
+        BatchSettings(smooth=SMOOTH_S, chunk_frames=32),
+        client=cluster[1],
+        on_event=events.append,
+    )
+    status = dict(
+        zip(
+            result.summary["video"].map(lambda v: os.path.basename(v)),
+            result.summary["status"],
+            strict=False,
+        )
+    )
+    assert status == {
+        "apex.mp4": "skipped",
+        "base.mp4": "done",
+        "broken.mp4": "failed",
+        "long.mp4": "skipped",
+    }
     assert events.tasks("submitted", "predict") == events.tasks("submitted", "predict", "base")
     assert (out / "base_smoothed.csv").is_file()
     assert (out / "apex.csv").stat().st_mtime_ns == stamps["apex.csv"]
@@ -196,8 +239,9 @@ def test_a_changed_setting_or_model_is_not_skipped(first_run, videos, tiny_model
     assert batch.is_complete(out, name, other) is None
 
 
-def test_an_interrupted_run_resumes_with_only_the_missing_chunks(videos, tiny_model, cluster,
-                                                                 reference, tmp_path):
+def test_an_interrupted_run_resumes_with_only_the_missing_chunks(
+    videos, tiny_model, cluster, reference, tmp_path
+):
     cancel = threading.Event()
     events = Events()
 
@@ -208,15 +252,28 @@ def test_an_interrupted_run_resumes_with_only_the_missing_chunks(videos, tiny_mo
 
     settings_ = BatchSettings(smooth=SMOOTH_S, chunk_frames=CHUNK)
     with pytest.raises(Cancelled):
-        run_batch([videos / "long.mp4"], tiny_model, tmp_path, settings_, client=cluster[1],
-                  on_event=on_event, cancel=cancel)
+        run_batch(
+            [videos / "long.mp4"],
+            tiny_model,
+            tmp_path,
+            settings_,
+            client=cluster[1],
+            on_event=on_event,
+            cancel=cancel,
+        )
     kept = sorted((tmp_path / ".parts" / "long").glob("predict-*.npz"))
     assert len(kept) == 2
     assert not (tmp_path / "long.json").exists() and not (tmp_path / "long.csv").exists()
 
     events2 = Events()
-    run_batch([videos / "long.mp4"], tiny_model, tmp_path, settings_, client=cluster[1],
-              on_event=events2.append)
+    run_batch(
+        [videos / "long.mp4"],
+        tiny_model,
+        tmp_path,
+        settings_,
+        client=cluster[1],
+        on_event=events2.append,
+    )
     ranges = batch.predict_ranges(80, CHUNK, 16)
     resumed = events2.tasks("resumed", "predict")
     redone = events2.tasks("completed", "predict")
@@ -225,8 +282,9 @@ def test_an_interrupted_run_resumes_with_only_the_missing_chunks(videos, tiny_mo
     _check_outputs(tmp_path, reference, ["long"])
 
 
-def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(videos, tiny_model, cluster,
-                                                              reference, tmp_path):
+def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(
+    videos, tiny_model, cluster, reference, tmp_path
+):
     _, client = cluster
     killed: list = []
     events = Events()
@@ -244,9 +302,14 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(videos, tiny_model
         killed.append((worker, list(keys)))
 
     names = list(VIDEOS)
-    result = run_batch([videos / f"{n}.mp4" for n in names], tiny_model, tmp_path,
-                       BatchSettings(smooth=SMOOTH_S, chunk_frames=CHUNK), client=client,
-                       on_event=on_event)
+    result = run_batch(
+        [videos / f"{n}.mp4" for n in names],
+        tiny_model,
+        tmp_path,
+        BatchSettings(smooth=SMOOTH_S, chunk_frames=CHUNK),
+        client=client,
+        on_event=on_event,
+    )
     assert killed and killed[0][1], "no worker was killed while running a task"
     assert list(result.summary["status"]) == ["done"] * len(names)
     for name in names:
@@ -282,7 +345,7 @@ def test_expand_videos_and_output_names(tmp_path):
 def test_predict_ranges_cover_every_frame_once_in_whole_batches(n, chunk, batch_size):
     ranges = batch.predict_ranges(n, chunk, batch_size)
     assert ranges[0][0] == 0 and ranges[-1][1] == n
-    assert all(b0 == a1 for (_, b0), (a1, _) in zip(ranges, ranges[1:]))
+    assert all(b0 == a1 for (_, b0), (a1, _) in zip(ranges, ranges[1:], strict=False))
     assert all((b - a) % batch_size == 0 for a, b in ranges[:-1])
 
 

@@ -54,13 +54,17 @@ def movie(tmp_path_factory):
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "napari_dustrack", "propagate", *map(str, args)],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "napari_dustrack", "propagate", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def _keyframes(truth, frames, labels=("a", "b", "c")):
     rows = [(f, lab, *truth[f, i]) for f in frames for i, lab in enumerate(labels)]
-    f, lab, x, y = zip(*rows)
+    f, lab, x, y = zip(*rows, strict=False)
     return make_table(f, lab, x, y)
 
 
@@ -79,16 +83,19 @@ def test_propagate_fills_between_keyframes_from_an_mp4(movie, tmp_path):
     assert sorted(set(filled["frame"])) == [f for f in range(3, 22) if f != 12]
     assert len(filled) == 3 * 18
     assert filled["confidence"].between(0, 1).all() and filled["confidence"].mean() > 0.7
-    err = np.hypot(filled["x"] - truth[filled["frame"], filled["label"].map("abc".index), 0],
-                   filled["y"] - truth[filled["frame"], filled["label"].map("abc".index), 1])
+    err = np.hypot(
+        filled["x"] - truth[filled["frame"], filled["label"].map("abc".index), 0],
+        filled["y"] - truth[filled["frame"], filled["label"].map("abc".index), 1],
+    )
     assert np.sqrt(np.mean(err**2)) < 0.5, err.max()
 
 
 def test_extend_tracks_beyond_both_ends(movie, tmp_path):
     video, truth = movie
     write_points_csv(_keyframes(truth, [10, 20]), tmp_path / "keys.csv", backup=False)
-    res = _cli(video, "--keyframes", tmp_path / "keys.csv", "--out", tmp_path / "out.csv",
-               "--extend", 4)
+    res = _cli(
+        video, "--keyframes", tmp_path / "keys.csv", "--out", tmp_path / "out.csv", "--extend", 4
+    )
     assert res.returncode == 0, res.stderr
     out = read_points_csv(tmp_path / "out.csv")
     assert sorted(set(out["frame"])) == list(range(6, 25))
@@ -99,14 +106,19 @@ def test_extend_tracks_beyond_both_ends(movie, tmp_path):
 @pytest.mark.parametrize(
     "rows, message",
     [
-        ("frame,label,x,y\n3,a,10,10\n40,a,12,12\n",
-         r"keys.csv: keyframe\(s\) at frame 40 outside the video \(30 frames"),
-        ("frame,label,x,y\n3,a,10,10\n8,a,500,12\n",
-         r"outside the 96x96 image, first: label 'a' at frame 8"),
-        ("frame,label,x,y\n3,a,10,10\n9,a,20,20\n5,b,30,30\n",
-         r"single keyframe.*'b' \(frame 5\)"),
-        ("frame,label,x,y\n3,a,10,10\n9,a,,20\n",
-         r"keys.csv: 1 row\(s\) with NaN frame or coordinates"),
+        (
+            "frame,label,x,y\n3,a,10,10\n40,a,12,12\n",
+            r"keys.csv: keyframe\(s\) at frame 40 outside the video \(30 frames",
+        ),
+        (
+            "frame,label,x,y\n3,a,10,10\n8,a,500,12\n",
+            r"outside the 96x96 image, first: label 'a' at frame 8",
+        ),
+        ("frame,label,x,y\n3,a,10,10\n9,a,20,20\n5,b,30,30\n", r"single keyframe.*'b' \(frame 5\)"),
+        (
+            "frame,label,x,y\n3,a,10,10\n9,a,,20\n",
+            r"keys.csv: 1 row\(s\) with NaN frame or coordinates",
+        ),
         ("frame,label\n", r"missing column"),
     ],
 )
@@ -149,5 +161,6 @@ def test_rerun_on_its_own_output_recomputes_the_flow_rows(movie, tmp_path):
     res = _cli(video, "--keyframes", tmp_path / "a.csv", "--out", tmp_path / "b.csv")
     assert res.returncode == 0, res.stderr
     assert "ignored 33 unreviewed flow/model row(s)" in res.stdout
-    pd.testing.assert_frame_equal(read_points_csv(tmp_path / "a.csv"),
-                                  read_points_csv(tmp_path / "b.csv"))
+    pd.testing.assert_frame_equal(
+        read_points_csv(tmp_path / "a.csv"), read_points_csv(tmp_path / "b.csv")
+    )

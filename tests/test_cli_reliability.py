@@ -15,15 +15,19 @@ from pathlib import Path
 
 import pytest
 
-from napari_dustrack.workers.batch import work_rate
 from napari_dustrack.cli import main
 from napari_dustrack.errors import DustrackError
 from napari_dustrack.io.atomic import STALE_S, write_atomic
+from napari_dustrack.workers.batch import work_rate
 
 
 def cli(*args, timeout=300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "napari_dustrack", *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "napari_dustrack", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def one_line_error(done: subprocess.CompletedProcess, *needles) -> str:
@@ -46,23 +50,72 @@ def keys(interop):
     return interop / "tiny_cine_annotations_manual.json"
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["smooth", "{v}", "--tracks", "{k}", "--out", "o.csv", "--window", "nan"], "--window"),
-    (["smooth", "{v}", "--tracks", "{k}", "--out", "o.csv", "--window", "inf"], "--window"),
-    (["smooth", "{v}", "--tracks", "{k}", "--out", "o.csv", "--window-frames", "0"], "--window-frames"),
-    (["simulate", "--out", "sim", "--seed", "-1"], "--seed"),
-    (["simulate", "--out", "sim", "--frames", "0"], "--frames"),
-    (["measure", "{v}", "--tracks", "{k}", "--measures", "m.json", "--out", "o.csv",
-      "--spacing", "0", "0"], "--spacing"),
-    (["measure", "{v}", "--tracks", "{k}", "--measures", "m.json", "--out", "o.csv",
-      "--fps", "-5"], "--fps"),
-    (["measure", "{v}", "--tracks", "{k}", "--measures", "m.json", "--out", "o.csv",
-      "--fps", "nan"], "--fps"),
-    (["batch", "{v}", "--model", "m", "--out", "b", "--chunk-frames", "0"], "--chunk-frames"),
-    (["batch", "{v}", "--model", "m", "--out", "b", "--smooth", "0"], "--smooth"),
-    (["propagate", "{v}", "--keyframes", "{k}", "--out", "o.csv", "--extend", "-2"], "--extend"),
-    (["train", "{v}", "--labels", "{k}", "--model", "m", "--minutes", "0"], "--minutes"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["smooth", "{v}", "--tracks", "{k}", "--out", "o.csv", "--window", "nan"], "--window"),
+        (["smooth", "{v}", "--tracks", "{k}", "--out", "o.csv", "--window", "inf"], "--window"),
+        (
+            ["smooth", "{v}", "--tracks", "{k}", "--out", "o.csv", "--window-frames", "0"],
+            "--window-frames",
+        ),
+        (["simulate", "--out", "sim", "--seed", "-1"], "--seed"),
+        (["simulate", "--out", "sim", "--frames", "0"], "--frames"),
+        (
+            [
+                "measure",
+                "{v}",
+                "--tracks",
+                "{k}",
+                "--measures",
+                "m.json",
+                "--out",
+                "o.csv",
+                "--spacing",
+                "0",
+                "0",
+            ],
+            "--spacing",
+        ),
+        (
+            [
+                "measure",
+                "{v}",
+                "--tracks",
+                "{k}",
+                "--measures",
+                "m.json",
+                "--out",
+                "o.csv",
+                "--fps",
+                "-5",
+            ],
+            "--fps",
+        ),
+        (
+            [
+                "measure",
+                "{v}",
+                "--tracks",
+                "{k}",
+                "--measures",
+                "m.json",
+                "--out",
+                "o.csv",
+                "--fps",
+                "nan",
+            ],
+            "--fps",
+        ),
+        (["batch", "{v}", "--model", "m", "--out", "b", "--chunk-frames", "0"], "--chunk-frames"),
+        (["batch", "{v}", "--model", "m", "--out", "b", "--smooth", "0"], "--smooth"),
+        (
+            ["propagate", "{v}", "--keyframes", "{k}", "--out", "o.csv", "--extend", "-2"],
+            "--extend",
+        ),
+        (["train", "{v}", "--labels", "{k}", "--model", "m", "--minutes", "0"], "--minutes"),
+    ],
+)
 def test_invalid_options_are_refused_on_one_line(tmp_path, video, keys, args, needle, monkeypatch):
     args = [a.format(v=video, k=keys) for a in args]
     monkeypatch.chdir(tmp_path)
@@ -78,7 +131,10 @@ def test_destinations_are_checked_before_the_work(tmp_path, video, keys):
         (["propagate", video, "--keyframes", keys, "--out", tmp_path], "is a folder"),
         (["export", video, "--tracks", keys, "--out", a_file / "x.csv"], "is a file, not a folder"),
         (["simulate", "--out", a_file, "--frames", "3"], "exists and is not a folder"),
-        (["batch", video, "--model", tmp_path / "m", "--out", a_file], "exists and is not a folder"),
+        (
+            ["batch", video, "--model", tmp_path / "m", "--out", a_file],
+            "exists and is not a folder",
+        ),
         (["predict", video, "--model", tmp_path / "m", "--out", tmp_path], "is a folder"),
         (["train", video, "--labels", keys, "--model", a_file], "exists and is not a folder"),
     ]
@@ -89,8 +145,9 @@ def test_destinations_are_checked_before_the_work(tmp_path, video, keys):
     assert a_file.read_text() == "x"
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "notes.txt").write_text("mine")
-    one_line_error(cli("train", video, "--labels", keys, "--model", tmp_path / "m"),
-                   "holds no model")
+    one_line_error(
+        cli("train", video, "--labels", keys, "--model", tmp_path / "m"), "holds no model"
+    )
 
 
 def test_unwritable_destination_is_one_line(tmp_path, video, keys, capsys):
@@ -99,27 +156,39 @@ def test_unwritable_destination_is_one_line(tmp_path, video, keys, capsys):
     assert len(err) == 1 and "/proc/dustrack" in err[0]
 
 
-@pytest.mark.parametrize("name, content, needle", [
-    ("t.csv", "frame,label,x,y\n0,a,1,2\n1,a,inf,2\n", "row 2"),
-    ("t.csv", "frame,label,x,y\n0,a,1,2\n1,a,3,-inf\n", "row 2"),
-    ("t_annotations_manual.json", '{"a": {"0": [1, 2], "3": [Infinity, 2]}}', "infinite"),
-    ("t.csv", "frame,label,x,y\n0,,1,2\n", "empty label in row 1"),
-])
-def test_non_finite_coordinates_are_refused_naming_file_and_row(tmp_path, video, name, content, needle):
+@pytest.mark.parametrize(
+    "name, content, needle",
+    [
+        ("t.csv", "frame,label,x,y\n0,a,1,2\n1,a,inf,2\n", "row 2"),
+        ("t.csv", "frame,label,x,y\n0,a,1,2\n1,a,3,-inf\n", "row 2"),
+        ("t_annotations_manual.json", '{"a": {"0": [1, 2], "3": [Infinity, 2]}}', "infinite"),
+        ("t.csv", "frame,label,x,y\n0,,1,2\n", "empty label in row 1"),
+    ],
+)
+def test_non_finite_coordinates_are_refused_naming_file_and_row(
+    tmp_path, video, name, content, needle
+):
     path = tmp_path / name
     path.write_text(content)
-    one_line_error(cli("export", video, "--tracks", path, "--out", tmp_path / "o.csv"), path, needle)
+    one_line_error(
+        cli("export", video, "--tracks", path, "--out", tmp_path / "o.csv"), path, needle
+    )
 
 
 def test_export_h5_refuses_frames_beyond_the_video_and_empty_tables(tmp_path, video):
     far = tmp_path / "far.csv"
     far.write_text("frame,label,x,y\n0,a,1,2\n30,a,1,2\n")  # the cine has frames 0..29
-    one_line_error(cli("export", video, "--tracks", far, "--out", tmp_path / "o.h5"),
-                   far, "frame 30", "30 frames")
+    one_line_error(
+        cli("export", video, "--tracks", far, "--out", tmp_path / "o.h5"),
+        far,
+        "frame 30",
+        "30 frames",
+    )
     empty = tmp_path / "empty.csv"
     empty.write_text("frame,label,x,y\n")
-    one_line_error(cli("export", video, "--tracks", empty, "--out", tmp_path / "o.h5"),
-                   empty, "no points")
+    one_line_error(
+        cli("export", video, "--tracks", empty, "--out", tmp_path / "o.h5"), empty, "no points"
+    )
     assert not (tmp_path / "o.h5").exists()
 
 
@@ -132,9 +201,16 @@ def model(tmp_path):
 
     arch = architecture(HeatmapConfig(), 2)
     folder = tmp_path / "model"
-    meta = {"labels": ["0", "1"], "working_size": [64, 64], "source_size": [128, 128],
-            "normalisation": {"mean": 0.3, "std": 0.2}, "architecture": arch,
-            "training_frames": [0], "iteration": 1, "metrics": {}}
+    meta = {
+        "labels": ["0", "1"],
+        "working_size": [64, 64],
+        "source_size": [128, 128],
+        "normalisation": {"mean": 0.3, "std": 0.2},
+        "architecture": arch,
+        "training_frames": [0],
+        "iteration": 1,
+        "metrics": {},
+    }
     save_model(folder, build_model(arch, pretrained=False).state_dict(), meta)
     return folder
 
@@ -145,19 +221,22 @@ def edit_meta(folder: Path, **changes) -> None:
     (folder / "model.json").write_text(json.dumps(meta))
 
 
-@pytest.mark.parametrize("changes, needle", [
-    ({"working_size": "64x64"}, "working_size"),
-    ({"working_size": [64]}, "working_size"),
-    ({"normalisation": {"mean": 0.3, "std": 0}}, "std > 0"),
-    ({"normalisation": {"mean": "a", "std": 0.2}}, "normalisation"),
-    ({"labels": "01"}, "labels"),
-    ({"labels": ["0", "0"]}, "labels"),
-    ({"iteration": "one"}, "iteration"),
-    ({"weights": "../elsewhere.safetensors"}, "inside the model folder"),
-    ({"weights": "/etc/passwd"}, "inside the model folder"),
-    ({"sha256": 5}, "sha256"),
-    ({"version": "1"}, "version"),
-])
+@pytest.mark.parametrize(
+    "changes, needle",
+    [
+        ({"working_size": "64x64"}, "working_size"),
+        ({"working_size": [64]}, "working_size"),
+        ({"normalisation": {"mean": 0.3, "std": 0}}, "std > 0"),
+        ({"normalisation": {"mean": "a", "std": 0.2}}, "normalisation"),
+        ({"labels": "01"}, "labels"),
+        ({"labels": ["0", "0"]}, "labels"),
+        ({"iteration": "one"}, "iteration"),
+        ({"weights": "../elsewhere.safetensors"}, "inside the model folder"),
+        ({"weights": "/etc/passwd"}, "inside the model folder"),
+        ({"sha256": 5}, "sha256"),
+        ({"version": "1"}, "version"),
+    ],
+)
 def test_model_description_is_checked_field_by_field(model, changes, needle):
     from napari_dustrack.tracking.heatmap.store import read_meta
 

@@ -34,8 +34,23 @@ def case(tmp_path_factory):
 def test_smooth_writes_smoothed_table_equal_to_the_api(case, tmp_path):
     sim, video, raw_csv, raw, truth, labels = case
     out = tmp_path / "smoothed.csv"
-    assert main(["smooth", str(video), "--tracks", str(raw_csv), "--window", "0.2",
-                 "--mode", "fast", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "smooth",
+                str(video),
+                "--tracks",
+                str(raw_csv),
+                "--window",
+                "0.2",
+                "--mode",
+                "fast",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     table = read_points(out)
     assert set(table["source"]) == {"smoothed"}
     got, _ = to_array(table, labels, len(sim.frames))
@@ -50,9 +65,24 @@ def test_smooth_writes_smoothed_table_equal_to_the_api(case, tmp_path):
 def test_smooth_default_mode_as_a_subprocess(case, tmp_path):
     _, video, raw_csv, _, _, _ = case
     out = tmp_path / "fused.csv"
-    proc = subprocess.run([sys.executable, "-m", "napari_dustrack", "smooth", str(video),
-                           "--tracks", str(raw_csv), "--window-frames", "7", "--out", str(out)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "napari_dustrack",
+            "smooth",
+            str(video),
+            "--tracks",
+            str(raw_csv),
+            "--window-frames",
+            "7",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "mode fusion" in proc.stdout and "window 7 frames" in proc.stdout
     assert len(read_points(out)) == len(read_points(raw_csv))
@@ -66,15 +96,18 @@ def test_smooth_bad_input(case, tmp_path, capsys):
     tifffile.imwrite(tif, sim.frames)
     assert main(["smooth", str(tif), "--tracks", str(raw_csv), "--out", out]) == 2
     assert "--window-frames" in capsys.readouterr().err
-    assert main(["smooth", str(tif), "--tracks", str(raw_csv), "--window-frames", "5",
-                 "--out", out]) == 0
+    assert (
+        main(["smooth", str(tif), "--tracks", str(raw_csv), "--window-frames", "5", "--out", out])
+        == 0
+    )
     # tracks of another (longer) video
     longer = tmp_path / "longer.csv"
     write_points(from_array(np.concatenate([raw, raw]), labels), longer)
     assert main(["smooth", str(video), "--tracks", str(longer), "--out", out]) == 2
     assert "video has 30 frames" in capsys.readouterr().err
     # window longer than the tracks
-    assert main(["smooth", str(video), "--tracks", str(raw_csv), "--window", "5",
-                 "--out", out]) == 2
+    assert (
+        main(["smooth", str(video), "--tracks", str(raw_csv), "--window", "5", "--out", out]) == 2
+    )
     err = capsys.readouterr().err
     assert "fewer than the window" in err and "raw.csv" in err

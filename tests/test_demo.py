@@ -16,9 +16,19 @@ def test_quick_demo_runs_the_whole_loop(tmp_path):
     finally:
         workers.close_clients()
     report = json.loads((tmp_path / "report.json").read_text())
-    for name in ("keyframes.csv", "flow.csv", "model_iter1.csv", "model_iter2.csv",
-                 "review_frames.csv", "smoothed.csv", "measures.json", "measures_smoothed.csv",
-                 "figure.png", "report.md", "model/model.json"):
+    for name in (
+        "keyframes.csv",
+        "flow.csv",
+        "model_iter1.csv",
+        "model_iter2.csv",
+        "review_frames.csv",
+        "smoothed.csv",
+        "measures.json",
+        "measures_smoothed.csv",
+        "figure.png",
+        "report.md",
+        "model/model.json",
+    ):
         assert (tmp_path / name).exists(), name
     assert report["model_iteration"] == 2 and report["review_frames"]
     flow = report["errors_px"]["flow (frames between keyframes)"]

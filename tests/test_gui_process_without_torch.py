@@ -6,7 +6,8 @@ import sys
 
 CODE = """
 import sys
-import napari_dustrack._napari.reader, napari_dustrack._napari.writer, napari_dustrack._napari.sample_data
+import napari_dustrack._napari.reader, napari_dustrack._napari.writer
+import napari_dustrack._napari.sample_data
 import importlib
 import napari_dustrack._widgets.main
 import napari_dustrack.workers, napari_dustrack.workers.batch, napari_dustrack.settings
@@ -14,7 +15,8 @@ import napari_dustrack.tracking.heatmap.store, napari_dustrack.tracking.heatmap.
 import napari_dustrack.tracking.review
 for command in ("train", "predict", "batch", "smooth", "propagate", "measure", "export"):
     importlib.import_module("napari_dustrack.commands." + command)
-print(sorted(m for m in ("torch", "torchvision", "segmentation_models_pytorch") if m in sys.modules))
+heavy = ("torch", "torchvision", "segmentation_models_pytorch")
+print(sorted(m for m in heavy if m in sys.modules))
 """
 
 

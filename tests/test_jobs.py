@@ -39,8 +39,14 @@ def test_train_then_predict_in_a_worker_process(video, client, tmp_path):
     pids = client.run(os.getpid)
     assert pids and os.getpid() not in pids.values()
     msgs = []
-    job = workers.submit(workers.train_task, str(path), truth[truth["frame"] % 4 == 0],
-                         str(tmp_path / "m"), TINY, client=client)
+    job = workers.submit(
+        workers.train_task,
+        str(path),
+        truth[truth["frame"] % 4 == 0],
+        str(tmp_path / "m"),
+        TINY,
+        client=client,
+    )
     meta = job.wait(msgs.append, poll_s=0.1)
     assert meta["iteration"] == 1 and meta["labels"] == LABELS
     assert read_meta(tmp_path / "m")["sha256"] == meta["sha256"]
@@ -60,8 +66,14 @@ def test_train_then_predict_in_a_worker_process(video, client, tmp_path):
 
 def test_cancel_reaches_the_worker_and_keeps_the_best_checkpoint(video, client, tmp_path):
     path, truth = video
-    job = workers.submit(workers.train_task, str(path), truth[truth["frame"] % 3 == 0],
-                         str(tmp_path / "m"), dict(TINY, max_epochs=10_000), client=client)
+    job = workers.submit(
+        workers.train_task,
+        str(path),
+        truth[truth["frame"] % 3 == 0],
+        str(tmp_path / "m"),
+        dict(TINY, max_epochs=10_000),
+        client=client,
+    )
     deadline = time.monotonic() + 120
     while not any(m["kind"] == "log" for m in job.messages()):
         assert time.monotonic() < deadline and not job.done()
@@ -76,13 +88,20 @@ def test_cancel_reaches_the_worker_and_keeps_the_best_checkpoint(video, client, 
 
 def test_errors_in_the_worker_arrive_as_one_line_messages(video, client, tmp_path):
     path, truth = video
-    job = workers.submit(workers.train_task, str(path), truth[truth["frame"] == 0],
-                         str(tmp_path / "m"), TINY, client=client)
+    job = workers.submit(
+        workers.train_task,
+        str(path),
+        truth[truth["frame"] == 0],
+        str(tmp_path / "m"),
+        TINY,
+        client=client,
+    )
     with pytest.raises(DustrackError, match="1 usable frame"):
         job.result(timeout=120)
     assert not (tmp_path / "m").exists() or not any((tmp_path / "m").iterdir())
-    job = workers.submit(workers.predict_task, str(tmp_path / "missing.mp4"), str(tmp_path / "m"),
-                         client=client)
+    job = workers.submit(
+        workers.predict_task, str(tmp_path / "missing.mp4"), str(tmp_path / "m"), client=client
+    )
     with pytest.raises(DustrackError):
         job.result(timeout=120)
 
@@ -91,8 +110,14 @@ def test_existing_scheduler_by_address(video, client, tmp_path):
     # A second client that reaches the (already running) scheduler by its address only.
     path, truth = video
     address = client.scheduler.address
-    job = workers.submit(workers.train_task, str(path), truth[truth["frame"] % 6 == 0],
-                         str(tmp_path / "m"), dict(TINY, max_epochs=1), address=address)
+    job = workers.submit(
+        workers.train_task,
+        str(path),
+        truth[truth["frame"] % 6 == 0],
+        str(tmp_path / "m"),
+        dict(TINY, max_epochs=1),
+        address=address,
+    )
     assert job.client is not client and job.client.scheduler.address == address
     assert job.wait()["iteration"] == 1
     assert set(job.client.run(os.getpid).values()) == set(client.run(os.getpid).values())

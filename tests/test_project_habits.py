@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -92,8 +91,6 @@ def test_pre_commit_runs_ruff_lint_format_and_the_workflow_schema():
     assert set(ruff["lint"]["select"]) >= {"E", "W", "F", "I", "B", "UP", "NPY"}
 
 
-# opt-in until the tree has had its one ruff --fix/format pass; pre-commit checks it in CI
-@pytest.mark.skipif(os.environ.get("DUSTRACK_RUFF_TREE") != "1", reason="set DUSTRACK_RUFF_TREE=1")
 def test_the_tree_is_clean_under_ruff():
     exe = _tool("ruff")
     if exe is None:

@@ -12,11 +12,11 @@ import textwrap
 import pandas as pd
 import pytest
 
+from napari_dustrack.errors import DustrackError
+from napari_dustrack.io.sidecar import sidecar_dir
+from napari_dustrack.io.table import read_points_csv
 from napari_dustrack.session import Point, open_session
 from napari_dustrack.session.autosave import RecoveryWarning, load_state, read_journal
-from napari_dustrack.errors import DustrackError
-from napari_dustrack.io.table import read_points_csv
-from napari_dustrack.io.sidecar import sidecar_dir
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 
@@ -46,8 +46,9 @@ def killed_session(tmp_path):
         print("edited", flush=True)
         time.sleep(3600)
     """
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout.readline().strip() == "edited"
     finally:
@@ -56,10 +57,13 @@ def killed_session(tmp_path):
     return video, read_points_csv(expected)
 
 
-@pytest.mark.parametrize("damaged, garbage", [
-    ("points.csv", "frame,label\n\x00\x00garbage\n"),
-    ("labels.json", '{"version": 1, "seq": 3, "labels": [{"na'),
-])
+@pytest.mark.parametrize(
+    "damaged, garbage",
+    [
+        ("points.csv", "frame,label\n\x00\x00garbage\n"),
+        ("labels.json", '{"version": 1, "seq": 3, "labels": [{"na'),
+    ],
+)
 def test_damaged_snapshot_is_rebuilt_and_kept_aside(tmp_path, damaged, garbage):
     video, expected = killed_session(tmp_path)
     folder = sidecar_dir(video)
@@ -93,7 +97,7 @@ def test_bad_journal_lines_are_skipped_and_later_snapshots_work(tmp_path):
         fh.write('{"seq": 51, "set": [[2, "a"]]}\n')
         fh.write('{"seq": 52, "labels": "a"}\n')
         fh.write('{"seq": 53, "del": [2]}\n')
-        fh.write('[1, 2, 3]\n')
+        fh.write("[1, 2, 3]\n")
         fh.write('{"seq": 54, "set": [[3, "a", 4.0, 5.0, "manual", 1.0, false]]}\n')
     assert [e["seq"] for e in read_journal(journal)] == [1, 2, 54]
     state = load_state(video)

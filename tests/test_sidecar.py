@@ -11,11 +11,11 @@ import time
 import numpy as np
 import pytest
 
+from napari_dustrack.errors import DustrackError
 from napari_dustrack.io import sidecar
+from napari_dustrack.io.table import read_points_csv
 from napari_dustrack.session import AnnotationSession, Point, open_session
 from napari_dustrack.session.autosave import encode_change, load_state, read_journal
-from napari_dustrack.errors import DustrackError
-from napari_dustrack.io.table import read_points_csv
 
 
 def wait_for(predicate, timeout=10.0):
@@ -72,8 +72,10 @@ def test_autosave_writes_snapshot_after_a_pause_and_restores(tmp_path):
     on_disk = read_points_csv(folder / "points.csv")
     assert on_disk.equals(session.table())
     labels, seq = sidecar.read_labels(folder)
-    assert labels == [{"name": "apex", "colour": session.colour("apex")},
-                      {"name": "base", "colour": "#123456"}]
+    assert labels == [
+        {"name": "apex", "colour": session.colour("apex")},
+        {"name": "base", "colour": "#123456"},
+    ]
     assert seq == session.seq
     expected = session.table()
     session.close()
@@ -136,7 +138,9 @@ def test_replaying_a_journal_over_a_newer_snapshot_is_harmless(tmp_path):
     from napari_dustrack.io.table import write_points_csv
 
     write_points_csv(session.table(), folder / "points.csv")  # newest snapshot...
-    sidecar.write_labels(folder, [{"name": "a", "colour": "#000000"}, {"name": "b", "colour": "#111111"}], 0)
+    sidecar.write_labels(
+        folder, [{"name": "a", "colour": "#000000"}, {"name": "b", "colour": "#111111"}], 0
+    )
     (folder / "journal.jsonl").write_text("".join(line + "\n" for line in lines))  # ...old journal
     state = load_state(video)
     assert [lab.name for lab in state.labels] == ["a", "c"]

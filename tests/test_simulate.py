@@ -73,7 +73,7 @@ def _envelope_db(sim, frame):
 def test_myocardium_is_fully_developed_speckle(cardiac_short):
     sim = cardiac_short
     cx, cy = sim.info["centre_xy"]
-    yy, xx = np.mgrid[0:sim.frames.shape[1], 0:sim.frames.shape[2]]
+    yy, xx = np.mgrid[0 : sim.frames.shape[1], 0 : sim.frames.shape[2]]
     r = np.hypot(xx - cx, yy - cy)
     wall = (r > sim.info["r_endo_px"] + 3) & (r < sim.info["r_epi_px"] - 3)
     cavity = r < sim.info["r_endo_px"] - 4
@@ -119,6 +119,7 @@ def test_truth_points_follow_the_image_motion(name, request):
     # the points really move (a stationary guess is wrong) and LK lands on the truth
     assert np.median(moved) > 1.0
     assert np.median(err) < 0.6 and np.median(err) < 0.35 * np.median(moved)
+
     # image motion = truth motion (no scale, sign or axis mix-up); LK underestimates a little
     # where speckle decorrelates under rotation and shear, as in real ultrasound
     def slope(t, m):
@@ -146,7 +147,7 @@ def test_muscle_twitch_is_about_10_px_within_60_ms():
     assert before.max() < 0.1 * jump.max()  # sudden: the belly was still just before
     # the image moves with it: LK across the twitch frames
     i = labels.index("fascicle_proximal")
-    p = xy[s, i:i + 1]
+    p = xy[s, i : i + 1]
     for k in range(s, e):
         p, ok, _ = lk_track(sim.frames[k], sim.frames[k + 1], p)
     assert np.linalg.norm(p[0] - xy[e, i]) < 1.0
@@ -176,8 +177,22 @@ def test_cardiac_wall_thickens_and_comes_back_each_beat():
 def test_cli_writes_video_and_truth(tmp_path, capsys):
     import av
 
-    assert main(["simulate", "--scenario", "muscle", "--out", str(tmp_path), "--frames", "6",
-                 "--seed", "3"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--scenario",
+                "muscle",
+                "--out",
+                str(tmp_path),
+                "--frames",
+                "6",
+                "--seed",
+                "3",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out.split()
     video, truth = tmp_path / "muscle.mp4", tmp_path / "muscle_truth.csv"
     assert printed == [str(video), str(truth)]
@@ -228,8 +243,10 @@ def test_sample_data_gives_a_cached_cine_layer_and_a_truth_layer(tmp_path, monke
 
 @pytest.fixture(scope="module")
 def probe_slides():
-    return {name: simulate(name, n_frames=40, seed=4)
-            for name in ("probe_slide", "probe_slide_decorrelated")}
+    return {
+        name: simulate(name, n_frames=40, seed=4)
+        for name in ("probe_slide", "probe_slide_decorrelated")
+    }
 
 
 def test_probe_slide_moves_tissue_in_bursts_under_artefacts_fixed_in_the_image(probe_slides):
@@ -249,8 +266,8 @@ def test_probe_slide_moves_tissue_in_bursts_under_artefacts_fixed_in_the_image(p
     # its surroundings by > 10 dB in every frame
     x0, x1 = (int(round(v)) for v in sim.info["shadow_columns_x"])
     db = _envelope_db(sim, sim.frames[:, 40:, :])
-    column = db[:, :, x0 + 3:x1 - 2].mean(axis=(1, 2))
-    beside = np.concatenate([db[:, :, x0 - 30:x0 - 5], db[:, :, x1 + 5:x1 + 30]], axis=2)
+    column = db[:, :, x0 + 3 : x1 - 2].mean(axis=(1, 2))
+    beside = np.concatenate([db[:, :, x0 - 30 : x0 - 5], db[:, :, x1 + 5 : x1 + 30]], axis=2)
     assert (beside.mean(axis=(1, 2)) - column > 10).all()
     # a slide carries every tissue point across a good part of the image
     truth_d = xy[slides[0][1]] - xy[slides[0][0]]
@@ -265,7 +282,7 @@ def test_decorrelated_variant_loses_speckle_while_the_probe_moves(probe_slides):
         for i in range(s + 3, e - 3):
             dx = int(round(xy[i + 1, 0, 0] - xy[i, 0, 0]))
             a = sim.frames[i, 150:230, 40:200].astype(float)
-            b = sim.frames[i + 1, 150:230, 40 + dx:200 + dx].astype(float)
+            b = sim.frames[i + 1, 150:230, 40 + dx : 200 + dx].astype(float)
             rhos.append(np.corrcoef(a.ravel(), b.ravel())[0, 1])
         return float(np.mean(rhos))
 

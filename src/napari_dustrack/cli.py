@@ -18,8 +18,18 @@ from .errors import DustrackError, user_message
 # The subcommands in the order --help lists them. Each ``commands/<name>.py`` declares ``HELP``,
 # ``add_arguments(parser)``, ``run(args)`` and, when it writes one, ``DESTINATION`` = (option, is
 # a folder), checked before the work starts.
-COMMANDS = ("propagate", "train", "predict", "smooth", "finalize", "batch", "simulate", "measure",
-            "export", "demo")
+COMMANDS = (
+    "propagate",
+    "train",
+    "predict",
+    "smooth",
+    "finalize",
+    "batch",
+    "simulate",
+    "measure",
+    "export",
+    "demo",
+)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -12,9 +12,9 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -22,14 +22,14 @@ import pandas as pd
 from . import workers
 from .io.cine import open_frames
 from .io.export import write_measurements_csv
+from .io.sources import PointSource
 from .io.table import from_array, labels_of, to_array, validate, write_points_csv
 from .measure import Calibration, Measure, compute, save_measures
 from .simulate import simulate, write_simulation
+from .tracking.final import final_tracks
 from .tracking.flow import fill_between
 from .tracking.review import frames_to_review
-from .tracking.final import final_tracks
 from .tracking.smoothing import window_frames
-from .io.sources import PointSource
 
 
 @dataclass(frozen=True)
@@ -49,9 +49,16 @@ class DemoSettings:
     seed: int = 0
 
     @classmethod
-    def quick(cls) -> "DemoSettings":
-        return cls(n_frames=48, shape=(96, 96), train_minutes=0.25, retrain_minutes=0.15,
-                   n_review=3, key_every_s=0.2, accept_every=2)
+    def quick(cls) -> DemoSettings:
+        return cls(
+            n_frames=48,
+            shape=(96, 96),
+            train_minutes=0.25,
+            retrain_minutes=0.15,
+            n_review=3,
+            key_every_s=0.2,
+            accept_every=2,
+        )
 
 
 def errors(table: pd.DataFrame, truth: pd.DataFrame, frames=None) -> dict[str, float]:
@@ -62,8 +69,12 @@ def errors(table: pd.DataFrame, truth: pd.DataFrame, frames=None) -> dict[str, f
     err = np.hypot(merged["x"] - merged["x_true"], merged["y"] - merged["y_true"]).to_numpy()
     if not len(err):
         return {"n": 0, "median": np.nan, "p95": np.nan, "rmse": np.nan}
-    return {"n": int(len(err)), "median": float(np.median(err)),
-            "p95": float(np.percentile(err, 95)), "rmse": float(np.sqrt(np.mean(err**2)))}
+    return {
+        "n": int(len(err)),
+        "median": float(np.median(err)),
+        "p95": float(np.percentile(err, 95)),
+        "rmse": float(np.sqrt(np.mean(err**2))),
+    }
 
 
 def annotate_keyframes(truth: pd.DataFrame, fps: float, s: DemoSettings) -> pd.DataFrame:
@@ -78,19 +89,27 @@ def annotate_keyframes(truth: pd.DataFrame, fps: float, s: DemoSettings) -> pd.D
     return validate(rows)
 
 
-def correct_frames(table: pd.DataFrame, truth: pd.DataFrame, frames, s: DemoSettings) -> pd.DataFrame:
+def correct_frames(
+    table: pd.DataFrame, truth: pd.DataFrame, frames, s: DemoSettings
+) -> pd.DataFrame:
     """The user drags every point of ``frames`` to where it is (truth + annotator noise)."""
     rng = np.random.default_rng(s.seed + 2)
     fixed = truth[truth["frame"].isin(list(frames))].copy()
     fixed[["x", "y"]] += rng.normal(0, s.annotator_noise_px, size=(len(fixed), 2))
     fixed["source"] = PointSource.MANUAL
-    keep = table.set_index(["frame", "label"]).index.difference(fixed.set_index(["frame", "label"]).index)
+    keep = table.set_index(["frame", "label"]).index.difference(
+        fixed.set_index(["frame", "label"]).index
+    )
     kept = table.set_index(["frame", "label"]).loc[keep].reset_index()
     return validate(pd.concat([kept, fixed], ignore_index=True))
 
 
-def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(),
-             log: Callable[[str], None] = print, address: str | None = None) -> dict:
+def run_demo(
+    out: str | Path,
+    settings: DemoSettings = DemoSettings(),
+    log: Callable[[str], None] = print,
+    address: str | None = None,
+) -> dict:
     """Run the loop; returns the report (also written as report.json and report.md)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -125,7 +144,8 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(),
         write_points_csv(keys_table, out / "keyframes.csv", backup=False)
         write_points_csv(flow, out / "flow.csv", backup=False)
     stages["flow (frames between keyframes)"] = errors(
-        flow, truth, [f for f in range(n) if f not in set(key_frames)])
+        flow, truth, [f for f in range(n) if f not in set(key_frames)]
+    )
 
     # The user scrubs the filled frames and accepts some as reviewed: they become training data.
     accepted = flow.copy()
@@ -135,27 +155,45 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(),
     config = {"minutes": s.train_minutes, "seed": s.seed}
 
     with timed("train (iteration 1)"):
-        meta = workers.submit(workers.train_task, video, curated, str(model_dir), config,
-                           address=address).wait()
+        meta = workers.submit(
+            workers.train_task, video, curated, str(model_dir), config, address=address
+        ).wait()
     with timed("predict (iteration 1)"):
-        raw1 = workers.submit(workers.predict_task, video, str(model_dir), str(out / "model_iter1.csv"),
-                           address=address).wait()
+        raw1 = workers.submit(
+            workers.predict_task,
+            video,
+            str(model_dir),
+            str(out / "model_iter1.csv"),
+            address=address,
+        ).wait()
     unlabelled = [f for f in range(n) if f not in set(curated["frame"])]
     stages["model, iteration 1 (unlabelled frames)"] = errors(raw1, truth, unlabelled)
 
     with timed("frames to review"):
-        review = frames_to_review(cine, raw1, top=s.n_review, exclude=curated["frame"].unique(),
-                                  flow=flow)
+        review = frames_to_review(
+            cine, raw1, top=s.n_review, exclude=curated["frame"].unique(), flow=flow
+        )
         review.to_csv(out / "review_frames.csv", index=False)
     corrected = correct_frames(curated, truth, review["frame"].tolist(), s)
     write_points_csv(corrected, out / "labels_iter2.csv", backup=False)
 
     with timed("retrain (iteration 2)"):
-        meta = workers.submit(workers.train_task, video, corrected, str(model_dir),
-                           dict(config, minutes=s.retrain_minutes), address=address).wait()
+        meta = workers.submit(
+            workers.train_task,
+            video,
+            corrected,
+            str(model_dir),
+            dict(config, minutes=s.retrain_minutes),
+            address=address,
+        ).wait()
     with timed("predict (iteration 2)"):
-        raw2 = workers.submit(workers.predict_task, video, str(model_dir), str(out / "model_iter2.csv"),
-                           address=address).wait()
+        raw2 = workers.submit(
+            workers.predict_task,
+            video,
+            str(model_dir),
+            str(out / "model_iter2.csv"),
+            address=address,
+        ).wait()
     stages["model, iteration 2 (unlabelled frames)"] = errors(raw2, truth, unlabelled)
 
     with timed("final tracks (annotations, flow, model; fusion)"):
@@ -165,9 +203,19 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(),
         # what a person placed is kept; the accepted flow and the model are weighed
         manual = corrected[corrected["source"] == PointSource.MANUAL]
         anchors, _ = to_array(manual, labels, n)
-        final = final_tracks(cine, window=w, annotations=anchors, flow=xy, flow_confidence=conf,
-                             model=raw_xy, model_confidence=raw_conf, labels=labels)
-        smoothed = from_array(final.xy, labels, source=PointSource.SMOOTHED, confidence=final.confidence)
+        final = final_tracks(
+            cine,
+            window=w,
+            annotations=anchors,
+            flow=xy,
+            flow_confidence=conf,
+            model=raw_xy,
+            model_confidence=raw_conf,
+            labels=labels,
+        )
+        smoothed = from_array(
+            final.xy, labels, source=PointSource.SMOOTHED, confidence=final.confidence
+        )
         write_points_csv(smoothed, out / "smoothed.csv", backup=False)
     stages["final tracks (unlabelled frames)"] = errors(smoothed, truth, unlabelled)
     stages["flow (unlabelled frames)"] = errors(flow, truth, unlabelled)
@@ -182,14 +230,22 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(),
         write_measurements_csv(m_smooth, out / "measures_smoothed.csv")
     measure_err = {
         col: float(np.nanmedian(np.abs(m_smooth[col] - m_truth[col])))
-        for col in m_truth.columns if col not in ("frame", "time [s]")
+        for col in m_truth.columns
+        if col not in ("frame", "time [s]")
     }
     figure = plot_figure(out / "figure.png", truth, raw2, smoothed, m_truth, m_smooth, labels)
     report = {
-        "video": video, "frames": n, "labels": labels, "fps": sim.fps,
-        "keyframes": len(key_frames), "curated_frames": int(curated["frame"].nunique()),
-        "review_frames": review["frame"].tolist(), "model_iteration": meta.get("iteration"),
-        "errors_px": stages, "measure_median_abs_error": measure_err, "seconds": times,
+        "video": video,
+        "frames": n,
+        "labels": labels,
+        "fps": sim.fps,
+        "keyframes": len(key_frames),
+        "curated_frames": int(curated["frame"].nunique()),
+        "review_frames": review["frame"].tolist(),
+        "model_iteration": meta.get("iteration"),
+        "errors_px": stages,
+        "measure_median_abs_error": measure_err,
+        "seconds": times,
         "figure": str(figure),
         "model_bias": final.bias.lines(labels) if final.bias is not None else [],
         "flags": final.flags.line("final tracks"),
@@ -203,11 +259,24 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(),
 def demo_measures(scenario: str, labels: list[str]) -> list[Measure]:
     """A measure per application: wall thickness (cardiac) or fascicle architecture (muscle)."""
     if scenario == "muscle":
-        return [Measure("fascicle", "architecture",
-                        ["fascicle_proximal", "fascicle_distal", "sup_apo_1", "sup_apo_2",
-                         "deep_apo_1", "deep_apo_2"])]
-    return [Measure("anterior wall thickness", "distance", ["anterior_endo", "anterior_epi"]),
-            Measure("inferior wall thickness", "distance", ["inferior_endo", "inferior_epi"])]
+        return [
+            Measure(
+                "fascicle",
+                "architecture",
+                [
+                    "fascicle_proximal",
+                    "fascicle_distal",
+                    "sup_apo_1",
+                    "sup_apo_2",
+                    "deep_apo_1",
+                    "deep_apo_2",
+                ],
+            )
+        ]
+    return [
+        Measure("anterior wall thickness", "distance", ["anterior_endo", "anterior_epi"]),
+        Measure("inferior wall thickness", "distance", ["inferior_endo", "inferior_epi"]),
+    ]
 
 
 def plot_figure(path: Path, truth, raw, smoothed, m_truth, m_smooth, labels) -> Path:
@@ -219,8 +288,11 @@ def plot_figure(path: Path, truth, raw, smoothed, m_truth, m_smooth, labels) -> 
 
     label = labels[0]
     fig, axes = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
-    for table, name, style in ((truth, "ground truth", "k-"), (raw, "model", "C1."),
-                               (smoothed, "smoothed", "C0-")):
+    for table, name, style in (
+        (truth, "ground truth", "k-"),
+        (raw, "model", "C1."),
+        (smoothed, "smoothed", "C0-"),
+    ):
         rows = table[table["label"] == label].sort_values("frame")
         axes[0].plot(rows["frame"], rows["y"], style, label=name, ms=3, lw=1.2)
     axes[0].set_ylabel(f"{label}: y [px]")
@@ -239,16 +311,22 @@ def plot_figure(path: Path, truth, raw, smoothed, m_truth, m_smooth, labels) -> 
 
 def report_markdown(report: dict) -> str:
     lines = [
-        "# napari-dustrack demo report", "",
+        "# napari-dustrack demo report",
+        "",
         f"Video: `{report['video']}` ({report['frames']} frames at {report['fps']:g} fps), "
         f"labels: {', '.join(report['labels'])}.",
         f"Keyframes: {report['keyframes']}; curated training frames: {report['curated_frames']}; "
-        f"frames reviewed and corrected: {report['review_frames']}.", "",
-        "## Error against the ground truth (px)", "",
-        "| stage | n | median | p95 | RMSE |", "|---|---|---|---|---|",
+        f"frames reviewed and corrected: {report['review_frames']}.",
+        "",
+        "## Error against the ground truth (px)",
+        "",
+        "| stage | n | median | p95 | RMSE |",
+        "|---|---|---|---|---|",
     ]
     for stage, e in report["errors_px"].items():
-        lines.append(f"| {stage} | {e['n']} | {e['median']:.3f} | {e['p95']:.3f} | {e['rmse']:.3f} |")
+        lines.append(
+            f"| {stage} | {e['n']} | {e['median']:.3f} | {e['p95']:.3f} | {e['rmse']:.3f} |"
+        )
     lines += ["", "## Model bias (measured on the annotations, removed in the final tracks)", ""]
     lines += [f"- {b}" for b in report.get("model_bias", [])] + ["", report.get("flags", "")]
     lines += ["", "## Measurements (median absolute error, final tracks vs ground truth)", ""]

@@ -61,8 +61,10 @@ def check_address(address: str) -> str:
     rest = address.split("://", 1)[1]
     host, _, port = rest.rpartition(":")
     if not host or not port.isdigit():
-        raise DustrackError(f"scheduler address {address!r} is not protocol://host:port "
-                            "(e.g. tcp://192.168.1.10:8786)")
+        raise DustrackError(
+            f"scheduler address {address!r} is not protocol://host:port "
+            "(e.g. tcp://192.168.1.10:8786)"
+        )
     return address
 
 

@@ -10,7 +10,7 @@ process's environment alone.
 from __future__ import annotations
 
 import os
-from typing import Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping
 
 __all__ = ["WORKER_ENV", "prepare_worker", "worker_env"]
 

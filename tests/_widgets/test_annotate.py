@@ -12,9 +12,9 @@ from qtpy.QtCore import QEvent, QPoint, QPointF, Qt
 from qtpy.QtGui import QMouseEvent
 from qtpy.QtWidgets import QApplication
 
-from napari_dustrack.session import Point
-from napari_dustrack.io.table import read_points_csv, to_array
 from napari_dustrack.io.sidecar import points_path, sidecar_dir
+from napari_dustrack.io.table import read_points_csv, to_array
+from napari_dustrack.session import Point
 
 pytestmark = pytest.mark.gui
 
@@ -85,8 +85,9 @@ def drag(viewer, qtbot, layer, start, end, steps=6):
     for t in np.linspace(0, 1, steps)[1:]:
         p = QPointF(p0.x() + t * (p1.x() - p0.x()), p0.y() + t * (p1.y() - p0.y()))
         # QTest's mouseMove carries no button state: send the event ourselves
-        QApplication.sendEvent(native, QMouseEvent(QEvent.MouseMove, p, Qt.NoButton, Qt.LeftButton,
-                                                   Qt.NoModifier))
+        QApplication.sendEvent(
+            native, QMouseEvent(QEvent.MouseMove, p, Qt.NoButton, Qt.LeftButton, Qt.NoModifier)
+        )
         qtbot.wait(15)
     qtbot.mouseRelease(native, Qt.LeftButton, pos=p1)
     qtbot.wait(15)
@@ -95,8 +96,12 @@ def drag(viewer, qtbot, layer, start, end, steps=6):
 def linear_rmse(truth) -> float:
     """RMSE of straight-line interpolation between the keyframes: the floor to beat."""
     frames = np.arange(len(truth))
-    lin = np.stack([[np.interp(frames, KEYFRAMES, truth[list(KEYFRAMES), j, c]) for c in (0, 1)]
-                    for j in range(truth.shape[1])]).transpose(2, 0, 1)
+    lin = np.stack(
+        [
+            [np.interp(frames, KEYFRAMES, truth[list(KEYFRAMES), j, c]) for c in (0, 1)]
+            for j in range(truth.shape[1])
+        ]
+    ).transpose(2, 0, 1)
     return float(np.sqrt(np.mean(np.sum((lin - truth) ** 2, axis=2))))
 
 
@@ -130,7 +135,14 @@ def test_annotate_fill_correct_accept_and_restore(make_napari_viewer, qtbot, cin
     x, y = truth[29, 3]
     click(viewer, qtbot, layer, x + 3, y)
     click(viewer, qtbot, layer, x, y)
-    assert sum(1 for f, lab in zip(layer.data[:, 0], layer.features["label"]) if f == 29 and lab == labels[3]) == 1
+    assert (
+        sum(
+            1
+            for f, lab in zip(layer.data[:, 0], layer.features["label"], strict=False)
+            if f == 29 and lab == labels[3]
+        )
+        == 1
+    )
 
     # keyframe navigation keys
     widget.go_to(5)
@@ -154,7 +166,9 @@ def test_annotate_fill_correct_accept_and_restore(make_napari_viewer, qtbot, cin
     assert len(flow_rows) == 4 * (N_FRAMES - len(KEYFRAMES))
     # flow points look different: hollow (transparent face) until reviewed
     is_flow = (layer.features["source"] == "flow").to_numpy()
-    assert np.allclose(layer.face_color[is_flow, 3], 0) and np.all(layer.face_color[~is_flow, 3] == 1)
+    assert np.allclose(layer.face_color[is_flow, 3], 0) and np.all(
+        layer.face_color[~is_flow, 3] == 1
+    )
 
     # the trajectories: one track per label, no NaN
     widget.refresh_tracks()
@@ -163,10 +177,13 @@ def test_annotate_fill_correct_accept_and_restore(make_napari_viewer, qtbot, cin
     assert np.isfinite(tracks.data).all() and len(tracks.data) == 4 * N_FRAMES
 
     # correct the worst flow point by dragging it onto the truth: it becomes manual
-    f, j = np.unravel_index(np.argmax(np.where(np.isin(np.arange(N_FRAMES), KEYFRAMES)[:, None], 0, err)),
-                            err.shape)
+    f, j = np.unravel_index(
+        np.argmax(np.where(np.isin(np.arange(N_FRAMES), KEYFRAMES)[:, None], 0, err)), err.shape
+    )
     widget.go_to(f)
-    widget.pick_label(labels[0] if j != 0 else labels[1])  # dragging works whatever label is current
+    widget.pick_label(
+        labels[0] if j != 0 else labels[1]
+    )  # dragging works whatever label is current
     drag(viewer, qtbot, layer, xy[f, j], truth[f, j])
     moved = widget.session.point(f, labels[j])
     assert moved.manual
@@ -196,7 +213,9 @@ def test_annotate_fill_correct_accept_and_restore(make_napari_viewer, qtbot, cin
     restored = widget.session.table()
     assert restored.equals(final)
     assert len(widget.points_layer.data) == len(final)
-    assert read_points_csv(points_path(video)).equals(final)  # the snapshot on disk, not just the journal
+    assert read_points_csv(points_path(video)).equals(
+        final
+    )  # the snapshot on disk, not just the journal
     assert (sidecar_dir(video) / "labels.json").is_file()
 
 
@@ -211,7 +230,9 @@ def own_copy(cine, tmp_path):
     return copy, labels, truth
 
 
-def test_step_and_adjust_carries_points_and_nudges_become_manual(make_napari_viewer, qtbot, own_copy):
+def test_step_and_adjust_carries_points_and_nudges_become_manual(
+    make_napari_viewer, qtbot, own_copy
+):
     video, labels, truth = own_copy
     viewer = make_napari_viewer()
     image = open_cine_in(viewer, video)
@@ -232,8 +253,13 @@ def test_step_and_adjust_carries_points_and_nudges_become_manual(make_napari_vie
         qtbot.waitUntil(lambda: not widget.carrying, timeout=10000)
         here = widget.session.points_at(f)
         assert list(here) == labels and all(p.source == "flow" for p in here.values())
-    xy = np.array([[widget.session.point(f, lab).x, widget.session.point(f, lab).y]
-                   for f in range(9) for lab in labels]).reshape(9, 4, 2)
+    xy = np.array(
+        [
+            [widget.session.point(f, lab).x, widget.session.point(f, lab).y]
+            for f in range(9)
+            for lab in labels
+        ]
+    ).reshape(9, 4, 2)
     assert np.hypot(*(xy - truth[:9]).transpose(2, 0, 1)).max() < 1.5
     assert widget.last_step_ms is not None
 
@@ -250,7 +276,9 @@ def test_step_and_adjust_carries_points_and_nudges_become_manual(make_napari_vie
     widget.place(10, labels[0], 5.0, 5.0)
     key(viewer, qtbot, Qt.Key_Right)
     qtbot.waitUntil(lambda: not widget.carrying, timeout=10000)
-    assert widget.session.point(10, labels[0]).manual and widget.session.point(10, labels[0]).x == 5.0
+    assert (
+        widget.session.point(10, labels[0]).manual and widget.session.point(10, labels[0]).x == 5.0
+    )
     assert widget.session.point(10, labels[1]).source == "flow"
 
     # mode off: stepping no longer carries; stepping back never carries
@@ -269,7 +297,9 @@ def test_step_and_adjust_carries_points_and_nudges_become_manual(make_napari_vie
     assert widget.frame == 20
 
 
-def test_napari_point_tools_keys_labels_import_and_cheat_sheet(make_napari_viewer, qtbot, own_copy, interop):
+def test_napari_point_tools_keys_labels_import_and_cheat_sheet(
+    make_napari_viewer, qtbot, own_copy, interop
+):
     from napari_dustrack._widgets.annotate import AnnotateWidget
 
     video, _, _ = own_copy
@@ -303,7 +333,9 @@ def test_napari_point_tools_keys_labels_import_and_cheat_sheet(make_napari_viewe
     layer.remove_selected()
     assert widget.session.point(3, "b") is None
     qtbot.waitUntil(lambda: len(layer.data) == 0, timeout=3000)
-    key(viewer, qtbot, Qt.Key_Z, Qt.ControlModifier)  # napari's undo does not cover points: ours does
+    key(
+        viewer, qtbot, Qt.Key_Z, Qt.ControlModifier
+    )  # napari's undo does not cover points: ours does
     assert widget.session.point(3, "b") is not None and len(layer.data) == 1
     layer.mode = "pan_zoom"
     # X deletes the current label's point here
@@ -345,13 +377,26 @@ def test_napari_point_tools_keys_labels_import_and_cheat_sheet(make_napari_viewe
     assert dialog is not None and dialog.isVisible()
     assert dialog.table.rowCount() == len(_annotate_keys.cheat_sheet())
     shown = {dialog.table.item(r, 0).text() for r in range(dialog.table.rowCount())}
-    assert {"Ctrl+Z", "Ctrl+Shift+Z / Ctrl+Y", "F", "T", "Shift+T", "R", "M", ",", ".", "N"} <= shown
+    assert {
+        "Ctrl+Z",
+        "Ctrl+Shift+Z / Ctrl+Y",
+        "F",
+        "T",
+        "Shift+T",
+        "R",
+        "M",
+        ",",
+        ".",
+        "N",
+    } <= shown
     for binding in _annotate_keys.BINDINGS:
         assert callable(getattr(widget, binding.action))
     dialog.close()
 
 
-def test_flow_runs_in_the_background_can_be_cancelled_and_tracks(make_napari_viewer, qtbot, own_copy):
+def test_flow_runs_in_the_background_can_be_cancelled_and_tracks(
+    make_napari_viewer, qtbot, own_copy
+):
     video, labels, truth = own_copy
     viewer = make_napari_viewer()
     open_cine_in(viewer, video)
@@ -384,7 +429,10 @@ def test_flow_runs_in_the_background_can_be_cancelled_and_tracks(make_napari_vie
     qtbot.waitUntil(lambda: not widget.taskbar.busy, timeout=60000)
     tracked = widget.session.table().query(f"label == '{labels[1]}' and source == 'flow'")
     assert sorted(tracked["frame"]) == [5, 6, 7, 8, 9, 11, 12, 13, 14, 15]
-    err = [np.hypot(r.x - truth[r.frame, 1, 0], r.y - truth[r.frame, 1, 1]) for r in tracked.itertuples()]
+    err = [
+        np.hypot(r.x - truth[r.frame, 1, 0], r.y - truth[r.frame, 1, 1])
+        for r in tracked.itertuples()
+    ]
     assert max(err) < 1.5
     assert tracked["confidence"].between(0, 1).all()
     # accept just the segment around frame 12 (Shift+R): between keyframes 10 and the end

@@ -29,8 +29,12 @@ def _fill(viewer, qtbot, widget):
     qtbot.waitUntil(lambda: not widget.taskbar.busy, timeout=60_000)
 
 
-def test_fill_flags_unreliable_frames_and_k_walks_them(make_napari_viewer, qtbot,
-                                                       cine, monkeypatch):  # noqa: F811
+def test_fill_flags_unreliable_frames_and_k_walks_them(
+    make_napari_viewer,
+    qtbot,
+    cine,  # noqa: F811 - the fixture imported above
+    monkeypatch,
+):
     from napari_dustrack._widgets import annotate as annotate_module
     from napari_dustrack._widgets.common import open_frames
     from napari_dustrack.tracking.flow import FILL_METHODS, fill_between
@@ -41,20 +45,27 @@ def test_fill_flags_unreliable_frames_and_k_walks_them(make_napari_viewer, qtbot
     open_cine_in(viewer, video)
     widget = make_widget(viewer, qtbot)
     sent = []
-    monkeypatch.setattr(annotate_module, "notify",
-                        lambda message, actions=(): sent.append((message, actions)))
+    monkeypatch.setattr(
+        annotate_module, "notify", lambda message, actions=(): sent.append((message, actions))
+    )
     for name in labels:
         widget.add_label(name)
-    assert [widget.fill_method.itemText(i) for i in range(widget.fill_method.count())] \
-        == list(FILL_METHODS) and widget.fill_method.currentText() == "robust"
+    assert [widget.fill_method.itemText(i) for i in range(widget.fill_method.count())] == list(
+        FILL_METHODS
+    ) and widget.fill_method.currentText() == "robust"
     # keyframes 0 and 29 clicked on the canvas; the first label's last one is mis-clicked
     for frame in (0, N_FRAMES - 1):
         widget.go_to(frame)
         for j in range(len(labels)):
             key(viewer, qtbot, getattr(Qt, f"Key_{j + 1}"))
             x, y = truth[frame, j]
-            click(viewer, qtbot, widget.points_layer,
-                  x + (MISCLICK if (frame, j) == (N_FRAMES - 1, 0) else 0.0), y)
+            click(
+                viewer,
+                qtbot,
+                widget.points_layer,
+                x + (MISCLICK if (frame, j) == (N_FRAMES - 1, 0) else 0.0),
+                y,
+            )
     assert widget.session.keyframes() == [0, N_FRAMES - 1]
 
     _fill(viewer, qtbot, widget)
@@ -80,8 +91,9 @@ def test_fill_flags_unreliable_frames_and_k_walks_them(make_napari_viewer, qtbot
     p = widget.session.point(unsure[2], labels[0])
     assert p.source == "flow" and p.reviewed and p.confidence == pytest.approx(conf[unsure[2]])
     feats = widget.points_layer.features
-    row = np.flatnonzero((widget.points_layer.data[:, 0] == unsure[2])
-                         & (feats["label"] == labels[0]).to_numpy())[0]
+    row = np.flatnonzero(
+        (widget.points_layer.data[:, 0] == unsure[2]) & (feats["label"] == labels[0]).to_numpy()
+    )[0]
     assert feats["confidence"].iloc[row] == pytest.approx(conf[unsure[2]])
 
     # "dustrack" reproduces DUSTrack's LK-RSTC: the same numbers as the API
@@ -91,7 +103,9 @@ def test_fill_flags_unreliable_frames_and_k_walks_them(make_napari_viewer, qtbot
     got, _ = to_array(widget.session.table(), labels, N_FRAMES)
     keys = widget.session.keys_array(labels)
     frames = open_frames(widget.cine_layer)
-    want, _ = fill_between(frames, keys, params=widget.lk_params(), labels=labels, method="dustrack")
+    want, _ = fill_between(
+        frames, keys, params=widget.lk_params(), labels=labels, method="dustrack"
+    )
     np.testing.assert_allclose(got, want, atol=1e-9)
     assert "Optical flow" in sent[-1][0] and "unreliable" in sent[-1][0]
     settle(qtbot, widget)

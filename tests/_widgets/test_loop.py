@@ -83,11 +83,14 @@ def test_predict_review_correct_accept_retrain(make_napari_viewer, qtbot, cine, 
     assert viewer.layers.selection.active is layer  # keys and clicks still act on the annotations
     ranked = model.review_frames()
     # curated frames are left out, except where the fill was unreliable: those come first
-    unsure = {f for (f, _), p in session.snapshot()[0].items()
-              if p.source == "flow" and p.confidence < FLAG_BELOW}
+    unsure = {
+        f
+        for (f, _), p in session.snapshot()[0].items()
+        if p.source == "flow" and p.confidence < FLAG_BELOW
+    }
     first = set(ranked) & unsure
     assert ranked and set(ranked) & set(range(KEYS[-1] + 1)) <= unsure
-    assert set(ranked[:len(first)]) == first
+    assert set(ranked[: len(first)]) == first
 
     # G goes to the worst frame, then down the list: past the unreliable fill, the model's worst
     for _ in range(len(first) + 1):

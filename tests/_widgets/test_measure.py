@@ -13,9 +13,9 @@ from napari_dustrack._widgets.measure import MeasureWidget
 from napari_dustrack.io.export import label_colour, read_measurements_csv
 from napari_dustrack.io.layers import table_to_points, table_to_tracks
 from napari_dustrack.io.points_io import read_points
+from napari_dustrack.io.sidecar import measures_path, sidecar_dir, write_labels
 from napari_dustrack.io.table import from_array
 from napari_dustrack.measure import Measure, load_measures
-from napari_dustrack.io.sidecar import measures_path, sidecar_dir, write_labels
 
 pytestmark = pytest.mark.gui
 
@@ -115,15 +115,19 @@ def test_frame_marker_follows_napari_and_clicking_the_plot_moves_napari(viewer_w
     widget.canvas.draw()
     viewer.dims.set_current_step(0, 5)
     # the line follows within a few hundred ms (throttled: scrubbing does not redraw per frame)
-    qtbot.waitUntil(lambda: all(line.get_xdata()[0] == pytest.approx(0.5)
-                                for line in widget.frame_lines), timeout=2000)
+    qtbot.waitUntil(
+        lambda: all(line.get_xdata()[0] == pytest.approx(0.5) for line in widget.frame_lines),
+        timeout=2000,
+    )
     ax = widget.ax_m
     x, y = ax.transData.transform((1.4, np.nanmean(ax.get_ylim())))
     event = MouseEvent("button_press_event", widget.canvas, x, y, button=1)
     assert event.inaxes is ax
     widget.canvas.callbacks.process("button_press_event", event)
     assert viewer.dims.current_step[0] == 14
-    qtbot.waitUntil(lambda: widget.frame_lines[0].get_xdata()[0] == pytest.approx(1.4), timeout=2000)
+    qtbot.waitUntil(
+        lambda: widget.frame_lines[0].get_xdata()[0] == pytest.approx(1.4), timeout=2000
+    )
     # With the toolbar's zoom on, a click zooms and leaves the frame alone.
     widget.toolbar.zoom()
     x, y = ax.transData.transform((0.2, np.nanmean(ax.get_ylim())))
@@ -240,9 +244,20 @@ def test_measures_follow_the_cine_layers_scale_and_units(make_napari_viewer, qtb
 
     viewer = make_napari_viewer()
     geometry = cine_geometry({"fps": FPS, "pixel_spacing": SPACING, "n_frames": N})
-    viewer.add_image(np.full((N, 48, 64), 100, np.uint8), name="cine", **geometry, metadata={
-        "dustrack": {"path": str(tmp_path / "cine.mp4"), "fps": None, "pixel_spacing": None,
-                     "n_frames": N, "kind": "video"}})
+    viewer.add_image(
+        np.full((N, 48, 64), 100, np.uint8),
+        name="cine",
+        **geometry,
+        metadata={
+            "dustrack": {
+                "path": str(tmp_path / "cine.mp4"),
+                "fps": None,
+                "pixel_spacing": None,
+                "n_frames": N,
+                "kind": "video",
+            }
+        },
+    )
     data, features = table_to_points(moving_points())
     viewer.add_points(data, features=features, name="annotations", **geometry)
     widget = MeasureWidget(viewer)

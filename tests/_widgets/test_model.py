@@ -35,9 +35,19 @@ def case(tmp_path_factory):
 
 def make_viewer(make_napari_viewer, sim, video, annotated):
     viewer = make_napari_viewer()
-    viewer.add_image(sim.frames, name="cine", metadata={"dustrack": {
-        "path": str(video), "fps": sim.fps, "pixel_spacing": None, "n_frames": N,
-        "kind": "video"}})
+    viewer.add_image(
+        sim.frames,
+        name="cine",
+        metadata={
+            "dustrack": {
+                "path": str(video),
+                "fps": sim.fps,
+                "pixel_spacing": None,
+                "n_frames": N,
+                "kind": "video",
+            }
+        },
+    )
     data, features = table_to_points(annotated)
     viewer.add_points(data, features=features, name="annotations")
     return viewer
@@ -152,8 +162,9 @@ def test_run_on_an_existing_scheduler(make_napari_viewer, qtbot, case, tmp_path)
     widget.run_on.setText("not an address")
     widget._store_run_on()
     assert settings.scheduler_address() is None
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                      dashboard_address=":0") as cluster:
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0"
+    ) as cluster:
         widget.run_on.setText(cluster.scheduler_address.replace("tcp://", ""))
         widget._store_run_on()
         assert widget.run_on.text() == cluster.scheduler_address

@@ -54,10 +54,18 @@ def feed_predictions(qtbot, model, truth, offset=(4.0, -3.0)):
     conf = np.linspace(0.5, 1.0, N)[:, None].repeat(len(LABELS), axis=1)
     for start in range(0, N, 8):
         frames = np.arange(start, min(start + 8, N))
-        model._on_message({"kind": "result", "frames": frames.tolist(), "xy": pred[frames].tolist(),
-                           "confidence": conf[frames].tolist()})
+        model._on_message(
+            {
+                "kind": "result",
+                "frames": frames.tolist(),
+                "xy": pred[frames].tolist(),
+                "confidence": conf[frames].tolist(),
+            }
+        )
     model.output.finish()
-    qtbot.waitUntil(lambda: not model.output.busy and "model tracks" in model.viewer.layers, timeout=20_000)
+    qtbot.waitUntil(
+        lambda: not model.output.busy and "model tracks" in model.viewer.layers, timeout=20_000
+    )
     return pred, conf
 
 
@@ -89,7 +97,11 @@ def test_drag_a_prediction_accept_frames_and_undo(dock, qtbot):
     p = session.point(7, LABELS[0])
     assert p is not None and p.manual and np.hypot(p.x - truth[7, 0, 0], p.y - truth[7, 0, 1]) < 0.7
     assert session.undo_action == f"correct {LABELS[0]}"
-    row = int(np.flatnonzero((mlayer.data[:, 0] == 7) & (mlayer.features["label"] == LABELS[0]).to_numpy())[0])
+    row = int(
+        np.flatnonzero(
+            (mlayer.data[:, 0] == 7) & (mlayer.features["label"] == LABELS[0]).to_numpy()
+        )[0]
+    )
     np.testing.assert_allclose(mlayer.data[row, 1:], pred[7, 0, ::-1])  # the prediction stays
 
     # A accepts the model's points of this frame (the correction is kept), Ctrl+Z undoes it
@@ -101,15 +113,21 @@ def test_drag_a_prediction_accept_frames_and_undo(dock, qtbot):
     # accept every frame with confidence >= 0.9, then a range; an empty range says so
     model.min_conf.setValue(0.9)
     qtbot.mouseClick(_button(model, "Accept confident"), Qt.LeftButton)
-    accepted = {f for (f, _lab) in session.table()[["frame", "label"]].itertuples(index=False)} - {7}
+    accepted = {f for (f, _lab) in session.table()[["frame", "label"]].itertuples(index=False)} - {
+        7
+    }
     assert accepted == set(np.flatnonzero(conf[:, 0] >= 0.9))
     model.from_spin.setValue(0)
     model.to_spin.setValue(3)
     qtbot.mouseClick(_button(model, "Accept range"), Qt.LeftButton)
     assert all(session.point(f, lab).reviewed for f in range(4) for lab in LABELS)
     # the annotation tracks' tails take each label's colour (napari does not rescale track ids)
-    qtbot.waitUntil(lambda: annotate.tracks_layer is not None
-                    and len(annotate.tracks_layer.data) == len(session), timeout=10_000)
+    qtbot.waitUntil(
+        lambda: (
+            annotate.tracks_layer is not None and len(annotate.tracks_layer.data) == len(session)
+        ),
+        timeout=10_000,
+    )
     tails = annotate.tracks_layer
     for lab in LABELS:
         rows = np.asarray(tails.features["label"]) == lab
@@ -163,7 +181,9 @@ def test_lost_points_are_announced_with_a_way_there(dock, qtbot, monkeypatch):
     viewer, dock, _ = dock
     annotate = dock.pages["Annotate"]
     sent = []
-    monkeypatch.setattr(annotate_module, "notify", lambda message, actions=(): sent.append((message, actions)))
+    monkeypatch.setattr(
+        annotate_module, "notify", lambda message, actions=(): sent.append((message, actions))
+    )
     annotate._report_flow({"septal": [12, 13, 14, 15, 16, 19], "lateral": [4]})
     message, actions = sent[-1]
     assert "septal on 6 frame(s) (12, 13, 14, 15, ... 19)" in message and "lateral on 1" in message
@@ -179,10 +199,12 @@ def test_dock_fits_a_laptop_and_every_control_explains_itself(dock):
     for title, page in dock.pages.items():
         assert page.maximumWidth() <= 420, title
         assert page.minimumSizeHint().width() <= 420, title
-        missing = [type(w).__name__ + ":" + (getattr(w, "text", lambda: "")() or w.objectName())
-                   for cls in (QAbstractButton, QAbstractSpinBox, QComboBox, QLineEdit, QListWidget)
-                   for w in page.findChildren(cls)
-                   if not w.toolTip() and w.isVisibleTo(page) and not _in_toolbar(w)]
+        missing = [
+            type(w).__name__ + ":" + (getattr(w, "text", lambda: "")() or w.objectName())
+            for cls in (QAbstractButton, QAbstractSpinBox, QComboBox, QLineEdit, QListWidget)
+            for w in page.findChildren(cls)
+            if not w.toolTip() and w.isVisibleTo(page) and not _in_toolbar(w)
+        ]
         assert not missing, (title, missing)
     assert dock.minimumSizeHint().height() <= 700
 
@@ -207,12 +229,11 @@ def _button(page, text):
 def test_worker_start_up_can_be_cancelled_and_times_out():
     """Waiting for worker processes (here: a scheduler that never answers) ends on Cancel at
     once, and after the timeout with a message naming the usual cause."""
+    import socket
     import time
 
     from napari_dustrack import workers
     from napari_dustrack.errors import Cancelled, DustrackError
-
-    import socket
 
     silent = socket.socket()  # accepts connections, never speaks: the handshake just hangs
     silent.bind(("127.0.0.1", 0))

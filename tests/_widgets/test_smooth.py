@@ -30,9 +30,19 @@ def cine_case(tmp_path_factory):
 def viewer(make_napari_viewer, cine_case):
     sim, video, raw, _, labels = cine_case
     viewer = make_napari_viewer()
-    viewer.add_image(sim.frames, name="cine", metadata={"dustrack": {
-        "path": str(video), "fps": sim.fps, "pixel_spacing": None,
-        "n_frames": len(sim.frames), "kind": "video"}})
+    viewer.add_image(
+        sim.frames,
+        name="cine",
+        metadata={
+            "dustrack": {
+                "path": str(video),
+                "fps": sim.fps,
+                "pixel_spacing": None,
+                "n_frames": len(sim.frames),
+                "kind": "video",
+            }
+        },
+    )
     data, features = table_to_points(from_array(raw, labels, source="model"))
     viewer.add_points(data, features=features, name="predictions")
     return viewer
@@ -47,7 +57,9 @@ def test_smooth_tab_adds_tracks_equal_to_the_cli(viewer, cine_case, qtbot, tmp_p
     assert widget.frames.value() == round(0.1 * sim.fps)
     widget.mode.setCurrentText("fusion")
     widget.run()
-    qtbot.waitUntil(lambda: OUT_TRACKS in viewer.layers and not widget.taskbar.busy, timeout=120_000)
+    qtbot.waitUntil(
+        lambda: OUT_TRACKS in viewer.layers and not widget.taskbar.busy, timeout=120_000
+    )
     tracks = viewer.layers[OUT_TRACKS]
     got = tracks_to_table(tracks.data, track_labels=labels)
     got_xy, _ = to_array(got, labels, len(sim.frames))
@@ -56,8 +68,21 @@ def test_smooth_tab_adds_tracks_equal_to_the_cli(viewer, cine_case, qtbot, tmp_p
     # the command line on the same video and tracks gives the same numbers
     raw_csv, out_csv = tmp_path / "raw.csv", tmp_path / "out.csv"
     write_points(from_array(raw, labels, source="model"), raw_csv)
-    assert main(["smooth", str(video), "--tracks", str(raw_csv), "--window", "0.1",
-                 "--out", str(out_csv)]) == 0
+    assert (
+        main(
+            [
+                "smooth",
+                str(video),
+                "--tracks",
+                str(raw_csv),
+                "--window",
+                "0.1",
+                "--out",
+                str(out_csv),
+            ]
+        )
+        == 0
+    )
     cli_xy, _ = to_array(read_points(out_csv), labels, len(sim.frames))
     np.testing.assert_allclose(got_xy, cli_xy, atol=1e-6)
     err = lambda a: np.sqrt(np.mean(np.sum((a - truth) ** 2, axis=-1)))  # noqa: E731

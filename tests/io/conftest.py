@@ -31,8 +31,14 @@ def h264_mp4(media_dir, frames):
 @pytest.fixture(scope="session")
 def mjpeg_avi(media_dir, frames):
     """Motion-JPEG AVI (every frame a keyframe, full-range yuvj420p), 30 fps."""
-    return media.write_video(media_dir / "mjpeg.avi", frames, fps=30, codec="mjpeg",
-                             pix_fmt="yuvj420p", options={"q:v": "2"})
+    return media.write_video(
+        media_dir / "mjpeg.avi",
+        frames,
+        fps=30,
+        codec="mjpeg",
+        pix_fmt="yuvj420p",
+        options={"q:v": "2"},
+    )
 
 
 @pytest.fixture(scope="session")
@@ -44,5 +50,6 @@ def h264_mkv(media_dir, frames):
 @pytest.fixture(scope="session")
 def mpeg4_mov(media_dir, frames):
     """MPEG-4 part 2 in a QuickTime MOV, 20 fps."""
-    return media.write_video(media_dir / "mpeg4.mov", frames, fps=20, codec="mpeg4", gop=8,
-                             options={"qscale": "2"})
+    return media.write_video(
+        media_dir / "mpeg4.mov", frames, fps=20, codec="mpeg4", gop=8, options={"qscale": "2"}
+    )

@@ -23,19 +23,27 @@ def make_frames(n: int, h: int = 64, w: int = 96, seed: int = 0) -> np.ndarray:
     base = (base - base.min()) / (base.max() - base.min()) * 200 + 20
     frames = np.empty((n, h, w), dtype=np.uint8)
     for i in range(n):
-        frame = base[i: i + h, i // 2: i // 2 + w].copy()
+        frame = base[i : i + h, i // 2 : i // 2 + w].copy()
         for bit in range(8):  # 8 blocks of 8x8 at the top, white where the bit is set
-            frame[:8, bit * 8:(bit + 1) * 8] = 250 if (i >> bit) & 1 else 5
+            frame[:8, bit * 8 : (bit + 1) * 8] = 250 if (i >> bit) & 1 else 5
         frames[i] = np.clip(frame, 0, 255).astype(np.uint8)
     return frames
 
 
-def write_video(path, frames: np.ndarray, fps: float = 25, codec: str = "libx264",
-                gop: int = 10, pix_fmt: str = "yuv420p", options: dict | None = None,
-                container_options: dict | None = None) -> Path:
+def write_video(
+    path,
+    frames: np.ndarray,
+    fps: float = 25,
+    codec: str = "libx264",
+    gop: int = 10,
+    pix_fmt: str = "yuv420p",
+    options: dict | None = None,
+    container_options: dict | None = None,
+) -> Path:
     """Encode ``frames`` (gray ``(N, H, W)`` or RGB ``(N, H, W, 3)``) with PyAV."""
-    import av
     from fractions import Fraction
+
+    import av
 
     path = Path(path)
     with av.open(str(path), "w", options=container_options or {}) as out:
@@ -44,8 +52,15 @@ def write_video(path, frames: np.ndarray, fps: float = 25, codec: str = "libx264
         stream.pix_fmt = pix_fmt
         opts = {"g": str(gop)}
         if codec == "libx264":
-            opts.update({"preset": "fast", "crf": "18", "keyint_min": str(gop),
-                         "sc_threshold": "0", "bf": "2"})
+            opts.update(
+                {
+                    "preset": "fast",
+                    "crf": "18",
+                    "keyint_min": str(gop),
+                    "sc_threshold": "0",
+                    "bf": "2",
+                }
+            )
         opts.update(options or {})
         stream.options = opts
         fmt = "gray" if frames.ndim == 3 else "rgb24"
@@ -141,10 +156,15 @@ def us_region(dx_cm: float, dy_cm: float, w: int, h: int):
     return region
 
 
-def write_dicom(path, frames: np.ndarray, frame_time_ms: float | None = 40.0,
-                cine_rate: int | None = None, region_cm: tuple[float, float] | None = (0.02, 0.03),
-                pixel_spacing_mm: tuple[float, float] | None = None,
-                photometric: str | None = None) -> Path:
+def write_dicom(
+    path,
+    frames: np.ndarray,
+    frame_time_ms: float | None = 40.0,
+    cine_rate: int | None = None,
+    region_cm: tuple[float, float] | None = (0.02, 0.03),
+    pixel_spacing_mm: tuple[float, float] | None = None,
+    photometric: str | None = None,
+) -> Path:
     """Uncompressed multi-frame DICOM: gray ``(N,H,W)`` (8/16 bit) or RGB ``(N,H,W,3)``.
 
     ``region_cm`` is (dx, dy) Physical Delta X/Y in cm.

@@ -16,8 +16,9 @@ def frames():
 
 
 def test_uncompressed_us_cine_is_memory_mapped(tmp_path, frames):
-    path = media.write_dicom(tmp_path / "us.dcm", frames, frame_time_ms=40.0,
-                             region_cm=(0.02, 0.03))
+    path = media.write_dicom(
+        tmp_path / "us.dcm", frames, frame_time_ms=40.0, region_cm=(0.02, 0.03)
+    )
     cine = DicomCine(path)
     assert cine.shape == frames.shape and len(cine) == 12
     assert isinstance(cine._mm, np.memmap)  # lazy: frames stay on disk
@@ -29,8 +30,14 @@ def test_uncompressed_us_cine_is_memory_mapped(tmp_path, frames):
 
 
 def test_cine_rate_and_pixel_spacing_without_regions(tmp_path, frames):
-    path = media.write_dicom(tmp_path / "ps.dcm", frames, frame_time_ms=None, cine_rate=30,
-                             region_cm=None, pixel_spacing_mm=(0.15, 0.25))
+    path = media.write_dicom(
+        tmp_path / "ps.dcm",
+        frames,
+        frame_time_ms=None,
+        cine_rate=30,
+        region_cm=None,
+        pixel_spacing_mm=(0.15, 0.25),
+    )
     cine = DicomCine(path)
     assert cine.fps == pytest.approx(30.0)
     assert cine.pixel_spacing == pytest.approx((0.15, 0.25))

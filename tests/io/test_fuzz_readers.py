@@ -11,11 +11,11 @@ import random
 import warnings
 from pathlib import Path
 
+import media
 import numpy as np
 import pandas as pd
 import pytest
 
-import media
 from napari_dustrack.errors import DustrackError
 from napari_dustrack.io.points_io import read_points, write_points
 from napari_dustrack.io.table import COLUMNS, make_table
@@ -42,19 +42,24 @@ def damaged_variants(data: bytes, seed: int, n: int = N_VARIANTS) -> list[tuple[
 
 
 def check_table(table) -> None:
-    assert isinstance(table, pd.DataFrame) and list(table.columns[:len(COLUMNS)]) == list(COLUMNS)
+    assert isinstance(table, pd.DataFrame) and list(table.columns[: len(COLUMNS)]) == list(COLUMNS)
     assert np.isfinite(table[["x", "y"]].to_numpy(float)).all()
     assert (table["frame"] >= 0).all() and table["label"].map(lambda v: isinstance(v, str)).all()
 
 
-POINT_FILES = ["points.csv", "CollectedData_me.csv", "CollectedData_me.h5",
-               "cine_annotations_manual.json"]
+POINT_FILES = [
+    "points.csv",
+    "CollectedData_me.csv",
+    "CollectedData_me.h5",
+    "cine_annotations_manual.json",
+]
 
 
 @pytest.mark.parametrize("name", POINT_FILES)
 def test_damaged_point_files(tmp_path, name):
-    table = make_table([0, 0, 4, 9, 12], ["01", "NA", "01", "a, b", "NA"], [1.5, 2, 3, 4, 5],
-                       [6, 7, 8.5, 9, 10])
+    table = make_table(
+        [0, 0, 4, 9, 12], ["01", "NA", "01", "a, b", "NA"], [1.5, 2, 3, 4, 5], [6, 7, 8.5, 9, 10]
+    )
     source = write_points(table, tmp_path / "good" / name)
     data = source.read_bytes()
     outcomes = {"error": 0, "table": 0}

@@ -27,8 +27,9 @@ class Payload:
 
 def _object_column_file(path: Path, marker: Path) -> Path:
     """A DLC-shaped fixed-format frame whose values are an object block (pickled rows)."""
-    cols = pd.MultiIndex.from_product([["me"], ["snout"], ["x", "y"]],
-                                      names=["scorer", "bodyparts", "coords"])
+    cols = pd.MultiIndex.from_product(
+        [["me"], ["snout"], ["x", "y"]], names=["scorer", "bodyparts", "coords"]
+    )
     frame = pd.DataFrame([[Payload(marker), 1.0]], index=["img000.png"], columns=cols, dtype=object)
     with pytest.warns(pd.errors.PerformanceWarning):
         frame.to_hdf(path, key="df_with_missing", mode="w")
@@ -54,11 +55,14 @@ def test_crafted_h5_is_dangerous_to_plain_pandas(tmp_path, kind):
     """The test files are real attacks: plain ``pd.read_hdf`` runs the payload."""
     marker = tmp_path / "ran"
     path = CRAFTED[kind](tmp_path / "CollectedData_x.h5", marker)
-    code = ("import sys, pandas as pd, tables\n"
-            "h5 = tables.open_file(sys.argv[1]); [n._v_attrs._f_list('all') for n in h5.walk_nodes('/')]\n"
-            "h5.close()\n"
-            "try: pd.read_hdf(sys.argv[1])\n"
-            "except Exception: pass\n")
+    code = (
+        "import sys, pandas as pd, tables\n"
+        "h5 = tables.open_file(sys.argv[1])\n"
+        "[n._v_attrs._f_list('all') for n in h5.walk_nodes('/')]\n"
+        "h5.close()\n"
+        "try: pd.read_hdf(sys.argv[1])\n"
+        "except Exception: pass\n"
+    )
     subprocess.run([sys.executable, "-c", code, str(path)], check=True, capture_output=True)
     assert marker.exists()
 
@@ -78,9 +82,20 @@ def test_cli_export_of_crafted_h5_fails_on_one_line_and_runs_nothing(tmp_path, k
     marker = tmp_path / "ran"
     path = CRAFTED[kind](tmp_path / "CollectedData_x.h5", marker)
     out = subprocess.run(
-        [sys.executable, "-m", "napari_dustrack", "export", str(interop / "tiny_cine.mp4"),
-         "--tracks", str(path), "--out", str(tmp_path / "out.csv")],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "napari_dustrack",
+            "export",
+            str(interop / "tiny_cine.mp4"),
+            "--tracks",
+            str(path),
+            "--out",
+            str(tmp_path / "out.csv"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()

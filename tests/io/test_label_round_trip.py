@@ -12,14 +12,38 @@ import random
 import pandas as pd
 import pytest
 
-from napari_dustrack.session import open_session
-from napari_dustrack.session.autosave import load_state
 from napari_dustrack.io.points_io import read_points, write_points
 from napari_dustrack.io.table import make_table
+from napari_dustrack.session import open_session
+from napari_dustrack.session.autosave import load_state
 
-TRICKY = ["01", "02", "007", "NA", "N/A", "None", "null", "nan", "NaN", "true", "False", "1e3",
-          "1.0", "-0", "0x1F", "a, b", 'say "hi"', "é ü 漢字", "left apex", "#N/A", "<NA>", "1",
-          "inf", "tab\there", "Ω-point"]
+TRICKY = [
+    "01",
+    "02",
+    "007",
+    "NA",
+    "N/A",
+    "None",
+    "null",
+    "nan",
+    "NaN",
+    "true",
+    "False",
+    "1e3",
+    "1.0",
+    "-0",
+    "0x1F",
+    "a, b",
+    'say "hi"',
+    "é ü 漢字",
+    "left apex",
+    "#N/A",
+    "<NA>",
+    "1",
+    "inf",
+    "tab\there",
+    "Ω-point",
+]
 ALPHABET = list("0123456789eE.+-,\"' _xNAaoneTrufls#/") + ["é", "漢", "Ω"]
 
 
@@ -38,21 +62,26 @@ NAME_SETS = [TRICKY] + [random_names(seed) for seed in range(5)]
 
 def table_of(names: list[str]) -> pd.DataFrame:
     n = len(names)
-    return make_table([i % 7 for i in range(n)], names, [1.5 + i for i in range(n)],
-                      [2.25 + i for i in range(n)])
+    return make_table(
+        [i % 7 for i in range(n)], names, [1.5 + i for i in range(n)], [2.25 + i for i in range(n)]
+    )
 
 
 @pytest.mark.parametrize("names", NAME_SETS, ids=["tricky"] + [f"random{i}" for i in range(5)])
-@pytest.mark.parametrize("file", ["points.csv", "CollectedData_me.csv", "CollectedData_me.h5",
-                                  "cine_annotations_manual.json"])
+@pytest.mark.parametrize(
+    "file",
+    ["points.csv", "CollectedData_me.csv", "CollectedData_me.h5", "cine_annotations_manual.json"],
+)
 def test_every_point_format_keeps_label_names(tmp_path, names, file):
     table = table_of(names)
     write_points(table, tmp_path / file)
     back = read_points(tmp_path / file)
     assert set(back["label"]) == set(names)
     key = ["frame", "label"]
-    pd.testing.assert_frame_equal(back.sort_values(key).reset_index(drop=True)[["frame", "label", "x", "y"]],
-                                  table.sort_values(key).reset_index(drop=True)[["frame", "label", "x", "y"]])
+    pd.testing.assert_frame_equal(
+        back.sort_values(key).reset_index(drop=True)[["frame", "label", "x", "y"]],
+        table.sort_values(key).reset_index(drop=True)[["frame", "label", "x", "y"]],
+    )
 
 
 @pytest.mark.parametrize("names", NAME_SETS[:2], ids=["tricky", "random0"])

@@ -1,13 +1,24 @@
 import numpy as np
 import pandas as pd
 
-from napari_dustrack.io.layers import points_to_table, table_to_points, table_to_tracks, tracks_to_table
+from napari_dustrack.io.layers import (
+    points_to_table,
+    table_to_points,
+    table_to_tracks,
+    tracks_to_table,
+)
 from napari_dustrack.io.table import make_table
 
 
 def _table():
-    return make_table([0, 1, 4, 0], ["apex", "apex", "apex", "base"], [1, 2, 3, 9], [5, 6, 7, 8],
-                      source=["manual", "flow", "flow", "manual"], confidence=[1, .5, .25, 1])
+    return make_table(
+        [0, 1, 4, 0],
+        ["apex", "apex", "apex", "base"],
+        [1, 2, 3, 9],
+        [5, 6, 7, 8],
+        source=["manual", "flow", "flow", "manual"],
+        confidence=[1, 0.5, 0.25, 1],
+    )
 
 
 def test_points_round_trip():

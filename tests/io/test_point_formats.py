@@ -44,7 +44,9 @@ def test_dustrack_json_from_dustrack(interop):
 
 
 def test_dlc_three_level_index_and_h5_round_trip(tmp_path):
-    t = make_table([0, 0, 7, 12], ["snout", "tail", "snout", "tail"], [1.5, 2, 3, 4], [5, 6, 7, 8.25])
+    t = make_table(
+        [0, 0, 7, 12], ["snout", "tail", "snout", "tail"], [1.5, 2, 3, 4], [5, 6, 7, 8.25]
+    )
     for name in ("CollectedData_me.csv", "CollectedData_me.h5"):
         write_points(t, tmp_path / name, scorer="me", video="vid", n_frames=100)
         back = read_points(tmp_path / name)

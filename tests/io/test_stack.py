@@ -37,8 +37,13 @@ def test_compressed_tiff_read_page_by_page(tmp_path, frames):
 
 def test_imagej_units_give_fps_and_spacing(tmp_path, frames):
     path = tmp_path / "ij.tif"
-    tifffile.imwrite(path, frames, imagej=True, resolution=(1 / 0.2, 1 / 0.1),
-                     metadata={"axes": "TYX", "unit": "mm", "finterval": 0.04})
+    tifffile.imwrite(
+        path,
+        frames,
+        imagej=True,
+        resolution=(1 / 0.2, 1 / 0.1),
+        metadata={"axes": "TYX", "unit": "mm", "finterval": 0.04},
+    )
     stack = TiffStack(path)
     assert stack.fps == pytest.approx(25.0)
     assert stack.pixel_spacing == pytest.approx((0.1, 0.2))  # (dy, dx) from y/x resolution

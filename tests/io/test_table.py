@@ -4,14 +4,26 @@ import pytest
 
 from napari_dustrack.errors import DustrackError
 from napari_dustrack.io.table import (
-    from_array, labels_of, make_table, read_points_csv, to_array, training_rows, validate,
+    from_array,
+    labels_of,
+    make_table,
+    read_points_csv,
+    to_array,
+    training_rows,
+    validate,
     write_points_csv,
 )
 
 
 def _table():
-    return make_table([0, 0, 3, 5], ["b", "a", "b", "a"], [1.5, 2.0, 3.25, 4.0], [10, 11, 12, 13.5],
-                      source=["manual", "flow", "flow", "manual"], reviewed=[False, False, True, False])
+    return make_table(
+        [0, 0, 3, 5],
+        ["b", "a", "b", "a"],
+        [1.5, 2.0, 3.25, 4.0],
+        [10, 11, 12, 13.5],
+        source=["manual", "flow", "flow", "manual"],
+        reviewed=[False, False, True, False],
+    )
 
 
 def test_validate_fills_defaults_and_sorts_by_frame():
@@ -26,12 +38,21 @@ def test_validate_fills_defaults_and_sorts_by_frame():
     [
         (pd.DataFrame({"frame": [0], "label": ["a"], "x": [1.0]}), r"missing column\(s\) y"),
         (pd.DataFrame({"frame": [0], "label": ["a"], "x": [np.nan], "y": [1.0]}), "NaN"),
-        (pd.DataFrame({"frame": [0, 0], "label": ["a", "a"], "x": [1, 2], "y": [1, 2]}), "duplicate"),
+        (
+            pd.DataFrame({"frame": [0, 0], "label": ["a", "a"], "x": [1, 2], "y": [1, 2]}),
+            "duplicate",
+        ),
         (pd.DataFrame({"frame": [-1], "label": ["a"], "x": [1], "y": [1]}), "whole numbers"),
         (pd.DataFrame({"frame": [0.5], "label": ["a"], "x": [1], "y": [1]}), "whole numbers"),
         (pd.DataFrame({"frame": [0], "label": ["a"], "x": ["abc"], "y": [1]}), "non-numeric x"),
-        (pd.DataFrame({"frame": [0], "label": ["a"], "x": [1], "y": [1], "source": ["guess"]}), "unknown source"),
-        (pd.DataFrame({"frame": [0], "label": ["a"], "x": [1], "y": [1], "confidence": [2]}), "0..1"),
+        (
+            pd.DataFrame({"frame": [0], "label": ["a"], "x": [1], "y": [1], "source": ["guess"]}),
+            "unknown source",
+        ),
+        (
+            pd.DataFrame({"frame": [0], "label": ["a"], "x": [1], "y": [1], "confidence": [2]}),
+            "0..1",
+        ),
     ],
 )
 def test_validate_rejects_bad_tables_with_one_line(frame, message):

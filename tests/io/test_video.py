@@ -241,7 +241,9 @@ def test_one_grey_rule_for_the_optical_flow():
     assert to_gray_u8(grey) is grey
     np.testing.assert_array_equal(to_gray_u8(grey / 255.0), grey)  # was 0/1 before
     np.testing.assert_array_equal(to_gray_u8(grey.astype(np.float64)), grey)
-    np.testing.assert_array_equal(to_gray_u8(grey.astype(np.uint16) * 2), np.minimum(grey.astype(int) * 2, 255))
+    np.testing.assert_array_equal(
+        to_gray_u8(grey.astype(np.uint16) * 2), np.minimum(grey.astype(int) * 2, 255)
+    )
     rgb = np.stack([grey, grey // 2, 255 - grey], axis=-1)
     np.testing.assert_array_equal(to_gray_u8(rgb), to_gray(rgb))
     assert to_gray_u8(rgb[::2]).flags.c_contiguous

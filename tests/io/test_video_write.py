@@ -16,7 +16,7 @@ def _frames(n=12, h=48, w=64, seed=0):
     rng = np.random.default_rng(seed)
     base = rng.integers(0, 256, (h + 8, w + 8)).astype(np.uint8)
     # a moving textured image (what a cine looks like to the encoder)
-    return np.stack([base[(i % 8):(i % 8) + h, 0:w] for i in range(n)])
+    return np.stack([base[(i % 8) : (i % 8) + h, 0:w] for i in range(n)])
 
 
 def _decode(path, fmt="gray"):
@@ -26,8 +26,9 @@ def _decode(path, fmt="gray"):
         return frames, stream.average_rate, stream.codec_context.pix_fmt
 
 
-@pytest.mark.parametrize("fps, rate", [(50, Fraction(50)), (29.97, Fraction(30000, 1001)),
-                                       (12.5, Fraction(25, 2))])
+@pytest.mark.parametrize(
+    "fps, rate", [(50, Fraction(50)), (29.97, Fraction(30000, 1001)), (12.5, Fraction(25, 2))]
+)
 def test_round_trip_keeps_frame_count_rate_and_pixels(tmp_path, fps, rate):
     frames = _frames()
     out = write_video(frames, tmp_path / "v.mp4", fps, crf=0)
@@ -78,12 +79,15 @@ def test_progress_is_reported(tmp_path):
     assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
 
 
-@pytest.mark.parametrize("frames, name, match", [
-    (np.zeros((3, 16, 16), np.float32), "f.mp4", "uint8"),
-    (np.zeros((3, 16, 16, 4), np.uint8), "f.mp4", r"\(H, W\)"),
-    (np.zeros((0, 16, 16), np.uint8), "f.mp4", "no frames"),
-    (np.zeros((3, 16, 16), np.uint8), "f.gif", "cannot write"),
-])
+@pytest.mark.parametrize(
+    "frames, name, match",
+    [
+        (np.zeros((3, 16, 16), np.float32), "f.mp4", "uint8"),
+        (np.zeros((3, 16, 16, 4), np.uint8), "f.mp4", r"\(H, W\)"),
+        (np.zeros((0, 16, 16), np.uint8), "f.mp4", "no frames"),
+        (np.zeros((3, 16, 16), np.uint8), "f.gif", "cannot write"),
+    ],
+)
 def test_bad_input_is_refused_and_leaves_nothing(tmp_path, frames, name, match):
     with pytest.raises(DustrackError, match=match):
         write_video(frames, tmp_path / name, 25)

@@ -54,9 +54,16 @@ def test_final_tracks_keep_annotations_and_beat_their_inputs(slide):
     sim, truth, keys, labels = slide
     flow, flow_c = fill_between(sim.frames, keys)
     model = _overshooting_model(truth, seed=2)
-    final = final_tracks(sim.frames, window=10, annotations=keys, flow=flow,
-                         flow_confidence=flow_c, model=model,
-                         model_confidence=np.full(truth.shape[:2], 0.5), labels=labels)
+    final = final_tracks(
+        sim.frames,
+        window=10,
+        annotations=keys,
+        flow=flow,
+        flow_confidence=flow_c,
+        model=model,
+        model_confidence=np.full(truth.shape[:2], 0.5),
+        labels=labels,
+    )
     np.testing.assert_array_equal(final.xy[::20], keys[::20])
     best = min(_rmse(flow, truth), _rmse(model, truth))
     assert _rmse(final.xy, truth) <= best
@@ -93,17 +100,44 @@ def test_finalize_command(tmp_path, capsys, slide):
     paths = write_simulation(sim, tmp_path)
     write_points_csv(from_array(keys, labels, source="manual"), tmp_path / "keys.csv")
     model = _overshooting_model(truth, seed=4)
-    write_points_csv(from_array(model, labels, source="model",
-                                confidence=np.full(truth.shape[:2], 0.6)), tmp_path / "pred.csv")
-    assert main(["finalize", str(paths["video"]), "--annotations", str(tmp_path / "keys.csv"),
-                 "--model", str(tmp_path / "pred.csv"), "--out", str(tmp_path / "final.csv"),
-                 "--window", "0.5"]) == 0
+    write_points_csv(
+        from_array(model, labels, source="model", confidence=np.full(truth.shape[:2], 0.6)),
+        tmp_path / "pred.csv",
+    )
+    assert (
+        main(
+            [
+                "finalize",
+                str(paths["video"]),
+                "--annotations",
+                str(tmp_path / "keys.csv"),
+                "--model",
+                str(tmp_path / "pred.csv"),
+                "--out",
+                str(tmp_path / "final.csv"),
+                "--window",
+                "0.5",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "model bias removed" in printed and "final tracks:" in printed
     out = read_points_csv(tmp_path / "final.csv")
     assert set(out["source"]) == {"manual", "smoothed"}
     xy, _ = to_array(out, labels, 41)
     assert _rmse(xy, truth) < _rmse(model, truth)
-    assert main(["finalize", str(paths["video"]), "--annotations", str(tmp_path / "pred.csv"),
-                 "--out", str(tmp_path / "x.csv")]) == 2
+    assert (
+        main(
+            [
+                "finalize",
+                str(paths["video"]),
+                "--annotations",
+                str(tmp_path / "pred.csv"),
+                "--out",
+                str(tmp_path / "x.csv"),
+            ]
+        )
+        == 2
+    )
     assert "no manual or reviewed" in capsys.readouterr().err

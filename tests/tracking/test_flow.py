@@ -14,7 +14,12 @@ from napari_dustrack.io.table import make_table
 from napari_dustrack.tracking import _flow_engine as engine
 from napari_dustrack.tracking import flow
 from napari_dustrack.tracking.flow import (
-    FlowError, fill_between, keys_from_table, propagate, step_points)
+    FlowError,
+    fill_between,
+    keys_from_table,
+    propagate,
+    step_points,
+)
 from napari_dustrack.tracking.lk import LKParams, rstc_weight
 
 P = LKParams()
@@ -38,10 +43,13 @@ def _movie(n=40, size=96, seed=0, drift=(0.0, 0.0)):
     for t in range(n):
         phase = 2 * np.pi * t / n
         m = cv2.getRotationMatrix2D((size, size), 3.0 * np.sin(phase), 1.0)
-        m[:, 2] += (4.0 * np.sin(1.3 * phase) - size / 2 + drift[0] * t,
-                    3.0 * np.cos(phase) - size / 2 + drift[1] * t)
-        img = cv2.warpAffine(tex, m, (size, size), flags=cv2.INTER_CUBIC,
-                             borderMode=cv2.BORDER_REFLECT)
+        m[:, 2] += (
+            4.0 * np.sin(1.3 * phase) - size / 2 + drift[0] * t,
+            3.0 * np.cos(phase) - size / 2 + drift[1] * t,
+        )
+        img = cv2.warpAffine(
+            tex, m, (size, size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT
+        )
         frames.append(np.clip(img, 0, 255).astype(np.uint8))
         mats.append(m)
     return np.stack(frames), np.stack(mats)
@@ -102,7 +110,7 @@ def _ref_rstc(frames, keys):
     xy = np.full(keys.shape, np.nan)
     for lab in range(keys.shape[1]):
         kf = np.flatnonzero(np.isfinite(keys[:, lab, 0]))
-        for s, e in zip(kf[:-1], kf[1:]):
+        for s, e in zip(kf[:-1], kf[1:], strict=False):
             fwd = _ref_chain(frames, s, e, keys[s, lab])
             bwd = _ref_chain(frames, e, s, keys[e, lab])
             for t in range(s + 1, e):
@@ -389,8 +397,11 @@ def test_long_backward_propagation_runs_in_blocks_with_the_same_result(scene, mo
     np.testing.assert_array_equal(blocks[:, 2], np.array([ref[t] for t in range(39, -1, -1)]))
     # each block is read in increasing order, the top block first
     block = flow.MIN_BLOCK
-    assert rec.reads[1:] == [*range(39 - block, 40), *range(39 - 2 * block, 39 - block + 1),
-                             *range(0, 39 - 2 * block + 1)]
+    assert rec.reads[1:] == [
+        *range(39 - block, 40),
+        *range(39 - 2 * block, 39 - block + 1),
+        *range(0, 39 - 2 * block + 1),
+    ]
 
 
 def test_inner_lk_call_matches_the_lk_primitive(scene):
@@ -401,7 +412,7 @@ def test_inner_lk_call_matches_the_lk_primitive(scene):
     for a, b in ((frames[3], frames[4]), (frames[9], frames[2])):
         ours = engine.track_pair(a, b, pts, P)
         ref = lk_track(a, b, pts, P)
-        for x, y in zip(ours, ref):
+        for x, y in zip(ours, ref, strict=False):
             np.testing.assert_array_equal(x, y)
         assert ours[1][:4].all() and not ours[1][4]
 
@@ -420,8 +431,14 @@ def test_propagate_failure_and_cancel_keep_rows_with_real_frame_numbers(scene, m
     back, _ = propagate(frames, 39, truth[39], -39)
     stop = threading.Event()
     with pytest.raises(Cancelled) as info:
-        propagate(frames, 39, truth[39], -39, cancel=stop,
-                  progress=lambda done, total: done >= flow.MIN_BLOCK + 2 and stop.set())
+        propagate(
+            frames,
+            39,
+            truth[39],
+            -39,
+            cancel=stop,
+            progress=lambda done, total: done >= flow.MIN_BLOCK + 2 and stop.set(),
+        )
     part, conf = info.value.partial
     have = np.isfinite(part).all(axis=(1, 2))
     assert have[: flow.MIN_BLOCK + 1].all() and not have.all()  # the first block is complete

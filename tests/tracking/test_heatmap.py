@@ -34,7 +34,9 @@ def test_working_grid_matches_opencv_resize():
     # A blob at a sub-pixel position, shrunk by OpenCV, has its centroid where to_working says.
     full = (blob((96, 128), 70.3, 41.8, 3.0) * 255).astype(np.uint8)
     small = resize_frame(full, (48, 64)).astype(float)
-    centroid = np.array([(small.sum(0) * np.arange(64)).sum(), (small.sum(1) * np.arange(48)).sum()])
+    centroid = np.array(
+        [(small.sum(0) * np.arange(64)).sum(), (small.sum(1) * np.arange(48)).sum()]
+    )
     centroid /= small.sum()
     expected = to_working(np.array([70.3, 41.8]), (96, 128), (48, 64))
     assert np.abs(centroid - expected).max() < 0.05
@@ -45,8 +47,16 @@ def test_augment_moves_points_with_the_image():
     rng = np.random.default_rng(3)
     img = (blob((64, 64), 20.0, 40.0, 1.5) * 255).astype(np.uint8)
     xy = np.array([[20.0, 40.0], [np.nan, np.nan]])
-    quiet = AugmentParams(rotate_deg=15, scale=0.1, shift=0.08, speckle=0.0, blur_prob=0.0,
-                          gain=(1, 1), contrast=(1, 1), gamma=(1, 1))
+    quiet = AugmentParams(
+        rotate_deg=15,
+        scale=0.1,
+        shift=0.08,
+        speckle=0.0,
+        blur_prob=0.0,
+        gain=(1, 1),
+        contrast=(1, 1),
+        gamma=(1, 1),
+    )
     moved_any = False
     for _ in range(10):
         out, pts = augment(img, xy, rng, quiet)
@@ -94,7 +104,7 @@ def test_loss_pulls_expectation_to_target_and_masks_missing_labels():
 
 
 def table(rows, source="manual", reviewed=False):
-    f, lab, x, y = zip(*rows)
+    f, lab, x, y = zip(*rows, strict=False)
     return make_table(f, lab, x, y, source=source, reviewed=reviewed)
 
 
@@ -140,9 +150,16 @@ def test_working_size_must_fit_the_video():
 
 
 def tiny_meta(labels, arch):
-    return {"labels": labels, "working_size": [32, 32], "source_size": [64, 64],
-            "normalisation": {"mean": 0.3, "std": 0.2}, "architecture": arch,
-            "training_frames": [0, 1], "iteration": 1, "metrics": {}}
+    return {
+        "labels": labels,
+        "working_size": [32, 32],
+        "source_size": [64, 64],
+        "normalisation": {"mean": 0.3, "std": 0.2},
+        "architecture": arch,
+        "training_frames": [0, 1],
+        "iteration": 1,
+        "metrics": {},
+    }
 
 
 @pytest.fixture
@@ -161,7 +178,8 @@ def test_store_round_trip(saved):
     for k, v in net.state_dict().items():
         assert torch.equal(loaded.net.state_dict()[k], v)
     assert sorted(p.name for p in folder.iterdir()) == sorted(
-        ["model.json", read_meta(folder)["weights"]])
+        ["model.json", read_meta(folder)["weights"]]
+    )
 
 
 def test_store_rejects_wrong_labels_and_corrupt_weights(saved):
@@ -205,7 +223,9 @@ def test_failed_save_leaves_old_model_and_no_debris(saved):
     before = sorted(p.name for p in folder.iterdir())
     bad = dict(net.state_dict(), extra="not a tensor")
     with pytest.raises(AttributeError):  # a str has no .detach()
-        save_model(folder, bad, tiny_meta(["a", "b"], architecture(HeatmapConfig(), 2)) | {"iteration": 2})
+        save_model(
+            folder, bad, tiny_meta(["a", "b"], architecture(HeatmapConfig(), 2)) | {"iteration": 2}
+        )
     assert sorted(p.name for p in folder.iterdir()) == before
     load_model(folder)  # still the old, complete model
 
@@ -213,7 +233,9 @@ def test_failed_save_leaves_old_model_and_no_debris(saved):
 def test_new_model_folder_that_fails_is_not_a_model(tmp_path):
     folder = tmp_path / "new"
     with pytest.raises(AttributeError):
-        save_model(folder, {"w": "not a tensor"}, tiny_meta(["a"], architecture(HeatmapConfig(), 1)))
+        save_model(
+            folder, {"w": "not a tensor"}, tiny_meta(["a"], architecture(HeatmapConfig(), 1))
+        )
     assert not (folder / "model.json").exists() and list(folder.iterdir()) == []
     with pytest.raises(DustrackError, match="not a model folder"):
         read_meta(folder)

@@ -31,13 +31,22 @@ class Cine:
     def __init__(self, n, size):
         sim = simulate("cardiac", n_frames=n, shape=(size, size), seed=1)
         t = np.arange(n)
-        self.shift = np.stack([0.09 * size * np.sin(2 * np.pi * t / 17),
-                               0.07 * size * np.cos(2 * np.pi * t / 23)], axis=1)
-        self.frames = np.stack([
-            cv2.warpAffine(f, np.float32([[1, 0, dx], [0, 1, dy]]), (size, size),
-                           flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
-            for f, (dx, dy) in zip(sim.frames, self.shift)
-        ])
+        self.shift = np.stack(
+            [0.09 * size * np.sin(2 * np.pi * t / 17), 0.07 * size * np.cos(2 * np.pi * t / 23)],
+            axis=1,
+        )
+        self.frames = np.stack(
+            [
+                cv2.warpAffine(
+                    f,
+                    np.float32([[1, 0, dx], [0, 1, dy]]),
+                    (size, size),
+                    flags=cv2.INTER_LINEAR,
+                    borderMode=cv2.BORDER_REFLECT_101,
+                )
+                for f, (dx, dy) in zip(sim.frames, self.shift, strict=False)
+            ]
+        )
         xy, _ = to_array(sim.truth, LABELS, n)
         self.truth = from_array(xy + self.shift[:, None, :], LABELS, source="manual")
 
@@ -56,8 +65,13 @@ def keyframes():
 def trained(sim, keyframes, tmp_path_factory):
     folder = tmp_path_factory.mktemp("heatmap") / "model"
     logs = []
-    meta = train(sim.frames, sim.truth[sim.truth["frame"].isin(keyframes)], folder,
-                 HeatmapConfig(**QUICK), log=logs.append)
+    meta = train(
+        sim.frames,
+        sim.truth[sim.truth["frame"].isin(keyframes)],
+        folder,
+        HeatmapConfig(**QUICK),
+        log=logs.append,
+    )
     return folder, meta, logs
 
 
@@ -102,8 +116,13 @@ def test_retrain_continues_from_the_model(sim, keyframes, trained, tmp_path):
     shutil.copytree(folder, copy)
     more = np.union1d(keyframes, [4, 20])
     logs = []
-    meta2 = train(sim.frames, sim.truth[sim.truth["frame"].isin(more)], copy,
-                  HeatmapConfig(**dict(QUICK, max_epochs=1)), log=logs.append)
+    meta2 = train(
+        sim.frames,
+        sim.truth[sim.truth["frame"].isin(more)],
+        copy,
+        HeatmapConfig(**dict(QUICK, max_epochs=1)),
+        log=logs.append,
+    )
     assert meta2["iteration"] == 2 and meta2["training_frames"] == more.tolist()
     # It starts where the first model was, not from scratch (a fresh net is tens of px off).
     first_val = next(e["val_error_px"] for e in logs if "val_error_px" in e)
@@ -135,7 +154,7 @@ def test_review_points_at_frames_where_the_model_is_wrong(sim, trained):
     table.loc[table["frame"] == 28, "confidence"] = 0.05
     ranked = frames_to_review(sim.frames, table, top=5)
     assert ranked["frame"].iloc[:2].tolist() in ([17, 28], [28, 17])
-    reasons = dict(zip(ranked["frame"], ranked["reason"]))
+    reasons = dict(zip(ranked["frame"], ranked["reason"], strict=False))
     assert "optical flow" in reasons[17] and "septal" in reasons[17]
     assert "low confidence 0.05" in reasons[28]
 
@@ -149,8 +168,14 @@ def test_cancel_keeps_the_best_checkpoint(sim, keyframes, tmp_path):
         if len(seen) >= 2:
             cancel.set()
 
-    meta = train(sim.frames, sim.truth[sim.truth["frame"].isin(keyframes)], tmp_path / "m",
-                 HeatmapConfig(scale=0.5, minutes=10.0, seed=0), cancel=cancel, log=log)
+    meta = train(
+        sim.frames,
+        sim.truth[sim.truth["frame"].isin(keyframes)],
+        tmp_path / "m",
+        HeatmapConfig(scale=0.5, minutes=10.0, seed=0),
+        cancel=cancel,
+        log=log,
+    )
     assert meta["metrics"]["cancelled"] is True
     assert meta["metrics"]["steps"] < 20
     load_model(tmp_path / "m")  # a complete, loadable model

@@ -11,11 +11,15 @@ from napari_dustrack.tracking.heatmap.loss import heatmap_loss
 
 
 def _table():
-    return make_table(frame=[0, 0, 1, 1, 2, 2], label=["a", "b"] * 3,
-                      x=[10.0, 20, 11, 21, 12, 22], y=[5.0, 6, 5, 6, 5, 6],
-                      source=["manual", "manual", "flow", "flow", "model", "model"],
-                      confidence=[1.0, 1.0, 0.4, 0.9, 0.7, 0.7],
-                      reviewed=[False, False, True, True, True, True])
+    return make_table(
+        frame=[0, 0, 1, 1, 2, 2],
+        label=["a", "b"] * 3,
+        x=[10.0, 20, 11, 21, 12, 22],
+        y=[5.0, 6, 5, 6, 5, 6],
+        source=["manual", "manual", "flow", "flow", "model", "model"],
+        confidence=[1.0, 1.0, 0.4, 0.9, 0.7, 0.7],
+        reviewed=[False, False, True, True, True, True],
+    )
 
 
 def test_weights_follow_how_a_label_was_obtained():

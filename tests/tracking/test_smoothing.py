@@ -18,10 +18,18 @@ from napari_dustrack.io.table import labels_of, to_array
 from napari_dustrack.simulate import noisy_estimates, simulate, write_simulation
 from napari_dustrack.tracking.lk import LKParams, rstc_weight
 from napari_dustrack.tracking.smoothing import (
-    check_inputs, kalman_rts, plan_chunks, savgol, smooth, smooth_chunked, window_frames,
+    check_inputs,
+    kalman_rts,
+    plan_chunks,
+    savgol,
+    smooth,
+    smooth_chunked,
+    window_frames,
 )
 
-PEER_PY = Path(__file__).resolve().parents[2] / "benchmarks" / "_envs" / "dustrack" / "bin" / "python"
+PEER_PY = (
+    Path(__file__).resolve().parents[2] / "benchmarks" / "_envs" / "dustrack" / "bin" / "python"
+)
 DRIVER = Path(__file__).resolve().parents[2] / "benchmarks" / "dustrack_smooth_driver.py"
 W = 9
 
@@ -48,18 +56,20 @@ def naive_dustrack(frames, xy, window):
     p = LKParams()
     kw = dict(winSize=(p.win_size, p.win_size), maxLevel=p.max_level, criteria=p.criteria)
     for s in range(n - window + 1):
+
         def path(start, order):
             pts = xy[start].astype(np.float32).reshape(-1, 1, 2)
             out = [pts.reshape(-1, 2).astype(float)]
-            for a, b in zip(order[:-1], order[1:]):
+            for a, b in zip(order[:-1], order[1:], strict=False):
                 pts, _, _ = cv2.calcOpticalFlowPyrLK(frames[a], frames[b], pts, None, **kw)
                 out.append(pts.reshape(-1, 2).astype(float))
             return np.array(out)
+
         idx = list(range(s, s + window))
         fwd = path(s, idx)
         bwd = path(s + window - 1, idx[::-1])[::-1]
-        total[s:s + window] += wf[:, None, None] * fwd + (1 - wf[:, None, None]) * bwd
-        count[s:s + window] += 1
+        total[s : s + window] += wf[:, None, None] * fwd + (1 - wf[:, None, None]) * bwd
+        count[s : s + window] += 1
     return total / count[..., None]
 
 
@@ -72,16 +82,32 @@ def test_dustrack_mode_equals_window_by_window_lk(sim):
     assert np.array_equal(ours[0], raw[0].astype(np.float32).astype(float))
 
 
-@pytest.mark.skipif(not PEER_PY.exists(), reason=f"DUSTrack venv not found at {PEER_PY} "
-                    "(python benchmarks/bench_smooth.py creates it)")
+@pytest.mark.skipif(
+    not PEER_PY.exists(),
+    reason=f"DUSTrack venv not found at {PEER_PY} (python benchmarks/bench_smooth.py creates it)",
+)
 def test_dustrack_mode_matches_dustrack_itself(sim, video, tmp_path):
     s, _, raw = sim
     np.save(tmp_path / "raw.npy", raw)
     seconds = W / s.fps
-    proc = subprocess.run([str(PEER_PY), str(DRIVER), str(video), str(tmp_path / "raw.npy"),
-                           "--window", str(seconds), "--out", str(tmp_path / "peer.npy"),
-                           "--frames-out", str(tmp_path / "frames.npy")],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    proc = subprocess.run(
+        [
+            str(PEER_PY),
+            str(DRIVER),
+            str(video),
+            str(tmp_path / "raw.npy"),
+            "--window",
+            str(seconds),
+            "--out",
+            str(tmp_path / "peer.npy"),
+            "--frames-out",
+            str(tmp_path / "frames.npy"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     info = json.loads(proc.stdout.strip().splitlines()[-1])
     assert info["window_frames"] == W
@@ -182,9 +208,16 @@ def test_chunks_on_distributed_workers(sim, video):
     s, _, raw = sim
     with open_cine(video) as cine:
         expected = {m: smooth(cine, raw, W, m) for m in ("dustrack", "fusion")}
-    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                                  host="127.0.0.1", dashboard_address=":0") as cluster, \
-            distributed.Client(cluster) as client:
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            processes=True,
+            threads_per_worker=1,
+            host="127.0.0.1",
+            dashboard_address=":0",
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
         for mode, want in expected.items():
             got = smooth_chunked(str(video), raw, W, mode, client=client, chunk_frames=12)
             np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)

@@ -21,8 +21,9 @@ def cines():
     """A simulated cine, and the same cine upscaled 4 times (as a screen recording shows it)."""
     sim = simulate("cardiac", n_frames=30, shape=(128, 128), seed=2)
     truth, _ = to_array(sim.truth, labels_of(sim.truth), len(sim.frames))
-    big = np.stack([cv2.resize(f, None, fx=UP, fy=UP, interpolation=cv2.INTER_CUBIC)
-                    for f in sim.frames])
+    big = np.stack(
+        [cv2.resize(f, None, fx=UP, fy=UP, interpolation=cv2.INTER_CUBIC) for f in sim.frames]
+    )
     return sim.frames, big, truth
 
 

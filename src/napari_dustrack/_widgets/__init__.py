@@ -1,1 +1,1 @@
-"""napari dock widgets: translate between layers and tracking/, io/ and workers; no algorithms here."""
+"""napari dock widgets: translate between layers and tracking/, io/ and workers; no algorithms."""

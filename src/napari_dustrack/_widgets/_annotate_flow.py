@@ -55,8 +55,8 @@ class FlowActions:
 
         def apply(session, result):
             xy, conf = result
-            session.apply_flow(xy[1:], labels, rows[1:len(xy)], conf[1:], action=action)
-            self._report_flow(lost_frames(xy[1:], labels, rows[1:len(xy)]))
+            session.apply_flow(xy[1:], labels, rows[1 : len(xy)], conf[1:], action=action)
+            self._report_flow(lost_frames(xy[1:], labels, rows[1 : len(xy)]))
 
         self._run_flow(propagate, (f0, xy0, steps), apply, f"tracking {abs(steps)} frames")
 
@@ -82,8 +82,16 @@ class FlowActions:
             session.apply_flow(xy, labels, None, conf, action="fill between keyframes")
             self._report_flow(lost_frames(xy, labels, spans=spans), report.get("flags"))
 
-        self._run_flow(fill_between, (keys,), apply, f"filling {len(labels)} label(s) ({method})",
-                       labels=labels, single_keyframe="skip", method=method, report=report)
+        self._run_flow(
+            fill_between,
+            (keys,),
+            apply,
+            f"filling {len(labels)} label(s) ({method})",
+            labels=labels,
+            single_keyframe="skip",
+            method=method,
+            report=report,
+        )
 
     def _run_flow(self, func, args, apply, label, **kwargs) -> None:
         """Run a flow function in the task bar's worker thread; ``apply(session, result)`` runs
@@ -105,7 +113,9 @@ class FlowActions:
             # Expected endings come back as results: an exception leaving the worker would be
             # re-raised in the GUI thread as a traceback (see the report on TaskBar).
             try:
-                return func(frames, *args, params=params, progress=progress, cancel=cancel, **kwargs), None
+                return func(
+                    frames, *args, params=params, progress=progress, cancel=cancel, **kwargs
+                ), None
             except Cancelled as exc:  # keep what was computed before the cancel
                 return exc.partial, exc
             except FlowError as exc:  # keep what was computed before the failure

@@ -35,13 +35,17 @@ class Binding:
     help: str = ""
 
 
-LABEL_KEYS = tuple(Binding((str(i),), "pick_label_index", (i - 1,), f"pick label {i}") for i in range(1, 10))
+LABEL_KEYS = tuple(
+    Binding((str(i),), "pick_label_index", (i - 1,), f"pick label {i}") for i in range(1, 10)
+)
 
 BINDINGS: tuple[Binding, ...] = LABEL_KEYS + (
     Binding(("[",), "cycle_label", (-1,), "previous label"),
     Binding(("]",), "cycle_label", (1,), "next label"),
     Binding(("Left",), "step", (-1,), "previous frame"),
-    Binding(("Right",), "step", (1,), "next frame (carries the points along in step-and-adjust mode)"),
+    Binding(
+        ("Right",), "step", (1,), "next frame (carries the points along in step-and-adjust mode)"
+    ),
     Binding(("Shift-Left",), "step", (-10,), "10 frames back"),
     Binding(("Shift-Right",), "step", (10,), "10 frames forward"),
     Binding((",",), "previous_keyframe", (), "previous keyframe"),
@@ -56,11 +60,22 @@ BINDINGS: tuple[Binding, ...] = LABEL_KEYS + (
     Binding(("F",), "fill_between", (), "fill between keyframes (RSTC)"),
     Binding(("O",), "toggle_scope", (), "flow for the current label only / all labels"),
     Binding(("R",), "accept_range", (), "accept the frame range as reviewed"),
-    Binding(("Shift-R",), "accept_segment", (), "accept the stretch between the keyframes around this frame"),
-    Binding(("A",), "accept_frame_predictions", (), "accept the model's points of this frame as reviewed"),
+    Binding(
+        ("Shift-R",),
+        "accept_segment",
+        (),
+        "accept the stretch between the keyframes around this frame",
+    ),
+    Binding(
+        ("A",),
+        "accept_frame_predictions",
+        (),
+        "accept the model's points of this frame as reviewed",
+    ),
     Binding(("G",), "next_to_review", (), "next frame to review (the model's ranked list)"),
-    Binding(("K",), "next_lost", (),
-            "next frame where optical flow lost a point or was unreliable"),
+    Binding(
+        ("K",), "next_lost", (), "next frame where optical flow lost a point or was unreliable"
+    ),
     Binding(("Control-Z",), "undo", (), "undo"),
     Binding(("Control-Shift-Z", "Control-Y"), "redo", (), "redo"),
     Binding(("L",), "add_label_dialog", (), "add a label"),
@@ -99,7 +114,9 @@ def _caller(method, args):
 def cheat_sheet() -> list[tuple[str, str]]:
     """``(keys, what they do)`` rows for the cheat-sheet (label keys as one row)."""
     rows = [("1 ... 9", "pick label 1-9")]
-    rows += [(" / ".join(_pretty(k) for k in b.keys), b.help) for b in BINDINGS if b not in LABEL_KEYS]
+    rows += [
+        (" / ".join(_pretty(k) for k in b.keys), b.help) for b in BINDINGS if b not in LABEL_KEYS
+    ]
     rows += list(MOUSE_HELP)
     return rows
 

@@ -22,8 +22,9 @@ class LabelActions:
         names = session.labels if session is not None else []
         if self.current_label not in names:
             self.current_label = names[0] if names else None
-        self.labels_panel.show_labels(session.label_items if session is not None else [],
-                                      self.current_label)
+        self.labels_panel.show_labels(
+            session.label_items if session is not None else [], self.current_label
+        )
         self._update_feature_defaults()
 
     def _on_label_row(self, row: int) -> None:

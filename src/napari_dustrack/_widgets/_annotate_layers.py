@@ -58,17 +58,27 @@ def points_view(points: Mapping, labels: Sequence) -> dict:
     manual = np.fromiter((p.source == "manual" for p in rows), dtype=bool, count=n)
     reviewed = np.fromiter((p.reviewed for p in rows), dtype=bool, count=n)
     colour = rgba[idx] if n else np.zeros((0, 4))
-    face = np.where(manual[:, None], colour,
-                    np.where(reviewed[:, None], np.c_[colour[:, :3], np.full(n, REVIEWED_ALPHA)], CLEAR))
+    face = np.where(
+        manual[:, None],
+        colour,
+        np.where(reviewed[:, None], np.c_[colour[:, :3], np.full(n, REVIEWED_ALPHA)], CLEAR),
+    )
     border = np.where(manual[:, None], WHITE, colour)
-    features = pd.DataFrame({
-        "label": pd.Series([k[1] for k in keys], dtype=object),
-        "source": pd.Series([p.source for p in rows], dtype=object),
-        "confidence": np.fromiter((p.confidence for p in rows), dtype=float, count=n),
-        "reviewed": reviewed,
-    })
-    return {"keys": keys, "data": np.c_[frame, y, x].reshape(-1, 3), "features": features,
-            "face": face.reshape(-1, 4), "border": border.reshape(-1, 4)}
+    features = pd.DataFrame(
+        {
+            "label": pd.Series([k[1] for k in keys], dtype=object),
+            "source": pd.Series([p.source for p in rows], dtype=object),
+            "confidence": np.fromiter((p.confidence for p in rows), dtype=float, count=n),
+            "reviewed": reviewed,
+        }
+    )
+    return {
+        "keys": keys,
+        "data": np.c_[frame, y, x].reshape(-1, 3),
+        "features": features,
+        "face": face.reshape(-1, 4),
+        "border": border.reshape(-1, 4),
+    }
 
 
 def tracks_view(points: Mapping, labels: Sequence) -> tuple[np.ndarray, dict]:
@@ -79,7 +89,10 @@ def tracks_view(points: Mapping, labels: Sequence) -> tuple[np.ndarray, dict]:
     """
     ids = {lab.name: i + 1 for i, lab in enumerate(labels)}
     keys = sorted((ids[k[1]], k[0], k[1]) for k in points if k[1] in ids)
-    data = np.array([(i, f, points[(f, lab)].y, points[(f, lab)].x) for i, f, lab in keys],
-                    dtype=float).reshape(-1, 4)
-    return data, {"label": np.array([lab for _, _, lab in keys], dtype=object),
-                  "colour": track_colour_values(data[:, 0], len(labels))}
+    data = np.array(
+        [(i, f, points[(f, lab)].y, points[(f, lab)].x) for i, f, lab in keys], dtype=float
+    ).reshape(-1, 4)
+    return data, {
+        "label": np.array([lab for _, _, lab in keys], dtype=object),
+        "colour": track_colour_values(data[:, 0], len(labels)),
+    }

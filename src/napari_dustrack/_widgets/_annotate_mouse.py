@@ -59,8 +59,12 @@ def annotate_callback(widget, prediction: bool = False):
 
 
 def _hit(layer, event) -> int | None:
-    hit = layer.get_value(event.position, view_direction=event.view_direction,
-                          dims_displayed=event.dims_displayed, world=True)
+    hit = layer.get_value(
+        event.position,
+        view_direction=event.view_direction,
+        dims_displayed=event.dims_displayed,
+        world=True,
+    )
     return None if hit is None else int(hit)
 
 

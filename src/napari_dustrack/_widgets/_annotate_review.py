@@ -26,7 +26,11 @@ class ReviewActions:
     def _segment(self) -> tuple[int, int]:
         f = self.frame
         keys = self.session.keyframes() if self.session is not None else []
-        lo = f if f in keys else (self.session.previous_keyframe(f) if self.session is not None else None)
+        lo = (
+            f
+            if f in keys
+            else (self.session.previous_keyframe(f) if self.session is not None else None)
+        )
         hi = self.session.next_keyframe(f) if self.session is not None else None
         last = (self.session.n_frames or 1) - 1 if self.session is not None else 0
         return (0 if lo is None else lo), (last if hi is None else hi)
@@ -46,11 +50,14 @@ class ReviewActions:
         return self.accept_range(lo, hi)
 
     def prediction_layers(self) -> list:
-        """Visible prediction Points layers (model, smoothed points): their points can be dragged."""
+        """Visible prediction Points layers (model, smoothed points): their points are draggable."""
         from napari.layers import Points
 
-        return [layer for layer in self.viewer.layers
-                if isinstance(layer, Points) and role_of(layer) == "prediction" and layer.visible]
+        return [
+            layer
+            for layer in self.viewer.layers
+            if isinstance(layer, Points) and role_of(layer) == "prediction" and layer.visible
+        ]
 
     def install_on_prediction(self, layer) -> None:
         """Keys and drags on a prediction layer act on the annotations (see _annotate_mouse)."""
@@ -67,8 +74,14 @@ class ReviewActions:
                 return self.viewer.layers[n]
         return None
 
-    def accept_predictions(self, start: int | None = None, end: int | None = None, *,
-                           min_confidence: float = 0.0, source: str | None = None) -> int:
+    def accept_predictions(
+        self,
+        start: int | None = None,
+        end: int | None = None,
+        *,
+        min_confidence: float = 0.0,
+        source: str | None = None,
+    ) -> int:
         """Copy a prediction layer's points on frames ``start..end`` (all frames when None) with
         at least ``min_confidence`` into the annotations as reviewed points (one undo step).
 
@@ -81,13 +94,17 @@ class ReviewActions:
             notify_error(DustrackError("no predictions to accept: press Predict (Model tab) first"))
             return 0
         shown = np.asarray(layer.shown, dtype=bool)
-        data, features = np.array(layer.data)[shown], layer.features.iloc[np.flatnonzero(shown)].copy()
+        data, features = (
+            np.array(layer.data)[shown],
+            layer.features.iloc[np.flatnonzero(shown)].copy(),
+        )
         session = self.session
 
         def changes():
             table = points_to_table(data, features.reset_index(drop=True))
-            return session.prediction_changes(table, start=start, end=end,
-                                              min_confidence=min_confidence)
+            return session.prediction_changes(
+                table, start=start, end=end, min_confidence=min_confidence
+            )
 
         def commit(result):
             found, lo, hi = result
@@ -95,8 +112,10 @@ class ReviewActions:
                 return 0
             n = session.commit_predictions(found, f"accept predictions on frames {lo}-{hi}")
             where = "every frame" if start is None else f"frames {lo}-{hi}"
-            show_info(f"Accepted {n} predicted point(s) of {where} as reviewed"
-                      f"{'' if n else ' (manual and reviewed points are kept)'}; Ctrl+Z undoes.")
+            show_info(
+                f"Accepted {n} predicted point(s) of {where} as reviewed"
+                f"{'' if n else ' (manual and reviewed points are kept)'}; Ctrl+Z undoes."
+            )
             return n
 
         if len(data) <= ACCEPT_INLINE_ROWS:

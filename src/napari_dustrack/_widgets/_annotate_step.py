@@ -81,7 +81,9 @@ class StepCarrier:
             xy0 = session.positions(f0, labels)
             t0 = time.perf_counter()
             worker = create_worker(self._job, f0, f1, xy0, params, _ignore_errors=True)
-            worker.returned.connect(lambda result, labels=labels, f1=f1, t0=t0: self._done(result, labels, f1, t0))
+            worker.returned.connect(
+                lambda result, labels=labels, f1=f1, t0=t0: self._done(result, labels, f1, t0)
+            )
             worker.errored.connect(self._on_error)
             worker.finished.connect(self._next)
             self._worker = worker

@@ -48,14 +48,25 @@ class LayerSync:
 
         cine = self.cine_layer
         h, w = cine.data.shape[1:3]
-        features = pd.DataFrame({
-            "label": pd.Series([], dtype=object), "source": pd.Series([], dtype=object),
-            "confidence": pd.Series([], dtype=float), "reviewed": pd.Series([], dtype=bool)})
+        features = pd.DataFrame(
+            {
+                "label": pd.Series([], dtype=object),
+                "source": pd.Series([], dtype=object),
+                "confidence": pd.Series([], dtype=float),
+                "reviewed": pd.Series([], dtype=bool),
+            }
+        )
         layer = Points(
-            np.empty((0, 3)), ndim=3, name=POINTS_NAME, features=features,
+            np.empty((0, 3)),
+            ndim=3,
+            name=POINTS_NAME,
+            features=features,
             **like(cine),
-            size=max(4.0, min(h, w) / 40.0), border_width=0.15, border_width_is_relative=True,
-            out_of_slice_display=False, metadata={META: {"role": ROLE}},
+            size=max(4.0, min(h, w) / 40.0),
+            border_width=0.15,
+            border_width_is_relative=True,
+            out_of_slice_display=False,
+            metadata={META: {"role": ROLE}},
             text={"string": "{label}", "size": 8, "color": "white", "anchor": "upper_left"},
         )
         with self._keep_frame():
@@ -98,9 +109,13 @@ class LayerSync:
         """Apply a small change to the layer row by row (a full redraw of a long cine's points
         costs far more than a click); False if a full redraw is needed instead."""
         layer = self.points_layer
-        if (change.labels is not None or layer is None
-                or layer not in self.viewer.layers or len(layer.data) != len(self._row_keys)
-                or any(key[1] not in self._label_rgba for key in change.points)):
+        if (
+            change.labels is not None
+            or layer is None
+            or layer not in self.viewer.layers
+            or len(layer.data) != len(self._row_keys)
+            or any(key[1] not in self._label_rgba for key in change.points)
+        ):
             return False
         if len(change.points) > INCREMENTAL_MAX:
             return self._update_rows_bulk(change)
@@ -115,8 +130,12 @@ class LayerSync:
                         removed.append(i)
                     continue
                 if i is None:  # new row: napari takes its features (and text) from the defaults
-                    layer.feature_defaults = {"label": key[1], "source": p.source,
-                                              "confidence": p.confidence, "reviewed": p.reviewed}
+                    layer.feature_defaults = {
+                        "label": key[1],
+                        "source": p.source,
+                        "confidence": p.confidence,
+                        "reviewed": p.reviewed,
+                    }
                     layer.add(np.array([[key[0], p.y, p.x]]))
                     i = len(layer.data) - 1
                     self._row_keys.append(key)
@@ -165,7 +184,7 @@ class LayerSync:
             feats.iloc[rows, feats.columns.get_loc("source")] = [p.source for p in pts]
             feats.iloc[rows, feats.columns.get_loc("confidence")] = [p.confidence for p in pts]
             feats.iloc[rows, feats.columns.get_loc("reviewed")] = [p.reviewed for p in pts]
-            looks = [style(keys[i], p) for i, p in zip(picks, pts)]
+            looks = [style(keys[i], p) for i, p in zip(picks, pts, strict=False)]
             layer.face_color[rows] = [f for f, _ in looks]
             layer.border_color[rows] = [b for _, b in looks]
 
@@ -214,7 +233,9 @@ class LayerSync:
         from napari.qt.threading import create_worker
 
         worker = create_worker(tracks_view, points, labels)
-        worker.returned.connect(lambda view, g=self._tracks_generation: self._apply_tracks(view, labels, g))
+        worker.returned.connect(
+            lambda view, g=self._tracks_generation: self._apply_tracks(view, labels, g)
+        )
         worker.start()
 
     def _apply_tracks(self, view, labels, generation: int) -> None:
@@ -229,10 +250,19 @@ class LayerSync:
         was = self.tracks_layer
 
         def new():
-            return Tracks(data, features=features, name=TRACKS_NAME, tail_length=TAIL_LENGTH,
-                          head_length=0, tail_width=2, **like(self.cine_layer),
-                          metadata={META: {"role": ROLE}}, colormaps_dict={"colour": colormap},
-                          color_by="colour", blending="translucent")
+            return Tracks(
+                data,
+                features=features,
+                name=TRACKS_NAME,
+                tail_length=TAIL_LENGTH,
+                head_length=0,
+                tail_width=2,
+                **like(self.cine_layer),
+                metadata={META: {"role": ROLE}},
+                colormaps_dict={"colour": colormap},
+                color_by="colour",
+                blending="translucent",
+            )
 
         with self._keep_frame():
             self.tracks_layer = show_tracks(self.viewer, was, data, features, colormap, new)
@@ -256,8 +286,12 @@ class LayerSync:
         layer = self.points_layer
         if layer is None:
             return
-        defaults = {"label": self.current_label or "", "source": "manual", "confidence": 1.0,
-                    "reviewed": False}
+        defaults = {
+            "label": self.current_label or "",
+            "source": "manual",
+            "confidence": 1.0,
+            "reviewed": False,
+        }
         current = {k: layer.feature_defaults[k][0] for k in defaults if k in layer.feature_defaults}
         if current != defaults:  # napari's setter is slow on big layers: only when it changes
             with self._writing():

@@ -13,7 +13,10 @@ from qtpy.QtCore import QPointF, QRectF, Qt
 from qtpy.QtGui import QColor, QPainter, QPen
 from qtpy.QtWidgets import QSizePolicy, QWidget
 
-SERIES = {"loss": ("loss", QColor("#4da3ff")), "val_error_px": ("validation error (px)", QColor("#ff9f43"))}
+SERIES = {
+    "loss": ("loss", QColor("#4da3ff")),
+    "val_error_px": ("validation error (px)", QColor("#ff9f43")),
+}
 MARGIN = (44, 10, 44, 30)  # left, top, right, bottom (pixels)
 
 
@@ -40,8 +43,10 @@ class LossPlot(QWidget):
         self.points: dict[str, list[tuple[float, float]]] = {k: [] for k in SERIES}
         self.setMinimumHeight(150)
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
-        self.setToolTip("Training loss (left axis, log scale) and the median validation error in "
-                        "pixels (right axis) against the training step")
+        self.setToolTip(
+            "Training loss (left axis, log scale) and the median validation error in "
+            "pixels (right axis) against the training step"
+        )
 
     def clear(self) -> None:
         for values in self.points.values():
@@ -77,11 +82,17 @@ class LossPlot(QWidget):
         painter.setPen(QPen(colours["grid"], 1))
         painter.drawRect(area)
         painter.setPen(colours["text"])
-        painter.drawText(QRectF(area.left(), area.bottom() + 2, area.width(), 14), Qt.AlignLeft, "0")
-        painter.drawText(QRectF(area.left(), area.bottom() + 2, area.width(), 14), Qt.AlignRight,
-                         f"{x_max:.0f}")
-        painter.drawText(QRectF(area.left(), area.bottom() + 14, area.width(), 14), Qt.AlignHCenter,
-                         "training step")
+        painter.drawText(
+            QRectF(area.left(), area.bottom() + 2, area.width(), 14), Qt.AlignLeft, "0"
+        )
+        painter.drawText(
+            QRectF(area.left(), area.bottom() + 2, area.width(), 14), Qt.AlignRight, f"{x_max:.0f}"
+        )
+        painter.drawText(
+            QRectF(area.left(), area.bottom() + 14, area.width(), 14),
+            Qt.AlignHCenter,
+            "training step",
+        )
         for side, key in ((0, "loss"), (1, "val_error_px")):
             self._series(painter, area, key, side, x_max)
         self._legend(painter, area)
@@ -96,12 +107,14 @@ class LossPlot(QWidget):
             lo, hi = lo - 0.5, hi + 0.5
 
         def to_xy(p):
-            return QPointF(area.left() + area.width() * p[0] / x_max,
-                           area.bottom() - area.height() * (math.log10(p[1]) - lo) / (hi - lo))
+            return QPointF(
+                area.left() + area.width() * p[0] / x_max,
+                area.bottom() - area.height() * (math.log10(p[1]) - lo) / (hi - lo),
+            )
 
         colour = SERIES[key][1]
         painter.setPen(QPen(colour, 1.5))
-        for a, b in zip(pts, pts[1:]):
+        for a, b in zip(pts, pts[1:], strict=False):
             painter.drawLine(to_xy(a), to_xy(b))
         painter.setBrush(colour)
         for p in pts:
@@ -109,7 +122,7 @@ class LossPlot(QWidget):
         painter.setPen(colour)
         x = 0 if side == 0 else area.right() + 3
         align = Qt.AlignRight if side == 0 else Qt.AlignLeft
-        for value, y in ((10 ** hi, area.top()), (10 ** lo, area.bottom() - 12)):
+        for value, y in ((10**hi, area.top()), (10**lo, area.bottom() - 12)):
             painter.drawText(QRectF(x, y, MARGIN[0] - 3, 14), align, f"{value:.3g}")
 
     def _legend(self, painter, area: QRectF) -> None:

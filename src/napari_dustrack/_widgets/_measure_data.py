@@ -29,8 +29,12 @@ def copy_of(layer):
         shown = np.asarray(layer.shown, dtype=bool)
         return ("points", np.array(layer.data)[shown], features.iloc[np.flatnonzero(shown)].copy())
     if isinstance(layer, Tracks):
-        return ("tracks", np.array(layer.data), np.array(features["label"]),
-                layer.metadata.get("source", "smoothed"))
+        return (
+            "tracks",
+            np.array(layer.data),
+            np.array(features["label"]),
+            layer.metadata.get("source", "smoothed"),
+        )
     return None
 
 

@@ -50,13 +50,20 @@ class MeasurePlot:
                 colour = np.array(colours[label]) / 255
                 for ax, axis, c in ((self.ax_x, "x", 0), (self.ax_y, "y", 1)):
                     self.lines[(axis, layer.name, label)] = self._plot(
-                        ax, t_all, phys[:, j, c], style, colour, label if k == 0 else None)
+                        ax, t_all, phys[:, j, c], style, colour, label if k == 0 else None
+                    )
             column = self.plot_combo.currentText()
             result = self.results.get(layer.name)
             if column and result is not None and column in result:
                 self.lines[("measure", layer.name, column)] = self._plot(
-                    self.ax_m, self.time_of(result["frame"]), result[column].to_numpy(), style,
-                    theme["text"], layer.name, lw=1.2)
+                    self.ax_m,
+                    self.time_of(result["frame"]),
+                    result[column].to_numpy(),
+                    style,
+                    theme["text"],
+                    layer.name,
+                    lw=1.2,
+                )
             self._mark_review(layer)
         self._decorate(cal, unit, layers, theme)
         self.redraws += 1
@@ -74,8 +81,11 @@ class MeasurePlot:
 
     def _theme(self) -> dict:
         q = theme_colours(self.viewer)
-        return {"background": q["background"].name(), "text": q["text"].name(),
-                "grid": q["grid"].name()}
+        return {
+            "background": q["background"].name(),
+            "text": q["text"].name(),
+            "grid": q["grid"].name(),
+        }
 
     def _decorate(self, cal, unit, layers, theme) -> None:
         self.figure.set_facecolor(theme["background"])
@@ -91,8 +101,12 @@ class MeasurePlot:
         self.ax_y.set_ylabel(f"y [{unit}]")
         self.ax_m.set_ylabel(self.plot_combo.currentText() or "measure")
         self.ax_m.set_xlabel("time [s]" if cal.fps else "frame")
-        legend_style = dict(fontsize="x-small", facecolor=theme["background"],
-                            edgecolor=theme["grid"], labelcolor=theme["text"])
+        legend_style = dict(
+            fontsize="x-small",
+            facecolor=theme["background"],
+            edgecolor=theme["grid"],
+            labelcolor=theme["text"],
+        )
         if self._label_order and layers:
             self.ax_x.legend(ncol=3, loc="upper right", **legend_style)  # "best" scans every point
         if self.ax_m.lines:
@@ -101,7 +115,8 @@ class MeasurePlot:
         # animated: left out of full draws and blitted over a saved background when the frame
         # changes (a full redraw of the figure takes 100-500 ms; a blit a few ms)
         self.frame_lines = [
-            ax.axvline(t, color="r", lw=1, animated=True) for ax in (self.ax_x, self.ax_y, self.ax_m)
+            ax.axvline(t, color="r", lw=1, animated=True)
+            for ax in (self.ax_x, self.ax_y, self.ax_m)
         ]
 
     def _mark_review(self, layer) -> None:
@@ -122,7 +137,11 @@ class MeasurePlot:
         self.lines[("review", layer.name, "")] = line
 
     def _on_frame(self, event=None) -> None:
-        if getattr(self, "frame_lines", None) and self.isVisible() and not self._frame_timer.isActive():
+        if (
+            getattr(self, "frame_lines", None)
+            and self.isVisible()
+            and not self._frame_timer.isActive()
+        ):
             self._frame_timer.start()
 
     def _on_canvas_drawn(self, event=None) -> None:

@@ -43,14 +43,21 @@ class ModelReview:
 
     def _build_review_box(self) -> QWidget:
         box = Collapsible("Predict and review", self)
-        self.predict_button = button("Predict", self.predict,
-                                      "Predict every frame into the 'model' layer, then rank the "
-                                      "frames worth a look")
-        self.next_button = button("Next to review (G)", self.next_to_review,
-                                   "Go to the next frame of the ranked list (key G on the canvas)")
+        self.predict_button = button(
+            "Predict",
+            self.predict,
+            "Predict every frame into the 'model' layer, then rank the frames worth a look",
+        )
+        self.next_button = button(
+            "Next to review (G)",
+            self.next_to_review,
+            "Go to the next frame of the ranked list (key G on the canvas)",
+        )
         self.review = QListWidget()
-        self.review.setToolTip("Frames most worth a look (low confidence, disagreement with optical "
-                               "flow); click one to go there")
+        self.review.setToolTip(
+            "Frames most worth a look (low confidence, disagreement with optical "
+            "flow); click one to go there"
+        )
         self.review.setMaximumHeight(140)
         self.review.itemClicked.connect(self._jump)
         self.from_spin, self.to_spin = QSpinBox(), QSpinBox()
@@ -66,9 +73,18 @@ class ModelReview:
         grid.addWidget(self.predict_button, 0, 0)
         grid.addWidget(self.next_button, 0, 1)
         grid.addWidget(self.review, 1, 0, 1, 2)
-        grid.addWidget(button("Accept this frame (A)", self.accept_frame,
-                               "Copy the model's points of this frame into the annotations as "
-                               "reviewed (Ctrl+Z undoes)"), 2, 0, 1, 2)
+        grid.addWidget(
+            button(
+                "Accept this frame (A)",
+                self.accept_frame,
+                "Copy the model's points of this frame into the annotations as "
+                "reviewed (Ctrl+Z undoes)",
+            ),
+            2,
+            0,
+            1,
+            2,
+        )
         rng = QHBoxLayout()
         for item in (QLabel("frames"), self.from_spin, QLabel("to"), self.to_spin):
             rng.addWidget(item)
@@ -77,12 +93,25 @@ class ModelReview:
         conf.addWidget(QLabel("conf. >="))
         conf.addWidget(self.min_conf)
         grid.addLayout(conf, 3, 1)
-        grid.addWidget(button("Accept range", self.accept_range,
-                               "Copy the model's points of these frames into the annotations as "
-                               "reviewed"), 4, 0)
-        grid.addWidget(button("Accept confident", self.accept_confident,
-                               "Copy the model's points of every frame with at least this "
-                               "confidence into the annotations as reviewed"), 4, 1)
+        grid.addWidget(
+            button(
+                "Accept range",
+                self.accept_range,
+                "Copy the model's points of these frames into the annotations as reviewed",
+            ),
+            4,
+            0,
+        )
+        grid.addWidget(
+            button(
+                "Accept confident",
+                self.accept_confident,
+                "Copy the model's points of every frame with at least this "
+                "confidence into the annotations as reviewed",
+            ),
+            4,
+            1,
+        )
         return box
 
     def next_to_review(self) -> int | None:
@@ -116,10 +145,13 @@ class ModelReview:
     def _accept(self, start, end, min_confidence) -> int:
         annotate = page(self.viewer, "annotate")
         if annotate is None:
-            notify_error(DustrackError("open the Annotate tab: accepted points go to its annotations"))
+            notify_error(
+                DustrackError("open the Annotate tab: accepted points go to its annotations")
+            )
             return 0
-        return annotate.accept_predictions(start, end, min_confidence=min_confidence,
-                                           source=OUT_POINTS)
+        return annotate.accept_predictions(
+            start, end, min_confidence=min_confidence, source=OUT_POINTS
+        )
 
     def _fill_copy(self):
         """The annotations' optical-flow rows, copied: ``(data, features)`` or None."""
@@ -149,8 +181,10 @@ class ModelReview:
             measure = page(self.viewer, "measure")
             if measure is not None:
                 measure.schedule_refresh()
-        self.status.setText(f"{len(ranked)} frames worth a look: G goes to the next one; drag a "
-                            "wrong point to correct it, A accepts a frame, then Retrain")
+        self.status.setText(
+            f"{len(ranked)} frames worth a look: G goes to the next one; drag a "
+            "wrong point to correct it, A accepts a frame, then Retrain"
+        )
 
     def _jump(self, item):
         set_frame(self.viewer, int(item.data(256)))

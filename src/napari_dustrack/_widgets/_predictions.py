@@ -44,19 +44,32 @@ def _prepared_points(name, source, labels, n_frames, colours, geometry, size, fi
     n_labels = len(labels)
     frames = np.repeat(np.arange(n_frames, dtype=float), n_labels)
     row_labels = np.tile(np.asarray(labels, dtype=object), n_frames)
-    features = pd.DataFrame({
-        "label": pd.Series(row_labels, dtype=object),
-        "source": pd.Series(np.full(len(frames), source, dtype=object), dtype=object),
-        "confidence": np.zeros(len(frames)), "reviewed": np.zeros(len(frames), dtype=bool)})
+    features = pd.DataFrame(
+        {
+            "label": pd.Series(row_labels, dtype=object),
+            "source": pd.Series(np.full(len(frames), source, dtype=object), dtype=object),
+            "confidence": np.zeros(len(frames)),
+            "reviewed": np.zeros(len(frames), dtype=bool),
+        }
+    )
     rgba = rgba_rows(row_labels, colours)
     face = rgba if filled else np.c_[rgba[:, :3], np.full(len(frames), 0.25)]
     return Points(
-        np.c_[frames, np.zeros((len(frames), 2))], ndim=3, name=name, features=features,
-        shown=np.zeros(len(frames), dtype=bool), face_color=face, border_color=rgba,
-        border_width=0.2, border_width_is_relative=True, size=size, **geometry,
+        np.c_[frames, np.zeros((len(frames), 2))],
+        ndim=3,
+        name=name,
+        features=features,
+        shown=np.zeros(len(frames), dtype=bool),
+        face_color=face,
+        border_color=rgba,
+        border_width=0.2,
+        border_width_is_relative=True,
+        size=size,
+        **geometry,
         out_of_slice_display=False,
         text={"string": "{label}", "size": 7, "color": "white", "anchor": "lower_right"},
-        metadata={META: {"role": ROLE, "source": source, "labels": list(labels)}})
+        metadata={META: {"role": ROLE, "source": source, "labels": list(labels)}},
+    )
 
 
 def _tracks_arrays(table: pd.DataFrame, labels) -> tuple[np.ndarray, dict]:
@@ -66,9 +79,11 @@ def _tracks_arrays(table: pd.DataFrame, labels) -> tuple[np.ndarray, dict]:
     data = np.c_[track, sub[["frame", "y", "x"]].to_numpy(dtype=float)].reshape(-1, 4)
     order = np.lexsort((data[:, 1], data[:, 0]))  # napari's own order: no re-sort there
     data = data[order]
-    return data, {"label": sub["label"].to_numpy(dtype=object)[order],
-                  "confidence": sub["confidence"].to_numpy(dtype=float)[order],
-                  "colour": track_colour_values(data[:, 0], len(labels))}
+    return data, {
+        "label": sub["label"].to_numpy(dtype=object)[order],
+        "confidence": sub["confidence"].to_numpy(dtype=float)[order],
+        "colour": track_colour_values(data[:, 0], len(labels)),
+    }
 
 
 class PredictionLayers(QObject):
@@ -112,8 +127,11 @@ class PredictionLayers(QObject):
         self._queue.clear()
         self._finishing = False
         existing = self.viewer.layers[self.name] if self.name in self.viewer.layers else None
-        if (isinstance(existing, Points) and len(existing.data) == self.n_frames * len(self.labels)
-                and existing.metadata.get(META, {}).get("labels") == self.labels):
+        if (
+            isinstance(existing, Points)
+            and len(existing.data) == self.n_frames * len(self.labels)
+            and existing.metadata.get(META, {}).get("labels") == self.labels
+        ):
             self.layer = existing
             return
         self.layer = None
@@ -121,8 +139,17 @@ class PredictionLayers(QObject):
         geometry = like(cine) if cine is not None else {}  # seconds, mm, axis labels
         h, w = cine.data.shape[1:3] if cine is not None else (64, 64)
         size = max(3.0, min(h, w) / 50.0)
-        worker = create_worker(_prepared_points, self.name, self.source, self.labels, self.n_frames,
-                               colours, geometry, size, self.filled)
+        worker = create_worker(
+            _prepared_points,
+            self.name,
+            self.source,
+            self.labels,
+            self.n_frames,
+            colours,
+            geometry,
+            size,
+            self.filled,
+        )
         worker.returned.connect(lambda layer, old=existing: self._add(layer, old))
         self._building = worker
         worker.start()
@@ -144,7 +171,7 @@ class PredictionLayers(QObject):
         conf = np.ones(xy.shape[:2]) if confidence is None else np.asarray(confidence, dtype=float)
         step = max(1, CHUNK_ROWS // max(len(self.labels), 1))
         for i in range(0, len(frames), step):
-            self._queue.append((frames[i:i + step], xy[i:i + step], conf[i:i + step]))
+            self._queue.append((frames[i : i + step], xy[i : i + step], conf[i : i + step]))
         self._kick()
 
     def finish(self) -> None:
@@ -179,15 +206,26 @@ class PredictionLayers(QObject):
 
     def _build_tracks(self) -> None:
         table = visible_table(self.layer)
-        existing = self.viewer.layers[self.tracks_name] if self.tracks_name in self.viewer.layers else None
+        existing = (
+            self.viewer.layers[self.tracks_name] if self.tracks_name in self.viewer.layers else None
+        )
         colours = label_colours(self.viewer, self.labels)
         colormap = label_colormap([colours[lab] for lab in self.labels], f"{self.name}-labels")
         # a new Tracks layer of 80,000 rows takes ~0.5 s to build: built in the worker too
-        build = None if isinstance(existing, Tracks) else dict(
-            name=self.tracks_name, **like(self.layer),
-            tail_length=TAIL_LENGTH, head_length=0, colormaps_dict={"colour": colormap},
-            color_by="colour", blending="translucent",
-            metadata={META: {"role": ROLE, "source": self.source}})
+        build = (
+            None
+            if isinstance(existing, Tracks)
+            else dict(
+                name=self.tracks_name,
+                **like(self.layer),
+                tail_length=TAIL_LENGTH,
+                head_length=0,
+                colormaps_dict={"colour": colormap},
+                color_by="colour",
+                blending="translucent",
+                metadata={META: {"role": ROLE, "source": self.source}},
+            )
+        )
         worker = create_worker(_tracks_result, table, self.labels, build)
         worker.returned.connect(lambda result: self._show_tracks(result, colormap))
         self._building = worker
@@ -198,7 +236,9 @@ class PredictionLayers(QObject):
         if self.layer is None or self.layer not in self.viewer.layers:
             return  # the layer (or the viewer) was closed meanwhile
         data, features, new_layer = result
-        layer = self.viewer.layers[self.tracks_name] if self.tracks_name in self.viewer.layers else None
+        layer = (
+            self.viewer.layers[self.tracks_name] if self.tracks_name in self.viewer.layers else None
+        )
         show_tracks(self.viewer, layer, data, features, colormap, new_layer)
         measure = page(self.viewer, "measure")
         if measure is not None:

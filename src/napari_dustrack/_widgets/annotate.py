@@ -31,25 +31,32 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..session import AnnotationSession, open_session
 from ..errors import DustrackError
+from ..session import AnnotationSession, open_session
 from ._annotate_flow import FlowActions
-from ._annotate_review import ReviewActions
 from ._annotate_labels import LabelActions
-from ._annotate_sync import TRACKS_DELAY_MS, LayerSync
-from ._annotate_panels import ActionsRow, FlowPanel, FramesPanel, KeysDialog, LabelsPanel, ReviewPanel
+from ._annotate_panels import (
+    ActionsRow,
+    FlowPanel,
+    FramesPanel,
+    KeysDialog,
+    LabelsPanel,
+    ReviewPanel,
+)
+from ._annotate_review import ReviewActions
 from ._annotate_step import StepCarrier
+from ._annotate_sync import TRACKS_DELAY_MS, LayerSync
 from .common import (
-    is_cine,
-    notify,
-    register_page,
+    TaskBar,
     cine_info,
     current_frame,
     find_cine_layer,
+    is_cine,
+    notify,
     notify_error,
     open_frames,
+    register_page,
     set_frame,
-    TaskBar,
 )
 
 log = logging.getLogger(__name__)
@@ -143,7 +150,11 @@ class AnnotateWidget(LayerSync, LabelActions, FlowActions, ReviewActions, QWidge
         # the controls tests, keys and the screenshots reach by name
         self.label_list = labels.label_list
         self.jump_spin, self.step_check = frames.jump_spin, frames.step_check
-        self.n_spin, self.scope_check, self.fill_method = flow.n_spin, flow.scope_check, flow.fill_method
+        self.n_spin, self.scope_check, self.fill_method = (
+            flow.n_spin,
+            flow.scope_check,
+            flow.fill_method,
+        )
         self.win_spin, self.level_spin = flow.win_spin, flow.level_spin
         self.iter_spin, self.eps_spin = flow.iter_spin, flow.eps_spin
         self.from_spin, self.to_spin = review.from_spin, review.to_spin
@@ -170,7 +181,9 @@ class AnnotateWidget(LayerSync, LabelActions, FlowActions, ReviewActions, QWidge
         self.session = self._holder["session"] = session
         self.cine_layer = cine_layer
         session.on_change.append(self._on_session_change)
-        self._carrier = StepCarrier(session, lambda layer=cine_layer: open_frames(layer), notify_error)
+        self._carrier = StepCarrier(
+            session, lambda layer=cine_layer: open_frames(layer), notify_error
+        )
         labels = session.labels
         self.current_label = labels[0] if labels else None
         for spin in (self.jump_spin, self.from_spin, self.to_spin):
@@ -289,14 +302,22 @@ class AnnotateWidget(LayerSync, LabelActions, FlowActions, ReviewActions, QWidge
         self.jump_spin.selectAll()
 
     def previous_keyframe(self) -> None:
-        self._jump(self.session.previous_keyframe(self.frame) if self.session is not None else None, "keyframe before")
+        self._jump(
+            self.session.previous_keyframe(self.frame) if self.session is not None else None,
+            "keyframe before",
+        )
 
     def next_keyframe(self) -> None:
-        self._jump(self.session.next_keyframe(self.frame) if self.session is not None else None, "keyframe after")
+        self._jump(
+            self.session.next_keyframe(self.frame) if self.session is not None else None,
+            "keyframe after",
+        )
 
     def next_missing(self) -> None:
-        self._jump(self.session.next_missing(self.frame) if self.session is not None else None,
-                   "frame lacking a label besides")
+        self._jump(
+            self.session.next_missing(self.frame) if self.session is not None else None,
+            "frame lacking a label besides",
+        )
 
     def _jump(self, frame: int | None, what: str) -> None:
         if frame is None:
@@ -338,8 +359,9 @@ class AnnotateWidget(LayerSync, LabelActions, FlowActions, ReviewActions, QWidge
     def next_lost(self) -> None:
         """Go to the next frame where the last optical-flow run lost a point or was unreliable."""
         later = [f for f in self._lost if f > self.frame] or self._lost
-        self._jump(later[0] if later else None,
-                   "frame where flow lost a point or was unreliable after")
+        self._jump(
+            later[0] if later else None, "frame where flow lost a point or was unreliable after"
+        )
 
     def _report_flow(self, lost: dict[str, list[int]], flags=None) -> None:
         """Tell the user where the last flow run lost points or was unreliable (``flags``: a
@@ -349,20 +371,29 @@ class AnnotateWidget(LayerSync, LabelActions, FlowActions, ReviewActions, QWidge
         self._lost = sorted({f for frames in lost.values() for f in frames} | set(unreliable))
         self._flow_note = "" if flags is None else flags.line("optical flow")
         self._update_controls()
-        parts = [f"lost {label} on {len(frames)} frame(s) ({_frames_text(frames)})"
-                 for label, frames in lost.items()]
+        parts = [
+            f"lost {label} on {len(frames)} frame(s) ({_frames_text(frames)})"
+            for label, frames in lost.items()
+        ]
         if unreliable:
-            parts.append(f"was unreliable for {flags.points} point(s) on {len(unreliable)} "
-                         f"frame(s) ({_frames_text(unreliable)})")
+            parts.append(
+                f"was unreliable for {flags.points} point(s) on {len(unreliable)} "
+                f"frame(s) ({_frames_text(unreliable)})"
+            )
         if flags is not None and flags.messages:
             parts.append("; ".join(flags.messages))
         if not self._lost and not (flags is not None and flags.messages):
             return
-        actions = [(f"Go to frame {self._lost[0]}", lambda *_, f=self._lost[0]: self.go_to(f))
-                   ] if self._lost else []
-        notify(f"Optical flow {'; '.join(parts)}. K goes to the next such frame; check the "
-               "points there, drag the wrong ones (they become manual) and fill again.",
-               actions=actions)
+        actions = (
+            [(f"Go to frame {self._lost[0]}", lambda *_, f=self._lost[0]: self.go_to(f))]
+            if self._lost
+            else []
+        )
+        notify(
+            f"Optical flow {'; '.join(parts)}. K goes to the next such frame; check the "
+            "points there, drag the wrong ones (they become manual) and fill again.",
+            actions=actions,
+        )
 
     # ================================================================== import / help
     def import_points(self, path) -> int:
@@ -415,7 +446,8 @@ class AnnotateWidget(LayerSync, LabelActions, FlowActions, ReviewActions, QWidge
             f"{kind} {self.frame}/{(s.n_frames or 1) - 1} · label {self.current_label or '-'} · "
             f"{len(here)}/{len(s.labels)} here · {len(s.keyframes())} keyframes · {len(s)} points"
             f"{' · step-and-adjust' if self.step_adjust else ''}{saved}"
-            f"{' · ' + self._flow_note if self._flow_note else ''}")
+            f"{' · ' + self._flow_note if self._flow_note else ''}"
+        )
 
 
 def _frames_text(frames: list[int], most: int = 4) -> str:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from napari.layers import Image, Points, Tracks
 from napari.qt.threading import create_worker
@@ -38,8 +39,12 @@ def is_cine(layer) -> bool:
     return isinstance(info, dict) and "role" not in info
 
 
-PRELOAD = ("napari_dustrack.tracking.flow", "napari_dustrack.tracking.smoothing",
-           "napari_dustrack.tracking.review", "napari_dustrack.measure")
+PRELOAD = (
+    "napari_dustrack.tracking.flow",
+    "napari_dustrack.tracking.smoothing",
+    "napari_dustrack.tracking.review",
+    "napari_dustrack.measure",
+)
 
 
 def preload_modules() -> threading.Thread:
@@ -101,8 +106,11 @@ def label_colours(viewer, labels) -> dict[str, str]:
                 items = sidecar.read_labels(sidecar.sidecar_dir(path))
             except DustrackError:
                 items = None  # a damaged label file is the Annotate tab's to report
-            saved = {i["name"]: i["colour"] for i in (items[0] if items else [])
-                     if str(i.get("colour", "")).startswith("#")}
+            saved = {
+                i["name"]: i["colour"]
+                for i in (items[0] if items else [])
+                if str(i.get("colour", "")).startswith("#")
+            }
     labels = list(labels)
     return label_hex(labels + [lab for lab in saved if lab not in labels], saved)
 

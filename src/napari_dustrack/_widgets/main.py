@@ -14,8 +14,12 @@ from .measure import MeasureWidget
 from .model import ModelWidget
 from .smooth import SmoothWidget
 
-TABS = (("Annotate", AnnotateWidget), ("Model", ModelWidget), ("Smooth", SmoothWidget),
-        ("Measure", MeasureWidget))
+TABS = (
+    ("Annotate", AnnotateWidget),
+    ("Model", ModelWidget),
+    ("Smooth", SmoothWidget),
+    ("Measure", MeasureWidget),
+)
 TIPS = {
     "Annotate": "Labels, keyframes, optical flow and review of the annotations",
     "Model": "Train the heatmap model, predict, review the worst frames, accept, retrain",

@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg, NavigationToolbar2QT
 from matplotlib.figure import Figure
+from napari.layers import Points
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QComboBox,
@@ -36,10 +37,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..io import sidecar
 from ..errors import DustrackError
-from napari.layers import Points
-
+from ..io import sidecar
 from ..io.colours import hex_to_rgb
 from ..io.table import labels_of
 from ..measure import (
@@ -56,11 +55,11 @@ from ._measure_export import MeasureExports
 from ._measure_plot import MeasurePlot
 from .common import (
     TaskBar,
-    label_colours,
-    register_page,
     cine_info,
     find_cine_layer,
+    label_colours,
     notify_error,
+    register_page,
     set_choices,
 )
 
@@ -303,8 +302,10 @@ class MeasureWidget(MeasurePlot, MeasureExports, QWidget):
         cine = find_cine_layer(self.viewer)
         info = cine_info(cine)
         spacing, fps = layer_units(cine)
-        return Calibration.of(spacing if spacing is not None else info.get("pixel_spacing"),
-                              fps if fps is not None else info.get("fps"))
+        return Calibration.of(
+            spacing if spacing is not None else info.get("pixel_spacing"),
+            fps if fps is not None else info.get("fps"),
+        )
 
     def n_frames(self) -> int:
         info = cine_info(find_cine_layer(self.viewer))
@@ -430,7 +431,8 @@ class MeasureWidget(MeasurePlot, MeasureExports, QWidget):
         checked = [layer.name for layer in self.checked_layers()]
         info = cine_info(find_cine_layer(self.viewer))
         n = int(info.get("n_frames") or 0) or (
-            int(self.viewer.dims.nsteps[0]) if self.viewer.dims.ndim >= 3 else 0)
+            int(self.viewer.dims.nsteps[0]) if self.viewer.dims.ndim >= 3 else 0
+        )
         args = (copies, checked, list(self.measures), self.calibration(), n)
         self._generation += 1
         rows = sum(len(c[1]) for c in copies.values() if c is not None)

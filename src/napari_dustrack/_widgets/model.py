@@ -45,9 +45,9 @@ from ._loss_plot import LossPlot
 from ._model_review import OUT_POINTS, ModelReview, fill_table
 from ._predictions import PredictionLayers
 from .common import (
-    button,
     ANNOTATIONS,
     Collapsible,
+    button,
     cine_info,
     find_cine_layer,
     notify_error,
@@ -134,7 +134,9 @@ class ModelWidget(ModelReview, QWidget):
         box = Collapsible("Model folder and workers", self)
         self.folder = QLineEdit()
         self.folder.setPlaceholderText("default: <video>.dustrack/model")
-        self.folder.setToolTip("Folder of the model (model.json + weights); empty: next to the video")
+        self.folder.setToolTip(
+            "Folder of the model (model.json + weights); empty: next to the video"
+        )
         self.folder.editingFinished.connect(self._on_folder)
         row = QHBoxLayout()
         row.addWidget(self.folder, 1)
@@ -143,8 +145,10 @@ class ModelWidget(ModelReview, QWidget):
         row.addWidget(browse)
         self.run_on = QLineEdit(settings.load_settings().get("scheduler", ""))
         self.run_on.setPlaceholderText("local workers, or tcp://host:8786")
-        self.run_on.setToolTip("Where training and prediction run: empty for worker processes on "
-                               "this computer, or the address of a dask scheduler")
+        self.run_on.setToolTip(
+            "Where training and prediction run: empty for worker processes on "
+            "this computer, or the address of a dask scheduler"
+        )
         self.run_on.editingFinished.connect(self._store_run_on)
         form = QFormLayout(box.body)
         form.addRow("model", row)
@@ -157,15 +161,24 @@ class ModelWidget(ModelReview, QWidget):
         self.minutes.setRange(0.05, 600.0)
         self.minutes.setValue(self.config.minutes)
         self.minutes.setSuffix(" min")
-        self.minutes.setToolTip("Training time budget (training may stop earlier when it stops improving)")
-        self.train_button = button("Train (from scratch)", lambda: self.train(retrain=False),
-                                    "Train a new model on the manual and reviewed annotations; an "
-                                    "existing model in the folder is renamed aside, not deleted")
-        self.retrain_button = button("Retrain (continue)", lambda: self.train(retrain=True),
-                                      "Continue training the model in the folder with the current "
-                                      "annotations, corrections included (iteration + 1)")
-        self.cancel_button = button("Cancel", self.cancel,
-                                     "Stop the running job (training keeps its best checkpoint)")
+        self.minutes.setToolTip(
+            "Training time budget (training may stop earlier when it stops improving)"
+        )
+        self.train_button = button(
+            "Train (from scratch)",
+            lambda: self.train(retrain=False),
+            "Train a new model on the manual and reviewed annotations; an "
+            "existing model in the folder is renamed aside, not deleted",
+        )
+        self.retrain_button = button(
+            "Retrain (continue)",
+            lambda: self.train(retrain=True),
+            "Continue training the model in the folder with the current "
+            "annotations, corrections included (iteration + 1)",
+        )
+        self.cancel_button = button(
+            "Cancel", self.cancel, "Stop the running job (training keeps its best checkpoint)"
+        )
         self.cancel_button.setEnabled(False)
         self.bar = QProgressBar()
         self.bar.setVisible(False)
@@ -261,8 +274,10 @@ class ModelWidget(ModelReview, QWidget):
     def _check_ready(self) -> None:
         missing = missing_model_packages()
         if missing:
-            raise DustrackError(f"the model needs {' and '.join(missing)}, which this Python lacks; "
-                                f"install them with: {MODEL_EXTRA}")
+            raise DustrackError(
+                f"the model needs {' and '.join(missing)}, which this Python lacks; "
+                f"install them with: {MODEL_EXTRA}"
+            )
 
     def train(self, retrain: bool = False):
         """Train from scratch (an existing model is set aside) or continue it (``retrain``)."""
@@ -285,18 +300,24 @@ class ModelWidget(ModelReview, QWidget):
         self.plot.clear()
         self._pending_digest = (folder, _digest(table))
         self.status.setText("starting a worker process...")
-        return self._start(workers.train_task, video, table, folder, self.config.to_dict(),
-                           on_done=self._trained)
+        return self._start(
+            workers.train_task, video, table, folder, self.config.to_dict(), on_done=self._trained
+        )
 
     def _check_retrain(self, folder: str, table) -> None:
         meta = read_meta(folder)
         labels = labels_of(table)
         if sorted(labels) != sorted(meta["labels"]):
-            raise DustrackError(f"the model has labels {list(meta['labels'])} but the annotations "
-                                f"have {labels}; Train (from scratch) or choose another folder", folder)
+            raise DustrackError(
+                f"the model has labels {list(meta['labels'])} but the annotations "
+                f"have {labels}; Train (from scratch) or choose another folder",
+                folder,
+            )
         if self._trained_digest.get(folder) == _digest(table):
-            raise DustrackError("no new or corrected labels since the last training: correct or "
-                                "accept some predictions first")
+            raise DustrackError(
+                "no new or corrected labels since the last training: correct or "
+                "accept some predictions first"
+            )
 
     def predict(self):
         """Predict every frame into the ``model`` Points and ``model tracks`` Tracks layers."""
@@ -313,8 +334,14 @@ class ModelWidget(ModelReview, QWidget):
         self._training_frames = list(meta.get("training_frames", []))
         self.output.begin(self._labels, n, cine)
         self.status.setText("predicting...")
-        return self._start(workers.predict_task, video, folder, None, self.config.to_dict(),
-                           on_done=self._predicted)
+        return self._start(
+            workers.predict_task,
+            video,
+            folder,
+            None,
+            self.config.to_dict(),
+            on_done=self._predicted,
+        )
 
     def cancel(self):
         """Ask the worker to stop (training keeps its best checkpoint); also while it starts."""
@@ -332,8 +359,9 @@ class ModelWidget(ModelReview, QWidget):
         def poll():
             # Runs in a thread: starting a local cluster takes seconds, and the GUI must not wait.
             kwargs = prepare() if prepare is not None else {}
-            self.job = workers.submit(func, *args, address=settings.scheduler_address(),
-                                   cancel=cancelled, **kwargs)
+            self.job = workers.submit(
+                func, *args, address=settings.scheduler_address(), cancel=cancelled, **kwargs
+            )
             if cancelled():
                 self.job.cancel()
             while not self.job.done():
@@ -408,21 +436,32 @@ class ModelWidget(ModelReview, QWidget):
         if table is None:
             return
         self._predicted_table = None
-        self.status.setText(f"predicted {table['frame'].nunique()} frames; ranking frames to review...")
+        self.status.setText(
+            f"predicted {table['frame'].nunique()} frames; ranking frames to review..."
+        )
         try:
             video = self.video_path()
         except DustrackError as exc:
             notify_error(exc)
             return
         fill = self._fill_copy()  # tabulated in the polling thread (80,000 rows: ~50 ms)
-        self._start(workers.review_task, video, table, 20, self._training_frames,
-                    on_done=self._reviewed, prepare=lambda: {"flow": fill_table(fill)})
+        self._start(
+            workers.review_task,
+            video,
+            table,
+            20,
+            self._training_frames,
+            on_done=self._reviewed,
+            prepare=lambda: {"flow": fill_table(fill)},
+        )
+
 
 def _describe(meta: dict, verb: str) -> str:
     m = meta.get("metrics", {})
     note = " (cancelled: best checkpoint kept)" if m.get("cancelled") else ""
     seconds = float(m.get("wall_seconds") or m.get("train_seconds") or 0.0)
-    return (f"model iteration {meta['iteration']} {verb}{note}: {m.get('n_frames', '?')} frames, "
-            f"{m.get('steps', '?')} steps in {seconds / 60:.1f} min, validation error "
-            f"{m.get('val_error_px', float('nan')):.2f} px")
-
+    return (
+        f"model iteration {meta['iteration']} {verb}{note}: {m.get('n_frames', '?')} frames, "
+        f"{m.get('steps', '?')} steps in {seconds / 60:.1f} min, validation error "
+        f"{m.get('val_error_px', float('nan')):.2f} px"
+    )

@@ -89,14 +89,17 @@ def final_inputs(annotations: pd.DataFrame | None, model: pd.DataFrame | None, n
     """Keyword arguments of :func:`~napari_dustrack.tracking.final.final_tracks` from the
     annotations and the model's point tables (worker thread)."""
     if annotations is None:
-        raise DustrackError(f"final tracks need the '{ANNOTATIONS}' layer: annotate keyframes "
-                            "first (Annotate tab)")
+        raise DustrackError(
+            f"final tracks need the '{ANNOTATIONS}' layer: annotate keyframes first (Annotate tab)"
+        )
     labels = labels_of(annotations)
     if model is not None:
         unknown = sorted(set(labels_of(model)) - set(labels))
         if unknown:
-            raise DustrackError(f"the '{MODEL_POINTS}' layer has label(s) {unknown} that the "
-                                f"annotations do not ({labels}); add or rename labels first")
+            raise DustrackError(
+                f"the '{MODEL_POINTS}' layer has label(s) {unknown} that the "
+                f"annotations do not ({labels}); add or rename labels first"
+            )
     ann, _ = to_array(anchor_rows(annotations), labels, n_frames)
     kwargs = {"annotations": ann, "labels": labels}
     flow = annotations[annotations["source"] == "flow"]
@@ -133,15 +136,19 @@ class SmoothWidget(QWidget):
         self.mode.currentTextChanged.connect(self._on_mode)
         self.run_button = QPushButton("Smooth", self)
         self.run_button.clicked.connect(self.run)
-        self.output = PredictionLayers(napari_viewer, OUT_POINTS, OUT_TRACKS, "smoothed", filled=True)
+        self.output = PredictionLayers(
+            napari_viewer, OUT_POINTS, OUT_TRACKS, "smoothed", filled=True
+        )
         self.source.setToolTip("The points layer to smooth (usually 'model' or 'annotations')")
         self.seconds.setToolTip("Smoothing window in seconds (needs the cine's frame rate)")
         self.frames.setToolTip("Smoothing window in frames")
-        self.mode.setToolTip("fusion: optical flow fused with the points, the manual and "
-                             "accepted annotations kept (default); dustrack: the DUSTrack paper's "
-                             "filter; fast: a plain windowed filter; final tracks: the "
-                             "annotations, the fill (by its confidence) and the 'model' layer "
-                             "(its bias removed) together")
+        self.mode.setToolTip(
+            "fusion: optical flow fused with the points, the manual and "
+            "accepted annotations kept (default); dustrack: the DUSTrack paper's "
+            "filter; fast: a plain windowed filter; final tracks: the "
+            "annotations, the fill (by its confidence) and the 'model' layer "
+            "(its bias removed) together"
+        )
         self.run_button.setToolTip("Smooth in the background into the 'smoothed' layers")
         self.report: list[str] = []  # what the last run said (bias, flags), shown below
         self.hint = QLabel("", self)
@@ -178,9 +185,12 @@ class SmoothWidget(QWidget):
         if fps:
             self._seconds_changed(self.seconds.value())
         no_fps = not fps and find_cine_layer(self.viewer) is not None
-        self.hint.setText("\n".join(
-            (["This cine has no frame rate: set the window in frames."] if no_fps else [])
-            + self.report))
+        self.hint.setText(
+            "\n".join(
+                (["This cine has no frame rate: set the window in frames."] if no_fps else [])
+                + self.report
+            )
+        )
 
     def _seconds_changed(self, value):
         fps = self._fps()
@@ -216,19 +226,22 @@ class SmoothWidget(QWidget):
         from ..tracking.smoothing import check_inputs
 
         try:  # the window and mode, before any work (the points are checked in the worker)
-            check_inputs(n_frames, np.zeros((n_frames, 1, 2)), window,
-                         "fusion" if mode == FINAL else mode)
+            check_inputs(
+                n_frames, np.zeros((n_frames, 1, 2)), window, "fusion" if mode == FINAL else mode
+            )
         except DustrackError as exc:
             show_error(str(exc))
             return None
         annotations = _layer_copy(self._layer(ANNOTATIONS))
         if mode == FINAL:
-            job = self._final_job(annotations, _layer_copy(self._layer(MODEL_POINTS)), n_frames,
-                                  window)
+            job = self._final_job(
+                annotations, _layer_copy(self._layer(MODEL_POINTS)), n_frames, window
+            )
         else:
             source = _layer_copy(self.viewer.layers[name])
-            job = self._smooth_job(source, name, annotations if mode == "fusion" else None,
-                                   n_frames, window, mode)
+            job = self._smooth_job(
+                source, name, annotations if mode == "fusion" else None, n_frames, window, mode
+            )
         frames = open_frames(cine)
 
         def work(progress=None, cancel=None):
@@ -266,8 +279,17 @@ class SmoothWidget(QWidget):
             check_inputs(n_frames, xy, window, mode, conf, labels, name)
             # fusion keeps what a person placed or accepted (the annotations) as anchors
             xy, anchors = anchored(xy, labels, _table(annotations, ANNOTATIONS))
-            out = smooth(frames, xy, window, mode, confidence=conf, labels=labels,
-                         progress=progress, cancel=cancel, anchors=anchors)
+            out = smooth(
+                frames,
+                xy,
+                window,
+                mode,
+                confidence=conf,
+                labels=labels,
+                progress=progress,
+                cancel=cancel,
+                anchors=anchors,
+            )
             kept = [] if anchors is None else [f"{int(anchors.sum())} annotated point(s) kept"]
             return out, conf, labels, kept
 
@@ -278,13 +300,15 @@ class SmoothWidget(QWidget):
         def job(frames, progress, cancel):
             from ..tracking.final import final_tracks
 
-            kwargs = final_inputs(_table(annotations, ANNOTATIONS), _table(model, MODEL_POINTS),
-                                  n_frames)
-            final = final_tracks(frames, window=window, progress=progress, cancel=cancel,
-                                 **kwargs)
+            kwargs = final_inputs(
+                _table(annotations, ANNOTATIONS), _table(model, MODEL_POINTS), n_frames
+            )
+            final = final_tracks(frames, window=window, progress=progress, cancel=cancel, **kwargs)
             labels = kwargs["labels"]
-            lines = [f"{int(np.isfinite(kwargs['annotations']).all(axis=2).sum())} annotated "
-                     "point(s) kept"]
+            lines = [
+                f"{int(np.isfinite(kwargs['annotations']).all(axis=2).sum())} annotated "
+                "point(s) kept"
+            ]
             if final.bias is not None:
                 lines += ["model bias removed: " + line for line in final.bias.lines(labels)]
             lines.append(final.flags.line("final tracks"))

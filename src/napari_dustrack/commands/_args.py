@@ -32,5 +32,6 @@ def add_video(p: argparse.ArgumentParser) -> None:
 
 
 def add_scheduler(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--scheduler", default=None,
-                   help="dask scheduler address (default: a local cluster)")
+    p.add_argument(
+        "--scheduler", default=None, help="dask scheduler address (default: a local cluster)"
+    )

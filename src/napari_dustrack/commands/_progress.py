@@ -26,8 +26,14 @@ class TerminalProgress:
         Rewrite the line with ``\\r`` (default: when ``stream`` is a terminal).
     """
 
-    def __init__(self, stream=None, *, every_s: float = 0.5, piped_every_s: float = 10.0,
-                 in_place: bool | None = None):
+    def __init__(
+        self,
+        stream=None,
+        *,
+        every_s: float = 0.5,
+        piped_every_s: float = 10.0,
+        in_place: bool | None = None,
+    ):
         self.stream = stream or sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.in_place = self.tty if in_place is None else in_place
@@ -87,5 +93,8 @@ class BatchProgress(TerminalProgress):
             return
         frac = tasks_done / max(tasks_total, 1)
         bar = "#" * int(24 * frac) + "-" * (24 - int(24 * frac))
-        self.show(f"[{bar}] tasks {tasks_done}/{tasks_total}  videos {videos_done}/{videos_total}"
-                  f"  {self.last - self.t0:6.0f} s", final=final)
+        self.show(
+            f"[{bar}] tasks {tasks_done}/{tasks_total}  videos {videos_done}/{videos_total}"
+            f"  {self.last - self.t0:6.0f} s",
+            final=final,
+        )

@@ -26,10 +26,26 @@ def add_arguments(p) -> None:
     p.add_argument("videos", nargs="+", help="cine files or folders")
     p.add_argument("--model", required=True, help="model folder")
     p.add_argument("--out", required=True, help="output folder (one table per video)")
-    p.add_argument("--smooth", type=POSITIVE, default=None, metavar="SECONDS", help="also smooth with this window")
-    p.add_argument("--mode", choices=sorted(SMOOTH_MODES), default=SmoothMode.FUSION.value, help="smoothing mode")
-    p.add_argument("--chunk-frames", type=POSITIVE_INT, default=None, metavar="N",
-                   help="frames per task for long videos (default 1000)")
+    p.add_argument(
+        "--smooth",
+        type=POSITIVE,
+        default=None,
+        metavar="SECONDS",
+        help="also smooth with this window",
+    )
+    p.add_argument(
+        "--mode",
+        choices=sorted(SMOOTH_MODES),
+        default=SmoothMode.FUSION.value,
+        help="smoothing mode",
+    )
+    p.add_argument(
+        "--chunk-frames",
+        type=POSITIVE_INT,
+        default=None,
+        metavar="N",
+        help="frames per task for long videos (default 1000)",
+    )
     add_scheduler(p)
 
 
@@ -49,8 +65,7 @@ def settings_from(args):
         raise DustrackError(f"chunk size must be at least 1 frame, got {chunk}")
     if args.smooth is not None and args.smooth <= 0:
         raise DustrackError(f"the smoothing window must be positive, got {args.smooth} s")
-    return BatchSettings(smooth=args.smooth, mode=args.mode,
-                         chunk_frames=chunk)
+    return BatchSettings(smooth=args.smooth, mode=args.mode, chunk_frames=chunk)
 
 
 def run(args) -> None:
@@ -59,11 +74,19 @@ def run(args) -> None:
 
     settings = settings_from(args)
     try:
-        result = run_batch(args.videos, args.model, args.out, settings, address=args.scheduler,
-                           progress=BatchProgress(sys.stderr))
+        result = run_batch(
+            args.videos,
+            args.model,
+            args.out,
+            settings,
+            address=args.scheduler,
+            progress=BatchProgress(sys.stderr),
+        )
     except KeyboardInterrupt:
-        print("interrupted: finished chunks are kept; run the same command again to resume",
-              file=sys.stderr)
+        print(
+            "interrupted: finished chunks are kept; run the same command again to resume",
+            file=sys.stderr,
+        )
         raise
     finally:
         workers.close_clients()
@@ -71,9 +94,13 @@ def run(args) -> None:
     print(format_summary(summary))
     done = int((summary["status"] == "done").sum())
     skipped = int((summary["status"] == "skipped").sum())
-    print(f"{done} done, {skipped} already complete, {len(result.failed)} failed "
-          f"in {result.wall_s:.1f} s; summary in {os.path.join(args.out, SUMMARY)}")
+    print(
+        f"{done} done, {skipped} already complete, {len(result.failed)} failed "
+        f"in {result.wall_s:.1f} s; summary in {os.path.join(args.out, SUMMARY)}"
+    )
     if len(result.failed):
         first = result.failed["reason"].iloc[0]
-        raise DustrackError(f"{len(result.failed)} of {len(summary)} video(s) failed, first: "
-                            f"{first} (all reasons in {os.path.join(args.out, SUMMARY)})")
+        raise DustrackError(
+            f"{len(result.failed)} of {len(summary)} video(s) failed, first: "
+            f"{first} (all reasons in {os.path.join(args.out, SUMMARY)})"
+        )

@@ -16,7 +16,9 @@ def add_arguments(p) -> None:
     """The options of ``napari-dustrack export``."""
     add_video(p)
     p.add_argument("--tracks", required=True, help="point table to export")
-    p.add_argument("--out", required=True, help="output file: .csv, .h5 (DeepLabCut), .json (DUSTrack) or .mp4")
+    p.add_argument(
+        "--out", required=True, help="output file: .csv, .h5 (DeepLabCut), .json (DUSTrack) or .mp4"
+    )
     p.add_argument("--format", choices=("csv", "dlc", "dustrack", "mp4"), default=None)
 
 

@@ -17,10 +17,10 @@ import pandas as pd
 
 from ..errors import DustrackError
 from ..io.points_io import read_points, write_points
+from ..io.sources import PointSource
 from ..io.table import from_array, labels_of, to_array, training_rows, validate
 from ._args import add_video
 from ._progress import terminal_progress
-from ..io.sources import PointSource
 
 HELP = "final tracks: annotations kept, flow and model weighed, model bias removed"
 
@@ -28,12 +28,23 @@ HELP = "final tracks: annotations kept, flow and model weighed, model bias remov
 def add_arguments(p) -> None:
     """The options of ``napari-dustrack finalize``."""
     add_video(p)
-    p.add_argument("--annotations", required=True, help="point table whose manual/reviewed rows are kept")
+    p.add_argument(
+        "--annotations", required=True, help="point table whose manual/reviewed rows are kept"
+    )
     p.add_argument("--flow", default=None, help="keyframe fill (point table with confidence)")
     p.add_argument("--model", default=None, help="model predictions (point table with confidence)")
-    p.add_argument("--window", type=float, default=0.5, help="smoother window in seconds (default 0.5)")
-    p.add_argument("--window-frames", type=int, default=None, help="window in frames (for videos without a frame rate)")
-    p.add_argument("--no-bias-correction", action="store_true", help="keep the model's systematic error")
+    p.add_argument(
+        "--window", type=float, default=0.5, help="smoother window in seconds (default 0.5)"
+    )
+    p.add_argument(
+        "--window-frames",
+        type=int,
+        default=None,
+        help="window in frames (for videos without a frame rate)",
+    )
+    p.add_argument(
+        "--no-bias-correction", action="store_true", help="keep the model's systematic error"
+    )
     p.add_argument("--out", required=True, help="output point-table CSV")
 
 
@@ -43,8 +54,11 @@ def _read(path, n_frames: int, labels):
     if table.empty:
         raise DustrackError("no points in the file", path)
     if int(table["frame"].max()) >= n_frames:
-        raise DustrackError(f"the points reach frame {int(table['frame'].max())} but the video "
-                            f"has {n_frames} frames; are they for this video?", path)
+        raise DustrackError(
+            f"the points reach frame {int(table['frame'].max())} but the video "
+            f"has {n_frames} frames; are they for this video?",
+            path,
+        )
     unknown = sorted(set(labels_of(table)) - set(labels))
     if unknown:
         raise DustrackError(f"label(s) {unknown} are not in the annotations {labels}", path)
@@ -71,10 +85,18 @@ def run(args) -> None:
         ann, _ = to_array(keys, labels, n)
         flow, flow_c = _read(args.flow, n, labels) if args.flow else (None, None)
         model, model_c = _read(args.model, n, labels) if args.model else (None, None)
-        final = final_tracks(cine, window=window, annotations=ann, flow=flow,
-                             flow_confidence=flow_c, model=model, model_confidence=model_c,
-                             correct_bias=not args.no_bias_correction, labels=labels,
-                             progress=terminal_progress("final tracks"))
+        final = final_tracks(
+            cine,
+            window=window,
+            annotations=ann,
+            flow=flow,
+            flow_confidence=flow_c,
+            model=model,
+            model_confidence=model_c,
+            correct_bias=not args.no_bias_correction,
+            labels=labels,
+            progress=terminal_progress("final tracks"),
+        )
     finally:
         cine.close()
     out = from_array(final.xy, labels, source=PointSource.SMOOTHED, confidence=final.confidence)
@@ -82,8 +104,10 @@ def run(args) -> None:
     out = out[~pd.MultiIndex.from_frame(out[["frame", "label"]]).isin(keyed)]
     out = validate(pd.concat([keys, out], ignore_index=True))
     write_points(out, args.out)
-    lines = [f"{args.out}: {len(out)} point(s), {len(labels)} label(s), {len(keys)} annotation(s)"
-             f" kept, window {window} frames"]
+    lines = [
+        f"{args.out}: {len(out)} point(s), {len(labels)} label(s), {len(keys)} annotation(s)"
+        f" kept, window {window} frames"
+    ]
     if final.bias is not None:
         lines += ["model bias removed: " + line for line in final.bias.lines(labels)]
     lines.append(final.flags.line("final tracks"))

@@ -19,8 +19,14 @@ def add_arguments(p) -> None:
     p.add_argument("--tracks", required=True, help="point table to measure")
     p.add_argument("--measures", required=True, help="measure definitions (JSON)")
     p.add_argument("--out", required=True, help="output measurements CSV")
-    p.add_argument("--spacing", type=POSITIVE, nargs=2, metavar=("DY", "DX"), default=None,
-                   help="pixel spacing in mm (rows, columns), overriding the file's")
+    p.add_argument(
+        "--spacing",
+        type=POSITIVE,
+        nargs=2,
+        metavar=("DY", "DX"),
+        default=None,
+        help="pixel spacing in mm (rows, columns), overriding the file's",
+    )
     p.add_argument("--fps", type=POSITIVE, default=None, help="frame rate, overriding the file's")
 
 

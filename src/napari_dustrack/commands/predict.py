@@ -34,8 +34,12 @@ def run(args) -> None:
     if not video.exists():
         raise DustrackError("file not found", video)
     meta = read_meta(args.model)
-    job = workers.submit(workers.predict_task, str(video.resolve()),
-                         str(Path(args.model).resolve()), address=args.scheduler)
+    job = workers.submit(
+        workers.predict_task,
+        str(video.resolve()),
+        str(Path(args.model).resolve()),
+        address=args.scheduler,
+    )
     try:
         table = job.wait(frames_progress())
     finally:

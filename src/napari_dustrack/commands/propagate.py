@@ -16,11 +16,11 @@ import pandas as pd
 
 from ..errors import DustrackError
 from ..io.points_io import read_points, write_points
+from ..io.sources import PointSource
 from ..io.table import from_array, training_rows, validate
 from ..tracking.flow import FlowError, fill_between, keys_from_table
 from ._args import COUNT, add_video
 from ._progress import terminal_progress
-from ..io.sources import PointSource
 
 HELP = "fill frames between keyframes with optical flow (LK + RSTC)"
 DESTINATION = ("out", False)
@@ -29,9 +29,17 @@ DESTINATION = ("out", False)
 def add_arguments(p) -> None:
     """The options of ``napari-dustrack propagate``."""
     add_video(p)
-    p.add_argument("--keyframes", required=True, help="point table (CSV/DLC/DUSTrack JSON) of keyframes")
+    p.add_argument(
+        "--keyframes", required=True, help="point table (CSV/DLC/DUSTrack JSON) of keyframes"
+    )
     p.add_argument("--out", required=True, help="output point-table CSV")
-    p.add_argument("--extend", type=COUNT, default=0, metavar="N", help="also track N frames beyond the first/last keyframe")
+    p.add_argument(
+        "--extend",
+        type=COUNT,
+        default=0,
+        metavar="N",
+        help="also track N frames beyond the first/last keyframe",
+    )
 
 
 def run(args) -> None:
@@ -50,8 +58,14 @@ def run(args) -> None:
         keys, labels = keys_from_table(table, len(cine), path=args.keyframes)
         try:
             report: dict = {}
-            xy, conf = fill_between(cine, keys, extend=args.extend, labels=labels,
-                                    progress=terminal_progress("propagating"), report=report)
+            xy, conf = fill_between(
+                cine,
+                keys,
+                extend=args.extend,
+                labels=labels,
+                progress=terminal_progress("propagating"),
+                report=report,
+            )
         except FlowError as exc:
             out = _output_table(table, *exc.partial, labels)
             write_points(out, args.out)
@@ -72,9 +86,13 @@ def run(args) -> None:
         f"(frames {int(out['frame'].min())}..{int(out['frame'].max())}), "
         f"{len(table)} keyframe point(s) kept"
         + (f", {lost} point(s) lost by optical flow (left out)" if lost else "")
-        + (f"; ignored {everything - len(table)} unreviewed flow/model row(s) of the input"
-           if everything > len(table) else "")
-        + "\n" + report["flags"].line("optical flow")
+        + (
+            f"; ignored {everything - len(table)} unreviewed flow/model row(s) of the input"
+            if everything > len(table)
+            else ""
+        )
+        + "\n"
+        + report["flags"].line("optical flow")
     )
 
 

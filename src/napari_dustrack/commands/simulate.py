@@ -10,7 +10,11 @@ DESTINATION = ("out", True)
 
 def add_arguments(p) -> None:
     """The options of ``napari-dustrack simulate``."""
-    p.add_argument("--scenario", default="cardiac", help="cardiac, muscle, probe_slide or probe_slide_decorrelated")
+    p.add_argument(
+        "--scenario",
+        default="cardiac",
+        help="cardiac, muscle, probe_slide or probe_slide_decorrelated",
+    )
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--frames", type=POSITIVE_INT, default=None, help="number of frames")
     p.add_argument("--seed", type=COUNT, default=0, help="random seed (>= 0)")

@@ -11,11 +11,11 @@ import numpy as np
 
 from ..errors import DustrackError
 from ..io.points_io import read_points, write_points
+from ..io.sources import PointSource
 from ..io.table import from_array, tracks_array
 from ..tracking.modes import SMOOTH_MODES, SmoothMode
 from ._args import POSITIVE, POSITIVE_INT, add_video
 from ._progress import terminal_progress
-from ..io.sources import PointSource
 
 HELP = "remove jitter with the optical-flow windowed smoother"
 DESTINATION = ("out", False)
@@ -24,9 +24,16 @@ DESTINATION = ("out", False)
 def add_arguments(p) -> None:
     """The options of ``napari-dustrack smooth``."""
     add_video(p)
-    p.add_argument("--tracks", required=True, help="point table to smooth (e.g. the model's predictions)")
+    p.add_argument(
+        "--tracks", required=True, help="point table to smooth (e.g. the model's predictions)"
+    )
     p.add_argument("--window", type=POSITIVE, default=0.5, help="window in seconds (default 0.5)")
-    p.add_argument("--window-frames", type=POSITIVE_INT, default=None, help="window in frames (for videos without a frame rate)")
+    p.add_argument(
+        "--window-frames",
+        type=POSITIVE_INT,
+        default=None,
+        help="window in frames (for videos without a frame rate)",
+    )
     p.add_argument("--mode", choices=sorted(SMOOTH_MODES), default=SmoothMode.FUSION.value)
     p.add_argument("--out", required=True, help="output point-table CSV")
 
@@ -41,8 +48,15 @@ def run(args) -> None:
         window = window_frames(args.window, cine.fps, args.window_frames, args.video)
         xy, conf, labels = tracks_array(table, len(cine), args.tracks)
         try:
-            out = smooth(cine, xy, window, args.mode, confidence=conf, labels=labels,
-                         progress=terminal_progress("smoothing"))
+            out = smooth(
+                cine,
+                xy,
+                window,
+                args.mode,
+                confidence=conf,
+                labels=labels,
+                progress=terminal_progress("smoothing"),
+            )
         except DustrackError as exc:
             raise DustrackError(exc.problem, exc.path or args.tracks) from None
     finally:
@@ -50,8 +64,10 @@ def run(args) -> None:
     keep_conf = conf if conf is not None else np.ones(xy.shape[:2])
     result = from_array(out, labels, source=PointSource.SMOOTHED, confidence=keep_conf)
     write_points(result, args.out)
-    print(f"{args.out}: {len(result)} smoothed point(s), {len(labels)} label(s), "
-          f"window {window} frames, mode {args.mode}")
+    print(
+        f"{args.out}: {len(result)} smoothed point(s), {len(labels)} label(s), "
+        f"window {window} frames, mode {args.mode}"
+    )
     print(_flags(xy, out, conf))
 
 
@@ -64,8 +80,9 @@ def _flags(xy, out, conf) -> str:
     c = np.ones(xy.shape[:2]) if conf is None else np.nan_to_num(conf, nan=0.0)
     c = np.where(moved, 0.0, c)
     flags = flag_summary(out, c)
-    return (flags.line("smoothing") + f" ({int(np.nansum(moved))} moved by more than "
-                                      f"{MOVED_PX:g} px)")
+    return (
+        flags.line("smoothing") + f" ({int(np.nansum(moved))} moved by more than {MOVED_PX:g} px)"
+    )
 
 
 MOVED_PX = 3.0

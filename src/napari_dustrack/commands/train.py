@@ -32,9 +32,14 @@ def add_arguments(p) -> None:
 def _printer():
     def show(msg: dict) -> None:
         if msg.get("kind") == "log" and "val_error_px" in msg:
-            print(f"  {msg['seconds']:6.0f} s  step {int(msg['step']):5d}  loss {msg['loss']:.3f}  "
-                  f"validation error {msg['val_error_px']:.2f} px "
-                  f"(best {msg['best_val_error_px']:.2f})", file=sys.stderr, flush=True)
+            print(
+                f"  {msg['seconds']:6.0f} s  step {int(msg['step']):5d}  loss {msg['loss']:.3f}  "
+                f"validation error {msg['val_error_px']:.2f} px "
+                f"(best {msg['best_val_error_px']:.2f})",
+                file=sys.stderr,
+                flush=True,
+            )
+
     return show
 
 
@@ -52,20 +57,30 @@ def run(args) -> None:
         if sorted(meta["labels"]) != sorted(labels):
             raise DustrackError(
                 f"holds a model for labels {meta['labels']}, but {args.labels} has labels "
-                f"{labels}; use another model folder", args.model,
+                f"{labels}; use another model folder",
+                args.model,
             )
         print(f"continuing from iteration {meta['iteration']} in {args.model}", file=sys.stderr)
     config = HeatmapConfig() if args.minutes is None else HeatmapConfig(minutes=args.minutes)
-    print(f"training on {len(labels)} label(s) for up to {config.minutes:g} min...", file=sys.stderr)
-    job = workers.submit(workers.train_task, str(video.resolve()), table,
-                         str(Path(args.model).resolve()), config.to_dict(),
-                         address=args.scheduler)
+    print(
+        f"training on {len(labels)} label(s) for up to {config.minutes:g} min...", file=sys.stderr
+    )
+    job = workers.submit(
+        workers.train_task,
+        str(video.resolve()),
+        table,
+        str(Path(args.model).resolve()),
+        config.to_dict(),
+        address=args.scheduler,
+    )
     try:
         meta = job.wait(_printer())
     finally:
         workers.close_clients()
     m = meta["metrics"]
     state = " (cancelled: best checkpoint kept)" if m.get("cancelled") else ""
-    print(f"saved model iteration {meta['iteration']} to {args.model}{state}: "
-          f"{m['n_frames']} frames, {m['steps']} steps in {m['train_seconds']:.0f} s, "
-          f"validation error median {m.get('val_error_px', float('nan')):.2f} px")
+    print(
+        f"saved model iteration {meta['iteration']} to {args.model}{state}: "
+        f"{m['n_frames']} frames, {m['steps']} steps in {m['train_seconds']:.0f} s, "
+        f"validation error median {m.get('val_error_px', float('nan')):.2f} px"
+    )

@@ -11,8 +11,8 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from ..errors import DustrackOSError, from_os_error
 
@@ -38,7 +38,9 @@ def atomic_path(path: str | os.PathLike, backup: bool = True) -> Iterator[Path]:
     check_destination(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent
+        )
     except OSError as exc:
         raise from_os_error(exc, path) from None
     os.close(fd)
@@ -73,8 +75,9 @@ def remove_stale_temps(folder: Path, pattern: str) -> None:
             pass  # another process is cleaning up too, or it is not ours to remove
 
 
-def check_destination(path: str | os.PathLike, *, folder: bool = False,
-                      try_write: bool = False) -> Path:
+def check_destination(
+    path: str | os.PathLike, *, folder: bool = False, try_write: bool = False
+) -> Path:
     """Refuse, before any work, a destination that cannot be written.
 
     Parameters
@@ -112,11 +115,15 @@ def check_destination(path: str | os.PathLike, *, folder: bool = False,
             with tempfile.TemporaryFile(dir=probe, prefix=".dustrack-write-test-"):
                 pass
         except OSError as exc:
-            raise DustrackOSError(f"cannot write in {probe} ({exc.strerror or exc})", path) from None
+            raise DustrackOSError(
+                f"cannot write in {probe} ({exc.strerror or exc})", path
+            ) from None
     return path
 
 
-def write_atomic(path: str | os.PathLike, write: Callable[[Path], None], backup: bool = True) -> Path:
+def write_atomic(
+    path: str | os.PathLike, write: Callable[[Path], None], backup: bool = True
+) -> Path:
     """Call ``write(tmp_path)`` and atomically move the result to ``path``."""
     with atomic_path(path, backup=backup) as tmp:
         write(tmp)

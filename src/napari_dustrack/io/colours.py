@@ -14,8 +14,20 @@ import numpy as np
 
 # Distinct colours for labels in order of creation (a colour-blind-safe set first).
 PALETTE = (
-    "#e69f00", "#56b4e9", "#009e73", "#f0e442", "#0072b2", "#d55e00", "#cc79a7",
-    "#ffffff", "#ff4040", "#40ff40", "#8080ff", "#ffa0c0", "#a0ffe0", "#c0a060",
+    "#e69f00",
+    "#56b4e9",
+    "#009e73",
+    "#f0e442",
+    "#0072b2",
+    "#d55e00",
+    "#cc79a7",
+    "#ffffff",
+    "#ff4040",
+    "#40ff40",
+    "#8080ff",
+    "#ffa0c0",
+    "#a0ffe0",
+    "#c0a060",
 )
 
 
@@ -54,7 +66,9 @@ def label_hex(labels: Sequence[str], saved: Mapping[str, str] | None = None) -> 
     return out
 
 
-def rgba_rows(row_labels: Sequence[str], colours: Mapping[str, str], alpha: float = 1.0) -> np.ndarray:
+def rgba_rows(
+    row_labels: Sequence[str], colours: Mapping[str, str], alpha: float = 1.0
+) -> np.ndarray:
     """(n, 4) RGBA of each row's label (grey for a label without a colour)."""
     table = {lab: hex_rgba(c, alpha) for lab, c in colours.items()}
     grey = np.array([0.6, 0.6, 0.6, alpha])

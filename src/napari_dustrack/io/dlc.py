@@ -24,8 +24,8 @@ import pandas as pd
 
 from ..errors import DustrackError
 from .atomic import write_atomic
-from .table import labels_of, validate
 from .sources import PointSource
+from .table import labels_of, validate
 
 _FRAME_RE = re.compile(r"(\d+)(?=\.[A-Za-z0-9]+$|$)")
 
@@ -58,14 +58,18 @@ def _read_dlc_here(path: Path) -> pd.DataFrame:
     frame = _load_dlc_frame(path)
     cols = frame.columns
     if cols.nlevels not in (3, 4):
-        raise DustrackError("not a DeepLabCut file: expected scorer/bodyparts/coords header rows", path)
+        raise DustrackError(
+            "not a DeepLabCut file: expected scorer/bodyparts/coords header rows", path
+        )
     frames = _frame_numbers(frame.index, path)
     coords = cols.get_level_values(-1).astype(str)
     parts = cols.get_level_values(-2).astype(str)
     individuals = cols.get_level_values(-3).astype(str) if cols.nlevels == 4 else None
     has_likelihood = "likelihood" in set(coords)
     rows = []
-    keys = dict.fromkeys(zip(individuals if individuals is not None else [""] * len(parts), parts))
+    keys = dict.fromkeys(
+        zip(individuals if individuals is not None else [""] * len(parts), parts, strict=False)
+    )
     for ind, part in keys:
         sel = (parts == part) & ((individuals == ind) if individuals is not None else True)
         block = frame.loc[:, sel]
@@ -82,7 +86,11 @@ def _read_dlc_here(path: Path) -> pd.DataFrame:
             row["confidence"] = np.clip(np.nan_to_num(lik[ok], nan=0.0), 0, 1)
             row["source"] = PointSource.MODEL
         rows.append(row)
-    table = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["frame", "label", "x", "y"])
+    table = (
+        pd.concat(rows, ignore_index=True)
+        if rows
+        else pd.DataFrame(columns=["frame", "label", "x", "y"])
+    )
     if not len(table):
         raise DustrackError("no labelled points in the file", path)
     return validate(table, path)
@@ -101,9 +109,13 @@ def _load_dlc_frame(path: Path) -> pd.DataFrame:
     except IsADirectoryError:
         raise DustrackError("is a folder, not a point file", path) from None
     except Exception as exc:  # pandas/pytables raise many types on corrupt input
-        raise DustrackError(f"cannot read as DeepLabCut data ({type(exc).__name__}: {exc})".splitlines()[0], path) from None
+        raise DustrackError(
+            f"cannot read as DeepLabCut data ({type(exc).__name__}: {exc})".splitlines()[0], path
+        ) from None
     if not isinstance(frame, pd.DataFrame) or not isinstance(frame.columns, pd.MultiIndex):
-        raise DustrackError("not a DeepLabCut file: expected scorer/bodyparts/coords header rows", path)
+        raise DustrackError(
+            "not a DeepLabCut file: expected scorer/bodyparts/coords header rows", path
+        )
     return frame
 
 
@@ -154,7 +166,7 @@ def _plain_pickle_only():
         try:
             yield
         finally:
-            for m, orig in zip(modules, saved):
+            for m, orig in zip(modules, saved, strict=False):
                 m.pickle = orig
 
 
@@ -167,7 +179,9 @@ def _check_hdf_nodes(path: Path) -> None:
             if isinstance(node, tables.VLArray) and node.atom.kind == "object":
                 raise DustrackError(
                     f"node {node._v_pathname} holds pickled Python objects, which can run code; "
-                    "refusing to read it (DeepLabCut writes numbers and text only)", path)
+                    "refusing to read it (DeepLabCut writes numbers and text only)",
+                    path,
+                )
             node._v_attrs._f_list("all")  # reads (so checks) every attribute
 
 
@@ -179,9 +193,11 @@ def read_hdf_safely(path: str | os.PathLike) -> pd.DataFrame:
             _check_hdf_nodes(path)
             return pd.read_hdf(path)
     except _PickleRefused as exc:
-        raise DustrackError(f"holds a pickled Python object ({exc}), which could run code; "
-                            "refusing to read it (DeepLabCut writes numbers and text only)",
-                            path) from None
+        raise DustrackError(
+            f"holds a pickled Python object ({exc}), which could run code; "
+            "refusing to read it (DeepLabCut writes numbers and text only)",
+            path,
+        ) from None
 
 
 # The HDF5 C library can crash (segfault) on a damaged file, taking napari and the user's
@@ -194,15 +210,23 @@ def _read_h5_isolated(path: Path) -> pd.DataFrame:
     from .table import read_csv_text
 
     if not path.is_file():
-        raise DustrackError("is a folder, not a point file" if path.is_dir() else "file not found", path)
+        raise DustrackError(
+            "is a folder, not a point file" if path.is_dir() else "file not found", path
+        )
     env = dict(os.environ)
     package_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     try:
-        done = subprocess.run([sys.executable, "-m", __name__, str(path)], capture_output=True,
-                              env=env, timeout=H5_TIMEOUT_S)
+        done = subprocess.run(
+            [sys.executable, "-m", __name__, str(path)],
+            capture_output=True,
+            env=env,
+            timeout=H5_TIMEOUT_S,
+        )
     except subprocess.TimeoutExpired:
-        raise DustrackError(f"reading took over {H5_TIMEOUT_S} s; is the file damaged?", path) from None
+        raise DustrackError(
+            f"reading took over {H5_TIMEOUT_S} s; is the file damaged?", path
+        ) from None
     err = done.stderr.decode("utf-8", "replace").strip().splitlines()
     if done.returncode == 2 and err:
         raise DustrackError(err[-1], path)
@@ -235,7 +259,11 @@ def _read_dlc_csv(path: Path) -> pd.DataFrame:
     while n_index < len(row0) and row0[n_index] == "":
         n_index += 1
     frame = pd.read_csv(path, header=list(range(n_header)), index_col=list(range(n_index)))
-    names = ["scorer", "individuals", "bodyparts", "coords"] if n_header == 4 else ["scorer", "bodyparts", "coords"]
+    names = (
+        ["scorer", "individuals", "bodyparts", "coords"]
+        if n_header == 4
+        else ["scorer", "bodyparts", "coords"]
+    )
     frame.columns = frame.columns.set_names(names)
     return frame
 
@@ -273,15 +301,20 @@ def write_dlc(
         raise DustrackError("no points to export (DeepLabCut files hold at least one)", path)
     last = int(table["frame"].max())
     if n_frames is not None and last >= n_frames:
-        raise DustrackError(f"the points reach frame {last} but the video has {n_frames} "
-                            f"frames (0..{n_frames - 1}); are they for this video?", path)
+        raise DustrackError(
+            f"the points reach frame {last} but the video has {n_frames} "
+            f"frames (0..{n_frames - 1}); are they for this video?",
+            path,
+        )
     labels = labels_of(table)
     frames = np.unique(table["frame"].to_numpy())
     digits = len(str(max(int(n_frames or 0), int(frames.max()) + 1 if len(frames) else 1)))
     index = pd.MultiIndex.from_tuples(
         [("labeled-data", video, f"img{f:0{digits}d}.png") for f in frames]
     )
-    columns = pd.MultiIndex.from_product([[scorer], labels, ["x", "y"]], names=["scorer", "bodyparts", "coords"])
+    columns = pd.MultiIndex.from_product(
+        [[scorer], labels, ["x", "y"]], names=["scorer", "bodyparts", "coords"]
+    )
     out = pd.DataFrame(np.nan, index=index, columns=columns)
     pos = {f: i for i, f in enumerate(frames)}
     for lab, grp in table.groupby("label", sort=False):

@@ -19,8 +19,15 @@ from .atomic import write_text_atomic
 from .table import validate
 
 _LAYER_RE = re.compile(r"_annotations_(?P<layer>[^/\\]+)\.json$", re.IGNORECASE)
-_LAYER_SOURCE = {"manual": "manual", "flow": "flow", "lk": "flow", "model": "model",
-                 "dlc": "model", "smoothed": "smoothed", "filtered": "smoothed"}
+_LAYER_SOURCE = {
+    "manual": "manual",
+    "flow": "flow",
+    "lk": "flow",
+    "model": "model",
+    "dlc": "model",
+    "smoothed": "smoothed",
+    "filtered": "smoothed",
+}
 
 
 def layer_of(path: str | os.PathLike) -> str | None:
@@ -49,7 +56,9 @@ def read_dustrack_json(path: str | os.PathLike) -> pd.DataFrame:
             if xy is None:
                 continue
             if not (isinstance(xy, (list, tuple)) and len(xy) == 2):
-                raise DustrackError(f"label {label!r} frame {frame}: expected [x, y], got {xy!r}", path)
+                raise DustrackError(
+                    f"label {label!r} frame {frame}: expected [x, y], got {xy!r}", path
+                )
             try:
                 f, x, y = int(frame), float(xy[0]), float(xy[1])
             except (TypeError, ValueError):
@@ -67,8 +76,10 @@ def write_dustrack_json(table: pd.DataFrame, path: str | os.PathLike, backup: bo
     table = validate(table)
     content: dict[str, dict[str, list[float]]] = {}
     for label, grp in table.groupby("label", sort=False):
-        content[label] = {str(int(f)): [float(x), float(y)] for f, x, y in
-                          sorted(zip(grp["frame"], grp["x"], grp["y"]))}
+        content[label] = {
+            str(int(f)): [float(x), float(y)]
+            for f, x, y in sorted(zip(grp["frame"], grp["x"], grp["y"], strict=False))
+        }
     write_text_atomic(path, json.dumps(content, indent=4), backup=backup)
 
 

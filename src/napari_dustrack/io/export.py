@@ -9,8 +9,8 @@ frames (OpenCV) and encodes them as H.264 (:func:`napari_dustrack.io.video_write
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -191,7 +191,7 @@ def _fixed(p) -> tuple[int, int]:
 def _draw_tail(image: np.ndarray, history: np.ndarray, colour, style: _Style) -> None:
     """Line through the finite points of ``history`` (oldest first); a gap breaks it."""
     ok = np.isfinite(history).all(axis=1)
-    for a, b, oa, ob in zip(history[:-1], history[1:], ok[:-1], ok[1:]):
+    for a, b, oa, ob in zip(history[:-1], history[1:], ok[:-1], ok[1:], strict=False):
         if oa and ob:
             cv2.line(image, _fixed(a), _fixed(b), colour, style.thickness, cv2.LINE_AA, _SHIFT)
 
@@ -210,8 +210,16 @@ def _draw_name(image: np.ndarray, p: np.ndarray, label: str, colour, style: _Sty
 def _text(image, text, origin, colour, style: _Style) -> None:
     # A dark outline first keeps the text readable over bright speckle.
     for ink, thickness in (((0, 0, 0), style.thickness + 2), (colour, style.thickness)):
-        cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, style.font_scale, ink,
-                    thickness, cv2.LINE_AA)
+        cv2.putText(
+            image,
+            text,
+            origin,
+            cv2.FONT_HERSHEY_SIMPLEX,
+            style.font_scale,
+            ink,
+            thickness,
+            cv2.LINE_AA,
+        )
 
 
 def _to_rgb(frame: np.ndarray, scale: int) -> np.ndarray:

@@ -21,8 +21,8 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -73,8 +73,12 @@ def save_index(video, pts: np.ndarray, keyframes: np.ndarray) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / "index.tmp.npz"
-        np.savez(tmp, pts=pts, keyframes=keyframes,
-                 stamp=np.array(json.dumps(_source_stamp(Path(video)))))
+        np.savez(
+            tmp,
+            pts=pts,
+            keyframes=keyframes,
+            stamp=np.array(json.dumps(_source_stamp(Path(video)))),
+        )
         os.replace(tmp, folder / "index.npz")
     except OSError:
         pass  # read-only folder: the index is rebuilt next time
@@ -156,8 +160,13 @@ def open_cached_frames(video, n_frames: int, frame_shape) -> CachedFrames | None
 
 def _signature(video: Path, n_frames: int, frame_shape, shape) -> dict:
     st = video.stat()
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "n_frames": int(n_frames),
-            "frame_shape": list(frame_shape), "cache_shape": list(shape)}
+    return {
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "n_frames": int(n_frames),
+        "frame_shape": list(frame_shape),
+        "cache_shape": list(shape),
+    }
 
 
 class FrameCache:
@@ -191,9 +200,17 @@ class FrameCache:
         When the folder cannot be created or written (the caller then goes without a cache).
     """
 
-    def __init__(self, video, n_frames: int, frame_shape, make_reader: Callable,
-                 max_bytes: int = DEFAULT_MAX_BYTES, folder=None, start: bool = True,
-                 start_delay: float = 0.0):
+    def __init__(
+        self,
+        video,
+        n_frames: int,
+        frame_shape,
+        make_reader: Callable,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        folder=None,
+        start: bool = True,
+        start_delay: float = 0.0,
+    ):
         self.video = Path(video)
         self.n_frames = int(n_frames)
         self.full_shape = tuple(int(v) for v in frame_shape)
@@ -252,9 +269,13 @@ class FrameCache:
         tmp = self._filled_path.with_suffix(".tmp.npy")
         np.save(tmp, filled)
         os.replace(tmp, self._filled_path)
-        meta = {"source": self._signature, "complete": bool(filled.all()),
-                "video": self.video.name, "dtype": "uint8",
-                "shape": [self.n_frames, *self.frame_shape]}
+        meta = {
+            "source": self._signature,
+            "complete": bool(filled.all()),
+            "video": self.video.name,
+            "dtype": "uint8",
+            "shape": [self.n_frames, *self.frame_shape],
+        }
         tmp = self._meta_path.with_suffix(".tmp.json")
         tmp.write_text(json.dumps(meta, indent=1))
         os.replace(tmp, self._meta_path)
@@ -275,8 +296,9 @@ class FrameCache:
     def get(self, i: int) -> np.ndarray:
         """Frame ``i`` at cache size (a copy); only valid when :meth:`has` is true."""
         if self._mm is None:
-            self._mm = np.memmap(self.path, dtype=np.uint8, mode="r",
-                                 shape=(self.n_frames, *self.frame_shape))
+            self._mm = np.memmap(
+                self.path, dtype=np.uint8, mode="r", shape=(self.n_frames, *self.frame_shape)
+            )
         return np.array(self._mm[i])
 
     def get_full(self, i: int) -> np.ndarray:
@@ -300,8 +322,9 @@ class FrameCache:
     def start(self) -> None:
         """Start the fill thread (no-op when running or complete)."""
         if self._thread is None and not self.complete and self.writer:
-            self._thread = threading.Thread(target=self._run, name="dustrack-frame-cache",
-                                            daemon=True)
+            self._thread = threading.Thread(
+                target=self._run, name="dustrack-frame-cache", daemon=True
+            )
             self._thread.start()
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -347,7 +370,7 @@ class FrameCache:
                 if holes.size:
                     return start + int(holes[0])
                 self._queue.popleft()
-            rest = np.flatnonzero(~self.filled[self._cursor:])
+            rest = np.flatnonzero(~self.filled[self._cursor :])
             if not rest.size:
                 return None
             self._cursor += int(rest[0])

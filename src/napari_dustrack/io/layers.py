@@ -7,7 +7,7 @@ Tracks layer: ``data`` rows ``(track_id, frame, y, x)``, one track per label (id
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -26,11 +26,17 @@ def table_to_points(table: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
 
 def points_to_table(data: np.ndarray, features: pd.DataFrame | dict) -> pd.DataFrame:
     """Inverse of :func:`table_to_points`; ``data`` may carry extra leading dims (ignored)."""
-    data = np.asarray(data, dtype=float).reshape(-1, np.shape(data)[-1] if np.ndim(data) == 2 else 3)
+    data = np.asarray(data, dtype=float).reshape(
+        -1, np.shape(data)[-1] if np.ndim(data) == 2 else 3
+    )
     features = pd.DataFrame(features).reset_index(drop=True)
     table = pd.DataFrame(
-        {"frame": np.round(data[:, -3]).astype(np.int64), "label": features["label"].astype(str),
-         "x": data[:, -1], "y": data[:, -2]}
+        {
+            "frame": np.round(data[:, -3]).astype(np.int64),
+            "label": features["label"].astype(str),
+            "x": data[:, -1],
+            "y": data[:, -2],
+        }
     )
     for col in COLUMNS[4:]:
         if col in features:
@@ -80,7 +86,12 @@ def tracks_to_table(
     else:
         names = ids.astype(str)
     table = pd.DataFrame(
-        {"frame": np.round(data[:, 1]).astype(np.int64), "label": names, "x": data[:, 3],
-         "y": data[:, 2], "source": source}
+        {
+            "frame": np.round(data[:, 1]).astype(np.int64),
+            "label": names,
+            "x": data[:, 3],
+            "y": data[:, 2],
+            "source": source,
+        }
     )
     return validate(table)

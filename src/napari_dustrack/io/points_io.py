@@ -27,7 +27,9 @@ def guess_format(path: str | os.PathLike) -> str:
         if path.exists() and is_dlc_csv(path):
             return "dlc"
         return "csv"
-    raise DustrackError(f"unsupported point file type {suffix or '(none)'}; use .csv, .h5 or .json", path)
+    raise DustrackError(
+        f"unsupported point file type {suffix or '(none)'}; use .csv, .h5 or .json", path
+    )
 
 
 def output_format(path: str | os.PathLike) -> str | None:
@@ -60,7 +62,9 @@ def read_points(path: str | os.PathLike) -> pd.DataFrame:
     return read_points_csv(path)
 
 
-def write_points(table: pd.DataFrame, path: str | os.PathLike, fmt: str | None = None, **kwargs) -> Path:
+def write_points(
+    table: pd.DataFrame, path: str | os.PathLike, fmt: str | None = None, **kwargs
+) -> Path:
     """Write ``table`` to ``path`` atomically; the format follows ``fmt`` or the suffix."""
     path = Path(path)
     fmt = fmt or output_format(path)
@@ -71,5 +75,7 @@ def write_points(table: pd.DataFrame, path: str | os.PathLike, fmt: str | None =
     elif fmt == "csv":
         write_points_csv(table, path, **kwargs)
     else:
-        raise DustrackError(f"unknown format {fmt!r}; use .csv, .h5 or .json or one of {FORMATS}", path)
+        raise DustrackError(
+            f"unknown format {fmt!r}; use .csv, .h5 or .json or one of {FORMATS}", path
+        )
     return path

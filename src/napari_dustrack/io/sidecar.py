@@ -32,9 +32,23 @@ from ..errors import DustrackError
 from .atomic import write_text_atomic
 
 __all__ = [
-    "SUFFIX", "POINTS", "LABELS", "JOURNAL", "MEASURES", "MODEL", "LABELS_VERSION",
-    "sidecar_dir", "owner_of", "points_path", "labels_path", "journal_path", "measures_path",
-    "model_dir", "has_sidecar", "write_labels", "read_labels",
+    "SUFFIX",
+    "POINTS",
+    "LABELS",
+    "JOURNAL",
+    "MEASURES",
+    "MODEL",
+    "LABELS_VERSION",
+    "sidecar_dir",
+    "owner_of",
+    "points_path",
+    "labels_path",
+    "journal_path",
+    "measures_path",
+    "model_dir",
+    "has_sidecar",
+    "write_labels",
+    "read_labels",
 ]
 
 SUFFIX = ".dustrack"
@@ -105,8 +119,11 @@ def write_labels(folder: str | os.PathLike, labels: list[dict], seq: int = 0) ->
     seq : int
         Sequence number of the last edit included in the snapshot this file belongs to.
     """
-    content = {"version": LABELS_VERSION, "seq": int(seq),
-               "labels": [{"name": str(d["name"]), "colour": str(d["colour"])} for d in labels]}
+    content = {
+        "version": LABELS_VERSION,
+        "seq": int(seq),
+        "labels": [{"name": str(d["name"]), "colour": str(d["colour"])} for d in labels],
+    }
     return write_text_atomic(Path(folder) / LABELS, json.dumps(content, indent=1) + "\n")
 
 
@@ -128,6 +145,8 @@ def read_labels(folder: str | os.PathLike, name: str = LABELS) -> tuple[list[dic
         raise DustrackError(f"malformed label list ({exc})", path) from None
     items = content.get("labels") if isinstance(content, dict) else None
     if not isinstance(items, list) or not all(isinstance(d, dict) and "name" in d for d in items):
-        raise DustrackError("not a label list: expected {'labels': [{'name': ..., 'colour': ...}]}", path)
+        raise DustrackError(
+            "not a label list: expected {'labels': [{'name': ..., 'colour': ...}]}", path
+        )
     labels = [{"name": str(d["name"]), "colour": str(d.get("colour", ""))} for d in items]
     return labels, int(content.get("seq", 0))

@@ -9,7 +9,7 @@ coordinates; arrays (for the algorithms) hold NaN where a table has no row.
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -106,7 +106,9 @@ def _as_bool(value) -> bool:
     return bool(value)
 
 
-def make_table(frame, label, x, y, source=PointSource.MANUAL, confidence=None, reviewed=False) -> pd.DataFrame:
+def make_table(
+    frame, label, x, y, source=PointSource.MANUAL, confidence=None, reviewed=False
+) -> pd.DataFrame:
     """Build a validated table from columns (scalars broadcast)."""
     frame = np.asarray(frame)
     n = len(frame)
@@ -183,8 +185,11 @@ def check_frames(table: pd.DataFrame, n_frames: int, path=None) -> None:
     """Refuse a table with points on frames a video of ``n_frames`` frames does not have."""
     last = int(table["frame"].max()) if len(table) else -1
     if last >= n_frames:
-        raise DustrackError(f"has points on frame {last} but the video has {n_frames} frames "
-                            f"(0..{n_frames - 1}); are they for this video?", path)
+        raise DustrackError(
+            f"has points on frame {last} but the video has {n_frames} frames "
+            f"(0..{n_frames - 1}); are they for this video?",
+            path,
+        )
 
 
 def training_rows(table: pd.DataFrame) -> pd.DataFrame:
@@ -193,8 +198,27 @@ def training_rows(table: pd.DataFrame) -> pd.DataFrame:
 
 
 # Cells read as missing in numeric columns (pandas' defaults); text columns are kept verbatim.
-_NA = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
-       "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
+_NA = [
+    "",
+    "#N/A",
+    "#N/A N/A",
+    "#NA",
+    "-1.#IND",
+    "-1.#QNAN",
+    "-NaN",
+    "-nan",
+    "1.#IND",
+    "1.#QNAN",
+    "<NA>",
+    "N/A",
+    "NA",
+    "NULL",
+    "NaN",
+    "None",
+    "n/a",
+    "nan",
+    "null",
+]
 TEXT_COLUMNS = ("label", "source")
 
 
@@ -211,14 +235,20 @@ def read_csv(path: str | os.PathLike, text: Sequence[str] = TEXT_COLUMNS) -> pd.
     except IsADirectoryError:
         raise DustrackError("is a folder, not a CSV file", path) from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DustrackError(f"malformed CSV ({str(exc).splitlines()[0] if str(exc) else 'empty'})", path) from None
+        raise DustrackError(
+            f"malformed CSV ({str(exc).splitlines()[0] if str(exc) else 'empty'})", path
+        ) from None
 
 
 def _read_verbatim(source, text: Sequence[str]) -> pd.DataFrame:
     head = pd.read_csv(source(), nrows=0)
     others = {c: _NA for c in head.columns if c not in text}
-    return pd.read_csv(source(), dtype={c: str for c in text if c in head.columns},
-                       keep_default_na=False, na_values=others)
+    return pd.read_csv(
+        source(),
+        dtype={c: str for c in text if c in head.columns},
+        keep_default_na=False,
+        na_values=others,
+    )
 
 
 def read_csv_text(content: str, text: Sequence[str] = TEXT_COLUMNS) -> pd.DataFrame:
@@ -245,8 +275,11 @@ def tracks_array(table: pd.DataFrame, n_frames: int, path=None):
         raise DustrackError("no points in the file", path)
     last = int(table["frame"].max())
     if last >= n_frames:
-        raise DustrackError(f"the tracks reach frame {last} but the video has {n_frames} frames "
-                            f"(0..{n_frames - 1}); are they for this video?", path)
+        raise DustrackError(
+            f"the tracks reach frame {last} but the video has {n_frames} frames "
+            f"(0..{n_frames - 1}); are they for this video?",
+            path,
+        )
     labels = labels_of(table)
     xy, _ = to_array(table, labels, n_frames)
     conf = None

@@ -7,9 +7,9 @@ default) and for exporting videos with tracks drawn on them.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterable
 
 import av
 import numpy as np
@@ -89,8 +89,11 @@ def write_video(
     path = Path(path)
     fmt = _FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise DustrackError(f"cannot write {path.suffix or 'files without an extension'}; "
-                            f"use one of {', '.join(_FORMATS)}", path)
+        raise DustrackError(
+            f"cannot write {path.suffix or 'files without an extension'}; "
+            f"use one of {', '.join(_FORMATS)}",
+            path,
+        )
     rate = _rate(fps)
     total = len(frames) if hasattr(frames, "__len__") else 0
     with atomic_path(path, backup=False) as tmp:
@@ -112,8 +115,10 @@ def _encode(frames, tmp, fmt, rate, crf, preset, keyframe_interval, progress, to
             if stream is None:
                 stream = _open_stream(container, img.shape, rate, crf, preset, keyframe_interval)
             elif img.shape[:2] != (stream.height, stream.width):
-                raise DustrackError(f"frame {n} is {img.shape[:2]}, the first was "
-                                    f"{(stream.height, stream.width)}", path)
+                raise DustrackError(
+                    f"frame {n} is {img.shape[:2]}, the first was {(stream.height, stream.width)}",
+                    path,
+                )
             frame = av.VideoFrame.from_ndarray(img, format="gray" if img.ndim == 2 else "rgb24")
             frame = frame.reformat(format="yuv420p")
             frame.pts = n

@@ -7,7 +7,7 @@ rate is known) and one or more columns per measure, each name ending in its unit
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -128,7 +128,11 @@ def reference_frame(measure: Measure, xy: np.ndarray) -> int:
 
 
 def _missing_at(measure: Measure, xy: np.ndarray, frame: int) -> list[str]:
-    return [lab for lab, ok in zip(measure.labels, np.isfinite(xy[frame]).all(axis=1)) if not ok]
+    return [
+        lab
+        for lab, ok in zip(measure.labels, np.isfinite(xy[frame]).all(axis=1), strict=False)
+        if not ok
+    ]
 
 
 def _apply_change(measure: Measure, outputs: Outputs, ref: int | None) -> Outputs:

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 from ..errors import DustrackError
 from ..io.atomic import write_text_atomic
@@ -73,7 +73,7 @@ class Measure:
         self.labels = [str(lab) for lab in self.labels]
         self.check()
 
-    def check(self, path: str | os.PathLike | None = None) -> "Measure":
+    def check(self, path: str | os.PathLike | None = None) -> Measure:
         """Raise :class:`DustrackError` if the definition is inconsistent."""
         where = f"measure {self.name!r}: "
         if not str(self.name).strip():
@@ -113,7 +113,7 @@ class Measure:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict, path: str | os.PathLike | None = None) -> "Measure":
+    def from_dict(cls, data: dict, path: str | os.PathLike | None = None) -> Measure:
         if not isinstance(data, dict):
             raise DustrackError(f"a measure must be a JSON object, got {type(data).__name__}", path)
         known = {"name", "kind", "labels", "change", "reference_frame", "strain"}

@@ -6,7 +6,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def envelope(t: np.ndarray, y: np.ndarray, *, max_points: int = 4000) -> tuple[np.ndarray, np.ndarray]:
+def envelope(
+    t: np.ndarray, y: np.ndarray, *, max_points: int = 4000
+) -> tuple[np.ndarray, np.ndarray]:
     """At most ``max_points`` of ``(t, y)``: the minimum and maximum of each bin, in time order.
 
     Spikes survive (unlike taking every k-th value); NaN gaps survive as NaN bins.

@@ -41,7 +41,7 @@ class Calibration:
             object.__setattr__(self, "fps", fps)
 
     @classmethod
-    def of(cls, spacing=None, fps=None) -> "Calibration":
+    def of(cls, spacing=None, fps=None) -> Calibration:
         """Like the constructor but treats invalid values (0, NaN) as unknown."""
         try:
             spacing = None if spacing is None else cls(spacing=tuple(spacing)).spacing

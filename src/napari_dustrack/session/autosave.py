@@ -55,6 +55,7 @@ BAK = ".bak"
 class RecoveryWarning(UserWarning):
     """Saved annotations were damaged and rebuilt from the backup and the journal."""
 
+
 # The autosaver of each sidecar folder in this process: a new session on the same video
 # closes the old one first, so two savers never overwrite each other's snapshots.
 _ACTIVE: weakref.WeakValueDictionary[Path, Autosaver] = weakref.WeakValueDictionary()
@@ -121,9 +122,18 @@ def _set_ok(item) -> bool:
     if not (isinstance(item, list) and len(item) == 7):
         return False
     frame, label, x, y, source, confidence, reviewed = item
-    return (_is_int(frame) and frame >= 0 and isinstance(label, str) and label != ""
-            and _finite(x) and _finite(y) and source in SOURCES and _finite(confidence)
-            and 0 <= confidence <= 1 and isinstance(reviewed, bool))
+    return (
+        _is_int(frame)
+        and frame >= 0
+        and isinstance(label, str)
+        and label != ""
+        and _finite(x)
+        and _finite(y)
+        and source in SOURCES
+        and _finite(confidence)
+        and 0 <= confidence <= 1
+        and isinstance(reviewed, bool)
+    )
 
 
 def _entry_problem(entry) -> str | None:
@@ -131,17 +141,27 @@ def _entry_problem(entry) -> str | None:
     if not isinstance(entry, dict) or not _is_int(entry.get("seq")):
         return "no edit number"
     labels = entry.get("labels", [])
-    if not (isinstance(labels, list) and all(
+    if not (
+        isinstance(labels, list)
+        and all(
             isinstance(p, list) and len(p) == 2 and all(isinstance(v, str) for v in p) and p[0]
-            for p in labels)):
+            for p in labels
+        )
+    ):
         return "labels are not [name, colour] pairs"
     sets = entry.get("set", [])
     if not (isinstance(sets, list) and all(_set_ok(item) for item in sets)):
-        return "a point is not [frame, label, x, y, source, confidence, reviewed] with finite numbers"
+        return (
+            "a point is not [frame, label, x, y, source, confidence, reviewed] with finite numbers"
+        )
     dels = entry.get("del", [])
-    if not (isinstance(dels, list) and all(
+    if not (
+        isinstance(dels, list)
+        and all(
             isinstance(d, list) and len(d) == 2 and _is_int(d[0]) and isinstance(d[1], str)
-            for d in dels)):
+            for d in dels
+        )
+    ):
         return "a deletion is not [frame, label]"
     return None
 
@@ -152,8 +172,9 @@ def replay(state: State, entries: list[dict]) -> State:
         if "labels" in entry:
             state.labels = [Label(name, colour) for name, colour in entry["labels"]]
         for frame, label, x, y, source, confidence, reviewed in entry.get("set", ()):
-            state.points[(frame, label)] = Point(float(x), float(y), source, float(confidence),
-                                                 reviewed)
+            state.points[(frame, label)] = Point(
+                float(x), float(y), source, float(confidence), reviewed
+            )
         for frame, label in entry.get("del", ()):
             state.points.pop((frame, label), None)
         state.seq = max(state.seq, entry["seq"])
@@ -235,9 +256,11 @@ def _set_aside(damaged: list[tuple[Path, DustrackError]], state: State, n_edits:
         except OSError:
             kept.append(f"{path.name} (could not be renamed)")
     problems = "; ".join(exc.problem for _, exc in damaged)
-    message = (f"saved annotations were damaged ({problems}); recovered {len(state.points)} "
-               f"point(s) of {len(state.labels)} label(s) from the backup and {n_edits} journal "
-               f"edit(s); the damaged file(s) kept as {', '.join(kept) or 'they were'}")
+    message = (
+        f"saved annotations were damaged ({problems}); recovered {len(state.points)} "
+        f"point(s) of {len(state.labels)} label(s) from the backup and {n_edits} journal "
+        f"edit(s); the damaged file(s) kept as {', '.join(kept) or 'they were'}"
+    )
     log.warning("%s: %s", damaged[0][0].parent, message)
     warnings.warn(str(DustrackError(message, damaged[0][0].parent)), RecoveryWarning, stacklevel=3)
     return message
@@ -297,14 +320,17 @@ class Autosaver:
             self.folder.mkdir(parents=True, exist_ok=True)
             handle = open(self.folder / LOCK, "a+")  # noqa: SIM115 - held while the session lives
         except OSError as exc:  # read-only place: edits stay in memory, error shown
-            self.error = DustrackError(f"cannot save annotations ({exc.strerror or exc})", self.folder)
+            self.error = DustrackError(
+                f"cannot save annotations ({exc.strerror or exc})", self.folder
+            )
             return
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             handle.close()
-            raise DustrackError("these annotations are open in another program; close it first",
-                                self.folder) from None
+            raise DustrackError(
+                "these annotations are open in another program; close it first", self.folder
+            ) from None
         self._lock_file = handle
 
     # called in the editing thread, right after each edit
@@ -318,7 +344,9 @@ class Autosaver:
                 self._journal.write(line)
                 self._journal.flush()  # in the kernel now: survives the process being killed
         except OSError as exc:
-            self.error = DustrackError(f"cannot save annotations ({exc.strerror or exc})", self.folder)
+            self.error = DustrackError(
+                f"cannot save annotations ({exc.strerror or exc})", self.folder
+            )
             log.error("%s", self.error)
         now = time.monotonic()
         with self._cond:
@@ -357,10 +385,14 @@ class Autosaver:
             try:
                 self.folder.mkdir(parents=True, exist_ok=True)
                 write_points_csv(table, self.folder / POINTS)
-                write_labels(self.folder, [{"name": lab.name, "colour": lab.colour} for lab in labels], seq)
+                write_labels(
+                    self.folder, [{"name": lab.name, "colour": lab.colour} for lab in labels], seq
+                )
                 self._compact(seq)
             except OSError as exc:
-                self.error = DustrackError(f"cannot save annotations ({exc.strerror or exc})", self.folder)
+                self.error = DustrackError(
+                    f"cannot save annotations ({exc.strerror or exc})", self.folder
+                )
                 raise self.error from None
             self.saved_seq = seq
             self.error = None
@@ -376,7 +408,9 @@ class Autosaver:
             keep = [encode_entry(e) for e in entries if int(e["seq"]) > seq]
             # the edits between the previous snapshot (the .bak files) and this one: recovery
             done = [encode_entry(e) for e in entries if int(e["seq"]) <= seq]
-            write_text_atomic(self.journal_path.with_name(JOURNAL + BAK), "".join(done), backup=False)
+            write_text_atomic(
+                self.journal_path.with_name(JOURNAL + BAK), "".join(done), backup=False
+            )
             if keep:
                 write_text_atomic(self.journal_path, "".join(keep), backup=False)
             else:

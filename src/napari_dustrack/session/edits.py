@@ -30,14 +30,22 @@ def flow_changes(
     xy = np.asarray(xy, dtype=float)
     frames = np.arange(len(xy)) if frames is None else np.asarray(frames, dtype=np.int64)
     if xy.ndim != 3 or xy.shape[1] != len(labels) or len(frames) != len(xy):
-        raise DustrackError(f"flow result of shape {xy.shape} does not match "
-                            f"{len(frames)} frames x {len(labels)} labels")
+        raise DustrackError(
+            f"flow result of shape {xy.shape} does not match "
+            f"{len(frames)} frames x {len(labels)} labels"
+        )
     conf = np.ones(xy.shape[:2]) if confidence is None else np.asarray(confidence, dtype=float)
     conf = np.clip(np.nan_to_num(conf, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
     changes: dict[Key, Point | None] = {}
     rows, cols = np.nonzero(np.isfinite(xy).all(axis=2))
-    for i, j, x, y, c in zip(frames[rows].tolist(), cols.tolist(), xy[rows, cols, 0].tolist(),
-                             xy[rows, cols, 1].tolist(), conf[rows, cols].tolist(), strict=True):
+    for i, j, x, y, c in zip(
+        frames[rows].tolist(),
+        cols.tolist(),
+        xy[rows, cols, 0].tolist(),
+        xy[rows, cols, 1].tolist(),
+        conf[rows, cols].tolist(),
+        strict=True,
+    ):
         key = (i, labels[j])
         if labels[j] not in known or not in_video(i):
             continue
@@ -61,8 +69,10 @@ def prediction_changes(
     (``table`` validated already)."""
     unknown = sorted(set(table["label"]) - set(labels))
     if unknown:
-        raise DustrackError(f"the predictions have label(s) {unknown} that the annotations do "
-                            f"not ({list(labels)}); add or rename labels first")
+        raise DustrackError(
+            f"the predictions have label(s) {unknown} that the annotations do "
+            f"not ({list(labels)}); add or rename labels first"
+        )
     lo = int(table["frame"].min()) if start is None and len(table) else int(start or 0)
     if end is None and len(table):
         hi = int(table["frame"].max())

@@ -38,8 +38,19 @@ from .history import Edit, History
 from .records import FLOW, MANUAL, Change, Key, Label, Point, State
 from .tables import lost_frames, manual_array, next_missing, points_table, table_points
 
-__all__ = ["FLOW", "MANUAL", "AnnotationSession", "Change", "Key", "Label", "Point", "State",
-           "lost_frames", "points_table", "table_points"]
+__all__ = [
+    "FLOW",
+    "MANUAL",
+    "AnnotationSession",
+    "Change",
+    "Key",
+    "Label",
+    "Point",
+    "State",
+    "lost_frames",
+    "points_table",
+    "table_points",
+]
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +177,9 @@ class AnnotationSession:
     def points_at(self, frame: int) -> dict[str, Point]:
         """``{label: Point}`` at ``frame``, in label order."""
         frame = int(frame)
-        return {lab: self._points[(frame, lab)] for lab in self.labels if (frame, lab) in self._points}
+        return {
+            lab: self._points[(frame, lab)] for lab in self.labels if (frame, lab) in self._points
+        }
 
     def __len__(self) -> int:
         """Number of points."""
@@ -201,7 +214,9 @@ class AnnotationSession:
             raise DustrackError(f"no point {label!r} on frame {frame} to move")
         return self.set_point(frame, label, x, y, action="move")
 
-    def place_points(self, items: Iterable[tuple[int, str, float, float]], action: str = "move") -> int:
+    def place_points(
+        self, items: Iterable[tuple[int, str, float, float]], action: str = "move"
+    ) -> int:
         """Place several manual points ``(frame, label, x, y)`` in one edit (e.g. a group drag)."""
         changes: dict[Key, Point | None] = {}
         for frame, label, x, y in items:
@@ -268,9 +283,16 @@ class AnnotationSession:
         int
             Number of points written.
         """
-        changes = flow_changes(self._points, xy, labels, frames, confidence,
-                               known=set(self.labels), in_video=self._in_video,
-                               keep_reviewed=keep_reviewed)
+        changes = flow_changes(
+            self._points,
+            xy,
+            labels,
+            frames,
+            confidence,
+            known=set(self.labels),
+            in_video=self._in_video,
+            keep_reviewed=keep_reviewed,
+        )
         self._commit(action, changes)
         return len(changes)
 
@@ -318,8 +340,9 @@ class AnnotationSession:
         DustrackError
             The predictions have labels the annotations do not, or none lie in the range.
         """
-        changes, lo, hi = self.prediction_changes(table, start=start, end=end,
-                                                  min_confidence=min_confidence)
+        changes, lo, hi = self.prediction_changes(
+            table, start=start, end=end, min_confidence=min_confidence
+        )
         return self.commit_predictions(changes, action or f"accept predictions on frames {lo}-{hi}")
 
     def prediction_changes(
@@ -335,14 +358,18 @@ class AnnotationSession:
         table = validate(table)
         with self._lock:
             points = dict(self._points)
-        return prediction_changes(points, table, self.labels, start=start, end=end,
-                                  min_confidence=min_confidence)
+        return prediction_changes(
+            points, table, self.labels, start=start, end=end, min_confidence=min_confidence
+        )
 
     def commit_predictions(self, changes: Mapping[Key, Point], action: str) -> int:
         """Write points from :meth:`prediction_changes` as one edit; points made manual or
         reviewed since then are kept. Returns how many were written."""
-        keep = {key: p for key, p in changes.items()
-                if self._points.get(key) is None or not self._points[key].protected}
+        keep = {
+            key: p
+            for key, p in changes.items()
+            if self._points.get(key) is None or not self._points[key].protected
+        }
         self._commit(action, keep)
         return len(keep)
 
@@ -350,8 +377,10 @@ class AnnotationSession:
         """Add the rows of a point table (its labels too), replacing points it also has."""
         table = validate(table, path)
         if self.n_frames is not None and len(table) and int(table["frame"].max()) >= self.n_frames:
-            raise DustrackError(f"frame {int(table['frame'].max())} is outside the video "
-                                f"({self.n_frames} frames)", path)
+            raise DustrackError(
+                f"frame {int(table['frame'].max())} is outside the video ({self.n_frames} frames)",
+                path,
+            )
         labels, changes = import_changes(table, self._labels)
         name = Path(path).name if path is not None else "table"
         self._commit(f"import {name}", changes, tuple(labels))
@@ -369,7 +398,12 @@ class AnnotationSession:
         with self._lock:
             if label not in self._keyframes_cache:
                 self._keyframes_cache[label] = sorted(
-                    {f for (f, lab), p in self._points.items() if p.manual and (label is None or lab == label)})
+                    {
+                        f
+                        for (f, lab), p in self._points.items()
+                        if p.manual and (label is None or lab == label)
+                    }
+                )
             return list(self._keyframes_cache[label])
 
     def previous_keyframe(self, frame: int, label: str | None = None) -> int | None:
@@ -380,7 +414,9 @@ class AnnotationSession:
         after = [f for f in self.keyframes(label) if f > frame]
         return after[0] if after else None
 
-    def next_missing(self, frame: int, labels: Sequence[str] | None = None, wrap: bool = True) -> int | None:
+    def next_missing(
+        self, frame: int, labels: Sequence[str] | None = None, wrap: bool = True
+    ) -> int | None:
         """The first frame after ``frame`` where one of ``labels`` has no point (None if none).
 
         Searches to the end of the video, then (``wrap``) from frame 0.
@@ -447,7 +483,10 @@ class AnnotationSession:
 
     # ------------------------------------------------------------------ internals
     def _commit(
-        self, action: str, changes: Mapping[Key, Point | None], labels: tuple[Label, ...] | None = None
+        self,
+        action: str,
+        changes: Mapping[Key, Point | None],
+        labels: tuple[Label, ...] | None = None,
     ) -> Change | None:
         """Record and apply one edit (nothing happens if it changes nothing)."""
         with self._lock:
@@ -459,8 +498,9 @@ class AnnotationSession:
                 labels = None
             if not after and labels is None:
                 return None
-            self._history.record(Edit(action, before, after,
-                                      None if labels is None else labels_before, labels))
+            self._history.record(
+                Edit(action, before, after, None if labels is None else labels_before, labels)
+            )
         return self._apply(action, after, labels)
 
     def _apply(self, action: str, points: Mapping[Key, Point | None], labels) -> Change:
@@ -475,7 +515,9 @@ class AnnotationSession:
             self._table_cache = None
             self._keyframes_cache = {}
             self.seq += 1
-            change = Change(action, dict(points), None if labels is None else tuple(labels), self.seq)
+            change = Change(
+                action, dict(points), None if labels is None else tuple(labels), self.seq
+            )
         for callback in list(self.on_change):
             try:
                 callback(change)

@@ -43,15 +43,17 @@ def points_table(points: Mapping[Key, Point], labels: Sequence[str] = ()) -> pd.
     order = {lab: i for i, lab in enumerate(labels)}
     keys = sorted(points, key=lambda k: (k[0], order.get(k[1], len(order)), k[1]))
     rows = [(f, lab, points[(f, lab)]) for f, lab in keys]
-    table = pd.DataFrame({
-        "frame": np.array([f for f, _, _ in rows], dtype=np.int64),
-        "label": pd.Series([lab for _, lab, _ in rows], dtype=object),
-        "x": np.array([p.x for _, _, p in rows], dtype=float),
-        "y": np.array([p.y for _, _, p in rows], dtype=float),
-        "source": pd.Series([p.source for _, _, p in rows], dtype=object),
-        "confidence": np.array([p.confidence for _, _, p in rows], dtype=float),
-        "reviewed": np.array([p.reviewed for _, _, p in rows], dtype=bool),
-    })
+    table = pd.DataFrame(
+        {
+            "frame": np.array([f for f, _, _ in rows], dtype=np.int64),
+            "label": pd.Series([lab for _, lab, _ in rows], dtype=object),
+            "x": np.array([p.x for _, _, p in rows], dtype=float),
+            "y": np.array([p.y for _, _, p in rows], dtype=float),
+            "source": pd.Series([p.source for _, _, p in rows], dtype=object),
+            "confidence": np.array([p.confidence for _, _, p in rows], dtype=float),
+            "reviewed": np.array([p.reviewed for _, _, p in rows], dtype=bool),
+        }
+    )
     return validate(table)
 
 
@@ -63,8 +65,9 @@ def table_points(table: pd.DataFrame) -> dict[Key, Point]:
     }
 
 
-def next_missing(points: Mapping[Key, Point], labels: Sequence[str], n_frames: int, frame: int,
-                 *, wrap: bool) -> int | None:
+def next_missing(
+    points: Mapping[Key, Point], labels: Sequence[str], n_frames: int, frame: int, *, wrap: bool
+) -> int | None:
     """The first frame after ``frame`` where one of ``labels`` has no point in ``points``:
     to the end of the video, then (``wrap``) from frame 0; None if there is none."""
     counts = np.zeros(n_frames, dtype=np.int64)

@@ -41,8 +41,17 @@ from .base import REFERENCE_SIZE, Scene
 from .render import SPEED_OF_SOUND, Renderer
 from .scenes import SCENES
 
-__all__ = ["REFERENCE_SIZE", "SCENARIOS", "SPEED_OF_SOUND", "Simulation", "ground_truth",
-           "iter_frames", "noisy_estimates", "simulate", "write_simulation"]
+__all__ = [
+    "REFERENCE_SIZE",
+    "SCENARIOS",
+    "SPEED_OF_SOUND",
+    "Simulation",
+    "ground_truth",
+    "iter_frames",
+    "noisy_estimates",
+    "simulate",
+    "write_simulation",
+]
 
 SCENARIOS = ("cardiac", "muscle", "probe_slide", "probe_slide_decorrelated")
 
@@ -80,7 +89,8 @@ class Simulation:
 def _check(scenario, n_frames, shape):
     if scenario not in SCENES:
         raise DustrackError(
-            f"unknown scenario {scenario!r}; known scenarios: {', '.join(SCENARIOS)}")
+            f"unknown scenario {scenario!r}; known scenarios: {', '.join(SCENARIOS)}"
+        )
     cls = SCENES[scenario]
     n = cls.default_frames if n_frames is None else int(n_frames)
     if n < 1:
@@ -107,8 +117,12 @@ def _frames(scene: Scene, renderer: Renderer):
         yield renderer.frame(i / scene.fps)
 
 
-def iter_frames(scenario: str = "cardiac", n_frames: int | None = None, seed: int = 0,
-                shape: tuple[int, int] | None = None):
+def iter_frames(
+    scenario: str = "cardiac",
+    n_frames: int | None = None,
+    seed: int = 0,
+    shape: tuple[int, int] | None = None,
+):
     """Yield the frames of :func:`simulate` one by one (for cines too long to hold in memory).
 
     The frames are identical to ``simulate(...).frames``; pair them with :func:`ground_truth`.
@@ -117,15 +131,23 @@ def iter_frames(scenario: str = "cardiac", n_frames: int | None = None, seed: in
     yield from _frames(scene, renderer)
 
 
-def ground_truth(scenario: str = "cardiac", n_frames: int | None = None, seed: int = 0,
-                 shape: tuple[int, int] | None = None) -> pd.DataFrame:
+def ground_truth(
+    scenario: str = "cardiac",
+    n_frames: int | None = None,
+    seed: int = 0,
+    shape: tuple[int, int] | None = None,
+) -> pd.DataFrame:
     """The truth table of :func:`simulate` without rendering any frame."""
     cls, n, shape = _check(scenario, n_frames, shape)
     return _truth_table(cls(shape, n, np.random.default_rng(seed)))
 
 
-def simulate(scenario: str = "cardiac", n_frames: int | None = None, seed: int = 0,
-             shape: tuple[int, int] | None = None) -> Simulation:
+def simulate(
+    scenario: str = "cardiac",
+    n_frames: int | None = None,
+    seed: int = 0,
+    shape: tuple[int, int] | None = None,
+) -> Simulation:
     """Simulate a B-mode cine with known motion.
 
     Parameters
@@ -157,19 +179,27 @@ def simulate(scenario: str = "cardiac", n_frames: int | None = None, seed: int =
     for i, frame in enumerate(_frames(scene, renderer)):
         frames[i] = frame
     info = {
-        "seed": int(seed), "shape": list(scene.shape), "f_mhz": scene.f_mhz,
+        "seed": int(seed),
+        "shape": list(scene.shape),
+        "f_mhz": scene.f_mhz,
         "psf_sigma_px": {"axial": scene.psf_px[0], "lateral": list(scene.psf_px[1])},
         "dynamic_range_db": scene.dynamic_range_db,
         "renewal_per_frame": {p.kind: p.renew for p in scene.populations},
-        "render_scale": renderer.r, **scene.extra_info(),
+        "render_scale": renderer.r,
+        **scene.extra_info(),
     }
-    return Simulation(frames, _truth_table(scene), scene.fps, (scene.spacing, scene.spacing),
-                      scene.name, info)
+    return Simulation(
+        frames, _truth_table(scene), scene.fps, (scene.spacing, scene.spacing), scene.name, info
+    )
 
 
-def noisy_estimates(xy: np.ndarray, seed: int = 0, sigma: float = 1.2,
-                    outlier_rate: float = 0.01, outlier_px: tuple[float, float] = (6.0, 10.0)
-                    ) -> np.ndarray:
+def noisy_estimates(
+    xy: np.ndarray,
+    seed: int = 0,
+    sigma: float = 1.2,
+    outlier_rate: float = 0.01,
+    outlier_px: tuple[float, float] = (6.0, 10.0),
+) -> np.ndarray:
     """Per-frame estimates as a detector gives them: ``xy`` (N, L, 2) plus Gaussian jitter
     (``sigma`` px) and, at a share ``outlier_rate`` of the points, outliers of ``outlier_px``
     px in a random direction. The noise model of the smoother's tests and benchmark."""

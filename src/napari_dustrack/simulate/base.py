@@ -76,7 +76,6 @@ class Population:
     accept: float = 1.0  # acceptance rate of rejection sampling (measured on the first draw)
 
 
-
 class Scene:
     """Base class: geometry, motion and acoustics of one scenario (pixels of the output)."""
 

@@ -48,8 +48,9 @@ class Renderer:
         self.mask = scene.mask()
         self.ref = None
         self.renew_scale = 1.0
-        self.shadow, self.fixed = self._probe_fixed(per_px=max(
-            p.per_cell for p in scene.populations) / cell)
+        self.shadow, self.fixed = self._probe_fixed(
+            per_px=max(p.per_cell for p in scene.populations) / cell
+        )
 
     def _grid_xy(self):
         """Output-pixel coordinates (x, y) of the padded render grid's nodes."""
@@ -135,7 +136,7 @@ class Renderer:
             acc = np.bincount(base, top * (1 - fu), length)
             acc[1:] += np.bincount(base, top * fu, length)[:-1]
             acc[wp:] += np.bincount(base, bottom * (1 - fu), length)[:-wp]
-            acc[wp + 1:] += np.bincount(base, bottom * fu, length)[:-wp - 1]
+            acc[wp + 1 :] += np.bincount(base, bottom * fu, length)[: -wp - 1]
             out[..., c] = acc[:size].reshape(hp, wp)
         return out
 
@@ -163,7 +164,7 @@ class Renderer:
         grid += self.rng.standard_normal(grid.shape, dtype=np.float32) * self.noise_sd
         iq = self._psf(grid) * self.tgc
         m = self.m
-        iq = iq[m:m + self.h, m:m + self.w]
+        iq = iq[m : m + self.h, m : m + self.w]
         H, W = self.scene.shape
         if (self.h, self.w) != (H, W):
             iq = cv2.resize(iq, (W, H), interpolation=cv2.INTER_CUBIC)
@@ -187,4 +188,3 @@ class Renderer:
         self.renew_scale = 1.0 if frame is None else self.scene.renew_factor(frame)
         for st in self.pops:
             self._renew(st)
-

@@ -65,7 +65,8 @@ class Cardiac(Scene):
             R = np.hypot(X - self.cx, Y - self.cy)
             peri = (R >= self.r_epi) & (R < self.r_epi + 5 * g)
             return np.select(
-                [R < self.r_endo, R < self.r_epi, peri], [0.8 * myo(X, Y), myo(X, Y), 2.6],
+                [R < self.r_endo, R < self.r_epi, peri],
+                [0.8 * myo(X, Y), myo(X, Y), 2.6],
                 0.55 * around(X, Y),
             )
 
@@ -75,8 +76,13 @@ class Cardiac(Scene):
 
         return [
             Population(tissue_density, tissue_echo, per_cell=12.0, renew=0.03),
-            Population(blood_density, lambda X, Y: np.full(np.shape(X), 0.015), per_cell=4.0,
-                       renew=0.35, kind="blood"),
+            Population(
+                blood_density,
+                lambda X, Y: np.full(np.shape(X), 0.015),
+                per_cell=4.0,
+                renew=0.35,
+                kind="blood",
+            ),
         ]
 
     def _named_points(self) -> dict[str, tuple[float, float]]:
@@ -103,8 +109,11 @@ class Cardiac(Scene):
         phase = np.mod(np.asarray(t, float) * self.heart_rate_bpm / 60.0, 1.0)
         return np.select(
             [phase < 0.35, phase < 0.6, phase < 0.85],
-            [0.5 * (1 - np.cos(np.pi * phase / 0.35)),
-             0.5 * (1 + np.cos(np.pi * (phase - 0.35) / 0.25)), 0.0],
+            [
+                0.5 * (1 - np.cos(np.pi * phase / 0.35)),
+                0.5 * (1 + np.cos(np.pi * (phase - 0.35) / 0.25)),
+                0.0,
+            ],
             -0.06 * np.sin(np.pi * (phase - 0.85) / 0.15) ** 2,  # atrial kick: slight extra filling
         )
 
@@ -117,7 +126,8 @@ class Cardiac(Scene):
         wall = np.clip((R - self.r_endo) / (self.r_epi - self.r_endo), 0.0, 1.0)
         fade = np.exp(-0.5 * (np.maximum(R - self.r_epi - 5 * self.g, 0.0) / (12 * self.g)) ** 2)
         return {
-            "R2": (R * R).astype(np.float32), "theta": theta.astype(np.float32),
+            "R2": (R * R).astype(np.float32),
+            "theta": theta.astype(np.float32),
             "inside": inside,
             "twist": ((1.0 - 0.35 * wall) * fade).astype(np.float32),  # endo twists most
             "carry": fade.astype(np.float32),
@@ -128,8 +138,11 @@ class Cardiac(Scene):
         r_endo_t = self.r_endo * (1.0 - self.shortening * s)
         delta = self.r_endo**2 - r_endo_t**2
         # cavity scales uniformly; wall and surroundings keep the area of every annulus
-        r = np.where(m["inside"], np.sqrt(m["R2"]) * (r_endo_t / self.r_endo),
-                     np.sqrt(np.maximum(m["R2"] - delta, 0.0)))
+        r = np.where(
+            m["inside"],
+            np.sqrt(m["R2"]) * (r_endo_t / self.r_endo),
+            np.sqrt(np.maximum(m["R2"] - delta, 0.0)),
+        )
         ang = m["theta"] + math.radians(self.twist_deg) * s * m["twist"]
         tx = 3.0 * self.g * s
         ty = -2.0 * self.g * s + 2.5 * self.g * math.sin(2 * math.pi * t / 4.0)  # beat + breathing
@@ -145,9 +158,14 @@ class Cardiac(Scene):
         return np.clip(edge + 0.5, 0.0, 1.0).astype(np.float32)
 
     def extra_info(self):
-        return {"heart_rate_bpm": self.heart_rate_bpm, "centre_xy": [self.cx, self.cy],
-                "r_endo_px": self.r_endo, "r_epi_px": self.r_epi,
-                "shortening": self.shortening, "twist_deg": self.twist_deg}
+        return {
+            "heart_rate_bpm": self.heart_rate_bpm,
+            "centre_xy": [self.cx, self.cy],
+            "r_endo_px": self.r_endo,
+            "r_epi_px": self.r_epi,
+            "shortening": self.shortening,
+            "twist_deg": self.twist_deg,
+        }
 
 
 class Muscle(Scene):
@@ -188,8 +206,10 @@ class Muscle(Scene):
         self.n_belly = np.array([-math.sin(alpha), math.cos(alpha)])  # normal to the fascicles
         self.mid = (self.cx, 0.5 * (self.ys + self.yd0))
         self.populations = [
-            Population(lambda X, Y: np.ones(np.shape(X)), self._echo(*self._texture(rng)), 12.0,
-                       0.03)]
+            Population(
+                lambda X, Y: np.ones(np.shape(X)), self._echo(*self._texture(rng)), 12.0, 0.03
+            )
+        ]
         self.points = self._named_points(alpha)
         n = max(int(n_frames), 1)
         dur = max(round(self.twitch_ms * 1e-3 * self.fps), 1)
@@ -203,8 +223,7 @@ class Muscle(Scene):
         g = self.g
         d_mid = float(self.n_belly @ self.mid)
         span = 2 * (W + H)
-        self.belly_ridges = ridge_positions(rng, d_mid - span, d_mid + span, (7 * g, 13 * g),
-                                            d_mid)
+        self.belly_ridges = ridge_positions(rng, d_mid - span, d_mid + span, (7 * g, 13 * g), d_mid)
         self.belly_heights = rng.uniform(1.5, 3.0, len(self.belly_ridges))
         self.belly_heights[np.argmin(np.abs(self.belly_ridges - d_mid))] = 2.5
         beta = math.radians(-12.0)
@@ -213,8 +232,10 @@ class Muscle(Scene):
         self.deep_heights = rng.uniform(0.4, 1.0, len(self.deep_ridges))
         breaks = random_field(rng, self.bounds, 10 * g, 0.3, 1.5)  # broken perimysium lines
         fat = random_field(rng, self.bounds, 16 * g, 0.6, 1.4)
-        septa = [(rng.uniform(0.35, 0.85) * self.ys, rng.uniform(40, 120) * g, rng.uniform(0, 6.3))
-                 for _ in range(3)]
+        septa = [
+            (rng.uniform(0.35, 0.85) * self.ys, rng.uniform(40, 120) * g, rng.uniform(0, 6.3))
+            for _ in range(3)
+        ]
         return breaks, fat, septa
 
     def _echo(self, breaks, fat, septa):
@@ -235,9 +256,11 @@ class Muscle(Scene):
             brk = breaks(X, Y)
             return np.select(
                 [apo, belly, Y > yd],
-                [4.0 * brk**0.3,
-                 0.15 + brk * ridges(d_b, self.belly_ridges, self.belly_heights, 1.4 * g),
-                 0.2 + 0.8 * brk * ridges(d_d, self.deep_ridges, self.deep_heights, 1.3 * g)],
+                [
+                    4.0 * brk**0.3,
+                    0.15 + brk * ridges(d_b, self.belly_ridges, self.belly_heights, 1.4 * g),
+                    0.2 + 0.8 * brk * ridges(d_d, self.deep_ridges, self.deep_heights, 1.3 * g),
+                ],
                 sub + skin,
             )
 
@@ -277,8 +300,12 @@ class Muscle(Scene):
         below = smoothstep((Y - self.yd0) / (self.yb - self.yd0))
         A = np.where(Y < self.ys, smoothstep(Y / self.ys), 1.0 - 0.7 * below)
         B = np.where(Y < self.ys, 0.0, np.where(Y < self.yd0, Y - self.ys, T * (1.0 - 0.7 * below)))
-        return {"X": X.astype(np.float32), "Y": Y.astype(np.float32),
-                "A": A.astype(np.float32), "B": B.astype(np.float32)}
+        return {
+            "X": X.astype(np.float32),
+            "Y": Y.astype(np.float32),
+            "A": A.astype(np.float32),
+            "B": B.astype(np.float32),
+        }
 
     def deform(self, m, t):
         a, tw = float(self.activation(t)), float(self.twitch(t))
@@ -292,14 +319,19 @@ class Muscle(Scene):
         a, tw = float(self.activation(t)), float(self.twitch(t))
         alpha = math.radians(self.pennation_deg)
         shear, stretch = -0.22 * a - 0.03 * tw, 0.05 * a + 0.01 * tw
-        return math.degrees(math.atan2((1 + stretch) * math.sin(alpha),
-                                       math.cos(alpha) + shear * math.sin(alpha)))
+        return math.degrees(
+            math.atan2((1 + stretch) * math.sin(alpha), math.cos(alpha) + shear * math.sin(alpha))
+        )
 
     def extra_info(self):
         n = self.n_frames
-        return {"twitch_frames": tuple(self.twitch_frames), "twitch_px": self.twitch_px * self.g,
-                "pennation_deg": [self.pennation(f / self.fps) for f in range(n)],
-                "superficial_aponeurosis_y": self.ys, "deep_aponeurosis_y": self.yd0}
+        return {
+            "twitch_frames": tuple(self.twitch_frames),
+            "twitch_px": self.twitch_px * self.g,
+            "pennation_deg": [self.pennation(f / self.fps) for f in range(n)],
+            "superficial_aponeurosis_y": self.ys,
+            "deep_aponeurosis_y": self.yd0,
+        }
 
 
 class ProbeSlide(Muscle):
@@ -328,8 +360,10 @@ class ProbeSlide(Muscle):
         super().__init__(shape, n_frames, rng)
         n = max(int(n_frames), 1)
         dur = max(min(self.slide_frames, n // 5), 1)
-        self.slides = [(min(int(round(f * n)), max(n - dur - 1, 0)), dur, px * self.g)
-                       for f, px in zip(self.slide_starts, self.slide_px, strict=True)]
+        self.slides = [
+            (min(int(round(f * n)), max(n - dur - 1, 0)), dur, px * self.g)
+            for f, px in zip(self.slide_starts, self.slide_px, strict=True)
+        ]
         H, W = self.shape
         self.shadow = (self.shadow_x[0] * (W - 1), self.shadow_x[1] * (W - 1))
         self.bubble_y = 5.0 * self.g
@@ -369,18 +403,24 @@ class ProbeSlide(Muscle):
         ring = np.exp(-0.5 * (((y - self.bubble_y) % self.reverb_step) / (1.0 * self.g)) ** 2)
         comet = inside * np.exp(-(y - self.bubble_y) / (0.4 * H)) * 0.5 * ring * (y > 0)
         bubble = inside * 4.0 * np.exp(-0.5 * ((y - self.bubble_y) / (1.2 * self.g)) ** 2)
-        near = np.exp(-y / (0.2 * H)) * 1.2 * np.exp(
-            -0.5 * ((y % self.reverb_step - self.reverb_step / 2) / (1.2 * self.g)) ** 2)
+        near = (
+            np.exp(-y / (0.2 * H))
+            * 1.2
+            * np.exp(-0.5 * ((y % self.reverb_step - self.reverb_step / 2) / (1.2 * self.g)) ** 2)
+        )
         return bubble + comet + near * (y > self.reverb_step / 2)
 
     def extra_info(self):
         n = self.n_frames
         probe = [float(self.probe(f / self.fps)) for f in range(n)]
-        return {"probe_x": probe,
-                "slide_frames": [[s, s + d] for s, d, _ in self.slides],
-                "shadow_columns_x": list(self.shadow), "bubble_y": self.bubble_y,
-                "reverberation_period_px": self.reverb_step,
-                "decorrelation_per_px": self.decorrelation_per_px}
+        return {
+            "probe_x": probe,
+            "slide_frames": [[s, s + d] for s, d, _ in self.slides],
+            "shadow_columns_x": list(self.shadow),
+            "bubble_y": self.bubble_y,
+            "reverberation_period_px": self.reverb_step,
+            "decorrelation_per_px": self.decorrelation_per_px,
+        }
 
 
 class ProbeSlideDecorrelated(ProbeSlide):
@@ -391,5 +431,9 @@ class ProbeSlideDecorrelated(ProbeSlide):
     decorrelation_per_px = 0.03
 
 
-SCENES = {"cardiac": Cardiac, "muscle": Muscle, "probe_slide": ProbeSlide,
-           "probe_slide_decorrelated": ProbeSlideDecorrelated}
+SCENES = {
+    "cardiac": Cardiac,
+    "muscle": Muscle,
+    "probe_slide": ProbeSlide,
+    "probe_slide_decorrelated": ProbeSlideDecorrelated,
+}

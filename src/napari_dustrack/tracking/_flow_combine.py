@@ -14,8 +14,8 @@ Confidence (0..1, documented choices):
 * Only one track alive (LK lost the other): the survivor is used, with confidence
   ``LOST_ONE_FACTOR * weight_of_survivor * lk_factor``, so it fades out away from the survivor's
   own keyframe and never exceeds 0.5.
-* Beyond the keyframes (``extend``) and in :func:`.flow.propagate`: each step is checked by tracking the
-  new position back one frame; the check errors accumulate as a random walk
+* Beyond the keyframes (``extend``) and in :func:`.flow.propagate`: each step is checked by
+  tracking the new position back one frame; the check errors accumulate as a random walk
   ``D = sqrt(sum e_u**2)`` and the confidence is ``exp(-D**2 / (2 FB_SCALE**2)) * lk_factor``.
   A step whose check is lost counts as ``e_u = FB_SCALE``.
 * Lost points (LK status 0, NaN, or outside the image) are NaN with confidence 0, and stay lost.
@@ -66,7 +66,7 @@ def combine(plan: Plan, st: Tracks) -> tuple[np.ndarray, np.ndarray]:
 
 def _combine_rstc(plan, st, lab, xy, conf) -> None:
     key_frames = np.flatnonzero(plan.is_key[:, lab])
-    for s, e in zip(key_frames[:-1], key_frames[1:]):
+    for s, e in zip(key_frames[:-1], key_frames[1:], strict=False):
         if e - s < 2:
             continue
         t = np.arange(s + 1, e)

@@ -101,7 +101,7 @@ class Plan:
     _fwd_idx: list | None = None
 
     @classmethod
-    def make(cls, keys: np.ndarray, ext_fwd: int, ext_bwd: int) -> "Plan":
+    def make(cls, keys: np.ndarray, ext_fwd: int, ext_bwd: int) -> Plan:
         n, n_labels = keys.shape[:2]
         is_key = np.isfinite(keys).all(axis=2)
         active = is_key.any(axis=0)
@@ -120,8 +120,10 @@ class Plan:
         if self._fwd_idx is None:
             u = np.arange(len(self.keys))[:, None]
             mask = self.active & (self.first <= u) & (u < self.hi)
-            self._fwd_idx = [None if not row.any() else slice(None) if row.all()
-                             else np.flatnonzero(row) for row in mask]
+            self._fwd_idx = [
+                None if not row.any() else slice(None) if row.all() else np.flatnonzero(row)
+                for row in mask
+            ]
         return self._fwd_idx
 
     def ready_top(self, f: int) -> np.ndarray:
@@ -155,12 +157,21 @@ class Tracks:
     pairs_done: list = field(default_factory=lambda: [0, 0])  # forward, backward
 
     @classmethod
-    def make(cls, plan: Plan) -> "Tracks":
+    def make(cls, plan: Plan) -> Tracks:
         n, n_labels = plan.is_key.shape
         nan2 = lambda: np.full((n, n_labels, 2), np.nan)  # noqa: E731
         nan1 = lambda: np.full((n, n_labels), np.nan)  # noqa: E731
-        st = cls(nan2(), nan2(), nan1(), nan1(), nan1(), nan1(),
-                 np.zeros((n, n_labels), bool), np.zeros((n, n_labels), bool), plan.lo.copy())
+        st = cls(
+            nan2(),
+            nan2(),
+            nan1(),
+            nan1(),
+            nan1(),
+            nan1(),
+            np.zeros((n, n_labels), bool),
+            np.zeros((n, n_labels), bool),
+            plan.lo.copy(),
+        )
         # keyframes are their own track positions
         st.F[plan.is_key] = plan.keys[plan.is_key]
         st.B[plan.is_key] = plan.keys[plan.is_key]
@@ -169,8 +180,20 @@ class Tracks:
         return st
 
 
-def run(frames, keys, params, ext_fwd, ext_bwd, progress, cancel, labels, cache_bytes=None,
-        drift0=None, drift_out=None, pair_hook=None):
+def run(
+    frames,
+    keys,
+    params,
+    ext_fwd,
+    ext_bwd,
+    progress,
+    cancel,
+    labels,
+    cache_bytes=None,
+    drift0=None,
+    drift_out=None,
+    pair_hook=None,
+):
     """Forward visit + backward sweeps; returns ``(xy, confidence)`` for every frame.
 
     ``drift0`` (L,) is the squared drift already accumulated at each label's keyframe (when a
@@ -225,8 +248,11 @@ class _Visit:
         self.cache: dict[int, np.ndarray] = {}
         self.cached_bytes = 0
         self.f = self.start  # the frame being visited
-        self.worker = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="dustrack-sweep")
-                       if SWEEP_THREAD else None)
+        self.worker = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="dustrack-sweep")
+            if SWEEP_THREAD
+            else None
+        )
         self.pending = None
         self.stopped = threading.Event()  # tells the sweep to stop early (cancel or failure)
 
@@ -342,11 +368,13 @@ def _read(reader, i: int, path, shape, offset: int = 0) -> np.ndarray:
         if t != i:  # cannot happen: frames are consumed in the order they are read
             raise RuntimeError(f"read ahead out of order: wanted frame {i}, got {t}")
     except DustrackError as exc:
-        raise FlowError(f"frame {j} could not be decoded ({exc.problem})",
-                        exc.path or path) from None
+        raise FlowError(
+            f"frame {j} could not be decoded ({exc.problem})", exc.path or path
+        ) from None
     except Exception as exc:  # noqa: BLE001 - any reader failure becomes one clear line
-        raise FlowError(f"frame {j} could not be decoded ({type(exc).__name__}: {exc})",
-                        path) from None
+        raise FlowError(
+            f"frame {j} could not be decoded ({type(exc).__name__}: {exc})", path
+        ) from None
     if img.ndim != 2:
         raise FlowError(f"frame {j} is not a 2-D image (shape {img.shape})", path)
     if shape is not None and img.shape != shape:
@@ -367,12 +395,14 @@ def track_pair(prev_img, next_img, points, params: LKParams):
         ok = np.zeros(len(points), bool)
         err = np.full(len(points), np.inf)
         if valid.any():
-            new[valid], ok[valid], err[valid] = track_pair(prev_img, next_img, points[valid],
-                                                           params)
+            new[valid], ok[valid], err[valid] = track_pair(
+                prev_img, next_img, points[valid], params
+            )
         return new, ok, err
     kwargs, limit = _lk_kwargs(params), _limits(prev_img.shape)
     new, status, error = cv2.calcOpticalFlowPyrLK(
-        prev_img, next_img, points.astype(np.float32).reshape(-1, 1, 2), None, **kwargs)
+        prev_img, next_img, points.astype(np.float32).reshape(-1, 1, 2), None, **kwargs
+    )
     new = new.reshape(-1, 2).astype(np.float64)
     # comparisons with NaN are False, so this also drops non-finite results
     ok = (status.ravel() != 0) & ((new >= 0) & (new <= limit)).all(axis=1)
@@ -382,8 +412,11 @@ def track_pair(prev_img, next_img, points, params: LKParams):
 
 @functools.lru_cache(maxsize=8)
 def _lk_kwargs(params: LKParams) -> dict:
-    return dict(winSize=(params.win_size, params.win_size), maxLevel=params.max_level,
-                criteria=params.criteria)
+    return dict(
+        winSize=(params.win_size, params.win_size),
+        maxLevel=params.max_level,
+        criteria=params.criteria,
+    )
 
 
 @functools.lru_cache(maxsize=8)

@@ -9,8 +9,8 @@ video). The grey conversion is :func:`napari_dustrack.io.pixels.to_gray_u8`.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -33,12 +33,12 @@ class FrameView:
         self.path = getattr(frames, "path", None)
 
     @classmethod
-    def window(cls, frames, start: int, stop: int) -> "FrameView":
+    def window(cls, frames, start: int, stop: int) -> FrameView:
         """Frames ``start..stop-1`` of ``frames`` as ``view[0..stop-start-1]``."""
         return cls(frames, start, stop - start, start)
 
     @classmethod
-    def renumbered(cls, part, first: int) -> "FrameView":
+    def renumbered(cls, part, first: int) -> FrameView:
         """``part`` (frames ``first, first + 1, ...`` of a video) indexed as ``view[first..]``."""
         return cls(part, -first, first + len(part), 0)
 
@@ -71,9 +71,13 @@ def in_memory(frames) -> bool:
     return isinstance(frames, np.ndarray)
 
 
-def read_ahead(frames, indices: Iterable[int], *, depth: int = 3,
-               convert: Callable[[np.ndarray], np.ndarray] | None = None
-               ) -> Iterator[tuple[int, np.ndarray]]:
+def read_ahead(
+    frames,
+    indices: Iterable[int],
+    *,
+    depth: int = 3,
+    convert: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(t, grey frame t)`` for ``indices`` in order.
 
     One background thread reads up to ``depth`` frames ahead, in order: decoding (which releases

@@ -75,13 +75,17 @@ class Bias:
         out = []
         for i, name in enumerate(labels):
             if not np.isfinite(self.mean[i]).all():
-                out.append(f"{name}: model bias not measured ({int(self.counts[i])} annotated "
-                           f"frame(s), {MIN_BIAS_POINTS} needed)")
+                out.append(
+                    f"{name}: model bias not measured ({int(self.counts[i])} annotated "
+                    f"frame(s), {MIN_BIAS_POINTS} needed)"
+                )
                 continue
             lo, hi = self.extremes[i]
-            out.append(f"{name}: mean signed error ({self.mean[i, 0]:+.2f}, {self.mean[i, 1]:+.2f})"
-                       f" px; at the extremes of motion ({lo[0]:+.2f}, {lo[1]:+.2f}) and "
-                       f"({hi[0]:+.2f}, {hi[1]:+.2f}) px")
+            out.append(
+                f"{name}: mean signed error ({self.mean[i, 0]:+.2f}, {self.mean[i, 1]:+.2f})"
+                f" px; at the extremes of motion ({lo[0]:+.2f}, {lo[1]:+.2f}) and "
+                f"({hi[0]:+.2f}, {hi[1]:+.2f}) px"
+            )
         return out
 
 
@@ -94,9 +98,15 @@ def model_bias(model: np.ndarray, reference: np.ndarray) -> Bias:
         Model predictions and annotations (NaN where absent).
     """
     n_labels = model.shape[1]
-    bias = Bias(np.full((n_labels, 2), np.nan), np.zeros((n_labels, 2)), np.zeros((n_labels, 2)),
-                np.zeros((n_labels, 2)), np.full((n_labels, 2, 2), np.nan), np.zeros(n_labels, int),
-                np.full(n_labels, np.nan))
+    bias = Bias(
+        np.full((n_labels, 2), np.nan),
+        np.zeros((n_labels, 2)),
+        np.zeros((n_labels, 2)),
+        np.zeros((n_labels, 2)),
+        np.full((n_labels, 2, 2), np.nan),
+        np.zeros(n_labels, int),
+        np.full(n_labels, np.nan),
+    )
     for lab in range(n_labels):
         both = np.isfinite(model[:, lab]).all(axis=1) & np.isfinite(reference[:, lab]).all(axis=1)
         bias.counts[lab] = int(both.sum())
@@ -147,11 +157,16 @@ def combine(flow, flow_conf, model, model_conf, model_sigma=None):
     """
     shape = (flow if flow is not None else model).shape
     n_labels = shape[1]
-    sig_m = np.full(n_labels, MODEL_SIGMA) if model_sigma is None else np.where(
-        np.isfinite(model_sigma), np.maximum(model_sigma, FLOW_SIGMA), MODEL_SIGMA)
+    sig_m = (
+        np.full(n_labels, MODEL_SIGMA)
+        if model_sigma is None
+        else np.where(np.isfinite(model_sigma), np.maximum(model_sigma, FLOW_SIGMA), MODEL_SIGMA)
+    )
     z_sum, w_sum = np.zeros(shape), np.zeros(shape[:2])
-    for xy, c, sigma in ((flow, flow_conf, np.full(n_labels, FLOW_SIGMA)),
-                         (model, model_conf, sig_m)):
+    for xy, c, sigma in (
+        (flow, flow_conf, np.full(n_labels, FLOW_SIGMA)),
+        (model, model_conf, sig_m),
+    ):
         if xy is None:
             continue
         c = np.ones(shape[:2]) if c is None else np.clip(np.nan_to_num(c), 0.0, 1.0)
@@ -164,8 +179,9 @@ def combine(flow, flow_conf, model, model_conf, model_sigma=None):
     return z, np.clip(w_sum * REFERENCE_SIGMA**2, 0.0, 1.0)
 
 
-def closed_flow(frames, keys: np.ndarray, flow: np.ndarray, *, params=None, cancel=None
-                ) -> np.ndarray:
+def closed_flow(
+    frames, keys: np.ndarray, flow: np.ndarray, *, params=None, cancel=None
+) -> np.ndarray:
     """The fill with each LK track's closure error removed, where the fill is LK-RSTC.
 
     A forward LK track from keyframe ``s`` arrives at keyframe ``e`` off the annotation by its
@@ -189,9 +205,9 @@ def closed_flow(frames, keys: np.ndarray, flow: np.ndarray, *, params=None, canc
     flow : (N, L, 2)
         The keyframe fill on the same keys.
     """
-    from .lk import LKParams, rstc_weight
     from ..errors import raise_if_cancelled
     from ._frames import GrayFrames
+    from .lk import LKParams, rstc_weight
 
     params = params or LKParams()
     out = np.array(flow, float)
@@ -199,7 +215,7 @@ def closed_flow(frames, keys: np.ndarray, flow: np.ndarray, *, params=None, canc
     groups: dict = {}
     for lab in range(keys.shape[1]):
         kf = np.flatnonzero(keyed[:, lab])
-        for s, e in zip(kf[:-1], kf[1:]):
+        for s, e in zip(kf[:-1], kf[1:], strict=False):
             if e - s >= 2:
                 groups.setdefault((int(s), int(e)), []).append(lab)
     src = GrayFrames(frames)
@@ -207,13 +223,14 @@ def closed_flow(frames, keys: np.ndarray, flow: np.ndarray, *, params=None, canc
         raise_if_cancelled(cancel)
         F, B = _tracks(src, keys, labs, s, e, params)
         w = rstc_weight(np.arange(s, e + 1), s, e)[:, None, None]
-        same = np.abs(w * F + (1 - w) * B - out[s:e + 1, labs]).max(axis=(0, 2)) < 1e-3
-        bridged = _ensemble(src, keys, labs, s, e, params, _bridge(F, B, keys[s, labs],
-                                                                   keys[e, labs]))
+        same = np.abs(w * F + (1 - w) * B - out[s : e + 1, labs]).max(axis=(0, 2)) < 1e-3
+        bridged = _ensemble(
+            src, keys, labs, s, e, params, _bridge(F, B, keys[s, labs], keys[e, labs])
+        )
         src.clear()
         for j, lab in enumerate(labs):
             if same[j]:  # NaN (LK lost it) compares False: the fill is kept
-                out[s + 1:e, lab] = bridged[1:-1, j]
+                out[s + 1 : e, lab] = bridged[1:-1, j]
     return out
 
 
@@ -241,8 +258,11 @@ def _ensemble(src, keys, labs, s, e, params, main):
     for win in ENSEMBLE_WINDOWS:
         if win == params.win_size:
             continue
-        other = _bridge(*_tracks(src, keys, labs, s, e, replace(params, win_size=win)),
-                        keys[s, labs], keys[e, labs])
+        other = _bridge(
+            *_tracks(src, keys, labs, s, e, replace(params, win_size=win)),
+            keys[s, labs],
+            keys[e, labs],
+        )
         near = (np.hypot(*(other - main).transpose(2, 0, 1)) <= ENSEMBLE_TOL).all(axis=0)
         near = np.broadcast_to(near, count.shape)
         total += np.where(near[..., None], np.nan_to_num(other), 0.0)
@@ -253,8 +273,10 @@ def _ensemble(src, keys, labs, s, e, params, main):
 def _close(track: np.ndarray, target: np.ndarray) -> np.ndarray:
     """``track`` (n, L, 2) from its first row on, its end moved onto ``target`` (L, 2): the
     closure error taken back in proportion to the path length covered."""
-    path = np.cumsum(np.r_[np.zeros((1, track.shape[1])),
-                           np.hypot(*np.diff(track, axis=0).transpose(2, 0, 1))], axis=0)
+    path = np.cumsum(
+        np.r_[np.zeros((1, track.shape[1])), np.hypot(*np.diff(track, axis=0).transpose(2, 0, 1))],
+        axis=0,
+    )
     share = path / np.where(path[-1] > 0, path[-1], 1.0)
     share[:, path[-1] <= 0] = np.linspace(0.0, 1.0, len(track))[:, None]
     return track - share[..., None] * (track[-1] - target)[None]
@@ -265,8 +287,11 @@ def _sigma_against(model, flow, flow_conf, ann) -> np.ndarray:
     with confident flow there: the residual at the annotations flatters a model trained on
     them. ``var(model - flow) - FLOW_SIGMA^2``, at least ``FLOW_SIGMA``; NaN where fewer than
     ``MIN_BIAS_POINTS`` frames compare."""
-    ok = np.isfinite(model).all(axis=2) & np.isfinite(flow).all(axis=2) \
+    ok = (
+        np.isfinite(model).all(axis=2)
+        & np.isfinite(flow).all(axis=2)
         & ~np.isfinite(ann).all(axis=2)
+    )
     if flow_conf is not None:
         ok &= np.nan_to_num(flow_conf) >= 0.5
     d2 = np.where(ok, ((np.nan_to_num(model) - np.nan_to_num(flow)) ** 2).sum(axis=2), 0.0)
@@ -286,11 +311,21 @@ class Final:
     flags: fc.Flags
 
 
-def final_tracks(frames, *, window: int, annotations: np.ndarray | None = None,
-                 flow: np.ndarray | None = None, flow_confidence: np.ndarray | None = None,
-                 model: np.ndarray | None = None, model_confidence: np.ndarray | None = None,
-                 correct_bias: bool = True, close_flow: bool = True, labels=None, progress=None,
-                 cancel=None) -> Final:
+def final_tracks(
+    frames,
+    *,
+    window: int,
+    annotations: np.ndarray | None = None,
+    flow: np.ndarray | None = None,
+    flow_confidence: np.ndarray | None = None,
+    model: np.ndarray | None = None,
+    model_confidence: np.ndarray | None = None,
+    correct_bias: bool = True,
+    close_flow: bool = True,
+    labels=None,
+    progress=None,
+    cancel=None,
+) -> Final:
     """Final tracks (N, L, 2) from annotations, flow and model (any of them may be missing).
 
     Parameters
@@ -321,8 +356,10 @@ def final_tracks(frames, *, window: int, annotations: np.ndarray | None = None,
         raise DustrackError("final tracks need annotations, flow or model points")
     shape = np.shape(sources[0])
     if any(np.shape(a) != shape for a in sources):
-        raise DustrackError(f"annotations, flow and model must have the same shape (frames, "
-                            f"labels, 2); got {[np.shape(a) for a in sources]}")
+        raise DustrackError(
+            f"annotations, flow and model must have the same shape (frames, "
+            f"labels, 2); got {[np.shape(a) for a in sources]}"
+        )
     ann = np.full(shape, np.nan) if annotations is None else np.asarray(annotations, float)
     if flow is not None and close_flow:
         flow = closed_flow(frames, ann, np.asarray(flow, float), cancel=cancel)
@@ -340,7 +377,16 @@ def final_tracks(frames, *, window: int, annotations: np.ndarray | None = None,
         z, c = combine(flow, flow_confidence, model, model_confidence, sigma)
     anchors = np.isfinite(ann).all(axis=2)
     z[anchors], c[anchors] = ann[anchors], 1.0
-    xy = smooth(frames, z, window, "fusion", confidence=c, labels=labels, anchors=anchors,
-                progress=progress, cancel=cancel)
+    xy = smooth(
+        frames,
+        z,
+        window,
+        "fusion",
+        confidence=c,
+        labels=labels,
+        anchors=anchors,
+        progress=progress,
+        cancel=cancel,
+    )
     xy[anchors] = ann[anchors]
     return Final(xy, c, bias, fc.flag_summary(xy, c))

@@ -19,7 +19,8 @@ backward. Both run on the same engine:
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -31,8 +32,14 @@ from ._frames import FrameView
 from .lk import LKParams, lk_track
 from .modes import FILL_METHODS, FillMethod
 
-__all__ = ["FILL_METHODS", "FlowError", "fill_between", "keys_from_table", "propagate",
-           "step_points"]
+__all__ = [
+    "FILL_METHODS",
+    "FlowError",
+    "fill_between",
+    "keys_from_table",
+    "propagate",
+    "step_points",
+]
 
 MIN_BLOCK = 16  # frames: shortest block of a long backward propagation
 
@@ -90,8 +97,9 @@ def propagate(
     n = _length(frames)
     start_frame, n_steps = int(start_frame), int(n_steps)
     if not 0 <= start_frame < n:
-        raise DustrackError(f"start frame {start_frame} is outside the video (frames 0..{n - 1})",
-                            path_of(frames))
+        raise DustrackError(
+            f"start frame {start_frame} is outside the video (frames 0..{n - 1})", path_of(frames)
+        )
     xy = np.asarray(xy, dtype=np.float64)
     if xy.ndim != 2 or xy.shape[1] != 2:
         raise DustrackError(f"points must have shape (L, 2), got {xy.shape}")
@@ -112,15 +120,24 @@ def propagate(
             stop = min(start_frame + n_steps, n - 1) + 1
             win_keys = keys[start_frame:stop]
             try:
-                wxy, wconf = run(FrameView.window(frames, start_frame, stop), win_keys, params,
-                                 n_steps, 0, progress, cancel, None)
+                wxy, wconf = run(
+                    FrameView.window(frames, start_frame, stop),
+                    win_keys,
+                    params,
+                    n_steps,
+                    0,
+                    progress,
+                    cancel,
+                    None,
+                )
             except (Cancelled, FlowError) as exc:
                 exc.partial = _unwindow(*exc.partial, keys.shape, start_frame)
                 raise
             full = _unwindow(wxy, wconf, keys.shape, start_frame)
         else:
-            full = _propagate_backward(frames, keys, start_frame, -n_steps, params, progress,
-                                       cancel)
+            full = _propagate_backward(
+                frames, keys, start_frame, -n_steps, params, progress, cancel
+            )
         return reshape(full)
     except Cancelled as exc:
         raise Cancelled(reshape(exc.partial)) from None
@@ -159,9 +176,18 @@ def _propagate_backward(frames, keys, start, n_steps, params, progress, cancel):
         block_keys[b] = pos
         drift_out: list = []
         try:
-            bxy, bconf = run(FrameView.window(frames, top - b, top + 1), block_keys, params, 0,
-                             b, block_progress, cancel, None, drift0=drift2,
-                             drift_out=drift_out)
+            bxy, bconf = run(
+                FrameView.window(frames, top - b, top + 1),
+                block_keys,
+                params,
+                0,
+                b,
+                block_progress,
+                cancel,
+                None,
+                drift0=drift2,
+                drift_out=drift_out,
+            )
         except (Cancelled, FlowError) as exc:
             bxy, bconf = exc.partial
             xy[top - b : top], conf[top - b : top] = bxy[:b], bconf[:b]
@@ -252,15 +278,18 @@ def fill_between(
         single = np.flatnonzero(counts == 1)
         if len(single) and single_keyframe == "error":
             first = np.argmax(np.isfinite(keys[:, single, 0]), axis=0)  # the one keyframe
-            where = ", ".join(f"{label_name(labels, i)} (frame {int(f)})"
-                              for i, f in zip(single, first))
+            where = ", ".join(
+                f"{label_name(labels, i)} (frame {int(f)})"
+                for i, f in zip(single, first, strict=False)
+            )
             raise DustrackError(
                 f"label(s) with a single keyframe, nothing to fill between: {where}; add a "
                 "second keyframe or track beyond it (parameter extend)"
             )
     if method not in FILL_METHODS:
-        raise DustrackError(f"unknown fill method {method!r} (choose from "
-                            f"{', '.join(FILL_METHODS)})")
+        raise DustrackError(
+            f"unknown fill method {method!r} (choose from {', '.join(FILL_METHODS)})"
+        )
     notes: list[str] = []
     if method == FillMethod.DUSTRACK:
         xy, conf = run(frames, keys, params, extend, extend, progress, cancel, labels)
@@ -268,8 +297,9 @@ def fill_between(
         from .robust_fill import ImageMotion, retrack
 
         motion = ImageMotion()  # measured during the forward visit: frames decoded once
-        xy, conf = run(frames, keys, params, extend, extend, progress, cancel, labels,
-                        pair_hook=motion.measure)
+        xy, conf = run(
+            frames, keys, params, extend, extend, progress, cancel, labels, pair_hook=motion.measure
+        )
         xy, conf, notes = retrack(frames, keys, xy, conf, motion, params, cancel, labels)
     if report is not None:
         from .flow_confidence import flag_summary
@@ -307,8 +337,9 @@ def keys_from_table(table, n_frames: int, labels: Sequence[str] | None = None, p
     return keys, list(labels)
 
 
-def step_points(prev, nxt, xy: np.ndarray, *, params: LKParams = LKParams()
-                ) -> tuple[np.ndarray, np.ndarray]:
+def step_points(
+    prev, nxt, xy: np.ndarray, *, params: LKParams = LKParams()
+) -> tuple[np.ndarray, np.ndarray]:
     """Move points one step from frame ``prev`` to frame ``nxt``, checked by tracking back.
 
     The step of step-and-adjust annotation: one LK call forward, one back from the result.
@@ -357,7 +388,8 @@ def _check_keys(keys, n: int, labels, path) -> np.ndarray:
     if half.any():
         f, lab = np.argwhere(half)[0]
         raise DustrackError(
-            f"keyframe of label {label_name(labels, lab)} at frame {f} has a NaN coordinate")
+            f"keyframe of label {label_name(labels, lab)} at frame {f} has a NaN coordinate"
+        )
     present = np.isfinite(keys).all(axis=2)
     if len(keys) > n and present[n:].any():
         bad = sorted(set(np.flatnonzero(present[n:].any(axis=1)) + n))

@@ -143,13 +143,15 @@ class Flags:
     def line(self, what: str = "flow") -> str:
         """One line for the user, e.g. ``flow: 12 unreliable point(s) on 9 frame(s) (...)``."""
         shown = ", ".join(map(str, self.frames[:8])) + (" ..." if len(self.frames) > 8 else "")
-        text = (f"{what}: {self.points} unreliable point(s) on {len(self.frames)} frame(s)"
-                + (f" ({shown})" if len(self.frames) else ""))
+        text = f"{what}: {self.points} unreliable point(s) on {len(self.frames)} frame(s)" + (
+            f" ({shown})" if len(self.frames) else ""
+        )
         return "; ".join([text] + list(self.messages))
 
 
-def flag_summary(xy: np.ndarray, confidence: np.ndarray, threshold: float = FLAG_BELOW,
-                 messages=()) -> Flags:
+def flag_summary(
+    xy: np.ndarray, confidence: np.ndarray, threshold: float = FLAG_BELOW, messages=()
+) -> Flags:
     """Points with a position and a confidence below ``threshold``, and their frames."""
     have = np.isfinite(np.asarray(xy, float)).all(axis=2)
     low = have & (np.nan_to_num(np.asarray(confidence, float)) < threshold)

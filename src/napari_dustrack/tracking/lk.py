@@ -62,8 +62,12 @@ def lk_track(prev, nxt, points: np.ndarray, params: LKParams = LKParams()):
         return out, ok, err
     prev_img, next_img = to_gray_u8(prev), to_gray_u8(nxt)
     new, status, error = cv2.calcOpticalFlowPyrLK(
-        prev_img, next_img, np.ascontiguousarray(points[valid].reshape(-1, 1, 2)), None,
-        winSize=(params.win_size, params.win_size), maxLevel=params.max_level,
+        prev_img,
+        next_img,
+        np.ascontiguousarray(points[valid].reshape(-1, 1, 2)),
+        None,
+        winSize=(params.win_size, params.win_size),
+        maxLevel=params.max_level,
         criteria=params.criteria,
     )
     new = new.reshape(-1, 2).astype(np.float64)

@@ -69,7 +69,7 @@ class PairMotion:
             return points + self.shift
         return points @ aff[:, :2].T + aff[:, 2]
 
-    def inverse(self) -> "PairMotion":
+    def inverse(self) -> PairMotion:
         """The same motion backwards (from the second frame to the first)."""
         aff = self.affine
         inv = PairMotion(-self.shift, self.ok, self.frozen, self.support)
@@ -99,8 +99,14 @@ def pair_motion(prev: np.ndarray, nxt: np.ndarray, points: np.ndarray | None = N
     if prev.shape == nxt.shape and not np.any(cv2.absdiff(prev, nxt)):
         return PairMotion(np.zeros(2), False, True, 0.0)
     new, status, _ = cv2.calcOpticalFlowPyrLK(
-        prev, nxt, points.reshape(-1, 1, 2), None, winSize=(GRID_WIN, GRID_WIN),
-        maxLevel=GRID_LEVELS, criteria=_CRITERIA)
+        prev,
+        nxt,
+        points.reshape(-1, 1, 2),
+        None,
+        winSize=(GRID_WIN, GRID_WIN),
+        maxLevel=GRID_LEVELS,
+        criteria=_CRITERIA,
+    )
     d = (new.reshape(-1, 2) - points)[status.ravel() > 0]
     d = d[np.isfinite(d).all(axis=1)]
     if len(d) < max(3, MIN_VECTORS * len(points)):
@@ -112,8 +118,9 @@ def pair_motion(prev: np.ndarray, nxt: np.ndarray, points: np.ndarray | None = N
     if not ok:
         return PairMotion(np.zeros(2), False, False, support)
     good = (status.ravel() > 0) & np.isfinite(new.reshape(-1, 2)).all(axis=1)
-    return PairMotion(med.astype(np.float64), True, False, support,
-                      (points[good], new.reshape(-1, 2)[good]))
+    return PairMotion(
+        med.astype(np.float64), True, False, support, (points[good], new.reshape(-1, 2)[good])
+    )
 
 
 def _affine(points, new) -> np.ndarray | None:

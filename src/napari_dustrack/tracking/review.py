@@ -9,7 +9,7 @@ model against those two optical-flow estimates is large at a jump the image does
 from __future__ import annotations
 
 import threading
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -24,8 +24,11 @@ COLUMNS = ("frame", "score", "confidence", "residual_px", "label", "reason")
 
 
 def flow_residuals(
-    frames, xy: np.ndarray, params: LKParams = LKParams(),
-    progress: Callable[[int, int], None] | None = None, cancel: threading.Event | None = None,
+    frames,
+    xy: np.ndarray,
+    params: LKParams = LKParams(),
+    progress: Callable[[int, int], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> np.ndarray:
     """Residual (pixels) of each point against LK from its neighbours' points.
 
@@ -61,8 +64,9 @@ def flow_residuals(
         stack = np.stack(dists)
         finite = np.isfinite(stack)
         count = finite.sum(axis=0)
-        res[t] = np.where(count > 0, np.where(finite, stack, 0.0).sum(axis=0) / np.maximum(count, 1),
-                          np.nan)
+        res[t] = np.where(
+            count > 0, np.where(finite, stack, 0.0).sum(axis=0) / np.maximum(count, 1), np.nan
+        )
         prev, cur = cur, nxt
         nxt = to_gray_u8(frames[t + 2]) if t + 2 < n else None
         if progress:
@@ -71,8 +75,14 @@ def flow_residuals(
 
 
 def rank_frames(
-    confidence: np.ndarray, residual: np.ndarray, labels: list[str], top: int = 20,
-    tolerance_px: float = 2.0, min_gap: int = 2, exclude: Iterable[int] = (), *,
+    confidence: np.ndarray,
+    residual: np.ndarray,
+    labels: list[str],
+    top: int = 20,
+    tolerance_px: float = 2.0,
+    min_gap: int = 2,
+    exclude: Iterable[int] = (),
+    *,
     flow_confidence: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Rank frames by ``max(1 - confidence, residual / (residual + tolerance_px))``.
@@ -104,19 +114,38 @@ def rank_frames(
         taken.append(int(f))
         lab = int(np.argmax(per_point[f]))
         by_conf = c_term[f, lab] >= r_term[f, lab]
-        reason = (f"low confidence {1 - c_term[f, lab]:.2f} for {labels[lab]}" if by_conf
-                  else f"model and optical flow differ by {r[f, lab]:.1f} px for {labels[lab]}")
+        reason = (
+            f"low confidence {1 - c_term[f, lab]:.2f} for {labels[lab]}"
+            if by_conf
+            else f"model and optical flow differ by {r[f, lab]:.1f} px for {labels[lab]}"
+        )
         if per_point[f, lab] > 1.0:
             reason = f"optical flow unreliable (confidence {f_conf[f, lab]:.2f}) for {labels[lab]}"
-        rows.append((int(f), float(score[f]), float(1 - c_term[f].max()), float(r[f].max()),
-                     labels[lab], reason))
+        rows.append(
+            (
+                int(f),
+                float(score[f]),
+                float(1 - c_term[f].max()),
+                float(r[f].max()),
+                labels[lab],
+                reason,
+            )
+        )
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
 def frames_to_review(
-    frames, table: pd.DataFrame, top: int = 20, params: LKParams = LKParams(),
-    tolerance_px: float = 2.0, min_gap: int = 2, exclude: Iterable[int] = (),
-    progress=None, cancel=None, *, flow: pd.DataFrame | None = None,
+    frames,
+    table: pd.DataFrame,
+    top: int = 20,
+    params: LKParams = LKParams(),
+    tolerance_px: float = 2.0,
+    min_gap: int = 2,
+    exclude: Iterable[int] = (),
+    progress=None,
+    cancel=None,
+    *,
+    flow: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The frames of a prediction most worth reviewing, best first.
 
@@ -145,5 +174,6 @@ def frames_to_review(
         rows = flow[flow["source"] == PointSource.FLOW]
         rows = rows[rows["label"].isin(labels)]
         f_conf, _ = to_array(rows, labels, n, column="confidence")
-    return rank_frames(conf, residual, labels, top, tolerance_px, min_gap, exclude,
-                       flow_confidence=f_conf)
+    return rank_frames(
+        conf, residual, labels, top, tolerance_px, min_gap, exclude, flow_confidence=f_conf
+    )

@@ -73,9 +73,16 @@ class ImageMotion:
         return self.pairs[u]
 
 
-def retrack(frames, keys, xy, conf, motion: ImageMotion | None = None,
-            params: LKParams = LKParams(), cancel=None, labels=None
-            ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def retrack(
+    frames,
+    keys,
+    xy,
+    conf,
+    motion: ImageMotion | None = None,
+    params: LKParams = LKParams(),
+    cancel=None,
+    labels=None,
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Re-track the low-confidence segments of an LK-RSTC fill; returns ``(xy, conf, notes)``.
 
     ``xy``/``conf`` are :func:`.flow.fill_between`'s result with method ``dustrack`` on the
@@ -102,8 +109,7 @@ def _retrack(frames, keys, xy, conf, motion, params, cancel, labels):
         raise_if_cancelled(cancel)
         if not _slides(pairs, s, e):
             continue  # no slide: the robust track would be LK-RSTC's own
-        new_xy, new_c, fb = _track_group(src, motion, keys, np.asarray(labs), s, e, params,
-                                         cancel)
+        new_xy, new_c, fb = _track_group(src, motion, keys, np.asarray(labs), s, e, params, cancel)
         pairs[s:e] = [motion(u) for u in range(s, e)]  # all measured by the tracking
         agree = _agreement(new_xy, pairs[s:e])
         new_c, evidence = new_c * agree, fb * agree
@@ -139,7 +145,7 @@ def _agreement(xy, pairs) -> np.ndarray:
     """:func:`.flow_confidence.image_motion_factor` of ``xy`` with the measured ``pairs``."""
     expected = np.zeros((max(len(xy) - 1, 0),) + xy.shape[1:])
     slide = np.zeros(len(expected), bool)
-    for u, m in enumerate(pairs[:len(expected)]):
+    for u, m in enumerate(pairs[: len(expected)]):
         if m is not None and m.ok and np.hypot(*m.shift) > fc.SLIDE_PX:
             slide[u] = True
             expected[u] = m.predict(xy[u]) - xy[u]
@@ -149,8 +155,7 @@ def _agreement(xy, pairs) -> np.ndarray:
 def _slides(pairs, s: int, e: int) -> bool:
     """Whether the image moves like a probe slide, or cannot be measured, on a measured pair
     of s..e (the pairs in between are measured when the segment is tracked again)."""
-    return any(m is not None and (not m.ok or np.hypot(*m.shift) > fc.SLIDE_PX)
-               for m in pairs[s:e])
+    return any(m is not None and (not m.ok or np.hypot(*m.shift) > fc.SLIDE_PX) for m in pairs[s:e])
 
 
 def _segments_to_retrack(keys, conf) -> dict:
@@ -160,8 +165,8 @@ def _segments_to_retrack(keys, conf) -> dict:
     is_key = np.isfinite(keys).all(axis=2)
     for lab in range(keys.shape[1]):
         kf = np.flatnonzero(is_key[:, lab])
-        for s, e in zip(kf[:-1], kf[1:]):
-            if e - s >= 2 and np.nan_to_num(conf[s + 1:e, lab]).min() < RETRACK_BELOW:
+        for s, e in zip(kf[:-1], kf[1:], strict=False):
+            if e - s >= 2 and np.nan_to_num(conf[s + 1 : e, lab]).min() < RETRACK_BELOW:
                 todo.setdefault((int(s), int(e)), []).append(lab)
     return todo
 
@@ -179,13 +184,21 @@ def _track_group(src, motion, keys, labs, s, e, params, cancel):
     for u in range(s, e):
         raise_if_cancelled(cancel)
         F[u + 1 - s], rf[u + 1 - s], coast_f = _step(
-            src[u], src[u + 1], F[u - s], rf[u - s], motion(u), tf,
-            re_f, coast_f, params)
+            src[u], src[u + 1], F[u - s], rf[u - s], motion(u), tf, re_f, coast_f, params
+        )
     for u in range(e, s, -1):
         raise_if_cancelled(cancel)
         B[u - 1 - s], rb[u - 1 - s], coast_b = _step(
-            src[u], src[u - 1], B[u - s], rb[u - s], motion(u - 1).inverse(), tb,
-            re_b, coast_b, params)
+            src[u],
+            src[u - 1],
+            B[u - s],
+            rb[u - s],
+            motion(u - 1).inverse(),
+            tb,
+            re_b,
+            coast_b,
+            params,
+        )
     return _blend(src, F, B, rf, rb, tf, tb, s, e)
 
 
@@ -226,10 +239,12 @@ def _step(a, b, p, rel, m: PairMotion, tmpl, reacq, coasting, params):
     new = np.where(locked[:, None], guess, meas)
     new, after = _reacquire(b, new, reacq, np.where(locked, 0.0, coasting))
     step = np.nan_to_num(np.hypot(*(guess - p).T))
-    coasting = np.where(live & (locked | (after > 0)), np.where(locked, coasting, after)
-                        + step + 1e-6, 0.0)
-    new_rel = np.where(locked, rel * COAST,
-                       np.where(coasting > 0, rel, np.minimum(rel + 0.25, 1.0)))
+    coasting = np.where(
+        live & (locked | (after > 0)), np.where(locked, coasting, after) + step + 1e-6, 0.0
+    )
+    new_rel = np.where(
+        locked, rel * COAST, np.where(coasting > 0, rel, np.minimum(rel + 0.25, 1.0))
+    )
     return np.where(live[:, None], new, np.nan), np.where(live, new_rel, 0.0), coasting
 
 
@@ -247,12 +262,18 @@ def _lk(a, b, p, guess, win, level, params):
         new, st, _ = cv2.calcOpticalFlowPyrLK(a, b, pts, None, **kw)
     else:
         init = guess[ok].astype(np.float32).reshape(-1, 1, 2).copy()
-        new, st, _ = cv2.calcOpticalFlowPyrLK(a, b, pts, init, flags=cv2.OPTFLOW_USE_INITIAL_FLOW,
-                                              **kw)
+        new, st, _ = cv2.calcOpticalFlowPyrLK(
+            a, b, pts, init, flags=cv2.OPTFLOW_USE_INITIAL_FLOW, **kw
+        )
     new = new.reshape(-1, 2).astype(float)
     h, w = a.shape
-    good = (st.ravel() > 0) & (new[:, 0] >= 0) & (new[:, 0] <= w - 1) & (new[:, 1] >= 0) \
+    good = (
+        (st.ravel() > 0)
+        & (new[:, 0] >= 0)
+        & (new[:, 0] <= w - 1)
+        & (new[:, 1] >= 0)
         & (new[:, 1] <= h - 1)
+    )
     new[~good] = np.nan
     out[ok] = new
     return out
@@ -289,6 +310,7 @@ def _match(img, p, tmpl, radius=SEARCH_PX):
 
 def _parabola(score, i, j):
     """Sub-pixel offsets (dx, dy) of a peak at row ``i``, column ``j`` by parabola fits."""
+
     def fit(m1, c, p1):
         den = m1 - 2 * c + p1
         return 0.0 if abs(den) < 1e-9 else float(np.clip(0.5 * (m1 - p1) / den, -0.5, 0.5))
@@ -312,8 +334,9 @@ def _blend(src, F, B, rf, rb, tf, tb, s, e):
         a = np.where(total > 0, wf / total, np.nan)
     xy = a[..., None] * np.nan_to_num(F) + (1 - a[..., None]) * np.nan_to_num(B)
     xy[~np.isfinite(a)] = np.nan
-    fb = np.where(f_ok & b_ok, fc.fb_factor(np.hypot(*(F - B).transpose(2, 0, 1)),
-                                            4 * w * (1 - w)), 0.5)
+    fb = np.where(
+        f_ok & b_ok, fc.fb_factor(np.hypot(*(F - B).transpose(2, 0, 1)), 4 * w * (1 - w)), 0.5
+    )
     near_start = (t - s <= e - t)[:, None]
     ncc = np.empty(xy.shape[:2])
     for k, i in enumerate(t):
@@ -331,11 +354,15 @@ def _motion_notes(pairs: dict, labels, keys) -> list[str]:
     frozen = sorted(u + 1 for u, m in pairs.items() if m.frozen)
     failed = sorted(u for u, m in pairs.items() if not m.ok and not m.frozen)
     if frozen:
-        notes.append(f"frame(s) {_frames_text(frozen)} repeat the previous frame (frozen video): "
-                     "no motion measured there")
+        notes.append(
+            f"frame(s) {_frames_text(frozen)} repeat the previous frame (frozen video): "
+            "no motion measured there"
+        )
     if failed:
-        notes.append(f"no image-wide motion could be measured from frame(s) {_frames_text(failed)}"
-                     " (blank or featureless): tracks there are plain LK, flagged")
+        notes.append(
+            f"no image-wide motion could be measured from frame(s) {_frames_text(failed)}"
+            " (blank or featureless): tracks there are plain LK, flagged"
+        )
     empty = [i for i in range(keys.shape[1]) if not np.isfinite(keys[:, i]).all(axis=1).any()]
     if empty:
         names = [repr(labels[i]) if labels is not None else f"#{i}" for i in empty]

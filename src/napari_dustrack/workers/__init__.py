@@ -14,5 +14,13 @@ from .cluster import close_clients, get_client
 from .jobs import Channel, Job, submit
 from .tasks import predict_task, review_task, train_task
 
-__all__ = ["Channel", "Job", "close_clients", "get_client", "predict_task", "review_task",
-           "submit", "train_task"]
+__all__ = [
+    "Channel",
+    "Job",
+    "close_clients",
+    "get_client",
+    "predict_task",
+    "review_task",
+    "submit",
+    "train_task",
+]

@@ -39,6 +39,7 @@ import pandas as pd
 
 from ..errors import Cancelled, DustrackError, from_os_error
 from ..io.atomic import check_destination, write_atomic, write_text_atomic
+from ..io.sources import PointSource
 from .batch_inputs import (
     DEFAULT_CHUNK_FRAMES,
     PARTS,
@@ -67,11 +68,23 @@ from .batch_store import (
 )
 from .batch_tasks import predict_chunk_task, probe_task, smooth_chunk_task
 from .cluster import get_client, workers_per_host
-from ..io.sources import PointSource
 
-__all__ = ["BatchResult", "BatchSettings", "DEFAULT_CHUNK_FRAMES", "SUMMARY", "expand_videos",
-           "format_summary", "is_complete", "model_fingerprint", "output_names", "predict_ranges",
-           "run_batch", "summary_table", "video_fingerprint", "work_rate"]
+__all__ = [
+    "BatchResult",
+    "BatchSettings",
+    "DEFAULT_CHUNK_FRAMES",
+    "SUMMARY",
+    "expand_videos",
+    "format_summary",
+    "is_complete",
+    "model_fingerprint",
+    "output_names",
+    "predict_ranges",
+    "run_batch",
+    "summary_table",
+    "video_fingerprint",
+    "work_rate",
+]
 
 
 # ----------------------------------------------------------------------------- the batch
@@ -132,8 +145,11 @@ class _Batch:
 
             run.window = window_frames(self.settings.smooth, run.fps, path=run.path)
             if run.window > run.frames:
-                raise DustrackError(f"the video has {run.frames} frames, fewer than the "
-                                    f"{run.window}-frame smoothing window", run.path)
+                raise DustrackError(
+                    f"the video has {run.frames} frames, fewer than the "
+                    f"{run.window}-frame smoothing window",
+                    run.path,
+                )
         n_lab = len(self.model_fp["labels"])
         run.labels = list(self.model_fp["labels"])
         run.xy = np.full((run.frames, n_lab, 2), np.nan)
@@ -147,9 +163,19 @@ class _Batch:
                 run.xy[a:b], run.conf[a:b] = part
                 self._event("resumed", run, ("predict", a, b))
                 continue
-            self._submit(run, ("predict", a, b), predict_chunk_task, str(run.path), self.model_dir,
-                         self.model_fp["sha256"], a, b, self.settings.batch_size,
-                         self.settings.threads, self.per_host)
+            self._submit(
+                run,
+                ("predict", a, b),
+                predict_chunk_task,
+                str(run.path),
+                self.model_dir,
+                self.model_fp["sha256"],
+                a,
+                b,
+                self.settings.batch_size,
+                self.settings.threads,
+                self.per_host,
+            )
         self._maybe_next(run)
 
     def _start_smooth(self, run: VideoRun) -> None:
@@ -168,8 +194,16 @@ class _Batch:
                 run.results[c] = part
                 self._event("resumed", run, ("smooth", c.start, c.stop))
                 continue
-            self._submit(run, ("smooth", mode, run.window, c.start, c.stop), smooth_chunk_task,
-                         str(run.path), mode, c, payload, run.window)
+            self._submit(
+                run,
+                ("smooth", mode, run.window, c.start, c.stop),
+                smooth_chunk_task,
+                str(run.path),
+                mode,
+                c,
+                payload,
+                run.window,
+            )
         self._maybe_next(run)
 
     # -- completing ------------------------------------------------------------------------
@@ -248,24 +282,40 @@ class _Batch:
     def _write_smoothed(self, run: VideoRun) -> None:
         from ..io.table import from_array, write_points_csv
 
-        out = combine_smoothing(run.xy, run.conf, run.plan, [run.results[c] for c in run.plan],
-                                run.window, self.settings.mode)
+        out = combine_smoothing(
+            run.xy,
+            run.conf,
+            run.plan,
+            [run.results[c] for c in run.plan],
+            run.window,
+            self.settings.mode,
+        )
         table = from_array(out, run.labels, source=PointSource.SMOOTHED, confidence=run.conf)
         write_points_csv(table, output_paths(run, self.settings)["smoothed"], backup=False)
 
     def _finish(self, run: VideoRun) -> None:
         run.frames_per_s = work_rate(run.frames, run.work)
-        outputs = {k: {"file": p.name, "size": p.stat().st_size}
-                   for k, p in output_paths(run, self.settings).items()}
-        manifest = {
-            "format": MANIFEST_FORMAT, "version": 1, "fingerprint": run.fingerprint,
-            "outputs": outputs, "frames": run.frames, "fps": run.fps, "window_frames":
-            run.window or None, "seconds": run.seconds, "frames_per_s": run.frames_per_s,
-            "mean_confidence": run.mean_confidence,
-            "labels": run.labels, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        outputs = {
+            k: {"file": p.name, "size": p.stat().st_size}
+            for k, p in output_paths(run, self.settings).items()
         }
-        write_text_atomic(manifest_path(run.out, run.name), json.dumps(manifest, indent=1),
-                          backup=False)
+        manifest = {
+            "format": MANIFEST_FORMAT,
+            "version": 1,
+            "fingerprint": run.fingerprint,
+            "outputs": outputs,
+            "frames": run.frames,
+            "fps": run.fps,
+            "window_frames": run.window or None,
+            "seconds": run.seconds,
+            "frames_per_s": run.frames_per_s,
+            "mean_confidence": run.mean_confidence,
+            "labels": run.labels,
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        write_text_atomic(
+            manifest_path(run.out, run.name), json.dumps(manifest, indent=1), backup=False
+        )
         shutil.rmtree(run.parts, ignore_errors=True)
         run.status = "done"
         run.xy = run.conf = None
@@ -283,8 +333,9 @@ class _Batch:
 
     def _event(self, kind: str, run: VideoRun, what: tuple) -> None:
         if self.on_event:
-            self.on_event({"event": kind, "video": str(run.path), "task": what,
-                           "status": run.status})
+            self.on_event(
+                {"event": kind, "video": str(run.path), "task": what, "status": run.status}
+            )
         if kind == "completed" and self.progress:
             done = sum(r.status in ("done", "skipped", "failed") for r in self.runs)
             self.progress(self.tasks_done, self.tasks_total, done, len(self.runs))
@@ -379,8 +430,9 @@ def run_batch(
     peak = {}
     if any(r.status == "pending" for r in runs):
         client = client if client is not None else get_client(address)
-        batch = _Batch(client, runs, Path(model_dir).absolute(), model_fp, settings, progress,
-                       on_event, cancel)
+        batch = _Batch(
+            client, runs, Path(model_dir).absolute(), model_fp, settings, progress, on_event, cancel
+        )
         batch.run()
         peak = batch.peak_rss
         try:

@@ -49,8 +49,12 @@ class BatchSettings:
         """The settings the outputs depend on (part of every video's fingerprint)."""
         from .. import __version__
 
-        return {"smooth": self.smooth, "mode": self.mode if self.smooth else None,
-                "batch_size": self.batch_size, "napari_dustrack": __version__}
+        return {
+            "smooth": self.smooth,
+            "mode": self.mode if self.smooth else None,
+            "batch_size": self.batch_size,
+            "napari_dustrack": __version__,
+        }
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -85,8 +89,7 @@ def output_names(videos: Sequence[Path]) -> dict[Path, str]:
     stems: dict[str, int] = {}
     for v in videos:
         stems[v.stem] = stems.get(v.stem, 0) + 1
-    return {v: v.stem if stems[v.stem] == 1 else f"{v.stem}-{_digest(str(v))[:6]}"
-            for v in videos}
+    return {v: v.stem if stems[v.stem] == 1 else f"{v.stem}-{_digest(str(v))[:6]}" for v in videos}
 
 
 def model_fingerprint(model_dir: str | os.PathLike) -> dict:
@@ -94,8 +97,11 @@ def model_fingerprint(model_dir: str | os.PathLike) -> dict:
     from ..tracking.heatmap.store import read_meta
 
     meta = read_meta(model_dir)
-    return {"sha256": meta["sha256"], "iteration": int(meta["iteration"]),
-            "labels": list(meta["labels"])}
+    return {
+        "sha256": meta["sha256"],
+        "iteration": int(meta["iteration"]),
+        "labels": list(meta["labels"]),
+    }
 
 
 def video_fingerprint(path: Path) -> dict:
@@ -103,9 +109,12 @@ def video_fingerprint(path: Path) -> dict:
     st = path.stat()
     if path.is_dir():
         files = [p.stat() for p in sorted(path.iterdir()) if p.is_file()]
-        return {"path": str(path), "size": sum(s.st_size for s in files),
-                "mtime_ns": max([s.st_mtime_ns for s in files] or [st.st_mtime_ns]),
-                "files": len(files)}
+        return {
+            "path": str(path),
+            "size": sum(s.st_size for s in files),
+            "mtime_ns": max([s.st_mtime_ns for s in files] or [st.st_mtime_ns]),
+            "files": len(files),
+        }
     return {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 

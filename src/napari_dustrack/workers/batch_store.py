@@ -20,8 +20,15 @@ from .batch_inputs import PARTS, BatchSettings, fingerprint_token, output_names,
 
 MANIFEST_FORMAT = "napari-dustrack-batch"
 SUMMARY = "summary.csv"
-SUMMARY_COLUMNS = ["video", "status", "frames", "seconds", "frames_per_s", "mean_confidence",
-                   "reason"]
+SUMMARY_COLUMNS = [
+    "video",
+    "status",
+    "frames",
+    "seconds",
+    "frames_per_s",
+    "mean_confidence",
+    "reason",
+]
 
 
 # ----------------------------------------------------------------------------- one video
@@ -142,8 +149,9 @@ def make_runs(paths, out: Path, model_fp: dict, settings: BatchSettings) -> list
         except OSError:
             vfp = None
         fp = {"video": vfp, "model": model_fp, "settings": settings.result_fields()}
-        run = VideoRun(path=path, name=names[path], fingerprint=fp, token=fingerprint_token(fp),
-                       out=out)
+        run = VideoRun(
+            path=path, name=names[path], fingerprint=fp, token=fingerprint_token(fp), out=out
+        )
         if vfp is None:
             run.status, run.reason = "failed", str(DustrackError("file not found", path))
         elif (manifest := is_complete(out, run.name, fp)) is not None:
@@ -161,10 +169,17 @@ def summary_table(runs: Sequence[VideoRun]) -> pd.DataFrame:
     rows = []
     for r in runs:
         fps = r.frames_per_s if r.status != "failed" else float("nan")
-        rows.append({"video": str(r.path), "status": r.status,
-                     "frames": r.frames if r.status != "failed" else 0,
-                     "seconds": round(r.seconds, 3), "frames_per_s": round(fps, 2),
-                     "mean_confidence": round(r.mean_confidence, 4), "reason": r.reason})
+        rows.append(
+            {
+                "video": str(r.path),
+                "status": r.status,
+                "frames": r.frames if r.status != "failed" else 0,
+                "seconds": round(r.seconds, 3),
+                "frames_per_s": round(fps, 2),
+                "mean_confidence": round(r.mean_confidence, 4),
+                "reason": r.reason,
+            }
+        )
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 

@@ -18,8 +18,8 @@ import time
 import numpy as np
 
 from ..errors import DustrackError
-from ..worker_env import prepare_worker
 from ..io.cine import open_frames
+from ..worker_env import prepare_worker
 
 _local = threading.local()  # per worker thread: one open video, one loaded model
 
@@ -110,9 +110,16 @@ def probe_task(path: str) -> dict:
 
 
 @_reported
-def predict_chunk_task(path: str, model_dir: str, sha256: str, start: int, stop: int,
-                 batch_size: int, threads: int | None = None,
-                 per_host: dict | None = None) -> dict:
+def predict_chunk_task(
+    path: str,
+    model_dir: str,
+    sha256: str,
+    start: int,
+    stop: int,
+    batch_size: int,
+    threads: int | None = None,
+    per_host: dict | None = None,
+) -> dict:
     """Worker: model points ``xy (n, L, 2)`` and ``confidence (n, L)`` for frames ``start:stop``."""
     prepare_worker()
     from ..tracking.heatmap.predict import predict
@@ -120,8 +127,13 @@ def predict_chunk_task(path: str, model_dir: str, sha256: str, start: int, stop:
     model = _model_cached(model_dir, sha256, _threads_here(per_host, threads))
     t0 = time.perf_counter()  # loading the model (once per worker) is not this chunk's work
     xy, conf = predict(_open_cached(path), model, batch_size, start=start, stop=stop)
-    return {"xy": xy, "confidence": conf, "seconds": time.perf_counter() - t0,
-            "peak_rss": _peak_rss(), "pid": os.getpid()}
+    return {
+        "xy": xy,
+        "confidence": conf,
+        "seconds": time.perf_counter() - t0,
+        "peak_rss": _peak_rss(),
+        "pid": os.getpid(),
+    }
 
 
 @_reported
@@ -136,5 +148,9 @@ def smooth_chunk_task(path: str, mode: str, chunk, payload: np.ndarray, window: 
     # every chunk measures the same first frames, so all get the grid smooth() would use
     grid = Grid() if mode == "dustrack" else auto_grid(frames, mode)
     result = run_chunk(frames, 0, mode, chunk, payload, window, LKParams(), grid)
-    return {"parts": tuple(result), "seconds": time.perf_counter() - t0,
-            "peak_rss": _peak_rss(), "pid": os.getpid()}
+    return {
+        "parts": tuple(result),
+        "seconds": time.perf_counter() - t0,
+        "peak_rss": _peak_rss(),
+        "pid": os.getpid(),
+    }

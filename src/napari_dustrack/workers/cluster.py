@@ -19,13 +19,19 @@ from ..errors import Cancelled, DustrackError
 _clients: dict[str, Any] = {}
 _lock = threading.Lock()
 STARTUP_TIMEOUT_S = 90.0  # a local worker process that has not started by then never will
-NO_MAIN_GUARD = ("worker processes did not start within {:.0f} s. If napari runs from a script, "
-                 "put the script's code under `if __name__ == \"__main__\":` (worker processes "
-                 "re-import it); or give a dask scheduler address under 'run on'")
+NO_MAIN_GUARD = (
+    "worker processes did not start within {:.0f} s. If napari runs from a script, "
+    'put the script\'s code under `if __name__ == "__main__":` (worker processes '
+    "re-import it); or give a dask scheduler address under 'run on'"
+)
 
 
-def get_client(address: str | None = None, *, timeout: float = STARTUP_TIMEOUT_S,
-               cancel: Callable[[], bool] | None = None):
+def get_client(
+    address: str | None = None,
+    *,
+    timeout: float = STARTUP_TIMEOUT_S,
+    cancel: Callable[[], bool] | None = None,
+):
     """A client for ``address``, or for a local cluster of worker processes started on demand.
 
     Clients are kept and reused; :func:`close_clients` (also run at exit) shuts them down.
@@ -68,7 +74,10 @@ def _connect(address: str | None):
         if address:
             return Client(address, timeout="10s", set_as_default=False)
         cluster = LocalCluster(
-            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0",
+            n_workers=1,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
             memory_limit=0,  # torch manages its own memory; do not let the nanny kill it
         )
         return Client(cluster, set_as_default=False)

@@ -42,8 +42,9 @@ class Job:
         self.client = client
         self._queue = Queue(f"{self.id}-messages", client=client)
         self._cancel = Event(f"{self.id}-cancel", client=client)
-        self.future = client.submit(_run_job, func, self.id, *args, key=self.id, pure=False,
-                                    **kwargs)
+        self.future = client.submit(
+            _run_job, func, self.id, *args, key=self.id, pure=False, **kwargs
+        )
 
     def messages(self) -> list[dict]:
         """Messages sent so far and not yet read (never blocks for long)."""
@@ -91,8 +92,14 @@ class Job:
                 self.cancel()
 
 
-def submit(func: Callable, *args, address: str | None = None, client=None,
-           cancel: Callable[[], bool] | None = None, **kwargs) -> Job:
+def submit(
+    func: Callable,
+    *args,
+    address: str | None = None,
+    client=None,
+    cancel: Callable[[], bool] | None = None,
+    **kwargs,
+) -> Job:
     """Run ``func(*args, channel=..., **kwargs)`` in a worker process; see :class:`Job`.
 
     ``cancel`` stops waiting for the worker processes to start (see :func:`get_client`).
@@ -146,8 +153,7 @@ class Channel:
         self._queue.put(msg)
 
     def progress(self, done: int, total: int) -> None:
-        self.send({"kind": "progress", "done": int(done), "total": int(total)},
-                  force=done >= total)
+        self.send({"kind": "progress", "done": int(done), "total": int(total)}, force=done >= total)
 
     def log(self, entry: dict) -> None:
         self.send({"kind": "log", **{k: float(v) for k, v in entry.items()}})

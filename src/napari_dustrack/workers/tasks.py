@@ -8,13 +8,18 @@ from __future__ import annotations
 import pandas as pd
 
 from ..io.cine import open_frames
+from ..io.sources import PointSource
 from ..worker_env import prepare_worker
 from .jobs import Channel
-from ..io.sources import PointSource
 
 
-def train_task(video: str, table: pd.DataFrame, model_dir: str, config: dict | None = None,
-               channel: Channel | None = None) -> dict:
+def train_task(
+    video: str,
+    table: pd.DataFrame,
+    model_dir: str,
+    config: dict | None = None,
+    channel: Channel | None = None,
+) -> dict:
     """Worker function: train (or retrain) the model in ``model_dir``; returns model.json."""
     prepare_worker()
     from ..tracking.heatmap import HeatmapConfig
@@ -24,15 +29,26 @@ def train_task(video: str, table: pd.DataFrame, model_dir: str, config: dict | N
     cine = open_frames(video)
     try:
         return train(
-            cine, table, model_dir, HeatmapConfig.from_dict(config or {}), video=str(video),
-            progress=channel.progress, cancel=channel.cancel, log=channel.log,
+            cine,
+            table,
+            model_dir,
+            HeatmapConfig.from_dict(config or {}),
+            video=str(video),
+            progress=channel.progress,
+            cancel=channel.cancel,
+            log=channel.log,
         )
     finally:
         cine.close()
 
 
-def predict_task(video: str, model_dir: str, out: str | None = None, config: dict | None = None,
-                 channel: Channel | None = None) -> pd.DataFrame:
+def predict_task(
+    video: str,
+    model_dir: str,
+    out: str | None = None,
+    config: dict | None = None,
+    channel: Channel | None = None,
+) -> pd.DataFrame:
     """Worker function: predict every frame; streams each batch as a ``result`` message.
 
     Writes the point table to ``out`` when given, and returns it.
@@ -46,14 +62,27 @@ def predict_task(video: str, model_dir: str, out: str | None = None, config: dic
     cfg = HeatmapConfig.from_dict(config or {})
 
     def on_batch(frames, xy, conf):
-        channel.send({"kind": "result", "frames": frames.tolist(), "xy": xy.tolist(),
-                      "confidence": conf.tolist()})
+        channel.send(
+            {
+                "kind": "result",
+                "frames": frames.tolist(),
+                "xy": xy.tolist(),
+                "confidence": conf.tolist(),
+            }
+        )
 
     cine = open_frames(video)
     try:
-        table = predict_video(cine, model_dir, device=cfg.device, threads=cfg.threads,
-                              batch_size=cfg.predict_batch, progress=channel.progress,
-                              cancel=channel.cancel, on_batch=on_batch)
+        table = predict_video(
+            cine,
+            model_dir,
+            device=cfg.device,
+            threads=cfg.threads,
+            batch_size=cfg.predict_batch,
+            progress=channel.progress,
+            cancel=channel.cancel,
+            on_batch=on_batch,
+        )
     finally:
         cine.close()
     if out is not None:
@@ -61,8 +90,14 @@ def predict_task(video: str, model_dir: str, out: str | None = None, config: dic
     return table
 
 
-def review_task(video: str, table: pd.DataFrame, top: int = 20, exclude=(),
-                channel: Channel | None = None, flow: pd.DataFrame | None = None):
+def review_task(
+    video: str,
+    table: pd.DataFrame,
+    top: int = 20,
+    exclude=(),
+    channel: Channel | None = None,
+    flow: pd.DataFrame | None = None,
+):
     """Worker function: rank frames to review, leaving out ``exclude`` (the curated ones).
 
     ``flow``: the keyframe fill's rows (source ``flow``, with confidence); frames where it was
@@ -79,7 +114,14 @@ def review_task(video: str, table: pd.DataFrame, top: int = 20, exclude=(),
         exclude = [f for f in exclude if int(f) not in unsure]
     cine = open_frames(video)
     try:
-        return frames_to_review(cine, table, top=top, exclude=exclude, flow=flow,
-                                progress=channel.progress, cancel=channel.cancel)
+        return frames_to_review(
+            cine,
+            table,
+            top=top,
+            exclude=exclude,
+            flow=flow,
+            progress=channel.progress,
+            cancel=channel.cancel,
+        )
     finally:
         cine.close()

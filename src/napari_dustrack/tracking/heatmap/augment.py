@@ -75,7 +75,10 @@ def augment(
     h, w = image.shape
     m = random_affine((h, w), rng, p)
     warped = cv2.warpAffine(
-        image.astype(np.float32) / 255.0, m, (w, h), flags=cv2.INTER_LINEAR,
+        image.astype(np.float32) / 255.0,
+        m,
+        (w, h),
+        flags=cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_REFLECT_101,
     )
     moved = apply_affine_points(m, xy)

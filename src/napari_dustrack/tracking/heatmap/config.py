@@ -111,11 +111,11 @@ class HeatmapConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "HeatmapConfig":
+    def from_dict(cls, d: dict[str, Any]) -> HeatmapConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 
-    def replace(self, **changes) -> "HeatmapConfig":
+    def replace(self, **changes) -> HeatmapConfig:
         d = self.to_dict()
         d.update(changes)
         return HeatmapConfig.from_dict(d)

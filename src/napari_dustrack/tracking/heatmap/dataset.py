@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 from ...errors import DustrackError
-from ...io.table import labels_of, training_rows, validate
 from ...io.sources import PointSource
+from ...io.table import labels_of, training_rows, validate
 from .geometry import resize_frame, to_working
 
 MIN_FRAMES = 2
@@ -55,7 +55,9 @@ class TrainingSet:
 
 
 def curated_points(
-    table: pd.DataFrame, labels: Sequence[str] | None = None, n_frames: int | None = None,
+    table: pd.DataFrame,
+    labels: Sequence[str] | None = None,
+    n_frames: int | None = None,
     path=None,
 ) -> tuple[pd.DataFrame, list[str]]:
     """The training rows (manual or reviewed) of ``table``, checked.
@@ -99,13 +101,18 @@ def label_weights(rows: pd.DataFrame) -> np.ndarray:
     source = rows["source"].to_numpy()
     conf = rows["confidence"].to_numpy(dtype=float) if "confidence" in rows else np.ones(len(rows))
     conf = np.clip(np.nan_to_num(conf, nan=1.0), MIN_FLOW_WEIGHT, 1.0)
-    return np.select([source == PointSource.MANUAL, source == PointSource.FLOW],
-                     [LABEL_WEIGHTS[PointSource.MANUAL], LABEL_WEIGHTS[PointSource.FLOW] * conf],
-                     LABEL_WEIGHTS["reviewed"])
+    return np.select(
+        [source == PointSource.MANUAL, source == PointSource.FLOW],
+        [LABEL_WEIGHTS[PointSource.MANUAL], LABEL_WEIGHTS[PointSource.FLOW] * conf],
+        LABEL_WEIGHTS["reviewed"],
+    )
 
 
 def build_training_set(
-    frames, table: pd.DataFrame, size: tuple[int, int], labels: Sequence[str] | None = None,
+    frames,
+    table: pd.DataFrame,
+    size: tuple[int, int],
+    labels: Sequence[str] | None = None,
     path=None,
 ) -> TrainingSet:
     """Read the curated frames (in order) and resize them and their points to ``size``.
@@ -138,8 +145,12 @@ def build_training_set(
         full_shape = img.shape[:2] if full_shape is None else full_shape
         images.append(resize_frame(img, size))
     return TrainingSet(
-        images=np.stack(images), xy=to_working(xy, full_shape, size), frames=frame_ids,
-        labels=labels, full_shape=tuple(int(v) for v in full_shape), weights=weights,
+        images=np.stack(images),
+        xy=to_working(xy, full_shape, size),
+        frames=frame_ids,
+        labels=labels,
+        full_shape=tuple(int(v) for v in full_shape),
+        weights=weights,
     )
 
 

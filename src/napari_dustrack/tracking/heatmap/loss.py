@@ -52,7 +52,10 @@ def js_divergence(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
 
 
 def heatmap_loss(
-    logits: torch.Tensor, xy: torch.Tensor, sigma: float, reg_weight: float,
+    logits: torch.Tensor,
+    xy: torch.Tensor,
+    sigma: float,
+    reg_weight: float,
     weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Masked loss over the labelled points.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -11,13 +11,13 @@ import torch
 
 from ...errors import Cancelled
 from ...io.region import crop_frames
+from ...io.sources import PointSource
 from ...io.table import from_array
 from .config import HeatmapConfig, pick_device, set_threads
 from .geometry import resize_frame, to_full
 from .loss import spatial_softmax
 from .peaks import subpixel_peaks
 from .store import LoadedModel, load_model
-from ...io.sources import PointSource
 
 OnBatch = Callable[[np.ndarray, np.ndarray, np.ndarray], None]
 
@@ -91,11 +91,19 @@ def predict(
 
 
 def predict_video(
-    frames, model_dir, device: str = "auto", threads: int | None = None, batch_size: int = 16,
-    progress=None, cancel=None, on_batch=None,
+    frames,
+    model_dir,
+    device: str = "auto",
+    threads: int | None = None,
+    batch_size: int = 16,
+    progress=None,
+    cancel=None,
+    on_batch=None,
 ) -> pd.DataFrame:
     """Load ``model_dir`` and predict every frame; a point table with source ``model``."""
     set_threads(threads)
     model = load_model(model_dir, device=pick_device(device))
-    xy, conf = predict(frames, model, batch_size, progress=progress, cancel=cancel, on_batch=on_batch)
+    xy, conf = predict(
+        frames, model, batch_size, progress=progress, cancel=cancel, on_batch=on_batch
+    )
     return from_array(xy, model.labels, source=PointSource.MODEL, confidence=conf)

@@ -21,9 +21,10 @@ import math
 import os
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ...errors import DustrackError
 from ...io.atomic import remove_stale_temps, write_text_atomic
@@ -31,8 +32,18 @@ from ...io.atomic import remove_stale_temps, write_text_atomic
 FORMAT = "napari-dustrack-heatmap"
 VERSION = 1
 META = "model.json"
-REQUIRED = ("format", "version", "labels", "working_size", "source_size", "normalisation",
-            "architecture", "iteration", "weights", "sha256")
+REQUIRED = (
+    "format",
+    "version",
+    "labels",
+    "working_size",
+    "source_size",
+    "normalisation",
+    "architecture",
+    "iteration",
+    "weights",
+    "sha256",
+)
 DESCRIPTION_SUM = "description_sha256"  # in the weights file's header
 DESCRIBED = ("labels", "working_size", "source_size", "normalisation", "architecture")
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -71,7 +82,8 @@ def read_meta(folder: str | os.PathLike) -> dict[str, Any]:
     if meta["version"] > VERSION:
         raise DustrackError(
             f"model format version {meta['version']} is newer than this napari-dustrack "
-            f"understands ({VERSION})", path,
+            f"understands ({VERSION})",
+            path,
         )
     return meta
 
@@ -100,27 +112,53 @@ def _field_problem(meta: dict[str, Any]) -> str | None:
     weights = meta["weights"]
     checks = [
         (_is_int(meta["version"], 1), "version must be a whole number >= 1"),
-        (isinstance(labels, list) and labels and all(isinstance(v, str) and v for v in labels)
-         and len(set(labels)) == len(labels), "labels must be a list of distinct names"),
-        (_size_ok(meta["working_size"]) and min(meta["working_size"]) >= 32,
-         "working_size must be [height, width], whole numbers >= 32"),
+        (
+            isinstance(labels, list)
+            and labels
+            and all(isinstance(v, str) and v for v in labels)
+            and len(set(labels)) == len(labels),
+            "labels must be a list of distinct names",
+        ),
+        (
+            _size_ok(meta["working_size"]) and min(meta["working_size"]) >= 32,
+            "working_size must be [height, width], whole numbers >= 32",
+        ),
         (_size_ok(meta["source_size"]), "source_size must be [height, width], whole numbers >= 1"),
-        (isinstance(norm, dict) and _is_number(norm.get("mean")) and _is_number(norm.get("std"))
-         and norm["std"] > 0, "normalisation must hold a finite mean and a std > 0"),
-        (isinstance(arch, dict) and isinstance(arch.get("name"), str)
-         and isinstance(arch.get("encoder"), str) and _is_int(arch.get("in_channels"), 1)
-         and isinstance(arch.get("decoder_channels"), list)
-         and all(_is_int(c, 1) for c in arch["decoder_channels"]),
-         "architecture must name the network and give its channels"),
-        (not isinstance(arch, dict) or not isinstance(labels, list)
-         or arch.get("classes") == len(labels),
-         f"{len(labels) if isinstance(labels, list) else '?'} labels but the network has "
-         f"{arch.get('classes') if isinstance(arch, dict) else '?'} output channels"),
+        (
+            isinstance(norm, dict)
+            and _is_number(norm.get("mean"))
+            and _is_number(norm.get("std"))
+            and norm["std"] > 0,
+            "normalisation must hold a finite mean and a std > 0",
+        ),
+        (
+            isinstance(arch, dict)
+            and isinstance(arch.get("name"), str)
+            and isinstance(arch.get("encoder"), str)
+            and _is_int(arch.get("in_channels"), 1)
+            and isinstance(arch.get("decoder_channels"), list)
+            and all(_is_int(c, 1) for c in arch["decoder_channels"]),
+            "architecture must name the network and give its channels",
+        ),
+        (
+            not isinstance(arch, dict)
+            or not isinstance(labels, list)
+            or arch.get("classes") == len(labels),
+            f"{len(labels) if isinstance(labels, list) else '?'} labels but the network has "
+            f"{arch.get('classes') if isinstance(arch, dict) else '?'} output channels",
+        ),
         (_is_int(meta["iteration"]), "iteration must be a whole number >= 0"),
-        (isinstance(weights, str) and weights == Path(weights).name and weights not in ("", ".", "..")
-         and "\\" not in weights, "weights must be a file name inside the model folder"),
-        (isinstance(meta["sha256"], str) and bool(_SHA_RE.match(meta["sha256"])),
-         "sha256 must be 64 hexadecimal digits"),
+        (
+            isinstance(weights, str)
+            and weights == Path(weights).name
+            and weights not in ("", ".", "..")
+            and "\\" not in weights,
+            "weights must be a file name inside the model folder",
+        ),
+        (
+            isinstance(meta["sha256"], str) and bool(_SHA_RE.match(meta["sha256"])),
+            "sha256 must be 64 hexadecimal digits",
+        ),
     ]
     return next((what for ok, what in checks if not ok), None)
 
@@ -133,7 +171,8 @@ def check_model_folder(folder: str | os.PathLike) -> Path:
     check_destination(folder, folder=True)
     if folder.is_dir() and any(folder.iterdir()) and not has_model(folder):
         raise DustrackError(
-            f"folder is not empty and holds no model ({META}); choose an empty or new folder", folder
+            f"folder is not empty and holds no model ({META}); choose an empty or new folder",
+            folder,
         )
     return folder
 
@@ -169,16 +208,20 @@ def save_model(folder: str | os.PathLike, state_dict: dict, meta: dict[str, Any]
     tmp = folder / f".{name}.tmp"
     try:
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
-        save_file(tensors, str(tmp),
-                  metadata={"format": FORMAT, DESCRIPTION_SUM: description_sha256(meta)})
+        save_file(
+            tensors,
+            str(tmp),
+            metadata={"format": FORMAT, DESCRIPTION_SUM: description_sha256(meta)},
+        )
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, folder / name)
     finally:
         if tmp.exists():
             tmp.unlink()
-    full = _jsonable(dict(meta, format=FORMAT, version=VERSION, weights=name,
-                          sha256=_sha256(folder / name)))
+    full = _jsonable(
+        dict(meta, format=FORMAT, version=VERSION, weights=name, sha256=_sha256(folder / name))
+    )
     try:
         write_text_atomic(folder / META, json.dumps(full, indent=1), backup=False)
     except BaseException:
@@ -228,8 +271,9 @@ class LoadedModel:
         return int(self.meta["iteration"])
 
 
-def load_model(folder: str | os.PathLike, labels: Sequence[str] | None = None,
-               device: str = "cpu") -> LoadedModel:
+def load_model(
+    folder: str | os.PathLike, labels: Sequence[str] | None = None, device: str = "cpu"
+) -> LoadedModel:
     """Load a model folder, checking labels, checksum and every tensor's name and shape.
 
     Raises
@@ -263,16 +307,27 @@ def load_model(folder: str | os.PathLike, labels: Sequence[str] | None = None,
     expected = net.state_dict()
     missing = sorted(set(expected) - set(tensors))
     extra = sorted(set(tensors) - set(expected))
-    wrong = [k for k in expected if k in tensors and tuple(tensors[k].shape) != tuple(expected[k].shape)]
+    wrong = [
+        k for k in expected if k in tensors and tuple(tensors[k].shape) != tuple(expected[k].shape)
+    ]
     if missing or extra or wrong:
-        detail = (f"missing {missing[:3]}" if missing else f"unexpected {extra[:3]}" if extra
-                  else f"shape of {wrong[0]} is {tuple(tensors[wrong[0]].shape)}, expected "
-                  f"{tuple(expected[wrong[0]].shape)}")
-        raise DustrackError(f"weights do not match the architecture in model.json ({detail})", wpath)
+        detail = (
+            f"missing {missing[:3]}"
+            if missing
+            else f"unexpected {extra[:3]}"
+            if extra
+            else f"shape of {wrong[0]} is {tuple(tensors[wrong[0]].shape)}, expected "
+            f"{tuple(expected[wrong[0]].shape)}"
+        )
+        raise DustrackError(
+            f"weights do not match the architecture in model.json ({detail})", wpath
+        )
     if recorded is not None and recorded != description_sha256(meta):  # older models: none
         raise DustrackError(
             f"was changed after training: its {', '.join(DESCRIBED)} no longer match what the "
-            "weights were trained with; retrain, or restore the file", Path(folder) / META)
+            "weights were trained with; retrain, or restore the file",
+            Path(folder) / META,
+        )
     net.load_state_dict(tensors, strict=True)
     net.to(device).eval()
     return LoadedModel(folder=Path(folder), meta=meta, net=net)

@@ -7,8 +7,9 @@ import copy
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -80,7 +81,7 @@ def evaluate(net, ts: TrainingSet, idx, norm, config: HeatmapConfig, device) -> 
     net.eval()
     errors = []
     for start in range(0, len(idx), config.predict_batch):
-        chunk = idx[start:start + config.predict_batch]
+        chunk = idx[start : start + config.predict_batch]
         x, _ = _batch(ts, chunk, None, norm, False, device)
         prob = spatial_softmax(net(x)).cpu().numpy()
         xy, _ = subpixel_peaks(prob, config.peak_radius)
@@ -160,15 +161,24 @@ def fit(
         nonlocal best_err, since_best
         err = evaluate(net, ts, val_idx, norm, config, device)
         med = float(np.nanmedian(err))
-        entry = {"step": step, "epoch": step / steps_per_epoch, "seconds": clock(),
-                 "loss": float(np.mean(losses[-val_every:])) if losses else float("nan"),
-                 "val_error_px": med}
+        entry = {
+            "step": step,
+            "epoch": step / steps_per_epoch,
+            "seconds": clock(),
+            "loss": float(np.mean(losses[-val_every:])) if losses else float("nan"),
+            "val_error_px": med,
+        }
         result.history.append(entry)
         if med < best_err:
             best_err, since_best = med, 0
-            result.state_dict = copy.deepcopy({k: v.detach().cpu() for k, v in net.state_dict().items()})
-            result.best = dict(entry, val_p95_px=float(np.nanpercentile(err, 95)),
-                               val_mean_px=float(np.nanmean(err)))
+            result.state_dict = copy.deepcopy(
+                {k: v.detach().cpu() for k, v in net.state_dict().items()}
+            )
+            result.best = dict(
+                entry,
+                val_p95_px=float(np.nanpercentile(err, 95)),
+                val_mean_px=float(np.nanmean(err)),
+            )
         else:
             since_best += 1
         if log:
@@ -186,18 +196,27 @@ def fit(
             break
         for group in opt.param_groups:
             group["lr"] = config.lr * _lr_factor(step, max(elapsed / budget, step / max_steps))
-        idx = rng.choice(train_idx, size=config.batch_size, replace=len(train_idx) < config.batch_size)
+        idx = rng.choice(
+            train_idx, size=config.batch_size, replace=len(train_idx) < config.batch_size
+        )
         x, y = _batch(ts, idx, rng, norm, config.augment, device)
-        loss, _ = heatmap_loss(net(x), y, config.sigma, config.reg_weight,
-                               _weights(ts, idx, device))
+        loss, _ = heatmap_loss(
+            net(x), y, config.sigma, config.reg_weight, _weights(ts, idx, device)
+        )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
         step += 1
         if log and step % max(1, steps_per_epoch // 2) == 0:
-            log({"step": step, "epoch": step / steps_per_epoch,
-                 "seconds": clock(), "loss": losses[-1]})
+            log(
+                {
+                    "step": step,
+                    "epoch": step / steps_per_epoch,
+                    "seconds": clock(),
+                    "loss": losses[-1],
+                }
+            )
         if step % val_every == 0:
             validate_now()
         if progress:
@@ -255,7 +274,8 @@ def train(
         if sorted(wanted) != sorted(previous["labels"]):
             raise DustrackError(
                 f"holds a model for labels {previous['labels']}, but the training points have "
-                f"labels {wanted}; use another model folder", model_dir,
+                f"labels {wanted}; use another model folder",
+                model_dir,
             )
         labels = list(previous["labels"])
         config = config.replace(working_size=list(previous["working_size"]))

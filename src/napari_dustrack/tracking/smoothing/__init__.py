@@ -16,7 +16,7 @@ chunks (on dask.distributed when given a client) with the same result as one pas
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -32,53 +32,82 @@ from .windows import accumulate, accumulate_translation, dustrack_chunk, field_s
 MODES = SMOOTH_MODES  # the first is the default
 
 __all__ = [
-    "MODES", "SmoothMode", "smooth", "smooth_chunked", "plan_chunks", "Chunk", "check_inputs",
-    "window_frames", "FusionParams", "Grid", "savgol", "kalman_rts",
+    "MODES",
+    "SmoothMode",
+    "smooth",
+    "smooth_chunked",
+    "plan_chunks",
+    "Chunk",
+    "check_inputs",
+    "window_frames",
+    "FusionParams",
+    "Grid",
+    "savgol",
+    "kalman_rts",
 ]
 
 
-def window_frames(seconds: float | None, fps: float | None, frames: int | None = None,
-                  path=None) -> int:
+def window_frames(
+    seconds: float | None, fps: float | None, frames: int | None = None, path=None
+) -> int:
     """The window in frames: ``frames`` if given, else ``round(seconds * fps)``."""
     if frames is not None:
         if frames < 2:
             raise DustrackError(f"the window must be at least 2 frames, got {frames}", path)
         return int(frames)
     if not fps:
-        raise DustrackError("the video has no frame rate; give the window in frames "
-                            "(--window-frames)", path)
+        raise DustrackError(
+            "the video has no frame rate; give the window in frames (--window-frames)", path
+        )
     w = int(round(seconds * fps))
     if w < 2:
-        raise DustrackError(f"a {seconds} s window is {w} frame(s) at {fps:g} fps; "
-                            "it must be at least 2 frames", path)
+        raise DustrackError(
+            f"a {seconds} s window is {w} frame(s) at {fps:g} fps; it must be at least 2 frames",
+            path,
+        )
     return w
 
 
-def check_inputs(n_video: int, xy: np.ndarray, window: int, mode: str,
-                 confidence: np.ndarray | None = None, labels: Sequence[str] | None = None,
-                 path=None) -> np.ndarray:
+def check_inputs(
+    n_video: int,
+    xy: np.ndarray,
+    window: int,
+    mode: str,
+    confidence: np.ndarray | None = None,
+    labels: Sequence[str] | None = None,
+    path=None,
+) -> np.ndarray:
     """Validate the smoother's input; returns ``xy`` as float64. Raises DustrackError."""
     xy = np.asarray(xy, dtype=np.float64)
     if mode not in MODES:
-        raise DustrackError(f"unknown smoothing mode {mode!r} (choose from {', '.join(MODES)})", path)
+        raise DustrackError(
+            f"unknown smoothing mode {mode!r} (choose from {', '.join(MODES)})", path
+        )
     if xy.ndim != 3 or xy.shape[2] != 2:
         raise DustrackError(f"tracks must be (frames, labels, 2), got shape {xy.shape}", path)
     if xy.shape[0] != n_video:
-        raise DustrackError(f"the tracks cover {xy.shape[0]} frames but the video has {n_video}",
-                            path)
+        raise DustrackError(
+            f"the tracks cover {xy.shape[0]} frames but the video has {n_video}", path
+        )
     if window < 2:
         raise DustrackError(f"the window must be at least 2 frames, got {window}", path)
     if xy.shape[0] < window:
-        raise DustrackError(f"the tracks have {xy.shape[0]} frames, fewer than the window of "
-                            f"{window} frames; use a shorter window", path)
+        raise DustrackError(
+            f"the tracks have {xy.shape[0]} frames, fewer than the window of "
+            f"{window} frames; use a shorter window",
+            path,
+        )
     names = list(labels) if labels is not None else [str(i) for i in range(xy.shape[1])]
     empty = [names[i] for i in range(xy.shape[1]) if not np.isfinite(xy[:, i]).all(axis=1).any()]
     if empty:
-        raise DustrackError(f"label(s) {', '.join(map(repr, empty))} have no positions to smooth",
-                            path)
+        raise DustrackError(
+            f"label(s) {', '.join(map(repr, empty))} have no positions to smooth", path
+        )
     if confidence is not None and np.shape(confidence) != xy.shape[:2]:
-        raise DustrackError(f"confidence must be (frames, labels) = {xy.shape[:2]}, "
-                            f"got {np.shape(confidence)}", path)
+        raise DustrackError(
+            f"confidence must be (frames, labels) = {xy.shape[:2]}, got {np.shape(confidence)}",
+            path,
+        )
     return xy
 
 
@@ -98,12 +127,22 @@ def _total_steps(plan: list[Chunk], mode: str, window: int) -> int:
     return sum(c.stop - c.start for c in plan)
 
 
-def smooth(frames, xy: np.ndarray, window: int, mode: str = SmoothMode.FUSION, *,
-           confidence: np.ndarray | None = None, params: LKParams = LKParams(),
-           progress: Callable[[int, int], None] | None = None, cancel=None,
-           labels: Sequence[str] | None = None, grid: Grid | None = None,
-           fusion: FusionParams = FusionParams(), chunk_frames: int | None = None,
-           anchors: np.ndarray | None = None) -> np.ndarray:
+def smooth(
+    frames,
+    xy: np.ndarray,
+    window: int,
+    mode: str = SmoothMode.FUSION,
+    *,
+    confidence: np.ndarray | None = None,
+    params: LKParams = LKParams(),
+    progress: Callable[[int, int], None] | None = None,
+    cancel=None,
+    labels: Sequence[str] | None = None,
+    grid: Grid | None = None,
+    fusion: FusionParams = FusionParams(),
+    chunk_frames: int | None = None,
+    anchors: np.ndarray | None = None,
+) -> np.ndarray:
     """Smooth tracks with optical flow.
 
     Parameters
@@ -148,10 +187,11 @@ def smooth(frames, xy: np.ndarray, window: int, mode: str = SmoothMode.FUSION, *
         sums, counts = np.zeros(xy.shape), np.zeros(xy.shape[:2], dtype=np.int64)
         cache: dict = {}
         for c in plan:
-            s, n, cache = dustrack_chunk(frames, xy, window, c.start, c.stop, params, cache,
-                                         tick, cancel)
-            sums[c.first:c.last + 1] += s
-            counts[c.first:c.last + 1] += n
+            s, n, cache = dustrack_chunk(
+                frames, xy, window, c.start, c.stop, params, cache, tick, cancel
+            )
+            sums[c.first : c.last + 1] += s
+            counts[c.first : c.last + 1] += n
         return _keep(finish(xy, sums, counts), xy, anchors)
     ref = reference_positions(xy)
     grid = auto_grid(frames, mode, grid)
@@ -164,8 +204,9 @@ def _check_anchors(anchors, xy):
         return None
     anchors = np.asarray(anchors, bool)
     if anchors.shape != xy.shape[:2]:
-        raise DustrackError(f"anchors must be (frames, labels) = {xy.shape[:2]}, "
-                            f"got {anchors.shape}")
+        raise DustrackError(
+            f"anchors must be (frames, labels) = {xy.shape[:2]}, got {anchors.shape}"
+        )
     return anchors & np.isfinite(xy).all(axis=2)
 
 
@@ -176,8 +217,17 @@ def _keep(out, xy, anchors):
     return out
 
 
-def combine_fields(xy, ref, parts, window, mode, confidence=None, grid: Grid = Grid(),
-                   fusion: FusionParams = FusionParams(), anchors=None) -> np.ndarray:
+def combine_fields(
+    xy,
+    ref,
+    parts,
+    window,
+    mode,
+    confidence=None,
+    grid: Grid = Grid(),
+    fusion: FusionParams = FusionParams(),
+    anchors=None,
+) -> np.ndarray:
     """Smoothed tracks from the per-chunk flow fields of ``fast``/``fusion`` (chunk order).
 
     ``ref`` is :func:`motion.reference_positions` of ``xy``; ``parts`` are the fields that
@@ -200,17 +250,36 @@ def combine_fields(xy, ref, parts, window, mode, confidence=None, grid: Grid = G
         for a, b in segments(np.isfinite(xy[:, lab]).all(axis=1)):
             conf = None if confidence is None else np.asarray(confidence, float)[a:b, lab]
             anch = None if anchors is None else anchors[a:b, lab]
-            out[a:b, lab] = fuse_segment(xy[a:b, lab], fields[a:b - 1, lab], ref[a:b, lab],
-                                         window, conf, fusion, grid, anch)
+            out[a:b, lab] = fuse_segment(
+                xy[a:b, lab],
+                fields[a : b - 1, lab],
+                ref[a:b, lab],
+                window,
+                conf,
+                fusion,
+                grid,
+                anch,
+            )
     return out
 
 
-def smooth_chunked(frames, xy: np.ndarray, window: int, mode: str = SmoothMode.FUSION, *,
-                   confidence: np.ndarray | None = None, params: LKParams = LKParams(),
-                   progress: Callable[[int, int], None] | None = None, cancel=None,
-                   client=None, chunk_frames: int = 500, labels: Sequence[str] | None = None,
-                   grid: Grid | None = None, fusion: FusionParams = FusionParams(),
-                   anchors: np.ndarray | None = None) -> np.ndarray:
+def smooth_chunked(
+    frames,
+    xy: np.ndarray,
+    window: int,
+    mode: str = SmoothMode.FUSION,
+    *,
+    confidence: np.ndarray | None = None,
+    params: LKParams = LKParams(),
+    progress: Callable[[int, int], None] | None = None,
+    cancel=None,
+    client=None,
+    chunk_frames: int = 500,
+    labels: Sequence[str] | None = None,
+    grid: Grid | None = None,
+    fusion: FusionParams = FusionParams(),
+    anchors: np.ndarray | None = None,
+) -> np.ndarray:
     """:func:`smooth` with the image work split into chunks run as dask.distributed tasks.
 
     ``frames`` is a frames object or a video path; workers open the video themselves when it
@@ -237,13 +306,24 @@ def smooth_chunked(frames, xy: np.ndarray, window: int, mode: str = SmoothMode.F
             tick()
     else:
         results = _gather(client, frames, plan, mode, payload, window, params, grid, tick, cancel)
-    return combine_chunks(xy, plan, results, window, mode, confidence, payload, grid, fusion,
-                          anchors=anchors)
+    return combine_chunks(
+        xy, plan, results, window, mode, confidence, payload, grid, fusion, anchors=anchors
+    )
 
 
-def combine_chunks(xy, plan, results, window: int, mode: str, confidence=None, ref=None,
-                   grid: Grid = Grid(), fusion: FusionParams = FusionParams(), *,
-                   anchors: np.ndarray | None = None) -> np.ndarray:
+def combine_chunks(
+    xy,
+    plan,
+    results,
+    window: int,
+    mode: str,
+    confidence=None,
+    ref=None,
+    grid: Grid = Grid(),
+    fusion: FusionParams = FusionParams(),
+    *,
+    anchors: np.ndarray | None = None,
+) -> np.ndarray:
     """The smoothed tracks from the chunks' image work, wherever the chunks ran.
 
     ``results`` are what :func:`chunks.run_chunk` returned for each chunk of ``plan``: window
@@ -254,13 +334,14 @@ def combine_chunks(xy, plan, results, window: int, mode: str, confidence=None, r
     anchors = _check_anchors(anchors, xy)
     if mode == SmoothMode.DUSTRACK:
         sums, counts = np.zeros(xy.shape), np.zeros(xy.shape[:2], dtype=np.int64)
-        for c, (s, n) in zip(plan, results):
-            sums[c.first:c.last + 1] += s
-            counts[c.first:c.last + 1] += n
+        for c, (s, n) in zip(plan, results, strict=False):
+            sums[c.first : c.last + 1] += s
+            counts[c.first : c.last + 1] += n
         return _keep(finish(xy, sums, counts), xy, anchors)
     ref = reference_positions(xy) if ref is None else ref
-    return combine_fields(xy, ref, [r[0] for r in results], window, mode, confidence, grid,
-                          fusion, anchors)
+    return combine_fields(
+        xy, ref, [r[0] for r in results], window, mode, confidence, grid, fusion, anchors
+    )
 
 
 def _gather(client, frames, plan, mode, payload, window, params, grid, tick, cancel):
@@ -270,8 +351,11 @@ def _gather(client, frames, plan, mode, payload, window, params, grid, tick, can
     futures = []
     for c in plan:
         source, first = task_source(frames, c)
-        futures.append(client.submit(run_chunk, source, first, mode, c, payload_f, window,
-                                     params, grid, pure=False))
+        futures.append(
+            client.submit(
+                run_chunk, source, first, mode, c, payload_f, window, params, grid, pure=False
+            )
+        )
     try:
         for _ in as_completed(futures):
             tick()
@@ -281,4 +365,3 @@ def _gather(client, frames, plan, mode, payload, window, params, grid, tick, can
     finally:
         for f in futures:
             f.cancel()
-

@@ -13,7 +13,7 @@ from scipy.signal import savgol_filter
 def segments(finite: np.ndarray) -> list[tuple[int, int]]:
     """``(start, stop)`` of the runs of True in a 1-D bool array."""
     edges = np.diff(np.concatenate([[0], finite.astype(np.int8), [0]]))
-    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)))
+    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=False))
 
 
 def _per_segment(xy: np.ndarray, fn) -> np.ndarray:
@@ -26,6 +26,7 @@ def _per_segment(xy: np.ndarray, fn) -> np.ndarray:
 
 def savgol(xy: np.ndarray, window: int, order: int = 2) -> np.ndarray:
     """Savitzky-Golay filter of each label and coordinate (window forced odd, > order)."""
+
     def fn(z):
         w = min(window | 1, len(z) if len(z) % 2 else len(z) - 1)
         if w <= order:
@@ -53,6 +54,7 @@ def kalman_rts(xy: np.ndarray, r: float | None = None, q: float | None = None) -
     ``r`` (measurement variance, px^2) and ``q`` (white-acceleration variance) are estimated
     from the track when not given.
     """
+
     def fn(z):
         rr, qq = _noise_levels(z)
         rr = rr if r is None else r

@@ -14,9 +14,10 @@ Only the image work is chunked; what follows it is cheap arithmetic on the drive
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -42,8 +43,13 @@ class Chunk:
     last: int
 
 
-def plan_chunks(n_frames: int, window: int, mode: str, chunk_frames: int | None = None,
-                frame_shape: tuple[int, int] | None = None) -> list[Chunk]:
+def plan_chunks(
+    n_frames: int,
+    window: int,
+    mode: str,
+    chunk_frames: int | None = None,
+    frame_shape: tuple[int, int] | None = None,
+) -> list[Chunk]:
     """Split the image work of one video into chunks of about ``chunk_frames`` frames.
 
     Without ``chunk_frames``, ``fast``/``fusion`` use one chunk (they stream frames) and
@@ -56,8 +62,10 @@ def plan_chunks(n_frames: int, window: int, mode: str, chunk_frames: int | None 
             px = int(np.prod(frame_shape)) if frame_shape else 0
             chunk_frames = max(4 * window, FRAME_BUDGET // px) if px else total + window
         step = max(1, chunk_frames - window + 1)
-        return [Chunk(s, min(s + step, total), s, min(s + step, total) + window - 2)
-                for s in range(0, total, step)]
+        return [
+            Chunk(s, min(s + step, total), s, min(s + step, total) + window - 2)
+            for s in range(0, total, step)
+        ]
     total = n_frames - 1  # pairs
     step = max(1, (chunk_frames or n_frames) - 1)
     return [Chunk(a, min(a + step, total), a, min(a + step, total)) for a in range(0, total, step)]
@@ -77,12 +85,18 @@ def task_source(frames, chunk: Chunk):
     path = getattr(frames, "path", None)
     if path is not None and os.path.exists(path):
         return os.fspath(path), 0
-    return np.asarray(frames[chunk.first:chunk.last + 1]), chunk.first
+    return np.asarray(frames[chunk.first : chunk.last + 1]), chunk.first
 
 
-def fields_chunk(frames, ref: np.ndarray, chunk: Chunk, params: LKParams = LKParams(),
-                 grid: Grid = Grid(), progress: Callable[[int], None] | None = None,
-                 cancel=None) -> np.ndarray:
+def fields_chunk(
+    frames,
+    ref: np.ndarray,
+    chunk: Chunk,
+    params: LKParams = LKParams(),
+    grid: Grid = Grid(),
+    progress: Callable[[int], None] | None = None,
+    cancel=None,
+) -> np.ndarray:
     """Grid fields ``(n_pairs, L, G, 2)``: the motion t -> t+1 for the pairs of ``chunk``.
 
     Pairs where no label is present on both frames are skipped (NaN). Frames are read once,
@@ -91,7 +105,7 @@ def fields_chunk(frames, ref: np.ndarray, chunk: Chunk, params: LKParams = LKPar
     n_pairs, n_lab, g = chunk.stop - chunk.start, ref.shape[1], grid.n_fields
     fields = np.full((n_pairs, n_lab, g, 2), np.nan, dtype=np.float32)
     present = np.isfinite(ref).all(axis=2)
-    need = present[chunk.start:chunk.stop] & present[chunk.start + 1:chunk.stop + 1]
+    need = present[chunk.start : chunk.stop] & present[chunk.start + 1 : chunk.stop + 1]
     pairs = np.flatnonzero(need.any(axis=1)) + chunk.start
     wanted = sorted(set(pairs) | set(pairs + 1))
     prev, prev_t, done = None, None, chunk.start
@@ -111,8 +125,16 @@ def fields_chunk(frames, ref: np.ndarray, chunk: Chunk, params: LKParams = LKPar
     return fields
 
 
-def run_chunk(source, first: int, mode: str, chunk: Chunk, xy: np.ndarray, window: int,
-              params: LKParams, grid: Grid) -> Any:
+def run_chunk(
+    source,
+    first: int,
+    mode: str,
+    chunk: Chunk,
+    xy: np.ndarray,
+    window: int,
+    params: LKParams,
+    grid: Grid,
+) -> Any:
     """The image work of one chunk, as a dask task (everything in it pickles).
 
     ``source`` is a video path (opened here) or an array of frames starting at ``first``;

@@ -28,12 +28,13 @@ def crop_margin(params: LKParams, motion: float = 32.0) -> int:
     +1 for the Scharr derivative, +2 for the rows ``pyrDown`` fills from the reflected border);
     scaled back to full resolution, plus the largest motion per frame we budget for.
     """
-    scale = 2 ** params.max_level
+    scale = 2**params.max_level
     return int(scale * (params.win_size // 2 + 4) + motion)
 
 
-def point_boxes(groups: list[np.ndarray], shape: tuple[int, int], margin: int,
-                align: int) -> list[tuple[tuple[int, int, int, int], np.ndarray]]:
+def point_boxes(
+    groups: list[np.ndarray], shape: tuple[int, int], margin: int, align: int
+) -> list[tuple[tuple[int, int, int, int], np.ndarray]]:
     """Merge point groups into crop boxes ``(y0, y1, x0, x1)`` with the member group indices.
 
     Each group (e.g. the points of one label) gets the box around its points plus ``margin``;
@@ -48,10 +49,12 @@ def point_boxes(groups: list[np.ndarray], shape: tuple[int, int], margin: int,
         with quiet_nan():
             lo, hi = np.nanmin(stacked, axis=1), np.nanmax(stacked, axis=1)
     else:
-        lo = np.array([np.nanmin(g, axis=0) if np.isfinite(g).any() else [np.nan] * 2
-                       for g in groups])
-        hi = np.array([np.nanmax(g, axis=0) if np.isfinite(g).any() else [np.nan] * 2
-                       for g in groups])
+        lo = np.array(
+            [np.nanmin(g, axis=0) if np.isfinite(g).any() else [np.nan] * 2 for g in groups]
+        )
+        hi = np.array(
+            [np.nanmax(g, axis=0) if np.isfinite(g).any() else [np.nan] * 2 for g in groups]
+        )
     keep = np.flatnonzero(np.isfinite(lo).all(axis=1) & np.isfinite(hi).all(axis=1))
     if not keep.size:
         return []
@@ -62,8 +65,9 @@ def point_boxes(groups: list[np.ndarray], shape: tuple[int, int], margin: int,
     box, comp = _merge_overlapping(box)
     out = []
     for k, (by0, by1, bx0, bx1) in enumerate(box):
-        out.append(((int(by0 - by0 % align), int(by1), int(bx0 - bx0 % align), int(bx1)),
-                    keep[comp == k]))
+        out.append(
+            ((int(by0 - by0 % align), int(by1), int(bx0 - bx0 % align), int(bx1)), keep[comp == k])
+        )
     return out
 
 
@@ -73,8 +77,12 @@ def _merge_overlapping(box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     comp = np.arange(len(box))
     while len(box) > 1:
         a, b = box[:, None], box[None]
-        touch = (a[..., 0] < b[..., 1]) & (b[..., 0] < a[..., 1]) & \
-                (a[..., 2] < b[..., 3]) & (b[..., 2] < a[..., 3])
+        touch = (
+            (a[..., 0] < b[..., 1])
+            & (b[..., 0] < a[..., 1])
+            & (a[..., 2] < b[..., 3])
+            & (b[..., 2] < a[..., 3])
+        )
         label = _components(touch)
         n = int(label.max()) + 1
         if n == len(box):
@@ -110,15 +118,25 @@ def quiet_nan():
 
 def _lk_raw(prev: np.ndarray, nxt: np.ndarray, pts: np.ndarray, params: LKParams):
     new, status, _ = cv2.calcOpticalFlowPyrLK(
-        prev, nxt, np.ascontiguousarray(pts, dtype=np.float32).reshape(-1, 1, 2), None,
-        winSize=(params.win_size, params.win_size), maxLevel=params.max_level,
+        prev,
+        nxt,
+        np.ascontiguousarray(pts, dtype=np.float32).reshape(-1, 1, 2),
+        None,
+        winSize=(params.win_size, params.win_size),
+        maxLevel=params.max_level,
         criteria=params.criteria,
     )
     return new.reshape(-1, 2), status.reshape(-1).astype(bool)
 
 
-def lk_groups(prev, nxt, groups: list[np.ndarray], params: LKParams = LKParams(),
-              motion: float = 32.0, exact: bool = False):
+def lk_groups(
+    prev,
+    nxt,
+    groups: list[np.ndarray],
+    params: LKParams = LKParams(),
+    motion: float = 32.0,
+    exact: bool = False,
+):
     """Track point groups from ``prev`` to ``nxt`` (grayscale uint8 frames), one call per crop.
 
     Parameters
@@ -149,15 +167,15 @@ def lk_groups(prev, nxt, groups: list[np.ndarray], params: LKParams = LKParams()
     if max(h, w) <= 2 * margin:  # any crop would be about the whole frame: one call, no boxes
         boxes = [((0, h, 0, w), np.arange(len(groups)))]
     else:
-        boxes = point_boxes(groups, (h, w), margin, 2 ** params.max_level)
+        boxes = point_boxes(groups, (h, w), margin, 2**params.max_level)
     for box, members in boxes:
         pts = np.concatenate([groups[i] for i in members])
         res, good = _track_box(prev, nxt, pts, box, params, margin, motion, exact)
         start = 0
         for i in members:
             n = len(groups[i])
-            new[i] = res[start:start + n]
-            ok[i] = good[start:start + n]
+            new[i] = res[start : start + n]
+            ok[i] = good[start : start + n]
             start += n
     return new, ok
 
@@ -173,15 +191,21 @@ def _track_box(prev, nxt, pts, box, params: LKParams, margin: int, motion: float
     res = np.full(pts.shape, np.nan)
     good = np.zeros(len(pts), dtype=bool)
     p32 = pts[finite].astype(np.float32)
-    crop_new, status = _lk_raw(np.ascontiguousarray(prev[y0:y1, x0:x1]),
-                               np.ascontiguousarray(nxt[y0:y1, x0:x1]), p32 - offset, params)
+    crop_new, status = _lk_raw(
+        np.ascontiguousarray(prev[y0:y1, x0:x1]),
+        np.ascontiguousarray(nxt[y0:y1, x0:x1]),
+        p32 - offset,
+        params,
+    )
     crop_new = crop_new + offset
     if exact:
         inner = margin - motion / 2
-        near = ((crop_new[:, 0] < x0 + inner) & (x0 > 0)) | \
-               ((crop_new[:, 0] > x1 - inner) & (x1 < w)) | \
-               ((crop_new[:, 1] < y0 + inner) & (y0 > 0)) | \
-               ((crop_new[:, 1] > y1 - inner) & (y1 < h))
+        near = (
+            ((crop_new[:, 0] < x0 + inner) & (x0 > 0))
+            | ((crop_new[:, 0] > x1 - inner) & (x1 < w))
+            | ((crop_new[:, 1] < y0 + inner) & (y0 > 0))
+            | ((crop_new[:, 1] > y1 - inner) & (y1 < h))
+        )
         redo = ~status | near | ~np.isfinite(crop_new).all(axis=1)
         if redo.any():
             crop_new[redo], status[redo] = _lk_raw(prev, nxt, p32[redo], params)

@@ -123,10 +123,16 @@ def _flow_trust(z: np.ndarray, m: np.ndarray, known: np.ndarray, k: float) -> np
     return np.exp(-0.5 * (d / (k * scale)) ** 2)
 
 
-def fuse_segment(z: np.ndarray, fields: np.ndarray, ref: np.ndarray,
-                 window: int, confidence: np.ndarray | None = None,
-                 params: FusionParams = FusionParams(), grid: Grid = Grid(),
-                 anchors: np.ndarray | None = None) -> np.ndarray:
+def fuse_segment(
+    z: np.ndarray,
+    fields: np.ndarray,
+    ref: np.ndarray,
+    window: int,
+    confidence: np.ndarray | None = None,
+    params: FusionParams = FusionParams(),
+    grid: Grid = Grid(),
+    anchors: np.ndarray | None = None,
+) -> np.ndarray:
     """Fuse one gap-free segment.
 
     Parameters
@@ -167,11 +173,14 @@ def fuse_segment(z: np.ndarray, fields: np.ndarray, ref: np.ndarray,
     anchor = np.zeros(n, bool) if anchors is None else np.asarray(anchors, bool)
     for _ in range(params.iterations):
         r = np.linalg.norm(z - x, axis=1) / sigma_m
-        huber = np.where(anchor, params.anchor_weight,
-                         np.minimum(1.0, params.huber / np.maximum(r, 1e-12)))
+        huber = np.where(
+            anchor, params.anchor_weight, np.minimum(1.0, params.huber / np.maximum(r, 1e-12))
+        )
         w = c * huber / sigma_m**2
-        sd = np.maximum(np.hypot(params.flow_sigma + params.flow_speed * np.linalg.norm(m, axis=1),
-                                 extra), floor)[:, None]
+        sd = np.maximum(
+            np.hypot(params.flow_sigma + params.flow_speed * np.linalg.norm(m, axis=1), extra),
+            floor,
+        )[:, None]
         trust = _flow_trust(z, m, known, params.flow_trust)[:, None]
         v = np.broadcast_to(np.where(known[:, None], trust / sd**2, 0.0), m.shape)
         x = _solve(z, w, m, v)

@@ -86,8 +86,8 @@ def reference_positions(xy: np.ndarray, size: int = 5) -> np.ndarray:
     finite = np.isfinite(xy).all(axis=2)
     # nan-aware median over a short window: pad with NaN, stack shifted copies
     padded = np.full((n + 2 * half,) + xy.shape[1:], np.nan)
-    padded[half:half + n] = xy
-    stack = np.stack([padded[i:i + n] for i in range(size)])
+    padded[half : half + n] = xy
+    stack = np.stack([padded[i : i + n] for i in range(size)])
     with np.errstate(all="ignore"), quiet_nan():
         med = np.nanmedian(stack, axis=0)
     ref[finite] = med[finite]
@@ -104,8 +104,9 @@ def _fill_lost(disp: np.ndarray, ok: np.ndarray) -> np.ndarray:
     return np.where(ok[..., None], disp, med)
 
 
-def pair_fields(prev, nxt, ref: np.ndarray, params: LKParams = LKParams(),
-                grid: Grid = Grid()) -> np.ndarray:
+def pair_fields(
+    prev, nxt, ref: np.ndarray, params: LKParams = LKParams(), grid: Grid = Grid()
+) -> np.ndarray:
     """Grid displacements from frame t to t+1.
 
     Parameters
@@ -154,4 +155,3 @@ def interpolate(field: np.ndarray, rel: np.ndarray, grid: Grid = Grid()) -> np.n
     v11 = f[lab, iy + 1, ix + 1]
     out = (1 - ay) * ((1 - ax) * v00 + ax * v01) + ay * ((1 - ax) * v10 + ax * v11)
     return np.where(missing[..., None], np.nan, out)
-

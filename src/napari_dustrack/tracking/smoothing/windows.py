@@ -14,7 +14,7 @@ fields of :mod:`.motion` (a fixed LK cost per label and frame pair).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -45,8 +45,15 @@ def valid_windows(xy: np.ndarray, window: int) -> np.ndarray:
     return (bad[window:] - bad[:-window]) == 0
 
 
-def accumulate(xy: np.ndarray, window: int, s0: int, s1: int, step_fwd: Step, step_bwd: Step,
-               tick: Callable[[], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def accumulate(
+    xy: np.ndarray,
+    window: int,
+    s0: int,
+    s1: int,
+    step_fwd: Step,
+    step_bwd: Step,
+    tick: Callable[[], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Sum of the blended paths of windows ``s0 <= s < s1`` and how many cover each frame.
 
     Parameters
@@ -66,13 +73,14 @@ def accumulate(xy: np.ndarray, window: int, s0: int, s1: int, step_fwd: Step, st
     n_lab = xy.shape[1]
     n = s1 - s0 + window - 1
     wf, wb = blend_weights(window)
-    valid = valid_windows(xy[s0:s0 + n], window)[: s1 - s0]
+    valid = valid_windows(xy[s0 : s0 + n], window)[: s1 - s0]
     sums = np.zeros((n, n_lab, 2))
     counts = np.zeros((n, n_lab), dtype=np.int64)
     # positions are single precision, as OpenCV's LK returns them (DUSTrack keeps that too)
     start = np.where(valid[..., None], xy[s0:s1].astype(np.float32), np.nan).astype(np.float64)
-    ends = np.where(valid[..., None], xy[s0 + window - 1:s1 + window - 1].astype(np.float32),
-                    np.nan).astype(np.float64)
+    ends = np.where(
+        valid[..., None], xy[s0 + window - 1 : s1 + window - 1].astype(np.float32), np.nan
+    ).astype(np.float64)
 
     paths = np.full((s1 - s0, n_lab, 2), np.nan)
     for t in range(s0, s1 + window - 1):  # forward pass
@@ -80,12 +88,12 @@ def accumulate(xy: np.ndarray, window: int, s0: int, s1: int, step_fwd: Step, st
             paths[t - s0] = start[t - s0]
         lo, hi = max(s0, t - window + 1), min(s1 - 1, t)
         k = t - np.arange(lo, hi + 1)
-        sel = paths[lo - s0:hi - s0 + 1]
+        sel = paths[lo - s0 : hi - s0 + 1]
         sums[t - s0] += np.nansum(wf[k, None, None] * sel, axis=0)
-        counts[t - s0] += valid[lo - s0:hi - s0 + 1].sum(axis=0)
+        counts[t - s0] += valid[lo - s0 : hi - s0 + 1].sum(axis=0)
         lo_next = max(s0, t - window + 2)
         if t < s1 + window - 2 and lo_next <= hi:
-            paths[lo_next - s0:hi - s0 + 1] = step_fwd(t, paths[lo_next - s0:hi - s0 + 1])
+            paths[lo_next - s0 : hi - s0 + 1] = step_fwd(t, paths[lo_next - s0 : hi - s0 + 1])
         if tick:
             tick()
 
@@ -96,10 +104,10 @@ def accumulate(xy: np.ndarray, window: int, s0: int, s1: int, step_fwd: Step, st
             paths[s_new - s0] = ends[s_new - s0]
         lo, hi = max(s0, t - window + 1), min(s1 - 1, t)
         k = t - np.arange(lo, hi + 1)
-        sums[t - s0] += np.nansum(wb[k, None, None] * paths[lo - s0:hi - s0 + 1], axis=0)
+        sums[t - s0] += np.nansum(wb[k, None, None] * paths[lo - s0 : hi - s0 + 1], axis=0)
         hi_prev = min(s1 - 1, t - 1)
         if t > s0 and lo <= hi_prev:
-            paths[lo - s0:hi_prev - s0 + 1] = step_bwd(t - 1, paths[lo - s0:hi_prev - s0 + 1])
+            paths[lo - s0 : hi_prev - s0 + 1] = step_bwd(t - 1, paths[lo - s0 : hi_prev - s0 + 1])
         if tick:
             tick()
     return sums, counts
@@ -121,12 +129,12 @@ def accumulate_translation(xy: np.ndarray, window: int, disp: np.ndarray):
     cum = np.concatenate([np.zeros((1, n_lab, 2)), np.cumsum(disp, axis=0)])
     x32 = xy.astype(np.float32).astype(np.float64)
     a = np.where(valid[..., None], x32[:n_win] - cum[:n_win], 0.0)
-    c = np.where(valid[..., None], x32[window - 1:] - cum[window - 1:], 0.0)
+    c = np.where(valid[..., None], x32[window - 1 :] - cum[window - 1 :], 0.0)
     sums = np.zeros((n, n_lab, 2))
     counts = np.zeros((n, n_lab), dtype=np.int64)
     for k in range(window):  # frame t = s + k
-        sums[k:k + n_win] += wf[k] * a + wb[k] * c
-        counts[k:k + n_win] += valid
+        sums[k : k + n_win] += wf[k] * a + wb[k] * c
+        counts[k : k + n_win] += valid
     sums += counts[..., None] * cum
     return sums, counts
 
@@ -189,9 +197,17 @@ class _Lazy(dict):
         raise KeyError(t)
 
 
-def dustrack_chunk(frames, xy: np.ndarray, window: int, s0: int, s1: int,
-                   params: LKParams = LKParams(), cache: dict | None = None,
-                   progress: Callable[[int], None] | None = None, cancel=None):
+def dustrack_chunk(
+    frames,
+    xy: np.ndarray,
+    window: int,
+    s0: int,
+    s1: int,
+    params: LKParams = LKParams(),
+    cache: dict | None = None,
+    progress: Callable[[int], None] | None = None,
+    cancel=None,
+):
     """Window sums for starts ``s0 <= s < s1`` by LK on the frames (``dustrack`` mode).
 
     The chunk's frames (``s0 .. s1 + W - 2``) are decoded once, in order, ahead of the forward
