@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..io.colours import hex_rgba, track_colour_values
+from ..io.sources import PointSource
 
 REVIEWED_ALPHA = 0.45
 WHITE = np.array([1.0, 1.0, 1.0, 1.0])
@@ -55,7 +56,7 @@ def points_view(points: Mapping, labels: Sequence) -> dict:
     x = np.fromiter((p.x for p in rows), dtype=float, count=n)
     y = np.fromiter((p.y for p in rows), dtype=float, count=n)
     frame = np.fromiter((k[0] for k in keys), dtype=float, count=n)
-    manual = np.fromiter((p.source == "manual" for p in rows), dtype=bool, count=n)
+    manual = np.fromiter((p.source == PointSource.MANUAL for p in rows), dtype=bool, count=n)
     reviewed = np.fromiter((p.reviewed for p in rows), dtype=bool, count=n)
     colour = rgba[idx] if n else np.zeros((0, 4))
     face = np.where(

@@ -17,6 +17,7 @@ from qtpy.QtCore import QTimer
 from .._napari.geometry import like
 from ..errors import DustrackError
 from ..io.colours import hex_rgba
+from ..io.sources import PointSource
 from ..session import Change
 from . import _annotate_keys, _annotate_mouse
 from ._annotate_layers import point_style, points_view, tracks_view
@@ -288,7 +289,7 @@ class LayerSync:
             return
         defaults = {
             "label": self.current_label or "",
-            "source": "manual",
+            "source": PointSource.MANUAL.value,
             "confidence": 1.0,
             "reviewed": False,
         }

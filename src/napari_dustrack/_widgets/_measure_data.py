@@ -11,6 +11,7 @@ from napari.layers import Points, Tracks
 
 from ..errors import DustrackError
 from ..io.layers import points_to_table, tracks_to_table
+from ..io.sources import PointSource
 from ..measure import compute
 
 
@@ -33,7 +34,7 @@ def copy_of(layer):
             "tracks",
             np.array(layer.data),
             np.array(features["label"]),
-            layer.metadata.get("source", "smoothed"),
+            layer.metadata.get("source", PointSource.SMOOTHED.value),
         )
     return None
 

@@ -37,6 +37,7 @@ from .. import settings, workers
 from ..errors import Cancelled, DustrackError
 from ..io import sidecar
 from ..io.layers import points_to_table
+from ..io.sources import PointSource
 from ..io.table import labels_of, training_rows
 from ..tracking.heatmap import HeatmapConfig
 from ..tracking.heatmap.dataset import curated_points
@@ -107,7 +108,9 @@ class ModelWidget(ModelReview, QWidget):
         self._shown_meta_for: str | None = None
         self._pending_digest: tuple[str | None, int | None] = (None, None)
         self._predicted_table = None  # the last prediction, ranked once it is drawn
-        self.output = PredictionLayers(napari_viewer, OUT_POINTS, OUT_TRACKS, "model")
+        self.output = PredictionLayers(
+            napari_viewer, OUT_POINTS, OUT_TRACKS, PointSource.MODEL.value
+        )
         self.output.finished.connect(self._rank)
         self._build()
         register_page(napari_viewer, "model", self)

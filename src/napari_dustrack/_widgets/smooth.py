@@ -25,6 +25,7 @@ from qtpy.QtWidgets import (
 
 from ..errors import Cancelled, DustrackError
 from ..io.layers import points_to_table
+from ..io.sources import PointSource
 from ..io.table import labels_of, to_array, tracks_array
 from ..tracking.smoothing import MODES as SMOOTHER_MODES
 from ._predictions import PredictionLayers
@@ -49,7 +50,10 @@ def anchor_rows(table: pd.DataFrame) -> pd.DataFrame:
     """The annotations a person placed or accepted after looking: manual points and reviewed
     predictions. Flow points, accepted or not, are not anchors: they carry their confidence
     (an accepted point the flow was unsure of must not be pinned)."""
-    return table[(table["source"] == "manual") | (table["reviewed"] & (table["source"] != "flow"))]
+    return table[
+        (table["source"] == PointSource.MANUAL)
+        | (table["reviewed"] & (table["source"] != PointSource.FLOW))
+    ]
 
 
 def _layer_copy(layer):
@@ -102,7 +106,7 @@ def final_inputs(annotations: pd.DataFrame | None, model: pd.DataFrame | None, n
             )
     ann, _ = to_array(anchor_rows(annotations), labels, n_frames)
     kwargs = {"annotations": ann, "labels": labels}
-    flow = annotations[annotations["source"] == "flow"]
+    flow = annotations[annotations["source"] == PointSource.FLOW]
     for name, table in (("flow", flow if len(flow) else None), ("model", model)):
         if table is not None:
             kwargs[name], _ = to_array(table, labels, n_frames)
@@ -137,7 +141,7 @@ class SmoothWidget(QWidget):
         self.run_button = QPushButton("Smooth", self)
         self.run_button.clicked.connect(self.run)
         self.output = PredictionLayers(
-            napari_viewer, OUT_POINTS, OUT_TRACKS, "smoothed", filled=True
+            napari_viewer, OUT_POINTS, OUT_TRACKS, PointSource.SMOOTHED.value, filled=True
         )
         self.source.setToolTip("The points layer to smooth (usually 'model' or 'annotations')")
         self.seconds.setToolTip("Smoothing window in seconds (needs the cine's frame rate)")
