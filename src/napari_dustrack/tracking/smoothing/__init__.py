@@ -57,7 +57,7 @@ def window_frames(
         return int(frames)
     if not fps:
         raise DustrackError(
-            "the video has no frame rate; give the window in frames (--window-frames)", path
+            "the video has no frame rate; give the window in frames (frames=)", path
         )
     w = int(round(seconds * fps))
     if w < 2:
