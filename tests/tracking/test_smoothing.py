@@ -23,9 +23,9 @@ from napari_dustrack.tracking.smoothing import (
     plan_chunks,
     savgol,
     smooth,
-    smooth_chunked,
     window_frames,
 )
+from napari_dustrack.workers.smoothing import smooth_chunked
 
 PEER_PY = (
     Path(__file__).resolve().parents[2] / "benchmarks" / "_envs" / "dustrack" / "bin" / "python"
