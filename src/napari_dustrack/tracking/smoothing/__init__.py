@@ -173,7 +173,7 @@ def smooth(
         frames shrunk to the speckle's scale).
     chunk_frames : int, optional
         Process the image work in chunks of about this many frames (sequentially here; see
-        :func:`smooth_chunked` for parallel chunks).
+        ``workers.smoothing.smooth_chunked`` for parallel chunks).
     anchors : (N, L) bool, optional
         Positions to keep (accepted annotations: ``manual``, ``reviewed``); ``fusion`` passes
         within a small fraction of a pixel of them, ``dustrack``/``fast`` return them as given.
