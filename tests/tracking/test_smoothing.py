@@ -23,9 +23,9 @@ from napari_dustrack.tracking.smoothing import (
     plan_chunks,
     savgol,
     smooth,
-    smooth_chunked,
     window_frames,
 )
+from napari_dustrack.workers.smoothing import smooth_chunked
 
 PEER_PY = (
     Path(__file__).resolve().parents[2] / "benchmarks" / "_envs" / "dustrack" / "bin" / "python"
@@ -248,6 +248,6 @@ def test_bad_input_messages(sim):
         check_inputs(len(raw), empty, W, "fusion", labels=["a", "b", "c", "deep", "e", "f"])
     with pytest.raises(DustrackError, match="unknown smoothing mode"):
         smooth(s.frames, raw, W, "median")
-    with pytest.raises(DustrackError, match="no frame rate.*--window-frames"):
+    with pytest.raises(DustrackError, match=r"no frame rate.*\(frames=\)"):
         window_frames(0.5, None)
     assert window_frames(0.5, 30.0) == 15 and window_frames(0.5, None, 7) == 7

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import math
 
+from ..errors import DustrackError
+
 
 def _number(kind: type, low: float, inclusive: bool, what: str):
     """An argparse type: a finite ``kind`` that is > ``low`` (>= with ``inclusive``)."""
@@ -35,3 +37,17 @@ def add_scheduler(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--scheduler", default=None, help="dask scheduler address (default: a local cluster)"
     )
+
+
+def window_in_frames(args, fps: float | None) -> int:
+    """The smoother window in frames from ``--window`` (seconds) or ``--window-frames``.
+
+    A cine without a frame rate is refused here in the command's words (the algorithm's message
+    names its parameter, not this option)."""
+    from ..tracking.smoothing import window_frames
+
+    if args.window_frames is None and not fps:
+        raise DustrackError(
+            "the video has no frame rate; give the window in frames (--window-frames)", args.video
+        )
+    return window_frames(args.window, fps, args.window_frames, args.video)

@@ -19,7 +19,7 @@ from ..errors import DustrackError
 from ..io.points_io import read_points, write_points
 from ..io.sources import PointSource
 from ..io.table import from_array, labels_of, to_array, training_rows, validate
-from ._args import add_video
+from ._args import add_video, window_in_frames
 from ._progress import terminal_progress
 
 HELP = "final tracks: annotations kept, flow and model weighed, model bias removed"
@@ -72,7 +72,6 @@ def _read(path, n_frames: int, labels):
 def run(args) -> None:
     from ..io.cine import open_frames
     from ..tracking.final import final_tracks
-    from ..tracking.smoothing import window_frames
 
     keys = training_rows(read_points(args.annotations)).reset_index(drop=True)
     if keys.empty:
@@ -81,7 +80,7 @@ def run(args) -> None:
     cine = open_frames(args.video)
     try:
         n = len(cine)
-        window = window_frames(args.window, cine.fps, args.window_frames, args.video)
+        window = window_in_frames(args, cine.fps)
         ann, _ = to_array(keys, labels, n)
         flow, flow_c = _read(args.flow, n, labels) if args.flow else (None, None)
         model, model_c = _read(args.model, n, labels) if args.model else (None, None)

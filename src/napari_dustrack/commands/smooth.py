@@ -14,7 +14,7 @@ from ..io.points_io import read_points, write_points
 from ..io.sources import PointSource
 from ..io.table import from_array, tracks_array
 from ..tracking.modes import SMOOTH_MODES, SmoothMode
-from ._args import POSITIVE, POSITIVE_INT, add_video
+from ._args import POSITIVE, POSITIVE_INT, add_video, window_in_frames
 from ._progress import terminal_progress
 
 HELP = "remove jitter with the optical-flow windowed smoother"
@@ -40,12 +40,12 @@ def add_arguments(p) -> None:
 
 def run(args) -> None:
     from ..io.cine import open_frames
-    from ..tracking.smoothing import smooth, window_frames
+    from ..tracking.smoothing import smooth
 
     table = read_points(args.tracks)
     cine = open_frames(args.video)  # read in order: no cache needed
     try:
-        window = window_frames(args.window, cine.fps, args.window_frames, args.video)
+        window = window_in_frames(args, cine.fps)
         xy, conf, labels = tracks_array(table, len(cine), args.tracks)
         try:
             out = smooth(

@@ -4,6 +4,7 @@
 - :mod:`.jobs`: one task with progress messages and Cancel (:func:`submit`, :class:`Job`,
   :class:`Channel`);
 - :mod:`.tasks`: what the GUI and the CLI run in a worker (train, predict, review);
+- :mod:`.smoothing`: the smoother's image work in chunks on the cluster (``smooth_chunked``);
 - :mod:`.batch`: prediction and smoothing of many and long videos, split into keyed chunk tasks
   (:mod:`.batch_inputs`, :mod:`.batch_tasks`, :mod:`.batch_store`).
 

@@ -10,8 +10,9 @@
 - ``"fusion"`` (default): estimates as measurements + flow as motion model, robust
   least squares (:mod:`.fusion`).
 
-Gaps split tracks, labels are independent, and :func:`smooth_chunked` runs the image work in
-chunks (on dask.distributed when given a client) with the same result as one pass.
+Gaps split tracks, labels are independent, and the image work splits into chunks
+(:func:`plan_chunks`, :func:`run_chunk`, :func:`combine_chunks`) with the same result as one pass;
+``workers.smoothing.smooth_chunked`` runs the chunks on dask.distributed.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ...errors import Cancelled, DustrackError
+from ...errors import DustrackError
 from ..lk import LKParams
 from ..modes import SMOOTH_MODES, SmoothMode
 from .baselines import kalman_rts, savgol, segments
-from .chunks import Chunk, fields_chunk, plan_chunks, run_chunk, task_source
+from .chunks import Chunk, fields_chunk, plan_chunks, run_chunk
 from .fusion import FusionParams, fuse_segment
 from .motion import Grid, auto_grid, reference_positions
 from .windows import accumulate, accumulate_translation, dustrack_chunk, field_steppers, finish
@@ -35,7 +36,9 @@ __all__ = [
     "MODES",
     "SmoothMode",
     "smooth",
-    "smooth_chunked",
+    "StepCounter",
+    "combine_chunks",
+    "run_chunk",
     "plan_chunks",
     "Chunk",
     "check_inputs",
@@ -57,7 +60,7 @@ def window_frames(
         return int(frames)
     if not fps:
         raise DustrackError(
-            "the video has no frame rate; give the window in frames (--window-frames)", path
+            "the video has no frame rate; give the window in frames (frames=)", path
         )
     w = int(round(seconds * fps))
     if w < 2:
@@ -111,7 +114,9 @@ def check_inputs(
     return xy
 
 
-class _Progress:
+class StepCounter:
+    """``progress(done, total)`` called as steps are counted (``tick(n)``); never past ``total``."""
+
     def __init__(self, progress, total):
         self.progress, self.total, self.done = progress, max(int(total), 1), 0
 
@@ -168,7 +173,7 @@ def smooth(
         frames shrunk to the speckle's scale).
     chunk_frames : int, optional
         Process the image work in chunks of about this many frames (sequentially here; see
-        :func:`smooth_chunked` for parallel chunks).
+        ``workers.smoothing.smooth_chunked`` for parallel chunks).
     anchors : (N, L) bool, optional
         Positions to keep (accepted annotations: ``manual``, ``reviewed``); ``fusion`` passes
         within a small fraction of a pixel of them, ``dustrack``/``fast`` return them as given.
@@ -182,7 +187,7 @@ def smooth(
     anchors = _check_anchors(anchors, xy)
     shape = np.shape(frames[0])[:2] if mode == SmoothMode.DUSTRACK else None
     plan = plan_chunks(len(xy), window, mode, chunk_frames, shape)
-    tick = _Progress(progress, _total_steps(plan, mode, window))
+    tick = StepCounter(progress, _total_steps(plan, mode, window))
     if mode == SmoothMode.DUSTRACK:
         sums, counts = np.zeros(xy.shape), np.zeros(xy.shape[:2], dtype=np.int64)
         cache: dict = {}
@@ -263,54 +268,6 @@ def combine_fields(
     return out
 
 
-def smooth_chunked(
-    frames,
-    xy: np.ndarray,
-    window: int,
-    mode: str = SmoothMode.FUSION,
-    *,
-    confidence: np.ndarray | None = None,
-    params: LKParams = LKParams(),
-    progress: Callable[[int, int], None] | None = None,
-    cancel=None,
-    client=None,
-    chunk_frames: int = 500,
-    labels: Sequence[str] | None = None,
-    grid: Grid | None = None,
-    fusion: FusionParams = FusionParams(),
-    anchors: np.ndarray | None = None,
-) -> np.ndarray:
-    """:func:`smooth` with the image work split into chunks run as dask.distributed tasks.
-
-    ``frames`` is a frames object or a video path; workers open the video themselves when it
-    has a path, otherwise they receive their chunk's frames. Without ``client`` the chunks run
-    here one after the other. The result equals :func:`smooth`'s, ``anchors`` included
-    (``fast``/``fusion`` exactly, ``dustrack`` up to floating-point summation order, ~1e-12 px).
-    """
-    if isinstance(frames, (str, bytes)) or hasattr(frames, "__fspath__"):
-        from .chunks import frames_of
-
-        frames = frames_of(frames)
-    xy = check_inputs(len(frames), xy, window, mode, confidence, labels)
-    plan = plan_chunks(len(xy), window, mode, chunk_frames)
-    payload = xy if mode == SmoothMode.DUSTRACK else reference_positions(xy)
-    grid = Grid() if mode == SmoothMode.DUSTRACK else auto_grid(frames, mode, grid)
-    tick = _Progress(progress, len(plan))
-    if client is None:
-        results = []
-        for c in plan:
-            if cancel is not None and cancel.is_set():
-                raise Cancelled(None)
-            source, first = task_source(frames, c)
-            results.append(run_chunk(source, first, mode, c, payload, window, params, grid))
-            tick()
-    else:
-        results = _gather(client, frames, plan, mode, payload, window, params, grid, tick, cancel)
-    return combine_chunks(
-        xy, plan, results, window, mode, confidence, payload, grid, fusion, anchors=anchors
-    )
-
-
 def combine_chunks(
     xy,
     plan,
@@ -342,26 +299,3 @@ def combine_chunks(
     return combine_fields(
         xy, ref, [r[0] for r in results], window, mode, confidence, grid, fusion, anchors
     )
-
-
-def _gather(client, frames, plan, mode, payload, window, params, grid, tick, cancel):
-    from distributed import as_completed
-
-    payload_f = client.scatter(payload, broadcast=True)
-    futures = []
-    for c in plan:
-        source, first = task_source(frames, c)
-        futures.append(
-            client.submit(
-                run_chunk, source, first, mode, c, payload_f, window, params, grid, pure=False
-            )
-        )
-    try:
-        for _ in as_completed(futures):
-            tick()
-            if cancel is not None and cancel.is_set():
-                raise Cancelled(None)
-        return client.gather(futures)
-    finally:
-        for f in futures:
-            f.cancel()
