@@ -13,7 +13,7 @@ import contextlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -104,6 +104,26 @@ def correct_frames(
     return validate(pd.concat([kept, fixed], ignore_index=True))
 
 
+@dataclass
+class _Run:
+    """One demo run: its folder, settings and worker address, and what it records (the time of
+    each stage, the error of each stage against the ground truth)."""
+
+    out: Path
+    s: DemoSettings
+    log: Callable[[str], None]
+    address: str | None
+    times: dict[str, float] = field(default_factory=dict)
+    stages: dict[str, dict] = field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def timed(self, name):
+        self.log(f"[demo] {name}...")
+        t0 = time.perf_counter()
+        yield
+        self.times[name] = time.perf_counter() - t0
+
+
 def run_demo(
     out: str | Path,
     settings: DemoSettings = DemoSettings(),
@@ -113,18 +133,9 @@ def run_demo(
     """Run the loop; returns the report (also written as report.json and report.md)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    run = _Run(out, settings, log, address)
     s = settings
-    times: dict[str, float] = {}
-    stages: dict[str, dict] = {}
-
-    @contextlib.contextmanager
-    def timed(name):
-        log(f"[demo] {name}...")
-        t0 = time.perf_counter()
-        yield
-        times[name] = time.perf_counter() - t0
-
-    with timed("simulate"):
+    with run.timed("simulate"):
         sim = simulate(s.scenario, n_frames=s.n_frames, seed=s.seed, shape=s.shape)
         paths = write_simulation(sim, out)
     video = str(paths["video"])
@@ -132,120 +143,40 @@ def run_demo(
     labels = labels_of(truth)
     cine = open_frames(video)  # read in order by every stage: no display cache
     n = len(cine)
-    cal = Calibration.of(spacing=sim.pixel_spacing, fps=sim.fps)
-
-    with timed("keyframes + optical flow (LK + RSTC)"):
-        keys_table = annotate_keyframes(truth, sim.fps, s)
-        keys, _ = to_array(keys_table, labels, n)
-        xy, conf = fill_between(cine, keys, labels=labels)
-        key_frames = sorted(keys_table["frame"].unique())
-        flow = from_array(xy, labels, source=PointSource.FLOW, confidence=conf)
-        flow = validate(pd.concat([keys_table, flow[~flow["frame"].isin(key_frames)]]))
-        write_points_csv(keys_table, out / "keyframes.csv", backup=False)
-        write_points_csv(flow, out / "flow.csv", backup=False)
-    stages["flow (frames between keyframes)"] = errors(
-        flow, truth, [f for f in range(n) if f not in set(key_frames)]
-    )
+    keys_table, flow, xy, conf = _flow_stage(run, cine, truth, labels, sim.fps)
 
     # The user scrubs the filled frames and accepts some as reviewed: they become training data.
     accepted = flow.copy()
     accepted["reviewed"] = accepted["frame"] % s.accept_every == 0
     curated = accepted[(accepted["source"] == PointSource.MANUAL) | accepted["reviewed"]]
-    model_dir = out / "model"
     config = {"minutes": s.train_minutes, "seed": s.seed}
-
-    with timed("train (iteration 1)"):
-        meta = workers.submit(
-            workers.train_task, video, curated, str(model_dir), config, address=address
-        ).wait()
-    with timed("predict (iteration 1)"):
-        raw1 = workers.submit(
-            workers.predict_task,
-            video,
-            str(model_dir),
-            str(out / "model_iter1.csv"),
-            address=address,
-        ).wait()
     unlabelled = [f for f in range(n) if f not in set(curated["frame"])]
-    stages["model, iteration 1 (unlabelled frames)"] = errors(raw1, truth, unlabelled)
+    meta, raw1 = _iteration(run, video, curated, config, 1, truth, unlabelled)
 
-    with timed("frames to review"):
-        review = frames_to_review(
-            cine, raw1, top=s.n_review, exclude=curated["frame"].unique(), flow=flow
-        )
-        review.to_csv(out / "review_frames.csv", index=False)
-    corrected = correct_frames(curated, truth, review["frame"].tolist(), s)
-    write_points_csv(corrected, out / "labels_iter2.csv", backup=False)
+    review, corrected = _review_stage(run, cine, raw1, curated, flow, truth)
+    config = dict(config, minutes=s.retrain_minutes)
+    meta, raw2 = _iteration(run, video, corrected, config, 2, truth, unlabelled)
 
-    with timed("retrain (iteration 2)"):
-        meta = workers.submit(
-            workers.train_task,
-            video,
-            corrected,
-            str(model_dir),
-            dict(config, minutes=s.retrain_minutes),
-            address=address,
-        ).wait()
-    with timed("predict (iteration 2)"):
-        raw2 = workers.submit(
-            workers.predict_task,
-            video,
-            str(model_dir),
-            str(out / "model_iter2.csv"),
-            address=address,
-        ).wait()
-    stages["model, iteration 2 (unlabelled frames)"] = errors(raw2, truth, unlabelled)
-
-    with timed("final tracks (annotations, flow, model; fusion)"):
-        w = window_frames(s.smooth_window_s, sim.fps)
-        raw_xy, _ = to_array(raw2, labels, n)
-        raw_conf, _ = to_array(raw2, labels, n, column="confidence")
-        # what a person placed is kept; the accepted flow and the model are weighed
-        manual = corrected[corrected["source"] == PointSource.MANUAL]
-        anchors, _ = to_array(manual, labels, n)
-        final = final_tracks(
-            cine,
-            window=w,
-            annotations=anchors,
-            flow=xy,
-            flow_confidence=conf,
-            model=raw_xy,
-            model_confidence=raw_conf,
-            labels=labels,
-        )
-        smoothed = from_array(
-            final.xy, labels, source=PointSource.SMOOTHED, confidence=final.confidence
-        )
-        write_points_csv(smoothed, out / "smoothed.csv", backup=False)
-    stages["final tracks (unlabelled frames)"] = errors(smoothed, truth, unlabelled)
-    stages["flow (unlabelled frames)"] = errors(flow, truth, unlabelled)
+    final, smoothed = _final_stage(run, cine, labels, sim.fps, corrected, (xy, conf), raw2)
+    run.stages["final tracks (unlabelled frames)"] = errors(smoothed, truth, unlabelled)
+    run.stages["flow (unlabelled frames)"] = errors(flow, truth, unlabelled)
     cine.close()
 
-    with timed("measure"):
-        measures = demo_measures(s.scenario, labels)
-        save_measures(measures, out / "measures.json")
-        m_truth = compute(truth, measures, cal, n)
-        m_smooth = compute(smoothed, measures, cal, n)
-        write_measurements_csv(m_truth, out / "measures_truth.csv")
-        write_measurements_csv(m_smooth, out / "measures_smoothed.csv")
-    measure_err = {
-        col: float(np.nanmedian(np.abs(m_smooth[col] - m_truth[col])))
-        for col in m_truth.columns
-        if col not in ("frame", "time [s]")
-    }
+    cal = Calibration.of(spacing=sim.pixel_spacing, fps=sim.fps)
+    m_truth, m_smooth, measure_err = _measure_stage(run, truth, smoothed, labels, cal, n)
     figure = plot_figure(out / "figure.png", truth, raw2, smoothed, m_truth, m_smooth, labels)
     report = {
         "video": video,
         "frames": n,
         "labels": labels,
         "fps": sim.fps,
-        "keyframes": len(key_frames),
+        "keyframes": int(keys_table["frame"].nunique()),
         "curated_frames": int(curated["frame"].nunique()),
         "review_frames": review["frame"].tolist(),
         "model_iteration": meta.get("iteration"),
-        "errors_px": stages,
+        "errors_px": run.stages,
         "measure_median_abs_error": measure_err,
-        "seconds": times,
+        "seconds": run.times,
         "figure": str(figure),
         "model_bias": final.bias.lines(labels) if final.bias is not None else [],
         "flags": final.flags.line("final tracks"),
@@ -254,6 +185,111 @@ def run_demo(
     (out / "report.md").write_text(report_markdown(report))
     log(report_markdown(report))
     return report
+
+
+def _review_stage(run: _Run, cine, raw, curated, flow, truth):
+    """The frames the model suggests to review, corrected by the simulated annotator; writes
+    review_frames.csv and labels_iter2.csv. Returns the review list and the corrected rows."""
+    with run.timed("frames to review"):
+        review = frames_to_review(
+            cine, raw, top=run.s.n_review, exclude=curated["frame"].unique(), flow=flow
+        )
+        review.to_csv(run.out / "review_frames.csv", index=False)
+    corrected = correct_frames(curated, truth, review["frame"].tolist(), run.s)
+    write_points_csv(corrected, run.out / "labels_iter2.csv", backup=False)
+    return review, corrected
+
+
+def _flow_stage(run: _Run, cine, truth: pd.DataFrame, labels: list[str], fps: float):
+    """Keyframes from the simulated annotator, filled by optical flow; writes keyframes.csv and
+    flow.csv. Returns the keyframe table, the flow table and the flow's arrays."""
+    n = len(cine)
+    with run.timed("keyframes + optical flow (LK + RSTC)"):
+        keys_table = annotate_keyframes(truth, fps, run.s)
+        keys, _ = to_array(keys_table, labels, n)
+        xy, conf = fill_between(cine, keys, labels=labels)
+        key_frames = sorted(keys_table["frame"].unique())
+        flow = from_array(xy, labels, source=PointSource.FLOW, confidence=conf)
+        flow = validate(pd.concat([keys_table, flow[~flow["frame"].isin(key_frames)]]))
+        write_points_csv(keys_table, run.out / "keyframes.csv", backup=False)
+        write_points_csv(flow, run.out / "flow.csv", backup=False)
+    run.stages["flow (frames between keyframes)"] = errors(
+        flow, truth, [f for f in range(n) if f not in set(key_frames)]
+    )
+    return keys_table, flow, xy, conf
+
+
+def _iteration(
+    run: _Run,
+    video: str,
+    rows: pd.DataFrame,
+    config: dict,
+    i: int,
+    truth: pd.DataFrame,
+    unlabelled: list[int],
+) -> tuple[dict, pd.DataFrame]:
+    """One model iteration in the workers: (re)train on ``rows``, predict every frame into
+    ``model_iter<i>.csv``. Returns the training's metadata and the predictions."""
+    model_dir = str(run.out / "model")
+    with run.timed(f"{'train' if i == 1 else 'retrain'} (iteration {i})"):
+        meta = workers.submit(
+            workers.train_task, video, rows, model_dir, config, address=run.address
+        ).wait()
+    with run.timed(f"predict (iteration {i})"):
+        raw = workers.submit(
+            workers.predict_task,
+            video,
+            model_dir,
+            str(run.out / f"model_iter{i}.csv"),
+            address=run.address,
+        ).wait()
+    run.stages[f"model, iteration {i} (unlabelled frames)"] = errors(raw, truth, unlabelled)
+    return meta, raw
+
+
+def _final_stage(run: _Run, cine, labels, fps, corrected, flow_arrays, raw: pd.DataFrame):
+    """Final tracks from the annotations, the flow arrays ``(xy, confidence)`` and the model's
+    predictions; writes smoothed.csv. Returns the result and its table."""
+    n = len(cine)
+    with run.timed("final tracks (annotations, flow, model; fusion)"):
+        raw_xy, _ = to_array(raw, labels, n)
+        raw_conf, _ = to_array(raw, labels, n, column="confidence")
+        # what a person placed is kept; the accepted flow and the model are weighed
+        manual = corrected[corrected["source"] == PointSource.MANUAL]
+        anchors, _ = to_array(manual, labels, n)
+        final = final_tracks(
+            cine,
+            window=window_frames(run.s.smooth_window_s, fps),
+            annotations=anchors,
+            flow=flow_arrays[0],
+            flow_confidence=flow_arrays[1],
+            model=raw_xy,
+            model_confidence=raw_conf,
+            labels=labels,
+        )
+        smoothed = from_array(
+            final.xy, labels, source=PointSource.SMOOTHED, confidence=final.confidence
+        )
+        write_points_csv(smoothed, run.out / "smoothed.csv", backup=False)
+    return final, smoothed
+
+
+def _measure_stage(run: _Run, truth, smoothed, labels, cal, n: int):
+    """The scenario's measures over the ground truth and the final tracks, written as CSV.
+    Returns both measurement tables and the median absolute error of each measure."""
+    with run.timed("measure"):
+        measures = demo_measures(run.s.scenario, labels)
+        save_measures(measures, run.out / "measures.json")
+        m_truth = compute(truth, measures, cal, n)
+        m_smooth = compute(smoothed, measures, cal, n)
+        write_measurements_csv(m_truth, run.out / "measures_truth.csv")
+        write_measurements_csv(m_smooth, run.out / "measures_smoothed.csv")
+    measure_err = {
+        col: float(np.nanmedian(np.abs(m_smooth[col] - m_truth[col])))
+        for col in m_truth.columns
+        if col not in ("frame", "time [s]")
+    }
+    return m_truth, m_smooth, measure_err
 
 
 def demo_measures(scenario: str, labels: list[str]) -> list[Measure]:

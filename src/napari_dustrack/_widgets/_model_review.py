@@ -43,6 +43,17 @@ class ModelReview:
 
     def _build_review_box(self) -> QWidget:
         box = Collapsible("Predict and review", self)
+        self._make_review_controls()
+        self._make_accept_controls()
+        grid = QGridLayout(box.body)
+        grid.addWidget(self.predict_button, 0, 0)
+        grid.addWidget(self.next_button, 0, 1)
+        grid.addWidget(self.review, 1, 0, 1, 2)
+        self._lay_out_accept(grid)
+        return box
+
+    def _make_review_controls(self) -> None:
+        """The Predict and Next buttons and the ranked list of frames to review."""
         self.predict_button = button(
             "Predict",
             self.predict,
@@ -60,6 +71,9 @@ class ModelReview:
         )
         self.review.setMaximumHeight(140)
         self.review.itemClicked.connect(self._jump)
+
+    def _make_accept_controls(self) -> None:
+        """The frame range and the smallest confidence of the Accept buttons."""
         self.from_spin, self.to_spin = QSpinBox(), QSpinBox()
         for spin in (self.from_spin, self.to_spin):
             spin.setRange(0, 99_999)
@@ -69,10 +83,9 @@ class ModelReview:
         self.min_conf.setSingleStep(0.05)
         self.min_conf.setValue(0.8)
         self.min_conf.setToolTip("Smallest confidence accepted by 'Accept confident'")
-        grid = QGridLayout(box.body)
-        grid.addWidget(self.predict_button, 0, 0)
-        grid.addWidget(self.next_button, 0, 1)
-        grid.addWidget(self.review, 1, 0, 1, 2)
+
+    def _lay_out_accept(self, grid: QGridLayout) -> None:
+        """Rows 2-4 of ``grid``: the Accept buttons with their range and confidence."""
         grid.addWidget(
             button(
                 "Accept this frame (A)",
@@ -112,7 +125,6 @@ class ModelReview:
             4,
             1,
         )
-        return box
 
     def next_to_review(self) -> int | None:
         """Go to the next frame of the ranked list (after the current frame's place in it)."""

@@ -1,10 +1,14 @@
 """The larger edits of a session, worked out on a copy of its point store: the points a flow
 result, a table of predictions or an imported table would write. Each returns the changes;
-the session commits them as one edit (so these can run in a worker thread)."""
+the session commits them as one edit (so these can run in a worker thread). The smaller edits
+(copy, accept, rename) and the checks of new names, colours and positions are here too."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -12,7 +16,86 @@ import pandas as pd
 from ..errors import DustrackError
 from ..io.colours import next_colour
 from ..io.table import COLUMNS
-from .records import FLOW, Key, Label, Point
+from .records import FLOW, MANUAL, Key, Label, Point
+
+_COLOUR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+def check_colour(colour: str) -> str:
+    """``colour`` as lower-case ``#rrggbb``; DustrackError if it is not of that form."""
+    if not isinstance(colour, str) or not _COLOUR_RE.match(colour):
+        raise DustrackError(f"colour {colour!r} is not of the form #rrggbb")
+    return colour.lower()
+
+
+def check_new_name(name, names: Sequence[str]) -> str:
+    """``name`` stripped; DustrackError if it is empty or already one of ``names``."""
+    name = str(name).strip() if name is not None else ""
+    if not name:
+        raise DustrackError("a label needs a name")
+    if name in names:
+        raise DustrackError(f"there is already a label {name!r}")
+    return name
+
+
+def checked_point(
+    label: str,
+    x: float,
+    y: float,
+    source: str = MANUAL,
+    confidence: float = 1.0,
+    reviewed: bool = False,
+) -> Point:
+    """A point at ``(x, y)``; DustrackError if the position is not a finite number."""
+    if not (math.isfinite(x) and math.isfinite(y)):
+        raise DustrackError(f"position ({x}, {y}) of {label!r} is not a number")
+    return Point(float(x), float(y), source, float(confidence), bool(reviewed))
+
+
+def rename_changes(points: Mapping[Key, Point], old: str, new: str) -> dict[Key, Point | None]:
+    """The points of label ``old`` moved to label ``new``."""
+    changes: dict[Key, Point | None] = {}
+    for (frame, lab), point in points.items():
+        if lab == old:
+            changes[(frame, old)] = None
+            changes[(frame, new)] = point
+    return changes
+
+
+def copy_changes(
+    points: Mapping[Key, Point], frame: int, labels: Sequence[str], wanted: Iterable[str]
+) -> dict[Key, Point | None]:
+    """The points of ``frame - 1`` copied onto ``frame`` as manual points, in ``labels`` order
+    (those of ``wanted`` only; labels already placed by hand on ``frame`` are kept)."""
+    wanted = set(wanted)
+    changes: dict[Key, Point | None] = {}
+    for lab in labels:
+        prev = points.get((frame - 1, lab))
+        if prev is None or lab not in wanted:
+            continue
+        current = points.get((frame, lab))
+        if not (current is not None and current.manual):
+            changes[(frame, lab)] = Point(prev.x, prev.y, MANUAL)
+    return changes
+
+
+def accept_changes(
+    points: Mapping[Key, Point], lo: int, hi: int, wanted: Iterable[str]
+) -> dict[Key, Point | None]:
+    """The non-manual points of ``wanted`` on frames ``lo..hi`` marked as reviewed."""
+    wanted = set(wanted)
+    return {
+        key: replace(p, reviewed=True)
+        for key, p in points.items()
+        if lo <= key[0] <= hi and key[1] in wanted and not p.protected
+    }
+
+
+def unprotected(points: Mapping[Key, Point], changes: Mapping[Key, Point]) -> dict[Key, Point]:
+    """The ``changes`` whose point in ``points`` is absent or neither manual nor reviewed."""
+    return {
+        key: p for key, p in changes.items() if points.get(key) is None or not points[key].protected
+    }
 
 
 def flow_changes(

@@ -3,6 +3,7 @@ and after (absolute values, so undoing is applying the ``before`` side)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .records import Key, Label, Point
@@ -69,3 +70,22 @@ class History:
         edit = self._redo.pop()
         self._undo.append(edit)
         return edit
+
+
+def make_edit(
+    action: str,
+    points: Mapping[Key, Point],
+    labels_now: tuple[Label, ...],
+    changes: Mapping[Key, Point | None],
+    labels: tuple[Label, ...] | None = None,
+) -> Edit | None:
+    """The edit that ``changes`` (and the new label list ``labels``) make to ``points`` and
+    ``labels_now``, keeping only what differs; None if it changes nothing."""
+    before = {key: points.get(key) for key in changes}
+    after = {key: new for key, new in changes.items() if before[key] != new}
+    before = {key: before[key] for key in after}
+    if labels is not None and tuple(labels) == labels_now:
+        labels = None
+    if not after and labels is None:
+        return None
+    return Edit(action, before, after, None if labels is None else labels_now, labels)

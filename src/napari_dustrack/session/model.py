@@ -19,12 +19,9 @@ to tables and arrays are in :mod:`.tables`; this class holds the store and commi
 from __future__ import annotations
 
 import logging
-import math
 import os
-import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -33,10 +30,29 @@ import pandas as pd
 from ..errors import DustrackError
 from ..io.colours import next_colour
 from ..io.table import validate
-from .edits import flow_changes, import_changes, prediction_changes
-from .history import Edit, History
+from .edits import (
+    accept_changes,
+    check_colour,
+    check_new_name,
+    checked_point,
+    copy_changes,
+    flow_changes,
+    import_changes,
+    prediction_changes,
+    rename_changes,
+    unprotected,
+)
+from .history import History, make_edit
 from .records import FLOW, MANUAL, Change, Key, Label, Point, State
-from .tables import lost_frames, manual_array, next_missing, points_table, table_points
+from .tables import (
+    keyframes,
+    lost_frames,
+    manual_array,
+    next_missing,
+    points_table,
+    positions,
+    table_points,
+)
 
 __all__ = [
     "FLOW",
@@ -53,8 +69,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-_COLOUR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 
 class AnnotationSession:
@@ -128,8 +142,10 @@ class AnnotationSession:
 
     def add_label(self, name: str, colour: str | None = None) -> str:
         """Append a label; returns its (stripped) name."""
-        name = self._check_new_name(name)
-        colour = self._check_colour(colour) if colour else self._free_colour()
+        name = check_new_name(name, self.labels)
+        colour = (
+            check_colour(colour) if colour else next_colour({lab.colour for lab in self._labels})
+        )
         self._commit("add label", {}, tuple(self._labels) + (Label(name, colour),))
         return name
 
@@ -139,15 +155,12 @@ class AnnotationSession:
         new = new.strip() if isinstance(new, str) else new
         if new == old:
             return old
-        new = self._check_new_name(new)
+        new = check_new_name(new, self.labels)
         labels = list(self._labels)
         labels[index] = Label(new, labels[index].colour)
-        changes: dict[Key, Point | None] = {}
-        for (frame, lab), point in self._points.items():
-            if lab == old:
-                changes[(frame, old)] = None
-                changes[(frame, new)] = point
-        self._commit(f"rename {old} to {new}", changes, tuple(labels))
+        self._commit(
+            f"rename {old} to {new}", rename_changes(self._points, old, new), tuple(labels)
+        )
         return new
 
     def move_label(self, name: str, index: int) -> None:
@@ -167,7 +180,7 @@ class AnnotationSession:
     def set_colour(self, name: str, colour: str) -> None:
         labels = list(self._labels)
         index = self._label_index(name)
-        labels[index] = Label(name, self._check_colour(colour))
+        labels[index] = Label(name, check_colour(colour))
         self._commit(f"colour {name}", {}, tuple(labels))
 
     # ------------------------------------------------------------------ points
@@ -202,9 +215,7 @@ class AnnotationSession:
         """Place ``label`` at ``(x, y)`` on ``frame``, or move it there if it is already on it."""
         frame = self._check_frame(frame)
         self._label_index(label)
-        if not (math.isfinite(x) and math.isfinite(y)):
-            raise DustrackError(f"position ({x}, {y}) of {label!r} is not a number")
-        point = Point(float(x), float(y), source, float(confidence), bool(reviewed))
+        point = checked_point(label, x, y, source, confidence, reviewed)
         self._commit(f"{action} {label}", {(frame, label): point})
         return point
 
@@ -222,9 +233,7 @@ class AnnotationSession:
         for frame, label, x, y in items:
             frame = self._check_frame(frame)
             self._label_index(label)
-            if not (math.isfinite(x) and math.isfinite(y)):
-                raise DustrackError(f"position ({x}, {y}) of {label!r} is not a number")
-            changes[(frame, label)] = Point(float(x), float(y), MANUAL)
+            changes[(frame, label)] = checked_point(label, x, y)
         self._commit(action, changes)
         return len(changes)
 
@@ -246,12 +255,8 @@ class AnnotationSession:
         frame = self._check_frame(frame)
         if frame == 0:
             return 0
-        wanted = set(self.labels if labels is None else labels)
-        changes: dict[Key, Point | None] = {}
-        for lab, prev in self.points_at(frame - 1).items():
-            current = self._points.get((frame, lab))
-            if lab in wanted and not (current is not None and current.manual):
-                changes[(frame, lab)] = Point(prev.x, prev.y, MANUAL)
+        wanted = self.labels if labels is None else labels
+        changes = copy_changes(self._points, frame, self.labels, wanted)
         self._commit("copy previous frame", changes)
         return len(changes)
 
@@ -299,12 +304,8 @@ class AnnotationSession:
     def accept(self, start: int, end: int, labels: Sequence[str] | None = None) -> int:
         """Mark the non-manual points on frames ``start..end`` (inclusive) as reviewed."""
         lo, hi = sorted((int(start), int(end)))
-        wanted = set(self.labels if labels is None else labels)
-        changes: dict[Key, Point | None] = {
-            key: replace(p, reviewed=True)
-            for key, p in self._points.items()
-            if lo <= key[0] <= hi and key[1] in wanted and not p.protected
-        }
+        wanted = self.labels if labels is None else labels
+        changes = accept_changes(self._points, lo, hi, wanted)
         self._commit(f"accept frames {lo}-{hi}", changes)
         return len(changes)
 
@@ -365,11 +366,7 @@ class AnnotationSession:
     def commit_predictions(self, changes: Mapping[Key, Point], action: str) -> int:
         """Write points from :meth:`prediction_changes` as one edit; points made manual or
         reviewed since then are kept. Returns how many were written."""
-        keep = {
-            key: p
-            for key, p in changes.items()
-            if self._points.get(key) is None or not self._points[key].protected
-        }
+        keep = unprotected(self._points, changes)
         self._commit(action, keep)
         return len(keep)
 
@@ -397,13 +394,7 @@ class AnnotationSession:
         """Frames with a manual point (of ``label``, or of any label), sorted."""
         with self._lock:
             if label not in self._keyframes_cache:
-                self._keyframes_cache[label] = sorted(
-                    {
-                        f
-                        for (f, lab), p in self._points.items()
-                        if p.manual and (label is None or lab == label)
-                    }
-                )
+                self._keyframes_cache[label] = keyframes(self._points, label)
             return list(self._keyframes_cache[label])
 
     def previous_keyframe(self, frame: int, label: str | None = None) -> int | None:
@@ -428,13 +419,7 @@ class AnnotationSession:
 
     def positions(self, frame: int, labels: Sequence[str] | None = None) -> np.ndarray:
         """(L, 2) of (x, y) on ``frame``; NaN where a label has no point."""
-        labels = self.labels if labels is None else list(labels)
-        out = np.full((len(labels), 2), np.nan)
-        for j, lab in enumerate(labels):
-            p = self._points.get((int(frame), lab))
-            if p is not None:
-                out[j] = (p.x, p.y)
-        return out
+        return positions(self._points, frame, self.labels if labels is None else list(labels))
 
     def keys_array(self, labels: Sequence[str] | None = None) -> np.ndarray:
         """(n_frames, L, 2) of the manual points (keyframes), NaN elsewhere."""
@@ -490,18 +475,11 @@ class AnnotationSession:
     ) -> Change | None:
         """Record and apply one edit (nothing happens if it changes nothing)."""
         with self._lock:
-            before = {key: self._points.get(key) for key in changes}
-            after = {key: new for key, new in changes.items() if before[key] != new}
-            before = {key: before[key] for key in after}
-            labels_before = tuple(self._labels)
-            if labels is not None and tuple(labels) == labels_before:
-                labels = None
-            if not after and labels is None:
+            edit = make_edit(action, self._points, tuple(self._labels), changes, labels)
+            if edit is None:
                 return None
-            self._history.record(
-                Edit(action, before, after, None if labels is None else labels_before, labels)
-            )
-        return self._apply(action, after, labels)
+            self._history.record(edit)
+        return self._apply(action, edit.after, edit.labels_after)
 
     def _apply(self, action: str, points: Mapping[Key, Point | None], labels) -> Change:
         with self._lock:
@@ -530,23 +508,6 @@ class AnnotationSession:
             if lab.name == name:
                 return i
         raise DustrackError(f"unknown label {name!r}; labels are {self.labels}")
-
-    def _check_new_name(self, name) -> str:
-        name = str(name).strip() if name is not None else ""
-        if not name:
-            raise DustrackError("a label needs a name")
-        if name in self.labels:
-            raise DustrackError(f"there is already a label {name!r}")
-        return name
-
-    @staticmethod
-    def _check_colour(colour: str) -> str:
-        if not isinstance(colour, str) or not _COLOUR_RE.match(colour):
-            raise DustrackError(f"colour {colour!r} is not of the form #rrggbb")
-        return colour.lower()
-
-    def _free_colour(self) -> str:
-        return next_colour({lab.colour for lab in self._labels})
 
     def _in_video(self, frame: int) -> bool:
         return frame >= 0 and (self.n_frames is None or frame < self.n_frames)

@@ -88,3 +88,20 @@ def manual_array(points: Mapping[Key, Point], labels: Sequence[str], n_frames: i
         if p.manual and lab in index and 0 <= f < n_frames:
             out[f, index[lab]] = (p.x, p.y)
     return out
+
+
+def keyframes(points: Mapping[Key, Point], label: str | None) -> list[int]:
+    """Frames with a manual point (of ``label``, or of any label), sorted."""
+    return sorted(
+        {f for (f, lab), p in points.items() if p.manual and (label is None or lab == label)}
+    )
+
+
+def positions(points: Mapping[Key, Point], frame: int, labels: Sequence[str]) -> np.ndarray:
+    """(L, 2) of (x, y) on ``frame``; NaN where a label has no point."""
+    out = np.full((len(labels), 2), np.nan)
+    for j, lab in enumerate(labels):
+        p = points.get((int(frame), lab))
+        if p is not None:
+            out[j] = (p.x, p.y)
+    return out
