@@ -148,65 +148,18 @@ def fit(
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     train_idx, val_idx = split(len(ts), config.val_fraction, rng)
     steps_per_epoch = max(1, int(np.ceil(len(train_idx) / config.batch_size)))
-    val_every = max(steps_per_epoch, MIN_VAL_EVERY)
     max_steps = config.max_epochs * steps_per_epoch
     budget = config.minutes * 60.0
-    result = FitResult(state_dict={})
-    best_err, since_best, losses = np.inf, 0, []
     clock = make_clock(config.clock)
     wall0 = time.perf_counter()
-    step = 0
-
-    def validate_now():
-        nonlocal best_err, since_best
-        err = evaluate(net, ts, val_idx, norm, config, device)
-        med = float(np.nanmedian(err))
-        entry = {
-            "step": step,
-            "epoch": step / steps_per_epoch,
-            "seconds": clock(),
-            "loss": float(np.mean(losses[-val_every:])) if losses else float("nan"),
-            "val_error_px": med,
-        }
-        result.history.append(entry)
-        if med < best_err:
-            best_err, since_best = med, 0
-            result.state_dict = copy.deepcopy(
-                {k: v.detach().cpu() for k, v in net.state_dict().items()}
-            )
-            result.best = dict(
-                entry,
-                val_p95_px=float(np.nanpercentile(err, 95)),
-                val_mean_px=float(np.nanmean(err)),
-            )
-        else:
-            since_best += 1
-        if log:
-            log(dict(entry, best_val_error_px=best_err))
-
+    check = _Validation(net, ts, val_idx, norm, config, device, clock, log, steps_per_epoch)
+    result, losses, step = check.result, [], 0
     while True:
         elapsed = clock()
-        if cancel is not None and cancel.is_set():
-            result.cancelled = True
+        if _stop(result, cancel, elapsed, budget, step, max_steps, check, config.patience):
             break
-        if elapsed >= budget or step >= max_steps:
-            break
-        if since_best >= config.patience:
-            result.stopped_early = True
-            break
-        for group in opt.param_groups:
-            group["lr"] = config.lr * _lr_factor(step, max(elapsed / budget, step / max_steps))
-        idx = rng.choice(
-            train_idx, size=config.batch_size, replace=len(train_idx) < config.batch_size
-        )
-        x, y = _batch(ts, idx, rng, norm, config.augment, device)
-        loss, _ = heatmap_loss(
-            net(x), y, config.sigma, config.reg_weight, _weights(ts, idx, device)
-        )
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
+        frac = max(elapsed / budget, step / max_steps)
+        losses.append(_train_step(net, opt, ts, train_idx, rng, norm, config, device, step, frac))
         step += 1
         if log and step % max(1, steps_per_epoch // 2) == 0:
             log(
@@ -217,17 +170,81 @@ def fit(
                     "loss": losses[-1],
                 }
             )
-        if step % val_every == 0:
-            validate_now()
+        if step % check.every == 0:
+            check(step, losses)
         if progress:
             progress(int(min(elapsed, budget)), int(np.ceil(budget)))
     if not result.history or result.history[-1]["step"] != step:
-        validate_now()  # so that a short or cancelled run still has a best checkpoint
+        check(step, losses)  # so that a short or cancelled run still has a best checkpoint
     result.steps, result.seconds = step, clock()
     result.wall_seconds = time.perf_counter() - wall0
     if progress:
         progress(int(np.ceil(budget)), int(np.ceil(budget)))
     return result
+
+
+def _stop(result, cancel, elapsed, budget, step, max_steps, check, patience) -> bool:
+    """Whether :func:`fit` stops before this step (and why, noted on ``result``)."""
+    if cancel is not None and cancel.is_set():
+        result.cancelled = True
+        return True
+    if elapsed >= budget or step >= max_steps:
+        return True
+    if check.since_best >= patience:
+        result.stopped_early = True
+        return True
+    return False
+
+
+def _train_step(net, opt, ts, train_idx, rng, norm, config, device, step, frac) -> float:
+    """One optimiser step on a random batch; ``frac`` is how far through training we are."""
+    for group in opt.param_groups:
+        group["lr"] = config.lr * _lr_factor(step, frac)
+    idx = rng.choice(train_idx, size=config.batch_size, replace=len(train_idx) < config.batch_size)
+    x, y = _batch(ts, idx, rng, norm, config.augment, device)
+    loss, _ = heatmap_loss(net(x), y, config.sigma, config.reg_weight, _weights(ts, idx, device))
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return float(loss.detach())
+
+
+class _Validation:
+    """Validation during :func:`fit`: keeps the best weights so far and feeds the log."""
+
+    def __init__(self, net, ts, val_idx, norm, config, device, clock, log, steps_per_epoch):
+        self.net, self.ts, self.val_idx, self.norm = net, ts, val_idx, norm
+        self.config, self.device, self.clock, self.log = config, device, clock, log
+        self.steps_per_epoch = steps_per_epoch
+        self.every = max(steps_per_epoch, MIN_VAL_EVERY)
+        self.result = FitResult(state_dict={})
+        self.best_err, self.since_best = np.inf, 0
+
+    def __call__(self, step: int, losses: list[float]) -> None:
+        err = evaluate(self.net, self.ts, self.val_idx, self.norm, self.config, self.device)
+        med = float(np.nanmedian(err))
+        entry = {
+            "step": step,
+            "epoch": step / self.steps_per_epoch,
+            "seconds": self.clock(),
+            "loss": float(np.mean(losses[-self.every :])) if losses else float("nan"),
+            "val_error_px": med,
+        }
+        self.result.history.append(entry)
+        if med < self.best_err:
+            self.best_err, self.since_best = med, 0
+            self.result.state_dict = copy.deepcopy(
+                {k: v.detach().cpu() for k, v in self.net.state_dict().items()}
+            )
+            self.result.best = dict(
+                entry,
+                val_p95_px=float(np.nanpercentile(err, 95)),
+                val_mean_px=float(np.nanmean(err)),
+            )
+        else:
+            self.since_best += 1
+        if self.log:
+            self.log(dict(entry, best_val_error_px=self.best_err))
 
 
 def normalisation(ts: TrainingSet) -> dict[str, float]:
