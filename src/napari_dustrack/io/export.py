@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from ..errors import Cancelled, DustrackError
+from ..errors import DustrackError, raise_if_cancelled
 from .atomic import write_atomic
 from .colours import hex_to_rgb, label_colour  # noqa: F401 - re-exported for callers
 from .points_io import output_format, write_points
@@ -291,8 +291,7 @@ def _watched(
 ) -> Iterator[np.ndarray]:
     """Pass frames through, reporting progress and stopping (Cancelled) when asked."""
     for i, image in enumerate(images):
-        if cancel is not None and cancel.is_set():
-            raise Cancelled(None)
+        raise_if_cancelled(cancel)
         yield image
         if progress is not None:
             progress(i + 1, total)

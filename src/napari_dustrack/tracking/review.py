@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import pandas as pd
 
-from ..errors import Cancelled
+from ..errors import raise_if_cancelled
 from ..io.sources import PointSource
 from ..io.table import labels_of, to_array, validate
 from .flow_confidence import FLAG_BELOW
@@ -52,8 +52,7 @@ def flow_residuals(
         return res
     prev, cur, nxt = None, to_gray_u8(frames[0]), to_gray_u8(frames[1])
     for t in range(n):
-        if cancel is not None and cancel.is_set():
-            raise Cancelled(partial=res)
+        raise_if_cancelled(cancel, res)
         dists = []
         if prev is not None:
             fwd, _, _ = lk_track(prev, cur, xy[t - 1], params)

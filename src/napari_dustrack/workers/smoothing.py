@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ..errors import Cancelled
+from ..errors import raise_if_cancelled
 from ..tracking.lk import LKParams
 from ..tracking.modes import SmoothMode
 from ..tracking.smoothing import StepCounter, check_inputs, combine_chunks, plan_chunks, run_chunk
@@ -53,8 +53,7 @@ def smooth_chunked(
     if client is None:
         results = []
         for c in plan:
-            if cancel is not None and cancel.is_set():
-                raise Cancelled(None)
+            raise_if_cancelled(cancel)
             source, first = task_source(frames, c)
             results.append(run_chunk(source, first, mode, c, payload, window, params, grid))
             tick()
@@ -80,8 +79,7 @@ def _gather(client, frames, plan, mode, payload, window, params, grid, tick, can
     try:
         for _ in as_completed(futures):
             tick()
-            if cancel is not None and cancel.is_set():
-                raise Cancelled(None)
+            raise_if_cancelled(cancel)
         return client.gather(futures)
     finally:
         for f in futures:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ...errors import Cancelled
+from ...errors import raise_if_cancelled
 from ...io.region import crop_frames
 from ...io.sources import PointSource
 from ...io.table import from_array
@@ -67,8 +67,7 @@ def predict(
     full_shape = None
     frames, offset = crop_frames(frames)  # the ultrasound image region; offset back to full
     for b0 in range(start, stop, batch_size):
-        if cancel is not None and cancel.is_set():
-            raise Cancelled(partial=(xy, conf))
+        raise_if_cancelled(cancel, (xy, conf))
         ids = np.arange(b0, min(b0 + batch_size, stop))
         images = []
         for i in ids:

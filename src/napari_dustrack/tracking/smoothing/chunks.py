@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import Cancelled
+from ...errors import raise_if_cancelled
 from .._frames import FrameView, read_ahead
 from ..lk import LKParams
 from ..modes import SmoothMode
@@ -110,8 +110,7 @@ def fields_chunk(
     wanted = sorted(set(pairs) | set(pairs + 1))
     prev, prev_t, done = None, None, chunk.start
     for t1, img in read_ahead(frames, wanted, convert=partial(shrink_frame, factor=grid.shrink)):
-        if cancel is not None and cancel.is_set():
-            raise Cancelled(None)
+        raise_if_cancelled(cancel)
         t = t1 - 1
         if prev_t == t and need[t - chunk.start].any():
             centres = np.where(need[t - chunk.start][:, None], ref[t], np.nan)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ...errors import Cancelled
+from ...errors import raise_if_cancelled
 from .._frames import read_ahead
 from ..lk import LKParams, rstc_weight
 from .crops import lk_groups
@@ -222,8 +222,7 @@ def dustrack_chunk(
     fwd, bwd = lk_steppers(imgs, params)
 
     def tick():
-        if cancel is not None and cancel.is_set():
-            raise Cancelled(None)
+        raise_if_cancelled(cancel)
         if progress:
             progress(1)
 
