@@ -264,3 +264,42 @@ def test_a_broken_frame_does_not_stop_the_cine_from_opening(make_napari_viewer, 
     assert image.metadata["dustrack"]["region"]["source"] == "full"
     warnings = _notes(NotificationSeverity.WARNING)[before:]
     assert any("img5.png" in w and "not a readable image" in w for w in warnings), warnings
+
+
+def test_reopening_reads_region_and_contrast_back_until_the_video_changes(
+    make_napari_viewer, tmp_path
+):
+    """What the first open found (region, contrast) is kept in the sidecar's view.json: the
+    next open shows it without looking at frames again; a changed video is looked at afresh."""
+    import json
+    import os
+
+    from napari.layers import Shapes
+
+    from napari_dustrack.io.region import Region
+    from napari_dustrack.io.sidecar import view_path
+
+    path = media.write_video(tmp_path / "screen.mp4", screen_frames(24), fps=25, gop=8)
+    viewer = make_napari_viewer()
+    first = _open(viewer, path)
+    saved = json.loads(view_path(path).read_text(encoding="utf-8"))
+    assert saved["region"]["source"] == "motion"
+    assert list(first[0].contrast_limits) == pytest.approx(saved["contrast"])
+
+    planted = Region(8, 8, 40, 40, "motion")
+    saved.update(contrast=[10.0, 20.0], region={**planted.to_dict(), "note": None})
+    view_path(path).write_text(json.dumps(saved), encoding="utf-8")
+    viewer.layers.clear()
+    again = _open(viewer, path)
+    assert list(again[0].contrast_limits) == [10.0, 20.0]
+    assert Region.from_dict(again[0].metadata["dustrack"]["region"]) == planted
+    outline = next(layer for layer in again if isinstance(layer, Shapes))
+    np.testing.assert_allclose(outline.data[0], planted.outline())
+
+    media.write_video(path, screen_frames(24, seed=2), fps=25, gop=8)
+    os.utime(path, ns=(saved["stamp"]["mtime_ns"] + 10**9,) * 2)
+    viewer.layers.clear()
+    fresh = _open(viewer, path)[0]
+    box = Region.from_dict(fresh.metadata["dustrack"]["region"])
+    assert np.abs(np.subtract((box.y0, box.x0, box.y1, box.x1), BOX)).max() <= 2, box
+    assert list(fresh.contrast_limits) != [10.0, 20.0]

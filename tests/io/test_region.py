@@ -160,3 +160,68 @@ def test_model_trains_on_the_region_and_predicts_in_full_frame(screen_cine, tmp_
     # full-frame coordinates: without the offset added back every point would be ~52 px off;
     # a short training is within a few pixels
     assert np.median(err) < 15.0, np.median(err)
+
+
+def _screen_video(path, box, seed=0, n=24):
+    """A screen capture: changing speckle inside ``box``, still text around it."""
+    rng = np.random.default_rng(seed)
+    frames = np.zeros((n, 96, 128), np.uint8)
+    y0, x0, y1, x1 = box
+    frames[:, y0:y1, x0:x1] = rng.integers(20, 230, (n, y1 - y0, x1 - x0))
+    frames[:, 2:10, 4:60] = 200  # burned-in text
+    return media.write_video(path, frames, fps=25, gop=8)
+
+
+def _near(region, box):
+    return np.abs(np.subtract((region.y0, region.x0, region.y1, region.x1), box)).max() <= 2
+
+
+def test_the_region_found_once_is_kept_in_the_sidecar_until_the_video_changes(tmp_path):
+    import json
+    import os
+
+    from napari_dustrack.io.cine import open_frames
+    from napari_dustrack.io.sidecar import view_path
+
+    path = _screen_video(tmp_path / "screen.mp4", (16, 24, 80, 112))
+    with open_cine(path, fill_cache=False) as cine:  # a one-pass read remembers nothing
+        assert _near(cine.region, (16, 24, 80, 112))
+    assert not view_path(path).exists()
+    with open_cine(path) as cine:  # a viewer's open does
+        found = cine.region
+    saved = json.loads(view_path(path).read_text(encoding="utf-8"))
+    assert Region.from_dict(saved["region"]) == found and found.source == "motion"
+
+    # the next open reads it back instead of looking at frames: plant another rectangle
+    saved["region"] = {"y0": 1, "x0": 2, "y1": 50, "x1": 60, "source": "motion", "note": None}
+    view_path(path).write_text(json.dumps(saved), encoding="utf-8")
+    with open_cine(path) as cine:
+        assert cine.region == Region(1, 2, 50, 60, "motion")
+    with open_frames(path) as cine:  # algorithms and workers read it too
+        assert cine.region == Region(1, 2, 50, 60, "motion")
+
+    # a re-encoded video (other content, other size or time) is looked at afresh
+    _screen_video(path, (30, 10, 90, 100), seed=1)
+    os.utime(path, ns=(saved["stamp"]["mtime_ns"] + 10**9,) * 2)
+    with open_cine(path) as cine:
+        assert _near(cine.region, (30, 10, 90, 100)), cine.region
+    saved = json.loads(view_path(path).read_text(encoding="utf-8"))
+    assert Region.from_dict(saved["region"]) == cine.region
+
+
+def test_an_unwritable_or_damaged_view_record_only_costs_a_new_look(tmp_path):
+    from napari_dustrack.io.sidecar import read_view, update_view, view_path
+
+    path = _screen_video(tmp_path / "screen.mp4", (16, 24, 80, 112))
+    view_path(path).parent.mkdir()
+    view_path(path).write_text("{not json", encoding="utf-8")
+    assert read_view(path) == {}
+    with open_cine(path) as cine:
+        assert _near(cine.region, (16, 24, 80, 112))
+    assert read_view(path)["region"]["source"] == "motion"
+    other = _screen_video(tmp_path / "other.mp4", (16, 24, 80, 112))
+    view_path(other).parent.write_text("a file where the sidecar folder would be")
+    update_view(other, contrast=[1.0, 2.0])  # cannot be written: silently nothing
+    assert read_view(other) == {}
+    with open_cine(other, fill_cache=True) as cine:
+        assert _near(cine.region, (16, 24, 80, 112))

@@ -92,8 +92,6 @@ def read_cine_layer(path, *, rgb: bool | str | None = None, region: bool = True)
     region : bool
         Find the ultrasound image region and outline it.
     """
-    from ..io.pixels import contrast_limits
-    from ..io.region import sample_indices
     from .geometry import cine_geometry
 
     path = path[0] if isinstance(path, (list, tuple)) else path
@@ -102,14 +100,8 @@ def read_cine_layer(path, *, rgb: bool | str | None = None, region: bool = True)
         cine = open_cine(path, rgb=rgb, region=region)
     except DustrackError as exc:
         return _report(exc)
-    info = cine.metadata(region=True)
-    picks = (
-        range(0, min(len(cine), 24), 8) if cine.kind == "video" else sample_indices(len(cine), 4)
-    )
-    try:
-        limits = contrast_limits([cine.frame(i) for i in picks])
-    except DustrackError:  # a damaged frame: it is reported when shown, the cine still opens
-        limits = (0.0, 255.0)
+    info = cine.metadata(region=True)  # found once, then kept in the sidecar (view.json)
+    limits = _display_limits(cine)
     for note in cine.notes:
         _warn(note)
     name = Path(os.fspath(path)).name if Path(path).is_dir() else Path(os.fspath(path)).stem
@@ -125,6 +117,26 @@ def read_cine_layer(path, *, rgb: bool | str | None = None, region: bool = True)
     if not cine.region.is_full(cine.frame_shape):
         layers.append(_region_layer(cine.region, name, info, geometry))
     return layers
+
+
+def _display_limits(cine) -> tuple[float, float]:
+    """Contrast limits from intensity percentiles of a few frames, kept in the sidecar."""
+    from ..io.pixels import contrast_limits
+    from ..io.region import sample_indices
+    from ..io.sidecar import read_view, update_view
+
+    saved = read_view(cine.path).get("contrast")
+    if isinstance(saved, list) and len(saved) == 2:
+        return float(saved[0]), float(saved[1])
+    # a video's first frames are decoded already (region); other kinds read cheaply anywhere
+    n = len(cine)
+    picks = range(0, min(n, 24), 8) if cine.kind == "video" else sample_indices(n, 4)
+    try:
+        limits = contrast_limits([cine.frame(i) for i in picks])
+    except DustrackError:  # a damaged frame: it is reported when shown, the cine still opens
+        return 0.0, 255.0
+    update_view(cine.path, contrast=list(limits))
+    return limits
 
 
 def _region_layer(region, name: str, info: dict, geometry: dict) -> tuple:

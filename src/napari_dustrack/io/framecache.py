@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .sidecar import sidecar_dir
+from .sidecar import sidecar_dir, source_stamp
 
 try:  # POSIX: keep two processes from filling the same cache
     import fcntl
@@ -49,18 +49,13 @@ def cache_shape(n_frames: int, frame_shape: tuple[int, int], max_bytes: int) -> 
     return max(h // factor, 1), max(w // factor, 1)
 
 
-def _source_stamp(video: Path) -> dict:
-    st = video.stat()
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
-
-
 def load_index(video) -> tuple[np.ndarray, np.ndarray] | None:
     """``(pts, keyframes)`` saved by :func:`save_index` for this very file, else None."""
     path = sidecar_dir(video) / "index.npz"
     try:
         with np.load(path) as saved:
             stamp = json.loads(str(saved["stamp"]))
-            if stamp != _source_stamp(Path(video)):
+            if stamp != source_stamp(video):
                 return None
             return saved["pts"].astype(np.int64), saved["keyframes"].astype(np.int64)
     except (OSError, ValueError, KeyError):
@@ -77,7 +72,7 @@ def save_index(video, pts: np.ndarray, keyframes: np.ndarray) -> None:
             tmp,
             pts=pts,
             keyframes=keyframes,
-            stamp=np.array(json.dumps(_source_stamp(Path(video)))),
+            stamp=np.array(json.dumps(source_stamp(video))),
         )
         os.replace(tmp, folder / "index.npz")
     except OSError:
@@ -159,10 +154,8 @@ def open_cached_frames(video, n_frames: int, frame_shape) -> CachedFrames | None
 
 
 def _signature(video: Path, n_frames: int, frame_shape, shape) -> dict:
-    st = video.stat()
     return {
-        "size": st.st_size,
-        "mtime_ns": st.st_mtime_ns,
+        **source_stamp(video),
         "n_frames": int(n_frames),
         "frame_shape": list(frame_shape),
         "cache_shape": list(shape),

@@ -15,11 +15,16 @@ It holds the user's work on that video so that reopening the video finds it agai
     The default folder of the heatmap model trained on this video.
 ``index.npz``, ``frames-<H>x<W>.*``
     The frame index and the grayscale frame cache (see :mod:`napari_dustrack.io.framecache`).
+``view.json``
+    What opening the video found out and need not find again: the ultrasound image region,
+    display contrast limits, whether it holds colour (:func:`read_view`, :func:`update_view`).
+    Stamped with the video's size and modification time: a changed video ignores it.
 
 The ``<video>.dustrack`` rule is written here and only here (:func:`sidecar_dir`, and its
 inverse :func:`owner_of`); the files above are named here too, except the frame cache's, which
 :mod:`~napari_dustrack.io.framecache` names inside :func:`sidecar_dir`. Everything in the folder
-is written atomically; this module only names paths and reads/writes the small label file.
+is written atomically; this module only names paths and reads/writes the small label and view
+files.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ __all__ = [
     "JOURNAL",
     "MEASURES",
     "MODEL",
+    "VIEW",
     "LABELS_VERSION",
     "sidecar_dir",
     "owner_of",
@@ -46,6 +52,10 @@ __all__ = [
     "journal_path",
     "measures_path",
     "model_dir",
+    "view_path",
+    "source_stamp",
+    "read_view",
+    "update_view",
     "has_sidecar",
     "write_labels",
     "read_labels",
@@ -57,6 +67,7 @@ LABELS = "labels.json"
 JOURNAL = "journal.jsonl"
 MEASURES = "measures.json"
 MODEL = "model"
+VIEW = "view.json"
 LABELS_VERSION = 1
 
 
@@ -99,6 +110,56 @@ def measures_path(video: str | os.PathLike) -> Path:
 def model_dir(video: str | os.PathLike) -> Path:
     """The default folder of the heatmap model trained on ``video``."""
     return sidecar_dir(video) / MODEL
+
+
+def view_path(video: str | os.PathLike) -> Path:
+    """The sidecar's record of what opening the video found (region, contrast, colour)."""
+    return sidecar_dir(video) / VIEW
+
+
+def source_stamp(video: str | os.PathLike) -> dict:
+    """``{"size", "mtime_ns"}`` of a cine file; of a folder of images, the total size and the
+    newest file (so an added, removed or rewritten frame changes it).
+
+    Raises
+    ------
+    OSError
+        The cine cannot be read.
+    """
+    video = Path(video)
+    if video.is_dir():
+        stats = [entry.stat() for entry in os.scandir(video) if entry.is_file()]
+        return {
+            "size": sum(st.st_size for st in stats),
+            "mtime_ns": max((st.st_mtime_ns for st in stats), default=0),
+            "files": len(stats),
+        }
+    st = video.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def read_view(video: str | os.PathLike) -> dict:
+    """What an earlier open saved with :func:`update_view`; ``{}`` when there is nothing, the
+    file is unreadable, or the video changed since."""
+    try:
+        content = json.loads(view_path(video).read_text(encoding="utf-8"))
+        if not isinstance(content, dict) or content.get("stamp") != source_stamp(video):
+            return {}
+    except (OSError, ValueError):
+        return {}
+    content.pop("stamp")
+    return content
+
+
+def update_view(video: str | os.PathLike, **found) -> None:
+    """Add ``found`` (JSON values) to the video's view record, stamped with the video as it is
+    now; nothing happens where the sidecar cannot be written (a read-only folder)."""
+    try:
+        content = {**read_view(video), **found, "stamp": source_stamp(video)}
+        view_path(video).parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(view_path(video), json.dumps(content) + "\n", backup=False)
+    except OSError:
+        pass
 
 
 def has_sidecar(video: str | os.PathLike) -> bool:

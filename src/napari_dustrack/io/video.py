@@ -10,7 +10,6 @@ stepping back and forth near a position is free.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -283,6 +282,21 @@ class VideoReader:
                 raise DustrackError(f"frame {i} could not be decoded (corrupt data?)", self.path)
             return frame
 
+    def first_frame_rgb(self) -> np.ndarray | None:
+        """Frame 0 in colour whatever ``rgb`` is (a colour check on the open file, without a
+        second open); None when it does not decode."""
+        with self._lock:
+            try:
+                self._seek(0)
+                for frame in self._frames:
+                    if self.index.index_of(frame.pts) == 0:
+                        self._pos = 0
+                        return frame.to_ndarray(format="rgb24")
+            except (*_AV_ERRORS, DustrackError):
+                pass
+            self._frames, self._pos = None, None
+            return None
+
     def iter_frames(
         self, start: int = 0, stop: int | None = None
     ) -> Iterator[tuple[int, np.ndarray]]:
@@ -406,18 +420,4 @@ def _frame_rate(stream) -> float | None:
             value = float(rate)
             if 0 < value < 100000:
                 return value
-    return None
-
-
-def first_frame_rgb(path) -> np.ndarray | None:
-    """The first decodable frame as ``(H, W, 3)`` RGB (a quick look: no index, no cache);
-    None when nothing decodes."""
-    try:
-        with av.open(os.fspath(path)) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "NONE"  # one frame: starting decoder threads costs more
-            for frame in container.decode(stream):
-                return frame.to_ndarray(format="rgb24")
-    except (*_AV_ERRORS, IndexError):
-        return None
     return None
