@@ -241,6 +241,9 @@ class Cine:
         #: this False while the user places points on a very long 1080p cine
         self.display_reduced = True
         self._data = None
+        # a cine dropped without close() (its layer deleted) closes its file: no open handle
+        # left behind (a ResourceWarning for a TIFF)
+        self._close_source = weakref.finalize(self, source.close)
 
     # -- sequence protocol -------------------------------------------------------------------
     def __len__(self) -> int:
@@ -401,7 +404,7 @@ class Cine:
         """Stop the frame cache and close the file."""
         if self.frame_cache is not None:
             self.frame_cache.close()
-        self._source.close()
+        self._close_source()
 
     def __enter__(self):
         return self
