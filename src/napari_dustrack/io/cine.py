@@ -322,11 +322,8 @@ class Cine:
         """The region an earlier open found (the sidecar's view record), else detected."""
         from .region import Region
 
-        saved = read_view(self.path).get("region")
-        try:
-            region = Region.from_dict(saved)
-            note = saved.get("note")
-        except (TypeError, KeyError, ValueError, AttributeError):
+        region, note = self._saved_region()
+        if region is None:
             region, note = self._find_region_in_frames()
             if region is None:
                 return Region.full(self.frame_shape)
@@ -335,6 +332,21 @@ class Cine:
         if note:
             self.notes.append(f"{self.path}: {note}")
         return region
+
+    def _saved_region(self):
+        """``(region, note)`` from the view record, ``(None, None)`` when there is none that
+        fits this cine."""
+        from .region import Region
+
+        saved = read_view(self.path).get("region")
+        try:
+            region = Region.from_dict(saved)
+        except (TypeError, KeyError, ValueError):
+            return None, None
+        h, w = self.frame_shape[:2]
+        if not (0 <= region.y0 < region.y1 <= h and 0 <= region.x0 < region.x1 <= w):
+            return None, None
+        return region, saved.get("note")
 
     def _find_region_in_frames(self):
         """``(region, note)`` from a sample of frames; ``(None, None)`` when a frame is damaged
