@@ -263,3 +263,20 @@ def test_reduced_cache_does_not_replace_cheap_exact_frames(video):
     cine.display_reduced = False
     np.testing.assert_array_equal(np.asarray(cine.data[3]), reference[3])
     cine.close()
+
+
+@pytest.mark.parametrize("n_marked, diff", [(20, 40), (19, 40), (20, 39), (400, 255)])
+def test_colour_needs_twenty_pixels_whose_channels_differ_by_forty(n_marked, diff):
+    """The colour rule at its edges, on a 1080p grey frame in RGB with a few marked pixels."""
+    from napari_dustrack.io.pixels import has_colour
+
+    frame = np.full((1080, 1920, 3), 100, np.uint8)
+    frame[500:501, :] = 255  # bright grey: no colour
+    rows, cols = np.unravel_index(np.arange(n_marked) * 97, (1080, 1920))
+    channel = np.arange(n_marked) % 3  # the odd channel differs, up or down
+    frame[rows, cols, channel] = np.where(channel == 1, 100 - min(diff, 100), min(100 + diff, 255))
+    spread = frame.astype(int).max(axis=-1) - frame.astype(int).min(axis=-1)
+    expected = bool(np.count_nonzero(spread >= 40) >= 20)  # the rule, spelt out
+    assert expected == (n_marked >= 20 and diff >= 40)
+    assert has_colour(frame) is expected
+    assert not has_colour(frame[..., 0]) and not has_colour(np.repeat(frame[..., :1], 3, axis=-1))
