@@ -90,7 +90,7 @@ def test_bad_journal_lines_are_skipped_and_later_snapshots_work(tmp_path):
     session = open_session(video, n_frames=10, delay=3600)
     session.add_label("a")
     session.set_point(1, "a", 1.0, 2.0)
-    session.autosaver._journal.flush()
+    session.autosaver.journal.drain()  # every line written (and flushed)
     journal = sidecar_dir(video) / "journal.jsonl"
     with open(journal, "a", encoding="utf-8") as fh:
         fh.write('{"seq": 50, "set": [[2, "a", NaN, 2.0, "manual", 1.0, false]]}\n')

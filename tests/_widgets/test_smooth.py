@@ -12,6 +12,8 @@ from napari_dustrack.io.points_io import read_points, write_points
 from napari_dustrack.io.table import from_array, labels_of, to_array
 from napari_dustrack.simulate import simulate, write_simulation
 
+from ._cine_helpers import add_cine
+
 pytestmark = pytest.mark.gui
 
 
@@ -30,19 +32,7 @@ def cine_case(tmp_path_factory):
 def viewer(make_napari_viewer, cine_case):
     sim, video, raw, _, labels = cine_case
     viewer = make_napari_viewer()
-    viewer.add_image(
-        sim.frames,
-        name="cine",
-        metadata={
-            "dustrack": {
-                "path": str(video),
-                "fps": sim.fps,
-                "pixel_spacing": None,
-                "n_frames": len(sim.frames),
-                "kind": "video",
-            }
-        },
-    )
+    add_cine(viewer, sim, video)
     data, features = table_to_points(from_array(raw, labels, source="model"))
     viewer.add_points(data, features=features, name="predictions")
     return viewer

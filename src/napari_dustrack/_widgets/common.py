@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import threading
 import weakref
 from collections.abc import Callable
@@ -31,6 +32,7 @@ ANNOTATIONS = "annotations"
 REVIEW_KEY = "review_frames"  # metadata of a prediction layer: its frames to review, ranked
 PAGE_WIDTH = 420  # a dock page fits beside the canvas on a 1280-px screen
 _pages: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+_cancellers: weakref.WeakSet = weakref.WeakSet()  # objects whose cancel() stops running work
 
 
 def is_cine(layer) -> bool:
@@ -62,6 +64,34 @@ def preload_modules() -> threading.Thread:
     thread = threading.Thread(target=load, name="dustrack-preload", daemon=True)
     thread.start()
     return thread
+
+
+def cancel_on_exit(obj) -> None:
+    """Call ``obj.cancel()`` when Python exits, before waiting for the worker threads."""
+    _cancellers.add(obj)
+
+
+def finish_workers(timeout_ms: int = 20_000) -> bool:
+    """Cancel the running tasks, ask napari's workers to quit and wait (up to ``timeout_ms``)
+    for every worker thread to end; True when they all did.
+
+    Runs when Python exits: PyQt then deletes the Qt objects through which a worker signals,
+    and a worker thread still running at that moment aborts the process."""
+    for obj in list(_cancellers):
+        try:
+            obj.cancel()
+        except RuntimeError:  # its Qt side is already deleted: nothing of it runs
+            pass
+    from napari.qt.threading import WorkerBase
+
+    try:
+        WorkerBase.await_workers(msecs=timeout_ms)
+    except RuntimeError:
+        return False
+    return True
+
+
+atexit.register(finish_workers)
 
 
 def register_page(viewer, role: str, widget) -> None:
@@ -288,6 +318,7 @@ class TaskBar(QWidget):
         self.worker = None
         self._relay = _Relay()
         self._relay.progressed.connect(self._on_progress)
+        cancel_on_exit(self)
 
     @property
     def busy(self) -> bool:
