@@ -4,14 +4,16 @@ are applied: the *predict apply*, *accept* and *smooth apply* actions of ``bench
 Usage (re-runs itself under ``xvfb-run`` when there is no display)::
 
     python benchmarks/profile_apply.py --cine long            # 10,000 frames x 8 labels
-    python benchmarks/profile_apply.py --cine short --top 25
+    python benchmarks/profile_apply.py --cine short --top 25  # and a cProfile of each action
 
-For each action: the event loop's lateness (a 20 ms ``QTimer`` watchdog, as in bench_gui.py),
-the longest GUI-thread slices and what the GUI thread was doing in them (a sampling thread reads
-the GUI thread's stack every 2 ms; a slice is the time between two watchdog ticks), and a
-cProfile of the GUI thread (functions by cumulative time). The machine's load average is
-printed with the figures: under load, wall times are inflated; the stacks still say where the
-time goes.
+For each action: the event loop's lateness (a 20 ms ``QTimer`` watchdog, as in bench_gui.py);
+the GUI thread's CPU time in each slice between two ticks (``time.thread_time``: what the event
+loop waited for, without the time the thread sat ready while other processes had the cores, so
+it is comparable between runs on a loaded machine); the slices with the most CPU and what the
+GUI thread was doing in them (a sampling thread reads its stack every 2 ms); optionally a
+cProfile of the GUI thread. The load average is printed with the figures. The GL drawing of
+Mesa's llvmpipe runs in its own threads: the time the GUI thread waits for it is lateness, not
+CPU of the GUI thread.
 """
 
 from __future__ import annotations
@@ -68,13 +70,17 @@ class SliceDog(bench_gui.Watchdog):
     """The benchmark's watchdog, also keeping each tick's time (to find the long slices)."""
 
     def __init__(self):
+        self.ticks: list[tuple[str, float, float, float]] = []
+        self._cpu = time.thread_time()
         super().__init__()
-        self.ticks: list[tuple[str, float, float]] = []
 
     def _tick(self):
-        before = self._last
+        before, cpu = self._last, time.thread_time()
         super()._tick()
-        self.ticks.append((self.action, before, self._last))
+        # the GUI thread's CPU time in the slice: what the event loop waited for, without the
+        # time the thread sat ready but without a core (other processes' load)
+        self.ticks.append((self.action, before, self._last, (cpu - self._cpu) * 1000))
+        self._cpu = cpu
 
 
 def where(stack) -> str:
@@ -92,23 +98,21 @@ def where(stack) -> str:
 
 
 def describe_slices(dog, sampler, action, n=6):
-    slices = [
-        (t1 - t0) * 1000 for a, t0, t1 in dog.ticks if a == action and (t1 - t0) * 1000 > SLICE_MS
-    ]
-    spans = sorted(
-        ((t1 - t0, t0, t1) for a, t0, t1 in dog.ticks if a == action),
-        reverse=True,
-    )[:n]
+    mine = [t for t in dog.ticks if t[0] == action]
+    slices = [(t1 - t0) * 1000 for _, t0, t1, _ in mine if (t1 - t0) * 1000 > SLICE_MS]
+    cpu = np.asarray([c for *_, c in mine] or [0.0])
     late = np.asarray(dog.late.get(action, [0.0]))
     print(
         f"\n=== {action}: {len(late)} ticks, p95 late {np.percentile(late, 95):.0f} ms, "
-        f"max {late.max():.0f} ms, slices > {SLICE_MS:.0f} ms: {len(slices)}"
+        f"max {late.max():.0f} ms, slices > {SLICE_MS:.0f} ms: {len(slices)}; GUI-thread CPU "
+        f"per slice: p95 {np.percentile(cpu, 95):.0f} ms, max {cpu.max():.0f} ms, "
+        f"slices over {SLICE_MS:.0f} ms of CPU: {int((cpu > SLICE_MS).sum())}"
     )
-    for span, t0, t1 in spans:
-        if span * 1000 <= SLICE_MS:
+    for _, t0, t1, c in sorted(mine, key=lambda t: t[3], reverse=True)[:n]:
+        if c <= SLICE_MS:
             break
         samples = sampler.during(t0, t1)
-        print(f"  slice {span * 1000:.0f} ms ({len(samples)} samples):")
+        print(f"  slice {(t1 - t0) * 1000:.0f} ms, CPU {c:.0f} ms ({len(samples)} samples):")
         leaves = Counter()
         for stack in samples:
             leaves[where(stack)] += 1
@@ -162,13 +166,15 @@ def run(name, top):
     profiles = {}
 
     def profiled(action, body):
-        prof = cProfile.Profile()
+        prof = cProfile.Profile() if top else None
         with dog.during(action):
-            prof.enable()
+            if prof is not None:
+                prof.enable()
             t0 = time.perf_counter()
             body()
             wall = time.perf_counter() - t0
-            prof.disable()
+            if prof is not None:
+                prof.disable()
         profiles[action] = (prof, wall)
 
     def predict():
@@ -224,9 +230,10 @@ def run(name, top):
     print(f"\n##### {name} cine ({n} frames, {len(labels)} labels); load average {load}")
     for action, (prof, wall) in profiles.items():
         describe_slices(dog, sampler, action)
-        print(f"  wall {wall:.2f} s; GUI-thread profile, top {top} by cumulative time:")
-        stats = pstats.Stats(prof)
-        stats.sort_stats("cumulative").print_stats(top)
+        print(f"  wall {wall:.2f} s")
+        if prof is not None:
+            print(f"  GUI-thread profile, top {top} by cumulative time:")
+            pstats.Stats(prof).sort_stats("cumulative").print_stats(top)
     annotate.unbind()
     viewer.close()
 
@@ -234,7 +241,13 @@ def run(name, top):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cine", choices=("short", "long"), default="long")
-    parser.add_argument("--top", type=int, default=18)
+    parser.add_argument(
+        "--top",
+        type=int,
+        default=0,
+        help="also profile with cProfile and print this many functions (cProfile's overhead "
+        "inflates the CPU figures: leave it 0 to measure them)",
+    )
     args = parser.parse_args(argv)
     if not os.environ.get("DISPLAY") and "BENCH_GUI_XVFB" not in os.environ:
         import subprocess

@@ -4,9 +4,10 @@ A long cine's predictions are 10,000 frames x 8 labels: building a Points layer 
 costs ~0.4 s and a Tracks layer ~0.6 s, far past what the event loop may wait. So the Points
 layer is built once in a worker thread with a row for every (frame, label), all hidden
 (``shown`` False), and added; predicted batches then write their rows in place (positions,
-confidence, ``shown``) a few thousand rows per timer tick. The Tracks layer is computed in a
-worker thread once the last piece is in. Rows never predicted stay hidden:
-:func:`visible_table` leaves them out.
+confidence, ``shown``) a few thousand rows per timer tick, and redraw the layer only when the
+piece holds the frame on screen (napari slices the new rows when the frame changes). The Tracks
+layer is computed in a worker thread once the last piece is in. Rows never predicted stay
+hidden: :func:`visible_table` leaves them out.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from ..io.colours import rgba_rows, track_colour_values
 from ..io.layers import points_to_table
 from .common import (
     META,
+    add_under_annotations,
     current_frame,
-    keep_annotating,
     label_colormap,
     label_colours,
     page,
@@ -163,9 +164,8 @@ class PredictionLayers(QObject):
         self._building = None
         if old is not None and old in self.viewer.layers:
             self.viewer.layers.remove(old)
-        self.viewer.add_layer(layer)
+        add_under_annotations(self.viewer, layer)
         _install_review(self.viewer, layer)
-        keep_annotating(self.viewer)
         self.layer = layer
         self._kick()
 
@@ -209,9 +209,9 @@ class PredictionLayers(QObject):
         layer.shown[rows] = True
         # napari slices from ``data`` and ``shown`` whenever the frame changes: a piece off the
         # displayed frame needs no redraw now (a refresh + repaint of an 80,000-row layer is
-        # most of a tick); the last piece refreshes once (extent, thumbnail)
+        # most of a tick); the extent and thumbnail are refreshed once, after the last piece
         if self._on_screen(frames):
-            layer.refresh()
+            layer.refresh(thumbnail=False, extent=False)
             self.redraws += 1
         self.pieces += 1
 
