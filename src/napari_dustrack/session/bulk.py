@@ -18,11 +18,15 @@ import pandas as pd
 from ..errors import DustrackError
 from ..io.table import validate
 from .edits import accept_changes, flow_changes, import_changes, prediction_changes, unprotected
+from .history import make_edit
 from .records import Key, Point
 
 
 class BulkEdits:
     """Part of :class:`~napari_dustrack.session.model.AnnotationSession`: the big edits."""
+
+    # (changes, seq, edit, count) worked out by prediction_changes for commit_predictions
+    _prepared: tuple | None = None
 
     def apply_flow(
         self,
@@ -122,14 +126,32 @@ class BulkEdits:
         nothing, so it may run in a worker thread (see :meth:`commit_predictions`)."""
         table = validate(table)
         with self._lock:
-            points = dict(self._points)
-        return prediction_changes(
+            points, seq = dict(self._points), self.seq
+        changes, lo, hi = prediction_changes(
             points, table, self.labels, start=start, end=end, min_confidence=min_confidence
         )
+        # The edit itself is worked out here too (for 80,000 points a few tenths of a second
+        # the GUI thread would otherwise spend in commit_predictions); it is used as it is
+        # when nothing was edited in between.
+        keep = unprotected(points, changes)
+        self._prepared = (changes, seq, make_edit("", points, (), keep), len(keep))
+        return changes, lo, hi
 
     def commit_predictions(self, changes: Mapping[Key, Point], action: str) -> int:
         """Write points from :meth:`prediction_changes` as one edit; points made manual or
         reviewed since then are kept. Returns how many were written."""
+        prepared, self._prepared = self._prepared, None
+        edit = None
+        with self._lock:
+            fresh = prepared is not None and prepared[0] is changes and prepared[1] == self.seq
+            if fresh and prepared[2] is not None:
+                edit = prepared[2]
+                edit.action = action
+                self._history.record(edit)
+        if fresh:
+            if edit is not None:
+                self._apply(action, edit.after, None)
+            return prepared[3]
         keep = unprotected(self._points, changes)
         self._commit(action, keep)
         return len(keep)
