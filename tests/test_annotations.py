@@ -316,6 +316,40 @@ def test_accept_predictions_by_confidence_and_bad_input(session):
     assert session.table().equals(before)  # nothing changed by the refusals
 
 
+def test_accepting_predictions_worked_out_in_another_thread(session):
+    """The edit is worked out with the changes (in a worker thread in the GUI) and committed
+    as it is when nothing was edited in between; an edit in between is kept."""
+    import threading
+
+    session.set_point(4, "apex", 1.0, 2.0)
+    found = []
+    worker = threading.Thread(
+        target=lambda: found.append(session.prediction_changes(predictions(range(4, 9))))
+    )
+    worker.start()
+    worker.join()
+    changes, lo, hi = found[0]
+    assert (lo, hi, len(changes)) == (4, 8, 9)  # the manual point is not a change
+    assert session.commit_predictions(changes, "accept all") == 9
+    assert session.point(4, "apex") == Point(1.0, 2.0) and session.point(8, "base").reviewed
+    assert len(session) == 10 and session.undo_action == "accept all"
+    session.undo()
+    assert session.table().equals(session_with(Point(1.0, 2.0)).table())
+    # worked out, then a point placed by hand before the commit: that point is kept
+    changes, _, _ = session.prediction_changes(predictions(range(4, 9)))
+    session.set_point(6, "base", 3.0, 4.0)
+    assert session.commit_predictions(changes, "accept all") == 8
+    assert session.point(6, "base") == Point(3.0, 4.0) and len(session) == 10
+    session.undo()
+    assert len(session) == 2 and session.point(6, "base") == Point(3.0, 4.0)
+
+
+def session_with(point):
+    other = AnnotationSession(n_frames=20, labels=["apex", "base", "septum"])
+    other.set_point(4, "apex", point.x, point.y)
+    return other
+
+
 def test_lost_frames_names_labels_and_frames():
     from napari_dustrack.session import lost_frames
 

@@ -90,7 +90,7 @@ def test_bad_journal_lines_are_skipped_and_later_snapshots_work(tmp_path):
     session = open_session(video, n_frames=10, delay=3600)
     session.add_label("a")
     session.set_point(1, "a", 1.0, 2.0)
-    session.autosaver._journal.flush()
+    session.autosaver.journal.drain()  # every line written (and flushed)
     journal = sidecar_dir(video) / "journal.jsonl"
     with open(journal, "a", encoding="utf-8") as fh:
         fh.write('{"seq": 50, "set": [[2, "a", NaN, 2.0, "manual", 1.0, false]]}\n')
@@ -117,3 +117,30 @@ def test_damaged_snapshot_with_nothing_to_rebuild_from_is_an_error(tmp_path):
     with pytest.raises(DustrackError, match="labels.json: not a label list"):
         open_session(video, n_frames=10)
     assert (folder / "labels.json").read_text() == json.dumps({"labels": 3})
+
+
+def test_a_big_edit_is_journaled_by_the_journal_thread_and_lines_stay_in_order(tmp_path):
+    import numpy as np
+
+    from napari_dustrack.session.journal import BIG_CHANGE
+
+    video = tmp_path / "cine.mp4"
+    session = open_session(video, n_frames=400, delay=3600)
+    labels = [f"p{i}" for i in range(8)]
+    for name in labels:
+        session.add_label(name)
+    xy = np.random.default_rng(0).uniform(5, 50, (400, 8, 2))
+    assert session.apply_flow(xy, labels) == 3200 > BIG_CHANGE  # returns before it is written
+    journal = session.autosaver.journal
+    assert journal._thread is not None  # the big line went to the journal's thread
+    session.set_point(5, "p0", 1.0, 2.0)  # a small edit right after: its line comes after
+    session.delete_point(6, "p1")
+    journal.drain()
+    entries = read_journal(sidecar_dir(video) / "journal.jsonl")
+    assert [e["seq"] for e in entries] == list(range(1, session.seq + 1))
+    assert len(entries[8]["set"]) == 3200
+    assert load_state(video).points == session.snapshot()[0]
+    session.close()
+    again = open_session(video, n_frames=400)
+    assert again.snapshot()[0] == session.snapshot()[0]
+    again.close()

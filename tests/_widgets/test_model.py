@@ -16,6 +16,8 @@ from napari_dustrack.io.table import to_array
 from napari_dustrack.simulate import simulate, write_simulation
 from napari_dustrack.tracking.heatmap import HeatmapConfig
 
+from ._cine_helpers import add_cine
+
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
 LABELS = ["septal", "lateral"]
 N = 24
@@ -35,19 +37,7 @@ def case(tmp_path_factory):
 
 def make_viewer(make_napari_viewer, sim, video, annotated):
     viewer = make_napari_viewer()
-    viewer.add_image(
-        sim.frames,
-        name="cine",
-        metadata={
-            "dustrack": {
-                "path": str(video),
-                "fps": sim.fps,
-                "pixel_spacing": None,
-                "n_frames": N,
-                "kind": "video",
-            }
-        },
-    )
+    add_cine(viewer, sim, video)
     data, features = table_to_points(annotated)
     viewer.add_points(data, features=features, name="annotations")
     return viewer

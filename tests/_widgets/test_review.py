@@ -69,6 +69,33 @@ def feed_predictions(qtbot, model, truth, offset=(4.0, -3.0)):
     return pred, conf
 
 
+def test_predictions_written_off_screen_match_and_show_when_the_frame_changes(dock, qtbot):
+    """Pieces of predictions for frames not on screen are written without a redraw; the layer
+    ends with exactly the predicted rows, each frame shows its own, and accepting them all is
+    one undo step."""
+    viewer, dock, truth = dock
+    annotate, model = dock.pages["Annotate"], dock.pages["Model"]
+    annotate.go_to(3)
+    qtbot.wait(50)
+    pred, conf = feed_predictions(qtbot, model, truth)
+    layer = viewer.layers["model"]
+    assert model.output.pieces == 3 and model.output.redraws == 1  # only frames 0-7 on screen
+    n = len(LABELS)
+    assert np.array_equal(layer.data[:, 0], np.repeat(np.arange(N), n))
+    assert np.allclose(layer.data[:, 1:], pred.reshape(-1, 2)[:, ::-1])
+    assert np.allclose(layer.features["confidence"], conf.ravel())
+    assert list(layer.features["label"]) == LABELS * N and layer.shown.all()
+    for frame in (3, 12, 19):  # 12 and 19 were written while frame 3 was shown
+        annotate.go_to(frame)
+        qtbot.wait(20)
+        assert np.allclose(layer._view_data, pred[frame][:, ::-1])
+    before = annotate.session.table()
+    assert model._accept(0, N - 1, 0.0) == N * n
+    assert len(annotate.session) == len(before) + N * n
+    annotate.undo()
+    assert annotate.session.table().equals(before)
+
+
 def test_drag_a_prediction_accept_frames_and_undo(dock, qtbot):
     viewer, dock, truth = dock
     annotate, model = dock.pages["Annotate"], dock.pages["Model"]

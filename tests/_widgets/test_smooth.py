@@ -12,6 +12,8 @@ from napari_dustrack.io.points_io import read_points, write_points
 from napari_dustrack.io.table import from_array, labels_of, to_array
 from napari_dustrack.simulate import simulate, write_simulation
 
+from ._cine_helpers import add_cine
+
 pytestmark = pytest.mark.gui
 
 
@@ -30,19 +32,7 @@ def cine_case(tmp_path_factory):
 def viewer(make_napari_viewer, cine_case):
     sim, video, raw, _, labels = cine_case
     viewer = make_napari_viewer()
-    viewer.add_image(
-        sim.frames,
-        name="cine",
-        metadata={
-            "dustrack": {
-                "path": str(video),
-                "fps": sim.fps,
-                "pixel_spacing": None,
-                "n_frames": len(sim.frames),
-                "kind": "video",
-            }
-        },
-    )
+    add_cine(viewer, sim, video)
     data, features = table_to_points(from_array(raw, labels, source="model"))
     viewer.add_points(data, features=features, name="predictions")
     return viewer
@@ -101,3 +91,38 @@ def test_cancel_leaves_no_result(viewer, qtbot):
     widget.taskbar.cancel()
     qtbot.waitUntil(lambda: not widget.taskbar.busy, timeout=120_000)
     assert OUT_TRACKS not in viewer.layers
+
+
+def test_python_exits_cleanly_while_a_task_runs(tmp_path):
+    """A task still running when Python exits is cancelled and waited for: PyQt deletes the
+    worker's signal object at exit, and a worker thread ending after that aborts the process."""
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    script = tmp_path / "exit_while_busy.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            from napari._qt.qt_event_loop import get_qapp
+            from napari_dustrack._widgets.common import TaskBar
+
+            get_qapp()
+            bar = TaskBar()
+
+            def slow(progress=None, cancel=None):
+                cancel.wait(60)  # until cancelled
+                return "done"
+
+            bar.run(slow, label="slow")
+            print("exiting while the task runs", flush=True)
+            """
+        )
+    )
+    t0 = time.monotonic()
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "exiting while the task runs" in run.stdout
+    assert "has been deleted" not in run.stderr
+    assert time.monotonic() - t0 < 50  # cancelled, not waited out

@@ -68,7 +68,14 @@ class LayerSync:
             border_width_is_relative=True,
             out_of_slice_display=False,
             metadata={META: {"role": ROLE}},
-            text={"string": "{label}", "size": 8, "color": "white", "anchor": "upper_left"},
+            # the label feature itself, not a "{label}" format: formatting 80,000 rows in Python
+            # on every bulk write stalls the GUI for ~0.3 s
+            text={
+                "string": {"feature": "label"},
+                "size": 8,
+                "color": "white",
+                "anchor": "upper_left",
+            },
         )
         with self._keep_frame():
             self.viewer.add_layer(layer)
@@ -196,7 +203,9 @@ class LayerSync:
             new = np.flatnonzero((index < 0) & alive)
             if len(new):
                 start = len(layer.data)
-                layer.add(np.array([(keys[i][0], points[i].y, points[i].x) for i in new]))
+                added = np.array([(keys[i][0], points[i].y, points[i].x) for i in new])
+                # not layer.add: it selects the new rows, one set event each (seconds for 80,000)
+                layer.data = np.concatenate([layer.data, added])
                 write(np.arange(start, start + len(new)), new)
                 self._row_keys.extend(keys[i] for i in new)
             gone = index[(index >= 0) & ~alive]

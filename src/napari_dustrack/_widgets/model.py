@@ -49,6 +49,7 @@ from .common import (
     ANNOTATIONS,
     Collapsible,
     button,
+    cancel_on_exit,
     cine_info,
     find_cine_layer,
     notify_error,
@@ -114,6 +115,7 @@ class ModelWidget(ModelReview, QWidget):
         self.output.finished.connect(self._rank)
         self._build()
         register_page(napari_viewer, "model", self)
+        cancel_on_exit(self)  # a training still polled when Python exits is cancelled
         for event in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed):
             event.connect(self._on_layers_changed)
         napari_viewer.events.theme.connect(lambda _event: self.plot.update())

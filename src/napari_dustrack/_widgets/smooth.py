@@ -28,7 +28,7 @@ from ..io.layers import points_to_table
 from ..io.sources import PointSource
 from ..io.table import labels_of, to_array, tracks_array
 from ..tracking.smoothing import MODES as SMOOTHER_MODES
-from ._predictions import PredictionLayers
+from ._predictions import PredictionLayers, shown_copy
 from .common import (
     ANNOTATIONS,
     TaskBar,
@@ -57,12 +57,8 @@ def anchor_rows(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _layer_copy(layer):
-    """``(data, features)`` of a Points layer's shown rows, copied (the user may edit the layer
-    while the worker reads it); None for no layer."""
-    if layer is None:
-        return None
-    shown = np.flatnonzero(np.asarray(layer.shown, dtype=bool))
-    return np.array(layer.data)[shown], layer.features.iloc[shown].reset_index(drop=True)
+    """:func:`shown_copy` of a Points layer; None for no layer."""
+    return None if layer is None else shown_copy(layer)
 
 
 def _table(copy, name: str) -> pd.DataFrame | None:

@@ -3,7 +3,8 @@
 Two layers make "nothing lost" hold even when the process is killed right after an edit:
 
 1. **Journal** — every edit is appended to ``journal.jsonl`` as one JSON line and flushed to
-   the operating system before the edit call returns. A killed process (SIGKILL, crash) loses
+   the operating system before the edit call returns (an edit of thousands of points, by the
+   journal's thread a moment later: :mod:`.journal`). A killed process (SIGKILL, crash) loses
    nothing the kernel already has; no fsync per edit, so editing stays fast.
 2. **Snapshot** — a background thread writes ``points.csv`` and ``labels.json`` atomically
    (temporary file + rename, old file kept as ``.bak``) once editing has paused for ``delay``
@@ -24,9 +25,7 @@ crash between any two of the writes above restores the latest edit.
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
 import threading
 import time
@@ -43,9 +42,20 @@ from ..errors import DustrackError
 from ..io.atomic import write_text_atomic
 from ..io.colours import next_colour
 from ..io.sidecar import JOURNAL, LABELS, POINTS, read_labels, sidecar_dir, write_labels
-from ..io.table import SOURCES, read_points_csv, write_points_csv
-from .records import Change, Label, Point, State
+from ..io.table import read_points_csv, write_points_csv
+from .journal import JournalWriter, encode_change, encode_entry, read_journal, replay
+from .records import Change, Label, State
 from .tables import points_table, table_points
+
+__all__ = [
+    "Autosaver",
+    "RecoveryWarning",
+    "encode_change",
+    "load_state",
+    "read_journal",
+    "release",
+    "replay",
+]
 
 log = logging.getLogger(__name__)
 LOCK = "annotations.lock"
@@ -66,119 +76,6 @@ def release(video: str | os.PathLike) -> None:
     saver = _ACTIVE.get(sidecar_dir(video).resolve())
     if saver is not None:
         saver.close()
-
-
-# ---------------------------------------------------------------------------- journal lines
-def encode_change(change: Change) -> str:
-    """One journal line (no newline) for ``change``."""
-    entry: dict = {"seq": change.seq, "action": change.action}
-    if change.labels is not None:
-        entry["labels"] = [[lab.name, lab.colour] for lab in change.labels]
-    sets, dels = [], []
-    for (frame, label), p in change.points.items():
-        if p is None:
-            dels.append([frame, label])
-        else:
-            sets.append([frame, label, p.x, p.y, p.source, p.confidence, p.reviewed])
-    if sets:
-        entry["set"] = sets
-    if dels:
-        entry["del"] = dels
-    return json.dumps(entry, separators=(",", ":"))
-
-
-def read_journal(path: str | os.PathLike) -> list[dict]:
-    """Journal entries in file order; a torn, garbled or ill-formed line is skipped (logged)."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    entries = []
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for number, line in enumerate(fh, 1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                entry = json.loads(line)
-                problem = _entry_problem(entry)
-            except ValueError:
-                problem = "not JSON (cut short by a crash?)"
-            if problem:
-                log.warning("%s: skipping journal line %d: %s", path, number, problem)
-                continue
-            entries.append(entry)
-    return entries
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _finite(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _set_ok(item) -> bool:
-    if not (isinstance(item, list) and len(item) == 7):
-        return False
-    frame, label, x, y, source, confidence, reviewed = item
-    return (
-        _is_int(frame)
-        and frame >= 0
-        and isinstance(label, str)
-        and label != ""
-        and _finite(x)
-        and _finite(y)
-        and source in SOURCES
-        and _finite(confidence)
-        and 0 <= confidence <= 1
-        and isinstance(reviewed, bool)
-    )
-
-
-def _entry_problem(entry) -> str | None:
-    """What makes ``entry`` unusable as a journal line (None when it is fine)."""
-    if not isinstance(entry, dict) or not _is_int(entry.get("seq")):
-        return "no edit number"
-    labels = entry.get("labels", [])
-    if not (
-        isinstance(labels, list)
-        and all(
-            isinstance(p, list) and len(p) == 2 and all(isinstance(v, str) for v in p) and p[0]
-            for p in labels
-        )
-    ):
-        return "labels are not [name, colour] pairs"
-    sets = entry.get("set", [])
-    if not (isinstance(sets, list) and all(_set_ok(item) for item in sets)):
-        return (
-            "a point is not [frame, label, x, y, source, confidence, reviewed] with finite numbers"
-        )
-    dels = entry.get("del", [])
-    if not (
-        isinstance(dels, list)
-        and all(
-            isinstance(d, list) and len(d) == 2 and _is_int(d[0]) and isinstance(d[1], str)
-            for d in dels
-        )
-    ):
-        return "a deletion is not [frame, label]"
-    return None
-
-
-def replay(state: State, entries: list[dict]) -> State:
-    """Apply journal entries (checked by :func:`read_journal`), in order, to ``state``."""
-    for entry in entries:
-        if "labels" in entry:
-            state.labels = [Label(name, colour) for name, colour in entry["labels"]]
-        for frame, label, x, y, source, confidence, reviewed in entry.get("set", ()):
-            state.points[(frame, label)] = Point(
-                float(x), float(y), source, float(confidence), reviewed
-            )
-        for frame, label in entry.get("del", ()):
-            state.points.pop((frame, label), None)
-        state.seq = max(state.seq, entry["seq"])
-    return state
 
 
 def load_state(video: str | os.PathLike) -> State:
@@ -297,8 +194,7 @@ class Autosaver:
         self.max_wait = max(5.0 * self.delay, 5.0) if max_wait is None else float(max_wait)
         self.error: Exception | None = None
         self.saved_seq = session.seq
-        self._journal = None
-        self._journal_lock = threading.Lock()
+        self.journal = JournalWriter(self.journal_path, self._journal_failed)
         self._save_lock = threading.Lock()
         self._cond = threading.Condition()
         self._pending = self.journal_path.is_file()  # restored edits not yet in a snapshot
@@ -335,19 +231,7 @@ class Autosaver:
 
     # called in the editing thread, right after each edit
     def _on_change(self, change: Change) -> None:
-        line = encode_change(change) + "\n"
-        try:
-            with self._journal_lock:
-                if self._journal is None:
-                    self.folder.mkdir(parents=True, exist_ok=True)
-                    self._journal = open(self.journal_path, "a", encoding="utf-8")  # noqa: SIM115
-                self._journal.write(line)
-                self._journal.flush()  # in the kernel now: survives the process being killed
-        except OSError as exc:
-            self.error = DustrackError(
-                f"cannot save annotations ({exc.strerror or exc})", self.folder
-            )
-            log.error("%s", self.error)
+        self.journal.append(change)
         now = time.monotonic()
         with self._cond:
             if not self._pending:
@@ -355,6 +239,10 @@ class Autosaver:
             self._pending = True
             self._last_change = now
             self._cond.notify()
+
+    def _journal_failed(self, exc: OSError) -> None:
+        self.error = DustrackError(f"cannot save annotations ({exc.strerror or exc})", self.folder)
+        log.error("%s", self.error)
 
     def _run(self) -> None:
         while True:
@@ -398,10 +286,9 @@ class Autosaver:
             self.error = None
 
     def _compact(self, seq: int) -> None:
-        with self._journal_lock:
-            if self._journal is not None:
-                self._journal.close()
-                self._journal = None
+        self.journal.drain()  # the lines of edits up to ``seq`` are all in the file now
+        with self.journal.lock:
+            self.journal.close_file()
             if not self.journal_path.is_file():
                 return
             entries = read_journal(self.journal_path)
@@ -438,10 +325,7 @@ class Autosaver:
         try:
             self.flush()
         finally:
-            with self._journal_lock:
-                if self._journal is not None:
-                    self._journal.close()
-                    self._journal = None
+            self.journal.close()
             if self._on_change in self.session.on_change:
                 self.session.on_change.remove(self._on_change)
             if self._lock_file is not None:
@@ -449,7 +333,3 @@ class Autosaver:
                 self._lock_file = None
             if _ACTIVE.get(self.folder.resolve()) is self:
                 del _ACTIVE[self.folder.resolve()]
-
-
-def encode_entry(entry: dict) -> str:
-    return json.dumps(entry, separators=(",", ":")) + "\n"

@@ -12,14 +12,14 @@ snapshot that already contains some of its edits gives the same state (see
 :mod:`napari_dustrack.session.autosave`).
 
 The records live in :mod:`.records`, the undo/redo stacks in :mod:`.history`, the larger
-edits (flow results, predictions, imports) are worked out in :mod:`.edits`, and conversions
-to tables and arrays are in :mod:`.tables`; this class holds the store and commits edits.
+edits (flow results, predictions, imports) are worked out in :mod:`.edits` and committed by
+the methods of :mod:`.bulk`, and conversions to tables and arrays are in :mod:`.tables`; this
+class holds the store and commits edits.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -29,18 +29,13 @@ import pandas as pd
 
 from ..errors import DustrackError
 from ..io.colours import next_colour
-from ..io.table import validate
+from .bulk import BulkEdits
 from .edits import (
-    accept_changes,
     check_colour,
     check_new_name,
     checked_point,
     copy_changes,
-    flow_changes,
-    import_changes,
-    prediction_changes,
     rename_changes,
-    unprotected,
 )
 from .history import History, make_edit
 from .records import FLOW, MANUAL, Change, Key, Label, Point, State
@@ -71,7 +66,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class AnnotationSession:
+class AnnotationSession(BulkEdits):
     """Labels and points of one video, with undo/redo and change callbacks.
 
     Parameters
@@ -259,135 +254,6 @@ class AnnotationSession:
         changes = copy_changes(self._points, frame, self.labels, wanted)
         self._commit("copy previous frame", changes)
         return len(changes)
-
-    def apply_flow(
-        self,
-        xy: np.ndarray,
-        labels: Sequence[str],
-        frames: Sequence[int] | None = None,
-        confidence: np.ndarray | None = None,
-        action: str = "fill",
-        keep_reviewed: bool = True,
-    ) -> int:
-        """Store optical-flow positions as ``flow`` points, in one edit.
-
-        Parameters
-        ----------
-        xy : array (n, L, 2)
-            Positions (x, y); NaN where flow has none (left as it is).
-        labels : sequence of str
-            The L labels of the columns of ``xy``.
-        frames : sequence of int, optional
-            The frame of each of the n rows (default ``0..n-1``).
-        confidence : array (n, L), optional
-        keep_reviewed : bool
-            Leave accepted (reviewed) points as they are; manual points are never overwritten.
-
-        Returns
-        -------
-        int
-            Number of points written.
-        """
-        changes = flow_changes(
-            self._points,
-            xy,
-            labels,
-            frames,
-            confidence,
-            known=set(self.labels),
-            in_video=self._in_video,
-            keep_reviewed=keep_reviewed,
-        )
-        self._commit(action, changes)
-        return len(changes)
-
-    def accept(self, start: int, end: int, labels: Sequence[str] | None = None) -> int:
-        """Mark the non-manual points on frames ``start..end`` (inclusive) as reviewed."""
-        lo, hi = sorted((int(start), int(end)))
-        wanted = self.labels if labels is None else labels
-        changes = accept_changes(self._points, lo, hi, wanted)
-        self._commit(f"accept frames {lo}-{hi}", changes)
-        return len(changes)
-
-    def accept_predictions(
-        self,
-        table: pd.DataFrame,
-        *,
-        start: int | None = None,
-        end: int | None = None,
-        min_confidence: float = 0.0,
-        action: str | None = None,
-    ) -> int:
-        """Copy predicted points (model or smoothed) into the annotations as reviewed points.
-
-        Parameters
-        ----------
-        table : DataFrame
-            Point table of the predictions (``source`` model or smoothed, ``confidence``).
-        start, end : int, optional
-            Inclusive frame range (default: every frame of ``table``).
-        min_confidence : float
-            Only predictions at least this confident are taken.
-        action : str, optional
-            Name of the edit (for undo); default ``accept predictions on frames a-b``.
-
-        Returns
-        -------
-        int
-            Points written; manual and already reviewed points are kept as they are.
-
-        Raises
-        ------
-        DustrackError
-            The predictions have labels the annotations do not, or none lie in the range.
-        """
-        changes, lo, hi = self.prediction_changes(
-            table, start=start, end=end, min_confidence=min_confidence
-        )
-        return self.commit_predictions(changes, action or f"accept predictions on frames {lo}-{hi}")
-
-    def prediction_changes(
-        self,
-        table: pd.DataFrame,
-        *,
-        start: int | None = None,
-        end: int | None = None,
-        min_confidence: float = 0.0,
-    ) -> tuple[dict[Key, Point], int, int]:
-        """The points :meth:`accept_predictions` would write, and its frame range; changes
-        nothing, so it may run in a worker thread (see :meth:`commit_predictions`)."""
-        table = validate(table)
-        with self._lock:
-            points = dict(self._points)
-        return prediction_changes(
-            points, table, self.labels, start=start, end=end, min_confidence=min_confidence
-        )
-
-    def commit_predictions(self, changes: Mapping[Key, Point], action: str) -> int:
-        """Write points from :meth:`prediction_changes` as one edit; points made manual or
-        reviewed since then are kept. Returns how many were written."""
-        keep = unprotected(self._points, changes)
-        self._commit(action, keep)
-        return len(keep)
-
-    def import_table(self, table: pd.DataFrame, path: str | os.PathLike | None = None) -> int:
-        """Add the rows of a point table (its labels too), replacing points it also has."""
-        table = validate(table, path)
-        if self.n_frames is not None and len(table) and int(table["frame"].max()) >= self.n_frames:
-            raise DustrackError(
-                f"frame {int(table['frame'].max())} is outside the video ({self.n_frames} frames)",
-                path,
-            )
-        labels, changes = import_changes(table, self._labels)
-        name = Path(path).name if path is not None else "table"
-        self._commit(f"import {name}", changes, tuple(labels))
-        return len(changes)
-
-    def import_file(self, path: str | os.PathLike) -> int:
-        """Import a native CSV, DeepLabCut CollectedData (CSV/H5) or DUSTrack JSON file."""
-        from ..io.points_io import read_points
-
-        return self.import_table(read_points(path), path)
 
     # ------------------------------------------------------------------ queries
     def keyframes(self, label: str | None = None) -> list[int]:

@@ -1,0 +1,278 @@
+"""Where the GUI thread spends its time while predictions, smoothed points and accepted points
+are applied: the *predict apply*, *accept* and *smooth apply* actions of ``bench_gui.py``.
+
+Usage (re-runs itself under ``xvfb-run`` when there is no display)::
+
+    python benchmarks/profile_apply.py --cine long            # 10,000 frames x 8 labels
+    python benchmarks/profile_apply.py --cine short --top 25  # and a cProfile of each action
+
+For each action: the event loop's lateness (a 20 ms ``QTimer`` watchdog, as in bench_gui.py);
+the GUI thread's CPU time in each slice between two ticks (``time.thread_time``: what the event
+loop waited for, without the time the thread sat ready while other processes had the cores, so
+it is comparable between runs on a loaded machine); the slices with the most CPU and what the
+GUI thread was doing in them (a sampling thread reads its stack every 2 ms); optionally a
+cProfile of the GUI thread. The load average is printed with the figures. The GL drawing of
+Mesa's llvmpipe runs in its own threads: the time the GUI thread waits for it is lateness, not
+CPU of the GUI thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+import bench_gui  # noqa: E402 - the benchmark's cines, watchdog and event-loop helpers
+
+SLICE_MS = 50.0  # slices longer than this are listed
+
+
+class Sampler:
+    """Samples the GUI thread's stack every ``interval`` seconds (from a daemon thread)."""
+
+    def __init__(self, interval=0.002):
+        self.ident = threading.main_thread().ident
+        self.samples: list[tuple[float, tuple[str, ...]]] = []
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            frame = sys._current_frames().get(self.ident)
+            stack = []
+            while frame is not None:
+                code = frame.f_code
+                stack.append(f"{Path(code.co_filename).name}:{code.co_name}")
+                frame = frame.f_back
+            self.samples.append((time.perf_counter(), tuple(stack)))
+            time.sleep(self.interval)
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+
+    def during(self, t0, t1):
+        return [s for t, s in self.samples if t0 <= t <= t1]
+
+
+class SliceDog(bench_gui.Watchdog):
+    """The benchmark's watchdog, also keeping each tick's time (to find the long slices)."""
+
+    def __init__(self):
+        self.ticks: list[tuple[str, float, float, float]] = []
+        self._cpu = time.thread_time()
+        super().__init__()
+
+    def _tick(self):
+        before, cpu = self._last, time.thread_time()
+        super()._tick()
+        # the GUI thread's CPU time in the slice: what the event loop waited for, without the
+        # time the thread sat ready but without a core (other processes' load)
+        self.ticks.append((self.action, before, self._last, (cpu - self._cpu) * 1000))
+        self._cpu = cpu
+
+
+def where(stack) -> str:
+    """``outer > ... > inner``: the three frames under the event loop's entry (who was called)
+    and the three innermost (what it was doing)."""
+    outer = len(stack)
+    for i, entry in enumerate(stack):
+        if entry.startswith(("bench_gui.py:", "profile_apply.py:")):
+            outer = i
+            break
+    inside = list(reversed(stack[:outer]))  # outermost first
+    if len(inside) <= 6:
+        return " > ".join(inside) or "(idle in the event loop)"
+    return " > ".join(inside[:3]) + " > ... > " + " > ".join(inside[-3:])
+
+
+def describe_slices(dog, sampler, action, n=6):
+    mine = [t for t in dog.ticks if t[0] == action]
+    slices = [(t1 - t0) * 1000 for _, t0, t1, _ in mine if (t1 - t0) * 1000 > SLICE_MS]
+    cpu = np.asarray([c for *_, c in mine] or [0.0])
+    late = np.asarray(dog.late.get(action, [0.0]))
+    print(
+        f"\n=== {action}: {len(late)} ticks, p95 late {np.percentile(late, 95):.0f} ms, "
+        f"max {late.max():.0f} ms, slices > {SLICE_MS:.0f} ms: {len(slices)}; GUI-thread CPU "
+        f"per slice: p95 {np.percentile(cpu, 95):.0f} ms, max {cpu.max():.0f} ms, "
+        f"slices over {SLICE_MS:.0f} ms of CPU: {int((cpu > SLICE_MS).sum())}"
+    )
+    for _, t0, t1, c in sorted(mine, key=lambda t: t[3], reverse=True)[:n]:
+        if c <= SLICE_MS:
+            break
+        samples = sampler.during(t0, t1)
+        print(f"  slice {(t1 - t0) * 1000:.0f} ms, CPU {c:.0f} ms ({len(samples)} samples):")
+        leaves = Counter()
+        for stack in samples:
+            leaves[where(stack)] += 1
+        for text, count in leaves.most_common(5):
+            print(f"    {count:4d}  {text}")
+
+
+def setup(cine):
+    import napari
+
+    from napari_dustrack._widgets.main import DustrackWidget
+
+    viewer = napari.Viewer()
+    viewer.window._qt_window.resize(1280, 800)
+    if "path" in cine:
+        viewer.open(str(cine["path"]), plugin="napari-dustrack")
+    else:
+        viewer.add_image(
+            cine["data"],
+            name="long cine",
+            contrast_limits=(0, 255),
+            multiscale=False,
+            metadata={
+                "dustrack": {"fps": 50.0, "n_frames": cine["n"], "kind": "video"},
+            },
+        )
+    dock = DustrackWidget(viewer)
+    viewer.window.add_dock_widget(dock, name="DUSTrack")
+    pages = {k: dock.pages[k] for k in ("Annotate", "Model", "Smooth")}
+    bench_gui.wait_until(lambda: pages["Annotate"].session is not None)
+    for lab in cine["labels"]:
+        pages["Annotate"].add_label(lab)
+    session = pages["Annotate"].session
+    for f in (0, 40, 80):  # keyframes, as the benchmark's clicks leave them
+        for j, lab in enumerate(cine["labels"]):
+            session.set_point(f, lab, *cine["truth"][f, j])
+    bench_gui.wait(500)
+    return viewer, dock, pages
+
+
+def run(name, top):
+    cine = bench_gui.short_cine(Path(os.environ["PROFILE_TMP"])) if name == "short" else None
+    cine = cine or bench_gui.long_cine()
+    viewer, dock, pages = setup(cine)
+    annotate, model, smooth = pages["Annotate"], pages["Model"], pages["Smooth"]
+    labels, truth, n = cine["labels"], cine["truth"], cine["n"]
+    rng = np.random.default_rng(1)
+    pred = truth + rng.normal(0, 1.0, truth.shape)
+    conf = rng.uniform(0.5, 1.0, truth.shape[:2])
+    dog, sampler = SliceDog(), Sampler()
+    profiles = {}
+
+    def profiled(action, body):
+        prof = cProfile.Profile() if top else None
+        with dog.during(action):
+            if prof is not None:
+                prof.enable()
+            t0 = time.perf_counter()
+            body()
+            wall = time.perf_counter() - t0
+            if prof is not None:
+                prof.disable()
+        profiles[action] = (prof, wall)
+
+    def predict():
+        model.output.begin(labels, n, annotate.cine_layer)
+        for start in range(0, n, 32):
+            frames = np.arange(start, min(start + 32, n))
+            model._on_message(
+                {
+                    "kind": "result",
+                    "frames": frames.tolist(),
+                    "xy": pred[frames].tolist(),
+                    "confidence": conf[frames].tolist(),
+                }
+            )
+            bench_gui.wait(50 if name == "short" else 5)
+        model.output.finish()
+        bench_gui.wait_until(lambda: not model.output.busy)
+
+    def accept():
+        model.min_conf.setValue(0.9)
+        model.accept_confident()
+        bench_gui.wait(100)
+        bench_gui.wait_until(lambda: not annotate.accepting)
+        bench_gui.wait(600)
+
+    def smoothed():
+        if name == "short":
+            smooth.source.setCurrentText("model")
+            smooth.mode.setCurrentText("fusion")
+            smooth.frames.setValue(9)
+            smooth.run()
+            bench_gui.wait_until(lambda: not smooth.taskbar.busy)
+        else:
+            out = truth + rng.normal(0, 0.3, truth.shape)
+            smooth.output.begin(labels, n, annotate.cine_layer)
+            smooth.output.put(np.arange(n), out, conf)
+            smooth.output.finish()
+        bench_gui.wait_until(lambda: not smooth.output.busy)
+        bench_gui.wait(300)
+
+    profiled("predict apply", predict)
+    profiled("accept", accept)
+    profiled("smooth apply", smoothed)
+
+    def undo():
+        annotate.session.undo()
+        bench_gui.wait(600)
+
+    profiled("undo accept", undo)
+
+    def accept_all():  # every predicted point: 80,000 on the long cine
+        model._accept(0, n - 1, 0.0)
+        bench_gui.wait(100)
+        bench_gui.wait_until(lambda: not annotate.accepting)
+        bench_gui.wait(600)
+
+    profiled("accept all", accept_all)
+    profiled("undo accept all", undo)
+    sampler.stop()
+    dog.timer.stop()
+    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(f"\n##### {name} cine ({n} frames, {len(labels)} labels); load average {load}")
+    for action, (prof, wall) in profiles.items():
+        describe_slices(dog, sampler, action)
+        print(f"  wall {wall:.2f} s")
+        if prof is not None:
+            print(f"  GUI-thread profile, top {top} by cumulative time:")
+            pstats.Stats(prof).sort_stats("cumulative").print_stats(top)
+    annotate.unbind()
+    viewer.close()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cine", choices=("short", "long"), default="long")
+    parser.add_argument(
+        "--top",
+        type=int,
+        default=0,
+        help="also profile with cProfile and print this many functions (cProfile's overhead "
+        "inflates the CPU figures: leave it 0 to measure them)",
+    )
+    args = parser.parse_args(argv)
+    if not os.environ.get("DISPLAY") and "BENCH_GUI_XVFB" not in os.environ:
+        import subprocess
+
+        env = dict(os.environ, BENCH_GUI_XVFB="1")
+        cmd = ["xvfb-run", "-a", "-s", "-screen 0 1280x800x24", sys.executable, __file__]
+        return subprocess.call(cmd + sys.argv[1:], env=env)
+    import tempfile
+
+    from napari._qt.qt_event_loop import get_qapp
+
+    get_qapp()
+    os.environ["PROFILE_TMP"] = tempfile.mkdtemp(prefix="profile_apply-")
+    run(args.cine, args.top)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
