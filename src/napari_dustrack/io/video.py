@@ -40,7 +40,8 @@ _AV_ERRORS = (av.FFmpegError, OSError, ValueError)
 _PREFIX_PACKETS = 64
 _UNNUMBERABLE = (
     "frames cannot be numbered reliably: the file stores no presentation times for its "
-    "B-frames (e.g. H.264 in AVI) and its keyframes start open GOPs; re-encode it, "
+    "B-frames (e.g. H.264 in AVI) and its keyframes start open GOPs (or its data is "
+    "damaged); re-encode it, "
     "e.g. ffmpeg -i IN -c:v libx264 -crf 18 OUT.mp4"
 )
 
