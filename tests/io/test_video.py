@@ -186,16 +186,19 @@ def test_avi_with_b_frames_every_access_pattern(tmp_path, frames, bframes):
 
 
 def test_avi_with_b_frames_and_a_saved_index(tmp_path, frames):
-    """An index read back from the sidecar does not say how stamps run: the reader looks."""
-    from napari_dustrack.io.video import VideoIndex
+    """The index kept in the sidecar does not say how stamps run: a reopen looks again."""
+    from napari_dustrack.io.cine import open_cine
+    from napari_dustrack.io.framecache import load_index
 
     path = _h264_avi(tmp_path / "b.avi", frames)
     reference = media.decode_all(path)
-    built = VideoReader(path).index
-    reader = VideoReader(path, cache_bytes=0, index=VideoIndex(built.pts, built.keyframes))
-    assert reader._by_output
+    open_cine(path, fill_cache=True, region=False).close()  # saves the index
+    assert load_index(path) is not None
+    again = open_cine(path, fill_cache=False, region=False)
+    assert again._source.index.stamps_ascend  # found by the reopen, not read back
     for i in (20, 8, 9, 29, 1, 0, 15):
-        np.testing.assert_array_equal(reader[i], reference[i], err_msg=str(i))
+        np.testing.assert_array_equal(again[i], reference[i], err_msg=str(i))
+    again.close()
 
 
 def test_mp4_is_still_numbered_by_its_stamps(h264_mp4):
