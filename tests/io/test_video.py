@@ -205,6 +205,33 @@ def test_mp4_is_still_numbered_by_its_stamps(h264_mp4):
     assert not VideoReader(h264_mp4)._by_output
 
 
+def test_avi_whose_header_counts_half_frame_ticks(tmp_path, frames):
+    """As ``ffmpeg -c copy`` writes an MP4 with B-frames into AVI: a time base of half a
+    frame, so the header's length (60) and average rate (50/s) count ticks, not frames."""
+    from fractions import Fraction
+
+    path = tmp_path / "ticks.avi"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        stream.time_base = stream.codec_context.time_base = Fraction(1, 50)
+        stream.options = {"g": "10", "bf": "2", "b_strategy": "0", "sc_threshold": "0"}
+        for i, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(image, format="gray")
+            frame.pts, frame.time_base = 2 * i, Fraction(1, 50)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].frames == 60  # the premise: ticks, not frames
+    reference = media.decode_all(path)
+    reader = VideoReader(path, cache_bytes=0)  # was: "header declares 60 frames, only 30"
+    assert len(reader) == 30 and reader.fps == pytest.approx(25.0)
+    for i in np.random.default_rng(2).permutation(30):
+        np.testing.assert_array_equal(reader[int(i)], reference[i], err_msg=str(i))
+
+
 def test_avi_with_b_frames_and_open_gops_is_refused(tmp_path, frames):
     """After a seek the decoder drops the frames shown before an open GOP's keyframe, so
     counting would shift them silently: refused with a hint instead."""

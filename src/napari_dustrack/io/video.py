@@ -174,18 +174,18 @@ def build_index(container, path: Path) -> VideoIndex:
             "remux it into MP4 or MKV, e.g. ffmpeg -i IN -c copy OUT.mp4",
             path,
         )
-    declared = stream.frames
+    pts_arr = np.asarray(pts, dtype=np.int64)
+    order_idx = np.argsort(pts_arr, kind="stable")
+    sorted_pts = pts_arr[order_idx]
+    if np.any(np.diff(sorted_pts) == 0):
+        raise DustrackError("corrupt video: several frames share one timestamp", path)
+    declared = stream.frames and stream.frames // _ticks_per_frame(stream, sorted_pts)
     if declared and len(pts) < declared:
         raise DustrackError(
             f"truncated or corrupt video: header declares {declared} frames, "
             f"only {len(pts)} are present",
             path,
         )
-    pts_arr = np.asarray(pts, dtype=np.int64)
-    order_idx = np.argsort(pts_arr, kind="stable")
-    sorted_pts = pts_arr[order_idx]
-    if np.any(np.diff(sorted_pts) == 0):
-        raise DustrackError("corrupt video: several frames share one timestamp", path)
     rank = np.empty(len(pts_arr), dtype=np.int64)
     rank[order_idx] = np.arange(len(pts_arr))
     keyframes = np.unique(np.concatenate([[0], rank[np.asarray(keys, dtype=bool)]]))
@@ -263,7 +263,7 @@ class VideoReader:
             self._stream = self._container.streams.video[0]
             self._configure_decoder()
             self._by_output = self._numbered_by_output()
-            self.fps = _frame_rate(self._stream)
+            self.fps = _frame_rate(self._stream, self.index.pts)
             first = self._decode_first()
             self.frame_shape = first.shape
             self.shape = (len(self.index),) + first.shape
@@ -507,11 +507,27 @@ def _frozen(array: np.ndarray) -> np.ndarray:
     return array
 
 
-def _frame_rate(stream) -> float | None:
+def _ticks_per_frame(stream, pts: np.ndarray) -> int:
+    """Time-base ticks per frame where the header counts ticks as frames, else 1.
+
+    An AVI written by ``ffmpeg -c copy`` from an MP4 with B-frames has a time base of half
+    a frame: its length and average rate count ticks (600 "frames" at 60/s for 300 at 30/s),
+    its frames are 2 ticks apart. The signature: an average rate of one frame per tick, and
+    stamps further apart than one tick.
+    """
+    rate, base = stream.average_rate, stream.time_base
+    if not rate or not base or rate * base != 1 or len(pts) < 2:
+        return 1
+    return max(int(np.median(np.diff(pts))), 1)
+
+
+def _frame_rate(stream, pts: np.ndarray) -> float | None:
     """Frames per second from the stream (average rate, else guessed), or None."""
     for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
         if rate:
             value = float(rate)
+            if rate == stream.average_rate:
+                value /= _ticks_per_frame(stream, pts)
             if 0 < value < 100000:
                 return value
     return None
