@@ -141,6 +141,110 @@ def test_pickle_reopens_by_path(h264_mp4):
         reader[5]
 
 
+# -- H.264 with B-frames in AVI: the container stores decode-order stamps only ---------------
+def _h264_avi(path, frames, **options):
+    opts = {"b_strategy": "0", **options}  # B-frames at fixed places: reordering guaranteed
+    return media.write_video(path, frames, gop=7, options=opts)
+
+
+def test_avi_with_b_frames_stores_stamps_in_decode_order(tmp_path, frames):
+    """The premise of the fix: packet stamps ascend, yet the decoder reorders the frames."""
+    path = _h264_avi(tmp_path / "b.avi", frames)
+    with av.open(str(path)) as container:
+        stamps = [p.pts for p in container.demux(video=0) if p.size]
+    with av.open(str(path)) as container:
+        decoded = [f.pts for f in container.decode(video=0)]
+    assert stamps == sorted(stamps) and decoded != sorted(decoded)
+
+
+@pytest.mark.parametrize("bframes", ["2", "3"])
+def test_avi_with_b_frames_every_access_pattern(tmp_path, frames, bframes):
+    path = _h264_avi(tmp_path / f"b{bframes}.avi", frames, bf=bframes)
+    reference = media.decode_all(path)  # PyAV decodes in presentation order
+    # each reference frame is the encoded frame at its index (lossy: nearest one)
+    for i, frame in enumerate(reference):
+        errors = np.abs(frames.astype(int) - frame).mean(axis=(1, 2))
+        assert int(np.argmin(errors)) == i
+    reader = VideoReader(path, cache_bytes=0)
+    assert len(reader) == len(frames)
+    orders = {
+        "forward": range(len(reader)),
+        "random": np.random.default_rng(5).permutation(len(reader)),
+        "backward": range(len(reader) - 1, -1, -1),
+    }
+    for name, order in orders.items():
+        for i in order:
+            np.testing.assert_array_equal(reader[int(i)], reference[i], err_msg=f"{name} {i}")
+    # a cache of three frames: frames evicted on the way are decoded again, by seeking
+    small = VideoReader(path, cache_bytes=3 * 2 * reference[0].nbytes)
+    for i in [*range(0, 30, 3), 29, 3, 17, 16, 15, 2, 1, 0]:
+        np.testing.assert_array_equal(small[i], reference[i], err_msg=f"small cache {i}")
+    got = dict(VideoReader(path).iter_frames())
+    assert sorted(got) == list(range(len(frames)))
+    for i, frame in got.items():
+        np.testing.assert_array_equal(frame, reference[i], err_msg=f"iter_frames {i}")
+
+
+def test_avi_with_b_frames_and_a_saved_index(tmp_path, frames):
+    """The index kept in the sidecar does not say how stamps run: a reopen looks again."""
+    from napari_dustrack.io.cine import open_cine
+    from napari_dustrack.io.framecache import load_index
+
+    path = _h264_avi(tmp_path / "b.avi", frames)
+    reference = media.decode_all(path)
+    open_cine(path, fill_cache=True, region=False).close()  # saves the index
+    assert load_index(path) is not None
+    again = open_cine(path, fill_cache=False, region=False)
+    assert again._source.index.stamps_ascend  # found by the reopen, not read back
+    for i in (20, 8, 9, 29, 1, 0, 15):
+        np.testing.assert_array_equal(again[i], reference[i], err_msg=str(i))
+    again.close()
+
+
+def test_mp4_is_still_numbered_by_its_stamps(h264_mp4):
+    assert not VideoReader(h264_mp4)._by_output
+
+
+def test_avi_whose_header_counts_half_frame_ticks(tmp_path, frames):
+    """As ``ffmpeg -c copy`` writes an MP4 with B-frames into AVI: a time base of half a
+    frame, so the header's length (60) and average rate (50/s) count ticks, not frames."""
+    from fractions import Fraction
+
+    path = tmp_path / "ticks.avi"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        stream.time_base = stream.codec_context.time_base = Fraction(1, 50)
+        stream.options = {"g": "10", "bf": "2", "b_strategy": "0", "sc_threshold": "0"}
+        for i, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(image, format="gray")
+            frame.pts, frame.time_base = 2 * i, Fraction(1, 50)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].frames == 60  # the premise: ticks, not frames
+    reference = media.decode_all(path)
+    reader = VideoReader(path, cache_bytes=0)  # was: "header declares 60 frames, only 30"
+    assert len(reader) == 30 and reader.fps == pytest.approx(25.0)
+    for i in np.random.default_rng(2).permutation(30):
+        np.testing.assert_array_equal(reader[int(i)], reference[i], err_msg=str(i))
+
+
+def test_avi_with_b_frames_and_open_gops_is_refused(tmp_path, frames):
+    """After a seek the decoder drops the frames shown before an open GOP's keyframe, so
+    counting would shift them silently: refused with a hint instead."""
+    path = media.write_video(
+        tmp_path / "open.avi",
+        frames,
+        gop=12,
+        options={"x264-params": "open-gop=1", "b_strategy": "0"},
+    )
+    message = _error(path)
+    assert "numbered reliably" in message and "re-encode" in message
+
+
 # -- bad input ------------------------------------------------------------------------------
 def _error(path) -> str:
     with pytest.raises(DustrackError) as info:

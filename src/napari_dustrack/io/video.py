@@ -6,6 +6,14 @@ gives the keyframes and an exact frame count. Reading frame ``i`` seeks to the k
 before it and decodes forward; stepping to the next frame just decodes one more. A small LRU
 cache keeps recently decoded frames (including those decoded on the way to a target) so that
 stepping back and forth near a position is free.
+
+Some files store only decode-order timestamps although their frames are reordered (H.264
+with B-frames in AVI: the container has no presentation time). A decoded frame then carries
+the stamp of another frame, so such a stream is numbered by the order the decoder outputs
+frames: the first frame after a seek is the keyframe landed on, each next one is one more.
+That count is checked against the stamps (a frame must fall in the keyframe interval its stamp
+belongs to; a keyframe must be itself), and a stream with open GOPs, which the count cannot
+number after a seek, is refused at open.
 """
 
 from __future__ import annotations
@@ -27,6 +35,15 @@ _LUMA_FORMATS = {"yuv420p", "yuv422p", "yuv444p", "yuv440p", "yuv411p", "nv12", 
 _FULL_RANGE_FORMATS = {"yuvj420p", "yuvj422p", "yuvj444p", "yuvj440p", "yuvj411p", "gray"}
 _LIMITED_TO_FULL = np.clip(np.round((np.arange(256) - 16) * 255.0 / 219.0), 0, 255).astype(np.uint8)
 _AV_ERRORS = (av.FFmpegError, OSError, ValueError)
+# packets looked at to tell whether the stamps follow decode order (MP4 with B-frames shows
+# a stamp going back within its first 2-3 packets)
+_PREFIX_PACKETS = 64
+_UNNUMBERABLE = (
+    "frames cannot be numbered reliably: the file stores no presentation times for its "
+    "B-frames (e.g. H.264 in AVI) and its keyframes start open GOPs (or its data is "
+    "damaged); re-encode it, "
+    "e.g. ffmpeg -i IN -c:v libx264 -crf 18 OUT.mp4"
+)
 
 
 def frame_to_array(
@@ -103,14 +120,19 @@ class VideoIndex:
     Attributes
     ----------
     pts : np.ndarray
-        ``pts[i]`` is the timestamp of frame ``i`` (stream time base), ascending.
+        ``pts[i]`` is the timestamp of frame ``i`` (stream time base), ascending. In a file
+        that stores decode-order stamps only, the stamp of the ``i``-th packet.
     keyframes : np.ndarray
         Sorted frame indices of the keyframes (always starts at 0).
+    stamps_ascend : bool or None
+        Whether the stamps of the first packets ascend in decode order (None: not known, as
+        for an index read back from the sidecar; the reader then looks).
     """
 
-    def __init__(self, pts: np.ndarray, keyframes: np.ndarray):
+    def __init__(self, pts: np.ndarray, keyframes: np.ndarray, stamps_ascend: bool | None = None):
         self.pts = pts
         self.keyframes = keyframes
+        self.stamps_ascend = stamps_ascend
         self._lookup = {int(p): i for i, p in enumerate(pts)}
 
     def __len__(self) -> int:
@@ -152,22 +174,34 @@ def build_index(container, path: Path) -> VideoIndex:
             "remux it into MP4 or MKV, e.g. ffmpeg -i IN -c copy OUT.mp4",
             path,
         )
-    declared = stream.frames
+    pts_arr = np.asarray(pts, dtype=np.int64)
+    order_idx = np.argsort(pts_arr, kind="stable")
+    sorted_pts = pts_arr[order_idx]
+    if np.any(np.diff(sorted_pts) == 0):
+        raise DustrackError("corrupt video: several frames share one timestamp", path)
+    declared = stream.frames and stream.frames // _ticks_per_frame(stream, sorted_pts)
     if declared and len(pts) < declared:
         raise DustrackError(
             f"truncated or corrupt video: header declares {declared} frames, "
             f"only {len(pts)} are present",
             path,
         )
-    pts_arr = np.asarray(pts, dtype=np.int64)
-    order_idx = np.argsort(pts_arr, kind="stable")
-    sorted_pts = pts_arr[order_idx]
-    if np.any(np.diff(sorted_pts) == 0):
-        raise DustrackError("corrupt video: several frames share one timestamp", path)
     rank = np.empty(len(pts_arr), dtype=np.int64)
     rank[order_idx] = np.arange(len(pts_arr))
     keyframes = np.unique(np.concatenate([[0], rank[np.asarray(keys, dtype=bool)]]))
-    return VideoIndex(sorted_pts, keyframes)
+    return VideoIndex(sorted_pts, keyframes, stamps_ascend=_stamps_ascend(pts))
+
+
+def _stamps_ascend(stamps) -> bool:
+    """Whether the first packets' stamps (decode order) strictly ascend."""
+    last = None
+    for n, stamp in enumerate(stamps):
+        if n >= _PREFIX_PACKETS:
+            break
+        if stamp is None or (last is not None and stamp <= last):
+            return False
+        last = stamp
+    return True
 
 
 class VideoReader:
@@ -228,16 +262,19 @@ class VideoReader:
             self.index = index if index is not None else build_index(self._container, self.path)
             self._stream = self._container.streams.video[0]
             self._configure_decoder()
-            self.fps = _frame_rate(self._stream)
+            self._by_output = self._numbered_by_output()
+            self.fps = _frame_rate(self._stream, self.index.pts)
             first = self._decode_first()
+            self.frame_shape = first.shape
+            self.shape = (len(self.index),) + first.shape
+            self.dtype = np.dtype(np.uint8)
+            self._cache_limit = max(0, self._cache_bytes // max(2 * first.nbytes, 1))
+            self._put(0, first)
+            if self._by_output:
+                self._check_second_keyframe()
         except BaseException:
             self._container.close()
             raise
-        self.frame_shape = first.shape
-        self.shape = (len(self.index),) + first.shape
-        self.dtype = np.dtype(np.uint8)
-        self._cache_limit = max(0, self._cache_bytes // max(2 * first.nbytes, 1))
-        self._put(0, first)
 
     # -- public API ------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -339,6 +376,39 @@ class VideoReader:
         if self._fast_decode:
             ctx.options = {"skip_loop_filter": "all"}
 
+    def _numbered_by_output(self) -> bool:
+        """Whether frames are numbered by output order: the decoder reorders frames, yet
+        the packets' stamps ascend in decode order (see the module docstring)."""
+        if not self._stream.codec_context.has_b_frames:
+            return False
+        if self.index.stamps_ascend is None:  # an index read back: look at the first packets
+            try:
+                stamps = (
+                    p.pts if p.pts is not None else p.dts
+                    for p in self._container.demux(self._stream)
+                    if p.size
+                )
+                self.index.stamps_ascend = _stamps_ascend(stamps)
+            except _AV_ERRORS as exc:
+                raise DustrackError(f"corrupt video ({_short(exc)})", self.path) from None
+        return bool(self.index.stamps_ascend)
+
+    def _check_second_keyframe(self) -> None:
+        """Decode on from frame 0 until the second keyframe comes out. Its count must equal
+        its stamp's rank: an open GOP (frames shown before a keyframe but stored after it)
+        shifts it, and is refused here rather than misnumbered after a later seek."""
+        if len(self.index.keyframes) < 2:
+            return
+        second = int(self.index.keyframes[1])
+        while True:
+            frame, idx = self._next_frame(second)
+            if frame is None:
+                return
+            if second - idx <= self._cache_limit:
+                self._put(idx, frame)
+            if self.index.index_of(frame.pts) == second:
+                return
+
     def _decode_first(self) -> np.ndarray:
         self._seek(0)
         frame = self._decode_until(0)
@@ -369,23 +439,46 @@ class VideoReader:
         self._pos = None
         self._decoded_since_seek = 0
 
-    def _decode_until(self, target: int) -> np.ndarray | None:
-        """Decode forward to ``target``; frames passed on the way go to the LRU cache."""
+    def _next_frame(self, target: int) -> tuple[av.VideoFrame | None, int | None]:
+        """The next decoded frame that has an index, and that index ((None, None) at the
+        end); frames outside the index (e.g. pts of a dropped edit) are skipped."""
         while True:
             try:
                 frame = next(self._frames)
             except StopIteration:
                 self._frames, self._pos = None, None
-                return None
+                return None, None
             except _AV_ERRORS as exc:
                 self._frames, self._pos = None, None
                 raise DustrackError(
                     f"frame {target}: corrupt video data ({_short(exc)})", self.path
                 ) from None
-            idx = self.index.index_of(frame.pts)
-            if idx is None:
-                continue  # a frame outside the index (e.g. pts of a dropped edit): skip it
-            self._pos = idx
+            idx = self._number(frame)
+            if idx is not None:
+                self._pos = idx
+                return frame, idx
+
+    def _number(self, frame: av.VideoFrame) -> int | None:
+        """Index of a decoded frame: its stamp's rank, or the output count (module docstring)."""
+        rank = self.index.index_of(frame.pts)
+        if not self._by_output:
+            return rank
+        key = self.index.keyframe_before
+        idx = rank if self._pos is None else self._pos + 1
+        wrong = idx is None or (self._pos is None and key(idx) != idx)
+        if rank is not None and not wrong:
+            wrong = key(rank) != key(idx) or (key(rank) == rank and idx != rank)
+        if wrong:
+            self._frames, self._pos = None, None
+            raise DustrackError(_UNNUMBERABLE, self.path)
+        return idx
+
+    def _decode_until(self, target: int) -> np.ndarray | None:
+        """Decode forward to ``target``; frames passed on the way go to the LRU cache."""
+        while True:
+            frame, idx = self._next_frame(target)
+            if frame is None:
+                return None
             if idx > target:
                 return None
             if idx == target:
@@ -397,6 +490,7 @@ class VideoReader:
 
     _frames = None
     _pos = None
+    _by_output = False
 
     def _put(self, i: int, array) -> None:
         if self._cache_limit <= 0:
@@ -413,11 +507,27 @@ def _frozen(array: np.ndarray) -> np.ndarray:
     return array
 
 
-def _frame_rate(stream) -> float | None:
+def _ticks_per_frame(stream, pts: np.ndarray) -> int:
+    """Time-base ticks per frame where the header counts ticks as frames, else 1.
+
+    An AVI written by ``ffmpeg -c copy`` from an MP4 with B-frames has a time base of half
+    a frame: its length and average rate count ticks (600 "frames" at 60/s for 300 at 30/s),
+    its frames are 2 ticks apart. The signature: an average rate of one frame per tick, and
+    stamps further apart than one tick.
+    """
+    rate, base = stream.average_rate, stream.time_base
+    if not rate or not base or rate * base != 1 or len(pts) < 2:
+        return 1
+    return max(int(np.median(np.diff(pts))), 1)
+
+
+def _frame_rate(stream, pts: np.ndarray) -> float | None:
     """Frames per second from the stream (average rate, else guessed), or None."""
     for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
         if rate:
             value = float(rate)
+            if rate == stream.average_rate:
+                value /= _ticks_per_frame(stream, pts)
             if 0 < value < 100000:
                 return value
     return None
