@@ -6,6 +6,7 @@ Usage::
     python benchmarks/bench_robust.py --scenarios probe_slide --repeat 1
     python benchmarks/bench_robust.py --loop --minutes 4            # + train/predict/final tracks
     python benchmarks/bench_robust.py --flags --seeds 0 1 2 3       # flags against the truth only
+    python benchmarks/bench_robust.py --final-flow --seeds 0 1 2 3  # final (no model) vs fill
 
 Each simulator scenario (``cardiac``, ``muscle``, ``probe_slide``, ``probe_slide_decorrelated``;
 default size and length) is written as H.264 MP4 and decoded once (``open_cine``); every method
@@ -31,6 +32,10 @@ flags (points whose confidence is below ``FLAG_BELOW``: "likely wrong") against 
 the non-keyframe frames of the keyframes' span. A point is *wrong* when its error exceeds 2 px,
 or (second pair of columns) 3x the fill's median error on that cine. Precision: flagged points
 that are wrong; recall: wrong points that are flagged.
+
+**Final tracks from the fill alone** (``--final-flow``, instead of the above): per scenario
+and seed, RMSE of the robust fill and of ``final_tracks`` (keyframes anchored, the fill and its
+confidence, no model) on the non-keyframe frames of the keyframes' span.
 
 **Loop** (``--loop``): keyframes every 20 frames -> robust fill -> every filled point accepted
 -> train the U-Net for ``--minutes`` (dask worker) -> predict -> final tracks (annotations
@@ -314,6 +319,23 @@ def flag_case(frames, truth, keys) -> dict:
     return out
 
 
+def final_flow_case(sim, frames, truth, keys) -> dict:
+    """RMSE of the robust fill and of the final tracks made from it alone (no model)."""
+    from napari_dustrack.tracking.final import final_tracks
+    from napari_dustrack.tracking.flow import fill_between
+
+    mask, last = span_mask(len(frames))
+    xy, conf = fill_between(frames, keys)
+    final = final_tracks(
+        frames,
+        window=int(round(WINDOW_S * sim.fps)),
+        annotations=keys,
+        flow=xy,
+        flow_confidence=conf,
+    )
+    return {"fill": errors(xy, truth, mask), "final": errors(final.xy, truth, mask)}
+
+
 def flag_report(rows: dict, load) -> str:
     """Markdown table of :func:`flag_case` results, ``rows[(scenario, seed)]``."""
 
@@ -435,10 +457,29 @@ def main(argv=None):
     ap.add_argument(
         "--flags", action="store_true", help="only the flags' precision/recall against the truth"
     )
+    ap.add_argument(
+        "--final-flow", action="store_true", help="only final tracks from the fill vs the fill"
+    )
     ap.add_argument("--seeds", type=int, nargs="+", default=None, help="--flags: seeds")
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore", RuntimeWarning)
     DATA.mkdir(parents=True, exist_ok=True)
+    if args.final_flow:
+        print("| scenario | seed | fill RMSE | final RMSE | final / fill | worst fill / final |")
+        print("|---|---|---|---|---|---|")
+        for sc in args.scenarios:
+            for seed in args.seeds or [args.seed]:
+                sim, _, frames, truth, keys, _ = prepare(sc, seed)
+                r = final_flow_case(sim, frames, truth, keys)
+                a, b = r["fill"], r["final"]
+                print(
+                    f"| {sc} | {seed} | {a['rmse']:.3f} | {b['rmse']:.3f} | "
+                    f"{b['rmse'] / a['rmse']:.3f} | {a['max']:.2f} / {b['max']:.2f} |",
+                    flush=True,
+                )
+        load = os.getloadavg()
+        print(f"\nload average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the end")
+        return
     if args.flags:
         rows = {}
         for sc in args.scenarios:

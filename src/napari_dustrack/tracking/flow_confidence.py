@@ -105,19 +105,24 @@ def image_motion_factor(xy: np.ndarray, expected: np.ndarray, slide: np.ndarray)
     frames of the pair (a track that stands still while the image slides has locked onto the
     probe; tissue that deforms still moves); elsewhere the factor is 1.
     """
-    xy = np.asarray(xy, float)
-    out = np.ones(xy.shape[:2])
-    slide = np.asarray(slide, bool)
+    followed = _followed(xy, expected, slide)
+    if followed is None:
+        return np.ones(np.shape(xy)[:2])
+    f = np.where(np.asarray(slide, bool)[:, None], followed**2, 1.0)
+    return _on_both_frames(f, 1.0, np.minimum)
+
+
+def _followed(xy, expected, slide):
+    """Per slid pair and label, ``min(1, p / 0.5)`` of the share ``p`` of the expected step a
+    track went (N - 1, L); None without a slide."""
+    xy, slide = np.asarray(xy, float), np.asarray(slide, bool)
     if len(xy) < 2 or not slide.any():
-        return out
-    step = np.diff(xy, axis=0)
+        return None
     expected = np.asarray(expected, float)
-    share = (step * expected).sum(axis=2) / np.maximum((expected**2).sum(axis=2), 1e-12)
-    f = np.clip(np.nan_to_num(share, nan=1.0) / 0.5, 0.0, 1.0) ** 2
-    f = np.where(slide[:, None], f, 1.0)
-    out[1:] = np.minimum(out[1:], f)
-    out[:-1] = np.minimum(out[:-1], f)
-    return out
+    share = (np.diff(xy, axis=0) * expected).sum(axis=2) / np.maximum(
+        (expected**2).sum(axis=2), 1e-12
+    )
+    return np.clip(np.nan_to_num(share, nan=1.0) / 0.5, 0.0, 1.0)
 
 
 def _step_deviation(xy: np.ndarray):
@@ -169,17 +174,14 @@ def neighbour_error(xy: np.ndarray) -> np.ndarray:
 
 def image_motion_error(xy: np.ndarray, expected: np.ndarray, slide: np.ndarray) -> np.ndarray:
     """Estimated error (N, L, px) from the image-wide motion: in slides, the part of the
-    expected step a track left undone beyond half of it (tissue deforms; a track that stands
-    still while the image slides lags by the whole step); 0 elsewhere."""
-    xy = np.asarray(xy, float)
-    slide = np.asarray(slide, bool)
-    if len(xy) < 2 or not slide.any():
-        return np.zeros(xy.shape[:2])
-    expected = np.asarray(expected, float)
-    size = np.hypot(*expected.transpose(2, 0, 1))
-    share = (np.diff(xy, axis=0) * expected).sum(axis=2) / np.maximum(size**2, 1e-12)
-    lag = size * (1 - np.clip(np.nan_to_num(share, nan=1.0) / 0.5, 0.0, 1.0))
-    return _on_both_frames(np.where(slide[:, None], lag, 0.0), 0.0, np.maximum)
+    expected step a track left undone, counted from half of it (tissue deforms; a track that
+    stands still while the image slides lags by the whole step): ``|expected| (1 - min(1, p /
+    0.5))``; 0 elsewhere."""
+    followed = _followed(xy, expected, slide)
+    if followed is None:
+        return np.zeros(np.shape(xy)[:2])
+    lag = np.hypot(*np.asarray(expected, float).transpose(2, 0, 1)) * (1 - followed)
+    return _on_both_frames(np.where(np.asarray(slide, bool)[:, None], lag, 0.0), 0.0, np.maximum)
 
 
 def calibrate(conf: np.ndarray, error: np.ndarray) -> np.ndarray:
