@@ -22,7 +22,8 @@ again, step by step:
 
 The re-tracked segment replaces the LK-RSTC one only where its forward and backward tracks
 agree better; calm segments keep DUSTrack's numbers. Confidence is the product of the terms of
-:mod:`.flow_confidence`.
+:mod:`.flow_confidence`; :func:`retrack` also returns each point's estimated error (the flags:
+"likely wrong"), to which :func:`.flow.fill_between` calibrates the confidence.
 """
 
 from __future__ import annotations
