@@ -5,6 +5,8 @@ Usage::
     python benchmarks/bench_robust.py                               # fill + smoother, 4 scenarios
     python benchmarks/bench_robust.py --scenarios probe_slide --repeat 1
     python benchmarks/bench_robust.py --loop --minutes 4            # + train/predict/final tracks
+    python benchmarks/bench_robust.py --flags --seeds 0 1 2 3       # flags against the truth only
+    python benchmarks/bench_robust.py --final-flow --seeds 0 1 2 3  # final (no model) vs fill
 
 Each simulator scenario (``cardiac``, ``muscle``, ``probe_slide``, ``probe_slide_decorrelated``;
 default size and length) is written as H.264 MP4 and decoded once (``open_cine``); every method
@@ -24,6 +26,16 @@ confidence; frames of the keyframes' span). Methods: DUSTrack's ``lk_moving_aver
 (0.5 s window, GUI defaults, in its venv through ``dustrack_smooth_driver.py``) and our
 ``fusion`` (0.5 s window). The target compares RMSE and p95 of each with its input's and
 DUSTrack's.
+
+**Flags** (``--flags``, instead of the above): for each scenario and seed, both fill methods'
+flags (points whose confidence is below ``FLAG_BELOW``: "likely wrong") against the truth on
+the non-keyframe frames of the keyframes' span. A point is *wrong* when its error exceeds 2 px,
+or (second pair of columns) 3x the fill's median error on that cine. Precision: flagged points
+that are wrong; recall: wrong points that are flagged.
+
+**Final tracks from the fill alone** (``--final-flow``, instead of the above): per scenario
+and seed, RMSE of the robust fill and of ``final_tracks`` (keyframes anchored, the fill and its
+confidence, no model) on the non-keyframe frames of the keyframes' span.
 
 **Loop** (``--loop``): keyframes every 20 frames -> robust fill -> every filled point accepted
 -> train the U-Net for ``--minutes`` (dask worker) -> predict -> final tracks (annotations
@@ -282,6 +294,72 @@ def loop_case(sim, video, frames, truth, keys, labels, fill, peer_xy, minutes, s
     }
 
 
+def flag_case(frames, truth, keys) -> dict:
+    """Precision and recall of both fill methods' flags (see the module docstring)."""
+    from napari_dustrack.tracking.flow import fill_between
+    from napari_dustrack.tracking.flow_confidence import FLAG_BELOW
+
+    mask, _ = span_mask(len(frames))
+    out = {}
+    for method in ("robust", "dustrack"):
+        xy, conf = fill_between(frames, keys, method=method)
+        e = np.hypot(*(xy - truth).transpose(2, 0, 1))[mask]
+        have = np.isfinite(e)
+        flag = have & (conf[mask] < FLAG_BELOW)
+        row = {
+            "points": int(have.sum()),
+            "flagged": int(flag.sum()),
+            "frames": int(flag.any(axis=1).sum()),
+            "median": float(np.median(e[have])),
+        }
+        for name, limit in (("2px", 2.0), ("3med", 3 * row["median"])):
+            wrong = have & (e > limit)
+            row[name] = (int((flag & wrong).sum()), int(flag.sum()), int(wrong.sum()))
+        out[method] = row
+    return out
+
+
+def final_flow_case(sim, frames, truth, keys) -> dict:
+    """RMSE of the robust fill and of the final tracks made from it alone (no model)."""
+    from napari_dustrack.tracking.final import final_tracks
+    from napari_dustrack.tracking.flow import fill_between
+
+    mask, last = span_mask(len(frames))
+    xy, conf = fill_between(frames, keys)
+    final = final_tracks(
+        frames,
+        window=int(round(WINDOW_S * sim.fps)),
+        annotations=keys,
+        flow=xy,
+        flow_confidence=conf,
+    )
+    return {"fill": errors(xy, truth, mask), "final": errors(final.xy, truth, mask)}
+
+
+def flag_report(rows: dict, load) -> str:
+    """Markdown table of :func:`flag_case` results, ``rows[(scenario, seed)]``."""
+
+    def pr(tp, flagged, wrong):
+        p = f"{tp / flagged:.2f}" if flagged else "-"
+        r = f"{tp / wrong:.2f}" if wrong else "-"
+        return f"{p} ({tp}/{flagged}) | {r} ({tp}/{wrong})"
+
+    lines = [
+        f"machine: {os.cpu_count()} CPU cores, load average {load[0]:.1f} / {load[1]:.1f} "
+        f"/ {load[2]:.1f} (1/5/15 min) at the end\n",
+        "| scenario | seed | method | flagged points / frames | median err | precision >2 px |"
+        " recall >2 px | precision >3x median | recall >3x median |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (sc, seed), by in rows.items():
+        for method, r in by.items():
+            lines.append(
+                f"| {sc} | {seed} | {method} | {r['flagged']} / {r['frames']} | "
+                f"{r['median']:.2f} | {pr(*r['2px'])} | {pr(*r['3med'])} |"
+            )
+    return "\n".join(lines)
+
+
 def report(results, load) -> str:
     lines = [
         f"machine: {os.cpu_count()} CPU cores, load average {load[0]:.1f} / {load[1]:.1f} "
@@ -376,10 +454,42 @@ def main(argv=None):
         help="loop: reuse the last run's predictions (and its minutes), no training",
     )
     ap.add_argument("--json", default=None)
+    ap.add_argument(
+        "--flags", action="store_true", help="only the flags' precision/recall against the truth"
+    )
+    ap.add_argument(
+        "--final-flow", action="store_true", help="only final tracks from the fill vs the fill"
+    )
+    ap.add_argument("--seeds", type=int, nargs="+", default=None, help="--flags: seeds")
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore", RuntimeWarning)
-    ensure_peer_env()
     DATA.mkdir(parents=True, exist_ok=True)
+    if args.final_flow:
+        print("| scenario | seed | fill RMSE | final RMSE | final / fill | worst fill / final |")
+        print("|---|---|---|---|---|---|")
+        for sc in args.scenarios:
+            for seed in args.seeds or [args.seed]:
+                sim, _, frames, truth, keys, _ = prepare(sc, seed)
+                r = final_flow_case(sim, frames, truth, keys)
+                a, b = r["fill"], r["final"]
+                print(
+                    f"| {sc} | {seed} | {a['rmse']:.3f} | {b['rmse']:.3f} | "
+                    f"{b['rmse'] / a['rmse']:.3f} | {a['max']:.2f} / {b['max']:.2f} |",
+                    flush=True,
+                )
+        load = os.getloadavg()
+        print(f"\nload average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the end")
+        return
+    if args.flags:
+        rows = {}
+        for sc in args.scenarios:
+            for seed in args.seeds or [args.seed]:
+                print(f"[{sc} seed {seed}] flags ...", file=sys.stderr)
+                _, _, frames, truth, keys, _ = prepare(sc, seed)
+                rows[(sc, seed)] = flag_case(frames, truth, keys)
+        print(flag_report(rows, os.getloadavg()))
+        return
+    ensure_peer_env()
     results = {}
     for sc in args.scenarios:
         print(f"[{sc}] simulating ...", file=sys.stderr)

@@ -141,3 +141,19 @@ def test_finalize_command(tmp_path, capsys, slide):
         == 2
     )
     assert "no manual or reviewed" in capsys.readouterr().err
+
+
+def test_closed_flow_is_weighed_against_the_fill_by_its_tracks_disagreement():
+    """Closing LK's drift pays where the forward and backward tracks part (the fill's blend is
+    uncertain there); where they agree, the fill keeps much of its weight."""
+    from napari_dustrack.tracking.final import _closed_share
+    from napari_dustrack.tracking.lk import rstc_weight
+
+    n = 21
+    w = rstc_weight(np.arange(n), 0, n - 1)[:, None]
+    path = np.c_[np.linspace(0, 20, n), np.zeros(n)][:, None, :]
+    agree = _closed_share(path, path.copy(), path[0], path[-1], w)
+    drift = np.c_[np.zeros(n), np.linspace(0, 6, n)][:, None, :]  # F drifts 6 px, B 6 px back
+    part = _closed_share(path + drift, path - drift[::-1], path[0], path[-1], w)
+    assert 0.5 < agree[n // 2, 0] < 0.8
+    assert part[n // 2, 0] > 0.95

@@ -19,6 +19,11 @@ Confidence (0..1, documented choices):
   ``D = sqrt(sum e_u**2)`` and the confidence is ``exp(-D**2 / (2 FB_SCALE**2)) * lk_factor``.
   A step whose check is lost counts as ``e_u = FB_SCALE``.
 * Lost points (LK status 0, NaN, or outside the image) are NaN with confidence 0, and stay lost.
+
+Besides the confidence (a weight), each point between keyframes gets an *estimated error* in
+pixels (:mod:`.flow_confidence`, "likely wrong"): ``d_eff / FB_PER_PX`` with both tracks, and
+``LOST_ERR_PX * (1 - weight_of_survivor)`` with one. :func:`combine` appends it to
+``plan.error_out`` when that is a list.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import flow_confidence as fc
 from .lk import rstc_weight
 
 if TYPE_CHECKING:
@@ -50,8 +56,9 @@ def combine(plan: Plan, st: Tracks) -> tuple[np.ndarray, np.ndarray]:
     xy = np.full((n, n_labels, 2), np.nan)
     conf = np.zeros((n, n_labels))
     drift2 = np.full((n, n_labels), np.nan)
+    est = np.full((n, n_labels), np.nan)
     for lab in np.flatnonzero(plan.active):
-        _combine_rstc(plan, st, lab, xy, conf)
+        _combine_rstc(plan, st, lab, xy, conf, est)
         _combine_extension(plan, st, lab, xy, conf, drift2)
         keyed = plan.is_key[:, lab]
         xy[keyed, lab] = plan.keys[keyed, lab]
@@ -61,10 +68,13 @@ def combine(plan: Plan, st: Tracks) -> tuple[np.ndarray, np.ndarray]:
     conf[lost] = 0.0
     if plan.drift_out is not None:
         plan.drift_out.append(drift2)
+    if plan.error_out is not None:
+        est[lost] = np.nan
+        plan.error_out.append(est)
     return xy, np.clip(conf, 0.0, 1.0)
 
 
-def _combine_rstc(plan, st, lab, xy, conf) -> None:
+def _combine_rstc(plan, st, lab, xy, conf, est) -> None:
     key_frames = np.flatnonzero(plan.is_key[:, lab])
     for s, e in zip(key_frames[:-1], key_frames[1:], strict=False):
         if e - s < 2:
@@ -87,6 +97,8 @@ def _combine_rstc(plan, st, lab, xy, conf) -> None:
         c = np.where(both, c_both, np.where(f_ok, c_f, np.where(b_ok, c_b, 0.0)))
         xy[t, lab] = out
         conf[t, lab] = c
+        lost_err = fc.LOST_ERR_PX * np.where(f_ok, 1 - w, w)
+        est[t, lab] = np.where(both, d_eff / fc.FB_PER_PX, np.where(f_ok | b_ok, lost_err, np.nan))
 
 
 def _combine_extension(plan, st, lab, xy, conf, drift2) -> None:

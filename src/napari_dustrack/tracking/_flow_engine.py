@@ -98,6 +98,7 @@ class Plan:
     prev_key: np.ndarray  # (n, L) last keyframe at or before each frame, -1 if none
     drift0: np.ndarray | None = None  # (L,) squared drift carried in at the keyframe
     drift_out: list | None = None
+    error_out: list | None = None  # receives the estimated error (n, L), see ._flow_combine
     _fwd_idx: list | None = None
 
     @classmethod
@@ -193,18 +194,21 @@ def run(
     drift0=None,
     drift_out=None,
     pair_hook=None,
+    error_out=None,
 ):
     """Forward visit + backward sweeps; returns ``(xy, confidence)`` for every frame.
 
     ``drift0`` (L,) is the squared drift already accumulated at each label's keyframe (when a
     long propagation is run in blocks); ``drift_out``, a list, receives the (n, L) squared drift
     of the extension frames; ``pair_hook(u, image_u, image_u+1)`` is called on every frame pair
-    of the forward visit.
+    of the forward visit; ``error_out``, a list, receives the (n, L) estimated error of the
+    points between keyframes (:mod:`._flow_combine`).
     """
     cache_bytes = CACHE_BYTES if cache_bytes is None else cache_bytes
     plan = Plan.make(keys, ext_fwd, ext_bwd)
     plan.drift0 = np.zeros(keys.shape[1]) if drift0 is None else np.asarray(drift0, float)
     plan.drift_out = drift_out
+    plan.error_out = error_out
     state = Tracks.make(plan)
     if not plan.active.any():
         return combine(plan, state)

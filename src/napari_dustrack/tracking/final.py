@@ -145,6 +145,8 @@ MODEL_SIGMA = 2.0  # px: the model's error where it could not be measured agains
 REFERENCE_SIGMA = 0.5  # px: a combined error this small gives the smoother's full weight
 ENSEMBLE_WINDOWS = (31, 45, 61)  # LK windows whose closed tracks are averaged (45: DUSTrack's)
 ENSEMBLE_TOL = 2.0  # px: a window's closed track farther than this from the fill's is left out
+CLOSED_SIGMA = 0.2  # px: error of the closed ensemble where its tracks agree (< FLOW_SIGMA:
+# three windows averaged, the drift taken back; seeds 0-1 of cardiac, muscle, probe_slide)
 
 
 def combine(flow, flow_conf, model, model_conf, model_sigma=None):
@@ -192,6 +194,10 @@ def closed_flow(
     the uncorrected tracks. Segments where ``flow`` is not the LK-RSTC blend of these tracks
     (re-tracked by the robust fill, or LK lost the point) keep ``flow``.
 
+    The result is not taken blindly: per point it is weighed against the fill by the two
+    estimates' expected errors (:func:`_closed_share`), so that a cine where LK's drift does
+    not grow along the path keeps its fill.
+
     Elsewhere the corrected tracks of LK windows ``ENSEMBLE_WINDOWS`` (besides the fill's)
     are averaged too: each window sees another neighbourhood of speckle, so part of their
     errors is independent and averages out. A window's track that strays from the fill's own
@@ -228,6 +234,8 @@ def closed_flow(
             src, keys, labs, s, e, params, _bridge(F, B, keys[s, labs], keys[e, labs])
         )
         src.clear()
+        share = _closed_share(F, B, keys[s, labs], keys[e, labs], w[..., 0])[..., None]
+        bridged = share * bridged + (1 - share) * out[s : e + 1, labs]
         for j, lab in enumerate(labs):
             if same[j]:  # NaN (LK lost it) compares False: the fill is kept
                 out[s + 1 : e, lab] = bridged[1:-1, j]
@@ -245,6 +253,20 @@ def _tracks(src, keys, labs, s, e, params):
     for u in range(e, s, -1):
         B[u - 1 - s] = lk_track(src[u], src[u - 1], B[u - s], params)[0]
     return F, B
+
+
+def _closed_share(F, B, start, end, w):
+    """Inverse-variance share (n, L) of the closed tracks against RSTC's blend of ``F`` and
+    ``B`` (``w``: RSTC weights). Each one's error: its forward and backward tracks' weighted
+    disagreement over ``FB_PER_PX`` (the fill's measured rule, :mod:`.flow_confidence`) on top
+    of ``FLOW_SIGMA`` for RSTC and ``CLOSED_SIGMA`` for the closed ensemble. Where LK-RSTC's
+    tracks agree, the fill keeps much of its weight: closing them then adds as much error as
+    it takes away (a probe that slides in bursts: LK's drift is not spread along the path)."""
+    t = 4 * w * (1 - w) / fc.FB_PER_PX
+    d_rstc = np.hypot(*(F - B).transpose(2, 0, 1)) * t
+    d_closed = np.hypot(*(_close(F, end) - _close(B[::-1], start)[::-1]).transpose(2, 0, 1)) * t
+    v_r, v_c = FLOW_SIGMA**2 + d_rstc**2, CLOSED_SIGMA**2 + d_closed**2
+    return np.nan_to_num(v_r / (v_r + v_c), nan=0.0)
 
 
 def _bridge(F, B, start, end):

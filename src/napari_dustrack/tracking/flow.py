@@ -26,6 +26,7 @@ import numpy as np
 
 from ..errors import Cancelled, DustrackError
 from . import _flow_engine as _engine
+from . import flow_confidence as fc
 from ._flow_combine import ERR_SCALE, FB_SCALE, LOST_ONE_FACTOR, RSTC_EPS  # noqa: F401
 from ._flow_engine import FlowError, label_name, path_of, run
 from ._frames import FrameView
@@ -246,8 +247,9 @@ def fill_between(
     method : FillMethod or its value, {"robust", "dustrack"}
         See above (:data:`FILL_METHODS`).
     report : dict, optional
-        Receives ``"flags"``: a :class:`.flow_confidence.Flags` (unreliable points, their
-        frames, and problems with the video such as blank or frozen frames).
+        Receives ``"flags"``: a :class:`.flow_confidence.Flags` (points likely wrong, their
+        frames, and problems with the video such as blank or frozen frames), and ``"error"``:
+        the estimated error (N, L, px; NaN where not estimated) behind them.
 
     Returns
     -------
@@ -255,7 +257,9 @@ def fill_between(
         Keyframe rows unchanged; RSTC between keyframes; NaN outside each label's keyframe span
         (plus ``extend``) and where both tracks were lost.
     confidence : ndarray (len(frames), L)
-        1 at keyframes, 0 where NaN, otherwise as described in the module docstring.
+        1 at keyframes, 0 where NaN, otherwise as described in the module docstring, then
+        calibrated (:func:`.flow_confidence.calibrate`): below ``FLAG_BELOW`` exactly where
+        the point is flagged as likely wrong.
 
     Raises
     ------
@@ -291,20 +295,35 @@ def fill_between(
             f"unknown fill method {method!r} (choose from {', '.join(FILL_METHODS)})"
         )
     notes: list[str] = []
+    error_out: list = []  # estimated error of the points between keyframes (px)
     if method == FillMethod.DUSTRACK:
-        xy, conf = run(frames, keys, params, extend, extend, progress, cancel, labels)
+        xy, conf = run(
+            frames, keys, params, extend, extend, progress, cancel, labels, error_out=error_out
+        )
+        error = error_out[-1]
     else:
         from .robust_fill import ImageMotion, retrack
 
         motion = ImageMotion()  # measured during the forward visit: frames decoded once
         xy, conf = run(
-            frames, keys, params, extend, extend, progress, cancel, labels, pair_hook=motion.measure
+            frames,
+            keys,
+            params,
+            extend,
+            extend,
+            progress,
+            cancel,
+            labels,
+            pair_hook=motion.measure,
+            error_out=error_out,
         )
-        xy, conf, notes = retrack(frames, keys, xy, conf, motion, params, cancel, labels)
+        xy, conf, error, notes = retrack(
+            frames, keys, xy, conf, motion, params, cancel, labels, error_out[-1]
+        )
+    conf = fc.calibrate(conf, error)  # a confidence below FLAG_BELOW now means likely wrong
     if report is not None:
-        from .flow_confidence import flag_summary
-
-        report["flags"] = flag_summary(xy, conf, messages=notes)
+        report["flags"] = fc.flag_summary(xy, conf, messages=notes)
+        report["error"] = error
     return xy, conf
 
 

@@ -15,8 +15,28 @@ product (see :func:`reliability`):
 * **image motion**: during a probe slide (image-wide motion above ``SLIDE_PX``) a track that
   stays behind the image has locked onto something fixed to the probe.
 
-:func:`flag_summary` turns a confidence array into what the user is told: how many points and
-which frames fall below the threshold.
+**Flags mean "likely wrong".** The confidence above is a weight (how much a later stage should
+lean on a point); it falls well before a point is wrong (forward and backward tracks that
+disagree by 3 px mid-way still blend to ~1 px). What the user is told rests on an *estimated
+error* in pixels per point instead, the largest of what each cue implies (measured on the
+simulator's cines against ground truth, ``benchmarks/bench_robust.py --flags``):
+
+* forward-backward: the blend's error is about a third of the tracks' weighted distance
+  (``FB_PER_PX``); a point with one track lost: ``LOST_ERR_PX`` x the lost track's weight;
+* image motion (slides): the part of the expected step a track did not follow;
+* neighbours: how far a label's step strays beyond what the labels' steps differ among
+  themselves (:func:`neighbour_error`);
+* drift (robust fill, segments tracked again): each track's miss at the far keyframe, grown
+  along the path it covered, is added to the forward-backward term: the cine's own measure
+  of how well coasting on the image motion and LK held there;
+* frames where no image-wide motion could be measured (blank): unknown, flagged.
+
+A point is flagged when its estimated error exceeds ``WRONG_PX``; :func:`calibrate` then sets
+its confidence below ``FLAG_BELOW`` (the lower, the larger the error) and lifts every other
+point's to at least ``FLAG_BELOW``, so that everything reading a stored confidence (review
+ranking, training, the smoother's report) agrees with the flags. :func:`flag_summary` turns a
+confidence array into what the user is told: how many points and which frames fall below
+the threshold.
 """
 
 from __future__ import annotations
@@ -32,6 +52,10 @@ NCC_GOOD = 0.5  # NCC at and above which appearance costs nothing
 NCC_FLOOR = 0.3  # the appearance factor never goes below this (speckle decorrelates anyway)
 SLIDE_PX = 2.0  # px/frame: image-wide motion above this is a probe slide
 FLAG_BELOW = 0.5  # confidence below which a point is flagged for review
+WRONG_PX = 2.0  # px: estimated error above which a point is likely wrong (flagged)
+FB_PER_PX = 3.0  # weighted forward-backward distance per pixel of the blend's error
+LOST_ERR_PX = 4.0  # px: estimated error of a lone surviving track, times the lost one's weight
+NEIGHBOUR_SLACK = 1.5  # px: a label's step may stray this much beyond 3x the labels' spread
 
 
 def templates(img: np.ndarray, points: np.ndarray, half: int = TEMPLATE_HALF) -> np.ndarray:
@@ -81,18 +105,45 @@ def image_motion_factor(xy: np.ndarray, expected: np.ndarray, slide: np.ndarray)
     frames of the pair (a track that stands still while the image slides has locked onto the
     probe; tissue that deforms still moves); elsewhere the factor is 1.
     """
-    xy = np.asarray(xy, float)
-    out = np.ones(xy.shape[:2])
-    slide = np.asarray(slide, bool)
+    followed = _followed(xy, expected, slide)
+    if followed is None:
+        return np.ones(np.shape(xy)[:2])
+    f = np.where(np.asarray(slide, bool)[:, None], followed**2, 1.0)
+    return _on_both_frames(f, 1.0, np.minimum)
+
+
+def _followed(xy, expected, slide):
+    """Per slid pair and label, ``min(1, p / 0.5)`` of the share ``p`` of the expected step a
+    track went (N - 1, L); None without a slide."""
+    xy, slide = np.asarray(xy, float), np.asarray(slide, bool)
     if len(xy) < 2 or not slide.any():
-        return out
-    step = np.diff(xy, axis=0)
+        return None
     expected = np.asarray(expected, float)
-    share = (step * expected).sum(axis=2) / np.maximum((expected**2).sum(axis=2), 1e-12)
-    f = np.clip(np.nan_to_num(share, nan=1.0) / 0.5, 0.0, 1.0) ** 2
-    f = np.where(slide[:, None], f, 1.0)
-    out[1:] = np.minimum(out[1:], f)
-    out[:-1] = np.minimum(out[:-1], f)
+    share = (np.diff(xy, axis=0) * expected).sum(axis=2) / np.maximum(
+        (expected**2).sum(axis=2), 1e-12
+    )
+    return np.clip(np.nan_to_num(share, nan=1.0) / 0.5, 0.0, 1.0)
+
+
+def _step_deviation(xy: np.ndarray):
+    """Per frame pair and label, the step's distance from the labels' median step (N - 1, L)
+    and the scale it is judged by: 3x the labels' median deviation + ``NEIGHBOUR_SLACK``."""
+    import warnings
+
+    step = np.diff(xy, axis=0)  # (N-1, L, 2)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        med = np.nanmedian(step, axis=1, keepdims=True)
+        dev = np.hypot(*(step - med).transpose(2, 0, 1))
+        typical = np.nanmedian(dev, axis=1, keepdims=True)
+    return np.nan_to_num(dev), 3.0 * np.nan_to_num(typical) + NEIGHBOUR_SLACK
+
+
+def _on_both_frames(per_pair: np.ndarray, fill: float, how) -> np.ndarray:
+    """(N - 1, L) values of frame pairs -> (N, L) per frame, combined over both pairs."""
+    out = np.full((len(per_pair) + 1,) + per_pair.shape[1:], fill)
+    out[1:] = how(out[1:], per_pair)
+    out[:-1] = how(out[:-1], per_pair)
     return out
 
 
@@ -100,26 +151,51 @@ def neighbour_factor(xy: np.ndarray) -> np.ndarray:
     """Agreement (N, L) of each label's steps with the other labels' (1 with < 3 labels).
 
     The deviation of a label's step from the median step of all labels is compared with the
-    labels' typical deviation on that frame pair (plus 1 px): a label that moves alone, by far
-    more than the others differ among themselves, loses confidence on both frames of the pair.
+    labels' typical deviation on that frame pair (plus ``NEIGHBOUR_SLACK``): a label that moves
+    alone, by far more than the others differ among themselves, loses confidence on both
+    frames of the pair.
     """
     xy = np.asarray(xy, float)
-    out = np.ones(xy.shape[:2])
     if xy.shape[1] < 3 or len(xy) < 2:
-        return out
-    step = np.diff(xy, axis=0)  # (N-1, L, 2)
-    with np.errstate(all="ignore"):
-        import warnings
+        return np.ones(xy.shape[:2])
+    dev, scale = _step_deviation(xy)
+    return _on_both_frames(np.exp(-0.5 * (dev / scale) ** 2), 1.0, np.minimum)
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            med = np.nanmedian(step, axis=1, keepdims=True)
-            dev = np.hypot(*(step - med).transpose(2, 0, 1))
-            typical = np.nanmedian(dev, axis=1, keepdims=True)
-    f = np.exp(-0.5 * (np.nan_to_num(dev) / (3.0 * np.nan_to_num(typical) + 1.5)) ** 2)
-    out[1:] = np.minimum(out[1:], f)
-    out[:-1] = np.minimum(out[:-1], f)
-    return out
+
+def neighbour_error(xy: np.ndarray) -> np.ndarray:
+    """Estimated error (N, L, px) from the neighbours: how far a label's step strays beyond
+    the scale of :func:`neighbour_factor` (0 with < 3 labels)."""
+    xy = np.asarray(xy, float)
+    if xy.shape[1] < 3 or len(xy) < 2:
+        return np.zeros(xy.shape[:2])
+    dev, scale = _step_deviation(xy)
+    return _on_both_frames(np.maximum(dev - scale, 0.0), 0.0, np.maximum)
+
+
+def image_motion_error(xy: np.ndarray, expected: np.ndarray, slide: np.ndarray) -> np.ndarray:
+    """Estimated error (N, L, px) from the image-wide motion: in slides, the part of the
+    expected step a track left undone, counted from half of it (tissue deforms; a track that
+    stands still while the image slides lags by the whole step): ``|expected| (1 - min(1, p /
+    0.5))``; 0 elsewhere."""
+    followed = _followed(xy, expected, slide)
+    if followed is None:
+        return np.zeros(np.shape(xy)[:2])
+    lag = np.hypot(*np.asarray(expected, float).transpose(2, 0, 1)) * (1 - followed)
+    return _on_both_frames(np.where(np.asarray(slide, bool)[:, None], lag, 0.0), 0.0, np.maximum)
+
+
+def calibrate(conf: np.ndarray, error: np.ndarray) -> np.ndarray:
+    """Confidence (N, L) that agrees with the flags: where ``error`` (px, NaN: not estimated,
+    the confidence is kept) exceeds ``WRONG_PX`` it is below ``FLAG_BELOW`` (``FLAG_BELOW x
+    WRONG_PX / error`` at most), elsewhere at least ``FLAG_BELOW``."""
+    conf = np.asarray(conf, float)
+    error = np.asarray(error, float)
+    known = ~np.isnan(error) & (conf > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cap = FLAG_BELOW * WRONG_PX / np.where(known, error, 1.0)
+    wrong = known & (error > WRONG_PX)
+    out = np.where(wrong, np.minimum(conf, cap), conf)
+    return np.where(known & ~wrong, np.maximum(conf, FLAG_BELOW), out)
 
 
 @dataclass

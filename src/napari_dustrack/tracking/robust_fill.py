@@ -22,7 +22,8 @@ again, step by step:
 
 The re-tracked segment replaces the LK-RSTC one only where its forward and backward tracks
 agree better; calm segments keep DUSTrack's numbers. Confidence is the product of the terms of
-:mod:`.flow_confidence`.
+:mod:`.flow_confidence`; :func:`retrack` also returns each point's estimated error (the flags:
+"likely wrong"), to which :func:`.flow.fill_between` calibrates the confidence.
 """
 
 from __future__ import annotations
@@ -82,45 +83,65 @@ def retrack(
     params: LKParams = LKParams(),
     cancel=None,
     labels=None,
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Re-track the low-confidence segments of an LK-RSTC fill; returns ``(xy, conf, notes)``.
+    error=None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Re-track the low-confidence segments of an LK-RSTC fill; returns ``(xy, conf, error,
+    notes)``.
 
     ``xy``/``conf`` are :func:`.flow.fill_between`'s result with method ``dustrack`` on the
-    same ``keys`` (N, L, 2); they are copied, not changed. ``motion`` holds the image-wide
+    same ``keys`` (N, L, 2), ``error`` its estimated error (N, L; see
+    :mod:`.flow_confidence`); they are copied, not changed. ``motion`` holds the image-wide
     motion already measured (frames are read again only for pairs it lacks and for the
-    segments tracked again).
+    segments tracked again). The returned ``error`` adds the image motion's and the
+    neighbours' evidence, and is infinite on frames whose image motion could not be measured.
     """
     xy, conf = np.array(xy, float), np.array(conf, float)
+    error = np.full(conf.shape, np.nan) if error is None else np.array(error, float)
     try:
-        return _retrack(frames, keys, xy, conf, motion or ImageMotion(), params, cancel, labels)
+        return _retrack(
+            frames, keys, xy, conf, error, motion or ImageMotion(), params, cancel, labels
+        )
     except Cancelled:
         raise Cancelled((xy, conf)) from None
 
 
-def _retrack(frames, keys, xy, conf, motion, params, cancel, labels):
+def _retrack(frames, keys, xy, conf, error, motion, params, cancel, labels):
     src = GrayFrames(frames)
     motion.src = src
     keyed = np.isfinite(keys).all(axis=2)
     pairs = _sampled(motion, keyed)
     # LK-RSTC tracks that stand still while the image slides agree with each other but not
     # with the image: their confidence says so before anything is compared
-    conf = np.where(keyed, conf, conf * _agreement(xy, pairs))
+    agree, lag = _agreement(xy, pairs)
+    conf, error = np.where(keyed, conf, conf * agree), _worse(error, lag)
     for (s, e), labs in _segments_to_retrack(keys, conf).items():
         raise_if_cancelled(cancel)
         if not _slides(pairs, s, e):
             continue  # no slide: the robust track would be LK-RSTC's own
-        new_xy, new_c, fb = _track_group(src, motion, keys, np.asarray(labs), s, e, params, cancel)
+        new_xy, new_c, fb, new_err = _track_group(
+            src, motion, keys, np.asarray(labs), s, e, params, cancel
+        )
         pairs[s:e] = [motion(u) for u in range(s, e)]  # all measured by the tracking
-        agree = _agreement(new_xy, pairs[s:e])
-        new_c, evidence = new_c * agree, fb * agree
+        agree, lag = _agreement(new_xy, pairs[s:e])
+        new_c, evidence, new_err = new_c * agree, fb * agree, _worse(new_err, lag)
         t = slice(s + 1, e)
         for j, lab in enumerate(labs):
             # what the video shows decides: the tracks meet and follow the image motion
             if np.mean(evidence[1:-1, j]) > np.mean(np.nan_to_num(conf[t, lab])):
                 xy[t, lab], conf[t, lab] = new_xy[1:-1, j], new_c[1:-1, j]
+                error[t, lab] = new_err[1:-1, j]
         src.clear()
     conf = np.where(keyed, conf, conf * fc.neighbour_factor(xy))
-    return xy, conf, _motion_notes(motion.pairs, labels, keys)
+    error = _worse(error, fc.neighbour_error(xy))
+    for u, m in motion.pairs.items():  # blank or featureless: nothing says where points are
+        if not m.ok and not m.frozen:
+            error[u : u + 2][np.isfinite(error[u : u + 2])] = np.inf
+    return xy, conf, error, _motion_notes(motion.pairs, labels, keys)
+
+
+def _worse(error, more):
+    """The larger of two estimated errors where ``error`` is estimated (NaN stays NaN)."""
+    return np.where(np.isfinite(error), np.fmax(error, more), error)
 
 
 def _sampled(motion, keyed) -> list:
@@ -141,15 +162,19 @@ def _sampled(motion, keyed) -> list:
     return pairs
 
 
-def _agreement(xy, pairs) -> np.ndarray:
-    """:func:`.flow_confidence.image_motion_factor` of ``xy`` with the measured ``pairs``."""
+def _agreement(xy, pairs) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`.flow_confidence.image_motion_factor` and ``image_motion_error`` of ``xy`` with
+    the measured ``pairs``."""
     expected = np.zeros((max(len(xy) - 1, 0),) + xy.shape[1:])
     slide = np.zeros(len(expected), bool)
     for u, m in enumerate(pairs[: len(expected)]):
         if m is not None and m.ok and np.hypot(*m.shift) > fc.SLIDE_PX:
             slide[u] = True
             expected[u] = m.predict(xy[u]) - xy[u]
-    return fc.image_motion_factor(xy, expected, slide)
+    return (
+        fc.image_motion_factor(xy, expected, slide),
+        fc.image_motion_error(xy, expected, slide),
+    )
 
 
 def _slides(pairs, s: int, e: int) -> bool:
@@ -172,7 +197,8 @@ def _segments_to_retrack(keys, conf) -> dict:
 
 
 def _track_group(src, motion, keys, labs, s, e, params, cancel):
-    """Forward and backward robust tracks of ``labs`` over keyframes ``s..e``, blended."""
+    """Forward and backward robust tracks of ``labs`` over keyframes ``s..e``, blended
+    (:func:`_blend`'s four arrays)."""
     n = e - s + 1
     F, B = np.full((n, len(labs), 2), np.nan), np.full((n, len(labs), 2), np.nan)
     rf, rb = np.zeros((n, len(labs))), np.zeros((n, len(labs)))
@@ -199,7 +225,7 @@ def _track_group(src, motion, keys, labs, s, e, params, cancel):
             coast_b,
             params,
         )
-    return _blend(src, F, B, rf, rb, tf, tb, s, e)
+    return _blend(src, F, B, (rf, rb), (tf, tb), s, e)
 
 
 def _moving_templates(img_next, pts, tmpl, m: PairMotion) -> np.ndarray:
@@ -321,9 +347,11 @@ def _parabola(score, i, j):
     return dx, dy
 
 
-def _blend(src, F, B, rf, rb, tf, tb, s, e):
-    """RSTC blend weighted by the tracks' reliabilities: positions, their confidence, and the
-    forward-backward agreement alone."""
+def _blend(src, F, B, rels, tmpl, s, e):
+    """RSTC blend weighted by the tracks' reliabilities ``rels`` (forward, backward): positions,
+    their confidence, the forward-backward agreement alone and the estimated error (px: the
+    tracks' distance plus their drift, :func:`_drift`, blended alike)."""
+    (rf, rb), (tf, tb) = rels, tmpl
     t = np.arange(s, e + 1)
     w = rstc_weight(t, s, e)[:, None]
     wf, wb = w * rf, (1 - w) * rb
@@ -345,7 +373,22 @@ def _blend(src, F, B, rf, rb, tf, tb, s, e):
     rel = np.where(total > 0, (wf * rf + wb * rb) / np.where(total > 0, total, 1), 0.0)
     conf = fb * fc.appearance_factor(ncc) * np.clip(rel, 0.0, 1.0)
     found = np.isfinite(xy).all(axis=2)
-    return xy, np.where(found, conf, 0.0), np.where(found, fb, 0.0)
+    apart = np.hypot(*(F - B).transpose(2, 0, 1)) * 4 * w * (1 - w) / fc.FB_PER_PX
+    lone = fc.LOST_ERR_PX * np.where(f_ok, 1 - w, w)
+    drift = a * _drift(F, B[-1]) + (1 - a) * _drift(B[::-1], F[0])[::-1]
+    err = np.where(f_ok & b_ok, apart, lone) + np.nan_to_num(drift)
+    return xy, np.where(found, conf, 0.0), np.where(found, fb, 0.0), np.where(found, err, np.nan)
+
+
+def _drift(track, target) -> np.ndarray:
+    """Estimated drift (n, L) of a track along its way: its miss at the other keyframe
+    (``target``), grown in proportion to the path covered (the image motion it coasted on
+    and LK both err in proportion to the motion followed); NaN where it was lost."""
+    steps = np.hypot(*np.diff(track, axis=0).transpose(2, 0, 1))
+    path = np.concatenate([np.zeros((1, track.shape[1])), np.cumsum(steps, axis=0)])
+    miss = np.hypot(*(track[-1] - target).T)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return miss * np.where(path[-1] > 0, path / path[-1], 0.0)
 
 
 def _motion_notes(pairs: dict, labels, keys) -> list[str]:
