@@ -112,8 +112,7 @@ class LabelsController:
     def colour_dialog(self) -> None:
         if self.session is None or self.current_label is None:
             return
-        colour = QColorDialog.getColor(QColor(self.session.colour(self.current_label)), self.panel
-        )
+        colour = QColorDialog.getColor(QColor(self.session.colour(self.current_label)), self.panel)
         if colour.isValid():
             self.session.set_colour(self.current_label, colour.name())
 

@@ -142,7 +142,11 @@ class ReviewController:
             except DustrackError as exc:
                 notify_error(exc)
                 return 0
-        # a long cine's predictions: tabulated and compared in a worker thread, written here
+        return self._compare_in_worker(changes, commit)
+
+    def _compare_in_worker(self, changes, commit) -> int:
+        """A long cine's predictions: tabulated and compared in a worker thread, written here
+        when it is done; -1 meanwhile."""
         from napari.qt.threading import create_worker
 
         worker = create_worker(changes, _ignore_errors=True)
@@ -151,7 +155,7 @@ class ReviewController:
         worker.start()
         self._accepting = worker
         worker.finished.connect(self._accepted)
-        return -1  # applied when the worker is done
+        return -1
 
     def _accepted(self) -> None:
         self._accepting = None
