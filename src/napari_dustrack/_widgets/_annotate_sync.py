@@ -3,7 +3,7 @@
 The ``annotations`` Points layer is written row by row for small changes and with whole-array
 writes for big ones (a full redraw of a long cine's points costs far more than a click); the
 ``annotation tracks`` layer is rebuilt whole, in a worker thread, once edits pause. Edits made
-with napari's own Points tools come back through :meth:`LayerSync._on_layer_data`.
+with napari's own Points tools come back through :meth:`AnnotationLayers._on_layer_data`.
 """
 
 from __future__ import annotations
