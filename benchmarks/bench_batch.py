@@ -69,11 +69,14 @@ def make_model(size: int, minutes: float) -> Path:
     from napari_dustrack.simulate import simulate
     from napari_dustrack.tracking.heatmap import HeatmapConfig
     from napari_dustrack.tracking.heatmap.store import has_model
-    from napari_dustrack.tracking.heatmap.train import train
+    from napari_dustrack.worker_env import prepare_worker
 
     folder = DATA / f"model_{size}px"
     if has_model(folder):
         return folder
+    prepare_worker()  # training here, as in a worker: before torch loads its OpenMP runtime
+    from napari_dustrack.tracking.heatmap.train import train
+
     sim = simulate("cardiac", n_frames=CLIP, shape=(size, size), seed=0)
     labels = sim.labels[:4]
     rows = sim.truth[sim.truth["label"].isin(labels) & (sim.truth["frame"] % 5 == 0)]
@@ -89,6 +92,9 @@ def _rss() -> int:
 
 def _warm() -> int:
     """Import what the tasks import (torch, the model code) and return the resident bytes."""
+    from napari_dustrack.worker_env import prepare_worker
+
+    prepare_worker()  # as the tasks do, before torch loads its OpenMP runtime
     import napari_dustrack.tracking.heatmap.predict  # noqa: F401
     import napari_dustrack.tracking.smoothing  # noqa: F401
 

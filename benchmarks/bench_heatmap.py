@@ -30,6 +30,7 @@ from napari_dustrack.io.cine import open_cine
 from napari_dustrack.io.table import read_points_csv, to_array
 from napari_dustrack.simulate import simulate, write_simulation
 from napari_dustrack.tracking.heatmap import HeatmapConfig  # imports torch only inside run_one
+from napari_dustrack.worker_env import prepare_worker
 
 DATA = Path(__file__).resolve().parent / "_data" / "heatmap"
 
@@ -94,6 +95,9 @@ def run_one(paths: dict, k: int, config: HeatmapConfig, out: Path) -> dict:
 
 
 def main(argv=None) -> int:
+    # this process trains and predicts as a worker does: the workers' OpenMP wait policy (set
+    # before torch loads; without it, spinning threads spend the CPU budget on a busy machine)
+    prepare_worker()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--labelled", type=int, nargs="+", default=[30])
     ap.add_argument("--minutes", type=float, default=4.0)

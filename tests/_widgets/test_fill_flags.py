@@ -35,7 +35,7 @@ def test_fill_flags_unreliable_frames_and_k_walks_them(
     cine,  # noqa: F811 - the fixture imported above
     monkeypatch,
 ):
-    from napari_dustrack._widgets import annotate as annotate_module
+    from napari_dustrack._widgets import _annotate_flow as annotate_module
     from napari_dustrack._widgets.common import open_frames
     from napari_dustrack.tracking.flow import FILL_METHODS, fill_between
 

@@ -203,7 +203,7 @@ def test_bad_input_says_so_and_keeps_everything(dock, qtbot, monkeypatch):
 
 
 def test_lost_points_are_announced_with_a_way_there(dock, qtbot, monkeypatch):
-    from napari_dustrack._widgets import annotate as annotate_module
+    from napari_dustrack._widgets import _annotate_flow as annotate_module
 
     viewer, dock, _ = dock
     annotate = dock.pages["Annotate"]

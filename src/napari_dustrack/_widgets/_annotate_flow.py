@@ -2,7 +2,7 @@
 
 The flow functions of :mod:`napari_dustrack.tracking.flow` run in the task bar's worker thread;
 their result (or what was done before a cancel or a failure) is applied to the session in the
-GUI thread, and the widget reports where points were lost or unreliable.
+GUI thread, and :class:`FlowController` reports where points were lost or unreliable.
 """
 
 from __future__ import annotations
@@ -13,37 +13,67 @@ from napari.utils.notifications import show_info
 from ..errors import Cancelled, DustrackError
 from ..session import lost_frames
 from ..tracking.lk import LKParams
-from .common import notify_error, open_frames
+from .common import notify, notify_error, open_frames
 
 
-class FlowActions:
-    """Part of :class:`~napari_dustrack._widgets.annotate.AnnotateWidget`: the flow actions."""
+class FlowController:
+    """Optical flow of the Annotate tab: track N frames, fill between keyframes, report.
+
+    Parameters
+    ----------
+    context : AnnotateContext
+        The viewer, the session, the cine and the current label.
+    panel : FlowPanel
+        The flow buttons, the method, the scope and the LK parameters.
+    taskbar : TaskBar
+        Runs the flow in a worker thread with progress and cancel.
+
+    Attributes
+    ----------
+    note : str
+        What the last fill said about unreliable points (for the status line).
+    """
+
+    def __init__(self, context, panel, taskbar):
+        self.context = context
+        self.panel = panel
+        self.taskbar = taskbar
+        self.note = ""
+        self._lost: list[int] = []  # frames where the last flow run lost a point or was unsure
+        panel.track.connect(lambda direction: self.track(direction))
+        panel.fill.connect(self.fill_between)
+
+    @property
+    def session(self):
+        return self.context.session
 
     def lk_params(self) -> LKParams:
-        return self.flow_panel.lk_params()
+        return self.panel.lk_params()
 
     def toggle_scope(self) -> None:
-        self.scope_check.setChecked(not self.scope_check.isChecked())
+        self.panel.scope_check.setChecked(not self.panel.scope_check.isChecked())
 
-    def _scope_labels(self) -> list[str]:
+    def scope_labels(self) -> list[str]:
+        """The labels flow and accepting act on: the current one only, or all of them."""
         if self.session is None:
             return []
-        if self.scope_check.isChecked():
-            return [self.current_label] if self.current_label else []
+        label = self.context.current_label
+        if self.panel.scope_check.isChecked():
+            return [label] if label else []
         return self.session.labels
 
     def track(self, direction: int, n: int | None = None) -> None:
         """Track the points of this frame ``n`` frames forward (direction 1) or backward (-1)."""
-        if not self._need_session():
+        if not self.context.need_session():
             return
         from ..tracking.flow import propagate
 
-        f0 = self.frame
-        labels = [lab for lab in self._scope_labels() if self.session.point(f0, lab) is not None]
+        f0 = self.context.frame
+        labels = [lab for lab in self.scope_labels() if self.session.point(f0, lab) is not None]
         if not labels:
             show_info(f"No points on frame {f0} to track.")
             return
-        n = int(n if n is not None else self.n_spin.value())
+        n = int(n if n is not None else self.panel.n_spin.value())
         last = self.session.n_frames - 1
         steps = min(n, last - f0) if direction > 0 else -min(n, f0)
         if steps == 0:
@@ -56,23 +86,23 @@ class FlowActions:
         def apply(session, result):
             xy, conf = result
             session.apply_flow(xy[1:], labels, rows[1 : len(xy)], conf[1:], action=action)
-            self._report_flow(lost_frames(xy[1:], labels, rows[1 : len(xy)]))
+            self.report(lost_frames(xy[1:], labels, rows[1 : len(xy)]))
 
         self._run_flow(propagate, (f0, xy0, steps), apply, f"tracking {abs(steps)} frames")
 
     def fill_between(self) -> None:
         """Fill between consecutive keyframes of every label in scope (LK + RSTC)."""
-        if not self._need_session():
+        if not self.context.need_session():
             return
         from ..tracking.flow import fill_between
 
-        labels = [lab for lab in self._scope_labels() if len(self.session.keyframes(lab)) >= 2]
+        labels = [lab for lab in self.scope_labels() if len(self.session.keyframes(lab)) >= 2]
         if not labels:
             show_info("Fill needs a label with at least two keyframes (manual points).")
             return
         keys = self.session.keys_array(labels)
         spans = {lab: (min(k), max(k)) for lab in labels for k in [self.session.keyframes(lab)]}
-        method = self.fill_method.currentText()
+        method = self.panel.fill_method.currentText()
         report: dict = {}  # filled by the worker: the unreliable points (flow_confidence.Flags)
 
         def apply(session, result):
@@ -80,7 +110,7 @@ class FlowActions:
             # unreliable points keep their confidence: accepted, they stay source "flow",
             # reviewed, and training weighs them by it
             session.apply_flow(xy, labels, None, conf, action="fill between keyframes")
-            self._report_flow(lost_frames(xy, labels, spans=spans), report.get("flags"))
+            self.report(lost_frames(xy, labels, spans=spans), report.get("flags"))
 
         self._run_flow(
             fill_between,
@@ -103,7 +133,7 @@ class FlowActions:
             return
         session = self.session
         try:
-            frames = open_frames(self.cine_layer)
+            frames = open_frames(self.context.cine_layer)
         except DustrackError as exc:
             notify_error(exc)
             return
@@ -129,7 +159,7 @@ class FlowActions:
         def keep(result):
             if result is None:
                 return
-            if session is self.session:
+            if session is self.context.session:
                 apply(session, result)
             else:
                 show_info("The video changed while optical flow ran; its result was dropped.")
@@ -146,3 +176,48 @@ class FlowActions:
 
     def cancel_task(self) -> None:
         self.taskbar.cancel()
+
+    def next_lost(self) -> None:
+        """Go to the next frame where the last optical-flow run lost a point or was unreliable."""
+        later = [f for f in self._lost if f > self.context.frame] or self._lost
+        self.context.jump(
+            later[0] if later else None, "frame where flow lost a point or was unreliable after"
+        )
+
+    def report(self, lost: dict[str, list[int]], flags=None) -> None:
+        """Tell the user where the last flow run lost points or was unreliable (``flags``: a
+        :class:`~napari_dustrack.tracking.flow_confidence.Flags`): the status line, one
+        notification with a button to the first such frame, and K walks them all."""
+        unreliable = [] if flags is None else [int(f) for f in flags.frames]
+        self._lost = sorted({f for frames in lost.values() for f in frames} | set(unreliable))
+        self.note = "" if flags is None else flags.line("optical flow")
+        self.context.status_changed.emit()
+        parts = [
+            f"lost {label} on {len(frames)} frame(s) ({_frames_text(frames)})"
+            for label, frames in lost.items()
+        ]
+        if unreliable:
+            parts.append(
+                f"was unreliable for {flags.points} point(s) on {len(unreliable)} "
+                f"frame(s) ({_frames_text(unreliable)})"
+            )
+        if flags is not None and flags.messages:
+            parts.append("; ".join(flags.messages))
+        if not self._lost and not (flags is not None and flags.messages):
+            return
+        go_to = self.context.go_to
+        actions = (
+            [(f"Go to frame {self._lost[0]}", lambda *_, f=self._lost[0]: go_to(f))]
+            if self._lost
+            else []
+        )
+        notify(
+            f"Optical flow {'; '.join(parts)}. K goes to the next such frame; check the "
+            "points there, drag the wrong ones (they become manual) and fill again.",
+            actions=actions,
+        )
+
+
+def _frames_text(frames: list[int], most: int = 4) -> str:
+    shown = ", ".join(str(f) for f in frames[:most])
+    return shown + (f", ... {frames[-1]}" if len(frames) > most else "")

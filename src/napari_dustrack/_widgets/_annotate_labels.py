@@ -1,7 +1,8 @@
 """The Annotate widget's labels: the list, add, rename, remove, reorder, colour, pick.
 
-The session owns the labels (and their undo); these methods turn the Labels panel's signals and
-the label keys into session calls, and keep the list and the current label in step.
+The session owns the labels (and their undo); :class:`LabelsController` turns the Labels panel's
+signals and the label keys into session calls, and keeps the list and the current label (on the
+shared :class:`~._annotate_context.AnnotateContext`) in step.
 """
 
 from __future__ import annotations
@@ -14,24 +15,49 @@ from ..errors import DustrackError
 from .common import notify_error
 
 
-class LabelActions:
-    """Part of :class:`~napari_dustrack._widgets.annotate.AnnotateWidget`: the labels."""
+class LabelsController:
+    """The labels of the Annotate tab, driven by ``panel`` and the label keys.
 
-    def _refresh_label_list(self) -> None:
+    Parameters
+    ----------
+    context : AnnotateContext
+        The session and the current label.
+    panel : LabelsPanel
+        The list and its buttons (its signals are connected here; it is also the dialogs'
+        parent).
+    """
+
+    def __init__(self, context, panel):
+        self.context = context
+        self.panel = panel
+        panel.picked.connect(self._on_label_row)
+        panel.edited.connect(self._on_label_edited)
+        panel.add_requested.connect(self.add_label_dialog)
+        panel.remove_requested.connect(lambda: self.remove_label())
+        panel.colour_requested.connect(self.colour_dialog)
+        panel.move_requested.connect(self.move_label)
+
+    @property
+    def session(self):
+        return self.context.session
+
+    @property
+    def current_label(self) -> str | None:
+        return self.context.current_label
+
+    def refresh_list(self) -> None:
+        """Show the session's labels; the current label stays if it still exists."""
         session = self.session
         names = session.labels if session is not None else []
         if self.current_label not in names:
-            self.current_label = names[0] if names else None
-        self.labels_panel.show_labels(
+            self.context.current_label = names[0] if names else None
+        self.panel.show_labels(
             session.label_items if session is not None else [], self.current_label
         )
-        self._update_feature_defaults()
 
     def _on_label_row(self, row: int) -> None:
         if self.session is not None and 0 <= row < len(self.session.labels):
-            self.current_label = self.session.labels[row]
-            self._update_feature_defaults()
-            self._update_controls()
+            self.context.current_label = self.session.labels[row]
 
     def _on_label_edited(self, row: int, text: str) -> None:
         if self.session is None or not 0 <= row < len(self.session.labels):
@@ -42,7 +68,7 @@ class LabelActions:
 
     def add_label(self, name: str, colour: str | None = None) -> str | None:
         """Add a label and make it the current one."""
-        if not self._need_session():
+        if not self.context.need_session():
             return None
         try:
             name = self.session.add_label(name, colour)
@@ -53,9 +79,9 @@ class LabelActions:
         return name
 
     def add_label_dialog(self) -> None:
-        if not self._need_session():
+        if not self.context.need_session():
             return
-        name, ok = QInputDialog.getText(self, "Add label", "Name of the new label:")
+        name, ok = QInputDialog.getText(self.panel, "Add label", "Name of the new label:")
         if ok and name.strip():
             self.add_label(name)
 
@@ -65,7 +91,7 @@ class LabelActions:
             new = self.session.rename_label(old, new)
         except DustrackError as exc:
             notify_error(exc)
-            self._refresh_label_list()
+            self.refresh_list()
             return
         if was_current:
             self.pick_label(new)
@@ -86,7 +112,7 @@ class LabelActions:
     def colour_dialog(self) -> None:
         if self.session is None or self.current_label is None:
             return
-        colour = QColorDialog.getColor(QColor(self.session.colour(self.current_label)), self)
+        colour = QColorDialog.getColor(QColor(self.session.colour(self.current_label)), self.panel)
         if colour.isValid():
             self.session.set_colour(self.current_label, colour.name())
 
@@ -94,10 +120,8 @@ class LabelActions:
         """Make ``name`` the current label (clicks place it)."""
         if self.session is None or name not in self.session.labels:
             return
-        self.current_label = name
-        self.label_list.setCurrentRow(self.session.labels.index(name))
-        self._update_feature_defaults()
-        self._update_controls()
+        self.context.current_label = name
+        self.panel.label_list.setCurrentRow(self.session.labels.index(name))
 
     def pick_label_index(self, index: int) -> None:
         if self.session is not None and 0 <= index < len(self.session.labels):

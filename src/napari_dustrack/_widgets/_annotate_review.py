@@ -11,36 +11,62 @@ from napari.utils.notifications import show_info
 
 from ..errors import DustrackError
 from ..io.layers import points_to_table
-from . import _annotate_keys, _annotate_mouse
 from .common import REVIEW_KEY, notify_error, role_of
 
 ACCEPT_INLINE_ROWS = 20_000  # more predictions than this are compared in a worker thread
 
 
-class ReviewActions:
-    """Part of :class:`~napari_dustrack._widgets.annotate.AnnotateWidget`: review and accept."""
+class ReviewController:
+    """Review in the Annotate tab: accept flow ranges and predictions, walk the review list.
+
+    Parameters
+    ----------
+    context : AnnotateContext
+        The viewer and the session.
+    panel : ReviewPanel
+        The range of frames Accept marks reviewed.
+    scope_labels : callable
+        Returns the labels accepting a range acts on (the flow's scope: current label or all).
+    """
+
+    def __init__(self, context, panel, scope_labels):
+        self.context = context
+        self.viewer = context.viewer
+        self.panel = panel
+        self._scope_labels = scope_labels
+        self._review_pos = -1
+        self._accepting = None  # a worker comparing many predictions with the annotations
+        panel.segment_requested.connect(self.set_range_to_segment)
+        panel.accept_requested.connect(lambda: self.accept_range())
+
+    @property
+    def session(self):
+        return self.context.session
+
+    def start(self, n_frames: int) -> None:
+        """A new cine is bound: the range covers all of its ``n_frames`` frames."""
+        for spin in (self.panel.from_spin, self.panel.to_spin):
+            spin.setRange(0, max(n_frames - 1, 0))
+        self.panel.to_spin.setValue(max(n_frames - 1, 0))
 
     def set_range_to_segment(self) -> None:
-        self.review_panel.set_range(*self._segment())
+        self.panel.set_range(*self._segment())
 
     def _segment(self) -> tuple[int, int]:
-        f = self.frame
-        keys = self.session.keyframes() if self.session is not None else []
-        lo = (
-            f
-            if f in keys
-            else (self.session.previous_keyframe(f) if self.session is not None else None)
-        )
-        hi = self.session.next_keyframe(f) if self.session is not None else None
-        last = (self.session.n_frames or 1) - 1 if self.session is not None else 0
-        return (0 if lo is None else lo), (last if hi is None else hi)
+        """The keyframes around the current frame (the video's ends where there is none)."""
+        session, f = self.session, self.context.frame
+        if session is None:
+            return 0, 0
+        lo = f if f in session.keyframes() else session.previous_keyframe(f)
+        hi = session.next_keyframe(f)
+        return (0 if lo is None else lo), ((session.n_frames or 1) - 1 if hi is None else hi)
 
     def accept_range(self, start: int | None = None, end: int | None = None) -> int:
         """Mark the flow points on frames ``start..end`` (default: the Review range) reviewed."""
-        if not self._need_session():
+        if not self.context.need_session():
             return 0
-        start = self.from_spin.value() if start is None else int(start)
-        end = self.to_spin.value() if end is None else int(end)
+        start = self.panel.from_spin.value() if start is None else int(start)
+        end = self.panel.to_spin.value() if end is None else int(end)
         n = self.session.accept(start, end, self._scope_labels())
         show_info(f"Accepted {n} point(s) on frames {min(start, end)}-{max(start, end)}.")
         return n
@@ -58,14 +84,6 @@ class ReviewActions:
             for layer in self.viewer.layers
             if isinstance(layer, Points) and role_of(layer) == "prediction" and layer.visible
         ]
-
-    def install_on_prediction(self, layer) -> None:
-        """Keys and drags on a prediction layer act on the annotations (see _annotate_mouse)."""
-        if getattr(layer, "_dustrack_review", False):
-            return
-        _annotate_keys.install(layer, self)
-        _annotate_mouse.install(layer, self, prediction=True)
-        layer._dustrack_review = True
 
     def _prediction_source(self, name: str | None):
         names = [name] if name else ["model", "smoothed points"]
@@ -87,7 +105,7 @@ class ReviewActions:
 
         Returns the number written, or -1 when a long cine's predictions are being compared in
         a worker thread (written when it is done; :attr:`accepting` is true meanwhile)."""
-        if not self._need_session():
+        if not self.context.need_session():
             return 0
         layer = self._prediction_source(source)
         if layer is None:
@@ -108,7 +126,7 @@ class ReviewActions:
 
         def commit(result):
             found, lo, hi = result
-            if session is not self.session:
+            if session is not self.context.session:
                 return 0
             n = session.commit_predictions(found, f"accept predictions on frames {lo}-{hi}")
             where = "every frame" if start is None else f"frames {lo}-{hi}"
@@ -124,7 +142,11 @@ class ReviewActions:
             except DustrackError as exc:
                 notify_error(exc)
                 return 0
-        # a long cine's predictions: tabulated and compared in a worker thread, written here
+        return self._compare_in_worker(changes, commit)
+
+    def _compare_in_worker(self, changes, commit) -> int:
+        """A long cine's predictions: tabulated and compared in a worker thread, written here
+        when it is done; -1 meanwhile."""
         from napari.qt.threading import create_worker
 
         worker = create_worker(changes, _ignore_errors=True)
@@ -132,15 +154,20 @@ class ReviewActions:
         worker.errored.connect(notify_error)
         worker.start()
         self._accepting = worker
-        worker.finished.connect(lambda: setattr(self, "_accepting", None))
-        return -1  # applied when the worker is done
+        worker.finished.connect(self._accepted)
+        return -1
+
+    def _accepted(self) -> None:
+        self._accepting = None
 
     @property
     def accepting(self) -> bool:
+        """Whether a long cine's predictions are being compared in a worker thread."""
         return self._accepting is not None
 
     def accept_frame_predictions(self) -> int:
-        return self.accept_predictions(self.frame, self.frame)
+        frame = self.context.frame
+        return self.accept_predictions(frame, frame)
 
     def next_to_review(self) -> int | None:
         """Go to the next frame of the model's ranked list (the Model tab's review list)."""
@@ -149,9 +176,9 @@ class ReviewActions:
         if not frames:
             show_info("No frames to review yet: Predict in the Model tab first.")
             return None
-        here = self.frame
+        here = self.context.frame
         if here in frames:
             self._review_pos = frames.index(here)
         self._review_pos = (self._review_pos + 1) % len(frames)
-        self.go_to(frames[self._review_pos])
+        self.context.go_to(frames[self._review_pos])
         return frames[self._review_pos]

@@ -3,7 +3,7 @@
 The ``annotations`` Points layer is written row by row for small changes and with whole-array
 writes for big ones (a full redraw of a long cine's points costs far more than a click); the
 ``annotation tracks`` layer is rebuilt whole, in a worker thread, once edits pause. Edits made
-with napari's own Points tools come back through :meth:`LayerSync._on_layer_data`.
+with napari's own Points tools come back through :meth:`AnnotationLayers._on_layer_data`.
 """
 
 from __future__ import annotations
@@ -12,14 +12,13 @@ from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
-from qtpy.QtCore import QTimer
+from qtpy.QtCore import QObject, QTimer, Signal
 
 from .._napari.geometry import like
 from ..errors import DustrackError
 from ..io.colours import hex_rgba
 from ..io.sources import PointSource
 from ..session import Change
-from . import _annotate_keys, _annotate_mouse
 from ._annotate_layers import point_style, points_view, tracks_view
 from .common import META, label_colormap, notify_error, show_tracks
 
@@ -31,8 +30,62 @@ INCREMENTAL_MAX = 64  # changes touching more points are written with whole-arra
 TRACKS_DELAY_MS = 300  # tracks are rebuilt whole (napari has no row updates): once edits pause
 
 
-class LayerSync:
-    """Part of :class:`~napari_dustrack._widgets.annotate.AnnotateWidget`: session <-> layers."""
+class AnnotationLayers(QObject):
+    """The Annotate tab's two layers, kept in step with the session of ``context``.
+
+    Parameters
+    ----------
+    context : AnnotateContext
+        The viewer, the session, the cine and the current label.
+    parent : QObject, optional
+
+    Attributes
+    ----------
+    points_layer, tracks_layer : napari layer or None
+        The ``annotations`` Points and ``annotation tracks`` Tracks layers (None until drawn).
+    tracks_timer : QTimer
+        Rebuilds the tracks once edits pause (:data:`TRACKS_DELAY_MS`).
+    """
+
+    points_layer_added = Signal(object)  # a new annotations layer: bind keys and mouse on it
+
+    def __init__(self, context, parent=None):
+        super().__init__(parent)
+        self.context = context
+        self.viewer = context.viewer
+        self.points_layer = None
+        self.tracks_layer = None
+        self._updating = False  # we are writing our layers: ignore their events
+        self._in_layer_event = False
+        self._removing: list[tuple[int, str]] = []
+        self._row_keys: list[tuple[int, str]] = []  # (frame, label) of each row of our layer
+        self._row_index: dict[tuple[int, str], int] = {}
+        self._label_rgba: dict[str, np.ndarray] = {}
+        self._tracks_stale = False
+        self._tracks_generation = 0
+        self.tracks_timer = QTimer(self)
+        self.tracks_timer.setSingleShot(True)
+        self.tracks_timer.setInterval(TRACKS_DELAY_MS)
+        self.tracks_timer.timeout.connect(lambda: self.refresh_tracks(background=True))
+        context.label_changed.connect(self.update_feature_defaults)
+
+    @property
+    def session(self):
+        return self.context.session
+
+    def remove(self) -> None:
+        """Take both layers out of the viewer (the cine is no longer annotated)."""
+        for layer in (self.points_layer, self.tracks_layer):
+            if layer is not None and layer in self.viewer.layers:
+                self.viewer.layers.remove(layer)
+        self.points_layer = self.tracks_layer = None
+
+    def forget(self, layer) -> None:
+        """The user deleted ``layer``: the session keeps the points; redrawn on the next change."""
+        if layer is self.points_layer:
+            self.points_layer = None
+        elif layer is self.tracks_layer:
+            self.tracks_layer = None
 
     @contextmanager
     def _keep_frame(self):
@@ -44,10 +97,11 @@ class LayerSync:
                 self.viewer.dims.current_step = step
 
     # ================================================================== layers
-    def _make_points_layer(self) -> None:
+    def make_points_layer(self) -> None:
+        """Add a new, empty ``annotations`` layer over the cine and make it the active one."""
         from napari.layers import Points
 
-        cine = self.cine_layer
+        cine = self.context.cine_layer
         h, w = cine.data.shape[1:3]
         features = pd.DataFrame(
             {
@@ -79,18 +133,17 @@ class LayerSync:
         )
         with self._keep_frame():
             self.viewer.add_layer(layer)
-        _annotate_keys.install(layer, self)
-        _annotate_mouse.install(layer, self)
+        self.points_layer_added.emit(layer)
         layer.events.data.connect(self._on_layer_data)
         self.points_layer = layer
-        self._update_feature_defaults()
+        self.update_feature_defaults()
         self.viewer.layers.selection.active = layer
 
     def _ensure_points_layer(self) -> bool:
         if self.session is None:
             return False
         if self.points_layer is None or self.points_layer not in self.viewer.layers:
-            self._make_points_layer()
+            self.make_points_layer()
         return True
 
     def refresh(self) -> None:
@@ -110,8 +163,8 @@ class LayerSync:
         self._row_keys = view["keys"]
         self._row_index = {key: i for i, key in enumerate(self._row_keys)}
         self._label_rgba = {lab.name: hex_rgba(lab.colour) for lab in labels}
-        self._update_feature_defaults()
-        self._update_controls()
+        self.update_feature_defaults()
+        self.context.status_changed.emit()
 
     def _update_rows(self, change: Change) -> bool:
         """Apply a small change to the layer row by row (a full redraw of a long cine's points
@@ -163,8 +216,8 @@ class LayerSync:
                 self._row_index = {key: i for i, key in enumerate(self._row_keys)}
             layer.selected_data = set()
             layer.refresh()
-        self._update_feature_defaults()
-        self._update_controls()
+        self.update_feature_defaults()
+        self.context.status_changed.emit()
         return True
 
     def _update_rows_bulk(self, change: Change) -> bool:
@@ -217,8 +270,8 @@ class LayerSync:
             layer.text.refresh(layer.features)
             layer.selected_data = set()
             layer.refresh()
-        self._update_feature_defaults()
-        self._update_controls()
+        self.update_feature_defaults()
+        self.context.status_changed.emit()
         return True
 
     def refresh_tracks(self, background: bool = False) -> None:
@@ -227,7 +280,7 @@ class LayerSync:
         ``background``: compute the rows in a worker thread (a long cine's 80,000 points take
         longer than a GUI handler may), then set them; a newer request drops older results.
         """
-        self._tracks_timer.stop()
+        self.tracks_timer.stop()
         if self.session is None:
             return
         layer = self.tracks_layer
@@ -251,7 +304,8 @@ class LayerSync:
     def _apply_tracks(self, view, labels, generation: int) -> None:
         if generation != self._tracks_generation or self.session is None:
             return  # a newer redraw is on its way (or the cine was closed)
-        if self.cine_layer is None or self.cine_layer not in self.viewer.layers:
+        cine = self.context.cine_layer
+        if cine is None or cine not in self.viewer.layers:
             return  # the viewer is closing: its layers are going
         from napari.layers import Tracks
 
@@ -267,7 +321,7 @@ class LayerSync:
                 tail_length=TAIL_LENGTH,
                 head_length=0,
                 tail_width=2,
-                **like(self.cine_layer),
+                **like(cine),
                 metadata={META: {"role": ROLE}},
                 colormaps_dict={"colour": colormap},
                 color_by="colour",
@@ -291,13 +345,13 @@ class LayerSync:
         finally:
             self._updating = False
 
-    def _update_feature_defaults(self) -> None:
+    def update_feature_defaults(self) -> None:
         """The label (and look) of the next point added with napari's own add tool."""
         layer = self.points_layer
         if layer is None:
             return
         defaults = {
-            "label": self.current_label or "",
+            "label": self.context.current_label or "",
             "source": PointSource.MANUAL.value,
             "confidence": 1.0,
             "reviewed": False,
@@ -308,14 +362,13 @@ class LayerSync:
                 layer.feature_defaults = defaults
 
     # ---------------------------------------------------------------- model -> view
-    def _on_session_change(self, change: Change) -> None:
-        if change.labels is not None:
-            self._refresh_label_list()
+    def on_session_change(self, change: Change) -> None:
+        """Show ``change`` in the layers: its rows now, the tracks once edits pause."""
         if self._in_layer_event:  # napari is mid-edit of the layer: redraw after it finishes
             QTimer.singleShot(0, self.refresh)
         elif not self._update_rows(change):
             self.refresh()
-        self._tracks_timer.start()
+        self.tracks_timer.start()
 
     # ---------------------------------------------------------------- view -> model
     def _on_layer_data(self, event) -> None:
@@ -340,7 +393,7 @@ class LayerSync:
                 for i in indices:
                     frame, label = self._key_of_row(i)
                     if label not in self.session.labels:
-                        label = self.current_label
+                        label = self.context.current_label
                     if label is not None:
                         y, x = layer.data[i, -2:]
                         items.append((frame, label, float(x), float(y)))
