@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import av
 import numpy as np
 import pytest
@@ -363,7 +366,11 @@ def test_no_work_or_draw_after_close(viewer_with_points, qtbot, capfd):
     widget.canvas.draw_idle()  # and a queued matplotlib draw
     widget.close()
     widget.deleteLater()
+    freed = weakref.ref(widget)
+    del widget
     qtbot.wait(800)
+    gc.collect()
+    assert freed() is None  # nothing (napari's events, its canvas) keeps a closed tab alive
     points.data = nudged(points)  # napari events after deletion reach nothing
     viewer.dims.set_current_step(0, 9)
     viewer.layers.remove("annotations")

@@ -95,6 +95,11 @@ class MeasurePlot:
         self._place_frame_lines()
         self._render(restart=True)
 
+    @property
+    def drawing(self) -> bool:
+        """True while a full draw of the figure is under way (in pieces)."""
+        return self._rendering
+
     def _render(self, restart: bool = False) -> None:
         """A full draw of the figure split over event-loop turns, one axes per turn, into an
         off-screen renderer that is shown when complete: the loop is never held for the whole

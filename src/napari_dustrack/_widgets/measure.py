@@ -14,6 +14,7 @@ The computation is :func:`napari_dustrack.measure.compute`; exports are
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 
 import pandas as pd
@@ -101,7 +102,7 @@ class MeasureWidget(MeasurePlot, MeasureExports, QWidget):
         self._generation = 0
         self._build()
         register_page(napari_viewer, "measure", self)
-        self._links: list[tuple] = []  # (napari emitter, callback): left on close or deletion
+        self._links: list[tuple] = []  # (napari emitter, WeakMethod): left on close or deletion
         viewer_layers = self.viewer.layers.events
         self._link(viewer_layers.inserted, self._on_layers_changed)
         self._link(viewer_layers.removed, self._on_layers_changed)
@@ -115,8 +116,9 @@ class MeasureWidget(MeasurePlot, MeasureExports, QWidget):
         self._on_layers_changed()
 
     def _link(self, emitter, callback) -> None:
+        # A bound method: napari holds it weakly, and so do we, so a closed widget is freed.
         emitter.connect(callback)
-        self._links.append((emitter, callback))
+        self._links.append((emitter, weakref.WeakMethod(callback)))
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
         """Closed: stop the timers, drop pending results and queued draws, leave napari."""
@@ -273,7 +275,6 @@ class MeasureWidget(MeasurePlot, MeasureExports, QWidget):
                 self._connected.add(id(layer))
                 for name in ("data", "features", "metadata"):  # not every layer type has all
                     if hasattr(layer.events, name):
-                        # A bound method: napari holds it weakly, so a closed widget is freed.
                         self._link(getattr(layer.events, name), self._on_layer_edited)
                 self._link(layer.events.name, self._on_layers_changed)
         self.layer_list.blockSignals(False)
@@ -490,7 +491,10 @@ def _leave(state: dict, links: list, canvas: PlotCanvas) -> None:
     (also after its C++ object is deleted: plain Python only)."""
     state["_closed"] = canvas.closed = True
     state["_generation"] = state.get("_generation", 0) + 1  # results still on their way: dropped
-    for emitter, callback in links:
+    for emitter, method in links:
+        callback = method()
+        if callback is None:  # the widget is gone, and napari's weak link with it
+            continue
         try:
             emitter.disconnect(callback)
         except (RuntimeError, TypeError, ValueError):  # already gone with its layer
