@@ -109,14 +109,13 @@ def main() -> None:
     # 3b. Review: the worst frame (G), one prediction corrected by dragging, this frame accepted.
     frame = annotate.next_to_review()
     predicted = model.prediction_table()
-    row = predicted[(predicted.frame == frame) & (predicted.label == LABELS[0])].iloc[0]
-    true = truth[(truth.frame == frame) & (truth.label == LABELS[0])].iloc[0]
-    annotate.move(frame, LABELS[0], true.x, true.y, action="correct")  # what a drag calls
+    here = predicted[predicted.frame == frame].set_index("label")
+    true = truth[truth.frame == frame].set_index("label").loc[here.index]
+    error = ((here.x - true.x) ** 2 + (here.y - true.y) ** 2) ** 0.5
+    label = error.idxmax()  # the model's worst point on this frame is dragged where it belongs
+    annotate.move(frame, label, true.x[label], true.y[label], action="correct")  # what a drag calls
     annotate.accept_frame_predictions()
-    print(
-        f"review: frame {frame}, {LABELS[0]} moved "
-        f"{((row.x - true.x) ** 2 + (row.y - true.y) ** 2) ** 0.5:.1f} px"
-    )
+    print(f"review: frame {frame}, {label} moved {error[label]:.1f} px")
     shot(viewer, "03b-review", out)
 
     # 4. Smooth the predictions.
