@@ -367,7 +367,7 @@ def test_no_work_or_draw_after_close(viewer_with_points, qtbot, capfd):
     widget.close()
     widget.deleteLater()
     freed = weakref.ref(widget)
-    del widget
+    widget = None
     qtbot.wait(800)
     gc.collect()
     assert freed() is None  # nothing (napari's events, its canvas) keeps a closed tab alive
@@ -378,3 +378,29 @@ def test_no_work_or_draw_after_close(viewer_with_points, qtbot, capfd):
     assert not draws
     err = capfd.readouterr().err
     assert "Traceback" not in err and "has been deleted" not in err
+
+
+def test_many_points_go_on_the_axes_one_layer_per_turn(make_napari_viewer, qtbot):
+    """A long cine's lines are put on the axes over several event-loop turns, then drawn in
+    pieces: the same lines in the end, and the loop runs in between."""
+    from napari_dustrack._widgets._measure_plot import SPLIT_POINTS
+
+    n = 2000
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((n, 8, 8), np.uint8), name="cine")
+    f = np.arange(n, dtype=float)
+    xy = np.stack([np.c_[10 + np.sin(f / 50) + j, 20 + j + 0 * f] for j in range(3)], axis=1)
+    for k in range(4):
+        data, features = table_to_points(from_array(xy + k, ["a", "b", "c"], source="model"))
+        viewer.add_points(data, features=features, name=f"layer {k}")
+    widget = MeasureWidget(viewer)
+    qtbot.addWidget(widget)
+    widget.show()
+    qtbot.waitUntil(lambda: len(widget.series) == 4 and not widget.drawing, timeout=30_000)
+    assert sum(len(s.t) for v in widget.series.values() for s in v.values()) > SPLIT_POINTS
+    redraws = widget.redraws
+    widget._draw()
+    assert widget.drawing and len(widget.lines) < 4 * 6  # not all at once
+    qtbot.waitUntil(lambda: not widget.drawing, timeout=10_000)
+    assert widget.redraws == redraws + 1 and len(widget.lines) == 4 * 6
+    np.testing.assert_allclose(widget.lines[("y", "layer 3", "c")].get_ydata(), 20 + 2 + 3)

@@ -2,16 +2,18 @@
 
 The lines arrive ready to plot (:func:`._measure_data.layer_series`, computed with the
 tables, in a worker thread for long cines); a redraw swaps the lines and keeps the axes, their
-ticks and labels (clearing the axes makes matplotlib rebuild every tick on the next draw). A
-full draw of the figure is done in pieces, one axes per event-loop turn, into an off-screen
-renderer shown when complete. The current-frame line is animated: it is drawn over a saved
-background and shown with a Qt ``update()`` that joins napari's own repaint, never with a full
-draw of the figure nor a synchronous ``repaint()`` (a window flush of its own).
+ticks and labels (clearing the axes makes matplotlib rebuild every tick on the next draw); many
+points go on the axes one layer per event-loop turn. A full draw of the figure is done in
+pieces, one axes per turn, into an off-screen renderer shown when complete. The current-frame
+line is animated: it is drawn over a saved background and shown with a Qt ``update()`` that
+joins napari's own repaint, never with a full draw of the figure nor a synchronous
+``repaint()`` (a window flush of its own).
 """
 
 from __future__ import annotations
 
 import weakref
+from functools import partial
 
 import numpy as np
 from matplotlib.backend_bases import DrawEvent
@@ -23,6 +25,7 @@ from ._loss_plot import theme_colours
 from .common import REVIEW_KEY, current_frame, set_frame
 
 LINESTYLES = ("-", "--", ":", "-.")
+SPLIT_POINTS = 20_000  # more plotted points than this: the lines go on one layer per turn
 
 
 class PlotCanvas(FigureCanvasQTAgg):
@@ -70,12 +73,14 @@ class MeasurePlot:
         self._background = None
         self._render_generation = 0  # a newer full draw cancels the pieces of an older one
         self._rendering = self._render_again = False
+        self._lines_generation, self._placing = 0, False  # newer lines cancel older ones
         self.canvas.render = weakref.WeakMethod(self._render)  # the canvas must not hold us
         self.canvas.mpl_connect("button_press_event", self.on_plot_click)
         self.canvas.mpl_connect("draw_event", self._on_canvas_drawn)
 
     def _draw(self) -> None:
-        """Put the last computed lines on the axes and ask for one full draw (idle)."""
+        """Put the last computed lines on the axes (one layer per event-loop turn when there
+        are many points), then draw the figure in pieces."""
         if self._closed or not self.isVisible():
             self._stale = True
             return
@@ -85,8 +90,29 @@ class MeasurePlot:
         theme = self._theme()
         layers = [layer for layer in self.checked_layers() if layer.name in self.series]
         colours = self.label_colours()
-        for k, layer in enumerate(layers):
-            self._plot_layer(layer, LINESTYLES[k % len(LINESTYLES)], k == 0, colours, theme)
+        styles = [LINESTYLES[k % len(LINESTYLES)] for k in range(len(layers))]
+        steps = [
+            partial(self._plot_layer, layer, style, k == 0, colours, theme)
+            for k, (layer, style) in enumerate(zip(layers, styles, strict=True))
+        ] + [partial(self._finish_draw, layers, theme)]
+        self._lines_generation += 1
+        self._placing = True
+        points = sum(len(line.t) for name in self.series for line in self.series[name].values())
+        if points <= SPLIT_POINTS:
+            for step in steps:
+                step()
+        else:
+            self._run_steps(steps, self._lines_generation)
+
+    def _run_steps(self, steps, generation) -> None:
+        if self._closed or generation != self._lines_generation:
+            return  # closed, or newer lines are on their way
+        steps[0]()
+        if len(steps) > 1:
+            QTimer.singleShot(0, lambda: self._run_steps(steps[1:], generation))
+
+    def _finish_draw(self, layers, theme) -> None:
+        self._placing = False
         for ax in (self.ax_x, self.ax_y, self.ax_m):
             ax.relim()
             ax.autoscale_view()
@@ -97,8 +123,8 @@ class MeasurePlot:
 
     @property
     def drawing(self) -> bool:
-        """True while a full draw of the figure is under way (in pieces)."""
-        return self._rendering
+        """True while the lines go on the axes or the figure is drawn (in pieces)."""
+        return self._rendering or self._placing
 
     def _render(self, restart: bool = False) -> None:
         """A full draw of the figure split over event-loop turns, one axes per turn, into an
