@@ -22,7 +22,9 @@ The session, as a user drives it in a shown napari viewer with the DUSTrack dock
   worker process itself is not run, its cost is not on the GUI thread), then the tracks;
 * **smooth apply** — the Smooth tab on the ``model`` layer (worker thread), its result applied
   (on the long cine only the result is applied: smoothing 10,000 1080p frames takes minutes);
-* **scrub** — 150 frame changes 30 ms apart with the Measure tab shown (plots of every frame).
+* **scrub** — 150 frame changes 30 ms apart with the Measure tab shown (plots of every frame);
+  two floors of the same scrub: **scrub (image only)**, before the dock opens (napari and the
+  cine alone), and **scrub (Measure hidden)**, with every plugin layer but another tab shown.
 
 Cines: *short* — the simulator's cardiac scenario, 300 frames at 256x256, 3 labels, written to
 MP4 and opened through the plugin's reader; *long* — 10,000 frames at 1080p, 8 labels, a lazy
@@ -53,6 +55,8 @@ ACTIONS = (
     "accept",
     "predict apply",
     "smooth apply",
+    "scrub (image only)",
+    "scrub (Measure hidden)",
     "scrub",
 )
 
@@ -181,6 +185,21 @@ def key(viewer, k, modifier=None):
     QTest.keyClick(viewer.window._qt_viewer.canvas.native, k, modifier or Qt.NoModifier)
 
 
+def scrub(viewer, n: int, dog: Watchdog, action: str, before=None) -> None:
+    """150 frame changes 30 ms apart across the cine (``before``: what the user does first,
+    e.g. showing the Measure tab, counted in the action)."""
+    viewer.dims.set_current_step(0, 0)
+    wait(300)
+    with dog.during(action):
+        if before is not None:
+            before()
+        step = max(1, n // 150)
+        for f in range(0, min(n, 150 * step), step):
+            viewer.dims.set_current_step(0, f)
+            wait(30)
+        wait(500)
+
+
 def session(name: str, cine: dict, dog: Watchdog, smooth_mode: str) -> None:
     import napari
     from qtpy.QtCore import Qt
@@ -207,6 +226,8 @@ def session(name: str, cine: dict, dog: Watchdog, smooth_mode: str) -> None:
                 }
             },
         )
+    wait(500)
+    scrub(viewer, cine["n"], dog, "scrub (image only)")
     dock = DustrackWidget(viewer)
     viewer.window.add_dock_widget(dock, name="DUSTrack")
     annotate, model, smooth, measure = (
@@ -297,13 +318,8 @@ def session(name: str, cine: dict, dog: Watchdog, smooth_mode: str) -> None:
             smooth.output.finish()
         wait_until(lambda: not smooth.output.busy)
         wait(300)
-    with dog.during("scrub"):
-        dock.show_page("Measure")
-        step = max(1, n // 150)
-        for f in range(0, min(n, 150 * step), step):
-            viewer.dims.set_current_step(0, f)
-            wait(30)
-        wait(500)
+    scrub(viewer, n, dog, "scrub (Measure hidden)")
+    scrub(viewer, n, dog, "scrub", before=lambda: dock.show_page("Measure"))
     annotate.unbind()
     viewer.close()
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import av
 import numpy as np
 import pytest
 from matplotlib.backend_bases import MouseEvent
-from matplotlib.colors import to_hex
+from matplotlib.colors import to_hex, to_rgb
 from qtpy.QtCore import Qt
 
 from napari_dustrack._widgets.measure import MeasureWidget
@@ -281,3 +284,123 @@ def test_measures_follow_the_cine_layers_scale_and_units(make_napari_viewer, qtb
     # a cine in plain pixels measures in px, per frame
     cine.units = ("pixel", "pixel", "pixel")
     assert widget.calibration().length_unit == "px" and widget.calibration().fps is None
+
+
+def nudged(points):
+    """The layer's data moved 1 px down and right (frames unchanged, distances too)."""
+    data = points.data.copy()
+    data[:, 1:] += 1.0
+    return data
+
+
+def draw_counter(widget) -> list:
+    """Full matplotlib draws of the widget's canvas (each one emits a draw_event)."""
+    draws = []
+    widget.canvas.mpl_connect("draw_event", lambda event: draws.append(event))
+    return draws
+
+
+def test_a_hidden_tab_does_no_work_until_shown(viewer_with_points, qtbot):
+    viewer, _ = viewer_with_points
+    widget = MeasureWidget(viewer)
+    qtbot.addWidget(widget)
+    draws = draw_counter(widget)
+    widget.add_measure(Measure("ab", "distance", ["a", "b"]))  # hidden: saved, not computed
+    points = viewer.layers["annotations"]
+    for step in (3, 9, 15):  # edits and frame changes while hidden
+        points.data = nudged(points)
+        viewer.dims.set_current_step(0, step)
+    qtbot.wait(700)  # longer than the replot and frame-line throttles
+    assert widget.redraws == 0 and not draws and widget.results == {}
+    widget.show()
+    qtbot.waitUntil(lambda: len(draws) == 1, timeout=5000)
+    assert widget.redraws == 1
+    assert widget.frame_lines[0].get_xdata()[0] == pytest.approx(15 / FPS)
+    line = widget.lines[("measure", "annotations", "ab [mm]")]
+    np.testing.assert_allclose(line.get_ydata()[2], (10.0 + 2) * SPACING[1])
+    # the figure drawn in pieces is on the canvas: pixels of label b's colour
+    rgb = np.array(to_rgb(widget.lines[("x", "annotations", "b")].get_color())) * 255
+    buffer = np.array(widget.canvas.buffer_rgba())[..., :3].astype(float)
+    assert (np.abs(buffer - rgb).sum(axis=-1) < 30).sum() > 50
+
+
+def test_the_frame_line_moves_without_a_full_redraw(viewer_with_points, qtbot):
+    viewer, _ = viewer_with_points
+    widget = MeasureWidget(viewer)
+    qtbot.addWidget(widget)
+    widget.resize(500, 900)
+    widget.show()
+    widget.add_measure(Measure("ab", "distance", ["a", "b"]))
+    draws = draw_counter(widget)
+    qtbot.waitUntil(lambda: len(draws) >= 1 and widget._background is not None, timeout=5000)
+    qtbot.wait(300)
+    n_draws, redraws = len(draws), widget.redraws
+    pixels = np.array(widget.canvas.buffer_rgba()).copy()
+    t_old = widget.frame_lines[0].get_xdata()[0]
+    for step in range(14, 2, -1):  # a scrub: 12 frame changes, to frame 3
+        viewer.dims.set_current_step(0, step)
+        qtbot.wait(20)
+    qtbot.waitUntil(
+        lambda: widget.frame_lines[0].get_xdata()[0] == pytest.approx(0.3), timeout=2000
+    )
+    qtbot.wait(300)
+    assert len(draws) == n_draws and widget.redraws == redraws  # no full draw of the figure
+    # ... yet the line moved on screen: the canvas buffer changed where the line was and is
+    changed = np.any(np.array(widget.canvas.buffer_rgba()) != pixels, axis=(0, 2))
+    columns = np.flatnonzero(changed)
+    x_new, x_old = sorted(widget.ax_m.transData.transform((t, 0))[0] for t in (0.3, t_old))
+    assert columns.size and abs(columns.min() - x_new) <= 2 and abs(columns.max() - x_old) <= 2
+    assert columns.size < 12  # two thin vertical strips, not a redrawn figure
+
+
+def test_no_work_or_draw_after_close(viewer_with_points, qtbot, capfd):
+    viewer, _ = viewer_with_points
+    widget = MeasureWidget(viewer)
+    widget.show()
+    widget.add_measure(Measure("ab", "distance", ["a", "b"]))
+    qtbot.waitUntil(lambda: widget._background is not None, timeout=5000)
+    draws = draw_counter(widget)
+    points = viewer.layers["annotations"]
+    points.data = nudged(points)  # a replot is due in REPLOT_MS...
+    viewer.dims.set_current_step(0, 4)  # ... and a frame-line move
+    widget.canvas.draw_idle()  # and a queued matplotlib draw
+    widget.close()
+    widget.deleteLater()
+    freed = weakref.ref(widget)
+    widget = None
+    qtbot.wait(800)
+    gc.collect()
+    assert freed() is None  # nothing (napari's events, its canvas) keeps a closed tab alive
+    points.data = nudged(points)  # napari events after deletion reach nothing
+    viewer.dims.set_current_step(0, 9)
+    viewer.layers.remove("annotations")
+    qtbot.wait(400)
+    assert not draws
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "has been deleted" not in err
+
+
+def test_many_points_go_on_the_axes_one_layer_per_turn(make_napari_viewer, qtbot):
+    """A long cine's lines are put on the axes over several event-loop turns, then drawn in
+    pieces: the same lines in the end, and the loop runs in between."""
+    from napari_dustrack._widgets._measure_plot import SPLIT_POINTS
+
+    n = 2000
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((n, 8, 8), np.uint8), name="cine")
+    f = np.arange(n, dtype=float)
+    xy = np.stack([np.c_[10 + np.sin(f / 50) + j, 20 + j + 0 * f] for j in range(3)], axis=1)
+    for k in range(4):
+        data, features = table_to_points(from_array(xy + k, ["a", "b", "c"], source="model"))
+        viewer.add_points(data, features=features, name=f"layer {k}")
+    widget = MeasureWidget(viewer)
+    qtbot.addWidget(widget)
+    widget.show()
+    qtbot.waitUntil(lambda: len(widget.series) == 4 and not widget.drawing, timeout=30_000)
+    assert sum(len(s.t) for v in widget.series.values() for s in v.values()) > SPLIT_POINTS
+    redraws = widget.redraws
+    widget._draw()
+    assert widget.drawing and len(widget.lines) < 4 * 6  # not all at once
+    qtbot.waitUntil(lambda: not widget.drawing, timeout=10_000)
+    assert widget.redraws == redraws + 1 and len(widget.lines) == 4 * 6
+    np.testing.assert_allclose(widget.lines[("y", "layer 3", "c")].get_ydata(), 20 + 2 + 3)

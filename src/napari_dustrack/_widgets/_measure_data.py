@@ -1,9 +1,12 @@
-"""The Measure tab's data: layer tables copied for a worker thread, measures over them, units.
+"""The Measure tab's data: layer tables copied for a worker thread, measures over them, units,
+and the plotted series (thinned, in physical units and seconds) ready to hand to matplotlib.
 
 Plain functions of layers and tables (any thread); the widget (:mod:`.measure`) schedules them.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -12,7 +15,45 @@ from napari.layers import Points, Tracks
 from ..errors import DustrackError
 from ..io.layers import points_to_table, tracks_to_table
 from ..io.sources import PointSource
+from ..io.table import labels_of, to_array
 from ..measure import compute
+from ..measure.plotting import envelope, isolated
+
+PLOT_POINTS = 1200  # per line: the envelope of a long series, ~3 points per screen pixel
+
+
+class Series(NamedTuple):
+    """One plotted line: ``(t, y)`` thinned to its envelope, and the isolated values a line
+    cannot show (drawn as markers)."""
+
+    t: np.ndarray
+    y: np.ndarray
+    t_alone: np.ndarray
+    y_alone: np.ndarray
+
+
+def series_of(t, y) -> Series:
+    t, y = np.asarray(t, dtype=float), np.asarray(y, dtype=float)
+    alone = isolated(y)
+    return Series(*envelope(t, y, max_points=PLOT_POINTS), t[alone], y[alone])
+
+
+def layer_series(table, result, calibration, n_frames) -> dict:
+    """Every line of one layer: ``{("x"|"y", label): Series}`` of its positions in physical
+    units and ``{("measure", column): Series}`` of its measure columns, against time."""
+    xy, labels = to_array(table, labels_of(table), n_frames)
+    phys = calibration.to_physical(xy)
+    t = np.arange(n_frames) * calibration.frame_interval
+    out = {}
+    for j, label in enumerate(labels):
+        out[("x", label)] = series_of(t, phys[:, j, 0])
+        out[("y", label)] = series_of(t, phys[:, j, 1])
+    if result is not None:
+        t_result = result["frame"].to_numpy(dtype=float) * calibration.frame_interval
+        for column in result.columns:
+            if column != "frame" and not column.startswith("time"):
+                out[("measure", column)] = series_of(t_result, result[column].to_numpy(float))
+    return out
 
 
 def layer_table(layer) -> pd.DataFrame | None:
@@ -49,7 +90,8 @@ def table_of(copy) -> pd.DataFrame | None:
 
 def compute_all(copies: dict, checked, measures, calibration, n_frames) -> dict:
     """Tables and measure results of layer copies (any thread): ``tables``, ``results``,
-    ``problems``, ``n_frames``."""
+    ``series`` (the checked layers' plotted lines, :func:`layer_series`), ``problems``,
+    ``n_frames``. Only the plotting itself is left to the GUI thread."""
     tables, results, problems = {}, {}, []
     for name, copy in copies.items():
         try:
@@ -70,7 +112,18 @@ def compute_all(copies: dict, checked, measures, calibration, n_frames) -> dict:
             results[name] = compute(table, usable, calibration, n_frames=n_frames)
         except DustrackError as exc:
             problems.append(f"{name}: {exc.problem}")
-    return {"tables": tables, "results": results, "problems": problems, "n_frames": n_frames}
+    series = {
+        name: layer_series(tables[name], results.get(name), calibration, n_frames)
+        for name in checked
+        if name in tables
+    }
+    return {
+        "tables": tables,
+        "results": results,
+        "series": series,
+        "problems": problems,
+        "n_frames": n_frames,
+    }
 
 
 def layer_units(layer) -> tuple[tuple[float, float] | None, float | None]:

@@ -1,20 +1,56 @@
 """The Measure tab's plots: x(t), y(t) and a measure over time, in napari's theme colours.
 
-Long series are thinned to their min/max envelope; the current-frame line is animated and
-blitted over a saved background (a full redraw of the figure takes 100-500 ms, a blit a few ms).
+The lines arrive ready to plot (:func:`._measure_data.layer_series`, computed with the
+tables, in a worker thread for long cines); a redraw swaps the lines and keeps the axes, their
+ticks and labels (clearing the axes makes matplotlib rebuild every tick on the next draw); many
+points go on the axes one layer per event-loop turn. A full draw of the figure is done in
+pieces, one axes per turn, into an off-screen renderer shown when complete. The current-frame
+line is animated: it is drawn over a saved background and shown with a Qt ``update()`` that
+joins napari's own repaint, never with a full draw of the figure nor a synchronous
+``repaint()`` (a window flush of its own).
 """
 
 from __future__ import annotations
 
-import numpy as np
+import weakref
+from functools import partial
 
-from ..io.table import labels_of, to_array
-from ..measure.plotting import envelope, isolated
+import numpy as np
+from matplotlib.backend_bases import DrawEvent
+from matplotlib.backends.backend_agg import RendererAgg
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from qtpy.QtCore import QTimer
+
 from ._loss_plot import theme_colours
 from .common import REVIEW_KEY, current_frame, set_frame
 
 LINESTYLES = ("-", "--", ":", "-.")
-PLOT_POINTS = 1200  # per line: the envelope of a long series, ~3 points per screen pixel
+SPLIT_POINTS = 20_000  # more plotted points than this: the lines go on one layer per turn
+
+
+class PlotCanvas(FigureCanvasQTAgg):
+    """The Measure figure's Qt canvas; once its tab is closed or deleted it draws nothing (a
+    draw matplotlib queued before would otherwise run on a canvas being deleted)."""
+
+    closed = False
+    render = None  # the widget's full draw in pieces (a WeakMethod), in place of matplotlib's
+
+    def draw_idle(self):
+        """matplotlib's deferred full draw (resizes, toolbar zoom and pan): drawn in pieces."""
+        render = self.render() if self.render is not None else None
+        if render is None:
+            super().draw_idle()
+        else:
+            render()
+
+    def draw(self):
+        if self.closed:
+            return
+        try:
+            super().draw()
+        except RuntimeError:  # "wrapped C/C++ object has been deleted": its tab went mid-draw
+            if not self.closed:
+                raise
 
 
 class MeasurePlot:
@@ -26,57 +62,130 @@ class MeasurePlot:
     def frame_at(self, t: float) -> int:
         return int(round(t / self.calibration().frame_interval))
 
+    def _build_axes(self) -> None:
+        self.ax_x, self.ax_y, self.ax_m = self.figure.subplots(3, 1, sharex=True)
+        self.plotted = []  # the artists of the last draw (removed by the next one)
+        # animated: left out of full draws, drawn over the saved background instead
+        self.frame_lines = [
+            ax.axvline(0.0, color="r", lw=1, animated=True)
+            for ax in (self.ax_x, self.ax_y, self.ax_m)
+        ]
+        self._background = None
+        self._render_generation = 0  # a newer full draw cancels the pieces of an older one
+        self._rendering = self._render_again = False
+        self._lines_generation, self._placing = 0, False  # newer lines cancel older ones
+        self.canvas.render = weakref.WeakMethod(self._render)  # the canvas must not hold us
+        self.canvas.mpl_connect("button_press_event", self.on_plot_click)
+        self.canvas.mpl_connect("draw_event", self._on_canvas_drawn)
+
     def _draw(self) -> None:
-        if not self.isVisible():
+        """Put the last computed lines on the axes (one layer per event-loop turn when there
+        are many points), then draw the figure in pieces."""
+        if self._closed or not self.isVisible():
             self._stale = True
             return
-        cal = self.calibration()
-        unit = cal.length_unit
-        for ax in (self.ax_x, self.ax_y, self.ax_m):
-            ax.clear()
-        self.lines = {}
-        colours = self.label_colours()
-        layers = [layer for layer in self.checked_layers() if layer.name in self.tables]
-        n = self.n_frames()
-        t_all = self.time_of(np.arange(n))
+        for artist in self.plotted:
+            artist.remove()
+        self.plotted, self.lines = [], {}
         theme = self._theme()
-        for k, layer in enumerate(layers):
-            style = LINESTYLES[k % len(LINESTYLES)]
-            table = self.tables[layer.name]
-            # Dense (frame, label) arrays: NaN where a point is missing breaks the line there.
-            xy, layer_labels = to_array(table, labels_of(table), n)
-            phys = cal.to_physical(xy)
-            for j, label in enumerate(layer_labels):
-                colour = np.array(colours[label]) / 255
-                for ax, axis, c in ((self.ax_x, "x", 0), (self.ax_y, "y", 1)):
-                    self.lines[(axis, layer.name, label)] = self._plot(
-                        ax, t_all, phys[:, j, c], style, colour, label if k == 0 else None
-                    )
-            column = self.plot_combo.currentText()
-            result = self.results.get(layer.name)
-            if column and result is not None and column in result:
-                self.lines[("measure", layer.name, column)] = self._plot(
-                    self.ax_m,
-                    self.time_of(result["frame"]),
-                    result[column].to_numpy(),
-                    style,
-                    theme["text"],
-                    layer.name,
-                    lw=1.2,
-                )
-            self._mark_review(layer)
-        self._decorate(cal, unit, layers, theme)
-        self.redraws += 1
-        self._background = None
-        self.canvas.draw_idle()
+        layers = [layer for layer in self.checked_layers() if layer.name in self.series]
+        colours = self.label_colours()
+        styles = [LINESTYLES[k % len(LINESTYLES)] for k in range(len(layers))]
+        steps = [
+            partial(self._plot_layer, layer, style, k == 0, colours, theme)
+            for k, (layer, style) in enumerate(zip(layers, styles, strict=True))
+        ] + [partial(self._finish_draw, layers, theme)]
+        self._lines_generation += 1
+        self._placing = True
+        points = sum(len(line.t) for name in self.series for line in self.series[name].values())
+        if points <= SPLIT_POINTS:
+            for step in steps:
+                step()
+        else:
+            self._run_steps(steps, self._lines_generation)
 
-    def _plot(self, ax, t, y, style, colour, label, lw=1.0):
-        """One line (thinned when long) plus markers on values a line cannot show (isolated)."""
-        tt, yy = envelope(t, y, max_points=PLOT_POINTS)
-        (line,) = ax.plot(tt, yy, style, color=colour, lw=lw, label=label)
-        alone = isolated(y)
-        if alone.any():
-            ax.plot(np.asarray(t)[alone], np.asarray(y)[alone], "o", color=colour, ms=3)
+    def _run_steps(self, steps, generation) -> None:
+        if self._closed or generation != self._lines_generation:
+            return  # closed, or newer lines are on their way
+        steps[0]()
+        if len(steps) > 1:
+            QTimer.singleShot(0, lambda: self._run_steps(steps[1:], generation))
+
+    def _finish_draw(self, layers, theme) -> None:
+        self._placing = False
+        for ax in (self.ax_x, self.ax_y, self.ax_m):
+            ax.relim()
+            ax.autoscale_view()
+        self._decorate(layers, theme)
+        self.redraws += 1
+        self._place_frame_lines()
+        self._render(restart=True)
+
+    @property
+    def drawing(self) -> bool:
+        """True while the lines go on the axes or the figure is drawn (in pieces)."""
+        return self._rendering or self._placing
+
+    def _render(self, restart: bool = False) -> None:
+        """A full draw of the figure split over event-loop turns, one axes per turn, into an
+        off-screen renderer that is shown when complete: the loop is never held for the whole
+        figure (~100 ms idle, several times that on a loaded machine). Requests while one is
+        under way (a resize, the toolbar) are served by one more when it is done; new lines
+        (``restart``) cancel it."""
+        if self._closed or not self.isVisible():
+            self._stale = True  # hidden: drawn when shown
+            return
+        if self._rendering and not restart:
+            self._render_again = True
+            return
+        self._rendering, self._render_again = True, False
+        self._render_generation += 1
+        w, h = self.canvas.get_width_height(physical=True)
+        renderer = RendererAgg(w, h, self.figure.dpi)
+        pieces = [self.figure.patch.draw, self.ax_x.draw, self.ax_y.draw, self.ax_m.draw]
+        self._render_piece(renderer, pieces, self._render_generation)
+
+    def _render_piece(self, renderer, pieces, generation) -> None:
+        if self._closed or generation != self._render_generation:
+            return  # closed, or the figure changed (or matplotlib drew it whole) meanwhile
+        if pieces:
+            pieces[0](renderer)
+            QTimer.singleShot(0, lambda: self._render_piece(renderer, pieces[1:], generation))
+            return
+        self._rendering = False
+        target = self.canvas.get_renderer()
+        resized = (target.width, target.height) != (renderer.width, renderer.height)
+        if self._render_again or resized:
+            self._render()  # asked again (or resized) meanwhile
+            return
+        target.restore_region(renderer.copy_from_bbox(self.figure.bbox))
+        self.figure.stale = False
+        # what matplotlib's own draw announces (the frame lines go on top, tests count it)
+        self.canvas.callbacks.process("draw_event", DrawEvent("draw_event", self.canvas, target))
+        self.canvas.update()
+
+    def _plot_layer(self, layer, style, first, colours, theme) -> None:
+        """x(t) and y(t) of every label, the chosen measure and the review marks of a layer."""
+        column = self.plot_combo.currentText()
+        for (axis, key), series in self.series[layer.name].items():
+            if axis == "measure":
+                if key != column:
+                    continue
+                ax, colour, name, lw = self.ax_m, theme["text"], layer.name, 1.2
+            else:
+                ax = self.ax_x if axis == "x" else self.ax_y
+                colour = np.array(colours.get(key, (128, 128, 128))) / 255
+                name, lw = (key if first and axis == "x" else None), 1.0  # one legend entry
+            self.lines[(axis, layer.name, key)] = self._plot(ax, series, style, colour, name, lw)
+        self._mark_review(layer)
+
+    def _plot(self, ax, series, style, colour, label, lw):
+        """One line plus markers on values a line cannot show (isolated)."""
+        (line,) = ax.plot(series.t, series.y, style, color=colour, lw=lw, label=label)
+        self.plotted.append(line)
+        if len(series.t_alone):
+            (dots,) = ax.plot(series.t_alone, series.y_alone, "o", color=colour, ms=3)
+            self.plotted.append(dots)
         return line
 
     def _theme(self) -> dict:
@@ -87,7 +196,8 @@ class MeasurePlot:
             "grid": q["grid"].name(),
         }
 
-    def _decorate(self, cal, unit, layers, theme) -> None:
+    def _decorate(self, layers, theme) -> None:
+        cal = self.calibration()
         self.figure.set_facecolor(theme["background"])
         for ax in (self.ax_x, self.ax_y, self.ax_m):
             ax.set_facecolor(theme["background"])
@@ -97,8 +207,8 @@ class MeasurePlot:
             ax.grid(True, color=theme["grid"], lw=0.5, alpha=0.6)
             ax.yaxis.label.set_color(theme["text"])
             ax.xaxis.label.set_color(theme["text"])
-        self.ax_x.set_ylabel(f"x [{unit}]")
-        self.ax_y.set_ylabel(f"y [{unit}]")
+        self.ax_x.set_ylabel(f"x [{cal.length_unit}]")
+        self.ax_y.set_ylabel(f"y [{cal.length_unit}]")
         self.ax_m.set_ylabel(self.plot_combo.currentText() or "measure")
         self.ax_m.set_xlabel("time [s]" if cal.fps else "frame")
         legend_style = dict(
@@ -107,17 +217,13 @@ class MeasurePlot:
             edgecolor=theme["grid"],
             labelcolor=theme["text"],
         )
+        for ax in (self.ax_x, self.ax_m):
+            if ax.get_legend() is not None:
+                ax.get_legend().remove()
         if self._label_order and layers:
             self.ax_x.legend(ncol=3, loc="upper right", **legend_style)  # "best" scans every point
-        if self.ax_m.lines:
+        if any(not line.get_label().startswith("_") for line in self.ax_m.lines):
             self.ax_m.legend(loc="upper right", **legend_style)
-        t = self.time_of([current_frame(self.viewer)])[0] if self.viewer.dims.ndim >= 3 else 0.0
-        # animated: left out of full draws and blitted over a saved background when the frame
-        # changes (a full redraw of the figure takes 100-500 ms; a blit a few ms)
-        self.frame_lines = [
-            ax.axvline(t, color="r", lw=1, animated=True)
-            for ax in (self.ax_x, self.ax_y, self.ax_m)
-        ]
 
     def _mark_review(self, layer) -> None:
         frames = layer.metadata.get(REVIEW_KEY) if hasattr(layer, "metadata") else None
@@ -134,37 +240,40 @@ class MeasurePlot:
             transform=self.ax_m.get_xaxis_transform(),
             label="to review",
         )
+        self.plotted.append(line)
         self.lines[("review", layer.name, "")] = line
 
     def _on_frame(self, event=None) -> None:
-        if (
-            getattr(self, "frame_lines", None)
-            and self.isVisible()
-            and not self._frame_timer.isActive()
-        ):
+        if not self._closed and self.isVisible() and not self._frame_timer.isActive():
             self._frame_timer.start()
 
-    def _on_canvas_drawn(self, event=None) -> None:
-        """After a full draw: keep the figure without the frame lines, then blit them on it."""
-        self._background = self.canvas.copy_from_bbox(self.figure.bbox)
-        self._blit_frame_lines()
-
-    def _blit_frame_lines(self) -> None:
-        for line in getattr(self, "frame_lines", ()):
-            line.axes.draw_artist(line)
-        self.canvas.blit(self.figure.bbox)
-
-    def _move_frame_line(self) -> None:
-        if not self.isVisible() or not getattr(self, "frame_lines", None):
-            return
-        t = self.time_of([current_frame(self.viewer)])[0]
+    def _place_frame_lines(self) -> None:
+        t = self.time_of([current_frame(self.viewer)])[0] if self.viewer.dims.ndim >= 3 else 0.0
         for line in self.frame_lines:
             line.set_xdata([t, t])
-        if self._background is None:
-            self.canvas.draw_idle()
+
+    def _on_canvas_drawn(self, event=None) -> None:
+        """After a full draw: keep the figure without the frame lines, then draw them on it
+        (the full draw's own Qt update shows them)."""
+        if self._rendering:  # matplotlib drew it whole (``canvas.draw()``): pieces are older
+            self._render_generation += 1
+            self._rendering = False
+        self._background = self.canvas.copy_from_bbox(self.figure.bbox)
+        for line in self.frame_lines:
+            line.axes.draw_artist(line)
+
+    def _move_frame_line(self) -> None:
+        """Move the current-frame line: restore the background, draw the lines, and let Qt
+        repaint the canvas with napari's next repaint (one window flush, not two)."""
+        if self._closed or not self.isVisible():
             return
+        self._place_frame_lines()
+        if self._background is None:
+            return  # not drawn yet: the coming full draw puts the lines in place
         self.canvas.restore_region(self._background)
-        self._blit_frame_lines()
+        for line in self.frame_lines:
+            line.axes.draw_artist(line)
+        self.canvas.update()
 
     def on_plot_click(self, event) -> None:
         """Move napari to the clicked frame (not while the toolbar zooms or pans)."""

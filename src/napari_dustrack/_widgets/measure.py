@@ -14,10 +14,11 @@ The computation is :func:`napari_dustrack.measure.compute`; exports are
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 
 import pandas as pd
-from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg, NavigationToolbar2QT
+from matplotlib.backends.backend_qtagg import NavigationToolbar2QT
 from matplotlib.figure import Figure
 from napari.layers import Points
 from qtpy.QtCore import Qt, QTimer
@@ -52,7 +53,7 @@ from ..measure import (
 )
 from ._measure_data import compute_all, copy_of, is_track_layer, layer_units
 from ._measure_export import MeasureExports
-from ._measure_plot import MeasurePlot
+from ._measure_plot import MeasurePlot, PlotCanvas
 from .common import (
     TaskBar,
     cine_info,
@@ -81,12 +82,14 @@ class MeasureWidget(MeasurePlot, MeasureExports, QWidget):
         self.viewer = napari_viewer
         self.measures: list[Measure] = []
         self.results: dict[str, pd.DataFrame] = {}  # layer name -> compute() result
+        self.series: dict[str, dict] = {}  # checked layer name -> its lines, ready to plot
         self.tables: dict[str, pd.DataFrame] = {}  # layer name -> point table
         self.lines: dict[tuple[str, str, str], object] = {}  # (axis, layer, key) -> Line2D
         self._label_order: list[str] = []
         self._measures_loaded_for: str | None = None
         self._connected: set[int] = set()
         self._stale = True  # the plots lag the layers (the tab is hidden or a replot is due)
+        self._closed = False  # closed or deleted: no more work, no draws
         self._replot_timer = QTimer(self)
         self._replot_timer.setSingleShot(True)
         self._replot_timer.setInterval(REPLOT_MS)
@@ -99,13 +102,30 @@ class MeasureWidget(MeasurePlot, MeasureExports, QWidget):
         self._generation = 0
         self._build()
         register_page(napari_viewer, "measure", self)
+        self._links: list[tuple] = []  # (napari emitter, WeakMethod): left on close or deletion
         viewer_layers = self.viewer.layers.events
-        viewer_layers.inserted.connect(self._on_layers_changed)
-        viewer_layers.removed.connect(self._on_layers_changed)
-        viewer_layers.reordered.connect(self._on_layers_changed)
-        self.viewer.dims.events.current_step.connect(self._on_frame)
-        self.viewer.events.theme.connect(self._on_layer_edited)  # dark/light: redraw in its colours
+        self._link(viewer_layers.inserted, self._on_layers_changed)
+        self._link(viewer_layers.removed, self._on_layers_changed)
+        self._link(viewer_layers.reordered, self._on_layers_changed)
+        self._link(self.viewer.dims.events.current_step, self._on_frame)
+        self._link(self.viewer.events.theme, self._on_layer_edited)  # dark/light: its colours
+        # On deletion the C++ widget is gone: only plain Python may run (no self.<Qt method>),
+        # and the closure must not hold the widget (its __dict__ and links only).
+        state, links, canvas = self.__dict__, self._links, self.canvas
+        self.destroyed.connect(lambda *_: _leave(state, links, canvas))
         self._on_layers_changed()
+
+    def _link(self, emitter, callback) -> None:
+        # A bound method: napari holds it weakly, and so do we, so a closed widget is freed.
+        emitter.connect(callback)
+        self._links.append((emitter, weakref.WeakMethod(callback)))
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        """Closed: stop the timers, drop pending results and queued draws, leave napari."""
+        self._replot_timer.stop()
+        self._frame_timer.stop()
+        _leave(self.__dict__, self._links, self.canvas)
+        super().closeEvent(event)
 
     # --- construction ------------------------------------------------------------------------
 
@@ -116,13 +136,10 @@ class MeasureWidget(MeasurePlot, MeasureExports, QWidget):
         # fixed margins: a layout engine re-measures every label on each draw (~0.2 s)
         self.figure = Figure(figsize=(3.8, 6))
         self.figure.subplots_adjust(left=0.2, right=0.97, top=0.98, bottom=0.08, hspace=0.15)
-        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas = PlotCanvas(self.figure)
         self.canvas.setMinimumHeight(360)
         self.toolbar = NavigationToolbar2QT(self.canvas, self)
-        self.ax_x, self.ax_y, self.ax_m = self.figure.subplots(3, 1, sharex=True)
-        self.canvas.mpl_connect("button_press_event", self.on_plot_click)
-        self.canvas.mpl_connect("draw_event", self._on_canvas_drawn)
-        self._background = None
+        self._build_axes()
         layout.addWidget(self.toolbar)
         layout.addWidget(self.canvas, 1)
         layout.addWidget(self._build_exports())
@@ -239,6 +256,8 @@ class MeasureWidget(MeasurePlot, MeasureExports, QWidget):
         return [layer for layer in self.track_layers() if layer.name in names]
 
     def _on_layers_changed(self, event=None) -> None:
+        if self._closed:
+            return
         previous = {
             self.layer_list.item(i).text(): self.layer_list.item(i).checkState()
             for i in range(self.layer_list.count())
@@ -256,9 +275,8 @@ class MeasureWidget(MeasurePlot, MeasureExports, QWidget):
                 self._connected.add(id(layer))
                 for name in ("data", "features", "metadata"):  # not every layer type has all
                     if hasattr(layer.events, name):
-                        # A bound method: napari holds it weakly, so a closed widget is freed.
-                        getattr(layer.events, name).connect(self._on_layer_edited)
-                layer.events.name.connect(self._on_layers_changed)
+                        self._link(getattr(layer.events, name), self._on_layer_edited)
+                self._link(layer.events.name, self._on_layers_changed)
         self.layer_list.blockSignals(False)
         current = self.export_combo.currentText()
         self.export_combo.clear()
@@ -407,13 +425,15 @@ class MeasureWidget(MeasurePlot, MeasureExports, QWidget):
         """Refresh soon: a burst of edits costs one recomputation every ``REPLOT_MS`` at most;
         a hidden tab only notes that it is stale."""
         self._stale = True
-        if self.isVisible() and not self._replot_timer.isActive():
+        if not self._closed and self.isVisible() and not self._replot_timer.isActive():
             self._replot_timer.start()
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
         super().showEvent(event)
         if self._stale:
             self.refresh()
+        else:  # the frame changed while hidden: only the frame line moves
+            self._move_frame_line()
 
     def _on_layer_edited(self, event=None) -> None:
         self.schedule_refresh()
@@ -423,7 +443,7 @@ class MeasureWidget(MeasurePlot, MeasureExports, QWidget):
 
         Hidden: later (when shown). Long tables (a long cine's 80,000 points) are computed in
         a worker thread from copies of the layers, and drawn when ready."""
-        if not self.isVisible():
+        if self._closed or not self.isVisible():
             self._stale = True
             return
         self._stale = False
@@ -446,9 +466,9 @@ class MeasureWidget(MeasurePlot, MeasureExports, QWidget):
         worker.start()
 
     def _computed(self, out: dict, generation: int) -> None:
-        if generation != self._generation:
-            return  # a newer refresh is on its way
-        self.tables, self.results = out["tables"], out["results"]
+        if self._closed or generation != self._generation:
+            return  # closed, or a newer refresh is on its way
+        self.tables, self.results, self.series = out["tables"], out["results"], out["series"]
         self._update_label_list()
         self._update_plot_choices()
         self.status.setText("\n".join(out["problems"]))
@@ -464,3 +484,19 @@ class MeasureWidget(MeasurePlot, MeasureExports, QWidget):
             )
         )
         set_choices(self.plot_combo, columns)
+
+
+def _leave(state: dict, links: list, canvas: PlotCanvas) -> None:
+    """Mark a Measure widget and its canvas closed and disconnect it from napari's events
+    (also after its C++ object is deleted: plain Python only)."""
+    state["_closed"] = canvas.closed = True
+    state["_generation"] = state.get("_generation", 0) + 1  # results still on their way: dropped
+    for emitter, method in links:
+        callback = method()
+        if callback is None:  # the widget is gone, and napari's weak link with it
+            continue
+        try:
+            emitter.disconnect(callback)
+        except (RuntimeError, TypeError, ValueError):  # already gone with its layer
+            pass
+    links.clear()
