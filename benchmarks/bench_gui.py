@@ -163,7 +163,8 @@ def long_cine(n=10_000, shape=(1080, 1920), n_labels=8):
     """The long cine: 10,000 frames at 1080p, 8 labels following the texture's motion."""
     data = LazyCine(n, shape)
     base = np.c_[np.linspace(300, 1600, n_labels), np.linspace(300, 800, n_labels)]
-    truth = base[None] + np.c_[np.zeros(n), LazyCine.shift(np.arange(n))][:, None, :]
+    # Frame f shows the texture from row pad + shift(f), so its content moves by -shift(f) in y.
+    truth = base[None] - np.c_[np.zeros(n), LazyCine.shift(np.arange(n))][:, None, :]
     labels = [f"p{i + 1}" for i in range(n_labels)]
     return {"data": data, "labels": labels, "truth": truth.astype(float), "n": n}
 
