@@ -1,5 +1,6 @@
 """The fusion smoother where the flow is wrong (a probe sliding under probe-fixed artefacts):
-it must not drag the estimates onto the probe's pattern, and it keeps accepted annotations."""
+it must not drag the estimates onto the probe's pattern, and it keeps accepted annotations;
+where the flow is right during a fast real motion (a twitch), it must keep following it."""
 
 from __future__ import annotations
 
@@ -64,4 +65,4 @@ def test_fusion_keeps_a_twitch_the_flow_follows():
 
     peak, rmse = peak_rmse(FusionParams())
     trusting_peak, trusting_rmse = peak_rmse(FusionParams(flow_trust=0.0))  # before 537c658
-    assert peak <= trusting_peak + 0.1 and rmse <= 1.03 * trusting_rmse
+    assert peak <= trusting_peak + 0.075 and rmse <= 1.03 * trusting_rmse
