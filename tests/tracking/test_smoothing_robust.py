@@ -1,5 +1,6 @@
 """The fusion smoother where the flow is wrong (a probe sliding under probe-fixed artefacts):
-it must not drag the estimates onto the probe's pattern, and it keeps accepted annotations."""
+it must not drag the estimates onto the probe's pattern, and it keeps accepted annotations;
+where the flow is right during a fast real motion (a twitch), it must keep following it."""
 
 from __future__ import annotations
 
@@ -47,3 +48,21 @@ def test_anchors_are_kept(slide):
     np.testing.assert_array_equal(fast[::10], raw[::10])
     with pytest.raises(DustrackError, match="anchors"):
         smooth(frames, raw, 10, "fusion", anchors=anchors[:, :2])
+
+
+def test_fusion_keeps_a_twitch_the_flow_follows():
+    # a fast real motion (10 px in 6 frames): the flow follows it, the estimates' median lags
+    # behind it; the flow's steps must keep their weight there (537c658 doubted them: the
+    # twitch's peak error went 0.5 -> 1.2 px on bench_smooth.py's muscle cine)
+    sim = simulate("muscle", n_frames=100, seed=3)
+    truth, _ = to_array(sim.truth, sim.labels, 100)
+    raw = noisy_estimates(truth, seed=7)
+    a, b = sim.info["twitch_frames"]
+
+    def peak_rmse(params):
+        e = np.hypot(*(smooth(sim.frames, raw, 20, "fusion", fusion=params) - truth).T)
+        return e[:, a : b + 1].max(), np.sqrt(np.mean(e**2))
+
+    peak, rmse = peak_rmse(FusionParams())
+    trusting_peak, trusting_rmse = peak_rmse(FusionParams(flow_trust=0.0))  # before 537c658
+    assert peak <= trusting_peak + 0.075 and rmse <= 1.03 * trusting_rmse

@@ -13,7 +13,8 @@ the flow noise (grows with the speed, and with the flow's error measured on the 
 that error is large; a frame pair whose flow was lost gets no flow term). Each flow term is
 also weighted frame by frame by how well the flow step agrees with the measurements' own
 motion (Gaussian weights, :func:`_flow_trust`): flow that stands still while the estimates all
-move (a probe-fixed pattern holding the flow) is not allowed to drag the track.
+move (a probe-fixed pattern holding the flow) is not allowed to drag the track, while flow that
+follows a fast real motion (a twitch) keeps its weight.
 Each coordinate is a tridiagonal symmetric system, solved in O(n). First and last frames are
 estimated like every other frame. The window length only caps how long flow is trusted:
 ``s_d >= s_m / W``, so a longer window allows more smoothing, as in DUSTrack.
@@ -51,10 +52,13 @@ class FusionParams:
         exceeds this fraction of the measurement noise (a flow that does not follow the
         tissue, e.g. decorrelated speckle, is then leaned on less).
     flow_trust : float
-        Per-frame robustness of the flow terms: a flow step that differs from the motion of the
-        (median-filtered) measurements by ``d`` keeps the weight ``exp(-(d / (k s))^2 / 2)``,
-        with ``k`` this value and ``s`` the typical such difference on the segment (0: off).
-        The weight must fall steeply: a flow term outweighs a measurement ~100 times.
+        Per-frame robustness of the flow terms: where the measurements drift away from the
+        path the flow integrates by ``d`` px per frame (median-filtered, :func:`_flow_trust`),
+        the flow step keeps the weight ``exp(-(d / (k s))^2 / 2)``, with ``k`` this value and
+        ``s`` the typical such drift on the segment, at most what the measurement noise alone
+        gives (``DRIFT_PER_NOISE`` s_m: a segment mostly held by a probe-fixed pattern does
+        not set its own tolerance), at least 0.25 px (0: off). The weight must fall steeply
+        once ``d`` is well above the noise: a flow term outweighs a measurement ~100 times.
     anchor_weight : float
         Weight of an anchored measurement (``manual``/``reviewed`` annotations) relative to
         an ordinary one: the track passes within a small fraction of a pixel of it.
@@ -66,7 +70,7 @@ class FusionParams:
     iterations: int = 5
     min_sigma: float = 0.05
     flow_check: float = 0.5
-    flow_trust: float = 2.0
+    flow_trust: float = 4.0
     anchor_weight: float = 1e4
 
 
@@ -106,20 +110,32 @@ def _solve(z, w, m, v):
     return out
 
 
-def _flow_trust(z: np.ndarray, m: np.ndarray, known: np.ndarray, k: float) -> np.ndarray:
+# the median-filtered drift's step where the flow follows the tissue, in units of the
+# measurement noise: 0.3-0.5 on the simulator's cines (bench_smooth.py, bench_robust.py); the
+# low end, so that a segment mostly held by a probe-fixed pattern is still doubted
+DRIFT_PER_NOISE = 0.3
+
+
+def _flow_trust(
+    z: np.ndarray, m: np.ndarray, known: np.ndarray, k: float, sigma_m: float
+) -> np.ndarray:
     """Per-pair weight (n - 1,) of the flow steps ``m`` against the measurements' own motion.
 
-    The measurements are median-filtered over 5 frames first (an outlier does not move the
-    median), so a flow step is doubted only when the measurements around it move otherwise:
-    e.g. flow held by a probe-fixed shadow while the tissue slides.
+    What is compared is the measurements minus the path the flow integrates, median-filtered
+    over 5 frames (an outlier does not move the median): where the flow follows the tissue that
+    difference is noise around a constant, however fast the tissue moves; where the flow is
+    held by a probe-fixed pattern while the tissue slides, it drifts by the slide's speed.
+    (Filtering the measurements themselves instead lags behind a twitch, and its correct
+    flow steps were then doubted.)
     """
     n = len(z)
     if k <= 0 or n < 5:
         return np.ones(max(n - 1, 0))
-    zm = ndimage.median_filter(z, size=(5, 1), mode="mirror")  # an end outlier too
-    d = np.linalg.norm(np.diff(zm, axis=0) - m, axis=1)
+    path = np.concatenate([np.zeros((1, 2)), np.cumsum(np.where(known[:, None], m, 0.0), axis=0)])
+    drift = ndimage.median_filter(z - path, size=(5, 1), mode="mirror")  # an end outlier too
+    d = np.linalg.norm(np.diff(drift, axis=0), axis=1)
     scale = np.median(d[known]) if known.any() else 0.0
-    scale = max(float(scale), 0.25)
+    scale = max(min(float(scale), DRIFT_PER_NOISE * sigma_m), 0.25)
     return np.exp(-0.5 * (d / (k * scale)) ** 2)
 
 
@@ -181,7 +197,7 @@ def fuse_segment(
             np.hypot(params.flow_sigma + params.flow_speed * np.linalg.norm(m, axis=1), extra),
             floor,
         )[:, None]
-        trust = _flow_trust(z, m, known, params.flow_trust)[:, None]
+        trust = _flow_trust(z, m, known, params.flow_trust, sigma_m)[:, None]
         v = np.broadcast_to(np.where(known[:, None], trust / sd**2, 0.0), m.shape)
         x = _solve(z, w, m, v)
         m, known = _motion(fields, ref, x, grid)
