@@ -154,3 +154,17 @@ def test_removed_layer_stops_following(viewer, qtbot):
     viewer.dims.set_current_step(0, 2500)
     qtbot.wait(400)
     assert window.moves == 1
+
+
+def test_a_window_move_does_not_tell_listeners_the_table_changed(viewer, qtbot):
+    data, features = table(8, 3000)
+    layer = show(viewer, data, features, 8)
+    told = []
+    layer.events.data.connect(lambda event: told.append("data"))
+    window = _track_window.window_of(layer)
+    viewer.dims.set_current_step(0, 2900)
+    qtbot.waitUntil(lambda: window.moves > 1, timeout=3000)
+    assert 2900 in set(layer.data[:, 1].astype(int)) and told == []
+    assert viewer.dims.range[0].stop >= 2999
+    show(viewer, data[::2], features.iloc[::2], 8, layer=layer)  # a new table: told
+    assert "data" in told

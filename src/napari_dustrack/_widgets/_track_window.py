@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 import weakref
+from contextlib import ExitStack
 
 import numpy as np
 import pandas as pd
@@ -161,7 +162,16 @@ class TrackWindow:
         data, features = layer.metadata[FULL_TRACKS]
         lo, hi = self._frame_span(MARGIN)
         rows = window_rows(data[:, 1], lo, hi)
-        set_tracks(layer, data[rows], features.iloc[rows].reset_index(drop=True), self.colormap)
+        with ExitStack() as quiet:
+            if not force:
+                # the table is the same, only its window moved: nobody is told that the data
+                # changed (the Measure tab would recompute every measure; the
+                # viewer's ranges stay: the window keeps the first and the last frame's rows)
+                for name in ("data", "features", "properties"):  # those this napari has
+                    if hasattr(layer.events, name):
+                        quiet.enter_context(getattr(layer.events, name).blocker())
+            window = features.iloc[rows].reset_index(drop=True)
+            set_tracks(layer, data[rows], window, self.colormap)
         self.shown = (lo, hi)
         self._last = time.monotonic()
         self.moves += 1
