@@ -168,3 +168,15 @@ def test_a_window_move_does_not_tell_listeners_the_table_changed(viewer, qtbot):
     assert viewer.dims.range[0].stop >= 2999
     show(viewer, data[::2], features.iloc[::2], 8, layer=layer)  # a new table: told
     assert "data" in told
+
+
+def test_3d_shows_every_frame_and_2d_the_window_again(viewer, qtbot):
+    data, features = table(8, 3000)
+    layer = show(viewer, data, features, 8)
+    window = _track_window.window_of(layer)
+    viewer.dims.ndisplay = 3
+    qtbot.waitUntil(lambda: len(layer.data) == len(data), timeout=3000)
+    moves = window.moves
+    viewer.dims.ndisplay = 2
+    qtbot.waitUntil(lambda: window.moves > moves, timeout=3000)
+    assert len(layer.data) < len(data) // 5

@@ -101,7 +101,7 @@ class TrackWindow:
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self.move)
         viewer.dims.events.current_step.connect(self._on_step)
-        viewer.dims.events.ndisplay.connect(self._on_step)
+        viewer.dims.events.ndisplay.connect(self._on_ndisplay)
         viewer.layers.events.removed.connect(self._on_removed)
         for name in ("visible", "tail_length", "head_length"):
             getattr(layer.events, name).connect(self._on_step)
@@ -112,7 +112,7 @@ class TrackWindow:
         viewer, layer = self._viewer(), self._layer()
         if viewer is not None:
             viewer.dims.events.current_step.disconnect(self._on_step)
-            viewer.dims.events.ndisplay.disconnect(self._on_step)
+            viewer.dims.events.ndisplay.disconnect(self._on_ndisplay)
             viewer.layers.events.removed.disconnect(self._on_removed)
         if layer is not None:
             for name in ("visible", "tail_length", "head_length"):
@@ -122,6 +122,10 @@ class TrackWindow:
     def _on_removed(self, event) -> None:
         if event.value is self._layer():
             self.close()
+
+    def _on_ndisplay(self, event=None) -> None:
+        self.shown = None  # 3D showed every frame; back in 2D the window narrows again
+        self._on_step()
 
     def _frame_span(self, margin: int) -> tuple[float, float]:
         """Frames (data coordinates) of the rows the shader may show now, widened by ``margin``;
