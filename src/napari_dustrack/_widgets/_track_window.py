@@ -169,8 +169,8 @@ class TrackWindow:
         with ExitStack() as quiet:
             if not force:
                 # the table is the same, only its window moved: nobody is told that the data
-                # changed (the Measure tab would recompute every measure; the
-                # viewer's ranges stay: the window keeps the first and the last frame's rows)
+                # changed (the Measure tab would recompute every measure; the viewer's ranges
+                # stay: the window keeps the first and the last frame's rows)
                 for name in ("data", "features", "properties"):  # those this napari has
                     if hasattr(layer.events, name):
                         quiet.enter_context(getattr(layer.events, name).blocker())

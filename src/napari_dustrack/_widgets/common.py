@@ -26,9 +26,7 @@ from qtpy.QtWidgets import (
 
 from ..errors import Cancelled, DustrackError, user_message
 from ..io.colours import label_hex, track_colormap
-from ._track_window import seed_rows, set_tracks, show_rows
-
-__all__ = ["set_tracks"]  # kept here for callers: the rule lives in _track_window
+from ._track_window import seed_rows, show_rows
 
 META = "dustrack"
 ANNOTATIONS = "annotations"
