@@ -180,3 +180,17 @@ def test_3d_shows_every_frame_and_2d_the_window_again(viewer, qtbot):
     viewer.dims.ndisplay = 2
     qtbot.waitUntil(lambda: window.moves > moves, timeout=3000)
     assert len(layer.data) < len(data) // 5
+
+
+def test_a_layer_built_in_a_worker_from_seed_rows_gets_its_window(viewer):
+    # the Model and Smooth tabs build a new layer in a worker thread from seed_rows
+    data, features = table(8, 3000)
+    rows, row_features = _track_window.seed_rows(data, features)
+    assert len(rows) == 2  # the first and the last frame: the extent of the whole table
+    colormap = label_colormap(COLOURS, "test-labels")
+    built = Tracks(rows, features=row_features, colormaps_dict={"colour": colormap})
+    viewer.dims.set_current_step(0, 1000)
+    layer = show_tracks(viewer, None, data, features, colormap, built)
+    assert layer is built
+    assert 1000 in set(layer.data[:, 1].astype(int)) and len(layer.data) < len(data) // 5
+    assert_colours_per_label(layer, 8)
