@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..io.layers import points_to_table, tracks_to_table
+from ..io.layers import full_tracks, points_to_table, tracks_to_table
 from ..io.points_io import write_points as write_table
 from ..io.sources import PointSource
 
@@ -23,9 +23,11 @@ def write_points(path: str, data: Any, meta: dict) -> list[str]:
 
 
 def write_tracks(path: str, data: Any, meta: dict) -> list[str]:
-    """Save a Tracks layer (rows ``track_id, frame, y, x``) as a point table, a label a track."""
-    features = pd.DataFrame(meta.get("features", {}))
+    """Save a Tracks layer (rows ``track_id, frame, y, x``) as a point table, a label a track:
+    all its rows, also those a long layer keeps beside its window of frames."""
+    metadata = meta.get("metadata") or {}
+    data, features = full_tracks(data, meta.get("features"), metadata)
     row_labels = features["label"].to_numpy() if "label" in features else None
-    source = (meta.get("metadata") or {}).get("source", PointSource.SMOOTHED.value)
+    source = metadata.get("source", PointSource.SMOOTHED.value)
     write_table(tracks_to_table(data, row_labels=row_labels, source=source), path)
     return [path]

@@ -313,10 +313,10 @@ class AnnotationLayers(QObject):
         colormap = label_colormap([lab.colour for lab in labels], "dustrack-labels")
         was = self.tracks_layer
 
-        def new():
+        def new(rows, row_features):
             return Tracks(
-                data,
-                features=features,
+                rows,
+                features=row_features,
                 name=TRACKS_NAME,
                 tail_length=TAIL_LENGTH,
                 head_length=0,

@@ -13,7 +13,7 @@ import pandas as pd
 from napari.layers import Points, Tracks
 
 from ..errors import DustrackError
-from ..io.layers import points_to_table, tracks_to_table
+from ..io.layers import full_tracks, points_to_table, tracks_to_table
 from ..io.sources import PointSource
 from ..io.table import labels_of, to_array
 from ..measure import compute
@@ -71,9 +71,10 @@ def copy_of(layer):
         shown = np.asarray(layer.shown, dtype=bool)
         return ("points", np.array(layer.data)[shown], features.iloc[np.flatnonzero(shown)].copy())
     if isinstance(layer, Tracks):
+        data, features = full_tracks(layer.data, features, layer.metadata)  # all frames
         return (
             "tracks",
-            np.array(layer.data),
+            np.array(data),
             np.array(features["label"]),
             layer.metadata.get("source", PointSource.SMOOTHED.value),
         )

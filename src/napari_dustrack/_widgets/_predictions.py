@@ -23,6 +23,7 @@ from qtpy.QtCore import QObject, QTimer, Signal
 from .._napari.geometry import like
 from ..io.colours import rgba_rows, track_colour_values
 from ..io.layers import points_to_table
+from ._track_window import seed_rows
 from .common import (
     META,
     add_under_annotations,
@@ -272,8 +273,11 @@ def shown_copy(layer) -> tuple[np.ndarray, pd.DataFrame]:
 def _tracks_result(copy, labels, build: dict | None):
     """(data, features, a new Tracks layer or None) -- runs in a worker thread."""
     data, features = _tracks_arrays(points_to_table(*copy), labels)
-    layer = Tracks(data, features=features, **build) if build is not None and len(data) else None
-    return data, features, layer
+    # a long table's layer is built with a few rows: show_tracks gives it its window of frames
+    if build is None or not len(data):
+        return data, features, None
+    rows, row_features = seed_rows(data, features)
+    return data, features, Tracks(rows, features=row_features, **build)
 
 
 def _install_review(viewer, layer) -> None:

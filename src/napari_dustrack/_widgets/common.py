@@ -26,6 +26,7 @@ from qtpy.QtWidgets import (
 
 from ..errors import Cancelled, DustrackError, user_message
 from ..io.colours import label_hex, track_colormap
+from ._track_window import seed_rows, show_rows
 
 META = "dustrack"
 ANNOTATIONS = "annotations"
@@ -169,18 +170,6 @@ def notify(message: str, actions=(), severity: str = "warning") -> None:
     notification_manager.dispatch(Notification(message, severity=severity, actions=tuple(actions)))
 
 
-def set_tracks(layer, data, features, colormap) -> None:
-    """Replace a Tracks layer's rows, coloured by the ``colour`` feature through ``colormap``.
-
-    napari drops the features when the data change (and warns that ``color_by`` is gone), so
-    colour by track id for that moment."""
-    layer.color_by = "track_id"
-    layer.data = data
-    layer.features = features
-    layer.colormaps_dict = {"colour": colormap}
-    layer.color_by = "colour"
-
-
 def label_colormap(hex_colours, name: str) -> Colormap:
     """A stepwise colormap giving track ``i + 1`` the colour ``hex_colours[i]`` (colour a Tracks
     layer by the ``colour`` feature of :func:`napari_dustrack.io.colours.track_colour_values`)."""
@@ -192,8 +181,9 @@ def show_tracks(viewer, layer, data, features, colormap, new) -> Tracks | None:
     """Show the rows ``data`` (track, frame, y, x) of a point table as a Tracks layer.
 
     ``layer`` (the Tracks layer shown now, or None) is updated in place; otherwise ``new`` (a
-    Tracks layer, or a callable making one from nothing) is added, under the annotations.
-    No rows: the layer is removed. Returns the layer shown, or None.
+    Tracks layer, or a callable making one from ``(data, features)``) is added, under the
+    annotations. A long table is shown through a window of frames around the current frame
+    (:mod:`._track_window`). No rows: the layer is removed. Returns the layer shown, or None.
     """
     if layer is not None and layer not in viewer.layers:
         layer = None
@@ -202,14 +192,16 @@ def show_tracks(viewer, layer, data, features, colormap, new) -> Tracks | None:
             viewer.layers.remove(layer)
         return None
     if isinstance(layer, Tracks):
-        set_tracks(layer, data, features, colormap)
+        show_rows(viewer, layer, data, features, colormap)
         return layer
-    made = new() if callable(new) else new
+    made = new(*seed_rows(data, features)) if callable(new) else new
     if made is None:
         return layer
     if layer is not None:
         viewer.layers.remove(layer)
     add_under_annotations(viewer, made)
+    if len(made.data) != len(data):  # a long table: built with a few rows, now its window
+        show_rows(viewer, made, data, features, colormap)
     return made
 
 

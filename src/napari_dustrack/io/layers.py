@@ -66,6 +66,19 @@ def table_to_tracks(
     return data, features
 
 
+FULL_TRACKS = "dustrack_full_tracks"  # metadata key: a windowed Tracks layer's whole table
+
+
+def full_tracks(data, features, metadata) -> tuple[np.ndarray, pd.DataFrame]:
+    """``(data, features)`` of all rows of a Tracks layer, given its ``data``, ``features`` and
+    ``metadata``: the plugin shows a long table through a window of frames around the current
+    one and keeps the whole table in ``metadata[FULL_TRACKS]`` (saving and measuring read it)."""
+    full = (metadata or {}).get(FULL_TRACKS)
+    if full is not None:
+        return full
+    return np.asarray(data), pd.DataFrame(features if features is not None else {})
+
+
 def tracks_to_table(
     data: np.ndarray,
     row_labels: Sequence[str] | None = None,
