@@ -201,12 +201,10 @@ def scrub(viewer, n: int, dog: Watchdog, action: str, before=None) -> None:
         wait(500)
 
 
-def session(name: str, cine: dict, dog: Watchdog, smooth_mode: str) -> None:
+def open_viewer(cine: dict):
+    """A shown 1280 x 800 napari viewer with the cine open (through the plugin's reader, or the
+    long cine's lazy array with the metadata the reader would give it)."""
     import napari
-    from qtpy.QtCore import Qt
-    from qtpy.QtTest import QTest
-
-    from napari_dustrack._widgets.main import DustrackWidget
 
     viewer = napari.Viewer()
     viewer.window._qt_window.resize(1280, 800)
@@ -227,6 +225,16 @@ def session(name: str, cine: dict, dog: Watchdog, smooth_mode: str) -> None:
                 }
             },
         )
+    return viewer
+
+
+def session(name: str, cine: dict, dog: Watchdog, smooth_mode: str) -> None:
+    from qtpy.QtCore import Qt
+    from qtpy.QtTest import QTest
+
+    from napari_dustrack._widgets.main import DustrackWidget
+
+    viewer = open_viewer(cine)
     wait(500)
     scrub(viewer, cine["n"], dog, "scrub (image only)")
     dock = DustrackWidget(viewer)

@@ -121,24 +121,9 @@ def describe_slices(dog, sampler, action, n=6):
 
 
 def setup(cine):
-    import napari
-
     from napari_dustrack._widgets.main import DustrackWidget
 
-    viewer = napari.Viewer()
-    viewer.window._qt_window.resize(1280, 800)
-    if "path" in cine:
-        viewer.open(str(cine["path"]), plugin="napari-dustrack")
-    else:
-        viewer.add_image(
-            cine["data"],
-            name="long cine",
-            contrast_limits=(0, 255),
-            multiscale=False,
-            metadata={
-                "dustrack": {"fps": 50.0, "n_frames": cine["n"], "kind": "video"},
-            },
-        )
+    viewer = bench_gui.open_viewer(cine)
     dock = DustrackWidget(viewer)
     viewer.window.add_dock_widget(dock, name="DUSTrack")
     pages = {k: dock.pages[k] for k in ("Annotate", "Model", "Smooth")}
