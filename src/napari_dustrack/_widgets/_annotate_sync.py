@@ -99,7 +99,7 @@ class AnnotationLayers(QObject):
     # ================================================================== layers
     def make_points_layer(self) -> None:
         """Add a new, empty ``annotations`` layer over the cine and make it the active one."""
-        from napari.layers import Points
+        from . import _layer_types
 
         cine = self.context.cine_layer
         h, w = cine.data.shape[1:3]
@@ -111,7 +111,7 @@ class AnnotationLayers(QObject):
                 "reviewed": pd.Series([], dtype=bool),
             }
         )
-        layer = Points(
+        layer = _layer_types.Points(
             np.empty((0, 3)),
             ndim=3,
             name=POINTS_NAME,
@@ -307,14 +307,14 @@ class AnnotationLayers(QObject):
         cine = self.context.cine_layer
         if cine is None or cine not in self.viewer.layers:
             return  # the viewer is closing: its layers are going
-        from napari.layers import Tracks
+        from . import _layer_types
 
         data, features = view
         colormap = label_colormap([lab.colour for lab in labels], "dustrack-labels")
         was = self.tracks_layer
 
         def new(rows, row_features):
-            return Tracks(
+            return _layer_types.Tracks(
                 rows,
                 features=row_features,
                 name=TRACKS_NAME,

@@ -23,6 +23,7 @@ from qtpy.QtCore import QObject, QTimer, Signal
 from .._napari.geometry import like
 from ..io.colours import rgba_rows, track_colour_values
 from ..io.layers import points_to_table
+from . import _layer_types
 from ._track_window import seed_rows
 from .common import (
     META,
@@ -60,7 +61,7 @@ def _prepared_points(name, source, labels, n_frames, colours, geometry, size, fi
     )
     rgba = rgba_rows(row_labels, colours)
     face = rgba if filled else np.c_[rgba[:, :3], np.full(len(frames), 0.25)]
-    return Points(
+    return _layer_types.Points(
         np.c_[frames, np.zeros((len(frames), 2))],
         ndim=3,
         name=name,
@@ -277,7 +278,7 @@ def _tracks_result(copy, labels, build: dict | None):
     if build is None or not len(data):
         return data, features, None
     rows, row_features = seed_rows(data, features)
-    return data, features, Tracks(rows, features=row_features, **build)
+    return data, features, _layer_types.Tracks(rows, features=row_features, **build)
 
 
 def _install_review(viewer, layer) -> None:
