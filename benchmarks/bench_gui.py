@@ -228,6 +228,24 @@ def open_viewer(cine: dict):
     return viewer
 
 
+def feed_predictions(model, cine_layer, labels, pred, conf, pause_ms: float) -> None:
+    """Predictions for every frame arriving as a dask worker's messages do, 32 frames at a time
+    (the Model tab's own handler; the worker process itself is not run)."""
+    n = len(pred)
+    model.output.begin(labels, n, cine_layer)
+    for start in range(0, n, 32):
+        frames = np.arange(start, min(start + 32, n))
+        model._on_message(
+            {
+                "kind": "result",
+                "frames": frames.tolist(),
+                "xy": pred[frames].tolist(),
+                "confidence": conf[frames].tolist(),
+            }
+        )
+        wait(pause_ms)
+
+
 def session(name: str, cine: dict, dog: Watchdog, smooth_mode: str) -> None:
     from qtpy.QtCore import Qt
     from qtpy.QtTest import QTest
@@ -292,18 +310,9 @@ def session(name: str, cine: dict, dog: Watchdog, smooth_mode: str) -> None:
         rng = np.random.default_rng(1)
         pred = truth + rng.normal(0, 1.0, truth.shape)
         conf = rng.uniform(0.5, 1.0, truth.shape[:2])
-        model.output.begin(labels, n, annotate.cine_layer)
-        for start in range(0, n, 32):
-            frames = np.arange(start, min(start + 32, n))
-            model._on_message(
-                {
-                    "kind": "result",
-                    "frames": frames.tolist(),
-                    "xy": pred[frames].tolist(),
-                    "confidence": conf[frames].tolist(),
-                }
-            )
-            wait(50 if name == "short" else 5)
+        feed_predictions(
+            model, annotate.cine_layer, labels, pred, conf, 50 if name == "short" else 5
+        )
         model.output.finish()
         wait_until(lambda: not model.output.busy)
         model.viewer.layers["model"].metadata["review_frames"] = [int(f) for f in rng.choice(n, 20)]

@@ -163,18 +163,9 @@ def run(name, top):
         profiles[action] = (prof, wall)
 
     def predict():
-        model.output.begin(labels, n, annotate.cine_layer)
-        for start in range(0, n, 32):
-            frames = np.arange(start, min(start + 32, n))
-            model._on_message(
-                {
-                    "kind": "result",
-                    "frames": frames.tolist(),
-                    "xy": pred[frames].tolist(),
-                    "confidence": conf[frames].tolist(),
-                }
-            )
-            bench_gui.wait(50 if name == "short" else 5)
+        bench_gui.feed_predictions(
+            model, annotate.cine_layer, labels, pred, conf, 50 if name == "short" else 5
+        )
         model.output.finish()
         bench_gui.wait_until(lambda: not model.output.busy)
 
