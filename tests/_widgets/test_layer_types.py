@@ -33,6 +33,20 @@ def test_extent_follows_replaced_data_not_every_read():
     assert layer._extent_data[1, 0] == 12
 
 
+def test_extent_follows_positions_written_in_place_then_refreshed(make_napari_viewer):
+    viewer = make_napari_viewer()
+    # as the prediction layers are made: a row per frame and label at (0, 0), filled in place
+    layer = viewer.add_layer(_layer_types.Points(np.zeros((20, 3)), ndim=3))
+    layer.data[:, 0] = np.arange(20)
+    layer.refresh()
+    np.testing.assert_array_equal(layer._extent_data, [[0, 0, 0], [19, 0, 0]])
+    layer.data[:, 1:] = 7.0
+    viewer.dims.set_current_step(0, 5)  # slicing reuses the kept extent
+    np.testing.assert_array_equal(layer._extent_data[1], [19, 0, 0])
+    layer.refresh()  # the writer's refresh asks for the extent again
+    np.testing.assert_array_equal(layer._extent_data, [[0, 7, 7], [19, 7, 7]])
+
+
 def test_thumbnail_redrawn_at_a_bounded_rate_and_the_last_one_kept(make_napari_viewer):
     viewer = make_napari_viewer()
     frames = np.repeat(np.arange(200), 2)

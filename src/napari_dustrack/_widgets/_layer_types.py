@@ -6,8 +6,9 @@ layer list's extent, recomputes the layer's data extent: a min/max over every po
 80,000 points, several times per frame change). On a long cine those refreshes, and the layer
 list repainting the new thumbnails, were over a third of a scrub's GUI-thread time. So:
 
-- the data extent is kept until the data are replaced (a ``data`` event, or a new array);
-  positions edited in place inside the image leave it as good as it was;
+- the data extent is kept until the layer is refreshed with ``extent=True`` (which napari's data
+  setter does, and the plugin does after writing positions in place) or its array is replaced;
+  napari's slicing on a frame change, which also asks for the extent, reuses it;
 - a thumbnail is redrawn at most every :data:`THUMBNAIL_S` seconds; one asked for in between
   is drawn when that time is up (a thumbnail shows where the points are, not every frame).
 
@@ -65,10 +66,10 @@ class Points(layers.Points):
             self._dustrack_extent = (key, super()._extent_data)
         return self._dustrack_extent[1].copy()
 
-    @layers.Points.data.setter
-    def data(self, data) -> None:
-        self._dustrack_extent = None
-        layers.Points.data.fset(self, data)
+    def refresh(self, event=None, *, extent: bool = True, **kwargs) -> None:
+        if extent:
+            self._dustrack_extent = None
+        super().refresh(event, extent=extent, **kwargs)
 
     def _update_thumbnail(self) -> None:
         if _thumbnail_due(self):
