@@ -84,6 +84,30 @@ def patch_ncc(img: np.ndarray, points: np.ndarray, tmpl: np.ndarray) -> np.ndarr
     return out
 
 
+def match_template(img: np.ndarray, centre, tmpl: np.ndarray, search: int):
+    """Best NCC match of ``tmpl`` in ``img`` within ``search`` px of ``centre`` (x, y):
+    ``(position (2,), its NCC, offset (dx, dy) in whole px from centre)``; sub-pixel by
+    parabola fits, except on the border of the search (the peak may lie farther off)."""
+    half = tmpl.shape[0] // 2
+    size = 2 * (half + search) + 1
+    region = cv2.getRectSubPix(img, (size, size), (float(centre[0]), float(centre[1])))
+    score = cv2.matchTemplate(
+        region.astype(np.float32), tmpl.astype(np.float32), cv2.TM_CCOEFF_NORMED
+    )
+    _, best, _, (j, i) = cv2.minMaxLoc(score)
+    h, w = score.shape
+    dx = _parabola(score[i, j - 1], score[i, j], score[i, j + 1]) if 0 < j < w - 1 else 0.0
+    dy = _parabola(score[i - 1, j], score[i, j], score[i + 1, j]) if 0 < i < h - 1 else 0.0
+    pos = np.array([centre[0] + j + dx - search, centre[1] + i + dy - search])
+    return pos, float(best), (j - search, i - search)
+
+
+def _parabola(m1: float, c: float, p1: float) -> float:
+    """Sub-pixel offset of a peak ``c`` between neighbours ``m1`` and ``p1``."""
+    den = m1 - 2 * c + p1
+    return 0.0 if abs(den) < 1e-9 else float(np.clip(0.5 * (m1 - p1) / den, -0.5, 0.5))
+
+
 def appearance_factor(ncc) -> np.ndarray:
     """NCC -> 0..1: 1 at ``NCC_GOOD`` and above, linear down to ``NCC_FLOOR`` at NCC <= 0."""
     ncc = np.nan_to_num(np.asarray(ncc, float), nan=0.0)

@@ -1,13 +1,24 @@
 """Image-wide motion between two frames: how far the probe slid over the tissue.
 
 A grid of pyramidal Lucas-Kanade vectors covers the image; their median is the image-wide
-shift, and a robust (RANSAC) affine fit of them the image-wide motion, so that a shearing muscle
-is followed as well as a sliding probe. Probe-fixed patterns (an acoustic shadow column,
-reverberation bands) cover a minority of the grid, so they pull single vectors to zero but
-neither the median nor the fit. A pair is *unreliable* when
-too few vectors survive (blank or featureless frames) or when they scatter widely (no common
-motion); a *frozen* pair (two identical frames: a duplicated or stalled frame) is reported too,
-as its zero motion says nothing about the tissue.
+shift. Probe-fixed patterns (an acoustic shadow column, reverberation bands) cover a minority of
+the grid, so they pull single vectors to zero but not the median.
+
+Where the image slides (median above ``REFINE_PX`` per frame), LK's vectors fall short of the
+motion: the speckle decorrelates as the probe moves out of plane and a probe-fixed pattern in a
+window holds it back, and a gradient method's estimate shrinks towards zero with both (on the
+simulator's decorrelated probe slide, the median fell 0.5 px per frame short, 3-5 px over a
+slide). There each grid vector is measured again by block matching: the vector's patch of the
+first frame is found in the second by normalised cross-correlation near the LK median, whose
+peak stays where the patterns match however much of them renewed. The median of these is the
+shift (0.2 px per frame off on that cine instead of 0.5). A robust (RANSAC) affine fit of the
+vectors follows a shearing or stretching image; it is used only where it explains the vectors
+clearly better than the shift alone (``AFFINE_GAIN``), since over a rigid slide its extra
+parameters fit the vectors' noise and extrapolate it to the image's edges.
+
+A pair is *unreliable* when too few vectors survive (blank or featureless frames) or when they
+scatter widely (no common motion); a *frozen* pair (two identical frames: a duplicated or
+stalled frame) is reported too, as its zero motion says nothing about the tissue.
 """
 
 from __future__ import annotations
@@ -23,6 +34,12 @@ GRID_WIN = 15  # LK window of the grid vectors
 GRID_LEVELS = 2  # pyramid levels: reach ~4x the window's half-width (28 px per frame)
 MIN_VECTORS = 0.4  # share of grid vectors that must survive for a reliable estimate
 MAX_SPREAD = 3.0  # px: vectors this close to their median support it
+REFINE_PX = 2.0  # px/frame: motion above this is measured again by block matching
+MATCH_HALF = 15  # px: half-width of a grid vector's patch in block matching
+MATCH_SEARCH = 4  # px: block matching searches this far around the LK median
+MATCH_NCC = 0.3  # a block match weaker than this is left out (no common pattern)
+AFFINE_GAIN = 0.7  # the affine fit is used when its median residual is below this share of
+# the shift's (a true shear or stretch; a rigid slide's affine fits noise)
 _CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 10, 0.03)
 
 
@@ -41,8 +58,9 @@ class PairMotion:
     support : float
         Share of grid vectors within ``MAX_SPREAD`` of the median.
     affine : ndarray (2, 3) or None
-        Robust (RANSAC) affine fit of the grid vectors: the image-wide motion where the tissue
-        also shears or stretches (a contracting muscle) rather than only translating.
+        Robust (RANSAC) affine fit of the grid vectors where it explains them clearly better
+        than ``shift`` (the tissue also shears or stretches, a contracting muscle, rather than
+        only translating); None otherwise, and ``predict`` then adds ``shift``.
     """
 
     shift: np.ndarray
@@ -118,9 +136,26 @@ def pair_motion(prev: np.ndarray, nxt: np.ndarray, points: np.ndarray | None = N
     if not ok:
         return PairMotion(np.zeros(2), False, False, support)
     good = (status.ravel() > 0) & np.isfinite(new.reshape(-1, 2)).all(axis=1)
-    return PairMotion(
-        med.astype(np.float64), True, False, support, (points[good], new.reshape(-1, 2)[good])
-    )
+    pts, moved = points[good], new.reshape(-1, 2)[good]
+    if np.hypot(*med) > REFINE_PX:
+        med, pts, moved = _block_matched(prev, nxt, points, med, (med, pts, moved))
+    return PairMotion(med.astype(np.float64), True, False, support, (pts, moved))
+
+
+def _block_matched(prev, nxt, points, shift, fallback):
+    """(median shift, points, their new positions) of the grid measured again by block
+    matching near ``shift``; ``fallback`` where too few patches match."""
+    from .flow_confidence import match_template, templates
+
+    found = np.full((len(points), 2), np.nan)
+    for k, (p, tmpl) in enumerate(zip(points, templates(prev, points, MATCH_HALF), strict=True)):
+        pos, ncc, off = match_template(nxt, p + shift, tmpl, MATCH_SEARCH)
+        if ncc >= MATCH_NCC and max(abs(off[0]), abs(off[1])) < MATCH_SEARCH:
+            found[k] = pos  # a peak on the search's border may lie farther off: left out
+    ok = np.isfinite(found).all(axis=1)
+    if ok.sum() < max(3, MIN_VECTORS * len(points)):
+        return fallback
+    return np.median(found[ok] - points[ok], axis=0), points[ok], found[ok]
 
 
 def _affine(points, new) -> np.ndarray | None:
@@ -130,7 +165,10 @@ def _affine(points, new) -> np.ndarray | None:
     aff, inliers = cv2.estimateAffine2D(points, new, ransacReprojThreshold=1.0)
     if aff is None or inliers is None or inliers.sum() < max(6, MIN_VECTORS * len(points)):
         return None
-    return aff.astype(np.float64)
+    d = new - points
+    rigid = np.median(np.hypot(*(d - np.median(d, axis=0)).T))
+    fitted = np.median(np.hypot(*(points @ aff[:, :2].T + aff[:, 2] - new).T))
+    return aff.astype(np.float64) if fitted < AFFINE_GAIN * rigid else None
 
 
 def degenerate(prev: np.ndarray, nxt: np.ndarray) -> bool:

@@ -45,9 +45,12 @@ LOCK_SHARE = 0.3  # ... and by this share of the image motion before it counts a
 COAST = 0.6  # reliability factor per step coasted on the image motion
 SEARCH_PX = 8  # radius of the template search when re-acquiring
 REACQUIRE_NCC = 0.7  # a template match must reach this NCC to re-acquire
-REACQUIRE_SHARE = 0.15  # a re-acquisition may move a coasting track by 1 px + this share of
-# the distance it coasted (the image-wide motion's error grows with it; a match farther away is
-# another structure that looks alike)
+REACQUIRE_SHARE = 0.05  # a re-acquisition may move a coasting track by 1 px + this share of
+# the distance it coasted: the error of the block-matched image motion (:mod:`.probe_motion`),
+# 0.2 px per 5-8 px frame on the decorrelated slide, with a margin. A match farther away is
+# another structure that looks alike: along an aponeurosis (a bright line) the keyframe patch
+# matches at NCC > 0.7 wherever the line runs, and with 0.15 such jumps of 3-8 px were most
+# re-acquisitions after a slide
 
 
 class ImageMotion:
@@ -323,28 +326,10 @@ def _match(img, p, tmpl, radius=SEARCH_PX):
     ``SEARCH_PX``) of ``p``."""
     if not np.isfinite(tmpl).all():
         return None
-    half = tmpl.shape[0] // 2
-    size = 2 * (half + SEARCH_PX) + 1
-    region = cv2.getRectSubPix(img, (size, size), (float(p[0]), float(p[1]))).astype(np.float32)
-    score = cv2.matchTemplate(region, tmpl.astype(np.float32), cv2.TM_CCOEFF_NORMED)
-    _, best, _, (j, i) = cv2.minMaxLoc(score)
-    if best < REACQUIRE_NCC or np.hypot(i - SEARCH_PX, j - SEARCH_PX) > radius:
+    found, best, (j, i) = fc.match_template(img, p, tmpl, SEARCH_PX)
+    if best < REACQUIRE_NCC or np.hypot(i, j) > radius:
         return None
-    dx, dy = _parabola(score, i, j)
-    return np.array([p[0] + j + dx - SEARCH_PX, p[1] + i + dy - SEARCH_PX])
-
-
-def _parabola(score, i, j):
-    """Sub-pixel offsets (dx, dy) of a peak at row ``i``, column ``j`` by parabola fits."""
-
-    def fit(m1, c, p1):
-        den = m1 - 2 * c + p1
-        return 0.0 if abs(den) < 1e-9 else float(np.clip(0.5 * (m1 - p1) / den, -0.5, 0.5))
-
-    h, w = score.shape
-    dx = fit(score[i, j - 1], score[i, j], score[i, j + 1]) if 0 < j < w - 1 else 0.0
-    dy = fit(score[i - 1, j], score[i, j], score[i + 1, j]) if 0 < i < h - 1 else 0.0
-    return dx, dy
+    return found
 
 
 def _blend(src, F, B, rels, tmpl, s, e):
