@@ -68,6 +68,7 @@ class PairMotion:
     frozen: bool
     support: float
     vectors: tuple | None = None  # (grid points, their new positions) for the affine fit
+    matched: bool = False  # the vectors were measured again by block matching (a slide)
     _affine: np.ndarray | None = None
     _fitted: bool = False
 
@@ -90,7 +91,7 @@ class PairMotion:
     def inverse(self) -> PairMotion:
         """The same motion backwards (from the second frame to the first)."""
         aff = self.affine
-        inv = PairMotion(-self.shift, self.ok, self.frozen, self.support)
+        inv = PairMotion(-self.shift, self.ok, self.frozen, self.support, matched=self.matched)
         inv._affine = None if aff is None else cv2.invertAffineTransform(aff)
         inv._fitted = True
         return inv
@@ -137,14 +138,17 @@ def pair_motion(prev: np.ndarray, nxt: np.ndarray, points: np.ndarray | None = N
         return PairMotion(np.zeros(2), False, False, support)
     good = (status.ravel() > 0) & np.isfinite(new.reshape(-1, 2)).all(axis=1)
     pts, moved = points[good], new.reshape(-1, 2)[good]
-    if np.hypot(*med) > REFINE_PX:
-        med, pts, moved = _block_matched(prev, nxt, points, med, (med, pts, moved))
-    return PairMotion(med.astype(np.float64), True, False, support, (pts, moved))
+    refined = _block_matched(prev, nxt, points, med) if np.hypot(*med) > REFINE_PX else None
+    if refined is not None:
+        med, pts, moved = refined
+    return PairMotion(
+        med.astype(np.float64), True, False, support, (pts, moved), matched=refined is not None
+    )
 
 
-def _block_matched(prev, nxt, points, shift, fallback):
+def _block_matched(prev, nxt, points, shift):
     """(median shift, points, their new positions) of the grid measured again by block
-    matching near ``shift``; ``fallback`` where too few patches match."""
+    matching near ``shift``; None where too few patches match."""
     from .flow_confidence import match_template, templates
 
     found = np.full((len(points), 2), np.nan)
@@ -154,7 +158,7 @@ def _block_matched(prev, nxt, points, shift, fallback):
             found[k] = pos  # a peak on the search's border may lie farther off: left out
     ok = np.isfinite(found).all(axis=1)
     if ok.sum() < max(3, MIN_VECTORS * len(points)):
-        return fallback
+        return None
     return np.median(found[ok] - points[ok], axis=0), points[ok], found[ok]
 
 

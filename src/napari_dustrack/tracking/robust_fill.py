@@ -41,8 +41,13 @@ MEASURE_EVERY = 4  # image-wide motion sampled on every fourth pair during the f
 # lasts longer: 0.5 s, 10 frames at 20 fps, in the simulator)
 RETRACK_BELOW = 0.5  # a segment whose LK-RSTC confidence drops below this is tracked again
 STEP_TOL = 0.8  # px: LK may differ this much from the image-motion prediction unchallenged
+SLIDE_TOL = 0.3  # px: ... in a slide whose image motion was block-matched (:mod:`.probe_motion`);
+# that motion is 0.1-0.2 px off per frame at the labels of the probe cines, a label's own LK
+# 0.24-0.56 px (median; its window holds probe-fixed patterns and renewed speckle): LK that
+# strays farther from the prediction is noise more often than tissue deforming
 LOCK_SHARE = 0.3  # ... and by this share of the image motion before it counts as locked on
 COAST = 0.6  # reliability factor per step coasted on the image motion
+DRIFT_SIGMA = 1.0  # px: a track's error where its drift is 0 (1 at the keyframes, blended)
 SEARCH_PX = 8  # radius of the template search when re-acquiring
 REACQUIRE_NCC = 0.7  # a template match must reach this NCC to re-acquire
 REACQUIRE_SHARE = 0.05  # a re-acquisition may move a coasting track by 1 px + this share of
@@ -260,8 +265,11 @@ def _step(a, b, p, rel, m: PairMotion, tmpl, reacq, coasting, params):
     meas = _lk(a, b, p, guess, params.win_size, 0, params)
     dev = np.hypot(*(meas - guess).T)
     # a lock-on leaves the track behind the image motion
-    locked = ~(dev <= np.maximum(STEP_TOL, LOCK_SHARE * np.hypot(*(guess - p).T)))  # NaN too
-    doubt = ~locked & (dev > STEP_TOL)
+    tol = np.maximum(STEP_TOL, LOCK_SHARE * np.hypot(*(guess - p).T))
+    if m.matched:  # a slide, its motion block-matched: a label's own LK is the worse guess
+        tol = np.full(len(p), SLIDE_TOL)
+    locked = ~(dev <= tol)  # NaN too
+    doubt = ~locked & (dev > np.minimum(STEP_TOL, tol))
     if doubt.any():
         ncc_m, ncc_g = fc.patch_ncc(b, meas, tmpl), fc.patch_ncc(b, guess, tmpl)
         locked |= doubt & ~(np.nan_to_num(ncc_m, nan=-1) > np.nan_to_num(ncc_g, nan=-1) + 0.1)
@@ -333,13 +341,19 @@ def _match(img, p, tmpl, radius=SEARCH_PX):
 
 
 def _blend(src, F, B, rels, tmpl, s, e):
-    """RSTC blend weighted by the tracks' reliabilities ``rels`` (forward, backward): positions,
+    """RSTC blend weighted by the tracks' reliabilities: ``rels`` (forward, backward: what
+    coasting cost) and each track's drift (:func:`_drift`: its miss at the far keyframe grown
+    along its path; it follows the track's actual error, correlation 0.84-0.88 on the probe
+    cines) as an inverse variance ``1 / (1 + (drift / DRIFT_SIGMA)^2)``. Returns positions,
     their confidence, the forward-backward agreement alone and the estimated error (px: the
-    tracks' distance plus their drift, :func:`_drift`, blended alike)."""
+    tracks' distance plus their drift, blended alike)."""
     (rf, rb), (tf, tb) = rels, tmpl
     t = np.arange(s, e + 1)
     w = rstc_weight(t, s, e)[:, None]
-    wf, wb = w * rf, (1 - w) * rb
+    drift_f, drift_b = _drift(F, B[-1]), _drift(B[::-1], F[0])[::-1]
+    # each track's own drift, measured by the cine at the far keyframe, is its reliability too
+    wf = w * rf / (1 + (np.nan_to_num(drift_f) / DRIFT_SIGMA) ** 2)
+    wb = (1 - w) * rb / (1 + (np.nan_to_num(drift_b) / DRIFT_SIGMA) ** 2)
     f_ok, b_ok = np.isfinite(F).all(axis=2), np.isfinite(B).all(axis=2)
     wf, wb = np.where(f_ok, wf, 0.0), np.where(b_ok, wb, 0.0)
     total = wf + wb
@@ -360,7 +374,7 @@ def _blend(src, F, B, rels, tmpl, s, e):
     found = np.isfinite(xy).all(axis=2)
     apart = np.hypot(*(F - B).transpose(2, 0, 1)) * 4 * w * (1 - w) / fc.FB_PER_PX
     lone = fc.LOST_ERR_PX * np.where(f_ok, 1 - w, w)
-    drift = a * _drift(F, B[-1]) + (1 - a) * _drift(B[::-1], F[0])[::-1]
+    drift = a * drift_f + (1 - a) * drift_b
     err = np.where(f_ok & b_ok, apart, lone) + np.nan_to_num(drift)
     return xy, np.where(found, conf, 0.0), np.where(found, fb, 0.0), np.where(found, err, np.nan)
 
