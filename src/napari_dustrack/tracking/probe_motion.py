@@ -133,9 +133,10 @@ def pair_motion(prev: np.ndarray, nxt: np.ndarray, points: np.ndarray | None = N
     med = np.median(d, axis=0)
     near = np.hypot(*(d - med).T) <= MAX_SPREAD
     support = float(near.sum()) / len(points)
-    ok = support >= MIN_VECTORS and _texture(prev) and _texture(nxt)
-    if not ok:
+    if not (_texture(prev) and _texture(nxt)):
         return PairMotion(np.zeros(2), False, False, support)
+    if support < MIN_VECTORS:  # no common LK motion: a slide too fast for the pyramid?
+        return _correlated(prev, nxt, points, support)
     good = (status.ravel() > 0) & np.isfinite(new.reshape(-1, 2)).all(axis=1)
     pts, moved = points[good], new.reshape(-1, 2)[good]
     refined = _block_matched(prev, nxt, points, med) if np.hypot(*med) > REFINE_PX else None
@@ -144,6 +145,32 @@ def pair_motion(prev: np.ndarray, nxt: np.ndarray, points: np.ndarray | None = N
     return PairMotion(
         med.astype(np.float64), True, False, support, (pts, moved), matched=refined is not None
     )
+
+
+def _correlated(prev, nxt, points, support) -> PairMotion:
+    """The motion of a pair whose LK vectors scatter, from phase correlation of the whole
+    frames, checked by block matching the grid around it; unreliable where they disagree.
+
+    At 10 px per frame with a third of the speckle renewed, LK's pyramid loses most grid
+    points, while the frames' correlation still peaks at the common shift (a probe-fixed
+    pattern, a minority of the image, makes a lesser peak at zero)."""
+    a, b = prev.astype(np.float32), nxt.astype(np.float32)
+    (dx, dy), _ = cv2.phaseCorrelate(a, b, _hanning(tuple(prev.shape)))
+    refined = None
+    if np.hypot(dx, dy) > REFINE_PX:
+        refined = _block_matched(prev, nxt, points, np.array([dx, dy]))
+    if refined is None:
+        return PairMotion(np.zeros(2), False, False, support)
+    med, pts, moved = refined
+    agree = float((np.hypot(*(moved - pts - med).T) <= MAX_SPREAD).sum()) / len(points)
+    if agree < MIN_VECTORS:
+        return PairMotion(np.zeros(2), False, False, support)
+    return PairMotion(med, True, False, agree, (pts, moved), matched=True)
+
+
+@functools.lru_cache(maxsize=4)
+def _hanning(shape: tuple[int, int]) -> np.ndarray:
+    return cv2.createHanningWindow((shape[1], shape[0]), cv2.CV_32F)
 
 
 def _block_matched(prev, nxt, points, shift):
