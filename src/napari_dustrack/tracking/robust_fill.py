@@ -7,18 +7,22 @@ reverberation bands, fixed to the probe, stayed still in the image and held the 
 label segments (keyframe to keyframe; confidence below ``RETRACK_BELOW`` somewhere) are tracked
 again, step by step:
 
-1. the image-wide motion of the pair is measured first (:mod:`.probe_motion`: a robust affine
-   fit of a grid of LK vectors, so a shearing muscle is followed as well as a sliding probe);
+1. the image-wide motion of the pair is measured first (:mod:`.probe_motion`: the median of a
+   grid of LK vectors, measured again by block matching where the image slides, since LK's
+   fall short of the motion as the speckle decorrelates);
 2. LK starts from the point moved by that motion (``OPTFLOW_USE_INITIAL_FLOW``) at full
-   resolution, so a pattern left behind by a slide is out of its reach; a result that still
-   stays behind the image (a lock-on: off the prediction by more than ``STEP_TOL`` and
-   ``LOCK_SHARE`` of the motion) or looks less like the label's keyframe patch than the
-   prediction does is replaced by the prediction, and the track *coasts* on the image motion;
+   resolution, so a pattern left behind by a slide is out of its reach; a result that strays
+   from the prediction (by more than ``SLIDE_TOL`` in a block-matched slide, where the
+   image-wide motion is the better guess; elsewhere by more than ``STEP_TOL`` and
+   ``LOCK_SHARE`` of the motion: a lock-on) or looks less like the label's keyframe patch
+   than the prediction does is replaced by the prediction, and the track *coasts* on the
+   image motion;
 3. a coasting track is re-acquired by template matching of the keyframe patch around it once
-   the label is visible again, within a radius that grows with the distance coasted (a match
-   farther off is another structure that looks alike, not the label);
+   the label is visible again, within a radius that grows with the distance coasted as the
+   image motion's error does (a match farther off is another structure that looks alike);
 4. forward and backward tracks are blended with RSTC weights scaled by each track's own
-   reliability, not by position alone.
+   reliability (what coasting cost it, and its drift: its miss at the far keyframe grown
+   along its path), not by position alone.
 
 The re-tracked segment replaces the LK-RSTC one only where its forward and backward tracks
 agree better; calm segments keep DUSTrack's numbers. Confidence is the product of the terms of
