@@ -143,7 +143,10 @@ def _main_axis(v: np.ndarray) -> np.ndarray:
 FLOW_SIGMA = 0.3  # px: error of a flow point of confidence 1 (LK on speckle, sub-pixel)
 MODEL_SIGMA = 2.0  # px: the model's error where it could not be measured against annotations
 REFERENCE_SIGMA = 0.5  # px: a combined error this small gives the smoother's full weight
-ENSEMBLE_WINDOWS = (31, 45, 61)  # LK windows whose closed tracks are averaged (45: DUSTrack's)
+ENSEMBLE_WINDOWS = (31, 45, 61, 81)  # LK windows whose closed tracks are averaged (45:
+# DUSTrack's), each weighed by its own misses at the keyframes: a deforming heart keeps the
+# small windows, a muscle's lines and a probe's fixed patterns favour the large ones
+MISS_SIGMA = 0.3  # px: a window's miss this small counts as no drift at all
 ENSEMBLE_TOL = 2.0  # px: a window's closed track farther than this from the fill's is left out
 CLOSED_SIGMA = 0.2  # px: error of the closed ensemble where its tracks agree (< FLOW_SIGMA:
 # three windows averaged, the drift taken back; seeds 0-1 of cardiac, muscle, probe_slide)
@@ -200,7 +203,9 @@ def closed_flow(
 
     Elsewhere the corrected tracks of LK windows ``ENSEMBLE_WINDOWS`` (besides the fill's)
     are averaged too: each window sees another neighbourhood of speckle, so part of their
-    errors is independent and averages out. A window's track that strays from the fill's own
+    errors is independent and averages out. Each window is weighed by its own misses at the
+    keyframes (:func:`_ensemble`): which window size drifts least depends on the tissue (a
+    deforming heart wall, a muscle's lines). A window's track that strays from the fill's own
     corrected track by more than ``ENSEMBLE_TOL`` lost the point and is left out.
 
     Parameters
@@ -230,9 +235,7 @@ def closed_flow(
         F, B = _tracks(src, keys, labs, s, e, params)
         w = rstc_weight(np.arange(s, e + 1), s, e)[:, None, None]
         same = np.abs(w * F + (1 - w) * B - out[s : e + 1, labs]).max(axis=(0, 2)) < 1e-3
-        bridged = _ensemble(
-            src, keys, labs, s, e, params, _bridge(F, B, keys[s, labs], keys[e, labs])
-        )
+        bridged = _ensemble(src, keys, labs, s, e, params, F, B)
         src.clear()
         share = _closed_share(F, B, keys[s, labs], keys[e, labs], w[..., 0])[..., None]
         bridged = share * bridged + (1 - share) * out[s : e + 1, labs]
@@ -274,22 +277,33 @@ def _bridge(F, B, start, end):
     return 0.5 * (_close(F, end) + _close(B[::-1], start)[::-1])
 
 
-def _ensemble(src, keys, labs, s, e, params, main):
-    """``main`` averaged with the closed tracks of the other LK windows that stay near it."""
-    total, count = main.copy(), np.ones(main.shape[:2])
+def _ensemble(src, keys, labs, s, e, params, F, B):
+    """The closed tracks of LK windows ``params.win_size`` (forward and backward tracks ``F``,
+    ``B``) and ``ENSEMBLE_WINDOWS``, averaged with weights ``1 / (MISS_SIGMA^2 + m^2)``: ``m``
+    the RMS of a window's two misses at the keyframes, the cine's own measure of how far that
+    window drifts on this label and segment. Windows that stray from the first one's closed
+    track by more than ``ENSEMBLE_TOL`` lost the point and are left out."""
+    start, end = keys[s, labs], keys[e, labs]
+    main = _bridge(F, B, start, end)
+    weight = _miss_weight(F, B, start, end)
+    total, wsum = weight[None, :, None] * main, np.broadcast_to(weight, main.shape[:2]).copy()
     for win in ENSEMBLE_WINDOWS:
         if win == params.win_size:
             continue
-        other = _bridge(
-            *_tracks(src, keys, labs, s, e, replace(params, win_size=win)),
-            keys[s, labs],
-            keys[e, labs],
-        )
+        Fw, Bw = _tracks(src, keys, labs, s, e, replace(params, win_size=win))
+        other = _bridge(Fw, Bw, start, end)
         near = (np.hypot(*(other - main).transpose(2, 0, 1)) <= ENSEMBLE_TOL).all(axis=0)
-        near = np.broadcast_to(near, count.shape)
-        total += np.where(near[..., None], np.nan_to_num(other), 0.0)
-        count += near
-    return total / count[..., None]
+        w = np.where(near, _miss_weight(Fw, Bw, start, end), 0.0)
+        total += w[None, :, None] * np.nan_to_num(other)
+        wsum += w[None, :]
+    return total / wsum[..., None]
+
+
+def _miss_weight(F, B, start, end) -> np.ndarray:
+    """Per label, ``1 / (MISS_SIGMA^2 + m^2)`` with ``m^2`` the mean squared miss of the
+    forward track at ``end`` and the backward track at ``start``."""
+    m2 = 0.5 * (((F[-1] - end) ** 2).sum(axis=1) + ((B[0] - start) ** 2).sum(axis=1))
+    return 1.0 / (MISS_SIGMA**2 + m2)
 
 
 def _close(track: np.ndarray, target: np.ndarray) -> np.ndarray:
