@@ -149,7 +149,7 @@ ENSEMBLE_WINDOWS = (31, 45, 61, 81)  # LK windows whose closed tracks are averag
 MISS_SIGMA = 0.3  # px: a window's miss this small counts as no drift at all
 ENSEMBLE_TOL = 2.0  # px: a window's closed track farther than this from the fill's is left out
 CLOSED_SIGMA = 0.2  # px: error of the closed ensemble where its tracks agree (< FLOW_SIGMA:
-# three windows averaged, the drift taken back; seeds 0-1 of cardiac, muscle, probe_slide)
+# several windows averaged, the drift taken back; seeds 0-1 of cardiac, muscle, probe_slide)
 
 
 def combine(flow, flow_conf, model, model_conf, model_sigma=None):

@@ -14,7 +14,9 @@ peak stays where the patterns match however much of them renewed. The median of 
 shift (0.2 px per frame off on that cine instead of 0.5). A robust (RANSAC) affine fit of the
 vectors follows a shearing or stretching image; it is used only where it explains the vectors
 clearly better than the shift alone (``AFFINE_GAIN``), since over a rigid slide its extra
-parameters fit the vectors' noise and extrapolate it to the image's edges.
+parameters fit the vectors' noise and extrapolate it to the image's edges. Where the LK vectors
+scatter too widely to agree (a slide at 10 px per frame with a third of the speckle renewed),
+phase correlation of the two frames gives the shift, checked by the same block matching.
 
 A pair is *unreliable* when too few vectors survive (blank or featureless frames) or when they
 scatter widely (no common motion); a *frozen* pair (two identical frames: a duplicated or
@@ -28,6 +30,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from .flow_confidence import match_template, templates
 
 GRID_STEP = 48  # pixels between grid vectors (at 256 px: 25 vectors)
 GRID_WIN = 15  # LK window of the grid vectors
@@ -176,8 +180,6 @@ def _hanning(shape: tuple[int, int]) -> np.ndarray:
 def _block_matched(prev, nxt, points, shift):
     """(median shift, points, their new positions) of the grid measured again by block
     matching near ``shift``; None where too few patches match."""
-    from .flow_confidence import match_template, templates
-
     found = np.full((len(points), 2), np.nan)
     for k, (p, tmpl) in enumerate(zip(points, templates(prev, points, MATCH_HALF), strict=True)):
         pos, ncc, off = match_template(nxt, p + shift, tmpl, MATCH_SEARCH)

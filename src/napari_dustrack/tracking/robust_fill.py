@@ -51,7 +51,7 @@ SLIDE_TOL = 0.3  # px: ... in a slide whose image motion was block-matched (:mod
 # strays farther from the prediction is noise more often than tissue deforming
 LOCK_SHARE = 0.3  # ... and by this share of the image motion before it counts as locked on
 COAST = 0.6  # reliability factor per step coasted on the image motion
-DRIFT_SIGMA = 1.0  # px: a track's error where its drift is 0 (1 at the keyframes, blended)
+DRIFT_SIGMA = 1.0  # px: a track's drift that halves its weight in the blend
 SEARCH_PX = 8  # radius of the template search when re-acquiring
 REACQUIRE_NCC = 0.7  # a template match must reach this NCC to re-acquire
 REACQUIRE_SHARE = 0.05  # a re-acquisition may move a coasting track by 1 px + this share of
