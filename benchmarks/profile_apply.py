@@ -138,6 +138,130 @@ def setup(cine):
     return viewer, dock, pages
 
 
+class TurnProfiler(SliceDog):
+    """The watchdog with a fresh cProfile for each slice between two ticks: what the GUI thread
+    did in each event-loop turn (or run of turns) that made a tick late."""
+
+    def __init__(self):
+        self.profiles: list[tuple[str, float, float, float, cProfile.Profile]] = []
+        self._prof = None
+        super().__init__()
+
+    def _tick(self):
+        prof = self._prof
+        if prof is not None:
+            prof.disable()
+        super()._tick()
+        if prof is not None:
+            self.profiles.append((*self.ticks[-1], prof))
+        self._prof = cProfile.Profile()
+        self._prof.enable()
+
+    def stop(self):
+        self.timer.stop()
+        if self._prof is not None:
+            self._prof.disable()
+            self._prof = None
+
+
+PARTS = (  # what a sample of the GUI thread was doing, first match of its stack (innermost first)
+    ("shader build (first draw)", "program.py:build_if_needed"),
+    ("paint (GL draw)", "_qt.py:paintGL"),
+    ("vispy layer + visual", "visual.py:create_vispy_layer"),
+    ("vispy scene mapping", "canvas.py:add_layer_visual_mapping"),
+    ("layer controls widget", "qt_layer_controls_container.py:_add"),
+    ("other napari insert", "layerlist.py:insert"),
+    ("layer list move", "layerlist.py:move"),
+    ("install review", "_predictions.py:_install_review"),
+    ("thumbnail", "_update_thumbnail"),
+    ("layer-list rows (Qt)", "_layer_delegate.py:paint"),
+    ("our tick", "_predictions.py:_tick"),
+)
+
+
+OWNERS = (  # which of the plugin's calls the sample is under
+    ("points layer added", "_predictions.py:_add"),
+    ("tracks layer added", "_predictions.py:_show_tracks"),
+    ("layer revealed", "common.py:reveal"),
+)
+
+
+def part_of(stack) -> str:
+    owner = next((o for o, m in OWNERS if any(e.endswith(m) for e in stack)), None)
+    prefix = f"{owner}: " if owner else ""
+    for part, marker in PARTS:
+        if any(entry.endswith(marker) for entry in stack):
+            return prefix + part
+    inside = where(stack)
+    if inside == "(idle in the event loop)":
+        return prefix + "idle / Qt"
+    return prefix + "other: " + inside[-60:]
+
+
+def split_slices(dog, sampler, action, n=5):
+    """The longest slices of ``action``, their time split by :data:`PARTS` (sampled)."""
+    mine = [t for t in dog.ticks if t[0] == action]
+    late = np.asarray(dog.late.get(action, [0.0]))
+    print(
+        f"\n=== {action}: {len(late)} ticks, p95 late {np.percentile(late, 95):.0f} ms, "
+        f"max {late.max():.0f} ms"
+    )
+    for _, t0, t1, cpu in sorted(mine, key=lambda t: t[2] - t[1], reverse=True)[:n]:
+        samples = [(t, s) for t, s in sampler.samples if t0 <= t <= t1]
+        parts = Counter()
+        for (t, stack), (t_next, _) in zip(samples, samples[1:] + [(t1, ())], strict=True):
+            parts[part_of(stack)] += (t_next - t) * 1000
+        print(f"  slice {(t1 - t0) * 1000:.0f} ms, GUI-thread CPU {cpu:.0f} ms:")
+        for part, ms in parts.most_common(8):
+            print(f"    {ms:6.0f} ms  {part}")
+
+
+def first_layer(name, top):
+    """Only the insertion of the first ``model`` and ``smoothed`` layers, each slice profiled."""
+    cine = bench_gui.short_cine(Path(os.environ["PROFILE_TMP"])) if name == "short" else None
+    cine = cine or bench_gui.long_cine()
+    viewer, dock, pages = setup(cine)
+    annotate, model, smooth = pages["Annotate"], pages["Model"], pages["Smooth"]
+    labels, truth, n = cine["labels"], cine["truth"], cine["n"]
+    rng = np.random.default_rng(1)
+    conf = rng.uniform(0.5, 1.0, truth.shape[:2])
+    bench_gui.wait(500)
+    dog = TurnProfiler() if top else SliceDog()
+    sampler = Sampler()
+    for action, output in (("model layer", model.output), ("smoothed layer", smooth.output)):
+        with dog.during(action):
+            t0 = time.perf_counter()
+            output.begin(labels, n, annotate.cine_layer)
+            bench_gui.wait_until(lambda out=output: out.layer is not None)
+            t_added = time.perf_counter() - t0
+            output.put(np.arange(n), truth + rng.normal(0, 1.0, truth.shape), conf)
+            output.finish()
+            bench_gui.wait_until(lambda out=output: not out.busy)
+            bench_gui.wait(500)
+        print(f"{action}: layer in after {t_added:.2f} s")
+    dog.timer.stop()
+    if top:
+        dog.stop()
+    sampler.stop()
+    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(f"\n##### {name} cine ({n} frames, {len(labels)} labels); load average {load}")
+    for action in ("model layer", "smoothed layer"):
+        if not top:
+            split_slices(dog, sampler, action)
+            continue
+        mine = [p for p in dog.profiles if p[0] == action]
+        late = np.asarray(dog.late.get(action, [0.0]))
+        print(
+            f"\n=== {action}: {len(late)} ticks, p95 late {np.percentile(late, 95):.0f} ms, "
+            f"max {late.max():.0f} ms (under cProfile: inflated)"
+        )
+        for _, t0, t1, cpu, prof in sorted(mine, key=lambda p: p[2] - p[1], reverse=True)[:3]:
+            print(f"\n--- slice {(t1 - t0) * 1000:.0f} ms, GUI-thread CPU {cpu:.0f} ms")
+            pstats.Stats(prof).sort_stats("cumulative").print_stats(top or 30)
+    annotate.unbind()
+    viewer.close()
+
+
 def run(name, top):
     cine = bench_gui.short_cine(Path(os.environ["PROFILE_TMP"])) if name == "short" else None
     cine = cine or bench_gui.long_cine()
@@ -233,6 +357,12 @@ def main(argv=None) -> int:
         help="also profile with cProfile and print this many functions (cProfile's overhead "
         "inflates the CPU figures: leave it 0 to measure them)",
     )
+    parser.add_argument(
+        "--first-layer",
+        action="store_true",
+        help="only add the first model and smoothed layers, with a cProfile of each slice "
+        "between two watchdog ticks (the longest three printed)",
+    )
     args = parser.parse_args(argv)
     if not os.environ.get("DISPLAY") and "BENCH_GUI_XVFB" not in os.environ:
         import subprocess
@@ -246,7 +376,7 @@ def main(argv=None) -> int:
 
     get_qapp()
     os.environ["PROFILE_TMP"] = tempfile.mkdtemp(prefix="profile_apply-")
-    run(args.cine, args.top)
+    (first_layer if args.first_layer else run)(args.cine, args.top)
     return 0
 
 

@@ -166,3 +166,46 @@ def test_run_on_an_existing_scheduler(make_napari_viewer, qtbot, case, tmp_path)
         finally:
             settings.set_scheduler_address("")
             workers.close_clients()
+
+
+def test_a_new_prediction_layer_is_drawn_a_turn_after_it_is_added(make_napari_viewer, qtbot, case):
+    """napari builds a new layer's visual and controls when it is inserted and vispy compiles
+    its shaders on its first draw: in one event-loop turn a 0.3-0.4 s stall. The ``model``
+    layer and its tracks are inserted hidden, still hidden when the event loop next runs, then
+    shown: under the annotations (still the active layer), with their label text."""
+    from qtpy.QtCore import QTimer
+
+    sim, video, truth = case
+    viewer = make_viewer(make_napari_viewer, sim, video, truth[truth["frame"] == 0])
+    widget = ModelWidget(viewer)
+    qtbot.addWidget(widget)
+    visible = {}  # layer name -> [visible when inserted, visible in the next event-loop turn]
+
+    def inserted(event):
+        layer = event.value
+        visible[layer.name] = [layer.visible]
+        QTimer.singleShot(0, lambda: visible[layer.name].append(layer.visible))
+
+    viewer.layers.events.inserted.connect(inserted)
+    xy, _ = to_array(truth, LABELS, N)
+    widget.output.begin(LABELS, N, viewer.layers["cine"])
+    for start in range(0, N, 8):  # as a dask worker's messages arrive
+        frames = np.arange(start, start + 8)
+        msg = {"frames": frames.tolist(), "xy": xy[frames].tolist()}
+        widget._on_message({"kind": "result", "confidence": np.ones((8, 2)).tolist(), **msg})
+    widget.output.finish()
+    qtbot.waitUntil(
+        lambda: (
+            not widget.output.busy
+            and OUT_TRACKS in viewer.layers
+            and all(viewer.layers[name].visible for name in (OUT_POINTS, OUT_TRACKS))
+        ),
+        timeout=60_000,
+    )
+    assert visible[OUT_POINTS] == [False, False] and visible[OUT_TRACKS] == [False, False]
+    names = [layer.name for layer in viewer.layers]
+    assert names[-3:] == [OUT_POINTS, OUT_TRACKS, "annotations"]
+    assert viewer.layers.selection.active is viewer.layers["annotations"]
+    points = viewer.layers[OUT_POINTS]
+    assert points.text.visible and list(points.text.values[: len(LABELS)]) == LABELS
+    np.testing.assert_allclose(points.data[:, 1:][:: len(LABELS)], xy[:, 0, ::-1])

@@ -166,7 +166,7 @@ class PredictionLayers(QObject):
         self._building = None
         if old is not None and old in self.viewer.layers:
             self.viewer.layers.remove(old)
-        add_under_annotations(self.viewer, layer)
+        add_under_annotations(self.viewer, layer, staged=True)
         _install_review(self.viewer, layer)
         self.layer = layer
         self._kick()
@@ -257,7 +257,7 @@ class PredictionLayers(QObject):
         layer = (
             self.viewer.layers[self.tracks_name] if self.tracks_name in self.viewer.layers else None
         )
-        show_tracks(self.viewer, layer, data, features, colormap, new_layer)
+        show_tracks(self.viewer, layer, data, features, colormap, new_layer, staged=True)
         measure = page(self.viewer, "measure")
         if measure is not None:
             measure.schedule_refresh()
