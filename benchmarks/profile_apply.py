@@ -165,6 +165,7 @@ class TurnProfiler(SliceDog):
 
 
 PARTS = (  # what a sample of the GUI thread was doing, first match of its stack (innermost first)
+    ("old layer removed", "_evented_list.py:__delitem__"),
     ("shader build (first draw)", "program.py:build_if_needed"),
     ("paint (GL draw)", "_qt.py:paintGL"),
     ("vispy layer + visual", "visual.py:create_vispy_layer"),
@@ -228,13 +229,20 @@ def first_layer(name, top):
     bench_gui.wait(500)
     dog = TurnProfiler() if top else SliceDog()
     sampler = Sampler()
-    for action, output in (("model layer", model.output), ("smoothed layer", smooth.output)):
+    # the third: a prediction with one label less replaces the model layer (remove + insert)
+    steps = (
+        ("model layer", model.output, len(labels)),
+        ("smoothed layer", smooth.output, len(labels)),
+        ("model layer replaced", model.output, len(labels) - 1),
+    )
+    for action, output, n_labels in steps:
         with dog.during(action):
             t0 = time.perf_counter()
-            output.begin(labels, n, annotate.cine_layer)
+            output.begin(labels[:n_labels], n, annotate.cine_layer)
             bench_gui.wait_until(lambda out=output: out.layer is not None)
             t_added = time.perf_counter() - t0
-            output.put(np.arange(n), truth + rng.normal(0, 1.0, truth.shape), conf)
+            xy = truth[:, :n_labels] + rng.normal(0, 1.0, truth[:, :n_labels].shape)
+            output.put(np.arange(n), xy, conf[:, :n_labels])
             output.finish()
             bench_gui.wait_until(lambda out=output: not out.busy)
             bench_gui.wait(500)
@@ -245,7 +253,7 @@ def first_layer(name, top):
     sampler.stop()
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())
     print(f"\n##### {name} cine ({n} frames, {len(labels)} labels); load average {load}")
-    for action in ("model layer", "smoothed layer"):
+    for action, *_ in steps:
         if not top:
             split_slices(dog, sampler, action)
             continue

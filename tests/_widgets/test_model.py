@@ -209,3 +209,32 @@ def test_a_new_prediction_layer_is_drawn_a_turn_after_it_is_added(make_napari_vi
     points = viewer.layers[OUT_POINTS]
     assert points.text.visible and list(points.text.values[: len(LABELS)]) == LABELS
     np.testing.assert_allclose(points.data[:, 1:][:: len(LABELS)], xy[:, 0, ::-1])
+
+
+def test_a_prediction_of_other_labels_refills_the_layer_in_place(make_napari_viewer, qtbot, case):
+    """Predictions of other labels take over the ``model`` layer: removing a layer costs napari
+    a full garbage collection (0.3-0.6 s in one turn), so the layer is refilled hidden, then
+    shown again with the new labels' rows, text and colours."""
+    sim, video, truth = case
+    viewer = make_viewer(make_napari_viewer, sim, video, truth[truth["frame"] == 0])
+    widget = ModelWidget(viewer)
+    qtbot.addWidget(widget)
+    xy, _ = to_array(truth, LABELS, N)
+    removed, hidden = [], []
+    for labels in (LABELS, LABELS[:1]):
+        widget.output.begin(labels, N, viewer.layers["cine"])
+        widget.output.put(np.arange(N), xy[:, : len(labels)], np.ones((N, len(labels))))
+        widget.output.finish()
+        wait_idle(qtbot, widget, timeout=60_000)
+        qtbot.waitUntil(lambda: viewer.layers[OUT_POINTS].visible, timeout=5_000)
+        if labels == LABELS:
+            layer = viewer.layers[OUT_POINTS]
+            viewer.layers.events.removed.connect(lambda event: removed.append(event.value))
+            layer.events.visible.connect(lambda event, lay=layer: hidden.append(not lay.visible))
+    assert viewer.layers[OUT_POINTS] is layer and removed == [] and hidden == [True, False]
+    assert len(layer.data) == N and set(layer.features["label"]) == {LABELS[0]}
+    assert layer.metadata["dustrack"]["labels"] == LABELS[:1]
+    assert set(layer.text.values) == {LABELS[0]} and layer.shown.all()
+    np.testing.assert_allclose(layer.data[:, 1:], xy[:, 0, ::-1])
+    table = points_to_table(layer.data, layer.features)
+    assert set(table["source"]) == {"model"} and len(table) == N
