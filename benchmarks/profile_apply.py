@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import os
 import pstats
 import sys
@@ -43,6 +44,9 @@ class Sampler:
         self.ident = threading.main_thread().ident
         self.samples: list[tuple[float, tuple[str, ...]]] = []
         self.interval = interval
+        self.collections: list[tuple[int, float, float]] = []  # (generation, start, end)
+        self._gc_start = 0.0
+        gc.callbacks.append(self._on_gc)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -58,9 +62,18 @@ class Sampler:
             self.samples.append((time.perf_counter(), tuple(stack)))
             time.sleep(self.interval)
 
+    def _on_gc(self, phase, info):
+        # Python's cyclic garbage collector runs inside whatever allocates: a full collection
+        # of this process's heap (generation 2) takes 0.1-0.5 s and shows in no stack
+        if phase == "start":
+            self._gc_start = time.perf_counter()
+        else:
+            self.collections.append((info["generation"], self._gc_start, time.perf_counter()))
+
     def stop(self):
         self._stop.set()
         self._thread.join()
+        gc.callbacks.remove(self._on_gc)
 
     def during(self, t0, t1):
         return [s for t, s in self.samples if t0 <= t <= t1]
@@ -212,9 +225,18 @@ def split_slices(dog, sampler, action, n=5):
         parts = Counter()
         for (t, stack), (t_next, _) in zip(samples, samples[1:] + [(t1, ())], strict=True):
             parts[part_of(stack)] += (t_next - t) * 1000
-        print(f"  slice {(t1 - t0) * 1000:.0f} ms, GUI-thread CPU {cpu:.0f} ms:")
+        collected = [(g, b - a) for g, a, b in sampler.collections if t0 <= a <= t1]
+        gc_ms = ", ".join(f"generation {g}: {d * 1000:.0f} ms" for g, d in collected if d > 0.005)
+        print(
+            f"  slice {(t1 - t0) * 1000:.0f} ms, GUI-thread CPU {cpu:.0f} ms"
+            + (f" (of which garbage collection, {gc_ms})" if gc_ms else "")
+            + ":"
+        )
         for part, ms in parts.most_common(8):
             print(f"    {ms:6.0f} ms  {part}")
+        leaves = Counter(where(stack) for _, stack in samples)
+        for text, count in leaves.most_common(3):  # the innermost calls, for the unexplained
+            print(f"      {count:4d} samples  {text}")
 
 
 def first_layer(name, top):
@@ -268,6 +290,26 @@ def first_layer(name, top):
             pstats.Stats(prof).sort_stats("cumulative").print_stats(top or 30)
     annotate.unbind()
     viewer.close()
+
+
+def whole_session(name, top, actions=("predict apply", "smooth apply")):
+    """bench_gui's own session, with each long slice of ``actions`` split by part."""
+    cine = bench_gui.short_cine(Path(os.environ["PROFILE_TMP"])) if name == "short" else None
+    cine = cine or bench_gui.long_cine()
+    dog, sampler = SliceDog(), Sampler()
+    bench_gui.session(name, cine, dog, "fusion" if name == "short" else None)
+    dog.timer.stop()
+    sampler.stop()
+    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(f"\n##### {name} cine, bench_gui's session; load average {load}")
+    full = [(b - a) * 1000 for g, a, b in sampler.collections if g == 2]
+    print(
+        f"full garbage collections (generation 2): {len(full)}, "
+        + ", ".join(f"{ms:.0f}" for ms in full)
+        + " ms"
+    )
+    for action in actions:
+        split_slices(dog, sampler, action, n=top or 4)
 
 
 def run(name, top):
@@ -371,6 +413,12 @@ def main(argv=None) -> int:
         help="only add the first model and smoothed layers, with a cProfile of each slice "
         "between two watchdog ticks (the longest three printed)",
     )
+    parser.add_argument(
+        "--session",
+        action="store_true",
+        help="run bench_gui.py's whole session and split the longest slices of predict apply "
+        "and smooth apply by part (--top: how many slices)",
+    )
     args = parser.parse_args(argv)
     if not os.environ.get("DISPLAY") and "BENCH_GUI_XVFB" not in os.environ:
         import subprocess
@@ -384,7 +432,10 @@ def main(argv=None) -> int:
 
     get_qapp()
     os.environ["PROFILE_TMP"] = tempfile.mkdtemp(prefix="profile_apply-")
-    (first_layer if args.first_layer else run)(args.cine, args.top)
+    if args.session:
+        whole_session(args.cine, args.top)
+    else:
+        (first_layer if args.first_layer else run)(args.cine, args.top)
     return 0
 
 
