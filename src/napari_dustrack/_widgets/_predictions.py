@@ -3,7 +3,10 @@
 A long cine's predictions are 10,000 frames x 8 labels: building a Points layer of 80,000 rows
 costs ~0.4 s and a Tracks layer ~0.6 s, far past what the event loop may wait. So the Points
 layer is built once in a worker thread with a row for every (frame, label), all hidden
-(``shown`` False), and added; predicted batches then write their rows in place (positions,
+(``shown`` False), and added (the layer itself hidden for one event-loop turn, so that napari's
+insertion and the first draw's shader compile do not stall one turn together; a layer of this
+name from an earlier prediction of other labels or frames is refilled instead, see
+:meth:`PredictionLayers._refill`); predicted batches then write their rows in place (positions,
 confidence, ``shown``) a few thousand rows per timer tick, and redraw the layer only when the
 piece holds the frame on screen (napari slices the new rows when the frame changes). The Tracks
 layer is computed in a worker thread once the last piece is in. Rows never predicted stay
@@ -41,7 +44,7 @@ TICK_MS = 30  # leaves the event loop time to paint and take input between piece
 TAIL_LENGTH = 10
 # what a prediction layer of other labels or frames takes from a new one (see _refill): the
 # rest is the same for every layer of a PredictionLayers
-REFILLED = ("data", "features", "face_color", "border_color", "size", "shown")
+REFILLED = ("data", "features", "face_color", "border_color", "size", "shown", "metadata")
 
 
 def visible_table(layer) -> pd.DataFrame:
@@ -197,8 +200,7 @@ class PredictionLayers(QObject):
         Removing a layer costs napari a full garbage collection (``gc.collect()`` after closing
         its visual: 0.3-0.6 s in one turn here), and inserting a new one its visual, controls
         and shaders; setting the properties of a hidden layer costs 10-70 ms each."""
-        steps = deque([("metadata", new.metadata)])  # first: begin() no longer matches the rows
-        steps += [(key, value) for key, value in like(new).items()]
+        steps = deque(like(new).items())  # scale, units...: the cine may be another one
         steps += [(key, getattr(new, key)) for key in REFILLED]
         old.visible = False
         self._refilling = old
