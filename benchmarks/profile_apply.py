@@ -239,7 +239,7 @@ def split_slices(dog, sampler, action, n=5):
             print(f"      {count:4d} samples  {text}")
 
 
-def first_layer(name, top):
+def first_layer(name, top, freeze=False):
     """Only the insertion of the first ``model`` and ``smoothed`` layers, each slice profiled."""
     cine = bench_gui.short_cine(Path(os.environ["PROFILE_TMP"])) if name == "short" else None
     cine = cine or bench_gui.long_cine()
@@ -249,6 +249,9 @@ def first_layer(name, top):
     rng = np.random.default_rng(1)
     conf = rng.uniform(0.5, 1.0, truth.shape[:2])
     bench_gui.wait(500)
+    if freeze:  # what full collections would cost with the viewer's objects left out
+        gc.collect()
+        gc.freeze()
     dog = TurnProfiler() if top else SliceDog()
     sampler = Sampler()
     # the third: a prediction with one label less replaces the model layer (remove + insert)
@@ -275,6 +278,13 @@ def first_layer(name, top):
     sampler.stop()
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())
     print(f"\n##### {name} cine ({n} frames, {len(labels)} labels); load average {load}")
+    print_full_collections(sampler)
+    t0, cpu0 = time.perf_counter(), time.thread_time()
+    gc.collect()
+    print(
+        f"a full collection now: {(time.perf_counter() - t0) * 1000:.0f} ms "
+        f"(CPU {(time.thread_time() - cpu0) * 1000:.0f} ms)"
+    )
     for action, *_ in steps:
         if not top:
             split_slices(dog, sampler, action)
@@ -292,6 +302,15 @@ def first_layer(name, top):
     viewer.close()
 
 
+def print_full_collections(sampler) -> None:
+    full = [(b - a) * 1000 for g, a, b in sampler.collections if g == 2]
+    print(
+        f"full garbage collections (generation 2): {len(full)}: "
+        + ", ".join(f"{ms:.0f}" for ms in full)
+        + f" ms; {len(gc.get_objects())} objects tracked, {gc.get_freeze_count()} frozen"
+    )
+
+
 def whole_session(name, top, actions=("predict apply", "smooth apply")):
     """bench_gui's own session, with each long slice of ``actions`` split by part."""
     cine = bench_gui.short_cine(Path(os.environ["PROFILE_TMP"])) if name == "short" else None
@@ -302,12 +321,7 @@ def whole_session(name, top, actions=("predict apply", "smooth apply")):
     sampler.stop()
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())
     print(f"\n##### {name} cine, bench_gui's session; load average {load}")
-    full = [(b - a) * 1000 for g, a, b in sampler.collections if g == 2]
-    print(
-        f"full garbage collections (generation 2): {len(full)}, "
-        + ", ".join(f"{ms:.0f}" for ms in full)
-        + " ms"
-    )
+    print_full_collections(sampler)
     for action in actions:
         split_slices(dog, sampler, action, n=top or 4)
 
@@ -419,6 +433,12 @@ def main(argv=None) -> int:
         help="run bench_gui.py's whole session and split the longest slices of predict apply "
         "and smooth apply by part (--top: how many slices)",
     )
+    parser.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="with --first-layer: gc.freeze() once the viewer and dock are up (an experiment: "
+        "what full garbage collections cost without the objects made so far)",
+    )
     args = parser.parse_args(argv)
     if not os.environ.get("DISPLAY") and "BENCH_GUI_XVFB" not in os.environ:
         import subprocess
@@ -434,8 +454,10 @@ def main(argv=None) -> int:
     os.environ["PROFILE_TMP"] = tempfile.mkdtemp(prefix="profile_apply-")
     if args.session:
         whole_session(args.cine, args.top)
+    elif args.first_layer:
+        first_layer(args.cine, args.top, freeze=args.gc_freeze)
     else:
-        (first_layer if args.first_layer else run)(args.cine, args.top)
+        run(args.cine, args.top)
     return 0
 
 
