@@ -278,7 +278,7 @@ def first_layer(name, top, freeze=False):
     sampler.stop()
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())
     print(f"\n##### {name} cine ({n} frames, {len(labels)} labels); load average {load}")
-    print_full_collections(sampler)
+    print_full_collections(sampler, dog)
     t0, cpu0 = time.perf_counter(), time.thread_time()
     gc.collect()
     print(
@@ -302,12 +302,16 @@ def first_layer(name, top, freeze=False):
     viewer.close()
 
 
-def print_full_collections(sampler) -> None:
-    full = [(b - a) * 1000 for g, a, b in sampler.collections if g == 2]
+def print_full_collections(sampler, dog) -> None:
+    """Each full collection: how long, and in which action (the slice it started in)."""
+    full = []
+    for g, a, b in sampler.collections:
+        if g == 2:
+            action = next((t[0] for t in dog.ticks if t[1] <= a <= t[2]), "?")
+            full.append(f"{(b - a) * 1000:.0f} ms ({action})")
     print(
-        f"full garbage collections (generation 2): {len(full)}: "
-        + ", ".join(f"{ms:.0f}" for ms in full)
-        + f" ms; {len(gc.get_objects())} objects tracked, {gc.get_freeze_count()} frozen"
+        f"full garbage collections (generation 2): {len(full)}: {', '.join(full)}; "
+        f"{len(gc.get_objects())} objects tracked, {gc.get_freeze_count()} frozen"
     )
 
 
@@ -321,7 +325,7 @@ def whole_session(name, top, actions=("predict apply", "smooth apply")):
     sampler.stop()
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())
     print(f"\n##### {name} cine, bench_gui's session; load average {load}")
-    print_full_collections(sampler)
+    print_full_collections(sampler, dog)
     for action in actions:
         split_slices(dog, sampler, action, n=top or 4)
 
