@@ -5,6 +5,8 @@ Usage (re-runs itself under ``xvfb-run`` when there is no display)::
 
     python benchmarks/profile_apply.py --cine long            # 10,000 frames x 8 labels
     python benchmarks/profile_apply.py --cine short --top 25  # and a cProfile of each action
+    python benchmarks/profile_apply.py --cine short --first-layer  # a new result layer's turns
+    python benchmarks/profile_apply.py --cine long --session  # bench_gui's session, split
 
 For each action: the event loop's lateness (a 20 ms ``QTimer`` watchdog, as in bench_gui.py);
 the GUI thread's CPU time in each slice between two ticks (``time.thread_time``: what the event
@@ -240,7 +242,9 @@ def split_slices(dog, sampler, action, n=5):
 
 
 def first_layer(name, top, freeze=False):
-    """Only the insertion of the first ``model`` and ``smoothed`` layers, each slice profiled."""
+    """Only the first ``model`` layer, the first ``smoothed`` layer and a ``model`` layer of one
+    label less (each filled, with its tracks): each long slice split by part, or with ``top`` a
+    cProfile of each of the three longest slices."""
     cine = bench_gui.short_cine(Path(os.environ["PROFILE_TMP"])) if name == "short" else None
     cine = cine or bench_gui.long_cine()
     viewer, dock, pages = setup(cine)
@@ -254,7 +258,7 @@ def first_layer(name, top, freeze=False):
         gc.freeze()
     dog = TurnProfiler() if top else SliceDog()
     sampler = Sampler()
-    # the third: a prediction with one label less replaces the model layer (remove + insert)
+    # the third replaces the model layer (a prediction after the labels changed)
     steps = (
         ("model layer", model.output, len(labels)),
         ("smoothed layer", smooth.output, len(labels)),
@@ -428,8 +432,8 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--first-layer",
         action="store_true",
-        help="only add the first model and smoothed layers, with a cProfile of each slice "
-        "between two watchdog ticks (the longest three printed)",
+        help="only add the first model and smoothed layers, then a model layer of one label "
+        "less; each long slice split by part (with --top: a cProfile of the three longest)",
     )
     parser.add_argument(
         "--session",
