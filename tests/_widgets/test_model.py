@@ -238,3 +238,26 @@ def test_a_prediction_of_other_labels_refills_the_layer_in_place(make_napari_vie
     np.testing.assert_allclose(layer.data[:, 1:], xy[:, 0, ::-1])
     table = points_to_table(layer.data, layer.features)
     assert set(table["source"]) == {"model"} and len(table) == N
+
+
+def test_a_prediction_begun_before_the_last_layer_is_in_supersedes_it(
+    make_napari_viewer, qtbot, case
+):
+    """Predict twice in quick succession: the first layer, still being built in its worker
+    thread, is dropped; one ``model`` layer, of the second prediction's labels."""
+    sim, video, truth = case
+    viewer = make_viewer(make_napari_viewer, sim, video, truth[truth["frame"] == 0])
+    widget = ModelWidget(viewer)
+    qtbot.addWidget(widget)
+    xy, _ = to_array(truth, LABELS, N)
+    widget.output.begin(LABELS, N, viewer.layers["cine"])
+    widget.output.begin(LABELS[:1], N, viewer.layers["cine"])  # the first is not in yet
+    widget.output.put(np.arange(N), xy[:, :1], np.ones((N, 1)))
+    widget.output.finish()
+    wait_idle(qtbot, widget, timeout=60_000)
+    qtbot.wait(300)  # the first build's result has come back too
+    names = [layer.name for layer in viewer.layers]
+    assert names.count(OUT_POINTS) == 1 and not any(n.startswith(f"{OUT_POINTS} [") for n in names)
+    layer = viewer.layers[OUT_POINTS]
+    assert layer is widget.output.layer and layer.metadata["dustrack"]["labels"] == LABELS[:1]
+    assert layer.shown.all() and len(layer.data) == N

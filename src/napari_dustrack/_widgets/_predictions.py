@@ -142,8 +142,9 @@ class PredictionLayers(QObject):
         self.labels, self.n_frames = list(labels), int(n_frames)
         self._queue.clear()
         self._finishing = False
-        self._generation += 1  # a layer built or refilled for an earlier call is dropped
+        self._generation += 1  # a layer or tracks built for an earlier call are dropped
         self._building = None
+        self._timer.stop()  # no layer to write to until the new one is ready
         existing = self.viewer.layers[self.name] if self.name in self.viewer.layers else None
         if (
             isinstance(existing, Points)
@@ -293,11 +294,15 @@ class PredictionLayers(QObject):
             )
         )
         worker = create_worker(_tracks_result, copy, self.labels, build)
-        worker.returned.connect(lambda result: self._show_tracks(result, colormap))
+        worker.returned.connect(
+            lambda result, gen=self._generation: self._show_tracks(result, colormap, gen)
+        )
         self._building = worker
         worker.start()
 
-    def _show_tracks(self, result, colormap) -> None:
+    def _show_tracks(self, result, colormap, generation: int) -> None:
+        if generation != self._generation:
+            return  # tracks of an earlier prediction: a later begin() owns the layers now
         self._building = None
         if self.layer is None or self.layer not in self.viewer.layers:
             return  # the layer (or the viewer) was closed meanwhile
