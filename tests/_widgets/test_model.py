@@ -166,3 +166,98 @@ def test_run_on_an_existing_scheduler(make_napari_viewer, qtbot, case, tmp_path)
         finally:
             settings.set_scheduler_address("")
             workers.close_clients()
+
+
+def test_a_new_prediction_layer_is_drawn_a_turn_after_it_is_added(make_napari_viewer, qtbot, case):
+    """napari builds a new layer's visual and controls when it is inserted and vispy compiles
+    its shaders on its first draw: in one event-loop turn a 0.3-0.4 s stall. The ``model``
+    layer and its tracks are inserted hidden, still hidden when the event loop next runs, then
+    shown: under the annotations (still the active layer), with their label text."""
+    from qtpy.QtCore import QTimer
+
+    sim, video, truth = case
+    viewer = make_viewer(make_napari_viewer, sim, video, truth[truth["frame"] == 0])
+    widget = ModelWidget(viewer)
+    qtbot.addWidget(widget)
+    visible = {}  # layer name -> [visible when inserted, visible in the next event-loop turn]
+
+    def inserted(event):
+        layer = event.value
+        visible[layer.name] = [layer.visible]
+        QTimer.singleShot(0, lambda: visible[layer.name].append(layer.visible))
+
+    viewer.layers.events.inserted.connect(inserted)
+    xy, _ = to_array(truth, LABELS, N)
+    widget.output.begin(LABELS, N, viewer.layers["cine"])
+    for start in range(0, N, 8):  # as a dask worker's messages arrive
+        frames = np.arange(start, start + 8)
+        msg = {"frames": frames.tolist(), "xy": xy[frames].tolist()}
+        widget._on_message({"kind": "result", "confidence": np.ones((8, 2)).tolist(), **msg})
+    widget.output.finish()
+    qtbot.waitUntil(
+        lambda: (
+            not widget.output.busy
+            and OUT_TRACKS in viewer.layers
+            and all(viewer.layers[name].visible for name in (OUT_POINTS, OUT_TRACKS))
+        ),
+        timeout=60_000,
+    )
+    assert visible[OUT_POINTS] == [False, False] and visible[OUT_TRACKS] == [False, False]
+    names = [layer.name for layer in viewer.layers]
+    assert names[-3:] == [OUT_POINTS, OUT_TRACKS, "annotations"]
+    assert viewer.layers.selection.active is viewer.layers["annotations"]
+    points = viewer.layers[OUT_POINTS]
+    assert points.text.visible and list(points.text.values[: len(LABELS)]) == LABELS
+    np.testing.assert_allclose(points.data[:, 1:][:: len(LABELS)], xy[:, 0, ::-1])
+
+
+def test_a_prediction_of_other_labels_refills_the_layer_in_place(make_napari_viewer, qtbot, case):
+    """Predictions of other labels take over the ``model`` layer: removing a layer costs napari
+    a full garbage collection (0.3-0.6 s in one turn), so the layer is refilled hidden, then
+    shown again with the new labels' rows, text and colours."""
+    sim, video, truth = case
+    viewer = make_viewer(make_napari_viewer, sim, video, truth[truth["frame"] == 0])
+    widget = ModelWidget(viewer)
+    qtbot.addWidget(widget)
+    xy, _ = to_array(truth, LABELS, N)
+    removed, hidden = [], []
+    for labels in (LABELS, LABELS[:1]):
+        widget.output.begin(labels, N, viewer.layers["cine"])
+        widget.output.put(np.arange(N), xy[:, : len(labels)], np.ones((N, len(labels))))
+        widget.output.finish()
+        wait_idle(qtbot, widget, timeout=60_000)
+        qtbot.waitUntil(lambda: viewer.layers[OUT_POINTS].visible, timeout=5_000)
+        if labels == LABELS:
+            layer = viewer.layers[OUT_POINTS]
+            viewer.layers.events.removed.connect(lambda event: removed.append(event.value))
+            layer.events.visible.connect(lambda event, lay=layer: hidden.append(not lay.visible))
+    assert viewer.layers[OUT_POINTS] is layer and removed == [] and hidden == [True, False]
+    assert len(layer.data) == N and set(layer.features["label"]) == {LABELS[0]}
+    assert layer.metadata["dustrack"]["labels"] == LABELS[:1]
+    assert set(layer.text.values) == {LABELS[0]} and layer.shown.all()
+    np.testing.assert_allclose(layer.data[:, 1:], xy[:, 0, ::-1])
+    table = points_to_table(layer.data, layer.features)
+    assert set(table["source"]) == {"model"} and len(table) == N
+
+
+def test_a_prediction_begun_before_the_last_layer_is_in_supersedes_it(
+    make_napari_viewer, qtbot, case
+):
+    """Predict twice in quick succession: the first layer, still being built in its worker
+    thread, is dropped; one ``model`` layer, of the second prediction's labels."""
+    sim, video, truth = case
+    viewer = make_viewer(make_napari_viewer, sim, video, truth[truth["frame"] == 0])
+    widget = ModelWidget(viewer)
+    qtbot.addWidget(widget)
+    xy, _ = to_array(truth, LABELS, N)
+    widget.output.begin(LABELS, N, viewer.layers["cine"])
+    widget.output.begin(LABELS[:1], N, viewer.layers["cine"])  # the first is not in yet
+    widget.output.put(np.arange(N), xy[:, :1], np.ones((N, 1)))
+    widget.output.finish()
+    wait_idle(qtbot, widget, timeout=60_000)
+    qtbot.wait(300)  # the first build's result has come back too
+    names = [layer.name for layer in viewer.layers]
+    assert names.count(OUT_POINTS) == 1 and not any(n.startswith(f"{OUT_POINTS} [") for n in names)
+    layer = viewer.layers[OUT_POINTS]
+    assert layer is widget.output.layer and layer.metadata["dustrack"]["labels"] == LABELS[:1]
+    assert layer.shown.all() and len(layer.data) == N

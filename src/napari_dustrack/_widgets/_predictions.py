@@ -3,7 +3,10 @@
 A long cine's predictions are 10,000 frames x 8 labels: building a Points layer of 80,000 rows
 costs ~0.4 s and a Tracks layer ~0.6 s, far past what the event loop may wait. So the Points
 layer is built once in a worker thread with a row for every (frame, label), all hidden
-(``shown`` False), and added; predicted batches then write their rows in place (positions,
+(``shown`` False), and added (the layer itself hidden for one event-loop turn, so that napari's
+insertion and the first draw's shader compile do not stall one turn together; a layer of this
+name from an earlier prediction of other labels or frames is refilled instead, see
+:meth:`PredictionLayers._refill`); predicted batches then write their rows in place (positions,
 confidence, ``shown``) a few thousand rows per timer tick, and redraw the layer only when the
 piece holds the frame on screen (napari slices the new rows when the frame changes). The Tracks
 layer is computed in a worker thread once the last piece is in. Rows never predicted stay
@@ -39,6 +42,9 @@ ROLE = "prediction"
 CHUNK_ROWS = 1600  # rows written per timer tick (a few ms on 80,000 rows)
 TICK_MS = 30  # leaves the event loop time to paint and take input between pieces
 TAIL_LENGTH = 10
+# what a prediction layer of other labels or frames takes from a new one (see _refill): the
+# rest is the same for every layer of a PredictionLayers
+REFILLED = ("data", "features", "face_color", "border_color", "size", "shown", "metadata")
 
 
 def visible_table(layer) -> pd.DataFrame:
@@ -119,6 +125,8 @@ class PredictionLayers(QObject):
         self._queue: deque = deque()
         self._finishing = False
         self._building = None
+        self._generation = 0  # begin() calls
+        self._refilling = None  # the layer _refill is giving new rows, until it is done
         self._timer = QTimer(self)
         self._timer.setInterval(TICK_MS)
         self._timer.timeout.connect(self._tick)
@@ -134,9 +142,13 @@ class PredictionLayers(QObject):
         self.labels, self.n_frames = list(labels), int(n_frames)
         self._queue.clear()
         self._finishing = False
+        self._generation += 1  # a layer or tracks built for an earlier call are dropped
+        self._building = None
+        self._timer.stop()  # no layer to write to until the new one is ready
         existing = self.viewer.layers[self.name] if self.name in self.viewer.layers else None
         if (
             isinstance(existing, Points)
+            and existing is not self._refilling  # half refilled: refilled again
             and len(existing.data) == self.n_frames * len(self.labels)
             and existing.metadata.get(META, {}).get("labels") == self.labels
         ):
@@ -158,18 +170,55 @@ class PredictionLayers(QObject):
             size,
             self.filled,
         )
-        worker.returned.connect(lambda layer, old=existing: self._add(layer, old))
+        worker.returned.connect(
+            lambda layer, old=existing, gen=self._generation: self._add(layer, old, gen)
+        )
         self._building = worker
         worker.start()
 
-    def _add(self, layer, old) -> None:
+    def _add(self, layer, old, generation: int) -> None:
+        if generation != self._generation:
+            return  # a later begin() superseded this layer
+        if _is_prediction(old) and old in self.viewer.layers:
+            self._refill(old, layer, generation)
+            return
         self._building = None
         if old is not None and old in self.viewer.layers:
-            self.viewer.layers.remove(old)
-        add_under_annotations(self.viewer, layer)
+            self.viewer.layers.remove(old)  # not the plugin's layer: it makes way
+        add_under_annotations(self.viewer, layer, staged=True)
+        self._ready(layer)
+
+    def _ready(self, layer) -> None:
+        self._building = None
         _install_review(self.viewer, layer)
         self.layer = layer
         self._kick()
+
+    def _refill(self, old, new, generation: int) -> None:
+        """Give ``old`` (this prediction's layer, of other labels or frames) the rows of ``new``,
+        hidden, one property per event-loop turn, then show it.
+
+        Removing a layer costs napari a full garbage collection (``gc.collect()`` after closing
+        its visual: 0.3-0.6 s in one turn here), and inserting a new one its visual, controls
+        and shaders; setting the properties of a hidden layer costs 10-70 ms each."""
+        steps = deque(like(new).items())  # scale, units...: the cine may be another one
+        steps += [(key, getattr(new, key)) for key in REFILLED]
+        old.visible = False
+        self._refilling = old
+
+        def step():
+            if generation != self._generation or old not in self.viewer.layers:
+                return  # superseded by a later begin(), or the layer was closed
+            key, value = steps.popleft()
+            setattr(old, key, value)
+            if steps:
+                QTimer.singleShot(0, step)
+                return
+            self._refilling = None
+            old.visible = True
+            self._ready(old)
+
+        QTimer.singleShot(0, step)
 
     def put(self, frames, xy, confidence=None) -> None:
         """Queue predicted positions: ``frames`` (n,), ``xy`` (n, L, 2), ``confidence`` (n, L)."""
@@ -245,11 +294,15 @@ class PredictionLayers(QObject):
             )
         )
         worker = create_worker(_tracks_result, copy, self.labels, build)
-        worker.returned.connect(lambda result: self._show_tracks(result, colormap))
+        worker.returned.connect(
+            lambda result, gen=self._generation: self._show_tracks(result, colormap, gen)
+        )
         self._building = worker
         worker.start()
 
-    def _show_tracks(self, result, colormap) -> None:
+    def _show_tracks(self, result, colormap, generation: int) -> None:
+        if generation != self._generation:
+            return  # tracks of an earlier prediction: a later begin() owns the layers now
         self._building = None
         if self.layer is None or self.layer not in self.viewer.layers:
             return  # the layer (or the viewer) was closed meanwhile
@@ -257,7 +310,7 @@ class PredictionLayers(QObject):
         layer = (
             self.viewer.layers[self.tracks_name] if self.tracks_name in self.viewer.layers else None
         )
-        show_tracks(self.viewer, layer, data, features, colormap, new_layer)
+        show_tracks(self.viewer, layer, data, features, colormap, new_layer, staged=True)
         measure = page(self.viewer, "measure")
         if measure is not None:
             measure.schedule_refresh()
@@ -279,6 +332,10 @@ def _tracks_result(copy, labels, build: dict | None):
         return data, features, None
     rows, row_features = seed_rows(data, features)
     return data, features, _layer_types.Tracks(rows, features=row_features, **build)
+
+
+def _is_prediction(layer) -> bool:
+    return isinstance(layer, Points) and layer.metadata.get(META, {}).get("role") == ROLE
 
 
 def _install_review(viewer, layer) -> None:

@@ -12,7 +12,7 @@ from napari.layers import Image, Points, Tracks
 from napari.qt.threading import create_worker
 from napari.utils.colormaps import Colormap
 from napari.utils.notifications import Notification, notification_manager, show_error, show_info
-from qtpy.QtCore import QObject, Signal
+from qtpy.QtCore import QObject, QTimer, Signal
 from qtpy.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
@@ -32,6 +32,7 @@ META = "dustrack"
 ANNOTATIONS = "annotations"
 REVIEW_KEY = "review_frames"  # metadata of a prediction layer: its frames to review, ranked
 PAGE_WIDTH = 420  # a dock page fits beside the canvas on a 1280-px screen
+REVEAL_MS = 40  # a layer added hidden is shown this much later (see add_under_annotations)
 _pages: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 _cancellers: weakref.WeakSet = weakref.WeakSet()  # objects whose cancel() stops running work
 
@@ -123,14 +124,23 @@ def keep_annotating(viewer) -> None:
     viewer.layers.selection.active = layer
 
 
-def add_under_annotations(viewer, layer) -> None:
+def add_under_annotations(viewer, layer, *, staged: bool = False) -> None:
     """Add ``layer`` just under the ``annotations`` layer, which stays the active one.
 
     One insert, where napari's ``add_layer`` then :func:`keep_annotating` make three layer-list
     changes (add and select the new layer, move the annotations back on top, select them
-    again), each redoing the layer list's widgets and styles: tens of ms beside long layers."""
+    again), each redoing the layer list's widgets and styles: tens of ms beside long layers.
+
+    ``staged``: the layer is inserted hidden and shown :data:`REVEAL_MS` later. napari builds a
+    new layer's visual, controls and list row when it is inserted, and vispy compiles its
+    shaders when it is first drawn; on software OpenGL each costs 0.1-0.2 s, and in the same
+    event-loop turn they stalled the viewer 0.3-0.4 s (``benchmarks/profile_apply.py
+    --first-layer``). Hidden, it is not drawn until the later turn.
+    """
     layers = viewer.layers
     index = layers.index(layers[ANNOTATIONS]) if ANNOTATIONS in layers else len(layers)
+    if staged:
+        layer.visible = False
     activate = getattr(layers, "_activate_on_insert", None)  # napari selects what is inserted
     if activate is not None:
         layers._activate_on_insert = False
@@ -140,6 +150,20 @@ def add_under_annotations(viewer, layer) -> None:
         if activate is not None:
             layers._activate_on_insert = activate
     keep_annotating(viewer)
+    if staged:
+        reveal_later(viewer, layer)
+
+
+def reveal_later(viewer, layer, ms: int = REVEAL_MS) -> None:
+    """Show ``layer`` in ``ms`` (a later event-loop turn), if it is still in ``viewer``."""
+    ref = weakref.ref(layer)
+
+    def reveal():
+        shown = ref()
+        if shown is not None and shown in viewer.layers:
+            shown.visible = True
+
+    QTimer.singleShot(ms, reveal)
 
 
 def label_colours(viewer, labels) -> dict[str, str]:
@@ -177,13 +201,16 @@ def label_colormap(hex_colours, name: str) -> Colormap:
     return Colormap(rgba, controls=controls, interpolation="zero", name=name)
 
 
-def show_tracks(viewer, layer, data, features, colormap, new) -> Tracks | None:
+def show_tracks(
+    viewer, layer, data, features, colormap, new, *, staged: bool = False
+) -> Tracks | None:
     """Show the rows ``data`` (track, frame, y, x) of a point table as a Tracks layer.
 
     ``layer`` (the Tracks layer shown now, or None) is updated in place; otherwise ``new`` (a
     Tracks layer, or a callable making one from ``(data, features)``) is added, under the
     annotations. A long table is shown through a window of frames around the current frame
     (:mod:`._track_window`). No rows: the layer is removed. Returns the layer shown, or None.
+    ``staged``: a new layer appears over two event-loop turns (:func:`add_under_annotations`).
     """
     if layer is not None and layer not in viewer.layers:
         layer = None
@@ -199,7 +226,7 @@ def show_tracks(viewer, layer, data, features, colormap, new) -> Tracks | None:
         return layer
     if layer is not None:
         viewer.layers.remove(layer)
-    add_under_annotations(viewer, made)
+    add_under_annotations(viewer, made, staged=staged)
     if len(made.data) != len(data):  # a long table: built with a few rows, now its window
         show_rows(viewer, made, data, features, colormap)
     return made
