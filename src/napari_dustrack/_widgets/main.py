@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from qtpy.QtWidgets import QSizePolicy, QTabWidget, QVBoxLayout, QWidget
 
+from ._gc_quiet import QuietCollections
 from .annotate import AnnotateWidget
 from .common import PAGE_WIDTH, preload_modules, scroll_page
 from .measure import MeasureWidget
@@ -46,6 +47,7 @@ class DustrackWidget(QWidget):
         layout.addWidget(self.tabs)
         self.setMaximumWidth(PAGE_WIDTH + 40)
         self.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Ignored)
+        self.collections = QuietCollections(self, napari_viewer)
 
     def show_page(self, title: str) -> QWidget:
         """Bring the tab ``title`` to the front; returns its page."""
