@@ -342,6 +342,53 @@ def session(name: str, cine: dict, dog: Watchdog, smooth_mode: str) -> None:
     viewer.close()
 
 
+def rerun_under_xvfb(script: str) -> int | None:
+    """Re-run ``script`` with this process's arguments under ``xvfb-run`` when there is no
+    display: its exit status, or None when this process has a display (or is the re-run)."""
+    if os.environ.get("DISPLAY") or not shutil.which("xvfb-run") or "BENCH_GUI_XVFB" in os.environ:
+        return None
+    env = dict(os.environ, BENCH_GUI_XVFB="1")
+    cmd = ["xvfb-run", "-a", "-s", "-screen 0 1280x800x24", sys.executable, script, *sys.argv[1:]]
+    return subprocess.call(cmd, env=env)
+
+
+def scene(viewer, cine: dict, *, keyframes=(0, 40, 80)):
+    """The plugin's layers as the session leaves them before its scrubs, built without the
+    clicks, steps and fill (for the scrub-only run and profile_scrub.py): the DUSTrack dock,
+    every label set on ``keyframes``, predictions for every frame, the confident ones accepted,
+    a smoothed result. Returns the dock."""
+    from napari_dustrack._widgets.main import DustrackWidget
+
+    dock = DustrackWidget(viewer)
+    viewer.window.add_dock_widget(dock, name="DUSTrack")
+    annotate, model, smooth = (dock.pages[k] for k in ("Annotate", "Model", "Smooth"))
+    wait_until(lambda: annotate.session is not None)
+    labels, truth, n = cine["labels"], cine["truth"], cine["n"]
+    for lab in labels:
+        annotate.add_label(lab)
+    for f in keyframes:
+        for j, lab in enumerate(labels):
+            annotate.session.set_point(f, lab, *truth[f, j])
+    wait(300)
+    rng = np.random.default_rng(1)
+    pred = truth + rng.normal(0, 1.0, truth.shape)
+    conf = rng.uniform(0.5, 1.0, truth.shape[:2])
+    feed_predictions(model, annotate.cine_layer, labels, pred, conf, 5)
+    model.output.finish()
+    wait_until(lambda: not model.output.busy)
+    model.min_conf.setValue(0.9)
+    model.accept_confident()
+    wait(100)
+    wait_until(lambda: not annotate.accepting)
+    smooth.output.begin(labels, n, annotate.cine_layer)
+    smooth.output.put(np.arange(n), truth + rng.normal(0, 0.3, truth.shape), conf)
+    smooth.output.finish()
+    wait_until(lambda: not smooth.output.busy)
+    dock.show_page("Smooth")
+    wait(600)
+    return dock
+
+
 def report(results: dict, load: str) -> str:
     lines = [
         f"Load average during the run: {load}; {os.cpu_count()} CPUs.",
@@ -365,22 +412,9 @@ def main(argv=None) -> int:
     parser.add_argument("--only", choices=("short", "long"))
     parser.add_argument("--out", help="also write the table to this markdown file")
     args = parser.parse_args(argv)
-    if (
-        not os.environ.get("DISPLAY")
-        and shutil.which("xvfb-run")
-        and "BENCH_GUI_XVFB" not in os.environ
-    ):
-        env = dict(os.environ, BENCH_GUI_XVFB="1")
-        cmd = [
-            "xvfb-run",
-            "-a",
-            "-s",
-            "-screen 0 1280x800x24",
-            sys.executable,
-            __file__,
-            *sys.argv[1:],
-        ]
-        return subprocess.call(cmd, env=env)
+    status = rerun_under_xvfb(__file__)
+    if status is not None:
+        return status
     import napari  # noqa: F401
     from napari._qt.qt_event_loop import get_qapp
     from qtpy.QtWidgets import QApplication  # noqa: F401 - napari creates the app
