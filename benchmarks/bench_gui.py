@@ -4,6 +4,7 @@ Usage (one command; re-runs itself under ``xvfb-run`` when there is no display):
 
     python benchmarks/bench_gui.py                      # short and long cine, ~5 min
     python benchmarks/bench_gui.py --only short --out docs/benchmarks/gui-short.md
+    python benchmarks/bench_gui.py --only long --scrub-only   # the scrubs alone, ~1.5 min
 
 A 20 ms ``QTimer`` (the watchdog) runs through the whole session; each tick records how late it
 fired (interval - 20 ms). Lateness is attributed to the action running at the time. Reported:
@@ -389,6 +390,19 @@ def scene(viewer, cine: dict, *, keyframes=(0, 40, 80)):
     return dock
 
 
+def scrubs_only(name: str, cine: dict, dog: Watchdog) -> None:
+    """The session's three scrubs without the rest of it: the image alone, then the layers the
+    session leaves (:func:`scene`) with another tab shown, then with the Measure tab shown."""
+    viewer = open_viewer(cine)
+    wait(500)
+    scrub(viewer, cine["n"], dog, "scrub (image only)")
+    dock = scene(viewer, cine)
+    scrub(viewer, cine["n"], dog, "scrub (Measure hidden)")
+    scrub(viewer, cine["n"], dog, "scrub", before=lambda: dock.show_page("Measure"))
+    dock.pages["Annotate"].unbind()
+    viewer.close()
+
+
 def report(results: dict, load: str) -> str:
     lines = [
         f"Load average during the run: {load}; {os.cpu_count()} CPUs.",
@@ -411,6 +425,11 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=("short", "long"))
     parser.add_argument("--out", help="also write the table to this markdown file")
+    parser.add_argument(
+        "--scrub-only",
+        action="store_true",
+        help="only the three scrubs, on the layers the session would leave (built directly)",
+    )
     args = parser.parse_args(argv)
     status = rerun_under_xvfb(__file__)
     if status is not None:
@@ -422,17 +441,19 @@ def main(argv=None) -> int:
     get_qapp()
     results = {}
     tmp = tempfile.mkdtemp(prefix="bench_gui-")  # left for the frame cache's exit handler
-    if True:
-        for name in ("short", "long"):
-            if args.only and name != args.only:
-                continue
-            cine = short_cine(Path(tmp)) if name == "short" else long_cine()
-            dog = Watchdog()
-            t0 = time.perf_counter()
+    for name in ("short", "long"):
+        if args.only and name != args.only:
+            continue
+        cine = short_cine(Path(tmp)) if name == "short" else long_cine()
+        dog = Watchdog()
+        t0 = time.perf_counter()
+        if args.scrub_only:
+            scrubs_only(name, cine, dog)
+        else:
             session(name, cine, dog, "fusion" if name == "short" else None)
-            dog.timer.stop()
-            print(f"{name}: session {time.perf_counter() - t0:.0f} s", flush=True)
-            results[f"{name} ({cine['n']} frames, {len(cine['labels'])} labels)"] = dog.late
+        dog.timer.stop()
+        print(f"{name}: session {time.perf_counter() - t0:.0f} s", flush=True)
+        results[f"{name} ({cine['n']} frames, {len(cine['labels'])} labels)"] = dog.late
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())
     table = report(results, load)
     print(table)
