@@ -390,7 +390,7 @@ def scene(viewer, cine: dict, *, keyframes=(0, 40, 80)):
     return dock
 
 
-def scrubs_only(name: str, cine: dict, dog: Watchdog) -> None:
+def scrubs_only(cine: dict, dog: Watchdog) -> None:
     """The session's three scrubs without the rest of it: the image alone, then the layers the
     session leaves (:func:`scene`) with another tab shown, then with the Measure tab shown."""
     viewer = open_viewer(cine)
@@ -448,7 +448,7 @@ def main(argv=None) -> int:
         dog = Watchdog()
         t0 = time.perf_counter()
         if args.scrub_only:
-            scrubs_only(name, cine, dog)
+            scrubs_only(cine, dog)
         else:
             session(name, cine, dog, "fusion" if name == "short" else None)
         dog.timer.stop()
