@@ -135,8 +135,27 @@ def _flow_trust(
     drift = ndimage.median_filter(z - path, size=(5, 1), mode="mirror")  # an end outlier too
     d = np.linalg.norm(np.diff(drift, axis=0), axis=1)
     scale = np.median(d[known]) if known.any() else 0.0
-    scale = max(min(float(scale), DRIFT_PER_NOISE * sigma_m), 0.25)
+    # the tolerance follows the measurements' own noise: a fixed floor (0.25 px before) let a
+    # precise input (a keyframe fill, s_m ~0.05 px) be pulled by flow 20 times its noise away
+    cap = DRIFT_PER_NOISE * sigma_m
+    scale = min(max(float(scale), cap / 3), cap)
     return np.exp(-0.5 * (d / (k * scale)) ** 2)
+
+
+def _flow_noise(m, known, extra, spread, floor, params: FusionParams) -> np.ndarray:
+    """Flow error per frame pair (n - 1,): grows with the motion; ``extra`` when the flow does
+    not follow the measurements.
+
+    It is also at most ``spread``, the measured spread of ``z_{t+1} - z_t - m_t``: the flow's
+    error relative to the measurements cannot exceed how much the two disagree. An input built
+    from optical flow (a keyframe fill) shares most of the flow's error, which no smoother can
+    see; only the disagreement is left to correct, and a flow term weighted by its full error
+    against a far more precise input moves good points at random (p95 up).
+    """
+    sd = np.hypot(params.flow_sigma + params.flow_speed * np.linalg.norm(m, axis=1), extra)
+    if np.isfinite(spread) and known.any():
+        sd = sd * min(1.0, spread / float(np.median(sd[known])))
+    return np.maximum(sd, floor)
 
 
 def fuse_segment(
@@ -193,10 +212,7 @@ def fuse_segment(
             anchor, params.anchor_weight, np.minimum(1.0, params.huber / np.maximum(r, 1e-12))
         )
         w = c * huber / sigma_m**2
-        sd = np.maximum(
-            np.hypot(params.flow_sigma + params.flow_speed * np.linalg.norm(m, axis=1), extra),
-            floor,
-        )[:, None]
+        sd = _flow_noise(m, known, extra, e1, floor, params)[:, None]
         trust = _flow_trust(z, m, known, params.flow_trust, sigma_m)[:, None]
         v = np.broadcast_to(np.where(known[:, None], trust / sd**2, 0.0), m.shape)
         x = _solve(z, w, m, v)
