@@ -114,6 +114,10 @@ def _solve(z, w, m, v):
 # measurement noise: 0.3-0.5 on the simulator's cines (bench_smooth.py, bench_robust.py); the
 # low end, so that a segment mostly held by a probe-fixed pattern is still doubted
 DRIFT_PER_NOISE = 0.3
+# the tolerance's floor (px), and the most it may be in units of the measurement noise (the
+# middle of that 0.3-0.5 range)
+TRUST_FLOOR = 0.25
+DRIFT_PER_NOISE_HIGH = 0.4
 
 
 def _flow_trust(
@@ -135,10 +139,11 @@ def _flow_trust(
     drift = ndimage.median_filter(z - path, size=(5, 1), mode="mirror")  # an end outlier too
     d = np.linalg.norm(np.diff(drift, axis=0), axis=1)
     scale = np.median(d[known]) if known.any() else 0.0
-    # the tolerance follows the measurements' own noise: a fixed floor (0.25 px before) let a
-    # precise input (a keyframe fill, s_m ~0.05 px) be pulled by flow 20 times its noise away
-    cap = DRIFT_PER_NOISE * sigma_m
-    scale = min(max(float(scale), cap / 3), cap)
+    # at least 0.25 px, but never more than the drift step the measurements' noise alone gives
+    # (0.3-0.5 s_m): with a fixed floor a precise input (a keyframe fill, s_m ~0.05 px) was
+    # pulled by flow that disagreed with it by 20 times its noise per frame
+    floor = min(TRUST_FLOOR, DRIFT_PER_NOISE_HIGH * sigma_m)
+    scale = max(min(float(scale), DRIFT_PER_NOISE * sigma_m), floor)
     return np.exp(-0.5 * (d / (k * scale)) ** 2)
 
 
