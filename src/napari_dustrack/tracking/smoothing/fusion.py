@@ -10,7 +10,9 @@ where ``h_t`` are Huber weights (iteratively reweighted, so one outlying estimat
 the track; anchored measurements, i.e. accepted annotations, keep a very large weight),
 ``s_m`` is the measurement noise estimated robustly from the data, and ``s_d,t``
 the flow noise (grows with the speed, and with the flow's error measured on the segment when
-that error is large; a frame pair whose flow was lost gets no flow term). Each flow term is
+that error is large, and at most the measured disagreement of the flow with the measurements'
+steps, whose common error no smoother can see; a frame pair whose flow was lost gets no flow
+term). Each flow term is
 also weighted frame by frame by how well the flow step agrees with the measurements' own
 motion (Gaussian weights, :func:`_flow_trust`): flow that stands still while the estimates all
 move (a probe-fixed pattern holding the flow) is not allowed to drag the track, while flow that
@@ -57,7 +59,8 @@ class FusionParams:
         the flow step keeps the weight ``exp(-(d / (k s))^2 / 2)``, with ``k`` this value and
         ``s`` the typical such drift on the segment, at most what the measurement noise alone
         gives (``DRIFT_PER_NOISE`` s_m: a segment mostly held by a probe-fixed pattern does
-        not set its own tolerance), at least 0.25 px (0: off). The weight must fall steeply
+        not set its own tolerance), at least 0.25 px or ``DRIFT_PER_NOISE_HIGH`` s_m if less
+        (0: off). The weight must fall steeply
         once ``d`` is well above the noise: a flow term outweighs a measurement ~100 times.
     anchor_weight : float
         Weight of an anchored measurement (``manual``/``reviewed`` annotations) relative to
