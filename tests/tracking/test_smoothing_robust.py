@@ -10,6 +10,7 @@ import pytest
 from napari_dustrack.errors import DustrackError
 from napari_dustrack.io.table import to_array
 from napari_dustrack.simulate import noisy_estimates, simulate
+from napari_dustrack.tracking.flow import fill_between
 from napari_dustrack.tracking.smoothing import FusionParams, smooth
 
 
@@ -78,8 +79,6 @@ def test_fusion_does_not_worsen_a_keyframe_fill(scenario, n_frames, seed):
     by its full error model and trusted up to a fixed 0.25 px drift per frame, 5-20 times the
     fill's noise: good points moved at random and the tail grew (p95 0.4622 -> 0.4632 px and
     0.8638 -> 0.8683 px on these clips)."""
-    from napari_dustrack.tracking.flow import fill_between
-
     sim = simulate(scenario, n_frames=n_frames, seed=seed)
     truth, _ = to_array(sim.truth, sim.labels, n_frames)
     keys = np.full_like(truth, np.nan)
