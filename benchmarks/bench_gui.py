@@ -4,6 +4,7 @@ Usage (one command; re-runs itself under ``xvfb-run`` when there is no display):
 
     python benchmarks/bench_gui.py                      # short and long cine, ~5 min
     python benchmarks/bench_gui.py --only short --out docs/benchmarks/gui-short.md
+    python benchmarks/bench_gui.py --only long --scrub-only   # the scrubs alone, ~1.5 min
 
 A 20 ms ``QTimer`` (the watchdog) runs through the whole session; each tick records how late it
 fired (interval - 20 ms). Lateness is attributed to the action running at the time. Reported:
@@ -342,6 +343,66 @@ def session(name: str, cine: dict, dog: Watchdog, smooth_mode: str) -> None:
     viewer.close()
 
 
+def rerun_under_xvfb(script: str) -> int | None:
+    """Re-run ``script`` with this process's arguments under ``xvfb-run`` when there is no
+    display: its exit status, or None when this process has a display (or is the re-run)."""
+    if os.environ.get("DISPLAY") or not shutil.which("xvfb-run") or "BENCH_GUI_XVFB" in os.environ:
+        return None
+    env = dict(os.environ, BENCH_GUI_XVFB="1")
+    cmd = ["xvfb-run", "-a", "-s", "-screen 0 1280x800x24", sys.executable, script, *sys.argv[1:]]
+    return subprocess.call(cmd, env=env)
+
+
+def scene(viewer, cine: dict, *, keyframes=(0, 40, 80)):
+    """The plugin's layers as the session leaves them before its scrubs, built without the
+    clicks, steps and fill (for the scrub-only run and profile_scrub.py): the DUSTrack dock,
+    every label set on ``keyframes``, predictions for every frame, the confident ones accepted,
+    a smoothed result. Returns the dock."""
+    from napari_dustrack._widgets.main import DustrackWidget
+
+    dock = DustrackWidget(viewer)
+    viewer.window.add_dock_widget(dock, name="DUSTrack")
+    annotate, model, smooth = (dock.pages[k] for k in ("Annotate", "Model", "Smooth"))
+    wait_until(lambda: annotate.session is not None)
+    labels, truth, n = cine["labels"], cine["truth"], cine["n"]
+    for lab in labels:
+        annotate.add_label(lab)
+    for f in keyframes:
+        for j, lab in enumerate(labels):
+            annotate.session.set_point(f, lab, *truth[f, j])
+    wait(300)
+    rng = np.random.default_rng(1)
+    pred = truth + rng.normal(0, 1.0, truth.shape)
+    conf = rng.uniform(0.5, 1.0, truth.shape[:2])
+    feed_predictions(model, annotate.cine_layer, labels, pred, conf, 5)
+    model.output.finish()
+    wait_until(lambda: not model.output.busy)
+    model.min_conf.setValue(0.9)
+    model.accept_confident()
+    wait(100)
+    wait_until(lambda: not annotate.accepting)
+    smooth.output.begin(labels, n, annotate.cine_layer)
+    smooth.output.put(np.arange(n), truth + rng.normal(0, 0.3, truth.shape), conf)
+    smooth.output.finish()
+    wait_until(lambda: not smooth.output.busy)
+    dock.show_page("Smooth")
+    wait(600)
+    return dock
+
+
+def scrubs_only(cine: dict, dog: Watchdog) -> None:
+    """The session's three scrubs without the rest of it: the image alone, then the layers the
+    session leaves (:func:`scene`) with another tab shown, then with the Measure tab shown."""
+    viewer = open_viewer(cine)
+    wait(500)
+    scrub(viewer, cine["n"], dog, "scrub (image only)")
+    dock = scene(viewer, cine)
+    scrub(viewer, cine["n"], dog, "scrub (Measure hidden)")
+    scrub(viewer, cine["n"], dog, "scrub", before=lambda: dock.show_page("Measure"))
+    dock.pages["Annotate"].unbind()
+    viewer.close()
+
+
 def report(results: dict, load: str) -> str:
     lines = [
         f"Load average during the run: {load}; {os.cpu_count()} CPUs.",
@@ -364,23 +425,15 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=("short", "long"))
     parser.add_argument("--out", help="also write the table to this markdown file")
+    parser.add_argument(
+        "--scrub-only",
+        action="store_true",
+        help="only the three scrubs, on the layers the session would leave (built directly)",
+    )
     args = parser.parse_args(argv)
-    if (
-        not os.environ.get("DISPLAY")
-        and shutil.which("xvfb-run")
-        and "BENCH_GUI_XVFB" not in os.environ
-    ):
-        env = dict(os.environ, BENCH_GUI_XVFB="1")
-        cmd = [
-            "xvfb-run",
-            "-a",
-            "-s",
-            "-screen 0 1280x800x24",
-            sys.executable,
-            __file__,
-            *sys.argv[1:],
-        ]
-        return subprocess.call(cmd, env=env)
+    status = rerun_under_xvfb(__file__)
+    if status is not None:
+        return status
     import napari  # noqa: F401
     from napari._qt.qt_event_loop import get_qapp
     from qtpy.QtWidgets import QApplication  # noqa: F401 - napari creates the app
@@ -388,17 +441,19 @@ def main(argv=None) -> int:
     get_qapp()
     results = {}
     tmp = tempfile.mkdtemp(prefix="bench_gui-")  # left for the frame cache's exit handler
-    if True:
-        for name in ("short", "long"):
-            if args.only and name != args.only:
-                continue
-            cine = short_cine(Path(tmp)) if name == "short" else long_cine()
-            dog = Watchdog()
-            t0 = time.perf_counter()
+    for name in ("short", "long"):
+        if args.only and name != args.only:
+            continue
+        cine = short_cine(Path(tmp)) if name == "short" else long_cine()
+        dog = Watchdog()
+        t0 = time.perf_counter()
+        if args.scrub_only:
+            scrubs_only(cine, dog)
+        else:
             session(name, cine, dog, "fusion" if name == "short" else None)
-            dog.timer.stop()
-            print(f"{name}: session {time.perf_counter() - t0:.0f} s", flush=True)
-            results[f"{name} ({cine['n']} frames, {len(cine['labels'])} labels)"] = dog.late
+        dog.timer.stop()
+        print(f"{name}: session {time.perf_counter() - t0:.0f} s", flush=True)
+        results[f"{name} ({cine['n']} frames, {len(cine['labels'])} labels)"] = dog.late
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())
     table = report(results, load)
     print(table)

@@ -10,7 +10,9 @@ where ``h_t`` are Huber weights (iteratively reweighted, so one outlying estimat
 the track; anchored measurements, i.e. accepted annotations, keep a very large weight),
 ``s_m`` is the measurement noise estimated robustly from the data, and ``s_d,t``
 the flow noise (grows with the speed, and with the flow's error measured on the segment when
-that error is large; a frame pair whose flow was lost gets no flow term). Each flow term is
+that error is large, and at most the measured disagreement of the flow with the measurements'
+steps, whose common error no smoother can see; a frame pair whose flow was lost gets no flow
+term). Each flow term is
 also weighted frame by frame by how well the flow step agrees with the measurements' own
 motion (Gaussian weights, :func:`_flow_trust`): flow that stands still while the estimates all
 move (a probe-fixed pattern holding the flow) is not allowed to drag the track, while flow that
@@ -57,7 +59,8 @@ class FusionParams:
         the flow step keeps the weight ``exp(-(d / (k s))^2 / 2)``, with ``k`` this value and
         ``s`` the typical such drift on the segment, at most what the measurement noise alone
         gives (``DRIFT_PER_NOISE`` s_m: a segment mostly held by a probe-fixed pattern does
-        not set its own tolerance), at least 0.25 px (0: off). The weight must fall steeply
+        not set its own tolerance), at least 0.25 px or ``DRIFT_PER_NOISE_HIGH`` s_m if less
+        (0: off). The weight must fall steeply
         once ``d`` is well above the noise: a flow term outweighs a measurement ~100 times.
     anchor_weight : float
         Weight of an anchored measurement (``manual``/``reviewed`` annotations) relative to
@@ -114,6 +117,10 @@ def _solve(z, w, m, v):
 # measurement noise: 0.3-0.5 on the simulator's cines (bench_smooth.py, bench_robust.py); the
 # low end, so that a segment mostly held by a probe-fixed pattern is still doubted
 DRIFT_PER_NOISE = 0.3
+# the tolerance's floor (px), and the most it may be in units of the measurement noise (the
+# middle of that 0.3-0.5 range)
+TRUST_FLOOR = 0.25
+DRIFT_PER_NOISE_HIGH = 0.4
 
 
 def _flow_trust(
@@ -135,8 +142,28 @@ def _flow_trust(
     drift = ndimage.median_filter(z - path, size=(5, 1), mode="mirror")  # an end outlier too
     d = np.linalg.norm(np.diff(drift, axis=0), axis=1)
     scale = np.median(d[known]) if known.any() else 0.0
-    scale = max(min(float(scale), DRIFT_PER_NOISE * sigma_m), 0.25)
+    # at least 0.25 px, but never more than the drift step the measurements' noise alone gives
+    # (0.3-0.5 s_m): with a fixed floor a precise input (a keyframe fill, s_m ~0.05 px) was
+    # pulled by flow that disagreed with it by 20 times its noise per frame
+    floor = min(TRUST_FLOOR, DRIFT_PER_NOISE_HIGH * sigma_m)
+    scale = max(min(float(scale), DRIFT_PER_NOISE * sigma_m), floor)
     return np.exp(-0.5 * (d / (k * scale)) ** 2)
+
+
+def _flow_noise(m, known, extra, spread, floor, params: FusionParams) -> np.ndarray:
+    """Flow error per frame pair (n - 1,): grows with the motion; ``extra`` when the flow does
+    not follow the measurements.
+
+    It is also at most ``spread``, the measured spread of ``z_{t+1} - z_t - m_t``: the flow's
+    error relative to the measurements cannot exceed how much the two disagree. An input built
+    from optical flow (a keyframe fill) shares most of the flow's error, which no smoother can
+    see; only the disagreement is left to correct, and a flow term weighted by its full error
+    against a far more precise input moves good points at random (p95 up).
+    """
+    sd = np.hypot(params.flow_sigma + params.flow_speed * np.linalg.norm(m, axis=1), extra)
+    if np.isfinite(spread) and known.any():
+        sd = sd * min(1.0, spread / float(np.median(sd[known])))
+    return np.maximum(sd, floor)
 
 
 def fuse_segment(
@@ -193,10 +220,7 @@ def fuse_segment(
             anchor, params.anchor_weight, np.minimum(1.0, params.huber / np.maximum(r, 1e-12))
         )
         w = c * huber / sigma_m**2
-        sd = np.maximum(
-            np.hypot(params.flow_sigma + params.flow_speed * np.linalg.norm(m, axis=1), extra),
-            floor,
-        )[:, None]
+        sd = _flow_noise(m, known, extra, e1, floor, params)[:, None]
         trust = _flow_trust(z, m, known, params.flow_trust, sigma_m)[:, None]
         v = np.broadcast_to(np.where(known[:, None], trust / sd**2, 0.0), m.shape)
         x = _solve(z, w, m, v)
