@@ -202,6 +202,15 @@ def scrub(viewer, n: int, dog: Watchdog, action: str, before=None) -> None:
         wait(500)
 
 
+def feed_smoothed(smooth, labels, cine_layer, out, conf) -> None:
+    """A smoothed result of the ``model`` layer applied as the Smooth tab applies its worker's:
+    the ``smoothed`` layers filled, the model's layers hidden (superseded)."""
+    smooth.output.begin(labels, len(out), cine_layer)
+    smooth.output.put(np.arange(len(out)), out, conf)
+    smooth.output.finish()
+    smooth.hide_model()
+
+
 def open_viewer(cine: dict):
     """A shown 1280 x 800 napari viewer with the cine open (through the plugin's reader, or the
     long cine's lazy array with the metadata the reader would give it)."""
@@ -331,10 +340,9 @@ def session(name: str, cine: dict, dog: Watchdog, smooth_mode: str) -> None:
             smooth.run()
             wait_until(lambda: not smooth.taskbar.busy)
         else:  # optical-flow smoothing of 10,000 1080p frames takes minutes: its result only
-            out = truth + rng.normal(0, 0.3, truth.shape)
-            smooth.output.begin(labels, n, annotate.cine_layer)
-            smooth.output.put(np.arange(n), out, conf)
-            smooth.output.finish()
+            feed_smoothed(
+                smooth, labels, annotate.cine_layer, truth + rng.normal(0, 0.3, truth.shape), conf
+            )
         wait_until(lambda: not smooth.output.busy)
         wait(300)
     scrub(viewer, n, dog, "scrub (Measure hidden)")
@@ -364,7 +372,7 @@ def scene(viewer, cine: dict, *, keyframes=(0, 40, 80)):
     viewer.window.add_dock_widget(dock, name="DUSTrack")
     annotate, model, smooth = (dock.pages[k] for k in ("Annotate", "Model", "Smooth"))
     wait_until(lambda: annotate.session is not None)
-    labels, truth, n = cine["labels"], cine["truth"], cine["n"]
+    labels, truth = cine["labels"], cine["truth"]
     for lab in labels:
         annotate.add_label(lab)
     for f in keyframes:
@@ -381,9 +389,9 @@ def scene(viewer, cine: dict, *, keyframes=(0, 40, 80)):
     model.accept_confident()
     wait(100)
     wait_until(lambda: not annotate.accepting)
-    smooth.output.begin(labels, n, annotate.cine_layer)
-    smooth.output.put(np.arange(n), truth + rng.normal(0, 0.3, truth.shape), conf)
-    smooth.output.finish()
+    feed_smoothed(
+        smooth, labels, annotate.cine_layer, truth + rng.normal(0, 0.3, truth.shape), conf
+    )
     wait_until(lambda: not smooth.output.busy)
     dock.show_page("Smooth")
     wait(600)

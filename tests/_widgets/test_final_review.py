@@ -118,3 +118,17 @@ def test_review_puts_unreliable_flow_first(filled, qtbot):
     annotate.go_to(0)
     key(viewer, qtbot, Qt.Key_G)
     assert annotate.frame == 10
+
+
+def test_a_smoothed_result_hides_the_model_layers_until_the_next_prediction(filled, qtbot):
+    viewer, tabs, truth, _ = filled
+    smooth, model = tabs.pages["Smooth"], tabs.pages["Model"]
+    names = ("model", "model tracks")
+    shown = lambda: [viewer.layers[n].visible for n in names]  # noqa: E731
+    qtbot.waitUntil(lambda: shown() == [True, True], timeout=5000)
+    smooth.source.setCurrentText("model")
+    _run_smooth(qtbot, smooth, "fusion")
+    assert shown() == [False, False]  # superseded: not drawn, not sliced at each frame
+    assert "hidden: tick their eye to compare" in smooth.hint.text()
+    feed_predictions(qtbot, model, truth)  # a new prediction shows them again
+    qtbot.waitUntil(lambda: shown() == [True, True], timeout=5000)

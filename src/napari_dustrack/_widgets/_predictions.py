@@ -153,6 +153,7 @@ class PredictionLayers(QObject):
             and existing.metadata.get(META, {}).get("labels") == self.labels
         ):
             self.layer = existing
+            self.set_shown(True)  # hidden when a smoothed result superseded it
             return
         self.layer = None
         colours = label_colours(self.viewer, self.labels)
@@ -175,6 +176,12 @@ class PredictionLayers(QObject):
         )
         self._building = worker
         worker.start()
+
+    def set_shown(self, shown: bool) -> None:
+        """Show or hide this prediction's Points and Tracks layers (those present)."""
+        for name in (self.name, self.tracks_name):
+            if name in self.viewer.layers:
+                self.viewer.layers[name].visible = shown
 
     def _add(self, layer, old, generation: int) -> None:
         if generation != self._generation:

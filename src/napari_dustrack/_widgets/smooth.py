@@ -35,6 +35,7 @@ from .common import (
     cine_info,
     find_cine_layer,
     open_frames,
+    page,
     points_layers,
     set_choices,
 )
@@ -262,11 +263,24 @@ class SmoothWidget(QWidget):
             self.output.finish()
             what = "final tracks of" if mode == FINAL else "smoothed"
             lines = [f"{what} {len(labels)} label(s) into '{OUT_TRACKS}'"] + lines
+            if name == MODEL_POINTS or mode == FINAL:
+                lines += self.hide_model()
             self.report = lines
             self._refresh()
             show_info("\n".join(lines))
 
         return self.taskbar.run(work, on_done=done, label=f"smoothing ({mode})")
+
+    def hide_model(self) -> list[str]:
+        """Hide the model's layers, which the result supersedes: two sets of points on each label
+        clutter the review, and every shown layer is sliced and drawn at each frame change (on a
+        long cine each costs ~10-15 ms of a scrub). A new prediction shows them again."""
+        model = page(self.viewer, "model")
+        if model is None:
+            return []
+        model.output.set_shown(False)
+        out = model.output
+        return [f"'{out.name}' and '{out.tracks_name}' hidden: tick their eye to compare"]
 
     @staticmethod
     def _smooth_job(source, name, annotations, n_frames, window, mode):
