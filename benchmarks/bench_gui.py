@@ -23,6 +23,8 @@ The session, as a user drives it in a shown napari viewer with the DUSTrack dock
   worker process itself is not run, its cost is not on the GUI thread), then the tracks;
 * **smooth apply** — the Smooth tab on the ``model`` layer (worker thread), its result applied
   (on the long cine only the result is applied: smoothing 10,000 1080p frames takes minutes);
+* **measure show** — the Measure tab brought to the front until its plots of every layer and
+  frame are computed and drawn;
 * **scrub** — 150 frame changes 30 ms apart with the Measure tab shown (plots of every frame);
   two floors of the same scrub: **scrub (image only)**, before the dock opens (napari and the
   cine alone), and **scrub (Measure hidden)**, with every plugin layer but another tab shown.
@@ -58,6 +60,7 @@ ACTIONS = (
     "smooth apply",
     "scrub (image only)",
     "scrub (Measure hidden)",
+    "measure show",
     "scrub",
 )
 
@@ -211,6 +214,16 @@ def feed_smoothed(smooth, labels, cine_layer, out, conf) -> None:
     smooth.hide_model()
 
 
+def show_measure(dock, dog: Watchdog) -> None:
+    """The Measure tab brought to the front, until its plots are computed and drawn."""
+    with dog.during("measure show"):
+        page = dock.pages["Measure"]
+        drawn = page.redraws
+        dock.show_page("Measure")
+        wait_until(lambda: page.redraws > drawn and not page.drawing)
+        wait(300)
+
+
 def open_viewer(cine: dict):
     """A shown 1280 x 800 napari viewer with the cine open (through the plugin's reader, or the
     long cine's lazy array with the metadata the reader would give it)."""
@@ -346,7 +359,8 @@ def session(name: str, cine: dict, dog: Watchdog, smooth_mode: str) -> None:
         wait_until(lambda: not smooth.output.busy)
         wait(300)
     scrub(viewer, n, dog, "scrub (Measure hidden)")
-    scrub(viewer, n, dog, "scrub", before=lambda: dock.show_page("Measure"))
+    show_measure(dock, dog)
+    scrub(viewer, n, dog, "scrub")
     annotate.unbind()
     viewer.close()
 
@@ -406,7 +420,8 @@ def scrubs_only(cine: dict, dog: Watchdog) -> None:
     scrub(viewer, cine["n"], dog, "scrub (image only)")
     dock = scene(viewer, cine)
     scrub(viewer, cine["n"], dog, "scrub (Measure hidden)")
-    scrub(viewer, cine["n"], dog, "scrub", before=lambda: dock.show_page("Measure"))
+    show_measure(dock, dog)
+    scrub(viewer, cine["n"], dog, "scrub")
     dock.pages["Annotate"].unbind()
     viewer.close()
 

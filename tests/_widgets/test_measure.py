@@ -353,6 +353,27 @@ def test_the_frame_line_moves_without_a_full_redraw(viewer_with_points, qtbot):
     assert columns.size < 12  # two thin vertical strips, not a redrawn figure
 
 
+def test_an_edit_during_a_scrub_is_computed_and_drawn_once_the_frame_settles(
+    viewer_with_points, qtbot
+):
+    from napari_dustrack._widgets._measure_plot import SETTLE_MS
+
+    viewer, _ = viewer_with_points
+    widget = MeasureWidget(viewer)
+    qtbot.addWidget(widget)
+    widget.show()
+    widget.add_measure(Measure("ab", "distance", ["a", "b"]))
+    qtbot.waitUntil(lambda: widget.redraws >= 1 and not widget.drawing, timeout=5000)
+    redraws, points = widget.redraws, viewer.layers["annotations"]
+    points.data = nudged(points)  # an edit, then 1.2 s of frame changes every 60 ms
+    for k in range(20):
+        viewer.dims.set_current_step(0, 3 + k % 10)
+        qtbot.wait(60)
+        assert widget.redraws == redraws  # the user scrubs: napari gets the event loop
+    qtbot.waitUntil(lambda: widget.redraws == redraws + 1, timeout=SETTLE_MS + 3000)
+    qtbot.waitUntil(lambda: not widget.drawing, timeout=5000)
+
+
 def test_no_work_or_draw_after_close(viewer_with_points, qtbot, capfd):
     viewer, _ = viewer_with_points
     widget = MeasureWidget(viewer)

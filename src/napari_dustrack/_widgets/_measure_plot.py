@@ -12,6 +12,7 @@ joins napari's own repaint, never with a full draw of the figure nor a synchrono
 
 from __future__ import annotations
 
+import time
 import weakref
 from functools import partial
 
@@ -23,6 +24,10 @@ from qtpy.QtCore import QTimer
 
 from ._loss_plot import theme_colours
 from .common import REVIEW_KEY, current_frame, set_frame
+
+# heavy work (recomputing, drawing the figure) waits until the frame has not changed for this
+# long: while the user scrubs, every turn of the event loop goes to napari's slicing and paint
+SETTLE_MS = 250
 
 LINESTYLES = ("-", "--", ":", "-.")
 SPLIT_POINTS = 20_000  # more plotted points than this: the lines go on one layer per turn
@@ -104,9 +109,18 @@ class MeasurePlot:
         else:
             self._run_steps(steps, self._lines_generation)
 
+    _frame_changed_at = 0.0  # time.monotonic() of the last frame change
+
+    def scrubbing(self) -> bool:
+        """Whether the frame changed less than :data:`SETTLE_MS` ago."""
+        return time.monotonic() - self._frame_changed_at < SETTLE_MS / 1000
+
     def _run_steps(self, steps, generation) -> None:
         if self._closed or generation != self._lines_generation:
             return  # closed, or newer lines are on their way
+        if self.scrubbing():
+            QTimer.singleShot(SETTLE_MS, lambda: self._run_steps(steps, generation))
+            return
         steps[0]()
         if len(steps) > 1:
             QTimer.singleShot(0, lambda: self._run_steps(steps[1:], generation))
@@ -148,6 +162,9 @@ class MeasurePlot:
     def _render_piece(self, renderer, pieces, generation) -> None:
         if self._closed or generation != self._render_generation:
             return  # closed, or the figure changed (or matplotlib drew it whole) meanwhile
+        if pieces and self.scrubbing():
+            QTimer.singleShot(SETTLE_MS, lambda: self._render_piece(renderer, pieces, generation))
+            return
         if pieces:
             pieces[0](renderer)
             QTimer.singleShot(0, lambda: self._render_piece(renderer, pieces[1:], generation))
@@ -244,6 +261,7 @@ class MeasurePlot:
         self.lines[("review", layer.name, "")] = line
 
     def _on_frame(self, event=None) -> None:
+        self._frame_changed_at = time.monotonic()
         if not self._closed and self.isVisible() and not self._frame_timer.isActive():
             self._frame_timer.start()
 

@@ -441,10 +441,15 @@ class MeasureWidget(MeasurePlot, MeasureExports, QWidget):
     def refresh(self) -> None:
         """Recompute every layer's table and the checked layers' measures, then redraw.
 
-        Hidden: later (when shown). Long tables (a long cine's 80,000 points) are computed in
-        a worker thread from copies of the layers, and drawn when ready."""
+        Hidden: later (when shown); while the user scrubs: once the frame settles. Long tables
+        (a long cine's 80,000 points) are computed in a worker thread from copies of the
+        layers, and drawn when ready."""
         if self._closed or not self.isVisible():
             self._stale = True
+            return
+        if self.scrubbing():  # the tables are copied and computed once the frame settles
+            self._stale = True
+            self._replot_timer.start()
             return
         self._stale = False
         copies = {layer.name: copy_of(layer) for layer in self.track_layers()}
