@@ -274,6 +274,16 @@ def test_audio_only_file(tmp_path):
     assert "no video stream" in _error(media.write_audio(tmp_path / "sound.wav"))
 
 
+def test_unknown_codec_is_refused_with_a_hint(tmp_path, frames):
+    path = media.write_video(tmp_path / "odd.mp4", frames)
+    data = bytearray(path.read_bytes())
+    entry = data.find(b"avc1", data.find(b"stsd"))  # the sample entry's codec: unknown now
+    data[entry : entry + 4] = b"zzzz"
+    path.write_bytes(bytes(data))
+    message = _error(path)
+    assert "codec unknown" in message and "re-encode" in message and "odd.mp4" in message
+
+
 def test_truncated_mp4_without_index(tmp_path, frames):
     path = media.write_video(tmp_path / "cut.mp4", frames)  # index (moov) written last
     data = path.read_bytes()

@@ -106,6 +106,12 @@ def _open_container(path: Path):
         container.close()
         # FFmpeg lists no stream at all for a container whose video track holds no frames
         raise DustrackError("contains no video stream" if others else "video has no frames", path)
+    stream = container.streams.video[0]
+    if stream.codec_context is None:  # a codec FFmpeg has no decoder for, or a damaged header
+        container.close()
+        raise DustrackError(
+            "video codec unknown to FFmpeg (damaged header?); re-encode it to H.264 MP4", path
+        )
     return container
 
 
