@@ -135,6 +135,13 @@ def describe_slices(dog, sampler, action, n=6):
             print(f"    {count:4d}  {text}")
 
 
+def cine_named(name: str) -> dict:
+    """bench_gui's ``short`` or ``long`` cine."""
+    if name == "short":
+        return bench_gui.short_cine(Path(os.environ["PROFILE_TMP"]))
+    return bench_gui.long_cine()
+
+
 def setup(cine):
     from napari_dustrack._widgets.main import DustrackWidget
 
@@ -245,8 +252,7 @@ def first_layer(name, top, freeze=False):
     """Only the first ``model`` layer, the first ``smoothed`` layer and a ``model`` layer of one
     label less (each filled, with its tracks): each long slice split by part, or with ``top`` a
     cProfile of each of the three longest slices."""
-    cine = bench_gui.short_cine(Path(os.environ["PROFILE_TMP"])) if name == "short" else None
-    cine = cine or bench_gui.long_cine()
+    cine = cine_named(name)
     viewer, dock, pages = setup(cine)
     annotate, model, smooth = pages["Annotate"], pages["Model"], pages["Smooth"]
     labels, truth, n = cine["labels"], cine["truth"], cine["n"]
@@ -321,8 +327,7 @@ def print_full_collections(sampler, dog) -> None:
 
 def whole_session(name, top, actions=("predict apply", "smooth apply")):
     """bench_gui's own session, with each long slice of ``actions`` split by part."""
-    cine = bench_gui.short_cine(Path(os.environ["PROFILE_TMP"])) if name == "short" else None
-    cine = cine or bench_gui.long_cine()
+    cine = cine_named(name)
     dog, sampler = SliceDog(), Sampler()
     bench_gui.session(name, cine, dog, "fusion" if name == "short" else None)
     dog.timer.stop()
@@ -335,8 +340,7 @@ def whole_session(name, top, actions=("predict apply", "smooth apply")):
 
 
 def run(name, top):
-    cine = bench_gui.short_cine(Path(os.environ["PROFILE_TMP"])) if name == "short" else None
-    cine = cine or bench_gui.long_cine()
+    cine = cine_named(name)
     viewer, dock, pages = setup(cine)
     annotate, model, smooth = pages["Annotate"], pages["Model"], pages["Smooth"]
     labels, truth, n = cine["labels"], cine["truth"], cine["n"]
