@@ -132,3 +132,8 @@ def test_a_smoothed_result_hides_the_model_layers_until_the_next_prediction(fill
     assert "hidden: tick their eye to compare" in smooth.hint.text()
     feed_predictions(qtbot, model, truth)  # a new prediction shows them again
     qtbot.waitUntil(lambda: shown() == [True, True], timeout=5000)
+    _run_smooth(qtbot, smooth, "fusion")
+    assert shown() == [False, False]
+    # a prediction of other labels refills the model layer: both layers shown again too
+    model.output.begin(LABELS[:-1], N, viewer.layers[0])
+    qtbot.waitUntil(lambda: shown() == [True, True] and not model.output.busy, timeout=20_000)

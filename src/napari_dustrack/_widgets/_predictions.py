@@ -145,6 +145,8 @@ class PredictionLayers(QObject):
         self._generation += 1  # a layer or tracks built for an earlier call are dropped
         self._building = None
         self._timer.stop()  # no layer to write to until the new one is ready
+        if self._refilling is None:  # a layer being refilled is shown when its rows are in
+            self.set_shown(True)  # hidden when a smoothed result superseded them
         existing = self.viewer.layers[self.name] if self.name in self.viewer.layers else None
         if (
             isinstance(existing, Points)
@@ -153,7 +155,6 @@ class PredictionLayers(QObject):
             and existing.metadata.get(META, {}).get("labels") == self.labels
         ):
             self.layer = existing
-            self.set_shown(True)  # hidden when a smoothed result superseded it
             return
         self.layer = None
         colours = label_colours(self.viewer, self.labels)
