@@ -181,8 +181,9 @@ class PredictionLayers(QObject):
     def set_shown(self, shown: bool) -> None:
         """Show or hide this prediction's Points and Tracks layers (those present)."""
         for name in (self.name, self.tracks_name):
-            if name in self.viewer.layers:
-                self.viewer.layers[name].visible = shown
+            layer = self.viewer.layers[name] if name in self.viewer.layers else None
+            if layer is not None and layer.visible != shown:  # napari refreshes a shown layer
+                layer.visible = shown
 
     def _add(self, layer, old, generation: int) -> None:
         if generation != self._generation:
